@@ -1,0 +1,12 @@
+//! Canopy: an Administration Server federation daemon.
+//!
+//! See ARCHITECTURE.md for the bird's-eye view and the invariants between modules.
+
+pub mod cli;
+pub mod config;
+pub mod model;
+pub mod net;
+pub mod server;
+pub mod store;
+pub mod sync;
+pub mod wire;

@@ -1,0 +1,3 @@
+//! Messages, the codec and framing. The only module that knows how bytes look.
+
+pub mod codec;
