@@ -1,1 +1,306 @@
+//! Configuration files of `canopy serve`, read from TOML and checked before anything starts.
+//!
+//! Relative paths in a config file are relative to the directory of that file, so a server
+//! starts the same whatever directory it is started from.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::net::pki::Fingerprint;
+use crate::sync::link::LinkPolicy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    name: String,
+    data: PathBuf,
+    #[serde(default = "default_listen")]
+    listen: String,
+    tls: RawTls,
+    parent: Option<RawParent>,
+    #[serde(default)]
+    link: RawLink,
+    #[serde(default)]
+    admin: RawAdmin,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:13000".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParent {
+    address: String,
+    #[serde(default = "default_port")]
+    port: u32,
+    fingerprint: String,
+}
+
+fn default_port() -> u32 {
+    13000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLink {
+    keep_alive_ms: u64,
+    idle_timeout_ms: u64,
+    backoff_initial_ms: u64,
+    backoff_max_ms: u64,
+    degraded_after: u32,
+    failed_after: u32,
+}
+
+impl Default for RawLink {
+    fn default() -> Self {
+        let p = LinkPolicy::default();
+        RawLink {
+            keep_alive_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            backoff_initial_ms: p.backoff_initial.as_millis() as u64,
+            backoff_max_ms: p.backoff_max.as_millis() as u64,
+            degraded_after: p.degraded_after,
+            failed_after: p.failed_after,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    session_ttl_minutes: u64,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            session_ttl_minutes: 60,
+        }
+    }
+}
+
+/// A checked server configuration: every path absolute, every number in range.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub parent: Option<ParentConfig>,
+    pub keep_alive: Duration,
+    pub idle_timeout: Duration,
+    pub link: LinkPolicy,
+    pub session_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParentConfig {
+    /// An IP address, or a DNS name resolved with hickory-resolver at each connection attempt.
+    pub address: String,
+    pub port: u16,
+    pub fingerprint: Fingerprint,
+}
+
+impl ServerConfig {
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, path, base)
+    }
+
+    /// Parses `text`; `path` names the file in errors, `base` anchors relative paths.
+    pub fn parse(text: &str, path: &Path, base: &Path) -> Result<ServerConfig, ConfigError> {
+        let raw: RawServer = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            problem,
+        };
+        crate::model::check_node_name(&raw.name).map_err(|e| invalid("name", e))?;
+        let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!(
+                    "{:?} is not an address:port such as 0.0.0.0:13000",
+                    raw.listen
+                ),
+            )
+        })?;
+        let parent = match raw.parent {
+            None => None,
+            Some(p) => {
+                if p.address.trim().is_empty() {
+                    return Err(invalid("parent.address", "must not be empty".into()));
+                }
+                let port = u16::try_from(p.port)
+                    .ok()
+                    .filter(|&port| port != 0)
+                    .ok_or_else(|| {
+                        invalid(
+                            "parent.port",
+                            format!("{} is not a port (1 to 65535)", p.port),
+                        )
+                    })?;
+                let fingerprint = p
+                    .fingerprint
+                    .parse()
+                    .map_err(|e| invalid("parent.fingerprint", format!("{e}")))?;
+                Some(ParentConfig {
+                    address: p.address.trim().to_string(),
+                    port,
+                    fingerprint,
+                })
+            }
+        };
+        let l = raw.link;
+        let ms = Duration::from_millis;
+        if l.keep_alive_ms == 0 {
+            return Err(invalid(
+                "link.keep_alive_ms",
+                "must be greater than 0".into(),
+            ));
+        }
+        if l.idle_timeout_ms <= l.keep_alive_ms {
+            return Err(invalid(
+                "link.idle_timeout_ms",
+                format!(
+                    "({}) must be greater than link.keep_alive_ms ({})",
+                    l.idle_timeout_ms, l.keep_alive_ms
+                ),
+            ));
+        }
+        if l.backoff_initial_ms == 0 || l.backoff_max_ms < l.backoff_initial_ms {
+            return Err(invalid(
+                "link.backoff_max_ms",
+                format!(
+                    "({}) must be at least link.backoff_initial_ms ({}), which must be greater than 0",
+                    l.backoff_max_ms, l.backoff_initial_ms
+                ),
+            ));
+        }
+        if l.degraded_after == 0 || l.failed_after <= l.degraded_after {
+            return Err(invalid(
+                "link.failed_after",
+                format!(
+                    "({}) must be greater than link.degraded_after ({}), which must be at least 1",
+                    l.failed_after, l.degraded_after
+                ),
+            ));
+        }
+        if raw.admin.session_ttl_minutes == 0 {
+            return Err(invalid(
+                "admin.session_ttl_minutes",
+                "must be at least 1".into(),
+            ));
+        }
+        let anchored = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        Ok(ServerConfig {
+            name: raw.name,
+            data: anchored(raw.data),
+            listen,
+            ca: anchored(raw.tls.ca),
+            cert: anchored(raw.tls.cert),
+            key: anchored(raw.tls.key),
+            parent,
+            keep_alive: ms(l.keep_alive_ms),
+            idle_timeout: ms(l.idle_timeout_ms),
+            link: LinkPolicy {
+                backoff_initial: ms(l.backoff_initial_ms),
+                backoff_max: ms(l.backoff_max_ms),
+                degraded_after: l.degraded_after,
+                failed_after: l.failed_after,
+            },
+            session_ttl: Duration::from_secs(raw.admin.session_ttl_minutes * 60),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "branch-1"
+data = "data/branch-1.redb"
+listen = "127.0.0.1:13001"
+[tls]
+ca = "../certs/ca.pem"
+cert = "../certs/branch-1.pem"
+key = "../certs/branch-1.key"
+[parent]
+address = "127.0.0.1"
+port = 13000
+fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+"#;
+
+    fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::parse(text, Path::new("cfg.toml"), Path::new("/etc/canopy"))
+    }
+
+    #[test]
+    fn good_config_resolves_paths_against_its_directory() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.data, Path::new("/etc/canopy/data/branch-1.redb"));
+        assert_eq!(c.parent.unwrap().port, 13000);
+        assert_eq!(c.link, LinkPolicy::default());
+    }
+
+    fn error_of(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        assert!(error_of(&GOOD.replace("port = 13000", "port = 70000")).contains("`parent.port`"));
+        assert!(error_of(&GOOD.replace("sha256:00", "zz")).contains("`parent.fingerprint`"));
+        assert!(error_of(&GOOD.replace("127.0.0.1:13001", "nowhere")).contains("`listen`"));
+        assert!(error_of(&GOOD.replace("\"branch-1\"", "\"bad name\"")).contains("`name`"));
+        let with_link = format!("{GOOD}\n[link]\ndegraded_after = 5\nfailed_after = 2\n");
+        assert!(error_of(&with_link).contains("`link.failed_after`"));
+    }
+
+    #[test]
+    fn unknown_and_missing_keys_are_named() {
+        let e = error_of(&GOOD.replace("listen =", "lisen ="));
+        assert!(e.contains("lisen"), "{e}");
+        let e = error_of(&GOOD.replace("data = \"data/branch-1.redb\"", ""));
+        assert!(e.contains("data"), "{e}");
+    }
+}

@@ -1,1 +1,473 @@
-//! TODO
+//! The `canopy` command line: argument parsing, tables and `--json`. Everything a server does
+//! lives elsewhere; this module only asks and prints.
+
+pub mod client;
+pub mod demo;
+pub mod deployment;
+mod session;
+mod table;
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::ServerConfig;
+use crate::model::{self, Account, Role};
+use crate::net::pki::{self, Fingerprint};
+use crate::server::{RunningServer, auth, now_ms};
+use crate::store::Store;
+use crate::wire::msg::{AdminRequest, AdminResponse, Secret};
+use client::AdminClient;
+use session::SessionFile;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "canopy",
+    version,
+    about = "Administration Server federation daemon"
+)]
+pub struct Cli {
+    /// Where `canopy login` keeps the session the other commands use.
+    #[arg(long, global = true, env = "CANOPY_SESSION")]
+    session: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run an Administration Server.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The deployment's certificate authority and server certificates.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Log in to a server; the session is used by the other commands.
+    Login {
+        /// The server's address, e.g. 127.0.0.1:13000.
+        #[arg(long)]
+        server: SocketAddr,
+        /// The deployment CA the server's certificate must chain to.
+        #[arg(long, default_value = "certs/ca.pem")]
+        ca: PathBuf,
+        #[arg(long)]
+        user: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// End the session.
+    Logout,
+    /// The tree of Administration Servers.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// The server's event log.
+    #[command(subcommand)]
+    Event(EventCommand),
+    /// Administrator accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Run a small tree of servers on loopback and print it.
+    Demo {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PkiCommand {
+    /// Create the deployment CA (ca.pem, ca.key) in DIR.
+    Init {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        #[arg(long, default_value = "Canopy deployment CA")]
+        name: String,
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Issue a server certificate (NAME.pem, NAME.key) signed by the CA in DIR.
+    Issue {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// The server's node name, as in its config's `name`.
+        #[arg(long)]
+        name: String,
+        /// Extra subject alternative names: IP addresses or DNS names.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+    /// Print the SHA-256 fingerprint of a certificate, for a child's `[parent]` section.
+    Fingerprint { cert: PathBuf },
+}
+
+#[derive(Args, Debug)]
+struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum ServerCommand {
+    /// Every server of the tree below the one you are logged in to.
+    List(JsonFlag),
+    /// This server and its link to its parent.
+    Status(JsonFlag),
+    /// Register a secondary: it may connect once registered.
+    AddSecondary {
+        #[arg(long)]
+        name: String,
+        /// The administration group it is placed in.
+        #[arg(long, default_value = "Managed devices")]
+        group: String,
+        /// The secondary's certificate (PEM), as issued by `canopy pki issue`.
+        #[arg(long)]
+        cert: PathBuf,
+    },
+    /// Remove a secondary's registration (it keeps running on its own).
+    RemoveSecondary {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EventCommand {
+    /// The newest events, oldest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only events after this sequence number.
+        #[arg(long)]
+        after: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountCommand {
+    /// Create the first administrator in a stopped server's database.
+    Bootstrap {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "admin")]
+        user: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List(JsonFlag),
+    Create {
+        #[arg(long)]
+        user: String,
+        /// administrator, operator or auditor.
+        #[arg(long, value_parser = Role::parse)]
+        role: Role,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    Delete {
+        #[arg(long)]
+        user: String,
+    },
+    /// Change a password (your own unless --user is given).
+    Passwd {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// Runs the command line; the binary's `main` only sets up logging and calls this.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let session_path = cli.session.clone().unwrap_or_else(session::default_path);
+    match cli.command {
+        Command::Serve { config } => serve(&config).await,
+        Command::Pki(cmd) => pki_command(cmd),
+        Command::Login {
+            server,
+            ca,
+            user,
+            password_stdin,
+        } => {
+            let password = read_password("Password: ", password_stdin, false)?;
+            let ca = std::path::absolute(&ca).with_context(|| format!("{}", ca.display()))?;
+            let mut client = AdminClient::connect(server, pki::load_certs(&ca)?).await?;
+            let (token, role, expires) = client.login(&user, &password).await?;
+            let name = client.server_name.clone();
+            client.close().await;
+            SessionFile {
+                server,
+                ca,
+                user: user.clone(),
+                token: token.0,
+                expires,
+            }
+            .save(&session_path)?;
+            println!(
+                "logged in to {name} as {user} ({}) until {}",
+                role.as_str(),
+                model::format_time(expires)
+            );
+            Ok(())
+        }
+        Command::Logout => {
+            if let Ok(client) = connect(&session_path).await {
+                let _ = client.call(AdminRequest::Logout).await;
+                client.close().await;
+            }
+            session::remove(&session_path)?;
+            println!("logged out");
+            Ok(())
+        }
+        Command::Server(cmd) => server_command(&session_path, cmd).await,
+        Command::Event(EventCommand::List { limit, after, json }) => {
+            let response = call(&session_path, AdminRequest::EventList { after, limit }).await?;
+            let AdminResponse::Events(events) = response else {
+                bail!("unexpected answer")
+            };
+            if json {
+                return print_json(&events);
+            }
+            print!("{}", table::events(&events));
+            Ok(())
+        }
+        Command::Account(cmd) => account_command(&session_path, cmd).await,
+        Command::Demo { json } => demo::run(json).await,
+    }
+}
+
+async fn serve(config_path: &Path) -> anyhow::Result<()> {
+    let config = ServerConfig::load(config_path)?;
+    let server = RunningServer::start(config).await?;
+    tracing::info!("serving on {} (udp)", server.local_addr());
+    server.run_until_signal().await
+}
+
+fn pki_command(cmd: PkiCommand) -> anyhow::Result<()> {
+    match cmd {
+        PkiCommand::Init { dir, name, days } => {
+            let paths = pki::init_ca(&dir, &name, days)?;
+            println!(
+                "created the deployment CA: {} (key {}, mode 0600)",
+                paths.cert.display(),
+                paths.key.display()
+            );
+        }
+        PkiCommand::Issue {
+            dir,
+            name,
+            sans,
+            days,
+        } => {
+            let issued = pki::issue_server(&dir, &name, &sans, days)?;
+            println!(
+                "issued {} (key {}, mode 0600)",
+                issued.cert.display(),
+                issued.key.display()
+            );
+            println!("fingerprint {}", issued.fingerprint);
+        }
+        PkiCommand::Fingerprint { cert } => {
+            let certs = pki::load_certs(&cert)?;
+            println!("{}", Fingerprint::of(&certs[0]));
+        }
+    }
+    Ok(())
+}
+
+async fn connect(session_path: &Path) -> anyhow::Result<AdminClient> {
+    let session = SessionFile::load(session_path)?;
+    if session.expires <= now_ms() {
+        bail!(
+            "the session expired at {}: run `canopy login` again",
+            model::format_time(session.expires)
+        );
+    }
+    let ca = pki::load_certs(&session.ca)?;
+    let mut client = AdminClient::connect(session.server, ca).await?;
+    client.set_token(Secret(session.token));
+    Ok(client)
+}
+
+async fn call(session_path: &Path, request: AdminRequest) -> anyhow::Result<AdminResponse> {
+    let client = connect(session_path).await?;
+    let response = client.call(request).await;
+    client.close().await;
+    Ok(response?)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn print_done(response: AdminResponse) -> anyhow::Result<()> {
+    match response {
+        AdminResponse::Done { message } => {
+            println!("{message}");
+            Ok(())
+        }
+        _ => bail!("unexpected answer from the server"),
+    }
+}
+
+async fn server_command(session_path: &Path, cmd: ServerCommand) -> anyhow::Result<()> {
+    match cmd {
+        ServerCommand::List(JsonFlag { json }) => {
+            let AdminResponse::Servers(rows) = call(session_path, AdminRequest::ServerList).await?
+            else {
+                bail!("unexpected answer")
+            };
+            if json {
+                return print_json(&rows);
+            }
+            print!("{}", table::servers(&rows));
+            Ok(())
+        }
+        ServerCommand::Status(JsonFlag { json }) => {
+            let AdminResponse::Status(status) =
+                call(session_path, AdminRequest::ServerStatus).await?
+            else {
+                bail!("unexpected answer")
+            };
+            if json {
+                return print_json(&status);
+            }
+            print!("{}", table::status(&status));
+            Ok(())
+        }
+        ServerCommand::AddSecondary { name, group, cert } => {
+            let cert_pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            print_done(
+                call(
+                    session_path,
+                    AdminRequest::AddSecondary {
+                        name,
+                        group,
+                        cert_pem,
+                    },
+                )
+                .await?,
+            )
+        }
+        ServerCommand::RemoveSecondary { name } => {
+            print_done(call(session_path, AdminRequest::RemoveSecondary { name }).await?)
+        }
+    }
+}
+
+async fn account_command(session_path: &Path, cmd: AccountCommand) -> anyhow::Result<()> {
+    match cmd {
+        AccountCommand::Bootstrap {
+            config,
+            user,
+            password_stdin,
+        } => {
+            let config = ServerConfig::load(&config)?;
+            model::check_display_name("account name", &user).map_err(anyhow::Error::msg)?;
+            let password = read_password("New administrator password: ", password_stdin, true)?;
+            let hash = auth::hash_password(&password).map_err(anyhow::Error::msg)?;
+            let account = Account {
+                name: user.clone(),
+                role: Role::Administrator,
+                password_hash: hash,
+                created: now_ms(),
+            };
+            let data = config.data.clone();
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                if let Some(dir) = data.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let store = Store::open_server(&data)?;
+                let result = store.bootstrap_account(account);
+                store.close()?;
+                Ok(result?)
+            })
+            .await??;
+            println!("administrator {user} created in {}", config.data.display());
+            Ok(())
+        }
+        AccountCommand::List(JsonFlag { json }) => {
+            let AdminResponse::Accounts(accounts) =
+                call(session_path, AdminRequest::AccountList).await?
+            else {
+                bail!("unexpected answer")
+            };
+            if json {
+                return print_json(&accounts);
+            }
+            print!("{}", table::accounts(&accounts));
+            Ok(())
+        }
+        AccountCommand::Create {
+            user,
+            role,
+            password_stdin,
+        } => {
+            let password = read_password("Password for the new account: ", password_stdin, true)?;
+            let request = AdminRequest::AccountCreate {
+                name: user,
+                password: Secret(password),
+                role,
+            };
+            print_done(call(session_path, request).await?)
+        }
+        AccountCommand::Delete { user } => {
+            print_done(call(session_path, AdminRequest::AccountDelete { name: user }).await?)
+        }
+        AccountCommand::Passwd {
+            user,
+            password_stdin,
+        } => {
+            let name = match user {
+                Some(user) => user,
+                None => SessionFile::load(session_path)?.user,
+            };
+            let password = read_password("New password: ", password_stdin, true)?;
+            print_done(
+                call(
+                    session_path,
+                    AdminRequest::AccountSetPassword {
+                        name,
+                        password: Secret(password),
+                    },
+                )
+                .await?,
+            )
+        }
+    }
+}
+
+/// Reads a password from stdin's first line (`--password-stdin`), `CANOPY_PASSWORD`, or a
+/// prompt on the terminal (twice for a new password).
+fn read_password(prompt: &str, from_stdin: bool, confirm: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    if let Ok(password) = std::env::var("CANOPY_PASSWORD") {
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no password: use --password-stdin, set CANOPY_PASSWORD, or run on a terminal");
+    }
+    let password = rpassword::prompt_password(prompt)?;
+    if confirm && rpassword::prompt_password("Again: ")? != password {
+        bail!("the two passwords differ");
+    }
+    Ok(password)
+}

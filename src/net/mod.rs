@@ -1,1 +1,5 @@
-//! TODO
+//! QUIC endpoints, mutual TLS and the deployment PKI.
+pub mod conn;
+pub mod pki;
+pub mod resolve;
+pub mod tls;

@@ -1,1 +1,275 @@
-//! TODO
+//! The Administration Server runtime: wires the endpoint, the store, the federation links and
+//! the admin API together. Decisions about links live in `sync`; bytes live in `wire`.
+
+mod admin;
+pub mod auth;
+mod fed;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::ServerConfig;
+use crate::model::{Event, EventKind, SecondaryRecord, ServerRow, Severity, UnixMillis};
+use crate::net::pki::{self, Fingerprint};
+use crate::net::tls::{self, CaVerifier, Transport};
+use crate::store::Store;
+use crate::sync::topology::{self, SecondaryView};
+use crate::wire::{SOFTWARE_VERSION, close};
+
+/// Wall-clock time for records and events. Only runtimes read the clock.
+pub fn now_ms() -> UnixMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A connected secondary, as the parent holds it.
+struct LiveChild {
+    conn: quinn::Connection,
+}
+
+/// Everything one running server shares between its tasks.
+pub struct Node {
+    pub config: ServerConfig,
+    pub store: Store,
+    pub fingerprint: Fingerprint,
+    pub listen: SocketAddr,
+    pub started: UnixMillis,
+    ca: CaVerifier,
+    ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    identity: (
+        Vec<rustls_pki_types::CertificateDer<'static>>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    ),
+    transport: Transport,
+    endpoint: quinn::Endpoint,
+    children: Mutex<HashMap<String, LiveChild>>,
+    /// Bumped whenever anything in this server's subtree changes; the upstream link watches it.
+    subtree_changed: watch::Sender<u64>,
+    /// Set once when the server begins to shut down.
+    shutdown: watch::Sender<bool>,
+    upstream: Mutex<Option<crate::wire::msg::ParentLinkView>>,
+    sessions: auth::Sessions,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind; keep serving.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Node {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Records an event in the server's log. Failing to store it is logged, not fatal.
+    pub async fn event(&self, severity: Severity, kind: EventKind, message: String) {
+        match severity {
+            Severity::Info => info!(kind = kind.as_str(), "{message}"),
+            Severity::Warning | Severity::Error => warn!(kind = kind.as_str(), "{message}"),
+        }
+        let event = Event {
+            seq: 0,
+            time: now_ms(),
+            severity,
+            kind,
+            message,
+        };
+        if let Err(e) = self.store.append_event(event).await {
+            tracing::error!("cannot record event: {e}");
+        }
+    }
+
+    fn bump_subtree(&self) {
+        self.subtree_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn connected_names(&self) -> Vec<String> {
+        lock(&self.children).keys().cloned().collect()
+    }
+
+    /// Rows for every server below this one, paths relative to this server.
+    pub async fn subtree_rows(&self) -> anyhow::Result<Vec<ServerRow>> {
+        let records = self.store.secondaries().await?;
+        let live = self.connected_names();
+        Ok(topology::subtree_rows(&views(&records, &live)))
+    }
+
+    /// The whole tree from this server down, this server first.
+    pub async fn tree_rows(&self) -> anyhow::Result<Vec<ServerRow>> {
+        let records = self.store.secondaries().await?;
+        let live = self.connected_names();
+        Ok(topology::tree_rows(
+            self.name(),
+            &self.listen.to_string(),
+            SOFTWARE_VERSION,
+            now_ms(),
+            &views(&records, &live),
+        ))
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+fn views<'a>(records: &'a [SecondaryRecord], live: &[String]) -> Vec<SecondaryView<'a>> {
+    records
+        .iter()
+        .map(|record| SecondaryView {
+            record,
+            connected: live.contains(&record.name),
+        })
+        .collect()
+}
+
+/// A server running in this process; `canopy serve` runs one, tests run several.
+pub struct RunningServer {
+    pub node: Arc<Node>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningServer {
+    /// Opens the database, binds the port and starts serving (and, on a secondary, the link
+    /// to the parent). Returns once the server accepts connections.
+    pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+        let chain = pki::load_certs(&config.cert)?;
+        let key = pki::load_key(&config.key)?;
+        let ca_certs = pki::load_certs(&config.ca)?;
+        let ca = CaVerifier::new(&ca_certs)?;
+        ca.verify_client_chain(&chain).with_context(|| {
+            format!(
+                "{}: this server's certificate is not issued by the CA in {}",
+                config.cert.display(),
+                config.ca.display()
+            )
+        })?;
+        let fingerprint = Fingerprint::of(&chain[0]);
+        let transport = Transport {
+            keep_alive: config.keep_alive,
+            idle_timeout: config.idle_timeout,
+        };
+        let server_config = tls::server_config(chain.clone(), key.clone_key(), &transport)?;
+        if let Some(dir) = config.data.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let store = {
+            let path = config.data.clone();
+            tokio::task::spawn_blocking(move || Store::open_server(&path)).await??
+        };
+        let endpoint = quinn::Endpoint::server(server_config, config.listen)
+            .with_context(|| format!("cannot listen on {} (udp)", config.listen))?;
+        let listen = endpoint.local_addr()?;
+        let node = Arc::new(Node {
+            fingerprint,
+            listen,
+            started: now_ms(),
+            ca,
+            ca_certs,
+            identity: (chain, key),
+            transport,
+            endpoint: endpoint.clone(),
+            children: Mutex::new(HashMap::new()),
+            subtree_changed: watch::channel(0).0,
+            shutdown: watch::channel(false).0,
+            upstream: Mutex::new(None),
+            sessions: auth::Sessions::default(),
+            store,
+            config,
+        });
+        let span = info_span!("server", name = %node.name());
+        node.event(
+            Severity::Info,
+            EventKind::ServerStarted,
+            format!(
+                "server {} {} started on {listen}",
+                node.name(),
+                SOFTWARE_VERSION
+            ),
+        )
+        .instrument(span.clone())
+        .await;
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(accept_loop(node.clone()).instrument(span.clone()));
+        if node.config.parent.is_some() {
+            tasks.spawn(fed::upstream(node.clone()).instrument(span));
+        }
+        Ok(RunningServer { node, tasks })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.node.listen
+    }
+
+    /// Closes every connection, waits for peers to be told, and closes the database.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let node = self.node.clone();
+        node.shutdown.send_replace(true);
+        node.event(
+            Severity::Info,
+            EventKind::ServerStopped,
+            format!("server {} stopping", node.name()),
+        )
+        .await;
+        node.endpoint
+            .close(close::SHUTDOWN.into(), b"server shutting down");
+        // wait_idle lets the close frames reach the peers so they notice at once.
+        let _ = tokio::time::timeout(Duration::from_secs(3), node.endpoint.wait_idle()).await;
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        let store = node.store.clone();
+        tokio::task::spawn_blocking(move || store.close()).await??;
+        Ok(())
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down cleanly.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+            _ = term.recv() => info!("SIGTERM received"),
+        }
+        self.shutdown().await
+    }
+}
+
+async fn accept_loop(node: Arc<Node>) {
+    while let Some(incoming) = node.endpoint.accept().await {
+        let node = node.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // A failed handshake (a peer that does not trust our CA, a port scan).
+                    tracing::debug!(%remote, "handshake failed: {e}");
+                    return;
+                }
+            };
+            match tls::alpn_of(&conn).as_deref() {
+                Some(tls::ALPN_FED) => fed::serve_child(node, conn).await,
+                Some(tls::ALPN_ADMIN) => admin::serve(node, conn).await,
+                _ => {
+                    node.event(
+                        Severity::Warning,
+                        EventKind::PeerRefused,
+                        format!("peer {remote} refused: device agents are not supported by this server yet"),
+                    )
+                    .await;
+                    conn.close(
+                        close::UNSUPPORTED.into(),
+                        b"this kind of peer is not supported yet",
+                    );
+                }
+            }
+        });
+    }
+}

@@ -38,7 +38,10 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 pub fn decode_bounded<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, CodecError> {
     let limit = limit.min(MAX_VALUE);
     if bytes.len() > limit {
-        return Err(CodecError::TooLarge { len: bytes.len(), limit });
+        return Err(CodecError::TooLarge {
+            len: bytes.len(),
+            limit,
+        });
     }
     // bincode's own limit counts every allocation the value claims, so a short frame that
     // announces a huge vector fails here instead of allocating.
@@ -66,7 +69,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let v = Sample { name: "branch-1".into(), items: vec![1, 2, 300] };
+        let v = Sample {
+            name: "branch-1".into(),
+            items: vec![1, 2, 300],
+        };
         let bytes = encode(&v).unwrap();
         assert_eq!(decode::<Sample>(&bytes).unwrap(), v);
     }
@@ -75,20 +81,32 @@ mod tests {
     fn trailing_bytes_are_refused() {
         let mut bytes = encode(&7u32).unwrap();
         bytes.push(0);
-        assert!(matches!(decode::<u32>(&bytes), Err(CodecError::TrailingBytes(1))));
+        assert!(matches!(
+            decode::<u32>(&bytes),
+            Err(CodecError::TrailingBytes(1))
+        ));
     }
 
     #[test]
     fn a_short_frame_claiming_a_huge_vector_does_not_allocate() {
         // Varint length prefix announcing 2^62 elements, then nothing.
         let bytes = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0x40];
-        assert!(matches!(decode::<Vec<u64>>(&bytes), Err(CodecError::Decode(_))));
-        assert!(matches!(decode::<String>(&bytes), Err(CodecError::Decode(_))));
+        assert!(matches!(
+            decode::<Vec<u64>>(&bytes),
+            Err(CodecError::Decode(_))
+        ));
+        assert!(matches!(
+            decode::<String>(&bytes),
+            Err(CodecError::Decode(_))
+        ));
     }
 
     #[test]
     fn over_limit_is_refused() {
         let bytes = encode(&vec![0u8; 100]).unwrap();
-        assert!(matches!(decode_bounded::<Vec<u8>>(&bytes, 10), Err(CodecError::TooLarge { .. })));
+        assert!(matches!(
+            decode_bounded::<Vec<u8>>(&bytes, 10),
+            Err(CodecError::TooLarge { .. })
+        ));
     }
 }

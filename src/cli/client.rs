@@ -1,0 +1,185 @@
+//! The administrator's client of the `canopy-admin/1` API, used by the CLI, the demo and tests.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+
+use crate::model::{Role, UnixMillis};
+use crate::net::tls::{self, ClientTrust, Transport};
+use crate::wire::msg::{
+    AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, ErrorKind, Secret,
+};
+use crate::wire::{self, FrameError, SOFTWARE_VERSION};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_RESPONSE: usize = crate::wire::frame::MAX_FRAME;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {addr}: {message}")]
+    Connect { addr: SocketAddr, message: String },
+    #[error("the server closed the connection: {0}")]
+    Closed(String),
+    #[error("{0}")]
+    Protocol(#[from] FrameError),
+    #[error("{message}")]
+    Server { kind: ErrorKind, message: String },
+    #[error("unexpected answer from the server")]
+    Unexpected,
+    #[error("no answer from the server within {0:?}")]
+    Timeout(Duration),
+}
+
+pub struct AdminClient {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    token: Option<Secret>,
+    pub server_name: String,
+    pub server_version: String,
+}
+
+impl AdminClient {
+    /// Connects to a server whose certificate chains to `ca`, and exchanges hellos.
+    pub async fn connect(
+        addr: SocketAddr,
+        ca: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, ClientError> {
+        let fail = |message: String| ClientError::Connect { addr, message };
+        let trust = ClientTrust {
+            roots: ca,
+            pin: None,
+            expected_name: None,
+        };
+        let config = tls::client_config(&trust, None, tls::ALPN_ADMIN, &Transport::default())
+            .map_err(|e| fail(e.to_string()))?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        }
+        .parse()
+        .map_err(|_| fail("bad bind address".into()))?;
+        let endpoint = quinn::Endpoint::client(bind).map_err(|e| fail(e.to_string()))?;
+        let connecting = endpoint
+            .connect_with(config, addr, "canopy-server")
+            .map_err(|e| fail(e.to_string()))?;
+        let conn = tokio::time::timeout(TIMEOUT, connecting)
+            .await
+            .map_err(|_| fail("timed out".into()))?
+            .map_err(|e| fail(crate::net::conn::describe_connection_error(&e)))?;
+        let mut client = AdminClient {
+            endpoint,
+            conn,
+            token: None,
+            server_name: String::new(),
+            server_version: String::new(),
+        };
+        let welcome = client.hello().await?;
+        client.server_name = welcome.server_name;
+        client.server_version = welcome.software_version;
+        Ok(client)
+    }
+
+    async fn hello(&self) -> Result<AdminWelcome, ClientError> {
+        let exchange = async {
+            let (mut send, mut recv) = self
+                .conn
+                .open_bi()
+                .await
+                .map_err(|e| self.closed(FrameError::Io(e.into())))?;
+            let hello = AdminHello {
+                client_version: SOFTWARE_VERSION.to_string(),
+            };
+            wire::write_hello(&mut send, &hello)
+                .await
+                .map_err(|e| self.closed(e))?;
+            let _ = send.finish();
+            match wire::read_frame::<_, AdminWelcome>(&mut recv, MAX_RESPONSE).await {
+                Ok(Some(w)) => Ok(w),
+                Ok(None) => Err(ClientError::Unexpected),
+                Err(e) => Err(self.closed(e)),
+            }
+        };
+        tokio::time::timeout(TIMEOUT, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout(TIMEOUT))?
+    }
+
+    /// Turns an I/O error into the server's reason for closing, where it gave one.
+    fn closed(&self, e: FrameError) -> ClientError {
+        match (self.conn.close_reason(), e) {
+            (Some(reason), _) => {
+                ClientError::Closed(crate::net::conn::describe_connection_error(&reason))
+            }
+            (None, e) => ClientError::Protocol(e),
+        }
+    }
+
+    pub fn set_token(&mut self, token: Secret) {
+        self.token = Some(token);
+    }
+
+    pub async fn login(
+        &mut self,
+        user: &str,
+        password: &str,
+    ) -> Result<(Secret, Role, UnixMillis), ClientError> {
+        let request = AdminRequest::Login {
+            user: user.to_string(),
+            password: Secret(password.to_string()),
+        };
+        match self.call(request).await? {
+            AdminResponse::LoggedIn {
+                token,
+                role,
+                expires,
+            } => {
+                self.token = Some(token.clone());
+                Ok((token, role, expires))
+            }
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Sends one request on its own stream; a server-side error becomes `ClientError::Server`.
+    pub async fn call(&self, request: AdminRequest) -> Result<AdminResponse, ClientError> {
+        let call = AdminCall {
+            token: self.token.clone(),
+            request,
+        };
+        let exchange = async {
+            let (mut send, mut recv) = self
+                .conn
+                .open_bi()
+                .await
+                .map_err(|e| self.closed(FrameError::Io(e.into())))?;
+            wire::write_frame(&mut send, &call)
+                .await
+                .map_err(|e| self.closed(e))?;
+            let _ = send.finish();
+            match wire::read_frame::<_, AdminResponse>(&mut recv, MAX_RESPONSE).await {
+                Ok(Some(AdminResponse::Error { kind, message })) => {
+                    Err(ClientError::Server { kind, message })
+                }
+                Ok(Some(response)) => Ok(response),
+                Ok(None) => Err(self.closed(FrameError::Truncated)),
+                Err(e) => Err(self.closed(e)),
+            }
+        };
+        tokio::time::timeout(TIMEOUT, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout(TIMEOUT))?
+    }
+
+    /// The raw connection, for tests that must send what a well-behaved client never would.
+    #[doc(hidden)]
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}

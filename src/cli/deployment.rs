@@ -1,0 +1,189 @@
+//! A whole deployment on loopback in one directory: a CA, server certificates, configs, data
+//! files and an administrator. `canopy demo` uses it, and so do the integration tests, so
+//! both run exactly what an administrator would set up by hand.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::client::AdminClient;
+use crate::config::ServerConfig;
+use crate::model::{Account, Role, ServerRow, ServerStatus};
+use crate::net::pki::{self, Fingerprint};
+use crate::server::{RunningServer, auth, now_ms};
+use crate::store::Store;
+use crate::sync::link::LinkPolicy;
+use crate::wire::msg::{AdminRequest, AdminResponse};
+
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "canopy-demo-password";
+
+pub struct Deployment {
+    pub dir: PathBuf,
+    pub certs: PathBuf,
+}
+
+impl Deployment {
+    /// Creates the deployment CA in `dir/certs`.
+    pub fn create(dir: &Path) -> anyhow::Result<Deployment> {
+        let certs = dir.join("certs");
+        pki::init_ca(&certs, "Canopy deployment CA", 3650)?;
+        Ok(Deployment {
+            dir: dir.to_path_buf(),
+            certs,
+        })
+    }
+
+    /// Issues `name`'s certificate and writes its config (without starting it). The server
+    /// listens on 127.0.0.1 at `port` (0: any free port) and, with `parent`, links to it.
+    pub async fn add_server(
+        &self,
+        name: &str,
+        port: u16,
+        parent: Option<(SocketAddr, Fingerprint)>,
+    ) -> anyhow::Result<ServerConfig> {
+        if !self.certs.join(format!("{name}.pem")).exists() {
+            pki::issue_server(&self.certs, name, &["127.0.0.1".to_string()], 825)?;
+        }
+        let text = config_text(name, port, parent);
+        let path = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+        let config = ServerConfig::load(&path)?;
+        let data = config.data.clone();
+        tokio::task::spawn_blocking(move || bootstrap_admin(&data)).await??;
+        Ok(config)
+    }
+
+    pub fn fingerprint(&self, name: &str) -> anyhow::Result<Fingerprint> {
+        let certs = pki::load_certs(&self.certs.join(format!("{name}.pem")))?;
+        Ok(Fingerprint::of(&certs[0]))
+    }
+
+    pub fn ca(&self) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+        Ok(pki::load_certs(&self.certs.join(pki::CA_CERT_FILE))?)
+    }
+
+    /// An administrator's client of `server`, logged in.
+    pub async fn admin(&self, server: SocketAddr) -> anyhow::Result<AdminClient> {
+        let mut client = AdminClient::connect(server, self.ca()?).await?;
+        client.login(ADMIN_USER, ADMIN_PASSWORD).await?;
+        Ok(client)
+    }
+
+    /// Registers `child` as a secondary of the server at `parent`, as
+    /// `canopy server add-secondary` does.
+    pub async fn register(
+        &self,
+        parent: SocketAddr,
+        child: &str,
+        group: &str,
+    ) -> anyhow::Result<()> {
+        let path = self.certs.join(format!("{child}.pem"));
+        let cert_pem = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let client = self.admin(parent).await?;
+        let request = AdminRequest::AddSecondary {
+            name: child.into(),
+            group: group.into(),
+            cert_pem,
+        };
+        let result = client.call(request).await;
+        client.close().await;
+        result?;
+        Ok(())
+    }
+}
+
+/// A config file as an administrator would write it, with short link timers for loopback.
+pub fn config_text(name: &str, port: u16, parent: Option<(SocketAddr, Fingerprint)>) -> String {
+    let mut text = format!(
+        "name = \"{name}\"\ndata = \"data/{name}.redb\"\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{name}.pem\"\nkey = \"certs/{name}.key\"\n\n\
+         [link]\nkeep_alive_ms = 1000\nidle_timeout_ms = 5000\nbackoff_initial_ms = 100\n\
+         backoff_max_ms = 1000\ndegraded_after = {}\nfailed_after = {}\n",
+        LinkPolicy::default().degraded_after,
+        LinkPolicy::default().failed_after,
+    );
+    if let Some((addr, fingerprint)) = parent {
+        text.push_str(&format!(
+            "\n[parent]\naddress = \"{}\"\nport = {}\nfingerprint = \"{fingerprint}\"\n",
+            addr.ip(),
+            addr.port()
+        ));
+    }
+    text
+}
+
+/// Creates the demo administrator in a server's database if it has no account yet.
+fn bootstrap_admin(data: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = data.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let store = Store::open_server(data)?;
+    let hash = auth::hash_password(ADMIN_PASSWORD).map_err(anyhow::Error::msg)?;
+    let account = Account {
+        name: ADMIN_USER.into(),
+        role: Role::Administrator,
+        password_hash: hash,
+        created: now_ms(),
+    };
+    let result = store.bootstrap_account(account);
+    store.close()?;
+    match result {
+        Ok(()) | Err(crate::store::StoreError::Rejected(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The tree as `server` sees it.
+pub async fn tree(client: &AdminClient) -> anyhow::Result<Vec<ServerRow>> {
+    match client.call(AdminRequest::ServerList).await? {
+        AdminResponse::Servers(rows) => Ok(rows),
+        _ => bail!("unexpected answer to server list"),
+    }
+}
+
+/// Waits until `check` holds for the tree seen from `server`, or fails after `limit`.
+pub async fn wait_for_tree(
+    client: &AdminClient,
+    limit: Duration,
+    what: &str,
+    check: impl Fn(&[ServerRow]) -> bool,
+) -> anyhow::Result<Vec<ServerRow>> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let rows = tree(client).await?;
+        if check(&rows) {
+            return Ok(rows);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {limit:?} waiting for {what}; the tree is {rows:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The status of the server at `path` in `rows`, if listed.
+pub fn status_of(rows: &[ServerRow], path: &str) -> Option<ServerStatus> {
+    rows.iter().find(|r| r.path == path).map(|r| r.status)
+}
+
+/// Starts a server from its config.
+pub async fn start(config: &ServerConfig) -> anyhow::Result<RunningServer> {
+    RunningServer::start(config.clone()).await
+}
+
+impl std::fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployment")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+/// The parent half of a child's config: where the parent listens and who it is.
+pub fn parent_of(server: &RunningServer) -> (SocketAddr, Fingerprint) {
+    (server.local_addr(), server.node.fingerprint)
+}

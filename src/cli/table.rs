@@ -1,0 +1,138 @@
+//! Plain-text tables for people.
+
+use crate::model::{Event, ServerRow, format_time};
+use crate::wire::msg::{AccountView, ServerStatusView};
+
+/// Left-aligned columns, two spaces apart, a header line first.
+pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            out.push_str(cell);
+            out.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count()));
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&mut headers.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+fn opt_time(t: Option<i64>) -> String {
+    t.map(format_time).unwrap_or_else(|| "never".into())
+}
+
+pub fn servers(rows: &[ServerRow]) -> String {
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                format!("{}{}", "  ".repeat(r.depth as usize), r.name),
+                r.path.clone(),
+                r.depth.to_string(),
+                r.status.as_str().to_string(),
+                if r.version.is_empty() {
+                    "-".into()
+                } else {
+                    r.version.clone()
+                },
+                r.address.clone().unwrap_or_else(|| "-".into()),
+                opt_time(r.last_connected),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "SERVER",
+            "PATH",
+            "DEPTH",
+            "STATUS",
+            "VERSION",
+            "ADDRESS",
+            "LAST CONNECTED",
+        ],
+        &body,
+    )
+}
+
+pub fn status(s: &ServerStatusView) -> String {
+    let mut out = format!(
+        "server       {}\nversion      {}\nlisten       {} (udp)\nfingerprint  {}\nstarted      {}\nsecondaries  {} connected\n",
+        s.name,
+        s.software_version,
+        s.listen,
+        s.fingerprint,
+        format_time(s.started),
+        s.secondaries
+    );
+    match &s.parent {
+        None => out.push_str("parent       none (this is a primary server)\n"),
+        Some(p) => {
+            out.push_str(&format!("parent       {} link {}", p.address, p.health));
+            if let Some(since) = p.connected_since {
+                out.push_str(&format!(" since {}", format_time(since)));
+            }
+            if p.consecutive_failures > 0 {
+                out.push_str(&format!(
+                    ", {} failed attempts in a row",
+                    p.consecutive_failures
+                ));
+            }
+            if let Some(e) = &p.last_error {
+                out.push_str(&format!(", last error: {e}"));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+pub fn events(events: &[Event]) -> String {
+    let body: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                format_time(e.time),
+                e.severity.as_str().to_string(),
+                e.kind.as_str().to_string(),
+                e.message.clone(),
+            ]
+        })
+        .collect();
+    render(&["SEQ", "TIME", "SEVERITY", "KIND", "MESSAGE"], &body)
+}
+
+pub fn accounts(accounts: &[AccountView]) -> String {
+    let body: Vec<Vec<String>> = accounts
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                a.role.as_str().to_string(),
+                format_time(a.created),
+            ]
+        })
+        .collect();
+    render(&["ACCOUNT", "ROLE", "CREATED"], &body)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_align() {
+        let t = super::render(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(t, "A    BB\nxyz  1\n");
+    }
+}

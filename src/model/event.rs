@@ -1,0 +1,76 @@
+//! The event log of a server.
+
+use serde::{Deserialize, Serialize};
+
+use super::UnixMillis;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// What happened, in words an administrator can filter on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    ServerStarted,
+    ServerStopped,
+    SecondaryConnected,
+    SecondaryDisconnected,
+    SecondaryRefused,
+    SecondaryAdded,
+    SecondaryRemoved,
+    ParentConnected,
+    ParentDisconnected,
+    ParentRefused,
+    ParentLinkHealth,
+    PeerRefused,
+    ProtocolError,
+    LoginSucceeded,
+    LoginFailed,
+    AccountChanged,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ServerStarted => "server-started",
+            EventKind::ServerStopped => "server-stopped",
+            EventKind::SecondaryConnected => "secondary-connected",
+            EventKind::SecondaryDisconnected => "secondary-disconnected",
+            EventKind::SecondaryRefused => "secondary-refused",
+            EventKind::SecondaryAdded => "secondary-added",
+            EventKind::SecondaryRemoved => "secondary-removed",
+            EventKind::ParentConnected => "parent-connected",
+            EventKind::ParentDisconnected => "parent-disconnected",
+            EventKind::ParentRefused => "parent-refused",
+            EventKind::ParentLinkHealth => "parent-link-health",
+            EventKind::PeerRefused => "peer-refused",
+            EventKind::ProtocolError => "protocol-error",
+            EventKind::LoginSucceeded => "login-succeeded",
+            EventKind::LoginFailed => "login-failed",
+            EventKind::AccountChanged => "account-changed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in this server's log; assigned when stored.
+    pub seq: u64,
+    pub time: UnixMillis,
+    pub severity: Severity,
+    pub kind: EventKind,
+    pub message: String,
+}

@@ -1,0 +1,103 @@
+//! Servers of the tree as one server sees them.
+
+use serde::{Deserialize, Serialize};
+
+use super::UnixMillis;
+use crate::net::pki::Fingerprint;
+
+/// How a server of the tree looks from the server asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerStatus {
+    /// Connected: its link to its parent is up (or it is the server asked).
+    Active,
+    /// Registered, but its link to its parent is down.
+    Inactive,
+    /// Below a server whose link is down: its state is not known from here.
+    Unreachable,
+}
+
+impl ServerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerStatus::Active => "Active",
+            ServerStatus::Inactive => "Inactive",
+            ServerStatus::Unreachable => "Unreachable",
+        }
+    }
+}
+
+/// One row of `canopy server list`: a server of the subtree below the server asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerRow {
+    /// Display names from the server asked down to this one, joined by '/'.
+    pub path: String,
+    /// 0 for the server asked, 1 for its secondaries, and so on.
+    pub depth: u32,
+    pub name: String,
+    /// The administration group of the parent this server is placed in (empty at depth 0).
+    pub group: String,
+    pub status: ServerStatus,
+    pub version: String,
+    pub address: Option<String>,
+    pub last_connected: Option<UnixMillis>,
+}
+
+/// The parent's record of a registered secondary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondaryRecord {
+    pub name: String,
+    pub group: String,
+    /// The secondary's certificate (DER) as registered by the administrator.
+    pub cert_der: Vec<u8>,
+    pub fingerprint: Fingerprint,
+    pub registered_at: UnixMillis,
+    pub last_connected: Option<UnixMillis>,
+    /// Software version the secondary reported when it last connected.
+    pub version: String,
+    /// Address the secondary last connected from.
+    pub address: Option<String>,
+    /// The secondary's own subtree as it last reported it, paths relative to the secondary.
+    pub subtree: Vec<ServerRow>,
+}
+
+/// What an administrator account may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Everything, including accounts and the hierarchy.
+    Administrator,
+    /// Day-to-day work: groups, devices, tasks; not accounts or the hierarchy.
+    Operator,
+    /// Read only.
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Administrator => "administrator",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Role, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "administrator" | "admin" => Ok(Role::Administrator),
+            "operator" => Ok(Role::Operator),
+            "auditor" => Ok(Role::Auditor),
+            other => Err(format!(
+                "unknown role {other:?}; expected administrator, operator or auditor"
+            )),
+        }
+    }
+}
+
+/// An internal administrator account of a server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub name: String,
+    pub role: Role,
+    /// Argon2id hash in PHC string form; the password itself is never stored.
+    pub password_hash: String,
+    pub created: UnixMillis,
+}

@@ -1,0 +1,457 @@
+//! The administration API (`canopy-admin/1`): one request per stream, after a hello.
+//! Nothing but `Login` is served without a valid session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::timeout;
+
+use super::auth::{self, Session};
+use super::{Node, lock, now_ms};
+use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
+use crate::net::pki::Fingerprint;
+use crate::wire::msg::{
+    AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, ErrorKind,
+    ServerStatusView,
+};
+use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Admin requests are small; a certificate in PEM is the largest thing they carry.
+const MAX_REQUEST: usize = 256 * 1024;
+
+pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
+    let remote = conn.remote_address();
+    let hello = async {
+        let (mut send, mut recv) = conn
+            .accept_bi()
+            .await
+            .map_err(|e| FrameError::Io(e.into()))?;
+        let _: AdminHello = wire::read_hello(&mut recv, MAX_REQUEST).await?;
+        let welcome = AdminWelcome {
+            server_name: node.name().to_string(),
+            software_version: SOFTWARE_VERSION.to_string(),
+        };
+        wire::write_frame(&mut send, &welcome).await?;
+        let _ = send.finish();
+        Ok::<_, FrameError>(())
+    };
+    match timeout(HELLO_TIMEOUT, hello).await {
+        Ok(Ok(())) => {}
+        Ok(Err(FrameError::Io(_))) => return,
+        Ok(Err(e)) => {
+            let msg = format!("administration client {remote} refused: {e}");
+            node.event(Severity::Warning, EventKind::ProtocolError, msg)
+                .await;
+            conn.close(e.close_code().into(), e.to_string().as_bytes());
+            return;
+        }
+        Err(_) => {
+            conn.close(close::PROTOCOL.into(), b"no hello in time");
+            return;
+        }
+    }
+    loop {
+        let (mut send, mut recv) = match conn.accept_bi().await {
+            Ok(streams) => streams,
+            Err(_) => return,
+        };
+        let node = node.clone();
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let call = match timeout(
+                REQUEST_TIMEOUT,
+                wire::read_frame::<_, AdminCall>(&mut recv, MAX_REQUEST),
+            )
+            .await
+            {
+                Ok(Ok(Some(call))) => call,
+                Ok(Ok(None)) | Ok(Err(FrameError::Io(_))) => return,
+                Ok(Err(e)) => {
+                    let msg =
+                        format!("administration client {remote}: {e}; closing its connection");
+                    node.event(Severity::Error, EventKind::ProtocolError, msg)
+                        .await;
+                    conn.close(e.close_code().into(), e.to_string().as_bytes());
+                    return;
+                }
+                Err(_) => return,
+            };
+            let response = handle(&node, call, remote).await;
+            if wire::write_frame(&mut send, &response).await.is_ok() {
+                let _ = send.finish();
+            }
+        });
+    }
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> AdminResponse {
+    AdminResponse::Error {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> AdminResponse {
+    tracing::error!("admin request failed: {e}");
+    error(ErrorKind::Internal, format!("internal error: {e}"))
+}
+
+/// What each role may do: auditors read, operators (later) run tasks, administrators all.
+fn allowed(role: Role, request: &AdminRequest) -> bool {
+    use AdminRequest::*;
+    match request {
+        Login { .. } | Logout | ServerStatus | ServerList | EventList { .. } => true,
+        AccountList => role != Role::Auditor,
+        AddSecondary { .. }
+        | RemoveSecondary { .. }
+        | AccountCreate { .. }
+        | AccountDelete { .. } => role == Role::Administrator,
+        // Anyone may change their own password; only administrators someone else's.
+        AccountSetPassword { .. } => true,
+    }
+}
+
+async fn handle(node: &Node, call: AdminCall, remote: std::net::SocketAddr) -> AdminResponse {
+    if let AdminRequest::Login { user, password } = call.request {
+        return login(node, user, password.0, remote).await;
+    }
+    let now = now_ms();
+    let Some(session) = call
+        .token
+        .as_ref()
+        .and_then(|t| node.sessions.check(&t.0, now))
+    else {
+        return error(
+            ErrorKind::Unauthenticated,
+            "not logged in, or the session has expired: run `canopy login`",
+        );
+    };
+    if !allowed(session.role, &call.request) {
+        return error(
+            ErrorKind::Forbidden,
+            format!("{} may not {}", session.role.as_str(), call.request.name()),
+        );
+    }
+    let span = tracing::info_span!("admin", user = %session.user, request = call.request.name());
+    let _enter = span.enter();
+    match call.request {
+        AdminRequest::Login { .. } => unreachable_login(),
+        AdminRequest::Logout => {
+            if let Some(token) = &call.token {
+                node.sessions.close(&token.0);
+            }
+            AdminResponse::Done {
+                message: "logged out".into(),
+            }
+        }
+        AdminRequest::ServerStatus => status(node),
+        AdminRequest::ServerList => match node.tree_rows().await {
+            Ok(rows) => AdminResponse::Servers(rows),
+            Err(e) => internal(e),
+        },
+        AdminRequest::AddSecondary {
+            name,
+            group,
+            cert_pem,
+        } => add_secondary(node, &session, name, group, cert_pem).await,
+        AdminRequest::RemoveSecondary { name } => remove_secondary(node, &session, name).await,
+        AdminRequest::EventList { after, limit } => {
+            match node.store.events(after, limit.clamp(1, 10_000)).await {
+                Ok(events) => AdminResponse::Events(events),
+                Err(e) => internal(e),
+            }
+        }
+        AdminRequest::AccountList => match node.store.accounts().await {
+            Ok(accounts) => {
+                AdminResponse::Accounts(accounts.iter().map(AccountView::from).collect())
+            }
+            Err(e) => internal(e),
+        },
+        AdminRequest::AccountCreate {
+            name,
+            password,
+            role,
+        } => account_create(node, &session, name, password.0, role).await,
+        AdminRequest::AccountDelete { name } => account_delete(node, &session, name).await,
+        AdminRequest::AccountSetPassword { name, password } => {
+            account_password(node, &session, name, password.0).await
+        }
+    }
+}
+
+fn unreachable_login() -> AdminResponse {
+    error(ErrorKind::Internal, "login handled above")
+}
+
+async fn login(
+    node: &Node,
+    user: String,
+    password: String,
+    remote: std::net::SocketAddr,
+) -> AdminResponse {
+    let account = match node.store.account(&user).await {
+        Ok(account) => account,
+        Err(e) => return internal(e),
+    };
+    // Verify against a dummy hash for unknown users too, so timing does not tell names apart.
+    let stored = account
+        .as_ref()
+        .map(|a| a.password_hash.clone())
+        .unwrap_or_else(dummy_hash);
+    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &stored))
+        .await
+        .unwrap_or(false);
+    match account {
+        Some(account) if ok => {
+            let expires = now_ms() + node.config.session_ttl.as_millis() as i64;
+            let token = node.sessions.open(Session {
+                user: user.clone(),
+                role: account.role,
+                expires,
+            });
+            let msg = format!("{user} logged in from {remote}");
+            node.event(Severity::Info, EventKind::LoginSucceeded, msg)
+                .await;
+            AdminResponse::LoggedIn {
+                token: crate::wire::msg::Secret(token),
+                role: account.role,
+                expires,
+            }
+        }
+        _ => {
+            let msg =
+                format!("login failed for {user:?} from {remote}: wrong user name or password");
+            node.event(Severity::Warning, EventKind::LoginFailed, msg)
+                .await;
+            error(ErrorKind::Unauthenticated, "wrong user name or password")
+        }
+    }
+}
+
+fn dummy_hash() -> String {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY
+        .get_or_init(|| {
+            auth::hash_password("no such account, no such password").unwrap_or_default()
+        })
+        .clone()
+}
+
+fn status(node: &Node) -> AdminResponse {
+    let secondaries = lock(&node.children).len() as u32;
+    AdminResponse::Status(ServerStatusView {
+        name: node.name().to_string(),
+        software_version: SOFTWARE_VERSION.to_string(),
+        listen: node.listen.to_string(),
+        fingerprint: node.fingerprint.to_string(),
+        started: node.started,
+        parent: lock(&node.upstream).clone(),
+        secondaries,
+    })
+}
+
+async fn add_secondary(
+    node: &Node,
+    session: &Session,
+    name: String,
+    group: String,
+    cert_pem: String,
+) -> AdminResponse {
+    if let Err(e) = model::check_display_name("secondary name", &name) {
+        return error(ErrorKind::InvalidInput, e);
+    }
+    let group = group.trim().trim_matches('/').to_string();
+    if let Err(e) = check_group_path(&group) {
+        return error(ErrorKind::InvalidInput, e);
+    }
+    let cert_der = match single_cert(&cert_pem) {
+        Ok(der) => der,
+        Err(e) => return error(ErrorKind::InvalidInput, format!("certificate: {e}")),
+    };
+    if let Err(e) = node.ca.verify_client_chain(&[cert_der.clone()]) {
+        return error(
+            ErrorKind::InvalidInput,
+            format!("certificate is not a server certificate of this deployment's CA: {e}"),
+        );
+    }
+    let fingerprint = Fingerprint::of(&cert_der);
+    if fingerprint == node.fingerprint {
+        return error(
+            ErrorKind::InvalidInput,
+            "that is this server's own certificate",
+        );
+    }
+    let record = SecondaryRecord {
+        name: name.clone(),
+        group: group.clone(),
+        cert_der: cert_der.to_vec(),
+        fingerprint,
+        registered_at: now_ms(),
+        last_connected: None,
+        version: String::new(),
+        address: None,
+        subtree: Vec::new(),
+    };
+    match node.store.add_secondary(record).await {
+        Ok(()) => {}
+        Err(crate::store::StoreError::Rejected(msg)) => {
+            return error(ErrorKind::AlreadyExists, msg);
+        }
+        Err(e) => return internal(e),
+    }
+    let msg = format!(
+        "secondary {name} registered in group {group:?} by {} (certificate fingerprint {fingerprint})",
+        session.user
+    );
+    node.event(Severity::Info, EventKind::SecondaryAdded, msg)
+        .await;
+    node.bump_subtree();
+    AdminResponse::Done {
+        message: format!(
+            "secondary {name} registered (fingerprint {fingerprint}); it may connect now"
+        ),
+    }
+}
+
+/// Administration groups come with the devices work; until then a secondary's group is a
+/// path under "Managed devices".
+fn check_group_path(group: &str) -> Result<(), String> {
+    let mut parts = group.split('/');
+    if parts.next() != Some("Managed devices") {
+        return Err(format!(
+            "group {group:?} must be \"Managed devices\" or a path below it"
+        ));
+    }
+    for part in parts {
+        model::check_display_name("group name", part)?;
+    }
+    Ok(())
+}
+
+async fn remove_secondary(node: &Node, session: &Session, name: String) -> AdminResponse {
+    match node.store.remove_secondary(&name).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(ErrorKind::NotFound, format!("no secondary named {name:?}")),
+        Err(e) => return internal(e),
+    }
+    if let Some(child) = lock(&node.children).remove(&name) {
+        child.conn.close(
+            close::REMOVED.into(),
+            b"registration removed by an administrator",
+        );
+    }
+    let msg = format!("secondary {name} removed by {}", session.user);
+    node.event(Severity::Info, EventKind::SecondaryRemoved, msg)
+        .await;
+    node.bump_subtree();
+    AdminResponse::Done {
+        message: format!(
+            "secondary {name} removed; it keeps running on its own until its [parent] section is removed"
+        ),
+    }
+}
+
+async fn account_create(
+    node: &Node,
+    session: &Session,
+    name: String,
+    password: String,
+    role: Role,
+) -> AdminResponse {
+    if let Err(e) = model::check_display_name("account name", &name) {
+        return error(ErrorKind::InvalidInput, e);
+    }
+    let hash = match tokio::task::spawn_blocking(move || auth::hash_password(&password)).await {
+        Ok(Ok(hash)) => hash,
+        Ok(Err(e)) => return error(ErrorKind::InvalidInput, e),
+        Err(e) => return internal(e),
+    };
+    let account = Account {
+        name: name.clone(),
+        role,
+        password_hash: hash,
+        created: now_ms(),
+    };
+    match node.store.create_account(account).await {
+        Ok(()) => {}
+        Err(crate::store::StoreError::Rejected(msg)) => {
+            return error(ErrorKind::AlreadyExists, msg);
+        }
+        Err(e) => return internal(e),
+    }
+    let msg = format!(
+        "account {name} ({}) created by {}",
+        role.as_str(),
+        session.user
+    );
+    node.event(Severity::Info, EventKind::AccountChanged, msg)
+        .await;
+    AdminResponse::Done {
+        message: format!("account {name} created"),
+    }
+}
+
+async fn account_delete(node: &Node, session: &Session, name: String) -> AdminResponse {
+    match node.store.delete_account(&name).await {
+        Ok(true) => {}
+        Ok(false) => return error(ErrorKind::NotFound, format!("no account named {name:?}")),
+        Err(crate::store::StoreError::Rejected(msg)) => return error(ErrorKind::InvalidInput, msg),
+        Err(e) => return internal(e),
+    }
+    node.sessions.close_user(&name);
+    let msg = format!("account {name} deleted by {}", session.user);
+    node.event(Severity::Info, EventKind::AccountChanged, msg)
+        .await;
+    AdminResponse::Done {
+        message: format!("account {name} deleted"),
+    }
+}
+
+async fn account_password(
+    node: &Node,
+    session: &Session,
+    name: String,
+    password: String,
+) -> AdminResponse {
+    if name != session.user && session.role != Role::Administrator {
+        return error(
+            ErrorKind::Forbidden,
+            "only an administrator may change another account's password",
+        );
+    }
+    let hash = match tokio::task::spawn_blocking(move || auth::hash_password(&password)).await {
+        Ok(Ok(hash)) => hash,
+        Ok(Err(e)) => return error(ErrorKind::InvalidInput, e),
+        Err(e) => return internal(e),
+    };
+    match node.store.set_account_password(&name, hash).await {
+        Ok(true) => {}
+        Ok(false) => return error(ErrorKind::NotFound, format!("no account named {name:?}")),
+        Err(e) => return internal(e),
+    }
+    node.sessions.close_user(&name);
+    let msg = format!("password of {name} changed by {}", session.user);
+    node.event(Severity::Info, EventKind::AccountChanged, msg)
+        .await;
+    AdminResponse::Done {
+        message: format!("password of {name} changed; its sessions are closed"),
+    }
+}
+
+/// The one certificate of a PEM text (the secondary's certificate file).
+fn single_cert(pem: &str) -> Result<CertificateDer<'static>, String> {
+    let mut certs = CertificateDer::pem_slice_iter(pem.as_bytes());
+    let first = match certs.next() {
+        Some(Ok(cert)) => cert,
+        Some(Err(e)) => return Err(format!("not a PEM certificate: {e}")),
+        None => return Err("no certificate found in the PEM text".into()),
+    };
+    if certs.next().is_some() {
+        return Err("expected one certificate, found several".into());
+    }
+    Ok(first)
+}

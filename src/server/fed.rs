@@ -1,0 +1,414 @@
+//! Federation links (`canopy-fed/1`): the parent's side (`serve_child`) and the secondary's
+//! side (`upstream`). When to reconnect and how healthy a link is is decided in
+//! `sync::link`; this file only moves frames and records what happened.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use tokio::time::timeout;
+use tracing::{Instrument, info_span};
+
+use super::{LiveChild, Node, lock, now_ms};
+use crate::model::{EventKind, Severity};
+use crate::net::conn::{describe_connection_error, describe_io};
+use crate::net::pki::Fingerprint;
+use crate::net::resolve::AddressResolver;
+use crate::net::tls::{self, ClientTrust};
+use crate::sync::link::{LinkHealth, UpstreamLink};
+use crate::wire::frame::MAX_FRAME;
+use crate::wire::msg::{ChildHello, ChildMsg, ParentLinkView, ParentMsg};
+use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
+
+/// How long a peer may take to send its hello after the TLS handshake.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_HELLO: usize = 64 * 1024;
+
+/// Closes a connection with a code and a reason the peer can print.
+fn refuse(conn: &quinn::Connection, code: u32, reason: &str) {
+    conn.close(code.into(), reason.as_bytes());
+}
+
+/// The parent's side of one secondary's connection.
+pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
+    let remote = conn.remote_address();
+    let Some(chain) = tls::peer_chain(&conn) else {
+        let msg = format!("secondary refused from {remote}: no certificate presented");
+        node.event(Severity::Warning, EventKind::SecondaryRefused, msg)
+            .await;
+        refuse(
+            &conn,
+            close::UNTRUSTED,
+            "a secondary must present its certificate",
+        );
+        return;
+    };
+    if let Err(e) = node.ca.verify_client_chain(&chain) {
+        let msg = format!(
+            "secondary refused from {remote}: certificate not issued by the deployment CA ({e})"
+        );
+        node.event(Severity::Warning, EventKind::SecondaryRefused, msg)
+            .await;
+        refuse(
+            &conn,
+            close::UNTRUSTED,
+            "certificate not issued by this deployment's CA",
+        );
+        return;
+    }
+    let fingerprint = Fingerprint::of(&chain[0]);
+    let record = match node.store.secondary_by_fingerprint(fingerprint).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            let msg = format!(
+                "secondary refused from {remote}: not registered (certificate fingerprint {fingerprint})"
+            );
+            node.event(Severity::Warning, EventKind::SecondaryRefused, msg)
+                .await;
+            refuse(
+                &conn,
+                close::NOT_REGISTERED,
+                "not registered as a secondary of this server",
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::error!("cannot look up secondary: {e}");
+            refuse(&conn, close::PROTOCOL, "internal error");
+            return;
+        }
+    };
+    let name = record.name.clone();
+    let span = info_span!("secondary", name = %name, %remote);
+    serve_registered_child(node, conn, record.name, record.group)
+        .instrument(span)
+        .await;
+}
+
+async fn serve_registered_child(
+    node: Arc<Node>,
+    conn: quinn::Connection,
+    name: String,
+    group: String,
+) {
+    let remote = conn.remote_address();
+    let (mut send, mut recv) = match timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(e)) => {
+            tracing::debug!("secondary left before its hello: {e}");
+            return;
+        }
+        Err(_) => {
+            refuse(&conn, close::PROTOCOL, "no hello in time");
+            return;
+        }
+    };
+    let hello: ChildHello =
+        match timeout(HELLO_TIMEOUT, wire::read_hello(&mut recv, MAX_HELLO)).await {
+            Ok(Ok(hello)) => hello,
+            Ok(Err(e)) => {
+                let kind = match e {
+                    FrameError::VersionMismatch { .. } => EventKind::SecondaryRefused,
+                    _ => EventKind::ProtocolError,
+                };
+                node.event(
+                    Severity::Warning,
+                    kind,
+                    format!("secondary {name} refused from {remote}: {e}"),
+                )
+                .await;
+                refuse(&conn, e.close_code(), &e.to_string());
+                return;
+            }
+            Err(_) => {
+                refuse(&conn, close::PROTOCOL, "no hello in time");
+                return;
+            }
+        };
+    let welcome = ParentMsg::Welcome {
+        parent_name: node.name().to_string(),
+        registered_name: name.clone(),
+        group,
+    };
+    if let Err(e) = wire::write_frame(&mut send, &welcome).await {
+        tracing::debug!("secondary left during the hello: {e}");
+        return;
+    }
+    // A secondary that reconnects before its old connection timed out replaces it.
+    if let Some(old) = lock(&node.children).insert(name.clone(), LiveChild { conn: conn.clone() }) {
+        old.conn
+            .close(close::REPLACED.into(), b"replaced by a newer connection");
+    }
+    let address = remote.to_string();
+    let version = hello.software_version.clone();
+    let updated = node
+        .store
+        .update_secondary(&name, move |r| {
+            r.last_connected = Some(now_ms());
+            r.version = version.clone();
+            r.address = Some(address.clone());
+        })
+        .await;
+    if let Err(e) = updated {
+        tracing::error!("cannot record the secondary's connection: {e}");
+    }
+    node.event(
+        Severity::Info,
+        EventKind::SecondaryConnected,
+        format!(
+            "connection to the secondary {name} established ({remote}, version {})",
+            hello.software_version
+        ),
+    )
+    .await;
+    node.bump_subtree();
+
+    let reason = child_session(&node, &name, &mut recv).await;
+
+    let still_current = {
+        let mut children = lock(&node.children);
+        let current = children
+            .get(&name)
+            .is_some_and(|c| c.conn.stable_id() == conn.stable_id());
+        if current {
+            children.remove(&name);
+        }
+        current
+    };
+    if still_current {
+        node.event(
+            Severity::Warning,
+            EventKind::SecondaryDisconnected,
+            format!("connection to the secondary {name} interrupted: {reason}"),
+        )
+        .await;
+        node.bump_subtree();
+    }
+}
+
+/// Reads the secondary's messages until the link ends; returns why it ended.
+async fn child_session(node: &Node, name: &str, recv: &mut quinn::RecvStream) -> String {
+    loop {
+        match wire::read_frame::<_, ChildMsg>(recv, MAX_FRAME).await {
+            Ok(Some(ChildMsg::Subtree(rows))) => {
+                let stored = node
+                    .store
+                    .update_secondary(name, move |r| r.subtree = rows.clone())
+                    .await;
+                if let Err(e) = stored {
+                    tracing::error!("cannot store the secondary's subtree: {e}");
+                }
+                node.bump_subtree();
+            }
+            Ok(None) => return "the secondary closed the link".into(),
+            Err(FrameError::Io(e)) => return describe_io(&e),
+            Err(e) => {
+                let msg = format!("secondary {name}: {e}; closing its connection");
+                node.event(Severity::Error, EventKind::ProtocolError, msg)
+                    .await;
+                if let Some(child) = lock(&node.children).get(name) {
+                    refuse(&child.conn, e.close_code(), &e.to_string());
+                }
+                return e.to_string();
+            }
+        }
+    }
+}
+
+/// The secondary's side: keeps a link to the parent, reconnecting with backoff, and keeps
+/// the parent told of this server's subtree.
+pub(super) async fn upstream(node: Arc<Node>) {
+    let Some(parent) = node.config.parent.clone() else {
+        return;
+    };
+    let mut link = UpstreamLink::new(node.config.link, Instant::now());
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let mut resolver = AddressResolver::system();
+    let mut shutdown = node.shutdown.subscribe();
+    let target = format!("{}:{}", parent.address, parent.port);
+    let mut last_refusal: Option<String> = None;
+    publish_link(&node, &link, &target);
+    loop {
+        if let Some(at) = link.poll_timeout() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+        if node.is_shutting_down() {
+            return;
+        }
+        if !link.poll_attempt(Instant::now()) {
+            continue;
+        }
+        let attempt = connect_parent(&node, &mut resolver, &parent).await;
+        let error = match attempt {
+            Ok((conn, send, recv, parent_name)) => {
+                last_refusal = None;
+                link.handle_connected(Instant::now());
+                publish_link(&node, &link, &target);
+                let msg =
+                    format!("connection to the parent server {parent_name} established ({target})");
+                node.event(Severity::Info, EventKind::ParentConnected, msg)
+                    .await;
+                let reason = parent_session(&node, &conn, send, recv, &mut shutdown).await;
+                if node.is_shutting_down() {
+                    return;
+                }
+                let msg =
+                    format!("connection to the parent server {parent_name} interrupted: {reason}");
+                node.event(Severity::Warning, EventKind::ParentDisconnected, msg)
+                    .await;
+                reason
+            }
+            Err(e) => {
+                // A refusal says something an administrator must act on; say it once per cause.
+                if last_refusal.as_deref() != Some(e.as_str()) {
+                    let msg = format!("cannot connect to the parent server at {target}: {e}");
+                    node.event(Severity::Warning, EventKind::ParentRefused, msg)
+                        .await;
+                    last_refusal = Some(e.clone());
+                }
+                e
+            }
+        };
+        if let Some(change) = link.handle_failure(Instant::now(), error, &mut rng) {
+            if matches!(change.to, LinkHealth::Degraded | LinkHealth::Failed) {
+                let msg = format!(
+                    "link to the parent server is {} after {} failed attempts in a row",
+                    change.to.as_str(),
+                    link.consecutive_failures()
+                );
+                node.event(Severity::Error, EventKind::ParentLinkHealth, msg)
+                    .await;
+            }
+        }
+        publish_link(&node, &link, &target);
+    }
+}
+
+fn publish_link(node: &Node, link: &UpstreamLink, target: &str) {
+    let since = link
+        .connected_at()
+        .map(|at| now_ms() - at.elapsed().as_millis() as i64);
+    *lock(&node.upstream) = Some(ParentLinkView {
+        address: target.to_string(),
+        health: link.health().as_str().to_string(),
+        consecutive_failures: link.consecutive_failures(),
+        last_error: link.last_error().map(str::to_string),
+        connected_since: since,
+    });
+}
+
+type ParentStreams = (
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+    String,
+);
+
+async fn connect_parent(
+    node: &Node,
+    resolver: &mut AddressResolver,
+    parent: &crate::config::ParentConfig,
+) -> Result<ParentStreams, String> {
+    let addr = resolver
+        .resolve(&parent.address, parent.port)
+        .await
+        .map_err(|e| e.to_string())?;
+    let trust = ClientTrust {
+        roots: node.ca_certs.clone(),
+        pin: Some(parent.fingerprint),
+        expected_name: None,
+    };
+    let identity = (node.identity.0.clone(), node.identity.1.clone_key());
+    let client = tls::client_config(&trust, Some(identity), tls::ALPN_FED, &node.transport)
+        .map_err(|e| e.to_string())?;
+    let connecting = node
+        .endpoint
+        .connect_with(client, addr, "canopy-parent")
+        .map_err(|e| e.to_string())?;
+    let conn = timeout(HELLO_TIMEOUT, connecting)
+        .await
+        .map_err(|_| "timed out connecting".to_string())?
+        .map_err(|e| describe_connection_error(&e))?;
+    let handshake = async {
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| describe_connection_error(&e))?;
+        let hello = ChildHello {
+            name: node.name().to_string(),
+            software_version: SOFTWARE_VERSION.to_string(),
+            last_applied: 0,
+        };
+        wire::write_hello(&mut send, &hello)
+            .await
+            .map_err(|e| e.to_string())?;
+        match wire::read_frame::<_, ParentMsg>(&mut recv, MAX_HELLO).await {
+            Ok(Some(ParentMsg::Welcome { parent_name, .. })) => Ok((send, recv, parent_name)),
+            Ok(None) => Err("the parent closed the link during the hello".to_string()),
+            Err(FrameError::Io(e)) => Err(describe_io(&e)),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    match timeout(HELLO_TIMEOUT, handshake).await {
+        Ok(Ok((send, recv, parent_name))) => Ok((conn, send, recv, parent_name)),
+        Ok(Err(e)) => {
+            // The parent may have closed the connection with a reason that says more.
+            let e = conn
+                .close_reason()
+                .map(|c| describe_connection_error(&c))
+                .unwrap_or(e);
+            Err(e)
+        }
+        Err(_) => Err("timed out waiting for the parent's welcome".to_string()),
+    }
+}
+
+/// Runs an established link: sends the subtree whenever it changes, reads the parent's
+/// messages. Returns why the link ended.
+async fn parent_session(
+    node: &Node,
+    conn: &quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> String {
+    let mut changed = node.subtree_changed.subscribe();
+    changed.mark_changed();
+    loop {
+        tokio::select! {
+            res = changed.changed() => {
+                if res.is_err() {
+                    return "server stopping".into();
+                }
+                let rows = match node.subtree_rows().await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::error!("cannot read the subtree: {e}");
+                        continue;
+                    }
+                };
+                if let Err(e) = wire::write_frame(&mut send, &ChildMsg::Subtree(rows)).await {
+                    return match e {
+                        FrameError::Io(e) => conn.close_reason().map(|c| describe_connection_error(&c)).unwrap_or_else(|| e.to_string()),
+                        e => e.to_string(),
+                    };
+                }
+            }
+            msg = wire::read_frame::<_, ParentMsg>(&mut recv, MAX_FRAME) => {
+                match msg {
+                    Ok(Some(ParentMsg::Welcome { .. })) => {}
+                    Ok(None) => return "the parent closed the link".into(),
+                    Err(FrameError::Io(e)) => return describe_io(&e),
+                    Err(e) => {
+                        refuse(conn, e.close_code(), &e.to_string());
+                        return format!("protocol error from the parent: {e}");
+                    }
+                }
+            }
+            _ = shutdown.changed() => return "server stopping".into(),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The tables of an Administration Server's database: secondaries, accounts, events.
+
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::{
+    SeqTable, Store, StoreError, StrTable, entries_u64, get, last_key_u64, put, put_u64, remove,
+    values,
+};
+use crate::model::{Account, Event, Role, SecondaryRecord};
+use crate::net::pki::Fingerprint;
+
+/// Registered secondaries by display name.
+const SECONDARIES: StrTable = TableDefinition::new("secondaries");
+/// Administrator accounts by name.
+const ACCOUNTS: StrTable = TableDefinition::new("accounts");
+/// The event log by sequence number.
+const EVENTS: SeqTable = TableDefinition::new("events");
+
+impl Store {
+    /// Opens a server's database and makes sure every table exists, so reads never find a
+    /// missing table.
+    pub fn open_server(path: &std::path::Path) -> Result<Store, StoreError> {
+        let store = Store::open(path)?;
+        store.write_blocking(|txn| {
+            txn.open_table(SECONDARIES)?;
+            txn.open_table(ACCOUNTS)?;
+            txn.open_table(EVENTS)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    pub async fn secondaries(&self) -> Result<Vec<SecondaryRecord>, StoreError> {
+        self.read(|txn| values(&txn.open_table(SECONDARIES)?)).await
+    }
+
+    pub async fn secondary_by_fingerprint(
+        &self,
+        fingerprint: Fingerprint,
+    ) -> Result<Option<SecondaryRecord>, StoreError> {
+        let all = self.secondaries().await?;
+        Ok(all.into_iter().find(|s| s.fingerprint == fingerprint))
+    }
+
+    /// Registers a secondary; refused if the name or the certificate is already registered.
+    pub async fn add_secondary(&self, record: SecondaryRecord) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(SECONDARIES)?;
+            let existing: Vec<SecondaryRecord> = values(&table)?;
+            if existing.iter().any(|s| s.name == record.name) {
+                return Err(StoreError::Rejected(format!(
+                    "a secondary named {:?} is already registered",
+                    record.name
+                )));
+            }
+            if let Some(s) = existing
+                .iter()
+                .find(|s| s.fingerprint == record.fingerprint)
+            {
+                return Err(StoreError::Rejected(format!(
+                    "that certificate is already registered as secondary {:?}",
+                    s.name
+                )));
+            }
+            put(&mut table, &record.name, &record)
+        })
+        .await
+    }
+
+    /// Applies `change` to the named secondary, if it is (still) registered.
+    pub async fn update_secondary(
+        &self,
+        name: &str,
+        change: impl FnMut(&mut SecondaryRecord) + Send + 'static,
+    ) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        let mut change = change;
+        self.write(move |txn| {
+            let mut table = txn.open_table(SECONDARIES)?;
+            let Some(mut record) = get::<SecondaryRecord>(&table, &name)? else {
+                return Ok(false);
+            };
+            change(&mut record);
+            put(&mut table, &name, &record)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub async fn remove_secondary(
+        &self,
+        name: &str,
+    ) -> Result<Option<SecondaryRecord>, StoreError> {
+        let name = name.to_string();
+        self.write(move |txn| {
+            let mut table = txn.open_table(SECONDARIES)?;
+            let record = get::<SecondaryRecord>(&table, &name)?;
+            remove(&mut table, &name)?;
+            Ok(record)
+        })
+        .await
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.read(|txn| values(&txn.open_table(ACCOUNTS)?)).await
+    }
+
+    pub async fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        let name = name.to_string();
+        self.read(move |txn| get(&txn.open_table(ACCOUNTS)?, &name))
+            .await
+    }
+
+    pub async fn create_account(&self, account: Account) -> Result<(), StoreError> {
+        self.write(move |txn| create_account_in(txn, &account, false))
+            .await
+    }
+
+    /// The bootstrap step: creates the first administrator, refused once any account exists.
+    pub fn bootstrap_account(&self, account: Account) -> Result<(), StoreError> {
+        self.write_blocking(move |txn| create_account_in(txn, &account, true))
+    }
+
+    /// Deletes an account; refused for the last administrator, which would lock everyone out.
+    pub async fn delete_account(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.write(move |txn| {
+            let mut table = txn.open_table(ACCOUNTS)?;
+            let Some(account) = get::<Account>(&table, &name)? else {
+                return Ok(false);
+            };
+            if account.role == Role::Administrator {
+                let admins = values::<Account>(&table)?
+                    .iter()
+                    .filter(|a| a.role == Role::Administrator)
+                    .count();
+                if admins <= 1 {
+                    return Err(StoreError::Rejected(format!(
+                        "{name} is the last administrator; create another one first"
+                    )));
+                }
+            }
+            remove(&mut table, &name)
+        })
+        .await
+    }
+
+    pub async fn set_account_password(&self, name: &str, hash: String) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.write(move |txn| {
+            let mut table = txn.open_table(ACCOUNTS)?;
+            let Some(mut account) = get::<Account>(&table, &name)? else {
+                return Ok(false);
+            };
+            account.password_hash = hash.clone();
+            put(&mut table, &name, &account)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Appends an event; returns its sequence number.
+    pub async fn append_event(&self, event: Event) -> Result<u64, StoreError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(EVENTS)?;
+            let seq = last_key_u64(&table)?.map_or(1, |last| last + 1);
+            let mut event = event.clone();
+            event.seq = seq;
+            put_u64(&mut table, seq, &event)?;
+            Ok(seq)
+        })
+        .await
+    }
+
+    /// Events after `after`, oldest first; without `after`, the newest `limit` events.
+    pub async fn events(&self, after: Option<u64>, limit: u32) -> Result<Vec<Event>, StoreError> {
+        let limit = limit as usize;
+        self.read(move |txn| {
+            let table = txn.open_table(EVENTS)?;
+            let from = match after {
+                Some(after) => after.saturating_add(1),
+                None => {
+                    let last = last_key_u64(&table)?.unwrap_or(0);
+                    let len = table.len()?;
+                    // Sequence numbers are dense, so the newest `limit` start here.
+                    last.saturating_sub(limit.min(len as usize) as u64)
+                        .saturating_add(1)
+                }
+            };
+            Ok(entries_u64::<Event>(&table, from.., limit)?
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect())
+        })
+        .await
+    }
+}
+
+fn create_account_in(
+    txn: &redb::WriteTransaction,
+    account: &Account,
+    only_if_first: bool,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(ACCOUNTS)?;
+    if only_if_first && !table.is_empty()? {
+        return Err(StoreError::Rejected(
+            "accounts exist already; bootstrap only creates the first one (log in and use `canopy account create`)".into(),
+        ));
+    }
+    if table.get(account.name.as_str())?.is_some() {
+        return Err(StoreError::Rejected(format!(
+            "an account named {:?} exists already",
+            account.name
+        )));
+    }
+    put(&mut table, &account.name, account)
+}

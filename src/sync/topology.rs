@@ -1,0 +1,137 @@
+//! The tree below a server, as `canopy server list` shows it, built from the server's own
+//! registrations and the subtrees its secondaries last reported.
+
+use crate::model::{SecondaryRecord, ServerRow, ServerStatus, UnixMillis};
+
+/// A registered secondary and whether its link is up right now.
+pub struct SecondaryView<'a> {
+    pub record: &'a SecondaryRecord,
+    pub connected: bool,
+}
+
+/// Rows for every server below this one (not this one), paths relative to this server,
+/// parents before their children, secondaries in name order.
+pub fn subtree_rows(secondaries: &[SecondaryView<'_>]) -> Vec<ServerRow> {
+    let mut sorted: Vec<&SecondaryView<'_>> = secondaries.iter().collect();
+    sorted.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+    let mut rows = Vec::new();
+    for s in sorted {
+        let r = s.record;
+        rows.push(ServerRow {
+            path: r.name.clone(),
+            depth: 1,
+            name: r.name.clone(),
+            group: r.group.clone(),
+            status: if s.connected {
+                ServerStatus::Active
+            } else {
+                ServerStatus::Inactive
+            },
+            version: r.version.clone(),
+            address: r.address.clone(),
+            last_connected: r.last_connected,
+        });
+        for below in &r.subtree {
+            let mut row = below.clone();
+            row.path = format!("{}/{}", r.name, below.path);
+            row.depth = below.depth + 1;
+            if !s.connected {
+                row.status = ServerStatus::Unreachable;
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// The full tree as seen from this server: itself at depth 0, then its subtree with paths
+/// prefixed by its own name.
+pub fn tree_rows(
+    name: &str,
+    listen: &str,
+    version: &str,
+    now: UnixMillis,
+    secondaries: &[SecondaryView<'_>],
+) -> Vec<ServerRow> {
+    let mut rows = vec![ServerRow {
+        path: name.to_string(),
+        depth: 0,
+        name: name.to_string(),
+        group: String::new(),
+        status: ServerStatus::Active,
+        version: version.to_string(),
+        address: Some(listen.to_string()),
+        last_connected: Some(now),
+    }];
+    rows.extend(subtree_rows(secondaries).into_iter().map(|mut r| {
+        r.path = format!("{name}/{}", r.path);
+        r
+    }));
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::pki::Fingerprint;
+
+    fn record(name: &str, subtree: Vec<ServerRow>) -> SecondaryRecord {
+        SecondaryRecord {
+            name: name.into(),
+            group: "Managed devices".into(),
+            cert_der: vec![],
+            fingerprint: Fingerprint([0; 32]),
+            registered_at: 0,
+            last_connected: Some(5),
+            version: "0.1.0".into(),
+            address: None,
+            subtree,
+        }
+    }
+
+    #[test]
+    fn three_levels_and_an_interrupted_link() {
+        let bottom = record("branch-1a", vec![]);
+        let middle_rows = subtree_rows(&[SecondaryView {
+            record: &bottom,
+            connected: true,
+        }]);
+        let middle = record("branch-1", middle_rows);
+        let other = record("branch-2", vec![]);
+        let rows = tree_rows(
+            "primary",
+            "127.0.0.1:13000",
+            "0.1.0",
+            9,
+            &[
+                SecondaryView {
+                    record: &other,
+                    connected: true,
+                },
+                SecondaryView {
+                    record: &middle,
+                    connected: true,
+                },
+            ],
+        );
+        let summary: Vec<_> = rows
+            .iter()
+            .map(|r| (r.path.as_str(), r.depth, r.status))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("primary", 0, ServerStatus::Active),
+                ("primary/branch-1", 1, ServerStatus::Active),
+                ("primary/branch-1/branch-1a", 2, ServerStatus::Active),
+                ("primary/branch-2", 1, ServerStatus::Active),
+            ]
+        );
+        let rows = subtree_rows(&[SecondaryView {
+            record: &middle,
+            connected: false,
+        }]);
+        assert_eq!(rows[0].status, ServerStatus::Inactive);
+        assert_eq!(rows[1].status, ServerStatus::Unreachable);
+    }
+}

@@ -1,0 +1,193 @@
+//! The messages of the three links: federation (server to server) and administration.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Account, Event, Role, ServerRow, UnixMillis};
+
+/// A value that must never be printed or logged: its `Debug` shows only that it is set.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+// ---- Federation: `canopy-fed/1` ----
+
+/// The first frame a secondary sends on its link to its parent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildHello {
+    /// The secondary's own node name (its certificate's name).
+    pub name: String,
+    pub software_version: String,
+    /// The last change of the parent's log the secondary applied.
+    pub last_applied: u64,
+}
+
+/// Parent to secondary, on the link stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParentMsg {
+    /// The secondary was recognised by its certificate's fingerprint.
+    Welcome {
+        parent_name: String,
+        /// The display name the parent registered the secondary under.
+        registered_name: String,
+        group: String,
+    },
+}
+
+/// Secondary to parent, on the link stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChildMsg {
+    /// The secondary's whole subtree, paths relative to the secondary; replaces the last one.
+    Subtree(Vec<ServerRow>),
+}
+
+// ---- Administration: `canopy-admin/1` ----
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminHello {
+    pub client_version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminWelcome {
+    pub server_name: String,
+    pub software_version: String,
+}
+
+/// One request on its own stream: the session token (absent only for `Login`) and the request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCall {
+    pub token: Option<Secret>,
+    pub request: AdminRequest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    Login {
+        user: String,
+        password: Secret,
+    },
+    Logout,
+    ServerStatus,
+    ServerList,
+    AddSecondary {
+        name: String,
+        group: String,
+        cert_pem: String,
+    },
+    RemoveSecondary {
+        name: String,
+    },
+    EventList {
+        after: Option<u64>,
+        limit: u32,
+    },
+    AccountList,
+    AccountCreate {
+        name: String,
+        password: Secret,
+        role: Role,
+    },
+    AccountDelete {
+        name: String,
+    },
+    AccountSetPassword {
+        name: String,
+        password: Secret,
+    },
+}
+
+impl AdminRequest {
+    /// What the request does, for the audit trail and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminRequest::Login { .. } => "login",
+            AdminRequest::Logout => "logout",
+            AdminRequest::ServerStatus => "server status",
+            AdminRequest::ServerList => "server list",
+            AdminRequest::AddSecondary { .. } => "server add-secondary",
+            AdminRequest::RemoveSecondary { .. } => "server remove-secondary",
+            AdminRequest::EventList { .. } => "event list",
+            AdminRequest::AccountList => "account list",
+            AdminRequest::AccountCreate { .. } => "account create",
+            AdminRequest::AccountDelete { .. } => "account delete",
+            AdminRequest::AccountSetPassword { .. } => "account passwd",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// No valid session: log in first.
+    Unauthenticated,
+    /// The account's role does not allow this.
+    Forbidden,
+    NotFound,
+    AlreadyExists,
+    InvalidInput,
+    Internal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminResponse {
+    Done {
+        message: String,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
+    LoggedIn {
+        token: Secret,
+        role: Role,
+        expires: UnixMillis,
+    },
+    Status(ServerStatusView),
+    Servers(Vec<ServerRow>),
+    Events(Vec<Event>),
+    Accounts(Vec<AccountView>),
+}
+
+/// `canopy server status`: the server asked, and its link to its own parent if it has one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatusView {
+    pub name: String,
+    pub software_version: String,
+    pub listen: String,
+    pub fingerprint: String,
+    pub started: UnixMillis,
+    pub parent: Option<ParentLinkView>,
+    pub secondaries: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLinkView {
+    pub address: String,
+    /// Connecting, Up, Degraded or Failed.
+    pub health: String,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    pub connected_since: Option<UnixMillis>,
+}
+
+/// An account as the API shows it: never its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub name: String,
+    pub role: Role,
+    pub created: UnixMillis,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        AccountView {
+            name: a.name.clone(),
+            role: a.role,
+            created: a.created,
+        }
+    }
+}
