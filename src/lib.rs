@@ -2,6 +2,7 @@
 //!
 //! See ARCHITECTURE.md for the bird's-eye view and the invariants between modules.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod model;

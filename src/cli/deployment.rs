@@ -47,9 +47,14 @@ impl Deployment {
         if !self.certs.join(format!("{name}.pem")).exists() {
             pki::issue_server(&self.certs, name, &["127.0.0.1".to_string()], 825)?;
         }
-        let text = config_text(name, port, parent);
+        self.write_config(name, &config_text(name, port, parent))
+            .await
+    }
+
+    /// Writes `name.toml` with `text` and bootstraps the administrator in its database.
+    pub async fn write_config(&self, name: &str, text: &str) -> anyhow::Result<ServerConfig> {
         let path = self.dir.join(format!("{name}.toml"));
-        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         let config = ServerConfig::load(&path)?;
         let data = config.data.clone();
         tokio::task::spawn_blocking(move || bootstrap_admin(&data)).await??;
@@ -181,6 +186,14 @@ impl std::fmt::Debug for Deployment {
             .field("dir", &self.dir)
             .finish()
     }
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago, for a server that must come back on
+/// the same port after a restart.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// The parent half of a child's config: where the parent listens and who it is.

@@ -2,6 +2,7 @@
 
 pub mod event;
 pub mod server;
+pub mod task;
 
 pub use event::{Event, EventKind, Severity};
 pub use server::{Account, Role, SecondaryRecord, ServerRow, ServerStatus};

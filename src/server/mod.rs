@@ -115,6 +115,11 @@ impl Node {
         ))
     }
 
+    /// This server's link to its parent, if it has one.
+    pub fn parent_link(&self) -> Option<crate::wire::msg::ParentLinkView> {
+        lock(&self.upstream).clone()
+    }
+
     fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }

@@ -1,0 +1,1 @@
+//! Executors of task types on a device.
