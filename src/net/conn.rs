@@ -4,13 +4,11 @@ use crate::wire::close;
 
 /// Says why a connection ended, in words, from the error quinn gave a stream.
 pub fn describe_io(e: &std::io::Error) -> String {
-    if let Some(read) = e
+    let read = e
         .get_ref()
-        .and_then(|inner| inner.downcast_ref::<quinn::ReadError>())
-    {
-        if let quinn::ReadError::ConnectionLost(c) = read {
-            return describe_connection_error(c);
-        }
+        .and_then(|inner| inner.downcast_ref::<quinn::ReadError>());
+    if let Some(quinn::ReadError::ConnectionLost(c)) = read {
+        return describe_connection_error(c);
     }
     e.to_string()
 }

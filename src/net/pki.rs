@@ -67,8 +67,8 @@ pub struct ParseFingerprintError(String);
 impl FromStr for Fingerprint {
     type Err = ParseFingerprintError;
 
-    /// Accepts `ab12…`, `AB:12:…` and either form prefixed by `sha256:`, as printed by
-    /// canopy itself and by `openssl x509 -fingerprint -sha256`.
+    /// Accepts `ab12…` (as canopy prints it), `AB:12:…` (as openssl prints it) and either
+    /// form prefixed by `sha256:`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let error = || ParseFingerprintError(s.to_owned());
         let hex = strip_prefix_ignore_case(s.trim(), "sha256:");
@@ -323,7 +323,11 @@ pub fn write_pem_file(path: &Path, pem: &str, secret: bool) -> Result<(), PkiErr
     })?;
     file.write_all(pem.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(io_error(path))
+        .map_err(|e| {
+            // The file is ours (create_new); a truncated one would block every retry.
+            let _ = fs::remove_file(path);
+            io_error(path)(e)
+        })
 }
 
 /// Writes a key, then its certificate; if the certificate cannot be written the key is

@@ -24,7 +24,14 @@ impl AddressResolver {
         AddressResolver { dns: None }
     }
 
-    pub async fn resolve(&mut self, host: &str, port: u16) -> Result<SocketAddr, ResolveError> {
+    /// Resolves to an address that a socket bound to `local` can reach: an IPv4-bound socket
+    /// cannot send to IPv6, so `localhost` must not become `[::1]` for it.
+    pub async fn resolve(
+        &mut self,
+        host: &str,
+        port: u16,
+        local: SocketAddr,
+    ) -> Result<SocketAddr, ResolveError> {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, port));
@@ -48,13 +55,18 @@ impl AddressResolver {
                 host: host.to_string(),
                 message: e.to_string(),
             })?;
-        lookup
-            .iter()
-            .next()
-            .map(|ip| SocketAddr::new(ip, port))
+        let reachable = |ip: &IpAddr| local.is_ipv6() || ip.is_ipv4();
+        let mut ips: Vec<IpAddr> = lookup.iter().filter(reachable).collect();
+        // On a dual-stack socket, prefer the address family the socket was bound with.
+        ips.sort_by_key(|ip| ip.is_ipv4() == local.is_ipv6());
+        ips.first()
+            .map(|ip| SocketAddr::new(*ip, port))
             .ok_or_else(|| ResolveError::Lookup {
                 host: host.to_string(),
-                message: "no address found".into(),
+                message: format!(
+                    "no {} address found",
+                    if local.is_ipv6() { "IP" } else { "IPv4" }
+                ),
             })
     }
 }
@@ -66,12 +78,13 @@ mod tests {
     #[tokio::test]
     async fn ip_addresses_need_no_dns() {
         let mut r = AddressResolver::system();
+        let v4 = "127.0.0.1:0".parse().unwrap();
         assert_eq!(
-            r.resolve("127.0.0.1", 13000).await.unwrap(),
+            r.resolve("127.0.0.1", 13000, v4).await.unwrap(),
             "127.0.0.1:13000".parse().unwrap()
         );
         assert_eq!(
-            r.resolve("[::1]", 5).await.unwrap(),
+            r.resolve("[::1]", 5, v4).await.unwrap(),
             "[::1]:5".parse().unwrap()
         );
         assert!(r.dns.is_none());
@@ -80,7 +93,14 @@ mod tests {
     #[tokio::test]
     async fn localhost_resolves_from_the_hosts_file() {
         let mut r = AddressResolver::system();
-        let addr = r.resolve("localhost", 13000).await.unwrap();
-        assert!(addr.ip().is_loopback(), "{addr}");
+        let addr = r
+            .resolve("localhost", 13000, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            addr,
+            "127.0.0.1:13000".parse().unwrap(),
+            "an IPv4 socket gets IPv4"
+        );
     }
 }

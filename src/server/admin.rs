@@ -9,14 +9,12 @@ use tokio::time::timeout;
 use super::auth::{self, Session};
 use super::{Node, lock, now_ms};
 use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
-use crate::net::pki::Fingerprint;
+use crate::net::pki::{self, Fingerprint};
 use crate::wire::msg::{
     AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, ErrorKind,
     ServerStatusView,
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -268,11 +266,11 @@ async fn add_secondary(
     if let Err(e) = check_group_path(&group) {
         return error(ErrorKind::InvalidInput, e);
     }
-    let cert_der = match single_cert(&cert_pem) {
+    let cert_der = match pki::parse_single_cert_pem(&cert_pem) {
         Ok(der) => der,
         Err(e) => return error(ErrorKind::InvalidInput, format!("certificate: {e}")),
     };
-    if let Err(e) = node.ca.verify_client_chain(&[cert_der.clone()]) {
+    if let Err(e) = node.ca.verify_client_chain(std::slice::from_ref(&cert_der)) {
         return error(
             ErrorKind::InvalidInput,
             format!("certificate is not a server certificate of this deployment's CA: {e}"),
@@ -440,18 +438,4 @@ async fn account_password(
     AdminResponse::Done {
         message: format!("password of {name} changed; its sessions are closed"),
     }
-}
-
-/// The one certificate of a PEM text (the secondary's certificate file).
-fn single_cert(pem: &str) -> Result<CertificateDer<'static>, String> {
-    let mut certs = CertificateDer::pem_slice_iter(pem.as_bytes());
-    let first = match certs.next() {
-        Some(Ok(cert)) => cert,
-        Some(Err(e)) => return Err(format!("not a PEM certificate: {e}")),
-        None => return Err("no certificate found in the PEM text".into()),
-    };
-    if certs.next().is_some() {
-        return Err("expected one certificate, found several".into());
-    }
-    Ok(first)
 }

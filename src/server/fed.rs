@@ -313,7 +313,7 @@ async fn connect_parent(
     parent: &crate::config::ParentConfig,
 ) -> Result<ParentStreams, String> {
     let addr = resolver
-        .resolve(&parent.address, parent.port)
+        .resolve(&parent.address, parent.port, node.listen)
         .await
         .map_err(|e| e.to_string())?;
     let trust = ClientTrust {

@@ -1,0 +1,365 @@
+//! The `canopy` binary as an administrator uses it: separate processes, real files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "a long admin password";
+
+struct Canopy {
+    dir: PathBuf,
+}
+
+impl Canopy {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_canopy"));
+        cmd.current_dir(&self.dir)
+            .env("CANOPY_SESSION", self.dir.join("session.toml"))
+            .env_remove("CANOPY_PASSWORD")
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "canopy {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str], stdin: Option<&str>) -> (i32, String) {
+        let out = self.run(args, stdin);
+        assert!(!out.status.success(), "canopy {args:?} should have failed");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn serve(&self, config: &str) -> Server {
+        let log = std::fs::File::create(self.dir.join(format!("{config}.log"))).unwrap();
+        let child = self
+            .cmd(&["serve", "--config", config])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Server { child }
+    }
+}
+
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    /// SIGTERM, then the exit status: a clean shutdown exits 0.
+    fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn config(name: &str, port: u16, parent: Option<(u32, &str)>) -> String {
+    let mut text = format!(
+        "name = \"{name}\"\ndata = \"data/{name}.redb\"\nlisten = \"127.0.0.1:{port}\"\n\
+         [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{name}.pem\"\nkey = \"certs/{name}.key\"\n\
+         [link]\nkeep_alive_ms = 1000\nidle_timeout_ms = 5000\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\n"
+    );
+    if let Some((port, fingerprint)) = parent {
+        text.push_str(&format!(
+            "[parent]\naddress = \"localhost\"\nport = {port}\nfingerprint = \"{fingerprint}\"\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn an_administrator_builds_a_tree_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Canopy {
+        dir: tmp.path().to_path_buf(),
+    };
+    c.ok(&["pki", "init", "--dir", "certs"], None);
+    let (_, err) = c.fails(&["pki", "init", "--dir", "certs"], None);
+    assert!(err.contains("already exists"), "{err}");
+    c.ok(
+        &[
+            "pki",
+            "issue",
+            "--dir",
+            "certs",
+            "--name",
+            "primary",
+            "--san",
+            "127.0.0.1",
+        ],
+        None,
+    );
+    c.ok(
+        &["pki", "issue", "--dir", "certs", "--name", "branch-1"],
+        None,
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(tmp.path().join("certs/branch-1.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let fingerprint = c
+        .ok(&["pki", "fingerprint", "certs/primary.pem"], None)
+        .trim()
+        .to_string();
+    assert_eq!(fingerprint.len(), 64);
+
+    let primary_port = free_port();
+    write(
+        &tmp.path().join("primary.toml"),
+        &config("primary", primary_port, None),
+    );
+    write(
+        &tmp.path().join("branch-1.toml"),
+        &config(
+            "branch-1",
+            free_port(),
+            Some((primary_port as u32, &fingerprint)),
+        ),
+    );
+    let out = c.ok(
+        &[
+            "account",
+            "bootstrap",
+            "--config",
+            "primary.toml",
+            "--user",
+            "admin",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(out.contains("administrator admin created"), "{out}");
+    let (_, err) = c.fails(
+        &[
+            "account",
+            "bootstrap",
+            "--config",
+            "primary.toml",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(err.contains("accounts exist already"), "{err}");
+
+    let primary = c.serve("primary.toml");
+    let server = format!("127.0.0.1:{primary_port}");
+    let login = [
+        "login",
+        "--server",
+        &server,
+        "--ca",
+        "certs/ca.pem",
+        "--user",
+        "admin",
+        "--password-stdin",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = c.run(&login, Some(&format!("{PASSWORD}\n")));
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "login never worked: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, err) = c.fails(
+        &[
+            "login",
+            "--server",
+            &server,
+            "--ca",
+            "certs/ca.pem",
+            "--user",
+            "admin",
+            "--password-stdin",
+        ],
+        Some("wrong password\n"),
+    );
+    assert!(err.contains("wrong user name or password"), "{err}");
+    // The failed login did not overwrite the good session.
+    c.ok(
+        &[
+            "server",
+            "add-secondary",
+            "--name",
+            "branch-1",
+            "--group",
+            "Managed devices",
+            "--cert",
+            "certs/branch-1.pem",
+        ],
+        None,
+    );
+    let (_, err) = c.fails(
+        &[
+            "server",
+            "add-secondary",
+            "--name",
+            "again",
+            "--cert",
+            "certs/branch-1.pem",
+        ],
+        None,
+    );
+    assert!(err.contains("already registered"), "{err}");
+
+    let branch = c.serve("branch-1.toml");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let rows = loop {
+        let rows: serde_json::Value =
+            serde_json::from_str(&c.ok(&["server", "list", "--json"], None)).unwrap();
+        let active = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "Active")
+            .count();
+        if active == 2 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "branch-1 never became active: {rows}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(rows[1]["path"], "primary/branch-1");
+    assert_eq!(rows[1]["depth"], 1);
+    let table = c.ok(&["server", "list"], None);
+    assert!(
+        table.contains("primary/branch-1") && table.contains("Active"),
+        "{table}"
+    );
+    let events = c.ok(&["event", "list"], None);
+    assert!(
+        events.contains("connection to the secondary branch-1 established"),
+        "{events}"
+    );
+
+    assert!(branch.terminate(), "branch-1 exits 0 on SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.ok(&["server", "list"], None).contains("Inactive") {
+        assert!(Instant::now() < deadline, "branch-1 never shown Inactive");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.ok(&["logout"], None);
+    let (_, err) = c.fails(&["server", "list"], None);
+    assert!(err.contains("canopy login"), "{err}");
+    assert!(primary.terminate(), "primary exits 0 on SIGTERM");
+}
+
+#[test]
+fn bad_config_and_bad_arguments_get_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Canopy {
+        dir: tmp.path().to_path_buf(),
+    };
+    write(
+        &tmp.path().join("bad.toml"),
+        &config("primary", 13000, Some((70000, "abc"))),
+    );
+    let (code, err) = c.fails(&["serve", "--config", "bad.toml"], None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("`parent.port`") && err.contains("70000"),
+        "{err}"
+    );
+    let (_, err) = c.fails(&["serve", "--config", "missing.toml"], None);
+    assert!(
+        err.contains("missing.toml") && err.contains("cannot read"),
+        "{err}"
+    );
+    let (code, err) = c.fails(&["server", "add-secondary", "--cert", "x.pem"], None);
+    assert_eq!(code, 2, "usage errors exit 2");
+    assert!(err.contains("--name"), "{err}");
+    let (_, err) = c.fails(&["pki", "issue", "--dir", "certs", "--name", "x"], None);
+    assert!(err.contains("ca.pem"), "{err}");
+}
+
+#[test]
+fn the_example_configs_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    canopy::config::ServerConfig::load(&root.join("config/primary.toml")).unwrap();
+    // The secondaries' examples carry a placeholder fingerprint, and say so when loaded.
+    for name in ["secondary.toml", "secondary-of-secondary.toml"] {
+        let err = canopy::config::ServerConfig::load(&root.join("config").join(name))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`parent.fingerprint`"), "{err}");
+        let text = std::fs::read_to_string(root.join("config").join(name)).unwrap();
+        let text = text.replace(
+            &text[text.find("sha256:REPLACE").unwrap()..]
+                .lines()
+                .next()
+                .unwrap()
+                .trim_end_matches('"')
+                .to_string(),
+            &"ab".repeat(32),
+        );
+        canopy::config::ServerConfig::parse(&text, Path::new(name), &root.join("config")).unwrap();
+    }
+}
