@@ -428,9 +428,7 @@ struct LoadedCa {
     issuer: Issuer<'static, KeyPair>,
 }
 
-/// Loads `ca.pem` and `ca.key`. rcgen can only parse certificates with its optional
-/// `x509-parser` feature, so the CA's subject is rebuilt here from the DER and the key is
-/// checked against the certificate's public key.
+/// Loads `ca.pem` and `ca.key`, and checks that the key is the certificate's.
 fn load_ca(dir: &Path) -> Result<LoadedCa, PkiError> {
     let cert_path = dir.join(CA_CERT_FILE);
     let key_path = dir.join(CA_KEY_FILE);
@@ -439,23 +437,20 @@ fn load_ca(dir: &Path) -> Result<LoadedCa, PkiError> {
         .next()
         .ok_or_else(|| PkiError::NoCertificate(cert_path.clone()))?;
     let key = KeyPair::try_from(&load_key(&key_path)?)?;
-    let bad_ca = |reason: &str| PkiError::BadCa {
+    let bad_ca = |reason: String| PkiError::BadCa {
         path: cert_path.clone(),
-        reason: reason.to_owned(),
+        reason,
     };
-
-    let anchor = webpki::anchor_from_trusted_cert(&cert).map_err(|e| bad_ca(&e.to_string()))?;
+    let anchor = webpki::anchor_from_trusted_cert(&cert).map_err(|e| bad_ca(e.to_string()))?;
     if webpki::spki_for_anchor(&anchor).as_ref() != key.subject_public_key_info() {
         return Err(PkiError::KeyMismatch(key_path));
     }
     let subject = anchor.subject.to_vec();
-    let mut params = CertificateParams::default();
-    params.distinguished_name = der::parse_name(&subject)
-        .ok_or_else(|| bad_ca("subject name uses an encoding canopy cannot reproduce"))?;
+    let issuer = Issuer::from_ca_cert_der(&cert, key).map_err(|e| bad_ca(e.to_string()))?;
     Ok(LoadedCa {
         cert_path,
         subject,
-        issuer: Issuer::new(params, key),
+        issuer,
     })
 }
 
@@ -472,112 +467,6 @@ impl LoadedCa {
                 path: self.cert_path.clone(),
                 reason: "its subject name cannot be reproduced exactly".to_owned(),
             })
-        }
-    }
-}
-
-/// Just enough DER reading to turn a certificate's subject back into an rcgen name.
-mod der {
-    use rcgen::{DistinguishedName, DnType, DnValue};
-
-    const SET: u8 = 0x31;
-    const SEQUENCE: u8 = 0x30;
-    const OID: u8 = 0x06;
-    const UTF8_STRING: u8 = 0x0c;
-    const PRINTABLE_STRING: u8 = 0x13;
-    const IA5_STRING: u8 = 0x16;
-
-    /// Parses the contents of a `Name` (RDNs with one attribute each, string values rcgen
-    /// can write back). Returns None for anything else; the caller treats that as unusable.
-    pub(super) fn parse_name(mut der: &[u8]) -> Option<DistinguishedName> {
-        let mut dn = DistinguishedName::new();
-        while !der.is_empty() {
-            let (set, rest) = take(der, SET)?;
-            der = rest;
-            let (attribute, rest) = take(set, SEQUENCE)?;
-            let (oid, rest2) = take(attribute, OID)?;
-            let (tag, value, rest3) = read(rest2)?;
-            if !rest.is_empty() || !rest3.is_empty() {
-                return None;
-            }
-            dn.push(DnType::from_oid(&oid_arcs(oid)?), string_value(tag, value)?);
-        }
-        Some(dn)
-    }
-
-    fn string_value(tag: u8, value: &[u8]) -> Option<DnValue> {
-        let text = std::str::from_utf8(value).ok()?;
-        Some(match tag {
-            UTF8_STRING => DnValue::Utf8String(text.to_owned()),
-            PRINTABLE_STRING => DnValue::PrintableString(text.try_into().ok()?),
-            IA5_STRING => DnValue::Ia5String(text.try_into().ok()?),
-            _ => return None,
-        })
-    }
-
-    /// Reads one TLV with the expected tag: (value, rest).
-    fn take(der: &[u8], expected: u8) -> Option<(&[u8], &[u8])> {
-        let (tag, value, rest) = read(der)?;
-        (tag == expected).then_some((value, rest))
-    }
-
-    /// Reads one TLV (single-byte tags, definite lengths): (tag, value, rest).
-    fn read(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = der.split_first()?;
-        let (&first, mut rest) = rest.split_first()?;
-        let len = if first < 0x80 {
-            usize::from(first)
-        } else {
-            let (len_bytes, tail) = rest.split_at_checked(usize::from(first & 0x7f))?;
-            rest = tail;
-            if len_bytes.is_empty() || len_bytes.len() > 4 {
-                return None;
-            }
-            len_bytes
-                .iter()
-                .fold(0, |acc, &b| (acc << 8) | usize::from(b))
-        };
-        let (value, rest) = rest.split_at_checked(len)?;
-        Some((tag, value, rest))
-    }
-
-    /// Decodes an OBJECT IDENTIFIER body into its arcs.
-    fn oid_arcs(der: &[u8]) -> Option<Vec<u64>> {
-        if der.last()? & 0x80 != 0 {
-            return None;
-        }
-        let mut arcs = Vec::new();
-        let mut acc: u64 = 0;
-        for &b in der {
-            acc = acc.checked_mul(128)? | u64::from(b & 0x7f);
-            if b & 0x80 == 0 {
-                if arcs.is_empty() {
-                    let first = (acc / 40).min(2);
-                    arcs.extend([first, acc - 40 * first]);
-                } else {
-                    arcs.push(acc);
-                }
-                acc = 0;
-            }
-        }
-        Some(arcs)
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn oid_of_common_name() {
-            assert_eq!(oid_arcs(&[0x55, 0x04, 0x03]), Some(vec![2, 5, 4, 3]));
-            assert_eq!(oid_arcs(&[0x2a, 0x86, 0x48]), Some(vec![1, 2, 840]));
-            assert_eq!(oid_arcs(&[0x2a, 0x86]), None);
-        }
-
-        #[test]
-        fn rejects_truncated_tlv() {
-            assert_eq!(read(&[0x30, 0x05, 0x01]), None);
-            assert_eq!(read(&[0x30, 0x81]), None);
         }
     }
 }
