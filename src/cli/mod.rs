@@ -4,8 +4,9 @@
 pub mod client;
 pub mod demo;
 pub mod deployment;
+mod group;
 mod session;
-mod table;
+pub(crate) mod table;
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -72,6 +73,9 @@ enum Command {
     /// Administrator accounts.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Administration groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Run a small tree of servers on loopback and print it.
     Demo {
         #[arg(long)]
@@ -241,6 +245,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Account(cmd) => account_command(&session_path, cmd).await,
+        Command::Group(cmd) => group::run(&session_path, cmd).await,
         Command::Demo { json } => demo::run(json).await,
     }
 }
@@ -298,19 +303,22 @@ async fn connect(session_path: &Path) -> anyhow::Result<AdminClient> {
     Ok(client)
 }
 
-async fn call(session_path: &Path, request: AdminRequest) -> anyhow::Result<AdminResponse> {
+pub(crate) async fn call(
+    session_path: &Path,
+    request: AdminRequest,
+) -> anyhow::Result<AdminResponse> {
     let client = connect(session_path).await?;
     let response = client.call(request).await;
     client.close().await;
     Ok(response?)
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
-fn print_done(response: AdminResponse) -> anyhow::Result<()> {
+pub(crate) fn print_done(response: AdminResponse) -> anyhow::Result<()> {
     match response {
         AdminResponse::Done { message } => {
             println!("{message}");

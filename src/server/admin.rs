@@ -12,7 +12,7 @@ use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
 use crate::net::pki::{self, Fingerprint};
 use crate::wire::msg::{
     AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, ErrorKind,
-    ServerStatusView,
+    GroupRequest, ServerStatusView,
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
 
@@ -110,6 +110,8 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
         | AccountDelete { .. } => role == Role::Administrator,
         // Anyone may change their own password; only administrators someone else's.
         AccountSetPassword { .. } => true,
+        Group(GroupRequest::List) => true,
+        Group(_) => role != Role::Auditor,
     }
 }
 
@@ -178,6 +180,7 @@ async fn handle(node: &Node, call: AdminCall, remote: std::net::SocketAddr) -> A
         AdminRequest::AccountSetPassword { name, password } => {
             account_password(node, &session, name, password.0).await
         }
+        AdminRequest::Group(request) => super::groups::handle(node, &session, request).await,
     }
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 pub mod auth;
 mod fed;
+mod groups;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -14,6 +14,8 @@
 //! [`StrTable`] / [`SeqTable`] constants next to the code that owns them.
 
 // The Administration Server's tables and typed accessors (written separately).
+pub mod devices;
+mod groups;
 mod server;
 mod writer;
 

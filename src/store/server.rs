@@ -25,6 +25,8 @@ impl Store {
             txn.open_table(SECONDARIES)?;
             txn.open_table(ACCOUNTS)?;
             txn.open_table(EVENTS)?;
+            super::devices::create_tables(txn)?;
+            super::groups::create_tables(txn)?;
             Ok(())
         })?;
         Ok(store)

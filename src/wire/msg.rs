@@ -99,6 +99,29 @@ pub enum AdminRequest {
         name: String,
         password: Secret,
     },
+    Group(GroupRequest),
+}
+
+/// Administration groups. Paths are group names joined by '/', starting with
+/// "Managed devices" (or the separate "Unassigned devices").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupRequest {
+    List,
+    Create { path: String },
+    Rename { path: String, new_name: String },
+    Move { path: String, new_parent: String },
+    Delete { path: String },
+}
+
+/// A group as `canopy group list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupView {
+    pub id: u64,
+    pub path: String,
+    pub depth: u32,
+    pub subgroups: u64,
+    pub devices: u64,
+    pub secondaries: u64,
 }
 
 impl AdminRequest {
@@ -116,6 +139,11 @@ impl AdminRequest {
             AdminRequest::AccountCreate { .. } => "account create",
             AdminRequest::AccountDelete { .. } => "account delete",
             AdminRequest::AccountSetPassword { .. } => "account passwd",
+            AdminRequest::Group(GroupRequest::List) => "group list",
+            AdminRequest::Group(GroupRequest::Create { .. }) => "group create",
+            AdminRequest::Group(GroupRequest::Rename { .. }) => "group rename",
+            AdminRequest::Group(GroupRequest::Move { .. }) => "group move",
+            AdminRequest::Group(GroupRequest::Delete { .. }) => "group delete",
         }
     }
 }
@@ -150,6 +178,7 @@ pub enum AdminResponse {
     Servers(Vec<ServerRow>),
     Events(Vec<Event>),
     Accounts(Vec<AccountView>),
+    Groups(Vec<GroupView>),
 }
 
 /// `canopy server status`: the server asked, and its link to its own parent if it has one.
