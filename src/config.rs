@@ -42,6 +42,15 @@ struct RawServer {
     link: RawLink,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    enrollment: Vec<RawEnrollment>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnrollment {
+    token: String,
+    group: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -122,6 +131,15 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     pub link: LinkPolicy,
     pub session_ttl: Duration,
+    /// Enrollment tokens: a device that presents one is accepted into its group.
+    pub enrollment: Vec<EnrollmentToken>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EnrollmentToken {
+    pub token: String,
+    /// A group path; devices land in "Unassigned devices" when absent.
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -230,6 +248,28 @@ impl ServerConfig {
                 "must be at least 1".into(),
             ));
         }
+        let mut enrollment = Vec::new();
+        for e in raw.enrollment {
+            if e.token.chars().count() < 16 {
+                return Err(invalid(
+                    "enrollment.token",
+                    "must be at least 16 characters long".into(),
+                ));
+            }
+            if enrollment
+                .iter()
+                .any(|t: &EnrollmentToken| t.token == e.token)
+            {
+                return Err(invalid(
+                    "enrollment.token",
+                    "the same token is listed twice".into(),
+                ));
+            }
+            enrollment.push(EnrollmentToken {
+                token: e.token,
+                group: e.group,
+            });
+        }
         let anchored = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(ServerConfig {
             name: raw.name,
@@ -248,6 +288,7 @@ impl ServerConfig {
                 failed_after: l.failed_after,
             },
             session_ttl: Duration::from_secs(raw.admin.session_ttl_minutes * 60),
+            enrollment,
         })
     }
 }
@@ -294,6 +335,8 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         assert!(error_of(&GOOD.replace("\"branch-1\"", "\"bad name\"")).contains("`name`"));
         let with_link = format!("{GOOD}\n[link]\ndegraded_after = 5\nfailed_after = 2\n");
         assert!(error_of(&with_link).contains("`link.failed_after`"));
+        let short = format!("{GOOD}\n[[enrollment]]\ntoken = \"short\"\n");
+        assert!(error_of(&short).contains("`enrollment.token`"));
     }
 
     #[test]

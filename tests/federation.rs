@@ -60,6 +60,19 @@ async fn three_level_tree_heals_after_the_middle_server_restarts() {
         .add_server("branch-1", free_port().unwrap(), Some(parent_of(&primary)))
         .await
         .unwrap();
+
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+    let missing = d
+        .register(primary.local_addr(), "branch-1", "Managed devices/Europe")
+        .await;
+    assert!(
+        missing.unwrap_err().to_string().contains("no group"),
+        "a group must exist to place a secondary in it"
+    );
+    let create = AdminRequest::Group(canopy::wire::msg::GroupRequest::Create {
+        path: "Managed devices/Europe".into(),
+    });
+    admin.call(create).await.unwrap();
     d.register(primary.local_addr(), "branch-1", "Managed devices/Europe")
         .await
         .unwrap();
@@ -73,7 +86,6 @@ async fn three_level_tree_heals_after_the_middle_server_restarts() {
         .unwrap();
     let bottom = start(&bottom_config).await.unwrap();
 
-    let admin = d.admin(primary.local_addr()).await.unwrap();
     let rows = wait_for_tree(&admin, LIMIT, "both links up", |rows| {
         rows.len() == 3 && rows.iter().all(|r| r.status == ServerStatus::Active)
     })
@@ -132,8 +144,14 @@ async fn three_level_tree_heals_after_the_middle_server_restarts() {
         connected, 2,
         "branch-1 connected once before and once after its restart"
     );
-    let link = bottom.node.parent_link().unwrap();
-    assert_eq!(link.health, "Up");
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while bottom.node.parent_link().unwrap().health != "Up" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bottom's link never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     admin.close().await;
     bottom.shutdown().await.unwrap();

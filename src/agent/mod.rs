@@ -1,3 +1,215 @@
-//! The device agent: executors of task types (and, later, its link to its server).
+//! The device agent: its config, what it reports about itself, its link to its server, and
+//! the executors of task types. `canopy agent` runs one device; `--simulate N` runs N
+//! simulated devices in one process, each with its own identity and QUIC connection.
 
+pub mod config;
 pub mod exec;
+pub mod facts;
+mod link;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use anyhow::Context;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::sync::watch;
+
+use crate::net::pki;
+use crate::net::resolve::AddressResolver;
+use crate::net::tls::{self, ClientTrust, Transport};
+use crate::store::Store;
+use crate::store::agent::Identity;
+use config::AgentConfig;
+
+/// Where one device stands with its server, as the agent sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum DeviceLinkState {
+    Connecting = 0,
+    Pending = 1,
+    Connected = 2,
+    Rejected = 3,
+}
+
+/// How many devices of an agent process are in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentCounts {
+    pub connecting: usize,
+    pub pending: usize,
+    pub connected: usize,
+    pub rejected: usize,
+}
+
+/// What every device task of one agent process shares.
+struct Shared {
+    config: AgentConfig,
+    store: Store,
+    trust: ClientTrust,
+    transport: Transport,
+    shutdown: watch::Receiver<bool>,
+    states: Vec<AtomicU8>,
+}
+
+impl Shared {
+    fn set_state(&self, index: usize, state: DeviceLinkState) {
+        if let Some(s) = self.states.get(index) {
+            s.store(state as u8, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The simulated fleet of `canopy agent --simulate N`.
+#[derive(Clone, Copy, Debug)]
+pub struct Simulation {
+    pub devices: u32,
+    pub seed: u64,
+}
+
+/// A running agent process: one device, or a simulated fleet.
+pub struct Agents {
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    endpoints: Vec<quinn::Endpoint>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+/// Devices per QUIC endpoint (one UDP socket each), so a large fleet spreads over cores.
+const DEVICES_PER_ENDPOINT: usize = 2500;
+
+impl Agents {
+    pub async fn start(
+        config: AgentConfig,
+        simulation: Option<Simulation>,
+    ) -> anyhow::Result<Agents> {
+        let roots = pki::load_certs(&config.ca)?;
+        if let Some(dir) = config.data.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let store = {
+            let path = config.data.clone();
+            tokio::task::spawn_blocking(move || Store::open_agent(&path)).await??
+        };
+        restrict_to_owner(&config.data)?;
+        let count = simulation.map_or(1, |s| s.devices as usize);
+        let slots: Vec<String> = match simulation {
+            None => vec!["agent".to_string()],
+            Some(_) => (0..count).map(|i| format!("sim-{i}")).collect(),
+        };
+        let identities = store.identities(slots, make_identity).await?;
+        let facts = match simulation {
+            None => vec![facts::of_this_machine(&config).await],
+            Some(s) => (0..s.devices)
+                .map(|i| facts::simulated(i, s.seed))
+                .collect(),
+        };
+        let mut resolver = AddressResolver::system();
+        let bind: SocketAddr = "0.0.0.0:0".parse()?;
+        let server = resolver
+            .resolve(&config.server_host, config.server_port, bind)
+            .await?;
+        let endpoints = (0..count.div_ceil(DEVICES_PER_ENDPOINT))
+            .map(|_| quinn::Endpoint::client(bind))
+            .collect::<Result<Vec<_>, _>>()
+            .context("cannot open a UDP socket")?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            trust: ClientTrust {
+                roots,
+                pin: None,
+                expected_name: None,
+            },
+            transport: Transport {
+                keep_alive: config.keep_alive,
+                idle_timeout: config.idle_timeout,
+            },
+            store,
+            shutdown: shutdown_rx,
+            states: (0..count)
+                .map(|_| AtomicU8::new(DeviceLinkState::Connecting as u8))
+                .collect(),
+            config,
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, (identity, facts)) in identities.into_iter().zip(facts).enumerate() {
+            let endpoint = endpoints[index / DEVICES_PER_ENDPOINT].clone();
+            let device =
+                link::Device::new(index, identity, facts, shared.clone(), endpoint, server)?;
+            tasks.spawn(device.run());
+        }
+        Ok(Agents {
+            shared,
+            shutdown,
+            endpoints,
+            tasks,
+        })
+    }
+
+    pub fn counts(&self) -> AgentCounts {
+        let mut counts = AgentCounts::default();
+        for state in &self.shared.states {
+            match state.load(Ordering::Relaxed) {
+                1 => counts.pending += 1,
+                2 => counts.connected += 1,
+                3 => counts.rejected += 1,
+                _ => counts.connecting += 1,
+            }
+        }
+        counts
+    }
+
+    /// The agent's database, for tests that look at its run log.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// Closes every connection, lets peers hear of it, and closes the database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.send_replace(true);
+        for endpoint in &self.endpoints {
+            endpoint.close(crate::wire::close::NORMAL.into(), b"agent stopping");
+        }
+        for endpoint in &self.endpoints {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(3), endpoint.wait_idle()).await;
+        }
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        let store = self.shared.store.clone();
+        tokio::task::spawn_blocking(move || store.close()).await??;
+        Ok(())
+    }
+}
+
+/// A new device identity: a fresh key, a self-signed certificate, a random id.
+fn make_identity(slot: &str) -> Result<Identity, crate::store::StoreError> {
+    let rejected = |e: pki::PkiError| {
+        crate::store::StoreError::Rejected(format!("cannot make a device key: {e}"))
+    };
+    let (cert, key) = pki::self_signed_device(slot).map_err(rejected)?;
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut id);
+    Ok(Identity {
+        device_id: id.iter().map(|b| format!("{b:02x}")).collect(),
+        cert_der: cert.to_vec(),
+        key_der: key.secret_der().to_vec(),
+    })
+}
+
+fn client_config(shared: &Shared, identity: &Identity) -> anyhow::Result<quinn::ClientConfig> {
+    let chain = vec![CertificateDer::from(identity.cert_der.clone())];
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_der.clone()));
+    Ok(tls::client_config(
+        &shared.trust,
+        Some((chain, key)),
+        tls::ALPN_AGENT,
+        &shared.transport,
+    )?)
+}
+
+/// The agent's database holds its private key: owner only.
+fn restrict_to_owner(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))
+}

@@ -101,6 +101,32 @@ impl Deployment {
     }
 }
 
+impl Deployment {
+    /// Writes an agent config `name.agent.toml` for the server at `server`, with short link
+    /// timers for loopback, and loads it.
+    pub fn agent_config(
+        &self,
+        name: &str,
+        server: SocketAddr,
+        token: Option<&str>,
+    ) -> anyhow::Result<crate::agent::config::AgentConfig> {
+        let mut text = format!(
+            "server = \"{server}\"\nca = \"certs/ca.pem\"\ndata = \"data/{name}.agent.redb\"\nname = \"{name}\"\n\
+             time_zone = \"Europe/Berlin\"\n"
+        );
+        if let Some(token) = token {
+            text.push_str(&format!("token = \"{token}\"\n"));
+        }
+        text.push_str(
+            "[[application]]\nname = \"Endpoint Security\"\n\n[link]\nkeep_alive_ms = 1000\n\
+             idle_timeout_ms = 5000\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\nrejected_retry_s = 600\n",
+        );
+        let path = self.dir.join(format!("{name}.agent.toml"));
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(crate::agent::config::AgentConfig::load(&path)?)
+    }
+}
+
 /// A config file as an administrator would write it, with short link timers for loopback.
 pub fn config_text(name: &str, port: u16, parent: Option<(SocketAddr, Fingerprint)>) -> String {
     let mut text = format!(

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod demo;
 pub mod deployment;
+mod device;
 mod group;
 mod session;
 pub(crate) mod table;
@@ -73,6 +74,11 @@ enum Command {
     /// Administrator accounts.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Run a device agent (or, with --simulate N, N simulated devices).
+    Agent(device::AgentArgs),
+    /// Managed devices.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
     /// Administration groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
@@ -246,6 +252,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Account(cmd) => account_command(&session_path, cmd).await,
         Command::Group(cmd) => group::run(&session_path, cmd).await,
+        Command::Agent(args) => device::agent(args).await,
+        Command::Device(cmd) => device::run(&session_path, cmd).await,
         Command::Demo { json } => demo::run(json).await,
     }
 }

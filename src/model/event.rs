@@ -40,6 +40,10 @@ pub enum EventKind {
     LoginSucceeded,
     LoginFailed,
     AccountChanged,
+    GroupChanged,
+    DeviceEnrolled,
+    DeviceRefused,
+    DeviceChanged,
 }
 
 impl EventKind {
@@ -61,6 +65,10 @@ impl EventKind {
             EventKind::LoginSucceeded => "login-succeeded",
             EventKind::LoginFailed => "login-failed",
             EventKind::AccountChanged => "account-changed",
+            EventKind::GroupChanged => "group-changed",
+            EventKind::DeviceEnrolled => "device-enrolled",
+            EventKind::DeviceRefused => "device-refused",
+            EventKind::DeviceChanged => "device-changed",
         }
     }
 }

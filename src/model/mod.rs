@@ -1,6 +1,8 @@
 //! Domain types: servers of the tree, accounts, events. No I/O, no clocks, no async.
 
+pub mod device;
 pub mod event;
+pub mod group;
 pub mod server;
 pub mod task;
 

@@ -11,8 +11,8 @@ use super::{Node, lock, now_ms};
 use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
 use crate::net::pki::{self, Fingerprint};
 use crate::wire::msg::{
-    AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, ErrorKind,
-    GroupRequest, ServerStatusView,
+    AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, DeviceRequest,
+    ErrorKind, GroupRequest, ServerStatusView,
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
 
@@ -112,6 +112,8 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
         AccountSetPassword { .. } => true,
         Group(GroupRequest::List) => true,
         Group(_) => role != Role::Auditor,
+        Device(DeviceRequest::List { .. } | DeviceRequest::Show { .. }) => true,
+        Device(_) => role != Role::Auditor,
     }
 }
 
@@ -181,6 +183,7 @@ async fn handle(node: &Node, call: AdminCall, remote: std::net::SocketAddr) -> A
             account_password(node, &session, name, password.0).await
         }
         AdminRequest::Group(request) => super::groups::handle(node, &session, request).await,
+        AdminRequest::Device(request) => super::devices::handle(node, &session, request).await,
     }
 }
 
@@ -265,10 +268,18 @@ async fn add_secondary(
     if let Err(e) = model::check_display_name("secondary name", &name) {
         return error(ErrorKind::InvalidInput, e);
     }
-    let group = group.trim().trim_matches('/').to_string();
-    if let Err(e) = check_group_path(&group) {
-        return error(ErrorKind::InvalidInput, e);
-    }
+    let group = match node.store.group_tree().await {
+        Ok(tree) => match tree.resolve(&group).and_then(|id| tree.path_of(id)) {
+            Some(path) => path,
+            None => {
+                return error(
+                    ErrorKind::NotFound,
+                    format!("no group {group:?}: create it with `canopy group create`"),
+                );
+            }
+        },
+        Err(e) => return internal(e),
+    };
     let cert_der = match pki::parse_single_cert_pem(&cert_pem) {
         Ok(der) => der,
         Err(e) => return error(ErrorKind::InvalidInput, format!("certificate: {e}")),
@@ -316,21 +327,6 @@ async fn add_secondary(
             "secondary {name} registered (fingerprint {fingerprint}); it may connect now"
         ),
     }
-}
-
-/// Administration groups come with the devices work; until then a secondary's group is a
-/// path under "Managed devices".
-fn check_group_path(group: &str) -> Result<(), String> {
-    let mut parts = group.split('/');
-    if parts.next() != Some("Managed devices") {
-        return Err(format!(
-            "group {group:?} must be \"Managed devices\" or a path below it"
-        ));
-    }
-    for part in parts {
-        model::check_display_name("group name", part)?;
-    }
-    Ok(())
 }
 
 async fn remove_secondary(node: &Node, session: &Session, name: String) -> AdminResponse {

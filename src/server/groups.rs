@@ -1,16 +1,118 @@
-//! Admin requests about administration groups. (Being written.)
+//! Admin requests about administration groups. Auditors may only list them (checked by the
+//! dispatcher before this runs).
 
 use super::Node;
 use super::auth::Session;
+use crate::model::group::{GroupError, GroupTree, normalize_path};
+use crate::model::{EventKind, Severity};
+use crate::store::StoreError;
 use crate::wire::msg::{AdminResponse, ErrorKind, GroupRequest};
 
-pub(super) async fn handle(
-    _node: &Node,
-    _session: &Session,
-    _request: GroupRequest,
-) -> AdminResponse {
-    AdminResponse::Error {
-        kind: ErrorKind::Internal,
-        message: "groups are not built yet".into(),
+pub(super) async fn handle(node: &Node, session: &Session, request: GroupRequest) -> AdminResponse {
+    if let GroupRequest::List = request {
+        return match node.store.group_views().await {
+            Ok(views) => AdminResponse::Groups(views),
+            Err(e) => internal(e),
+        };
     }
+    // The snapshot check gives a refusal its precise kind (not found, exists already,
+    // invalid). The store checks again inside its transaction, which is what counts.
+    let tree = match node.store.group_tree().await {
+        Ok(tree) => tree,
+        Err(e) => return internal(e),
+    };
+    if let Err(e) = precheck(&tree, &request) {
+        return refused(e);
+    }
+    let user = &session.user;
+    let store = &node.store;
+    let result = match &request {
+        GroupRequest::List => return error(ErrorKind::Internal, "group list handled above"),
+        GroupRequest::Create { path } => store.create_group(path).await.map(|_| {
+            // Names match exactly, so the path as typed (trimmed) is the group's path.
+            let path = normalize_path(path);
+            format!("group {path:?} created")
+        }),
+        GroupRequest::Rename { path, new_name } => {
+            store.rename_group(path, new_name).await.map(|r| {
+                format!(
+                    "group {:?} renamed to {:?}{}",
+                    r.old_path,
+                    r.new_path,
+                    following(r.secondaries)
+                )
+            })
+        }
+        GroupRequest::Move { path, new_parent } => {
+            store.move_group(path, new_parent).await.map(|r| {
+                format!(
+                    "group {:?} moved to {:?}{}",
+                    r.old_path,
+                    r.new_path,
+                    following(r.secondaries)
+                )
+            })
+        }
+        GroupRequest::Delete { path } => store
+            .delete_group(path)
+            .await
+            .map(|path| format!("group {path:?} deleted")),
+    };
+    match result {
+        Ok(message) => {
+            node.event(
+                Severity::Info,
+                EventKind::GroupChanged,
+                format!("{message} by {user}"),
+            )
+            .await;
+            // Secondaries' group paths may have changed: tell this server's parent.
+            node.bump_subtree();
+            AdminResponse::Done { message }
+        }
+        // Passed the snapshot check but refused in the transaction: not empty, or another
+        // administrator changed the tree in between.
+        Err(StoreError::Rejected(message)) => error(ErrorKind::InvalidInput, message),
+        Err(e) => internal(e),
+    }
+}
+
+/// The model's checks against a snapshot of the tree.
+fn precheck(tree: &GroupTree, request: &GroupRequest) -> Result<(), GroupError> {
+    match request {
+        GroupRequest::List => Ok(()),
+        GroupRequest::Create { path } => tree.check_create(path).map(drop),
+        GroupRequest::Rename { path, new_name } => tree.check_rename(path, new_name).map(drop),
+        GroupRequest::Move { path, new_parent } => tree.check_move(path, new_parent).map(drop),
+        GroupRequest::Delete { path } => tree.check_delete(path).map(drop),
+    }
+}
+
+fn following(secondaries: u64) -> String {
+    match secondaries {
+        0 => String::new(),
+        1 => "; 1 secondary placed in it or below follows it".into(),
+        n => format!("; {n} secondaries placed in it or below follow it"),
+    }
+}
+
+fn refused(e: GroupError) -> AdminResponse {
+    let kind = match e {
+        GroupError::NotFound(_) => ErrorKind::NotFound,
+        GroupError::AlreadyExists(_) => ErrorKind::AlreadyExists,
+        GroupError::Invalid(_) => ErrorKind::InvalidInput,
+    };
+    error(kind, e.to_string())
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> AdminResponse {
+    AdminResponse::Error {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> AdminResponse {
+    tracing::error!("group request failed: {e}");
+    error(ErrorKind::Internal, format!("internal error: {e}"))
 }

@@ -2,7 +2,9 @@
 //! the admin API together. Decisions about links live in `sync`; bytes live in `wire`.
 
 mod admin;
+mod agents;
 pub mod auth;
+mod devices;
 mod fed;
 mod groups;
 
@@ -57,6 +59,10 @@ pub struct Node {
     /// Set once when the server begins to shut down.
     shutdown: watch::Sender<bool>,
     upstream: Mutex<Option<crate::wire::msg::ParentLinkView>>,
+    /// Approved devices connected right now, by device id.
+    devices: Mutex<HashMap<String, agents::LiveDevice>>,
+    /// Pending devices whose connection waits for an administrator's decision.
+    waiting: agents::Waiting,
     sessions: auth::Sessions,
 }
 
@@ -114,6 +120,80 @@ impl Node {
             now_ms(),
             &views(&records, &live),
         ))
+    }
+
+    /// The group a device presenting `token` is enrolled into; `None` for an unknown token.
+    async fn enrollment_group(&self, token: &str) -> Option<u64> {
+        // Compare digests so the time taken says nothing about how much of a token matched.
+        let digest = |t: &str| ring::digest::digest(&ring::digest::SHA256, t.as_bytes());
+        let wanted = digest(token);
+        let entry = self
+            .config
+            .enrollment
+            .iter()
+            .find(|e| digest(&e.token).as_ref() == wanted.as_ref())?;
+        let Some(path) = &entry.group else {
+            return Some(crate::model::group::UNASSIGNED_DEVICES);
+        };
+        match self.store.resolve_group(path).await {
+            Ok(Some(id)) => Some(id),
+            Ok(None) => {
+                let msg = format!(
+                    "enrollment token's group {path:?} does not exist; device placed in \"Unassigned devices\""
+                );
+                self.event(Severity::Warning, EventKind::DeviceEnrolled, msg)
+                    .await;
+                Some(crate::model::group::UNASSIGNED_DEVICES)
+            }
+            Err(e) => {
+                tracing::error!("cannot resolve a group: {e}");
+                Some(crate::model::group::UNASSIGNED_DEVICES)
+            }
+        }
+    }
+
+    /// The path of a group, or its id in words if it is gone.
+    async fn group_path(&self, id: u64) -> String {
+        match self.store.group_tree().await {
+            Ok(tree) => tree.path_of(id).unwrap_or_else(|| format!("group #{id}")),
+            Err(e) => {
+                tracing::error!("cannot read groups: {e}");
+                format!("group #{id}")
+            }
+        }
+    }
+
+    /// Ids of the approved devices connected now.
+    pub fn connected_devices(&self) -> std::collections::HashSet<String> {
+        lock(&self.devices).keys().cloned().collect()
+    }
+
+    /// Orders a run of `payload` on each device: stored first, so offline devices get it when
+    /// they connect, then pushed to those connected now.
+    pub async fn order_run(
+        &self,
+        device_ids: Vec<String>,
+        task_name: &str,
+        payload: crate::model::task::TaskPayload,
+    ) -> anyhow::Result<u64> {
+        let order = self
+            .store
+            .order_run(device_ids.clone(), task_name.to_string(), payload)
+            .await?;
+        let senders: Vec<_> = {
+            let live = lock(&self.devices);
+            device_ids
+                .iter()
+                .filter_map(|id| live.get(id).map(|d| d.tx.clone()))
+                .collect()
+        };
+        for tx in senders {
+            // A device that is gone by now gets the stored order when it reconnects.
+            let _ = tx
+                .send(crate::wire::msg::ServerToAgent::Run(order.clone()))
+                .await;
+        }
+        Ok(order.run_id)
     }
 
     /// This server's link to its parent, if it has one.
@@ -186,6 +266,8 @@ impl RunningServer {
             subtree_changed: watch::channel(0).0,
             shutdown: watch::channel(false).0,
             upstream: Mutex::new(None),
+            devices: Mutex::new(HashMap::new()),
+            waiting: agents::Waiting::default(),
             sessions: auth::Sessions::default(),
             store,
             config,
@@ -263,17 +345,12 @@ async fn accept_loop(node: Arc<Node>) {
             match tls::alpn_of(&conn).as_deref() {
                 Some(tls::ALPN_FED) => fed::serve_child(node, conn).await,
                 Some(tls::ALPN_ADMIN) => admin::serve(node, conn).await,
+                Some(tls::ALPN_AGENT) => agents::serve_agent(node, conn).await,
                 _ => {
-                    node.event(
-                        Severity::Warning,
-                        EventKind::PeerRefused,
-                        format!("peer {remote} refused: device agents are not supported by this server yet"),
-                    )
-                    .await;
-                    conn.close(
-                        close::UNSUPPORTED.into(),
-                        b"this kind of peer is not supported yet",
-                    );
+                    let msg = format!("peer {remote} refused: unknown protocol");
+                    node.event(Severity::Warning, EventKind::PeerRefused, msg)
+                        .await;
+                    conn.close(close::UNSUPPORTED.into(), b"unknown protocol");
                 }
             }
         });

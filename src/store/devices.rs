@@ -1,15 +1,298 @@
-//! The server's device registry. (Being written: only what groups need so far.)
+//! The server's device registry, the run orders waiting for each device, and the results
+//! devices sent back. A result is stored once per (run, device) whatever how often it is sent.
 
-use crate::store::StoreError;
+use redb::{ReadableTable, TableDefinition};
 
-pub(crate) fn create_tables(_txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+use super::{META, Store, StoreError, StrTable, get, put, remove, values};
+use crate::model::device::{DeviceFacts, DeviceRecord, Enrollment};
+use crate::model::group::UNASSIGNED_DEVICES;
+use crate::net::pki::Fingerprint;
+use crate::wire::msg::{RunOrder, RunResult};
+
+/// Devices by id.
+const DEVICES: StrTable = TableDefinition::new("devices");
+/// Device id by certificate fingerprint, so a key is never enrolled twice.
+const FINGERPRINTS: StrTable = TableDefinition::new("device_fingerprints");
+/// Orders not yet answered, by "device id/run id".
+const ORDERS: StrTable = TableDefinition::new("device_orders");
+/// Results by "run id/device id".
+const RESULTS: StrTable = TableDefinition::new("device_results");
+const NEXT_RUN_ID: &str = "next_run_id";
+
+pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(DEVICES)?;
+    txn.open_table(FINGERPRINTS)?;
+    txn.open_table(ORDERS)?;
+    txn.open_table(RESULTS)?;
     Ok(())
 }
 
-/// How many devices are placed directly in the group `group_id`.
-pub(crate) fn count_in_group(
-    _txn: &redb::WriteTransaction,
-    _group_id: u64,
-) -> Result<u64, StoreError> {
-    Ok(0)
+/// How many devices are placed directly in each group, in one pass over the registry.
+pub(crate) fn count_by_group(
+    txn: &impl OpenTables,
+) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+    let mut counts = std::collections::HashMap::new();
+    for device in txn.values::<DeviceRecord>(DEVICES)? {
+        *counts.entry(device.group_id).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// Reading a table's values the same way from a read or a write transaction.
+pub(crate) trait OpenTables {
+    fn values<V: serde::de::DeserializeOwned>(&self, table: StrTable)
+    -> Result<Vec<V>, StoreError>;
+}
+
+impl OpenTables for redb::ReadTransaction {
+    fn values<V: serde::de::DeserializeOwned>(
+        &self,
+        table: StrTable,
+    ) -> Result<Vec<V>, StoreError> {
+        values(&self.open_table(table)?)
+    }
+}
+
+impl OpenTables for redb::WriteTransaction {
+    fn values<V: serde::de::DeserializeOwned>(
+        &self,
+        table: StrTable,
+    ) -> Result<Vec<V>, StoreError> {
+        values(&self.open_table(table)?)
+    }
+}
+
+fn order_key(device_id: &str, run_id: u64) -> String {
+    format!("{device_id}/{run_id:020}")
+}
+
+fn result_key(run_id: u64, device_id: &str) -> String {
+    format!("{run_id:020}/{device_id}")
+}
+
+/// What the registry says about a device that connects.
+#[derive(Debug)]
+pub enum Admission {
+    /// Known and approved, or just enrolled with a token.
+    Approved {
+        record: DeviceRecord,
+        new: bool,
+    },
+    /// Waits for an administrator; `new` when it was just registered.
+    Pending {
+        record: DeviceRecord,
+        new: bool,
+    },
+    Rejected(DeviceRecord),
+    /// The id is enrolled with another key.
+    KeyChanged {
+        record: DeviceRecord,
+    },
+    /// This key is enrolled under another device id.
+    KeyInUse {
+        other_id: String,
+    },
+}
+
+/// A result as the server keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredResult {
+    pub device_id: String,
+    pub result: RunResult,
+}
+
+impl Store {
+    /// Admits a connecting device: updates a known one's facts, registers a new one as
+    /// approved into `token_group` (when it presented a valid token) or as pending.
+    pub async fn admit_device(
+        &self,
+        id: String,
+        fingerprint: Fingerprint,
+        facts: DeviceFacts,
+        token_group: Option<u64>,
+        now: i64,
+    ) -> Result<Admission, StoreError> {
+        self.write(move |txn| {
+            let mut devices = txn.open_table(DEVICES)?;
+            let mut fingerprints = txn.open_table(FINGERPRINTS)?;
+            let fp = fingerprint.to_string();
+            if let Some(mut record) = get::<DeviceRecord>(&devices, &id)? {
+                if record.fingerprint != fingerprint {
+                    return Ok(Admission::KeyChanged { record });
+                }
+                record.facts = facts.clone();
+                record.last_seen = Some(now);
+                put(&mut devices, &id, &record)?;
+                return Ok(match record.enrollment {
+                    Enrollment::Approved => Admission::Approved { record, new: false },
+                    Enrollment::Pending => Admission::Pending { record, new: false },
+                    Enrollment::Rejected => Admission::Rejected(record),
+                });
+            }
+            if let Some(other_id) = get::<String>(&fingerprints, &fp)? {
+                return Ok(Admission::KeyInUse { other_id });
+            }
+            let record = DeviceRecord {
+                id: id.clone(),
+                fingerprint,
+                name: facts.display_name.clone(),
+                enrollment: if token_group.is_some() {
+                    Enrollment::Approved
+                } else {
+                    Enrollment::Pending
+                },
+                group_id: token_group.unwrap_or(UNASSIGNED_DEVICES),
+                tags: facts.tags.clone(),
+                facts: facts.clone(),
+                enrolled: now,
+                last_seen: Some(now),
+            };
+            put(&mut devices, &id, &record)?;
+            put(&mut fingerprints, &fp, &id)?;
+            Ok(match record.enrollment {
+                Enrollment::Approved => Admission::Approved { record, new: true },
+                _ => Admission::Pending { record, new: true },
+            })
+        })
+        .await
+    }
+
+    pub async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.read(|txn| values(&txn.open_table(DEVICES)?)).await
+    }
+
+    pub async fn device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let id = id.to_string();
+        self.read(move |txn| get(&txn.open_table(DEVICES)?, &id))
+            .await
+    }
+
+    /// Applies `change` to a device; `None` if there is no such device.
+    pub async fn update_device(
+        &self,
+        id: &str,
+        change: impl FnMut(&mut DeviceRecord) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let id = id.to_string();
+        let mut change = change;
+        self.write(move |txn| {
+            let mut devices = txn.open_table(DEVICES)?;
+            let Some(mut record) = get::<DeviceRecord>(&devices, &id)? else {
+                return Ok(None);
+            };
+            change(&mut record)?;
+            put(&mut devices, &id, &record)?;
+            Ok(Some(record))
+        })
+        .await
+    }
+
+    /// Forgets a device, its key and its waiting orders. Its stored results stay.
+    pub async fn delete_device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let id = id.to_string();
+        self.write(move |txn| {
+            let mut devices = txn.open_table(DEVICES)?;
+            let Some(record) = get::<DeviceRecord>(&devices, &id)? else {
+                return Ok(None);
+            };
+            remove(&mut devices, &id)?;
+            remove(
+                &mut txn.open_table(FINGERPRINTS)?,
+                &record.fingerprint.to_string(),
+            )?;
+            let mut orders = txn.open_table(ORDERS)?;
+            let prefix = format!("{id}/");
+            let keys: Vec<String> = super::entries_with_prefix::<RunOrder>(&orders, &prefix)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            for key in keys {
+                remove(&mut orders, &key)?;
+            }
+            Ok(Some(record))
+        })
+        .await
+    }
+
+    /// Queues `payload` for each device; returns the run id. The orders are durable, so a
+    /// device that is offline gets them when it connects.
+    pub async fn order_run(
+        &self,
+        device_ids: Vec<String>,
+        task_name: String,
+        payload: crate::model::task::TaskPayload,
+    ) -> Result<RunOrder, StoreError> {
+        self.write(move |txn| {
+            let mut meta = txn.open_table(META)?;
+            let run_id = get::<u64>(&meta, NEXT_RUN_ID)?.unwrap_or(1);
+            put(&mut meta, NEXT_RUN_ID, &(run_id + 1))?;
+            let order = RunOrder {
+                run_id,
+                task_name: task_name.clone(),
+                payload: payload.clone(),
+            };
+            let mut orders = txn.open_table(ORDERS)?;
+            for id in &device_ids {
+                put(&mut orders, &order_key(id, run_id), &order)?;
+            }
+            Ok(order)
+        })
+        .await
+    }
+
+    /// The orders a device has not answered yet, oldest first.
+    pub async fn orders_for(&self, device_id: &str) -> Result<Vec<RunOrder>, StoreError> {
+        let prefix = format!("{device_id}/");
+        self.read(move |txn| {
+            let orders = txn.open_table(ORDERS)?;
+            Ok(super::entries_with_prefix::<RunOrder>(&orders, &prefix)?
+                .into_iter()
+                .map(|(_, o)| o)
+                .collect())
+        })
+        .await
+    }
+
+    /// Stores a device's result unless one is stored already, and retires the order.
+    /// Returns whether this was the first time: a resent result is counted once.
+    pub async fn store_result(
+        &self,
+        device_id: &str,
+        result: RunResult,
+    ) -> Result<bool, StoreError> {
+        let device_id = device_id.to_string();
+        self.write(move |txn| {
+            let mut results = txn.open_table(RESULTS)?;
+            let key = result_key(result.run_id, &device_id);
+            if results.get(key.as_str())?.is_some() {
+                return Ok(false);
+            }
+            let stored = StoredResult {
+                device_id: device_id.clone(),
+                result: result.clone(),
+            };
+            put(&mut results, &key, &stored)?;
+            remove(
+                &mut txn.open_table(ORDERS)?,
+                &order_key(&device_id, result.run_id),
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Every result of a run.
+    pub async fn results_of(&self, run_id: u64) -> Result<Vec<StoredResult>, StoreError> {
+        let prefix = format!("{run_id:020}/");
+        self.read(move |txn| {
+            let results = txn.open_table(RESULTS)?;
+            Ok(
+                super::entries_with_prefix::<StoredResult>(&results, &prefix)?
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect(),
+            )
+        })
+        .await
+    }
 }

@@ -14,6 +14,7 @@
 //! [`StrTable`] / [`SeqTable`] constants next to the code that owns them.
 
 // The Administration Server's tables and typed accessors (written separately).
+pub mod agent;
 pub mod devices;
 mod groups;
 mod server;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::device::{DeviceFacts, DeviceView};
+use crate::model::task::{Outcome, TaskPayload};
 use crate::model::{Account, Event, Role, ServerRow, UnixMillis};
 
 /// A value that must never be printed or logged: its `Debug` shows only that it is set.
@@ -43,6 +45,59 @@ pub enum ParentMsg {
 pub enum ChildMsg {
     /// The secondary's whole subtree, paths relative to the secondary; replaces the last one.
     Subtree(Vec<ServerRow>),
+}
+
+// ---- Devices: `canopy-agent/1` ----
+
+/// The first frame a device agent sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentHello {
+    /// The id the agent chose at its first start, together with its key.
+    pub device_id: String,
+    /// An enrollment token from the server's config; without one the device waits for approval.
+    pub token: Option<Secret>,
+    pub facts: DeviceFacts,
+}
+
+/// Server to agent, on the link stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerToAgent {
+    /// Enrolled: the device is managed by this server.
+    Accepted { server_name: String, group: String },
+    /// Known but not approved yet; the server says `Accepted` on this stream once it is.
+    Pending,
+    /// Refused by an administrator; the agent retries only rarely.
+    Rejected { reason: String },
+    /// Run this; the agent keeps it, runs it at most once, and answers with `Result`.
+    Run(RunOrder),
+    /// The result of `run_id` is stored on the server; the agent may forget it.
+    ResultStored { run_id: u64 },
+    /// Stop the run `run_id` if it is still going.
+    Cancel { run_id: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOrder {
+    pub run_id: u64,
+    pub task_name: String,
+    pub payload: TaskPayload,
+}
+
+/// Agent to server, on the link stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentToServer {
+    /// The agent stored the order and is about to run it.
+    Started { run_id: u64, at: UnixMillis },
+    /// How a run ended; sent until the server says `ResultStored`.
+    Result(RunResult),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub run_id: u64,
+    pub started: UnixMillis,
+    pub finished: UnixMillis,
+    pub outcome: Outcome,
 }
 
 // ---- Administration: `canopy-admin/1` ----
@@ -100,6 +155,38 @@ pub enum AdminRequest {
         password: Secret,
     },
     Group(GroupRequest),
+    Device(DeviceRequest),
+}
+
+/// Devices are named by their display name or their id (or a unique prefix of it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceRequest {
+    List {
+        group: Option<String>,
+        recursive: bool,
+    },
+    Show {
+        device: String,
+    },
+    Move {
+        device: String,
+        group: String,
+    },
+    Tag {
+        device: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
+    Approve {
+        device: String,
+        group: Option<String>,
+    },
+    Reject {
+        device: String,
+    },
+    Delete {
+        device: String,
+    },
 }
 
 /// Administration groups. Paths are group names joined by '/', starting with
@@ -144,6 +231,13 @@ impl AdminRequest {
             AdminRequest::Group(GroupRequest::Rename { .. }) => "group rename",
             AdminRequest::Group(GroupRequest::Move { .. }) => "group move",
             AdminRequest::Group(GroupRequest::Delete { .. }) => "group delete",
+            AdminRequest::Device(DeviceRequest::List { .. }) => "device list",
+            AdminRequest::Device(DeviceRequest::Show { .. }) => "device show",
+            AdminRequest::Device(DeviceRequest::Move { .. }) => "device move",
+            AdminRequest::Device(DeviceRequest::Tag { .. }) => "device tag",
+            AdminRequest::Device(DeviceRequest::Approve { .. }) => "device approve",
+            AdminRequest::Device(DeviceRequest::Reject { .. }) => "device reject",
+            AdminRequest::Device(DeviceRequest::Delete { .. }) => "device delete",
         }
     }
 }
@@ -179,6 +273,7 @@ pub enum AdminResponse {
     Events(Vec<Event>),
     Accounts(Vec<AccountView>),
     Groups(Vec<GroupView>),
+    Devices(Vec<DeviceView>),
 }
 
 /// `canopy server status`: the server asked, and its link to its own parent if it has one.

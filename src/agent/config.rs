@@ -1,0 +1,186 @@
+//! The agent's TOML config, checked before anything starts. Relative paths are relative to
+//! the config file's directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::model::device::Application;
+use crate::sync::link::LinkPolicy;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    server: String,
+    ca: PathBuf,
+    data: PathBuf,
+    name: Option<String>,
+    token: Option<String>,
+    time_zone: Option<String>,
+    #[serde(default)]
+    application: Vec<RawApplication>,
+    #[serde(default)]
+    link: RawLink,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApplication {
+    name: String,
+    #[serde(default = "yes")]
+    running: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLink {
+    keep_alive_ms: u64,
+    idle_timeout_ms: u64,
+    backoff_initial_ms: u64,
+    backoff_max_ms: u64,
+    rejected_retry_s: u64,
+}
+
+impl Default for RawLink {
+    fn default() -> Self {
+        RawLink {
+            keep_alive_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 30_000,
+            rejected_retry_s: 600,
+        }
+    }
+}
+
+/// A checked agent configuration.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The server's host (IP address or DNS name) and port.
+    pub server_host: String,
+    pub server_port: u16,
+    pub ca: PathBuf,
+    pub data: PathBuf,
+    pub name: Option<String>,
+    pub token: Option<String>,
+    pub time_zone: Option<String>,
+    pub applications: Vec<Application>,
+    pub keep_alive: Duration,
+    pub idle_timeout: Duration,
+    pub link: LinkPolicy,
+    /// How long a rejected device waits before asking again.
+    pub rejected_retry: Duration,
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    pub fn parse(text: &str, path: &Path, base: &Path) -> Result<AgentConfig, ConfigError> {
+        let raw: RawAgent = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            problem,
+        };
+        let (host, port) = split_host_port(&raw.server).ok_or_else(|| {
+            invalid(
+                "server",
+                format!("{:?} is not host:port, e.g. 127.0.0.1:13000", raw.server),
+            )
+        })?;
+        if let Some(name) = &raw.name {
+            crate::model::check_display_name("name", name).map_err(|e| invalid("name", e))?;
+        }
+        if let Some(tz) = &raw.time_zone {
+            jiff::tz::TimeZone::get(tz)
+                .map_err(|e| invalid("time_zone", format!("{tz:?}: {e}")))?;
+        }
+        let l = raw.link;
+        if l.keep_alive_ms == 0 || l.idle_timeout_ms <= l.keep_alive_ms {
+            return Err(invalid(
+                "link.idle_timeout_ms",
+                "must be greater than link.keep_alive_ms, which must be greater than 0".into(),
+            ));
+        }
+        if l.backoff_initial_ms == 0 || l.backoff_max_ms < l.backoff_initial_ms {
+            return Err(invalid(
+                "link.backoff_max_ms",
+                "must be at least link.backoff_initial_ms, which must be greater than 0".into(),
+            ));
+        }
+        let anchored = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        Ok(AgentConfig {
+            server_host: host,
+            server_port: port,
+            ca: anchored(raw.ca),
+            data: anchored(raw.data),
+            name: raw.name,
+            token: raw.token,
+            time_zone: raw.time_zone,
+            applications: raw
+                .application
+                .into_iter()
+                .map(|a| Application {
+                    name: a.name,
+                    running: a.running,
+                })
+                .collect(),
+            keep_alive: Duration::from_millis(l.keep_alive_ms),
+            idle_timeout: Duration::from_millis(l.idle_timeout_ms),
+            link: LinkPolicy {
+                backoff_initial: Duration::from_millis(l.backoff_initial_ms),
+                backoff_max: Duration::from_millis(l.backoff_max_ms),
+                ..LinkPolicy::default()
+            },
+            rejected_retry: Duration::from_secs(l.rejected_retry_s.max(1)),
+        })
+    }
+}
+
+/// "host:port", "[v6]:port"; the port must be 1 to 65535.
+fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.trim().rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
+        AgentConfig::parse(text, Path::new("agent.toml"), Path::new("/etc/canopy"))
+    }
+
+    #[test]
+    fn good_and_bad() {
+        let c = parse("server = \"[::1]:13000\"\nca = \"ca.pem\"\ndata = \"a.redb\"\ntime_zone = \"Europe/Berlin\"\n[[application]]\nname = \"Endpoint Security\"\n").unwrap();
+        assert_eq!((c.server_host.as_str(), c.server_port), ("::1", 13000));
+        assert_eq!(c.ca, Path::new("/etc/canopy/ca.pem"));
+        assert!(c.applications[0].running);
+        let e = parse("server = \"nowhere\"\nca = \"c\"\ndata = \"d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`server`"), "{e}");
+        let e = parse("server = \"h:1\"\nca = \"c\"\ndata = \"d\"\ntime_zone = \"Mars/Olympus\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`time_zone`"), "{e}");
+    }
+}

@@ -1,0 +1,364 @@
+//! One device's link to its server: enroll, keep the connection, take run orders, run each
+//! at most once, and deliver every result until the server says it has stored it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+use tracing::Instrument;
+
+use super::{DeviceLinkState, Shared, client_config};
+use crate::agent::exec;
+use crate::model::device::DeviceFacts;
+use crate::model::task::Outcome;
+use crate::net::conn::{describe_connection_error, describe_io};
+use crate::server::now_ms;
+use crate::store::agent::{Identity, LocalRunState};
+use crate::sync::link::UpstreamLink;
+use crate::wire::msg::{AgentHello, AgentToServer, RunOrder, RunResult, Secret, ServerToAgent};
+use crate::wire::{self, FrameError};
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_FRAME: usize = 1024 * 1024;
+
+pub(super) struct Device {
+    index: usize,
+    identity: Identity,
+    facts: DeviceFacts,
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    server: SocketAddr,
+    client: quinn::ClientConfig,
+    /// Results and start notices of runs, from their executors to whichever link is up.
+    outbox_tx: mpsc::UnboundedSender<AgentToServer>,
+    outbox_rx: mpsc::UnboundedReceiver<AgentToServer>,
+    cancels: HashMap<u64, watch::Sender<bool>>,
+}
+
+/// How a connection attempt ended.
+enum Ended {
+    /// The link was up (or waiting for approval) and then dropped, or the attempt failed.
+    Failed(String),
+    Rejected(String),
+    Shutdown,
+}
+
+impl Device {
+    pub(super) fn new(
+        index: usize,
+        identity: Identity,
+        facts: DeviceFacts,
+        shared: Arc<Shared>,
+        endpoint: quinn::Endpoint,
+        server: SocketAddr,
+    ) -> anyhow::Result<Device> {
+        let client = client_config(&shared, &identity)?;
+        let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
+        Ok(Device {
+            index,
+            identity,
+            facts,
+            shared,
+            endpoint,
+            server,
+            client,
+            outbox_tx,
+            outbox_rx,
+            cancels: HashMap::new(),
+        })
+    }
+
+    pub(super) async fn run(self) {
+        let span = tracing::info_span!("device", name = %self.facts.display_name);
+        self.run_inner().instrument(span).await
+    }
+
+    async fn run_inner(mut self) {
+        self.recover().await;
+        let mut link = UpstreamLink::new(self.shared.config.link, Instant::now());
+        let mut rng = rand::rngs::StdRng::from_os_rng();
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            if let Some(at) = link.poll_timeout() {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            if !link.poll_attempt(Instant::now()) {
+                continue;
+            }
+            match self.connect_and_serve(&mut link).await {
+                Ended::Shutdown => return,
+                Ended::Failed(reason) => {
+                    tracing::debug!("link to the server down: {reason}");
+                    self.shared
+                        .set_state(self.index, DeviceLinkState::Connecting);
+                    link.handle_failure(Instant::now(), reason, &mut rng);
+                }
+                Ended::Rejected(reason) => {
+                    tracing::warn!(
+                        "{reason}; asking again in {:?}",
+                        self.shared.config.rejected_retry
+                    );
+                    self.shared.set_state(self.index, DeviceLinkState::Rejected);
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.shared.config.rejected_retry) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    link = UpstreamLink::new(self.shared.config.link, Instant::now());
+                }
+            }
+        }
+    }
+
+    /// After a restart: a run recorded as started but without a result was interrupted, and
+    /// is reported failed rather than run again; a run received but not started is started.
+    async fn recover(&mut self) {
+        let runs = match self.shared.store.local_runs(&self.identity.device_id).await {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::error!("cannot read the run log: {e}");
+                return;
+            }
+        };
+        for run in runs {
+            match run.state {
+                LocalRunState::Started => {
+                    let started = run.started.unwrap_or_else(now_ms);
+                    let outcome = Outcome::failed("interrupted: the agent stopped during the run");
+                    self.finish(run.order.run_id, started, outcome).await;
+                }
+                LocalRunState::Received => self.start_run(run.order),
+                LocalRunState::Finished => {}
+            }
+        }
+    }
+
+    async fn connect_and_serve(&mut self, link: &mut UpstreamLink) -> Ended {
+        let connecting =
+            match self
+                .endpoint
+                .connect_with(self.client.clone(), self.server, "canopy-server")
+            {
+                Ok(c) => c,
+                Err(e) => return Ended::Failed(e.to_string()),
+            };
+        let conn = match timeout(HELLO_TIMEOUT, connecting).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Ended::Failed(describe_connection_error(&e)),
+            Err(_) => return Ended::Failed("timed out connecting".into()),
+        };
+        let (mut send, mut recv) = match conn.open_bi().await {
+            Ok(streams) => streams,
+            Err(e) => return Ended::Failed(describe_connection_error(&e)),
+        };
+        let hello = AgentHello {
+            device_id: self.identity.device_id.clone(),
+            token: self.shared.config.token.clone().map(Secret),
+            facts: self.facts.clone(),
+        };
+        if let Err(e) = wire::write_hello(&mut send, &hello).await {
+            return Ended::Failed(e.to_string());
+        }
+        // Until accepted, the server may keep us waiting for an administrator.
+        loop {
+            let frame = wire::read_frame::<_, ServerToAgent>(&mut recv, MAX_FRAME).await;
+            match frame {
+                Ok(Some(ServerToAgent::Accepted { .. })) => break,
+                Ok(Some(ServerToAgent::Pending)) => {
+                    self.shared.set_state(self.index, DeviceLinkState::Pending);
+                    link.handle_connected(Instant::now());
+                }
+                Ok(Some(ServerToAgent::Rejected { reason })) => return Ended::Rejected(reason),
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Ended::Failed(closed_reason(&conn, "the server closed the link"));
+                }
+                Err(FrameError::Io(e)) => {
+                    return Ended::Failed(closed_reason(&conn, &describe_io(&e)));
+                }
+                Err(e) => return Ended::Failed(e.to_string()),
+            }
+        }
+        link.handle_connected(Instant::now());
+        self.shared
+            .set_state(self.index, DeviceLinkState::Connected);
+        let ended = self.session(&conn, send, recv).await;
+        if matches!(ended, Ended::Shutdown) {
+            conn.close(0u32.into(), b"agent stopping");
+        }
+        ended
+    }
+
+    /// The accepted link: unacknowledged results first, then orders down and results up.
+    async fn session(
+        &mut self,
+        conn: &quinn::Connection,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) -> Ended {
+        match self.shared.store.local_runs(&self.identity.device_id).await {
+            Ok(runs) => {
+                for result in runs
+                    .into_iter()
+                    .filter(|r| !r.acknowledged)
+                    .filter_map(|r| r.result)
+                {
+                    if let Err(e) =
+                        wire::write_frame(&mut send, &AgentToServer::Result(result)).await
+                    {
+                        return Ended::Failed(e.to_string());
+                    }
+                }
+            }
+            Err(e) => tracing::error!("cannot read the run log: {e}"),
+        }
+        let mut shutdown = self.shared.shutdown.clone();
+        loop {
+            tokio::select! {
+                frame = wire::read_frame::<_, ServerToAgent>(&mut recv, MAX_FRAME) => match frame {
+                    Ok(Some(ServerToAgent::Run(order))) => self.receive(order).await,
+                    Ok(Some(ServerToAgent::ResultStored { run_id })) => {
+                        self.cancels.remove(&run_id);
+                        let acked = self.shared.store.update_run(&self.identity.device_id, run_id, |r| r.acknowledged = true).await;
+                        if let Err(e) = acked {
+                            tracing::error!("cannot record the acknowledgement: {e}");
+                        }
+                    }
+                    Ok(Some(ServerToAgent::Cancel { run_id })) => {
+                        if let Some(cancel) = self.cancels.get(&run_id) {
+                            cancel.send_replace(true);
+                        }
+                    }
+                    Ok(Some(ServerToAgent::Rejected { reason })) => return Ended::Rejected(reason),
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Ended::Failed(closed_reason(conn, "the server closed the link")),
+                    Err(FrameError::Io(e)) => return Ended::Failed(closed_reason(conn, &describe_io(&e))),
+                    Err(e) => return Ended::Failed(e.to_string()),
+                },
+                Some(msg) = self.outbox_rx.recv() => {
+                    if let Err(e) = wire::write_frame(&mut send, &msg).await {
+                        return Ended::Failed(e.to_string());
+                    }
+                }
+                _ = shutdown.changed() => return Ended::Shutdown,
+            }
+        }
+    }
+
+    /// Keeps a new order and starts it; an order seen before is not run again.
+    async fn receive(&mut self, order: RunOrder) {
+        match self
+            .shared
+            .store
+            .receive_order(&self.identity.device_id, order.clone())
+            .await
+        {
+            Ok(true) => self.start_run(order),
+            Ok(false) => tracing::debug!(run_id = order.run_id, "order already received"),
+            Err(e) => tracing::error!("cannot store an order: {e}"),
+        }
+    }
+
+    fn start_run(&mut self, order: RunOrder) {
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        self.cancels.insert(order.run_id, cancel_tx);
+        let store = self.shared.store.clone();
+        let device_id = self.identity.device_id.clone();
+        let outbox = self.outbox_tx.clone();
+        let seed = seed_of(&device_id, order.run_id);
+        tokio::spawn(async move {
+            let started = now_ms();
+            // Recorded before the executor starts: a crash from here on reports "interrupted".
+            let recorded = store
+                .update_run(&device_id, order.run_id, move |r| {
+                    r.state = LocalRunState::Started;
+                    r.started = Some(started);
+                })
+                .await;
+            if let Err(e) = recorded {
+                tracing::error!("cannot record the start of a run; not running it: {e}");
+                return;
+            }
+            let _ = outbox.send(AgentToServer::Started {
+                run_id: order.run_id,
+                at: started,
+            });
+            let outcome = exec::execute(&order.payload, seed, cancel_rx).await;
+            finish_run(&store, &device_id, &outbox, order.run_id, started, outcome).await;
+        });
+    }
+
+    async fn finish(&self, run_id: u64, started: i64, outcome: Outcome) {
+        finish_run(
+            &self.shared.store,
+            &self.identity.device_id,
+            &self.outbox_tx,
+            run_id,
+            started,
+            outcome,
+        )
+        .await;
+    }
+}
+
+/// Stores the result in the run log (the spool) before offering it to the server.
+async fn finish_run(
+    store: &crate::store::Store,
+    device_id: &str,
+    outbox: &mpsc::UnboundedSender<AgentToServer>,
+    run_id: u64,
+    started: i64,
+    outcome: Outcome,
+) {
+    let result = RunResult {
+        run_id,
+        started,
+        finished: now_ms(),
+        outcome,
+    };
+    let stored = result.clone();
+    let kept = store
+        .update_run(device_id, run_id, move |r| {
+            r.state = LocalRunState::Finished;
+            r.result = Some(stored.clone());
+        })
+        .await;
+    match kept {
+        Ok(()) => {
+            tracing::info!(
+                run_id,
+                state = result.outcome.state.as_str(),
+                "run finished: {}",
+                result.outcome.description
+            );
+            let _ = outbox.send(AgentToServer::Result(result));
+        }
+        Err(e) => tracing::error!("cannot store a result: {e}"),
+    }
+}
+
+/// A per-(device, run) seed, so a simulated outcome is the same if asked again.
+fn seed_of(device_id: &str, run_id: u64) -> u64 {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{device_id}/{run_id}").as_bytes(),
+    );
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+fn closed_reason(conn: &quinn::Connection, fallback: &str) -> String {
+    conn.close_reason()
+        .map(|c| describe_connection_error(&c))
+        .unwrap_or_else(|| fallback.to_string())
+}

@@ -1,0 +1,216 @@
+//! `canopy device ...` and `canopy agent`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+
+use super::{call, print_done, print_json, table};
+use crate::agent::config::AgentConfig;
+use crate::agent::{Agents, Simulation};
+use crate::model::device::DeviceView;
+use crate::model::format_time;
+use crate::wire::msg::{AdminRequest, AdminResponse, DeviceRequest};
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Run N simulated devices in this process, each with its own identity and connection.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    simulate: Option<u32>,
+    /// Seed of the simulated devices' attributes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCommand {
+    /// Devices of the server, or of one group (quote paths: "Managed devices/Branch").
+    List {
+        #[arg(long)]
+        group: Option<String>,
+        /// With --group: its subgroups' devices too.
+        #[arg(long)]
+        recursive: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every property of one device (by name, id or id prefix).
+    Show {
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Move {
+        device: String,
+        #[arg(long)]
+        group: String,
+    },
+    /// Add or remove tags.
+    Tag {
+        device: String,
+        #[arg(long)]
+        add: Vec<String>,
+        #[arg(long)]
+        remove: Vec<String>,
+    },
+    /// Approve a pending device (optionally into a group).
+    Approve {
+        device: String,
+        #[arg(long)]
+        group: Option<String>,
+    },
+    Reject {
+        device: String,
+    },
+    Delete {
+        device: String,
+    },
+}
+
+pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let config = AgentConfig::load(&args.config)?;
+    let simulation = args.simulate.map(|devices| Simulation {
+        devices,
+        seed: args.seed,
+    });
+    let agents = Agents::start(config, simulation).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut report = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = report.tick() => {
+                let c = agents.counts();
+                tracing::info!("devices: {} connected, {} pending approval, {} rejected, {} connecting", c.connected, c.pending, c.rejected, c.connecting);
+            }
+        }
+    }
+    agents.stop().await
+}
+
+pub async fn run(session: &Path, cmd: DeviceCommand) -> anyhow::Result<()> {
+    let request = match cmd {
+        DeviceCommand::List {
+            group,
+            recursive,
+            json,
+        } => {
+            let devices = devices(session, DeviceRequest::List { group, recursive }).await?;
+            if json {
+                return print_json(&devices);
+            }
+            print!("{}", list_table(&devices));
+            return Ok(());
+        }
+        DeviceCommand::Show { device, json } => {
+            let devices = devices(session, DeviceRequest::Show { device }).await?;
+            if json {
+                return print_json(&devices.first());
+            }
+            for d in &devices {
+                print!("{}", show(d));
+            }
+            return Ok(());
+        }
+        DeviceCommand::Move { device, group } => DeviceRequest::Move { device, group },
+        DeviceCommand::Tag {
+            device,
+            add,
+            remove,
+        } => DeviceRequest::Tag {
+            device,
+            add,
+            remove,
+        },
+        DeviceCommand::Approve { device, group } => DeviceRequest::Approve { device, group },
+        DeviceCommand::Reject { device } => DeviceRequest::Reject { device },
+        DeviceCommand::Delete { device } => DeviceRequest::Delete { device },
+    };
+    print_done(call(session, AdminRequest::Device(request)).await?)
+}
+
+async fn devices(session: &Path, request: DeviceRequest) -> anyhow::Result<Vec<DeviceView>> {
+    match call(session, AdminRequest::Device(request)).await? {
+        AdminResponse::Devices(devices) => Ok(devices),
+        _ => bail!("unexpected answer from the server"),
+    }
+}
+
+fn list_table(devices: &[DeviceView]) -> String {
+    let rows: Vec<Vec<String>> = devices
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.id.chars().take(8).collect(),
+                d.group.clone(),
+                d.enrollment.as_str().to_string(),
+                if d.connected {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                d.os.clone(),
+                d.addresses.join(","),
+                d.last_seen
+                    .map(format_time)
+                    .unwrap_or_else(|| "never".into()),
+            ]
+        })
+        .collect();
+    let connected = devices.iter().filter(|d| d.connected).count();
+    format!(
+        "{}{} devices, {connected} connected\n",
+        table::render(
+            &[
+                "DEVICE",
+                "ID",
+                "GROUP",
+                "ENROLLMENT",
+                "CONNECTED",
+                "OS",
+                "ADDRESSES",
+                "LAST SEEN"
+            ],
+            &rows
+        ),
+        devices.len()
+    )
+}
+
+fn show(d: &DeviceView) -> String {
+    let apps: Vec<String> = d
+        .applications
+        .iter()
+        .map(|a| {
+            format!(
+                "{} ({})",
+                a.name,
+                if a.running { "running" } else { "stopped" }
+            )
+        })
+        .collect();
+    format!(
+        "device       {}\nid           {}\ngroup        {}\nenrollment   {}\nconnected    {}\ndns name     {}\naddresses    {}\nos           {}\nagent        {}\ntime zone    {}\ntags         {}\napplications {}\nlast seen    {}\nfingerprint  {}\n",
+        d.name,
+        d.id,
+        d.group,
+        d.enrollment.as_str(),
+        if d.connected { "yes" } else { "no" },
+        d.dns_name,
+        d.addresses.join(", "),
+        d.os,
+        d.agent_version,
+        d.time_zone,
+        d.tags.join(", "),
+        apps.join(", "),
+        d.last_seen
+            .map(format_time)
+            .unwrap_or_else(|| "never".into()),
+        d.fingerprint,
+    )
+}

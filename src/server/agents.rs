@@ -1,0 +1,365 @@
+//! The device link (`canopy-agent/1`), the server's side: admission (token, pending,
+//! approval, refusal), then run orders down and results up, each result stored once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tokio::time::timeout;
+use tracing::Instrument;
+
+use super::{Node, lock, now_ms};
+use crate::model::device::{DeviceRecord, check_device_id};
+use crate::model::{EventKind, Severity};
+use crate::net::conn::describe_io;
+use crate::net::pki::Fingerprint;
+use crate::net::tls;
+use crate::store::devices::Admission;
+use crate::wire::msg::{AgentHello, AgentToServer, ServerToAgent};
+use crate::wire::{self, FrameError, close};
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_AGENT_FRAME: usize = 1024 * 1024;
+/// Messages queued for one device before senders wait.
+const QUEUE: usize = 64;
+
+/// A connected, approved device.
+pub(super) struct LiveDevice {
+    conn_id: usize,
+    pub(super) conn: quinn::Connection,
+    pub(super) tx: mpsc::Sender<ServerToAgent>,
+}
+
+/// Devices waiting for approval, woken when an administrator decides.
+#[derive(Default)]
+pub(super) struct Waiting {
+    by_id: std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>,
+}
+
+impl Waiting {
+    fn register(&self, id: &str) -> Arc<Notify> {
+        let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    fn forget(&self, id: &str) {
+        let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
+    }
+
+    /// Wakes the connection of a pending device after an administrator decided about it.
+    pub(super) fn wake(&self, id: &str) {
+        let map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get(id) {
+            n.notify_one();
+        }
+    }
+}
+
+fn refuse(conn: &quinn::Connection, code: u32, reason: &str) {
+    conn.close(code.into(), reason.as_bytes());
+}
+
+pub(super) async fn serve_agent(node: Arc<Node>, conn: quinn::Connection) {
+    let remote = conn.remote_address();
+    let Some(fingerprint) = tls::peer_chain(&conn).map(|chain| Fingerprint::of(&chain[0])) else {
+        refuse(
+            &conn,
+            close::UNTRUSTED,
+            "a device must present its certificate",
+        );
+        return;
+    };
+    let (send, mut recv) = match timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        _ => {
+            refuse(&conn, close::PROTOCOL, "no hello in time");
+            return;
+        }
+    };
+    let hello: AgentHello =
+        match timeout(HELLO_TIMEOUT, wire::read_hello(&mut recv, MAX_AGENT_FRAME)).await {
+            Ok(Ok(hello)) => hello,
+            Ok(Err(FrameError::Io(_))) | Err(_) => return,
+            Ok(Err(e)) => {
+                let msg = format!("device at {remote} refused: {e}");
+                node.event(Severity::Warning, EventKind::DeviceRefused, msg)
+                    .await;
+                refuse(&conn, e.close_code(), &e.to_string());
+                return;
+            }
+        };
+    if let Err(e) = check_device_id(&hello.device_id) {
+        refuse(&conn, close::PROTOCOL, &e);
+        return;
+    }
+    let span =
+        tracing::info_span!("device", id = %hello.device_id, name = %hello.facts.display_name);
+    admit(node, conn, send, recv, hello, fingerprint)
+        .instrument(span)
+        .await;
+}
+
+async fn admit(
+    node: Arc<Node>,
+    conn: quinn::Connection,
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    hello: AgentHello,
+    fingerprint: Fingerprint,
+) {
+    let remote = conn.remote_address();
+    let name = hello.facts.display_name.clone();
+    let token_group = match &hello.token {
+        None => None,
+        Some(token) => match node.enrollment_group(&token.0).await {
+            Some(group) => Some(group),
+            None => {
+                let msg = format!("device {name} at {remote} refused: unknown enrollment token");
+                node.event(Severity::Warning, EventKind::DeviceRefused, msg)
+                    .await;
+                refuse(&conn, close::AUTH, "unknown enrollment token");
+                return;
+            }
+        },
+    };
+    let admission = node
+        .store
+        .admit_device(
+            hello.device_id.clone(),
+            fingerprint,
+            hello.facts.clone(),
+            token_group,
+            now_ms(),
+        )
+        .await;
+    let mut record = match admission {
+        Err(e) => {
+            tracing::error!("cannot admit device: {e}");
+            refuse(&conn, close::PROTOCOL, "internal error");
+            return;
+        }
+        Ok(Admission::KeyChanged { record }) => {
+            let msg = format!(
+                "device {} ({}) refused from {remote}: it presented another key ({fingerprint}) than the one it enrolled with ({})",
+                record.name, record.id, record.fingerprint
+            );
+            node.event(Severity::Error, EventKind::DeviceRefused, msg)
+                .await;
+            refuse(
+                &conn,
+                close::UNTRUSTED,
+                "this device is enrolled with another key",
+            );
+            return;
+        }
+        Ok(Admission::KeyInUse { other_id }) => {
+            let msg = format!(
+                "device {name} at {remote} refused: its key is enrolled as device {other_id}"
+            );
+            node.event(Severity::Error, EventKind::DeviceRefused, msg)
+                .await;
+            refuse(
+                &conn,
+                close::UNTRUSTED,
+                "this key is enrolled as another device",
+            );
+            return;
+        }
+        Ok(Admission::Rejected(record)) => {
+            tell_rejected(&conn, &mut send, &record).await;
+            return;
+        }
+        Ok(Admission::Approved { record, new }) => {
+            if new {
+                let msg = format!(
+                    "device {} ({}) enrolled with a token from {remote}",
+                    record.name, record.id
+                );
+                node.event(Severity::Info, EventKind::DeviceEnrolled, msg)
+                    .await;
+            }
+            record
+        }
+        Ok(Admission::Pending { record, new }) => {
+            if new {
+                let msg = format!(
+                    "device {} ({}) connected from {remote} without a token: waiting for approval",
+                    record.name, record.id
+                );
+                node.event(Severity::Info, EventKind::DeviceEnrolled, msg)
+                    .await;
+            }
+            match wait_for_approval(&node, &conn, &mut send, record).await {
+                Some(record) => record,
+                None => return,
+            }
+        }
+    };
+    let group = node.group_path(record.group_id).await;
+    let accepted = ServerToAgent::Accepted {
+        server_name: node.name().to_string(),
+        group,
+    };
+    if wire::write_frame(&mut send, &accepted).await.is_err() {
+        return;
+    }
+    record.last_seen = Some(now_ms());
+    session(&node, &conn, send, recv, &record).await;
+}
+
+/// Keeps a pending device's connection until an administrator approves or rejects it.
+async fn wait_for_approval(
+    node: &Node,
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    record: DeviceRecord,
+) -> Option<DeviceRecord> {
+    if wire::write_frame(send, &ServerToAgent::Pending)
+        .await
+        .is_err()
+    {
+        return None;
+    }
+    let woken = node.waiting.register(&record.id);
+    let decided = loop {
+        tokio::select! {
+            _ = woken.notified() => {}
+            _ = conn.closed() => break None,
+        }
+        match node.store.device(&record.id).await {
+            Ok(Some(r)) if r.enrollment == crate::model::device::Enrollment::Approved => {
+                break Some(r);
+            }
+            Ok(Some(r)) if r.enrollment == crate::model::device::Enrollment::Rejected => {
+                tell_rejected(conn, send, &r).await;
+                break None;
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => {
+                refuse(conn, close::REMOVED, "the device was deleted");
+                break None;
+            }
+            Err(e) => {
+                tracing::error!("cannot read device: {e}");
+                break None;
+            }
+        }
+    };
+    node.waiting.forget(&record.id);
+    decided
+}
+
+async fn tell_rejected(
+    conn: &quinn::Connection,
+    send: &mut quinn::SendStream,
+    record: &DeviceRecord,
+) {
+    let reason = format!(
+        "device {} was rejected by an administrator of this server",
+        record.name
+    );
+    if wire::write_frame(send, &ServerToAgent::Rejected { reason })
+        .await
+        .is_ok()
+    {
+        let _ = send.finish();
+        // Give the frame a moment to leave before the connection goes.
+        let _ = timeout(Duration::from_secs(2), conn.closed()).await;
+    }
+    refuse(conn, close::AUTH, "rejected by an administrator");
+}
+
+/// An approved device's link: orders go down (queued ones first), results come up.
+async fn session(
+    node: &Node,
+    conn: &quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    record: &DeviceRecord,
+) {
+    let id = record.id.clone();
+    let (tx, mut rx) = mpsc::channel(QUEUE);
+    let conn_id = conn.stable_id();
+    if let Some(old) = lock(&node.devices).insert(
+        id.clone(),
+        LiveDevice {
+            conn_id,
+            conn: conn.clone(),
+            tx: tx.clone(),
+        },
+    ) {
+        drop(old);
+    }
+    match node.store.orders_for(&id).await {
+        Ok(orders) => {
+            for order in orders {
+                if wire::write_frame(&mut send, &ServerToAgent::Run(order))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+        Err(e) => tracing::error!("cannot read the device's orders: {e}"),
+    }
+    let reason = loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break "replaced by a newer connection".to_string() };
+                if let Err(e) = wire::write_frame(&mut send, &msg).await {
+                    break e.to_string();
+                }
+            }
+            frame = wire::read_frame::<_, AgentToServer>(&mut recv, MAX_AGENT_FRAME) => {
+                match frame {
+                    Ok(Some(AgentToServer::Started { run_id, .. })) => {
+                        tracing::debug!(run_id, "run started on the device");
+                    }
+                    Ok(Some(AgentToServer::Result(result))) => {
+                        let run_id = result.run_id;
+                        match node.store.store_result(&id, result).await {
+                            Ok(_) => {
+                                if let Err(e) = wire::write_frame(&mut send, &ServerToAgent::ResultStored { run_id }).await {
+                                    break e.to_string();
+                                }
+                            }
+                            Err(e) => tracing::error!("cannot store a result: {e}"),
+                        }
+                    }
+                    Ok(None) => break "the device closed the link".to_string(),
+                    Err(FrameError::Io(e)) => break describe_io(&e),
+                    Err(e) => {
+                        let msg = format!("device {} ({id}): {e}; closing its connection", record.name);
+                        node.event(Severity::Error, EventKind::ProtocolError, msg).await;
+                        refuse(conn, e.close_code(), &e.to_string());
+                        break e.to_string();
+                    }
+                }
+            }
+        }
+    };
+    tracing::debug!("device link ended: {reason}");
+    let current = {
+        let mut devices = lock(&node.devices);
+        let current = devices.get(&id).is_some_and(|d| d.conn_id == conn_id);
+        if current {
+            devices.remove(&id);
+        }
+        current
+    };
+    if current {
+        let seen = now_ms();
+        if let Err(e) = node
+            .store
+            .update_device(&id, move |r| {
+                r.last_seen = Some(seen);
+                Ok(())
+            })
+            .await
+        {
+            tracing::error!("cannot record when the device was last seen: {e}");
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Admin requests about devices: list, show, move, tag, approve, reject, delete.
+
+use super::auth::Session;
+use super::{Node, lock};
+use crate::model::device::{DeviceRecord, DeviceView, Enrollment};
+use crate::model::{EventKind, Severity};
+use crate::store::StoreError;
+use crate::wire::close;
+use crate::wire::msg::{AdminResponse, DeviceRequest, ErrorKind};
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> AdminResponse {
+    AdminResponse::Error {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> AdminResponse {
+    tracing::error!("device request failed: {e}");
+    error(ErrorKind::Internal, format!("internal error: {e}"))
+}
+
+pub(super) async fn handle(
+    node: &Node,
+    session: &Session,
+    request: DeviceRequest,
+) -> AdminResponse {
+    match request {
+        DeviceRequest::List { group, recursive } => list(node, group, recursive).await,
+        DeviceRequest::Show { device } => match find(node, &device).await {
+            Ok(record) => AdminResponse::Devices(vec![view(node, &record).await]),
+            Err(e) => e,
+        },
+        DeviceRequest::Move { device, group } => {
+            let group_id = match node.store.resolve_group(&group).await {
+                Ok(Some(id)) => id,
+                Ok(None) => return error(ErrorKind::NotFound, format!("no group {group:?}")),
+                Err(e) => return internal(e),
+            };
+            change(
+                node,
+                session,
+                &device,
+                "moved to ".to_string() + &group,
+                move |r| {
+                    r.group_id = group_id;
+                    Ok(())
+                },
+            )
+            .await
+        }
+        DeviceRequest::Tag {
+            device,
+            add,
+            remove,
+        } => {
+            if let Some(bad) = add.iter().find(|t| check_tag(t).is_err()) {
+                return error(
+                    ErrorKind::InvalidInput,
+                    check_tag(bad).err().unwrap_or_default(),
+                );
+            }
+            let what = format!("tags +{add:?} -{remove:?}");
+            change(node, session, &device, what, move |r| {
+                r.tags.retain(|t| !remove.contains(t));
+                for t in &add {
+                    if !r.tags.contains(t) {
+                        r.tags.push(t.clone());
+                    }
+                }
+                r.tags.sort();
+                Ok(())
+            })
+            .await
+        }
+        DeviceRequest::Approve { device, group } => {
+            let group_id = match group {
+                None => None,
+                Some(path) => match node.store.resolve_group(&path).await {
+                    Ok(Some(id)) => Some(id),
+                    Ok(None) => return error(ErrorKind::NotFound, format!("no group {path:?}")),
+                    Err(e) => return internal(e),
+                },
+            };
+            change(node, session, &device, "approved".into(), move |r| {
+                r.enrollment = Enrollment::Approved;
+                if let Some(id) = group_id {
+                    r.group_id = id;
+                }
+                Ok(())
+            })
+            .await
+        }
+        DeviceRequest::Reject { device } => {
+            change(node, session, &device, "rejected".into(), |r| {
+                r.enrollment = Enrollment::Rejected;
+                Ok(())
+            })
+            .await
+        }
+        DeviceRequest::Delete { device } => {
+            let record = match find(node, &device).await {
+                Ok(record) => record,
+                Err(e) => return e,
+            };
+            if let Err(e) = node.store.delete_device(&record.id).await {
+                return internal(e);
+            }
+            disconnect(
+                node,
+                &record.id,
+                "the device was deleted by an administrator",
+            );
+            node.waiting.wake(&record.id);
+            let msg = format!(
+                "device {} ({}) deleted by {}",
+                record.name, record.id, session.user
+            );
+            node.event(Severity::Info, EventKind::DeviceChanged, msg)
+                .await;
+            AdminResponse::Done {
+                message: format!("device {} deleted", record.name),
+            }
+        }
+    }
+}
+
+/// Tags are short words an administrator filters on.
+fn check_tag(tag: &str) -> Result<(), String> {
+    let ok = !tag.trim().is_empty()
+        && tag.chars().count() <= 64
+        && !tag.chars().any(|c| c.is_control() || c == ',');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{tag:?} is not a tag: 1 to 64 characters, no commas"
+        ))
+    }
+}
+
+async fn list(node: &Node, group: Option<String>, recursive: bool) -> AdminResponse {
+    let tree = match node.store.group_tree().await {
+        Ok(tree) => tree,
+        Err(e) => return internal(e),
+    };
+    let group_id = match &group {
+        None => None,
+        Some(path) => match tree.resolve(path) {
+            Some(id) => Some(id),
+            None => return error(ErrorKind::NotFound, format!("no group {path:?}")),
+        },
+    };
+    let records = match node.store.devices().await {
+        Ok(records) => records,
+        Err(e) => return internal(e),
+    };
+    let live = node.connected_devices();
+    let mut views: Vec<DeviceView> = records
+        .iter()
+        .filter(|r| match group_id {
+            None => true,
+            Some(g) => r.group_id == g || (recursive && tree.is_descendant(r.group_id, g)),
+        })
+        .map(|r| {
+            let path = tree
+                .path_of(r.group_id)
+                .unwrap_or_else(|| format!("group #{}", r.group_id));
+            DeviceView::of(r, path, live.contains(&r.id))
+        })
+        .collect();
+    views.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    AdminResponse::Devices(views)
+}
+
+async fn view(node: &Node, record: &DeviceRecord) -> DeviceView {
+    let group = node.group_path(record.group_id).await;
+    DeviceView::of(record, group, node.connected_devices().contains(&record.id))
+}
+
+/// Finds a device by id, unique id prefix, or unique display name.
+async fn find(node: &Node, key: &str) -> Result<DeviceRecord, AdminResponse> {
+    let records = node.store.devices().await.map_err(internal)?;
+    if let Some(r) = records.iter().find(|r| r.id == key) {
+        return Ok(r.clone());
+    }
+    let by_name: Vec<&DeviceRecord> = records.iter().filter(|r| r.name == key).collect();
+    let by_prefix: Vec<&DeviceRecord> = if key.len() >= 4 {
+        records.iter().filter(|r| r.id.starts_with(key)).collect()
+    } else {
+        Vec::new()
+    };
+    match (by_name.as_slice(), by_prefix.as_slice()) {
+        ([one], _) | ([], [one]) => Ok((*one).clone()),
+        ([], []) => Err(error(ErrorKind::NotFound, format!("no device {key:?}"))),
+        _ => Err(error(
+            ErrorKind::InvalidInput,
+            format!("{key:?} names several devices; use the device id"),
+        )),
+    }
+}
+
+async fn change(
+    node: &Node,
+    session: &Session,
+    device: &str,
+    what: String,
+    change: impl FnMut(&mut DeviceRecord) -> Result<(), StoreError> + Send + 'static,
+) -> AdminResponse {
+    let record = match find(node, device).await {
+        Ok(record) => record,
+        Err(e) => return e,
+    };
+    let updated = match node.store.update_device(&record.id, change).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return error(ErrorKind::NotFound, format!("no device {device:?}")),
+        Err(StoreError::Rejected(msg)) => return error(ErrorKind::InvalidInput, msg),
+        Err(e) => return internal(e),
+    };
+    if updated.enrollment == Enrollment::Rejected {
+        disconnect(node, &updated.id, "rejected by an administrator");
+    }
+    node.waiting.wake(&updated.id);
+    let msg = format!(
+        "device {} ({}) {what} by {}",
+        updated.name, updated.id, session.user
+    );
+    node.event(Severity::Info, EventKind::DeviceChanged, msg)
+        .await;
+    AdminResponse::Done {
+        message: format!("device {}: {what}", updated.name),
+    }
+}
+
+fn disconnect(node: &Node, id: &str, reason: &str) {
+    if let Some(live) = lock(&node.devices).remove(id) {
+        live.conn.close(close::REMOVED.into(), reason.as_bytes());
+    }
+}

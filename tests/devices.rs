@@ -1,0 +1,466 @@
+//! Devices over real QUIC: enrollment (token, pending and approval, rejection, unknown token,
+//! a changed key), results delivered exactly once across restarts, and a simulated fleet.
+
+use std::time::Duration;
+
+use canopy::agent::{AgentCounts, Agents, Simulation};
+use canopy::cli::client::AdminClient;
+use canopy::cli::deployment::{Deployment, config_text, free_port, start};
+use canopy::model::device::{DeviceView, Enrollment};
+use canopy::model::task::{DeviceState, TaskPayload};
+use canopy::model::{Event, EventKind};
+use canopy::server::RunningServer;
+use canopy::store::Store;
+use canopy::store::agent::{Identity, LocalRunState};
+use canopy::wire::msg::{AdminRequest, AdminResponse, DeviceRequest};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const TOKEN: &str = "branch-token-0123456789";
+
+async fn server_with_token(
+    d: &Deployment,
+    port: u16,
+) -> (canopy::config::ServerConfig, RunningServer) {
+    let text = format!(
+        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
+        config_text("primary", port, None)
+    );
+    let config = d.write_config("primary", &text).await.unwrap();
+    canopy::net::pki::issue_server(&d.certs, "primary", &["127.0.0.1".into()], 30).unwrap();
+    let server = start(&config).await.unwrap();
+    (config, server)
+}
+
+async fn devices(admin: &AdminClient) -> Vec<DeviceView> {
+    match admin
+        .call(AdminRequest::Device(DeviceRequest::List {
+            group: None,
+            recursive: false,
+        }))
+        .await
+        .unwrap()
+    {
+        AdminResponse::Devices(devices) => devices,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn events(admin: &AdminClient) -> Vec<Event> {
+    match admin
+        .call(AdminRequest::EventList {
+            after: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+    {
+        AdminResponse::Events(events) => events,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn counts_reach(agents: &Agents, want: AgentCounts) {
+    until(&format!("{want:?}"), || async { agents.counts() == want }).await;
+}
+
+const ONE_CONNECTED: AgentCounts = AgentCounts {
+    connecting: 0,
+    pending: 0,
+    connected: 1,
+    rejected: 0,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_token_pending_approval_rejection_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let (_, server) = server_with_token(&d, 0).await;
+    let addr = server.local_addr();
+    let admin = d.admin(addr).await.unwrap();
+
+    // With the token: enrolled into the token's group at once.
+    let with_token = Agents::start(d.agent_config("ws-token", addr, Some(TOKEN)).unwrap(), None)
+        .await
+        .unwrap();
+    counts_reach(&with_token, ONE_CONNECTED).await;
+    let listed = devices(&admin).await;
+    let dev = listed.iter().find(|d| d.name == "ws-token").unwrap();
+    assert_eq!(
+        (dev.enrollment, dev.connected, dev.group.as_str()),
+        (Enrollment::Approved, true, "Managed devices")
+    );
+    assert_eq!(dev.time_zone, "Europe/Berlin");
+    assert_eq!(dev.applications[0].name, "Endpoint Security");
+
+    // Without a token: pending until approved, then connected, in the group chosen.
+    let pending = Agents::start(d.agent_config("ws-pending", addr, None).unwrap(), None)
+        .await
+        .unwrap();
+    counts_reach(
+        &pending,
+        AgentCounts {
+            pending: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let dev = devices(&admin)
+        .await
+        .into_iter()
+        .find(|d| d.name == "ws-pending")
+        .unwrap();
+    assert_eq!(
+        (dev.enrollment, dev.connected, dev.group.as_str()),
+        (Enrollment::Pending, false, "Unassigned devices")
+    );
+    let approve = DeviceRequest::Approve {
+        device: "ws-pending".into(),
+        group: Some("Managed devices".into()),
+    };
+    admin.call(AdminRequest::Device(approve)).await.unwrap();
+    counts_reach(&pending, ONE_CONNECTED).await;
+    let dev = devices(&admin)
+        .await
+        .into_iter()
+        .find(|d| d.name == "ws-pending")
+        .unwrap();
+    assert_eq!(
+        (dev.enrollment, dev.connected, dev.group.as_str()),
+        (Enrollment::Approved, true, "Managed devices")
+    );
+
+    // Rejected: the agent is told so and stops asking.
+    let rejected = Agents::start(d.agent_config("ws-rejected", addr, None).unwrap(), None)
+        .await
+        .unwrap();
+    counts_reach(
+        &rejected,
+        AgentCounts {
+            pending: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    admin
+        .call(AdminRequest::Device(DeviceRequest::Reject {
+            device: "ws-rejected".into(),
+        }))
+        .await
+        .unwrap();
+    counts_reach(
+        &rejected,
+        AgentCounts {
+            rejected: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+
+    // An unknown token is refused, with an event.
+    let stranger = Agents::start(
+        d.agent_config("ws-stranger", addr, Some("not-a-token-of-this-server"))
+            .unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    until("unknown token event", || async {
+        events(&admin).await.iter().any(|e| {
+            e.kind == EventKind::DeviceRefused && e.message.contains("unknown enrollment token")
+        })
+    })
+    .await;
+    assert_eq!(stranger.counts().connected, 0);
+    assert!(
+        !devices(&admin)
+            .await
+            .iter()
+            .any(|d| d.name == "ws-stranger")
+    );
+
+    // A device whose key changed: the same device id with a new key is refused.
+    let id = devices(&admin)
+        .await
+        .into_iter()
+        .find(|d| d.name == "ws-token")
+        .unwrap()
+        .id;
+    with_token.stop().await.unwrap();
+    let forged_config = d.agent_config("ws-forged", addr, Some(TOKEN)).unwrap();
+    std::fs::create_dir_all(forged_config.data.parent().unwrap()).unwrap();
+    let path = forged_config.data.clone();
+    let forged_store = tokio::task::spawn_blocking(move || Store::open_agent(&path))
+        .await
+        .unwrap()
+        .unwrap();
+    let (cert, key) = canopy::net::pki::self_signed_device("ws-token").unwrap();
+    let identity = Identity {
+        device_id: id.clone(),
+        cert_der: cert.to_vec(),
+        key_der: key.secret_der().to_vec(),
+    };
+    forged_store
+        .identities(vec!["agent".into()], move |_| Ok(identity.clone()))
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || forged_store.close())
+        .await
+        .unwrap()
+        .unwrap();
+    let forged = Agents::start(forged_config, None).await.unwrap();
+    until("key changed event", || async {
+        events(&admin)
+            .await
+            .iter()
+            .any(|e| e.kind == EventKind::DeviceRefused && e.message.contains("another key"))
+    })
+    .await;
+    assert_eq!(forged.counts().connected, 0);
+
+    for a in [pending, rejected, stranger, forged] {
+        a.stop().await.unwrap();
+    }
+    admin.close().await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsent_results_are_delivered_once_after_agent_and_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let (config, server) = server_with_token(&d, free_port().unwrap()).await;
+    let addr = server.local_addr();
+    let agent_config = d.agent_config("ws-1", addr, Some(TOKEN)).unwrap();
+    let agent = Agents::start(agent_config.clone(), None).await.unwrap();
+    counts_reach(&agent, ONE_CONNECTED).await;
+    let device_id = server.node.connected_devices().into_iter().next().unwrap();
+
+    // A run long enough to outlive the server.
+    let payload = TaskPayload::Simulate {
+        duration_ms: 1500,
+        succeeded: 1,
+        warning: 0,
+        failed: 0,
+        need_restart_percent: 0,
+    };
+    let run_id = server
+        .node
+        .order_run(vec![device_id.clone()], "long run", payload)
+        .await
+        .unwrap();
+    until("the run to start on the device", || async {
+        agent
+            .store()
+            .local_runs(&device_id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.state == LocalRunState::Started)
+    })
+    .await;
+    server.shutdown().await.unwrap();
+    until("the run to finish with the server away", || async {
+        agent
+            .store()
+            .local_runs(&device_id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.state == LocalRunState::Finished && !r.acknowledged)
+    })
+    .await;
+    agent.stop().await.unwrap();
+
+    // Both come back; the spooled result arrives, is stored once and acknowledged.
+    let agent = Agents::start(agent_config, None).await.unwrap();
+    let server = start(&config).await.unwrap();
+    until("the result to be acknowledged", || async {
+        agent
+            .store()
+            .local_runs(&device_id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.acknowledged)
+    })
+    .await;
+    let results = server.node.store.results_of(run_id).await.unwrap();
+    assert_eq!(results.len(), 1, "exactly one result for the run");
+    assert_eq!(results[0].device_id, device_id);
+    assert_eq!(results[0].result.outcome.state, DeviceState::Succeeded);
+    assert!(
+        server
+            .node
+            .store
+            .orders_for(&device_id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the order is retired"
+    );
+
+    // The same order sent again is not run twice, and a resent result is not stored twice.
+    let order = canopy::wire::msg::RunOrder {
+        run_id,
+        task_name: "long run".into(),
+        payload: TaskPayload::Inventory,
+    };
+    assert!(
+        !agent
+            .store()
+            .receive_order(&device_id, order)
+            .await
+            .unwrap()
+    );
+    let again = results[0].result.clone();
+    assert!(
+        !server
+            .node
+            .store
+            .store_result(&device_id, again)
+            .await
+            .unwrap()
+    );
+    agent.stop().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_interrupted_by_an_agent_crash_is_reported_failed_not_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let (_, server) = server_with_token(&d, 0).await;
+    let agent_config = d
+        .agent_config("ws-1", server.local_addr(), Some(TOKEN))
+        .unwrap();
+    let agent = Agents::start(agent_config.clone(), None).await.unwrap();
+    counts_reach(&agent, ONE_CONNECTED).await;
+    let device_id = server.node.connected_devices().into_iter().next().unwrap();
+    let payload = TaskPayload::Simulate {
+        duration_ms: 60_000,
+        succeeded: 1,
+        warning: 0,
+        failed: 0,
+        need_restart_percent: 0,
+    };
+    let run_id = server
+        .node
+        .order_run(vec![device_id.clone()], "endless", payload)
+        .await
+        .unwrap();
+    until("the run to start", || async {
+        agent
+            .store()
+            .local_runs(&device_id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.state == LocalRunState::Started)
+    })
+    .await;
+    // Stopping mid-run is what a crash looks like to the run log: started, no result.
+    agent.stop().await.unwrap();
+    let agent = Agents::start(agent_config, None).await.unwrap();
+    until("the interrupted result on the server", || async {
+        !server
+            .node
+            .store
+            .results_of(run_id)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let results = server.node.store.results_of(run_id).await.unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].result.outcome.state, DeviceState::Failed);
+    assert!(
+        results[0]
+            .result
+            .outcome
+            .description
+            .contains("interrupted"),
+        "{:?}",
+        results[0].result.outcome
+    );
+    agent.stop().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_hundred_simulated_devices_connect_are_listed_and_leave_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let (_, server) = server_with_token(&d, 0).await;
+    let addr = server.local_addr();
+    let admin = d.admin(addr).await.unwrap();
+    let fleet = Agents::start(
+        d.agent_config("fleet", addr, Some(TOKEN)).unwrap(),
+        Some(Simulation {
+            devices: 300,
+            seed: 42,
+        }),
+    )
+    .await
+    .unwrap();
+    counts_reach(
+        &fleet,
+        AgentCounts {
+            connected: 300,
+            ..Default::default()
+        },
+    )
+    .await;
+    until("300 connected at the server", || async {
+        server.node.connected_devices().len() == 300
+    })
+    .await;
+    let listed = devices(&admin).await;
+    assert_eq!(listed.len(), 300);
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.connected && d.enrollment == Enrollment::Approved)
+    );
+    let names: std::collections::HashSet<_> = listed.iter().map(|d| d.name.clone()).collect();
+    let addresses: std::collections::HashSet<_> =
+        listed.iter().map(|d| d.addresses.clone()).collect();
+    assert_eq!(
+        (names.len(), addresses.len()),
+        (300, 300),
+        "distinct names and addresses"
+    );
+    assert!(
+        listed
+            .iter()
+            .map(|d| &d.os)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            > 1
+    );
+
+    fleet.stop().await.unwrap();
+    until("all disconnected at the server", || async {
+        server.node.connected_devices().is_empty()
+    })
+    .await;
+    assert!(
+        devices(&admin)
+            .await
+            .iter()
+            .all(|d| !d.connected && d.last_seen.is_some())
+    );
+    admin.close().await;
+    server.shutdown().await.unwrap();
+}

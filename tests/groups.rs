@@ -1,0 +1,348 @@
+//! Administration groups over the real admin API: QUIC, TLS, a real redb file, a restart.
+
+use canopy::cli::client::{AdminClient, ClientError};
+use canopy::cli::deployment::{Deployment, free_port, parent_of, start, tree};
+use canopy::wire::msg::{AdminRequest, AdminResponse, ErrorKind, GroupRequest, GroupView};
+
+async fn group(client: &AdminClient, request: GroupRequest) -> Result<String, ClientError> {
+    match client.call(AdminRequest::Group(request)).await? {
+        AdminResponse::Done { message } => Ok(message),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn list(client: &AdminClient) -> Vec<GroupView> {
+    match client
+        .call(AdminRequest::Group(GroupRequest::List))
+        .await
+        .unwrap()
+    {
+        AdminResponse::Groups(groups) => groups,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn paths(client: &AdminClient) -> Vec<String> {
+    list(client).await.into_iter().map(|g| g.path).collect()
+}
+
+fn create(path: &str) -> GroupRequest {
+    GroupRequest::Create { path: path.into() }
+}
+
+/// Asserts that `request` is refused with `kind` and a message containing `text`, and that
+/// the tree did not change.
+async fn refused(client: &AdminClient, request: GroupRequest, kind: ErrorKind, text: &str) {
+    let before = list(client).await;
+    match group(client, request.clone()).await {
+        Err(ClientError::Server { kind: got, message }) => {
+            assert_eq!(got, kind, "{request:?}: {message}");
+            assert!(message.contains(text), "{request:?}: {message:?}");
+        }
+        other => panic!("{request:?} was not refused: {other:?}"),
+    }
+    assert_eq!(list(client).await, before, "{request:?} changed the tree");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_a_tree_that_secondaries_follow_and_that_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let config = d
+        .add_server("primary", free_port().unwrap(), None)
+        .await
+        .unwrap();
+    let primary = start(&config).await.unwrap();
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+
+    // A new server has the two roots, empty.
+    let roots = list(&admin).await;
+    assert_eq!(
+        roots,
+        vec![
+            GroupView {
+                id: 1,
+                path: "Managed devices".into(),
+                depth: 0,
+                subgroups: 0,
+                devices: 0,
+                secondaries: 0,
+            },
+            GroupView {
+                id: 2,
+                path: "Unassigned devices".into(),
+                depth: 0,
+                subgroups: 0,
+                devices: 0,
+                secondaries: 0,
+            },
+        ]
+    );
+
+    // Nested groups.
+    let message = group(&admin, create("Managed devices/Europe"))
+        .await
+        .unwrap();
+    assert_eq!(message, "group \"Managed devices/Europe\" created");
+    for path in [
+        "Managed devices/Europe/Paris",
+        " /Managed devices/Europe/Berlin/ ",
+        "Managed devices/Asia",
+        "Managed devices/Asia/Tokyo",
+    ] {
+        group(&admin, create(path)).await.unwrap();
+    }
+    assert_eq!(
+        paths(&admin).await,
+        [
+            "Managed devices",
+            "Managed devices/Asia",
+            "Managed devices/Asia/Tokyo",
+            "Managed devices/Europe",
+            "Managed devices/Europe/Berlin",
+            "Managed devices/Europe/Paris",
+            "Unassigned devices",
+        ]
+    );
+    let europe = list(&admin)
+        .await
+        .into_iter()
+        .find(|g| g.path == "Managed devices/Europe")
+        .unwrap();
+    assert_eq!((europe.depth, europe.subgroups), (1, 2));
+
+    // Refusals say why and change nothing.
+    refused(
+        &admin,
+        create("Managed devices/Europe/Paris"),
+        ErrorKind::AlreadyExists,
+        "a group named \"Paris\" already exists in \"Managed devices/Europe\"",
+    )
+    .await;
+    refused(
+        &admin,
+        create("Managed devices/Nowhere/Paris"),
+        ErrorKind::NotFound,
+        "no group \"Managed devices/Nowhere\"",
+    )
+    .await;
+    refused(
+        &admin,
+        create(&format!("Managed devices/{}", "x".repeat(101))),
+        ErrorKind::InvalidInput,
+        "at most 100",
+    )
+    .await;
+    refused(
+        &admin,
+        create("Unassigned devices/Later"),
+        ErrorKind::InvalidInput,
+        "has no subgroups",
+    )
+    .await;
+    refused(
+        &admin,
+        GroupRequest::Rename {
+            path: "Managed devices".into(),
+            new_name: "Everything".into(),
+        },
+        ErrorKind::InvalidInput,
+        "root group and cannot be renamed",
+    )
+    .await;
+    refused(
+        &admin,
+        GroupRequest::Delete {
+            path: "Unassigned devices".into(),
+        },
+        ErrorKind::InvalidInput,
+        "root group and cannot be deleted",
+    )
+    .await;
+
+    // Rename and move; `list` shows the new paths.
+    group(
+        &admin,
+        GroupRequest::Rename {
+            path: "Managed devices/Asia".into(),
+            new_name: "APAC".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let message = group(
+        &admin,
+        GroupRequest::Move {
+            path: "Managed devices/Europe/Berlin".into(),
+            new_parent: "Managed devices/APAC".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        message,
+        "group \"Managed devices/Europe/Berlin\" moved to \"Managed devices/APAC/Berlin\""
+    );
+    assert_eq!(
+        paths(&admin).await,
+        [
+            "Managed devices",
+            "Managed devices/APAC",
+            "Managed devices/APAC/Berlin",
+            "Managed devices/APAC/Tokyo",
+            "Managed devices/Europe",
+            "Managed devices/Europe/Paris",
+            "Unassigned devices",
+        ]
+    );
+    refused(
+        &admin,
+        GroupRequest::Move {
+            path: "Managed devices/APAC".into(),
+            new_parent: "Managed devices/APAC/Tokyo".into(),
+        },
+        ErrorKind::InvalidInput,
+        "under itself or one of its own subgroups",
+    )
+    .await;
+    refused(
+        &admin,
+        GroupRequest::Move {
+            path: "Managed devices/APAC".into(),
+            new_parent: "Unassigned devices".into(),
+        },
+        ErrorKind::InvalidInput,
+        "has no subgroups",
+    )
+    .await;
+
+    // A secondary placed in Europe: Europe cannot be deleted, and it follows a rename.
+    d.add_server("branch-1", 0, Some(parent_of(&primary)))
+        .await
+        .unwrap();
+    d.register(primary.local_addr(), "branch-1", "Managed devices/Europe")
+        .await
+        .unwrap();
+    group(
+        &admin,
+        GroupRequest::Delete {
+            path: "Managed devices/Europe/Paris".into(),
+        },
+    )
+    .await
+    .unwrap();
+    refused(
+        &admin,
+        GroupRequest::Delete {
+            path: "Managed devices/Europe".into(),
+        },
+        ErrorKind::InvalidInput,
+        "group \"Managed devices/Europe\" is not empty: 1 secondary",
+    )
+    .await;
+    let message = group(
+        &admin,
+        GroupRequest::Rename {
+            path: "Managed devices/Europe".into(),
+            new_name: "EMEA".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(message.contains("1 secondary"), "{message}");
+    let rows = tree(&admin).await.unwrap();
+    let branch = rows.iter().find(|r| r.path == "primary/branch-1").unwrap();
+    assert_eq!(branch.group, "Managed devices/EMEA");
+    let emea = list(&admin)
+        .await
+        .into_iter()
+        .find(|g| g.path == "Managed devices/EMEA")
+        .unwrap();
+    assert_eq!((emea.subgroups, emea.secondaries), (0, 1));
+
+    // Deleting an empty group works.
+    let message = group(
+        &admin,
+        GroupRequest::Delete {
+            path: "Managed devices/APAC/Tokyo".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(message, "group \"Managed devices/APAC/Tokyo\" deleted");
+    refused(
+        &admin,
+        GroupRequest::Delete {
+            path: "Managed devices/APAC/Tokyo".into(),
+        },
+        ErrorKind::NotFound,
+        "no group \"Managed devices/APAC/Tokyo\"",
+    )
+    .await;
+    let before = list(&admin).await;
+    admin.close().await;
+    primary.shutdown().await.unwrap();
+
+    // Groups, and the secondary's place, survive a restart.
+    let primary = start(&config).await.unwrap();
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+    assert_eq!(list(&admin).await, before);
+    assert_eq!(
+        paths(&admin).await,
+        [
+            "Managed devices",
+            "Managed devices/APAC",
+            "Managed devices/APAC/Berlin",
+            "Managed devices/EMEA",
+            "Unassigned devices",
+        ]
+    );
+    let rows = tree(&admin).await.unwrap();
+    let branch = rows.iter().find(|r| r.path == "primary/branch-1").unwrap();
+    assert_eq!(branch.group, "Managed devices/EMEA");
+    admin.close().await;
+    primary.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auditors_may_list_groups_but_not_change_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let primary = start(&d.add_server("primary", 0, None).await.unwrap())
+        .await
+        .unwrap();
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+    admin
+        .call(AdminRequest::AccountCreate {
+            name: "auditor-1".into(),
+            password: canopy::wire::msg::Secret("auditor password".into()),
+            role: canopy::model::Role::Auditor,
+        })
+        .await
+        .unwrap();
+    let mut auditor = AdminClient::connect(primary.local_addr(), d.ca().unwrap())
+        .await
+        .unwrap();
+    auditor
+        .login("auditor-1", "auditor password")
+        .await
+        .unwrap();
+    assert_eq!(list(&auditor).await.len(), 2);
+    let err = group(&auditor, create("Managed devices/Europe"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Server {
+                kind: ErrorKind::Forbidden,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(list(&admin).await.len(), 2);
+    auditor.close().await;
+    admin.close().await;
+    primary.shutdown().await.unwrap();
+}
