@@ -343,7 +343,10 @@ fn bad_config_and_bad_arguments_get_clear_errors() {
 #[test]
 fn the_example_configs_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    canopy::config::ServerConfig::load(&root.join("config/primary.toml")).unwrap();
+    let primary = canopy::config::ServerConfig::load(&root.join("config/primary.toml")).unwrap();
+    assert_eq!(primary.enrollment.len(), 1);
+    let agent = canopy::agent::config::AgentConfig::load(&root.join("config/agent.toml")).unwrap();
+    assert_eq!((agent.server_port, agent.applications.len()), (13000, 1));
     // The secondaries' examples carry a placeholder fingerprint, and say so when loaded.
     for name in ["secondary.toml", "secondary-of-secondary.toml"] {
         let err = canopy::config::ServerConfig::load(&root.join("config").join(name))

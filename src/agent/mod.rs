@@ -109,7 +109,7 @@ impl Agents {
             .resolve(&config.server_host, config.server_port, bind)
             .await?;
         let endpoints = (0..count.div_ceil(DEVICES_PER_ENDPOINT))
-            .map(|_| quinn::Endpoint::client(bind))
+            .map(|_| crate::net::socket::client_endpoint(bind))
             .collect::<Result<Vec<_>, _>>()
             .context("cannot open a UDP socket")?;
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -1,6 +1,7 @@
 //! The `canopy` command line: argument parsing, tables and `--json`. Everything a server does
 //! lives elsewhere; this module only asks and prints.
 
+pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod deployment;
@@ -82,6 +83,9 @@ enum Command {
     /// Administration groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Measure scenarios on loopback (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Run a small tree of servers on loopback and print it.
     Demo {
         #[arg(long)]
@@ -255,6 +259,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(args) => device::agent(args).await,
         Command::Device(cmd) => device::run(&session_path, cmd).await,
         Command::Demo { json } => demo::run(json).await,
+        Command::Bench(cmd) => bench::run(cmd).await,
     }
 }
 

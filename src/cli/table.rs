@@ -68,13 +68,15 @@ pub fn servers(rows: &[ServerRow]) -> String {
 
 pub fn status(s: &ServerStatusView) -> String {
     let mut out = format!(
-        "server       {}\nversion      {}\nlisten       {} (udp)\nfingerprint  {}\nstarted      {}\nsecondaries  {} connected\n",
+        "server       {}\nversion      {}\nlisten       {} (udp)\nfingerprint  {}\nstarted      {}\nsecondaries  {} connected\ndevices      {} registered, {} connected\n",
         s.name,
         s.software_version,
         s.listen,
         s.fingerprint,
         format_time(s.started),
-        s.secondaries
+        s.secondaries,
+        s.devices,
+        s.devices_connected
     );
     match &s.parent {
         None => out.push_str("parent       none (this is a primary server)\n"),

@@ -2,4 +2,5 @@
 pub mod conn;
 pub mod pki;
 pub mod resolve;
+pub mod socket;
 pub mod tls;

@@ -150,7 +150,7 @@ async fn handle(node: &Node, call: AdminCall, remote: std::net::SocketAddr) -> A
                 message: "logged out".into(),
             }
         }
-        AdminRequest::ServerStatus => status(node),
+        AdminRequest::ServerStatus => status(node).await,
         AdminRequest::ServerList => match node.tree_rows().await {
             Ok(rows) => AdminResponse::Servers(rows),
             Err(e) => internal(e),
@@ -245,8 +245,13 @@ fn dummy_hash() -> String {
         .clone()
 }
 
-fn status(node: &Node) -> AdminResponse {
+async fn status(node: &Node) -> AdminResponse {
     let secondaries = lock(&node.children).len() as u32;
+    let devices = match node.store.device_count().await {
+        Ok(n) => n as u32,
+        Err(e) => return internal(e),
+    };
+    let devices_connected = lock(&node.devices).len() as u32;
     AdminResponse::Status(ServerStatusView {
         name: node.name().to_string(),
         software_version: SOFTWARE_VERSION.to_string(),
@@ -255,6 +260,8 @@ fn status(node: &Node) -> AdminResponse {
         started: node.started,
         parent: lock(&node.upstream).clone(),
         secondaries,
+        devices,
+        devices_connected,
     })
 }
 

@@ -112,7 +112,7 @@ async fn admit(
     let name = hello.facts.display_name.clone();
     let token_group = match &hello.token {
         None => None,
-        Some(token) => match node.enrollment_group(&token.0).await {
+        Some(token) => match node.enrollment_group(&token.0) {
             Some(group) => Some(group),
             None => {
                 let msg = format!("device {name} at {remote} refused: unknown enrollment token");
@@ -133,13 +133,24 @@ async fn admit(
             now_ms(),
         )
         .await;
-    let mut record = match admission {
+    let admitted = match admission {
+        Ok(admitted) => admitted,
         Err(e) => {
             tracing::error!("cannot admit device: {e}");
             refuse(&conn, close::PROTOCOL, "internal error");
             return;
         }
-        Ok(Admission::KeyChanged { record }) => {
+    };
+    if let Some(path) = &admitted.missing_group {
+        let msg = format!(
+            "enrollment token's group {path:?} does not exist; device {name} placed in \"Unassigned devices\""
+        );
+        node.event(Severity::Warning, EventKind::DeviceEnrolled, msg)
+            .await;
+    }
+    let mut group = admitted.group_path;
+    let mut record = match admitted.admission {
+        Admission::KeyChanged { record } => {
             let msg = format!(
                 "device {} ({}) refused from {remote}: it presented another key ({fingerprint}) than the one it enrolled with ({})",
                 record.name, record.id, record.fingerprint
@@ -153,7 +164,7 @@ async fn admit(
             );
             return;
         }
-        Ok(Admission::KeyInUse { other_id }) => {
+        Admission::KeyInUse { other_id } => {
             let msg = format!(
                 "device {name} at {remote} refused: its key is enrolled as device {other_id}"
             );
@@ -166,11 +177,11 @@ async fn admit(
             );
             return;
         }
-        Ok(Admission::Rejected(record)) => {
+        Admission::Rejected(record) => {
             tell_rejected(&conn, &mut send, &record).await;
             return;
         }
-        Ok(Admission::Approved { record, new }) => {
+        Admission::Approved { record, new } => {
             if new {
                 let msg = format!(
                     "device {} ({}) enrolled with a token from {remote}",
@@ -181,7 +192,7 @@ async fn admit(
             }
             record
         }
-        Ok(Admission::Pending { record, new }) => {
+        Admission::Pending { record, new } => {
             if new {
                 let msg = format!(
                     "device {} ({}) connected from {remote} without a token: waiting for approval",
@@ -191,12 +202,15 @@ async fn admit(
                     .await;
             }
             match wait_for_approval(&node, &conn, &mut send, record).await {
-                Some(record) => record,
+                Some(record) => {
+                    // An administrator may have chosen the group when approving.
+                    group = node.group_path(record.group_id).await;
+                    record
+                }
                 None => return,
             }
         }
     };
-    let group = node.group_path(record.group_id).await;
     let accepted = ServerToAgent::Accepted {
         server_name: node.name().to_string(),
         group,
@@ -205,7 +219,7 @@ async fn admit(
         return;
     }
     record.last_seen = Some(now_ms());
-    session(&node, &conn, send, recv, &record).await;
+    session(&node, &conn, send, recv, &record, admitted.orders).await;
 }
 
 /// Keeps a pending device's connection until an administrator approves or rejects it.
@@ -277,6 +291,7 @@ async fn session(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     record: &DeviceRecord,
+    orders: Vec<crate::wire::msg::RunOrder>,
 ) {
     let id = record.id.clone();
     let (tx, mut rx) = mpsc::channel(QUEUE);
@@ -291,18 +306,13 @@ async fn session(
     ) {
         drop(old);
     }
-    match node.store.orders_for(&id).await {
-        Ok(orders) => {
-            for order in orders {
-                if wire::write_frame(&mut send, &ServerToAgent::Run(order))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
+    for order in orders {
+        if wire::write_frame(&mut send, &ServerToAgent::Run(order))
+            .await
+            .is_err()
+        {
+            break;
         }
-        Err(e) => tracing::error!("cannot read the device's orders: {e}"),
     }
     let reason = loop {
         tokio::select! {

@@ -122,34 +122,17 @@ impl Node {
         ))
     }
 
-    /// The group a device presenting `token` is enrolled into; `None` for an unknown token.
-    async fn enrollment_group(&self, token: &str) -> Option<u64> {
+    /// The group a device presenting `token` is enrolled into (as the config names it);
+    /// `None` for an unknown token.
+    fn enrollment_group(&self, token: &str) -> Option<crate::store::devices::TokenGroup> {
         // Compare digests so the time taken says nothing about how much of a token matched.
         let digest = |t: &str| ring::digest::digest(&ring::digest::SHA256, t.as_bytes());
         let wanted = digest(token);
-        let entry = self
-            .config
+        self.config
             .enrollment
             .iter()
-            .find(|e| digest(&e.token).as_ref() == wanted.as_ref())?;
-        let Some(path) = &entry.group else {
-            return Some(crate::model::group::UNASSIGNED_DEVICES);
-        };
-        match self.store.resolve_group(path).await {
-            Ok(Some(id)) => Some(id),
-            Ok(None) => {
-                let msg = format!(
-                    "enrollment token's group {path:?} does not exist; device placed in \"Unassigned devices\""
-                );
-                self.event(Severity::Warning, EventKind::DeviceEnrolled, msg)
-                    .await;
-                Some(crate::model::group::UNASSIGNED_DEVICES)
-            }
-            Err(e) => {
-                tracing::error!("cannot resolve a group: {e}");
-                Some(crate::model::group::UNASSIGNED_DEVICES)
-            }
-        }
+            .find(|e| digest(&e.token).as_ref() == wanted.as_ref())
+            .map(|e| e.group.clone())
     }
 
     /// The path of a group, or its id in words if it is gone.
@@ -250,7 +233,7 @@ impl RunningServer {
             let path = config.data.clone();
             tokio::task::spawn_blocking(move || Store::open_server(&path)).await??
         };
-        let endpoint = quinn::Endpoint::server(server_config, config.listen)
+        let endpoint = crate::net::socket::server_endpoint(server_config, config.listen)
             .with_context(|| format!("cannot listen on {} (udp)", config.listen))?;
         let listen = endpoint.local_addr()?;
         let node = Arc::new(Node {
@@ -329,12 +312,27 @@ impl RunningServer {
     }
 }
 
+/// Handshakes in progress beyond which new ones are refused at once. A refused peer backs
+/// off with jitter; an overloaded server that accepted everything would instead drop
+/// packets, and every dropped handshake packet costs its peer a retransmission timeout.
+const MAX_HANDSHAKES: usize = 256;
+
 async fn accept_loop(node: Arc<Node>) {
+    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while let Some(incoming) = node.endpoint.accept().await {
+        use std::sync::atomic::Ordering;
+        if handshakes.load(Ordering::Relaxed) >= MAX_HANDSHAKES {
+            incoming.refuse();
+            continue;
+        }
+        handshakes.fetch_add(1, Ordering::Relaxed);
+        let in_progress = handshakes.clone();
         let node = node.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
-            let conn = match incoming.await {
+            let handshake = incoming.await;
+            in_progress.fetch_sub(1, Ordering::Relaxed);
+            let conn = match handshake {
                 Ok(conn) => conn,
                 Err(e) => {
                     // A failed handshake (a peer that does not trust our CA, a port scan).

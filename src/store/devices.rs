@@ -101,60 +101,72 @@ pub struct StoredResult {
     pub result: RunResult,
 }
 
+/// A valid enrollment token's group, as the config names it (`None`: Unassigned devices).
+pub type TokenGroup = Option<String>;
+
+/// An admission, with what the link needs next.
+#[derive(Debug)]
+pub struct Admitted {
+    pub admission: Admission,
+    /// The path of the device's group.
+    pub group_path: String,
+    /// Orders waiting for the device, oldest first.
+    pub orders: Vec<RunOrder>,
+    /// A token's group that does not exist (the device went to "Unassigned devices").
+    pub missing_group: Option<String>,
+}
+
 impl Store {
     /// Admits a connecting device: updates a known one's facts, registers a new one as
-    /// approved into `token_group` (when it presented a valid token) or as pending.
+    /// approved into its token's group (when it presented a valid token) or as pending.
+    /// Reads what the link needs next in the same transaction: one trip per connection.
     pub async fn admit_device(
         &self,
         id: String,
         fingerprint: Fingerprint,
         facts: DeviceFacts,
-        token_group: Option<u64>,
+        token: Option<TokenGroup>,
         now: i64,
-    ) -> Result<Admission, StoreError> {
+    ) -> Result<Admitted, StoreError> {
         self.write(move |txn| {
-            let mut devices = txn.open_table(DEVICES)?;
-            let mut fingerprints = txn.open_table(FINGERPRINTS)?;
-            let fp = fingerprint.to_string();
-            if let Some(mut record) = get::<DeviceRecord>(&devices, &id)? {
-                if record.fingerprint != fingerprint {
-                    return Ok(Admission::KeyChanged { record });
+            let tree = super::groups::tree_in(txn)?;
+            let mut missing_group = None;
+            let token_group = token.as_ref().map(|group| match group {
+                None => UNASSIGNED_DEVICES,
+                Some(path) => tree.resolve(path).unwrap_or_else(|| {
+                    missing_group = Some(path.clone());
+                    UNASSIGNED_DEVICES
+                }),
+            });
+            let admission = admit_in(txn, &id, fingerprint, &facts, token_group, now)?;
+            let group_id = match &admission {
+                Admission::Approved { record, .. } | Admission::Pending { record, .. } => {
+                    record.group_id
                 }
-                record.facts = facts.clone();
-                record.last_seen = Some(now);
-                put(&mut devices, &id, &record)?;
-                return Ok(match record.enrollment {
-                    Enrollment::Approved => Admission::Approved { record, new: false },
-                    Enrollment::Pending => Admission::Pending { record, new: false },
-                    Enrollment::Rejected => Admission::Rejected(record),
-                });
-            }
-            if let Some(other_id) = get::<String>(&fingerprints, &fp)? {
-                return Ok(Admission::KeyInUse { other_id });
-            }
-            let record = DeviceRecord {
-                id: id.clone(),
-                fingerprint,
-                name: facts.display_name.clone(),
-                enrollment: if token_group.is_some() {
-                    Enrollment::Approved
-                } else {
-                    Enrollment::Pending
-                },
-                group_id: token_group.unwrap_or(UNASSIGNED_DEVICES),
-                tags: facts.tags.clone(),
-                facts: facts.clone(),
-                enrolled: now,
-                last_seen: Some(now),
+                _ => UNASSIGNED_DEVICES,
             };
-            put(&mut devices, &id, &record)?;
-            put(&mut fingerprints, &fp, &id)?;
-            Ok(match record.enrollment {
-                Enrollment::Approved => Admission::Approved { record, new: true },
-                _ => Admission::Pending { record, new: true },
+            let orders = super::entries_with_prefix::<RunOrder>(
+                &txn.open_table(ORDERS)?,
+                &format!("{id}/"),
+            )?
+            .into_iter()
+            .map(|(_, o)| o)
+            .collect();
+            Ok(Admitted {
+                admission,
+                group_path: tree
+                    .path_of(group_id)
+                    .unwrap_or_else(|| format!("group #{group_id}")),
+                orders,
+                missing_group,
             })
         })
         .await
+    }
+
+    pub async fn device_count(&self) -> Result<u64, StoreError> {
+        self.read(|txn| Ok(redb::ReadableTableMetadata::len(&txn.open_table(DEVICES)?)?))
+            .await
     }
 
     pub async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
@@ -295,4 +307,54 @@ impl Store {
         })
         .await
     }
+}
+
+fn admit_in(
+    txn: &redb::WriteTransaction,
+    id: &str,
+    fingerprint: Fingerprint,
+    facts: &DeviceFacts,
+    token_group: Option<u64>,
+    now: i64,
+) -> Result<Admission, StoreError> {
+    let mut devices = txn.open_table(DEVICES)?;
+    let mut fingerprints = txn.open_table(FINGERPRINTS)?;
+    let fp = fingerprint.to_string();
+    if let Some(mut record) = get::<DeviceRecord>(&devices, id)? {
+        if record.fingerprint != fingerprint {
+            return Ok(Admission::KeyChanged { record });
+        }
+        record.facts = facts.clone();
+        record.last_seen = Some(now);
+        put(&mut devices, id, &record)?;
+        return Ok(match record.enrollment {
+            Enrollment::Approved => Admission::Approved { record, new: false },
+            Enrollment::Pending => Admission::Pending { record, new: false },
+            Enrollment::Rejected => Admission::Rejected(record),
+        });
+    }
+    if let Some(other_id) = get::<String>(&fingerprints, &fp)? {
+        return Ok(Admission::KeyInUse { other_id });
+    }
+    let record = DeviceRecord {
+        id: id.to_string(),
+        fingerprint,
+        name: facts.display_name.clone(),
+        enrollment: if token_group.is_some() {
+            Enrollment::Approved
+        } else {
+            Enrollment::Pending
+        },
+        group_id: token_group.unwrap_or(UNASSIGNED_DEVICES),
+        tags: facts.tags.clone(),
+        facts: facts.clone(),
+        enrolled: now,
+        last_seen: Some(now),
+    };
+    put(&mut devices, id, &record)?;
+    put(&mut fingerprints, &fp, &id.to_string())?;
+    Ok(match record.enrollment {
+        Enrollment::Approved => Admission::Approved { record, new: true },
+        _ => Admission::Pending { record, new: true },
+    })
 }

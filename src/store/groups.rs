@@ -49,7 +49,7 @@ fn all_groups(table: &impl ReadableTable<u64, &'static [u8]>) -> Result<Vec<Grou
         .collect())
 }
 
-fn tree_in(txn: &WriteTransaction) -> Result<GroupTree, StoreError> {
+pub(crate) fn tree_in(txn: &WriteTransaction) -> Result<GroupTree, StoreError> {
     Ok(GroupTree::new(all_groups(&txn.open_table(GROUPS)?)?))
 }
 

@@ -50,17 +50,17 @@ impl Default for LinkPolicy {
     }
 }
 
-/// Exponential backoff with "equal jitter": the n-th delay is uniform in [d/2, d] where
-/// d = min(max, initial * 2^n). Half the delay is kept so retries never bunch up at zero.
+/// Exponential backoff with "full jitter": the n-th delay is uniform in [0, d] where
+/// d = min(max, initial * 2^(n-1)). Spreading over the whole window is what turns thousands
+/// of devices losing their server at once into a stream the server can absorb, instead of a
+/// burst at every step of the backoff.
 pub fn backoff_delay(policy: &LinkPolicy, failures: u32, rng: &mut impl Rng) -> Duration {
     let exp = failures.saturating_sub(1).min(20);
     let full = policy
         .backoff_initial
         .saturating_mul(1u32 << exp)
         .min(policy.backoff_max);
-    let half = full / 2;
-    let jitter_ns = rng.random_range(0..=half.as_nanos() as u64);
-    half + Duration::from_nanos(jitter_ns)
+    Duration::from_nanos(rng.random_range(0..=full.as_nanos() as u64))
 }
 
 #[derive(Debug)]
@@ -190,11 +190,15 @@ mod tests {
         for failures in 1..30 {
             let full = (p.backoff_initial * (1 << (failures - 1).min(20))).min(p.backoff_max);
             let d = backoff_delay(&p, failures, &mut rng);
-            assert!(
-                d >= full / 2 && d <= full,
-                "failures {failures}: {d:?} vs {full:?}"
-            );
+            assert!(d <= full, "failures {failures}: {d:?} vs {full:?}");
         }
+        // Full jitter: uniform over the whole window, so the mean is about half of it.
+        let mean = (0..2000)
+            .map(|_| backoff_delay(&p, 30, &mut rng).as_secs_f64())
+            .sum::<f64>()
+            / 2000.0;
+        let half = p.backoff_max.as_secs_f64() / 2.0;
+        assert!((mean - half).abs() < half * 0.1, "mean {mean} vs {half}");
         let spread: std::collections::HashSet<_> =
             (0..50).map(|_| backoff_delay(&p, 10, &mut rng)).collect();
         assert!(spread.len() > 40, "jitter must spread retries");
@@ -211,7 +215,7 @@ mod tests {
         for _ in 0..5 {
             changes.extend(link.handle_failure(now, "refused".into(), &mut rng));
             let at = link.poll_timeout().unwrap();
-            assert!(at > now);
+            assert!(at >= now);
             assert!(!link.poll_attempt(now));
             now = at;
             assert!(link.poll_attempt(now));

@@ -286,6 +286,9 @@ pub struct ServerStatusView {
     pub started: UnixMillis,
     pub parent: Option<ParentLinkView>,
     pub secondaries: u32,
+    /// Devices registered on this server, and how many are connected now.
+    pub devices: u32,
+    pub devices_connected: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,345 @@
+//! `canopy bench`: scenarios that measure the real thing on loopback and print what they
+//! measured, as min, median and max over repeated runs.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::client::AdminClient;
+use super::deployment::{Deployment, config_text, free_port};
+use crate::agent::{Agents, Simulation};
+use crate::wire::msg::{AdminRequest, AdminResponse};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Simulated devices enroll and connect to one server from cold, then reconnect after the
+    /// server restarts; the server's memory per connected device.
+    Connect {
+        #[arg(long, default_value_t = 10_000)]
+        devices: u32,
+        /// Measured runs, after one warm-up run with at most 500 devices.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+const TOKEN: &str = "bench-enrollment-token-0001";
+
+#[derive(Serialize)]
+struct Machine {
+    cores: usize,
+    memory_gib: f64,
+}
+
+fn machine() -> Machine {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0);
+    Machine {
+        cores,
+        memory_gib: (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+    }
+}
+
+/// Min, median and max of one figure over the runs.
+#[derive(Serialize, Clone, Copy)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+pub fn spread(values: &[f64]) -> Spread {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |i: usize| v.get(i).copied().unwrap_or(f64::NAN);
+    Spread {
+        min: at(0),
+        median: at(v.len() / 2),
+        max: at(v.len().saturating_sub(1)),
+    }
+}
+
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Connect {
+            devices,
+            runs,
+            json,
+        } => connect(devices, runs.max(1), json).await,
+    }
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[derive(Serialize)]
+struct ConnectRun {
+    identities_s: f64,
+    cold_connect_s: f64,
+    reconnect_storm_s: f64,
+    cold_server_cpu_s: f64,
+    cold_agents_cpu_s: f64,
+    storm_server_cpu_s: f64,
+    storm_agents_cpu_s: f64,
+    server_rss_idle_mib: f64,
+    server_rss_connected_mib: f64,
+    server_kib_per_device: f64,
+}
+
+async fn connect(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
+    let machine = machine();
+    if !json {
+        println!(
+            "bench connect: {devices} simulated devices, 1 server process, {runs} runs after a warm-up; machine: {} cores, {} GiB",
+            machine.cores, machine.memory_gib
+        );
+        println!(
+            "agents: keep-alive 5 s, idle timeout 30 s, reconnect backoff 0.5 s to 5 s with jitter"
+        );
+    }
+    connect_once(devices.min(500))
+        .await
+        .context("warm-up run")?;
+    let mut all = Vec::new();
+    for i in 0..runs {
+        let r = connect_once(devices)
+            .await
+            .with_context(|| format!("run {}", i + 1))?;
+        if !json {
+            println!(
+                "run {}: identities {:.2} s, cold enroll+connect {:.2} s (CPU: server {:.1} s, agents {:.1} s), reconnect storm {:.2} s (CPU: server {:.1} s, agents {:.1} s), server RSS {:.1} -> {:.1} MiB ({:.1} KiB per device)",
+                i + 1,
+                r.identities_s,
+                r.cold_connect_s,
+                r.cold_server_cpu_s,
+                r.cold_agents_cpu_s,
+                r.reconnect_storm_s,
+                r.storm_server_cpu_s,
+                r.storm_agents_cpu_s,
+                r.server_rss_idle_mib,
+                r.server_rss_connected_mib,
+                r.server_kib_per_device
+            );
+        }
+        all.push(r);
+    }
+    let figure = |f: fn(&ConnectRun) -> f64| spread(&all.iter().map(f).collect::<Vec<_>>());
+    let summary = serde_json::json!({
+        "scenario": "connect",
+        "devices": devices,
+        "runs": runs,
+        "machine": machine,
+        "identities_s": figure(|r| r.identities_s),
+        "cold_connect_s": figure(|r| r.cold_connect_s),
+        "reconnect_storm_s": figure(|r| r.reconnect_storm_s),
+        "server_kib_per_device": figure(|r| r.server_kib_per_device),
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        for (name, key, unit) in [
+            ("device identities made", "identities_s", "s"),
+            ("cold enroll + connect", "cold_connect_s", "s"),
+            ("reconnect storm", "reconnect_storm_s", "s"),
+            ("server memory per device", "server_kib_per_device", "KiB"),
+        ] {
+            let s = &summary[key];
+            println!(
+                "{name:<26} min {:>8.2}  median {:>8.2}  max {:>8.2} {unit}",
+                s["min"].as_f64().unwrap_or(f64::NAN),
+                s["median"].as_f64().unwrap_or(f64::NAN),
+                s["max"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A `canopy serve` child process, so its memory is its own.
+struct ServerProcess {
+    child: Child,
+}
+
+impl ServerProcess {
+    fn spawn(config: &Path, log: &Path) -> anyhow::Result<ServerProcess> {
+        let exe = std::env::current_exe()?;
+        let log = std::fs::File::create(log)?;
+        let child = Command::new(exe)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("CANOPY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting the server process")?;
+        Ok(ServerProcess { child })
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&self.child.id().to_string())
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                bail!("the server did not stop on SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Logs in as soon as the server answers.
+async fn admin_when_up(d: &Deployment, addr: std::net::SocketAddr) -> anyhow::Result<AdminClient> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match d.admin(addr).await {
+            Ok(client) => return Ok(client),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e.context("the server never answered"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+async fn connected(admin: &AdminClient) -> anyhow::Result<u32> {
+    match admin.call(AdminRequest::ServerStatus).await? {
+        AdminResponse::Status(s) => Ok(s.devices_connected),
+        _ => bail!("unexpected answer"),
+    }
+}
+
+async fn wait_connected(admin: &AdminClient, devices: u32, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let n = connected(admin).await?;
+        if n >= devices {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {n} of {devices} devices connected after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn connect_once(devices: u32) -> anyhow::Result<ConnectRun> {
+    let dir = tempfile::Builder::new().prefix("canopy-bench-").tempdir()?;
+    let d = Deployment::create(dir.path())?;
+    let port = free_port()?;
+    let text = format!(
+        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
+        config_text("bench", port, None)
+    )
+    .replace("keep_alive_ms = 1000", "keep_alive_ms = 5000")
+    .replace("idle_timeout_ms = 5000", "idle_timeout_ms = 30000");
+    crate::net::pki::issue_server(&d.certs, "bench", &["127.0.0.1".into()], 30)?;
+    let config = d.write_config("bench", &text).await?;
+    let config_path = dir.path().join("bench.toml");
+    let log = dir.path().join("server.log");
+    let server = ServerProcess::spawn(&config_path, &log)?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let admin = admin_when_up(&d, addr).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_idle = server.rss_mib();
+
+    let agent_config = d.agent_config("fleet", addr, Some(TOKEN))?;
+    let agent_config = crate::agent::config::AgentConfig {
+        keep_alive: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(30),
+        link: crate::sync::link::LinkPolicy {
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(5),
+            ..agent_config.link
+        },
+        ..agent_config
+    };
+    let (server_cpu0, agents_cpu0) = (server.cpu_seconds(), cpu_seconds("self"));
+    let started = Instant::now();
+    let agents = Agents::start(agent_config, Some(Simulation { devices, seed: 1 })).await?;
+    let identities_s = started.elapsed().as_secs_f64();
+    wait_connected(&admin, devices, Duration::from_secs(300)).await?;
+    let cold_connect_s = started.elapsed().as_secs_f64();
+    let cold_server_cpu_s = server.cpu_seconds() - server_cpu0;
+    let cold_agents_cpu_s = cpu_seconds("self") - agents_cpu0;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_connected = server.rss_mib();
+    admin.close().await;
+    let _ = config;
+
+    // The reconnect storm: the server restarts on the same data; every device comes back.
+    server.stop().await?;
+    let agents_cpu1 = cpu_seconds("self");
+    let restarted = Instant::now();
+    let server = ServerProcess::spawn(&config_path, &log)?;
+    let admin = admin_when_up(&d, addr).await?;
+    wait_connected(&admin, devices, Duration::from_secs(300)).await?;
+    let reconnect_storm_s = restarted.elapsed().as_secs_f64();
+    let storm_server_cpu_s = server.cpu_seconds();
+    let storm_agents_cpu_s = cpu_seconds("self") - agents_cpu1;
+    admin.close().await;
+    agents.stop().await?;
+    server.stop().await?;
+    Ok(ConnectRun {
+        identities_s,
+        cold_connect_s,
+        reconnect_storm_s,
+        cold_server_cpu_s,
+        cold_agents_cpu_s,
+        storm_server_cpu_s,
+        storm_agents_cpu_s,
+        server_rss_idle_mib: rss_idle,
+        server_rss_connected_mib: rss_connected,
+        server_kib_per_device: (rss_connected - rss_idle) * 1024.0 / f64::from(devices),
+    })
+}
