@@ -366,3 +366,37 @@ fn the_example_configs_parse() {
         canopy::config::ServerConfig::parse(&text, Path::new(name), &root.join("config")).unwrap();
     }
 }
+
+#[test]
+fn bench_connect_runs_at_a_tiny_size() {
+    // A smoke check that the scenario works end to end, not a timed assertion.
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Canopy {
+        dir: tmp.path().to_path_buf(),
+    };
+    let out = c.ok(
+        &[
+            "bench",
+            "connect",
+            "--devices",
+            "20",
+            "--runs",
+            "1",
+            "--json",
+        ],
+        None,
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["scenario"], "connect");
+    assert_eq!(report["devices"], 20);
+    for figure in [
+        "cold_connect_s",
+        "reconnect_storm_s",
+        "server_kib_per_device",
+    ] {
+        assert!(
+            report[figure]["median"].as_f64().unwrap().is_finite(),
+            "{figure}: {report}"
+        );
+    }
+}
