@@ -117,6 +117,17 @@ impl Default for RawAdmin {
     }
 }
 
+/// Parses TOML, refusing unknown keys; toml's message names the key and the line.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
 /// A checked server configuration: every path absolute, every number in range.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -162,10 +173,7 @@ impl ServerConfig {
 
     /// Parses `text`; `path` names the file in errors, `base` anchors relative paths.
     pub fn parse(text: &str, path: &Path, base: &Path) -> Result<ServerConfig, ConfigError> {
-        let raw: RawServer = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let raw: RawServer = parse_toml(text, path)?;
         let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             key,

@@ -1,20 +1,20 @@
 //! Devices over real QUIC: enrollment (token, pending and approval, rejection, unknown token,
 //! a changed key), results delivered exactly once across restarts, and a simulated fleet.
 
-use std::time::Duration;
+mod common;
 
 use canopy::agent::{AgentCounts, Agents, Simulation};
 use canopy::cli::client::AdminClient;
 use canopy::cli::deployment::{Deployment, config_text, free_port, start};
+use canopy::model::EventKind;
 use canopy::model::device::{DeviceView, Enrollment};
 use canopy::model::task::{DeviceState, TaskPayload};
-use canopy::model::{Event, EventKind};
 use canopy::server::RunningServer;
 use canopy::store::Store;
 use canopy::store::agent::{Identity, LocalRunState};
 use canopy::wire::msg::{AdminRequest, AdminResponse, DeviceRequest};
+use common::{until, wait_event};
 
-const LIMIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "branch-token-0123456789";
 
 async fn server_with_token(
@@ -32,42 +32,7 @@ async fn server_with_token(
 }
 
 async fn devices(admin: &AdminClient) -> Vec<DeviceView> {
-    match admin
-        .call(AdminRequest::Device(DeviceRequest::List {
-            group: None,
-            recursive: false,
-        }))
-        .await
-        .unwrap()
-    {
-        AdminResponse::Devices(devices) => devices,
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-async fn events(admin: &AdminClient) -> Vec<Event> {
-    match admin
-        .call(AdminRequest::EventList {
-            after: None,
-            limit: 1000,
-        })
-        .await
-        .unwrap()
-    {
-        AdminResponse::Events(events) => events,
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    admin.devices(None, false).await.unwrap()
 }
 
 async fn counts_reach(agents: &Agents, want: AgentCounts) {
@@ -175,12 +140,7 @@ async fn enrollment_token_pending_approval_rejection_and_refusals() {
     )
     .await
     .unwrap();
-    until("unknown token event", || async {
-        events(&admin).await.iter().any(|e| {
-            e.kind == EventKind::DeviceRefused && e.message.contains("unknown enrollment token")
-        })
-    })
-    .await;
+    wait_event(&admin, EventKind::DeviceRefused, "unknown enrollment token").await;
     assert_eq!(stranger.counts().connected, 0);
     assert!(
         !devices(&admin)
@@ -219,13 +179,7 @@ async fn enrollment_token_pending_approval_rejection_and_refusals() {
         .unwrap()
         .unwrap();
     let forged = Agents::start(forged_config, None).await.unwrap();
-    until("key changed event", || async {
-        events(&admin)
-            .await
-            .iter()
-            .any(|e| e.kind == EventKind::DeviceRefused && e.message.contains("another key"))
-    })
-    .await;
+    wait_event(&admin, EventKind::DeviceRefused, "another key").await;
     assert_eq!(forged.counts().connected, 0);
 
     for a in [pending, rejected, stranger, forged] {
@@ -448,6 +402,35 @@ async fn a_few_hundred_simulated_devices_connect_are_listed_and_leave_cleanly() 
             .collect::<std::collections::HashSet<_>>()
             .len()
             > 1
+    );
+
+    // Paging: 300 devices in pages of 128 come back complete, in order, each once.
+    let mut paged: Vec<DeviceView> = Vec::new();
+    let mut after = None;
+    loop {
+        let request = DeviceRequest::List {
+            group: None,
+            recursive: false,
+            after: after.clone(),
+            limit: 128,
+        };
+        let AdminResponse::Devices(page) = admin.call(AdminRequest::Device(request)).await.unwrap()
+        else {
+            panic!()
+        };
+        after = page.last().map(|d| canopy::wire::msg::DeviceCursor {
+            name: d.name.clone(),
+            id: d.id.clone(),
+        });
+        let last = page.len() < 128;
+        paged.extend(page);
+        if last {
+            break;
+        }
+    }
+    assert_eq!(
+        paged, listed,
+        "pages of 128 give the same 300 devices in the same order"
     );
 
     fleet.stop().await.unwrap();

@@ -3,51 +3,19 @@
 
 use std::time::Duration;
 
+mod common;
+
 use canopy::cli::client::{AdminClient, ClientError};
 use canopy::cli::deployment::{
     Deployment, config_text, free_port, parent_of, start, status_of, wait_for_tree,
 };
-use canopy::model::{Event, EventKind, Role, ServerStatus};
+use canopy::model::{EventKind, Role, ServerStatus};
 use canopy::net::pki;
 use canopy::net::tls::{self, ClientTrust, Transport};
 use canopy::wire::frame::hello_bytes_with_version;
 use canopy::wire::msg::{AdminRequest, AdminResponse, ChildHello, ErrorKind, Secret};
 use canopy::wire::{PROTOCOL_VERSION, close};
-
-const LIMIT: Duration = Duration::from_secs(20);
-
-async fn events(client: &AdminClient) -> Vec<Event> {
-    match client
-        .call(AdminRequest::EventList {
-            after: None,
-            limit: 1000,
-        })
-        .await
-        .unwrap()
-    {
-        AdminResponse::Events(events) => events,
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
-/// Waits until the server's event log has an event of `kind` whose message contains `text`.
-async fn wait_event(client: &AdminClient, kind: EventKind, text: &str) -> Event {
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let all = events(client).await;
-        if let Some(e) = all
-            .iter()
-            .find(|e| e.kind == kind && e.message.contains(text))
-        {
-            return e.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {kind:?} event with {text:?} in {all:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::{LIMIT, events, wait_event};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_level_tree_heals_after_the_middle_server_restarts() {

@@ -88,10 +88,7 @@ impl AgentConfig {
     }
 
     pub fn parse(text: &str, path: &Path, base: &Path) -> Result<AgentConfig, ConfigError> {
-        let raw: RawAgent = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+        let raw: RawAgent = crate::config::parse_toml(text, path)?;
         let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             key,

@@ -102,6 +102,7 @@ fn cpu_seconds(pid: &str) -> f64 {
 struct ConnectRun {
     identities_s: f64,
     cold_connect_s: f64,
+    device_list_s: f64,
     reconnect_storm_s: f64,
     cold_server_cpu_s: f64,
     cold_agents_cpu_s: f64,
@@ -157,6 +158,7 @@ async fn connect(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
         "machine": machine,
         "identities_s": figure(|r| r.identities_s),
         "cold_connect_s": figure(|r| r.cold_connect_s),
+        "device_list_s": figure(|r| r.device_list_s),
         "reconnect_storm_s": figure(|r| r.reconnect_storm_s),
         "server_kib_per_device": figure(|r| r.server_kib_per_device),
     });
@@ -166,6 +168,7 @@ async fn connect(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
         for (name, key, unit) in [
             ("device identities made", "identities_s", "s"),
             ("cold enroll + connect", "cold_connect_s", "s"),
+            ("device list, all connected", "device_list_s", "s"),
             ("reconnect storm", "reconnect_storm_s", "s"),
             ("server memory per device", "server_kib_per_device", "KiB"),
         ] {
@@ -314,6 +317,14 @@ async fn connect_once(devices: u32) -> anyhow::Result<ConnectRun> {
     let cold_agents_cpu_s = cpu_seconds("self") - agents_cpu0;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_connected = server.rss_mib();
+    // What an administrator sees: `canopy device list` shows every device connected.
+    let listing = Instant::now();
+    let listed = admin.devices(None, false).await?;
+    let device_list_s = listing.elapsed().as_secs_f64();
+    let shown = listed.iter().filter(|d| d.connected).count();
+    if shown != devices as usize {
+        bail!("device list shows {shown} of {devices} devices connected");
+    }
     admin.close().await;
     let _ = config;
 
@@ -333,6 +344,7 @@ async fn connect_once(devices: u32) -> anyhow::Result<ConnectRun> {
     Ok(ConnectRun {
         identities_s,
         cold_connect_s,
+        device_list_s,
         reconnect_storm_s,
         cold_server_cpu_s,
         cold_agents_cpu_s,

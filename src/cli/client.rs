@@ -172,6 +172,38 @@ impl AdminClient {
             .map_err(|_| ClientError::Timeout(TIMEOUT))?
     }
 
+    /// Every device (of `group`), fetched page by page.
+    pub async fn devices(
+        &self,
+        group: Option<String>,
+        recursive: bool,
+    ) -> Result<Vec<crate::model::device::DeviceView>, ClientError> {
+        use crate::wire::msg::{DEVICE_PAGE_MAX, DeviceCursor, DeviceRequest};
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let request = DeviceRequest::List {
+                group: group.clone(),
+                recursive,
+                after,
+                limit: DEVICE_PAGE_MAX,
+            };
+            let AdminResponse::Devices(page) = self.call(AdminRequest::Device(request)).await?
+            else {
+                return Err(ClientError::Unexpected);
+            };
+            let full = page.len() as u32 >= DEVICE_PAGE_MAX;
+            after = page.last().map(|d| DeviceCursor {
+                name: d.name.clone(),
+                id: d.id.clone(),
+            });
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+
     /// The raw connection, for tests that must send what a well-behaved client never would.
     #[doc(hidden)]
     pub fn connection(&self) -> &quinn::Connection {

@@ -99,7 +99,10 @@ pub async fn run(session: &Path, cmd: DeviceCommand) -> anyhow::Result<()> {
             recursive,
             json,
         } => {
-            let devices = devices(session, DeviceRequest::List { group, recursive }).await?;
+            let client = super::connect(session).await?;
+            let devices = client.devices(group, recursive).await;
+            client.close().await;
+            let devices = devices?;
             if json {
                 return print_json(&devices);
             }

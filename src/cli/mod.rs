@@ -302,7 +302,7 @@ fn pki_command(cmd: PkiCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(session_path: &Path) -> anyhow::Result<AdminClient> {
+pub(crate) async fn connect(session_path: &Path) -> anyhow::Result<AdminClient> {
     let session = SessionFile::load(session_path)?;
     if session.expires <= now_ms() {
         bail!(

@@ -86,14 +86,16 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
     }
 }
 
-fn error(kind: ErrorKind, message: impl Into<String>) -> AdminResponse {
+/// An error answer; shared by every admin handler.
+pub(super) fn error(kind: ErrorKind, message: impl Into<String>) -> AdminResponse {
     AdminResponse::Error {
         kind,
         message: message.into(),
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> AdminResponse {
+/// An internal failure: logged here, where it is handled, and answered in words.
+pub(super) fn internal(e: impl std::fmt::Display) -> AdminResponse {
     tracing::error!("admin request failed: {e}");
     error(ErrorKind::Internal, format!("internal error: {e}"))
 }

@@ -1,24 +1,13 @@
 //! Admin requests about devices: list, show, move, tag, approve, reject, delete.
 
+use super::admin::{error, internal};
 use super::auth::Session;
 use super::{Node, lock};
 use crate::model::device::{DeviceRecord, DeviceView, Enrollment};
 use crate::model::{EventKind, Severity};
 use crate::store::StoreError;
 use crate::wire::close;
-use crate::wire::msg::{AdminResponse, DeviceRequest, ErrorKind};
-
-fn error(kind: ErrorKind, message: impl Into<String>) -> AdminResponse {
-    AdminResponse::Error {
-        kind,
-        message: message.into(),
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> AdminResponse {
-    tracing::error!("device request failed: {e}");
-    error(ErrorKind::Internal, format!("internal error: {e}"))
-}
+use crate::wire::msg::{AdminResponse, DEVICE_PAGE_MAX, DeviceCursor, DeviceRequest, ErrorKind};
 
 pub(super) async fn handle(
     node: &Node,
@@ -26,7 +15,12 @@ pub(super) async fn handle(
     request: DeviceRequest,
 ) -> AdminResponse {
     match request {
-        DeviceRequest::List { group, recursive } => list(node, group, recursive).await,
+        DeviceRequest::List {
+            group,
+            recursive,
+            after,
+            limit,
+        } => list(node, group, recursive, after, limit).await,
         DeviceRequest::Show { device } => match find(node, &device).await {
             Ok(record) => AdminResponse::Devices(vec![view(node, &record).await]),
             Err(e) => e,
@@ -139,7 +133,13 @@ fn check_tag(tag: &str) -> Result<(), String> {
     }
 }
 
-async fn list(node: &Node, group: Option<String>, recursive: bool) -> AdminResponse {
+async fn list(
+    node: &Node,
+    group: Option<String>,
+    recursive: bool,
+    after: Option<DeviceCursor>,
+    limit: u32,
+) -> AdminResponse {
     let tree = match node.store.group_tree().await {
         Ok(tree) => tree,
         Err(e) => return internal(e),
@@ -170,6 +170,12 @@ async fn list(node: &Node, group: Option<String>, recursive: bool) -> AdminRespo
         })
         .collect();
     views.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let start = match &after {
+        None => 0,
+        Some(cursor) => views.partition_point(|v| (&v.name, &v.id) <= (&cursor.name, &cursor.id)),
+    };
+    let limit = limit.clamp(1, DEVICE_PAGE_MAX) as usize;
+    let views: Vec<DeviceView> = views.into_iter().skip(start).take(limit).collect();
     AdminResponse::Devices(views)
 }
 

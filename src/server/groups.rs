@@ -2,6 +2,7 @@
 //! dispatcher before this runs).
 
 use super::Node;
+use super::admin::{error, internal};
 use super::auth::Session;
 use crate::model::group::{GroupError, GroupTree, normalize_path};
 use crate::model::{EventKind, Severity};
@@ -103,16 +104,4 @@ fn refused(e: GroupError) -> AdminResponse {
         GroupError::Invalid(_) => ErrorKind::InvalidInput,
     };
     error(kind, e.to_string())
-}
-
-fn error(kind: ErrorKind, message: impl Into<String>) -> AdminResponse {
-    AdminResponse::Error {
-        kind,
-        message: message.into(),
-    }
-}
-
-fn internal(e: impl std::fmt::Display) -> AdminResponse {
-    tracing::error!("group request failed: {e}");
-    error(ErrorKind::Internal, format!("internal error: {e}"))
 }

@@ -158,12 +158,26 @@ pub enum AdminRequest {
     Device(DeviceRequest),
 }
 
+/// The largest page of devices one response carries, so any fleet fits the frame cap.
+pub const DEVICE_PAGE_MAX: u32 = 2000;
+
+/// Where a page of devices ends: the (name, id) of its last device.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceCursor {
+    pub name: String,
+    pub id: String,
+}
+
 /// Devices are named by their display name or their id (or a unique prefix of it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeviceRequest {
+    /// One page of devices in (name, id) order, after the cursor; a page shorter than
+    /// `limit` is the last. The server caps `limit` at `DEVICE_PAGE_MAX`.
     List {
         group: Option<String>,
         recursive: bool,
+        after: Option<DeviceCursor>,
+        limit: u32,
     },
     Show {
         device: String,
