@@ -400,3 +400,32 @@ fn bench_connect_runs_at_a_tiny_size() {
         );
     }
 }
+
+#[test]
+fn the_demo_prints_the_whole_tree_as_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Canopy {
+        dir: tmp.path().to_path_buf(),
+    };
+    let out = c.ok(&["demo", "--json"], None);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let servers = report["servers"].as_array().unwrap();
+    let shape: Vec<(String, u64, String)> = servers
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap().to_string(),
+                s["depth"].as_u64().unwrap(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            ("primary".into(), 0, "Active".into()),
+            ("primary/branch-1".into(), 1, "Active".into()),
+            ("primary/branch-1/branch-1a".into(), 2, "Active".into()),
+        ]
+    );
+}

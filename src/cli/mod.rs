@@ -200,6 +200,17 @@ enum AccountCommand {
     },
 }
 
+impl Cli {
+    /// The log filter when `CANOPY_LOG` is not set: the demo and the benchmarks print their
+    /// own results, and the servers they run in-process should not bury them.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Demo { .. } | Command::Bench(_) => "error",
+            _ => "warn,canopy=info",
+        }
+    }
+}
+
 /// Runs the command line; the binary's `main` only sets up logging and calls this.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let session_path = cli.session.clone().unwrap_or_else(session::default_path);
