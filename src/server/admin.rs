@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::timeout;
+use tracing::Instrument;
 
 use super::auth::{self, Session};
 use super::{Node, lock, now_ms};
@@ -141,9 +142,14 @@ async fn handle(node: &Node, call: AdminCall, remote: std::net::SocketAddr) -> A
         );
     }
     let span = tracing::info_span!("admin", user = %session.user, request = call.request.name());
-    let _enter = span.enter();
+    dispatch(node, &session, call).instrument(span).await
+}
+
+/// Serves an authorized request.
+async fn dispatch(node: &Node, session: &Session, call: AdminCall) -> AdminResponse {
     match call.request {
-        AdminRequest::Login { .. } => unreachable_login(),
+        // Answered before the session check; here only to keep the match whole.
+        AdminRequest::Login { .. } => error(ErrorKind::Internal, "login is not served here"),
         AdminRequest::Logout => {
             if let Some(token) = &call.token {
                 node.sessions.close(&token.0);
@@ -161,8 +167,8 @@ async fn handle(node: &Node, call: AdminCall, remote: std::net::SocketAddr) -> A
             name,
             group,
             cert_pem,
-        } => add_secondary(node, &session, name, group, cert_pem).await,
-        AdminRequest::RemoveSecondary { name } => remove_secondary(node, &session, name).await,
+        } => add_secondary(node, session, name, group, cert_pem).await,
+        AdminRequest::RemoveSecondary { name } => remove_secondary(node, session, name).await,
         AdminRequest::EventList { after, limit } => {
             match node.store.events(after, limit.clamp(1, 10_000)).await {
                 Ok(events) => AdminResponse::Events(events),
@@ -179,18 +185,14 @@ async fn handle(node: &Node, call: AdminCall, remote: std::net::SocketAddr) -> A
             name,
             password,
             role,
-        } => account_create(node, &session, name, password.0, role).await,
-        AdminRequest::AccountDelete { name } => account_delete(node, &session, name).await,
+        } => account_create(node, session, name, password.0, role).await,
+        AdminRequest::AccountDelete { name } => account_delete(node, session, name).await,
         AdminRequest::AccountSetPassword { name, password } => {
-            account_password(node, &session, name, password.0).await
+            account_password(node, session, name, password.0).await
         }
-        AdminRequest::Group(request) => super::groups::handle(node, &session, request).await,
-        AdminRequest::Device(request) => super::devices::handle(node, &session, request).await,
+        AdminRequest::Group(request) => super::groups::handle(node, session, request).await,
+        AdminRequest::Device(request) => super::devices::handle(node, session, request).await,
     }
-}
-
-fn unreachable_login() -> AdminResponse {
-    error(ErrorKind::Internal, "login handled above")
 }
 
 async fn login(

@@ -304,7 +304,8 @@ async fn session(
             tx: tx.clone(),
         },
     ) {
-        drop(old);
+        old.conn
+            .close(close::REPLACED.into(), b"replaced by a newer connection");
     }
     for order in orders {
         if wire::write_frame(&mut send, &ServerToAgent::Run(order))
