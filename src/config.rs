@@ -128,6 +128,31 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Checks the link timers a server and an agent share; the error names the key.
+pub(crate) fn check_link_timers(
+    keep_alive_ms: u64,
+    idle_timeout_ms: u64,
+    backoff_initial_ms: u64,
+    backoff_max_ms: u64,
+) -> Result<(), (&'static str, String)> {
+    if keep_alive_ms == 0 {
+        return Err(("link.keep_alive_ms", "must be greater than 0".into()));
+    }
+    if idle_timeout_ms <= keep_alive_ms {
+        let problem = format!(
+            "({idle_timeout_ms}) must be greater than link.keep_alive_ms ({keep_alive_ms})"
+        );
+        return Err(("link.idle_timeout_ms", problem));
+    }
+    if backoff_initial_ms == 0 || backoff_max_ms < backoff_initial_ms {
+        let problem = format!(
+            "({backoff_max_ms}) must be at least link.backoff_initial_ms ({backoff_initial_ms}), which must be greater than 0"
+        );
+        return Err(("link.backoff_max_ms", problem));
+    }
+    Ok(())
+}
+
 /// A checked server configuration: every path absolute, every number in range.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -217,30 +242,13 @@ impl ServerConfig {
         };
         let l = raw.link;
         let ms = Duration::from_millis;
-        if l.keep_alive_ms == 0 {
-            return Err(invalid(
-                "link.keep_alive_ms",
-                "must be greater than 0".into(),
-            ));
-        }
-        if l.idle_timeout_ms <= l.keep_alive_ms {
-            return Err(invalid(
-                "link.idle_timeout_ms",
-                format!(
-                    "({}) must be greater than link.keep_alive_ms ({})",
-                    l.idle_timeout_ms, l.keep_alive_ms
-                ),
-            ));
-        }
-        if l.backoff_initial_ms == 0 || l.backoff_max_ms < l.backoff_initial_ms {
-            return Err(invalid(
-                "link.backoff_max_ms",
-                format!(
-                    "({}) must be at least link.backoff_initial_ms ({}), which must be greater than 0",
-                    l.backoff_max_ms, l.backoff_initial_ms
-                ),
-            ));
-        }
+        check_link_timers(
+            l.keep_alive_ms,
+            l.idle_timeout_ms,
+            l.backoff_initial_ms,
+            l.backoff_max_ms,
+        )
+        .map_err(|(key, problem)| invalid(key, problem))?;
         if l.degraded_after == 0 || l.failed_after <= l.degraded_after {
             return Err(invalid(
                 "link.failed_after",

@@ -108,18 +108,13 @@ impl AgentConfig {
                 .map_err(|e| invalid("time_zone", format!("{tz:?}: {e}")))?;
         }
         let l = raw.link;
-        if l.keep_alive_ms == 0 || l.idle_timeout_ms <= l.keep_alive_ms {
-            return Err(invalid(
-                "link.idle_timeout_ms",
-                "must be greater than link.keep_alive_ms, which must be greater than 0".into(),
-            ));
-        }
-        if l.backoff_initial_ms == 0 || l.backoff_max_ms < l.backoff_initial_ms {
-            return Err(invalid(
-                "link.backoff_max_ms",
-                "must be at least link.backoff_initial_ms, which must be greater than 0".into(),
-            ));
-        }
+        crate::config::check_link_timers(
+            l.keep_alive_ms,
+            l.idle_timeout_ms,
+            l.backoff_initial_ms,
+            l.backoff_max_ms,
+        )
+        .map_err(|(key, problem)| invalid(key, problem))?;
         let anchored = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(AgentConfig {
             server_host: host,
@@ -179,5 +174,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`time_zone`"), "{e}");
+        let e = parse("server = \"h:1\"\nca = \"c\"\ndata = \"d\"\n[link]\nkeep_alive_ms = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`link.keep_alive_ms`"), "{e}");
     }
 }
