@@ -267,7 +267,9 @@ async fn unsent_results_are_delivered_once_after_agent_and_server_restart() {
     // The same order sent again is not run twice, and a resent result is not stored twice.
     let order = canopy::wire::msg::RunOrder {
         run_id,
+        task_id: 0,
         task_name: "long run".into(),
+        application: canopy::model::task::AGENT_APPLICATION.into(),
         payload: TaskPayload::Inventory,
     };
     assert!(

@@ -3,6 +3,8 @@
 pub mod device;
 pub mod event;
 pub mod group;
+pub mod schedule;
+pub mod scope;
 pub mod server;
 pub mod task;
 

@@ -183,3 +183,405 @@ pub struct Package {
     pub name: String,
     pub version: String,
 }
+
+// ---- Tasks: what, where, when, and how their runs went ----
+
+use super::UnixMillis;
+use super::schedule::{Schedule, ScheduleOptions};
+use super::scope::Scope;
+
+pub type TaskId = u64;
+pub type RunId = u64;
+
+/// The application a device task belongs to when none is named: the agent itself, which is
+/// running whenever a task can reach the device.
+pub const AGENT_APPLICATION: &str = "Canopy agent";
+/// The application Administration Server tasks belong to.
+pub const SERVER_APPLICATION: &str = "Administration Server";
+/// Days a task's results are kept on the server unless the task says otherwise.
+pub const DEFAULT_STORE_HISTORY_DAYS: u32 = 30;
+
+/// What a task does: work for devices, or work for the Administration Server itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskType {
+    Device(TaskPayload),
+    /// A consistent copy of the server's database, taken while it serves, into `directory`
+    /// (by default `backups/` next to the database).
+    Backup {
+        directory: Option<String>,
+    },
+    /// Compaction of the server's database, reporting the space freed.
+    Maintenance,
+}
+
+impl TaskType {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            TaskType::Device(payload) => payload.type_name(),
+            TaskType::Backup { .. } => "backup",
+            TaskType::Maintenance => "maintenance",
+        }
+    }
+
+    pub fn runs_on_server(&self) -> bool {
+        !matches!(self, TaskType::Device(_))
+    }
+}
+
+/// What happens to the device when a run needs a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    DoNotRestart,
+    Restart,
+    /// Ask the user every `repeat_minutes` (1 to 1440), forcing the restart after
+    /// `force_after_minutes` if set.
+    AskUser {
+        repeat_minutes: u16,
+        force_after_minutes: Option<u32>,
+    },
+}
+
+/// The account a task runs under.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskAccount {
+    /// That of the application running the task.
+    #[default]
+    Default,
+    /// A named account; its password is sealed with the server's key and never leaves it.
+    Specified {
+        name: String,
+        password: Option<SealedSecret>,
+    },
+}
+
+/// A secret encrypted with a key only the server holds (AES-256-GCM).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    pub nonce: [u8; 12],
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealedSecret(***)")
+    }
+}
+
+/// Which run results the administrator is told about (as events of the right severity).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notify {
+    /// Every device's result.
+    All,
+    /// Only failures and warnings.
+    #[default]
+    ErrorsOnly,
+    Off,
+}
+
+/// The general settings of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSettings {
+    pub restart: RestartPolicy,
+    pub schedule: Schedule,
+    pub schedule_options: ScheduleOptions,
+    pub account: TaskAccount,
+    pub notify: Notify,
+    /// Results are pruned from the server this many days after their run finished.
+    pub store_history_days: u32,
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        TaskSettings {
+            restart: RestartPolicy::default(),
+            schedule: Schedule::default(),
+            schedule_options: ScheduleOptions::default(),
+            account: TaskAccount::default(),
+            notify: Notify::default(),
+            store_history_days: DEFAULT_STORE_HISTORY_DAYS,
+        }
+    }
+}
+
+/// Who made the last change to a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangedBy {
+    Administrator(String),
+    /// The user of the device a local task belongs to.
+    DeviceUser,
+}
+
+/// A task as the server stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: TaskId,
+    pub name: String,
+    pub task_type: TaskType,
+    /// The application the task belongs to; it must be running on a device for the task to
+    /// start there.
+    pub application: String,
+    pub scope: Scope,
+    pub settings: TaskSettings,
+    pub created: UnixMillis,
+    pub modified: UnixMillis,
+    /// Bumped by every change.
+    pub revision: u32,
+    pub changed_by: ChangedBy,
+    pub last_run: Option<RunId>,
+}
+
+impl TaskRecord {
+    pub fn kind(&self) -> TaskKind {
+        match &self.scope {
+            Scope::Group { .. } => TaskKind::Group,
+            Scope::DeviceList { .. } => TaskKind::DeviceList,
+            Scope::Selection(_) => TaskKind::Selection,
+            Scope::Local { .. } => TaskKind::Local,
+            Scope::Server => TaskKind::Server,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskKind {
+    Group,
+    DeviceList,
+    Selection,
+    Local,
+    Server,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Group => "group task",
+            TaskKind::DeviceList => "task for specific devices",
+            TaskKind::Selection => "task for a device selection",
+            TaskKind::Local => "local task",
+            TaskKind::Server => "Administration Server task",
+        }
+    }
+}
+
+/// One device's record of one run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRunRecord {
+    pub device_id: String,
+    pub device_name: String,
+    pub state: DeviceState,
+    /// Starts on the device (0 until it starts).
+    pub tries: u32,
+    /// Why it failed or warned; empty otherwise.
+    pub description: String,
+    pub started: Option<UnixMillis>,
+    pub finished: Option<UnixMillis>,
+    pub progress: u8,
+    pub need_restart: bool,
+    pub details: Option<Details>,
+}
+
+impl DeviceRunRecord {
+    pub fn pending(device_id: String, device_name: String) -> Self {
+        DeviceRunRecord {
+            device_id,
+            device_name,
+            state: DeviceState::Pending,
+            tries: 0,
+            description: String::new(),
+            started: None,
+            finished: None,
+            progress: 0,
+            need_restart: false,
+            details: None,
+        }
+    }
+}
+
+/// A run's statistics: devices per state and how many need a restart. Kept in the same
+/// transaction as the per-device records they count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounters {
+    /// Indexed like [`DeviceState::ALL`].
+    pub by_state: [u64; 7],
+    pub need_restart: u64,
+}
+
+impl RunCounters {
+    fn index(state: DeviceState) -> usize {
+        DeviceState::ALL
+            .iter()
+            .position(|s| *s == state)
+            .unwrap_or_default()
+    }
+
+    pub fn count(&self, state: DeviceState) -> u64 {
+        self.by_state[Self::index(state)]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_state.iter().sum()
+    }
+
+    pub fn finished(&self) -> u64 {
+        DeviceState::ALL
+            .iter()
+            .filter(|s| s.is_finished())
+            .map(|s| self.count(*s))
+            .sum()
+    }
+
+    /// Percent of targeted devices whose run is over.
+    pub fn completion_percent(&self) -> f64 {
+        match self.total() {
+            0 => 0.0,
+            total => self.finished() as f64 * 100.0 / total as f64,
+        }
+    }
+
+    /// Counts a record that is new.
+    pub fn add(&mut self, record: &DeviceRunRecord) {
+        self.by_state[Self::index(record.state)] += 1;
+        if record.need_restart {
+            self.need_restart += 1;
+        }
+    }
+
+    /// Moves a device from what `old` said to what `new` says.
+    pub fn replace(&mut self, old: &DeviceRunRecord, new: &DeviceRunRecord) {
+        let slot = &mut self.by_state[Self::index(old.state)];
+        *slot = slot.saturating_sub(1);
+        if old.need_restart {
+            self.need_restart = self.need_restart.saturating_sub(1);
+        }
+        self.add(new);
+    }
+
+    /// The counters of a set of records, from scratch.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a DeviceRunRecord>) -> Self {
+        let mut counters = RunCounters::default();
+        for record in records {
+            counters.add(record);
+        }
+        counters
+    }
+}
+
+/// One start of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: RunId,
+    pub task_id: TaskId,
+    /// The task's revision this run executes.
+    pub revision: u32,
+    pub started: UnixMillis,
+    pub started_by: String,
+    /// When an administrator stopped it.
+    pub stopped: Option<UnixMillis>,
+    /// When the last targeted device finished.
+    pub finished: Option<UnixMillis>,
+    pub counters: RunCounters,
+}
+
+impl RunRecord {
+    pub fn state(&self) -> RunState {
+        if self.stopped.is_some() {
+            RunState::Stopped
+        } else if self.counters.finished() == self.counters.total() {
+            RunState::Completed
+        } else {
+            RunState::Running
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunState {
+    Running,
+    Completed,
+    Stopped,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Completed => "completed",
+            RunState::Stopped => "stopped",
+        }
+    }
+}
+
+/// A device's progress in a run, as its agent reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceProgress {
+    /// The agent stored the order: Scheduled.
+    Delivered,
+    Started {
+        at: UnixMillis,
+    },
+    Finished {
+        started: UnixMillis,
+        finished: UnixMillis,
+        outcome: Outcome,
+    },
+    /// The server decided the run ends here for this device (stopped before it started,
+    /// or not startable).
+    Ended {
+        at: UnixMillis,
+        description: String,
+    },
+}
+
+impl DeviceRunRecord {
+    /// Applies `progress`; `false` when it changes nothing (a duplicate, a report that
+    /// arrives after a later one, or anything after the run ended on the device), so a
+    /// device's result is counted once whatever is sent twice or out of order.
+    pub fn advance(&mut self, progress: &DeviceProgress) -> bool {
+        if self.state.is_finished() {
+            return false;
+        }
+        match progress {
+            DeviceProgress::Delivered => {
+                if self.state != DeviceState::Pending {
+                    return false;
+                }
+                self.state = DeviceState::Scheduled;
+            }
+            DeviceProgress::Started { at } => {
+                if self.state == DeviceState::Running {
+                    return false;
+                }
+                self.state = DeviceState::Running;
+                self.tries += 1;
+                self.started = Some(*at);
+            }
+            DeviceProgress::Finished {
+                started,
+                finished,
+                outcome,
+            } => {
+                if self.state != DeviceState::Running {
+                    self.tries += 1;
+                }
+                self.state = if outcome.state.is_finished() {
+                    outcome.state
+                } else {
+                    DeviceState::Failed
+                };
+                self.description = outcome.description.clone();
+                self.started = Some(*started);
+                self.finished = Some(*finished);
+                self.progress = outcome.progress;
+                self.need_restart = outcome.need_restart;
+                self.details = Some(outcome.details.clone());
+            }
+            DeviceProgress::Ended { at, description } => {
+                self.state = DeviceState::Failed;
+                self.description = description.clone();
+                self.finished = Some(*at);
+            }
+        }
+        true
+    }
+}

@@ -13,7 +13,7 @@ use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
 use crate::net::pki::{self, Fingerprint};
 use crate::wire::msg::{
     AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, DeviceRequest,
-    ErrorKind, GroupRequest, ServerStatusView,
+    ErrorKind, GroupRequest, ServerStatusView, TaskRequest,
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
 
@@ -117,6 +117,13 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
         Group(_) => role != Role::Auditor,
         Device(DeviceRequest::List { .. } | DeviceRequest::Show { .. }) => true,
         Device(_) => role != Role::Auditor,
+        Task(
+            TaskRequest::List
+            | TaskRequest::Show { .. }
+            | TaskRequest::Results { .. }
+            | TaskRequest::Stats { .. },
+        ) => true,
+        Task(_) => role != Role::Auditor,
     }
 }
 
@@ -192,6 +199,7 @@ async fn dispatch(node: &Node, session: &Session, call: AdminCall) -> AdminRespo
         }
         AdminRequest::Group(request) => super::groups::handle(node, session, request).await,
         AdminRequest::Device(request) => super::devices::handle(node, session, request).await,
+        AdminRequest::Task(request) => super::tasks::handle(node, session, request).await,
     }
 }
 

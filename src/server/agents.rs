@@ -325,6 +325,9 @@ async fn session(
             }
             frame = wire::read_frame::<_, AgentToServer>(&mut recv, MAX_AGENT_FRAME) => {
                 match frame {
+                    Ok(Some(AgentToServer::Received { run_id })) => {
+                        tracing::debug!(run_id, "run delivered to the device");
+                    }
                     Ok(Some(AgentToServer::Started { run_id, .. })) => {
                         tracing::debug!(run_id, "run started on the device");
                     }

@@ -7,6 +7,7 @@ pub mod auth;
 mod devices;
 mod fed;
 mod groups;
+mod tasks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -240,7 +240,9 @@ impl Store {
             put(&mut meta, NEXT_RUN_ID, &(run_id + 1))?;
             let order = RunOrder {
                 run_id,
+                task_id: 0,
                 task_name: task_name.clone(),
+                application: crate::model::task::AGENT_APPLICATION.to_string(),
                 payload: payload.clone(),
             };
             let mut orders = txn.open_table(ORDERS)?;

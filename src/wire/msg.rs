@@ -3,7 +3,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::device::{DeviceFacts, DeviceView};
-use crate::model::task::{Outcome, TaskPayload};
+use crate::model::schedule::{Schedule, ScheduleOptions};
+use crate::model::scope::Scope;
+use crate::model::task::{
+    DeviceRunRecord, DeviceState, Notify, Outcome, RestartPolicy, RunCounters, RunState, TaskKind,
+    TaskPayload, TaskType,
+};
 use crate::model::{Account, Event, Role, ServerRow, UnixMillis};
 
 /// A value that must never be printed or logged: its `Debug` shows only that it is set.
@@ -79,14 +84,20 @@ pub enum ServerToAgent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunOrder {
     pub run_id: u64,
+    pub task_id: u64,
     pub task_name: String,
+    /// The application the task belongs to: the run starts only if it is running on the
+    /// device, and is cancelled if it stops.
+    pub application: String,
     pub payload: TaskPayload,
 }
 
 /// Agent to server, on the link stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgentToServer {
-    /// The agent stored the order and is about to run it.
+    /// The agent stored the order: the run is delivered (Scheduled on the server).
+    Received { run_id: u64 },
+    /// The agent recorded the start and is about to run it.
     Started { run_id: u64, at: UnixMillis },
     /// How a run ended; sent until the server says `ResultStored`.
     Result(RunResult),
@@ -156,6 +167,146 @@ pub enum AdminRequest {
     },
     Group(GroupRequest),
     Device(DeviceRequest),
+    Task(TaskRequest),
+}
+
+/// Tasks are named by their display name or their id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskRequest {
+    List,
+    Show {
+        task: String,
+    },
+    Create(TaskSpec),
+    Edit {
+        task: String,
+        changes: TaskChanges,
+    },
+    Delete {
+        task: String,
+    },
+    /// Starts a run; with `devices`, the task's scope becomes that list first (its schedule
+    /// is not changed).
+    Start {
+        task: String,
+        devices: Option<Vec<String>>,
+    },
+    Stop {
+        task: String,
+    },
+    /// Per-device records of a run (the last one by default).
+    Results {
+        task: String,
+        run: Option<u64>,
+        state: Option<DeviceState>,
+        details: bool,
+    },
+    Stats {
+        task: String,
+        run: Option<u64>,
+    },
+}
+
+/// A new task, as the administrator describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub name: String,
+    pub task_type: TaskType,
+    /// The application the task belongs to; by default the agent (device tasks) or the
+    /// Administration Server (server tasks).
+    pub application: Option<String>,
+    pub scope: ScopeSpec,
+    pub restart: RestartPolicy,
+    pub schedule: Schedule,
+    pub schedule_options: ScheduleOptions,
+    pub account: Option<AccountSpec>,
+    pub notify: Notify,
+    pub store_history_days: u32,
+}
+
+/// A change to a task: each field given replaces the task's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskChanges {
+    pub name: Option<String>,
+    pub task_type: Option<TaskType>,
+    pub application: Option<String>,
+    pub scope: Option<ScopeSpec>,
+    pub restart: Option<RestartPolicy>,
+    pub schedule: Option<Schedule>,
+    pub schedule_options: Option<ScheduleOptions>,
+    /// `Some(None)`: back to the default account.
+    pub account: Option<Option<AccountSpec>>,
+    pub notify: Option<Notify>,
+    pub store_history_days: Option<u32>,
+}
+
+/// A specified account; the password travels only inside the admin link's TLS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSpec {
+    pub name: String,
+    pub password: Option<Secret>,
+}
+
+/// A scope as the administrator gives it; the server resolves it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScopeSpec {
+    Group {
+        path: String,
+        include_subgroups: bool,
+        include_secondaries: bool,
+    },
+    /// IP addresses, ranges (`a-b` or CIDR), host or DNS names; at most 1000.
+    Devices {
+        entries: Vec<String>,
+    },
+    /// Conditions `key=value`: group, subgroups, tag, os, ip, app, connected.
+    Selection {
+        conditions: Vec<String>,
+    },
+    Local {
+        device: String,
+    },
+    Server,
+}
+
+/// A task as the API shows it: never its password, only whether one is set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub id: u64,
+    pub name: String,
+    pub kind: TaskKind,
+    pub task_type: TaskType,
+    pub application: String,
+    pub scope: Scope,
+    /// The scope in words, with group paths.
+    pub scope_text: String,
+    pub restart: RestartPolicy,
+    pub schedule: Schedule,
+    pub schedule_options: ScheduleOptions,
+    pub account_name: Option<String>,
+    pub password_set: bool,
+    pub notify: Notify,
+    pub store_history_days: u32,
+    pub created: UnixMillis,
+    pub modified: UnixMillis,
+    pub revision: u32,
+    pub changed_by: String,
+    pub last_run: Option<RunView>,
+}
+
+/// A run and its statistics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunView {
+    pub run_id: u64,
+    pub task_id: u64,
+    pub task_name: String,
+    pub revision: u32,
+    pub state: RunState,
+    pub started: UnixMillis,
+    pub started_by: String,
+    pub stopped: Option<UnixMillis>,
+    pub finished: Option<UnixMillis>,
+    pub counters: RunCounters,
 }
 
 /// The largest page of devices one response carries, so any fleet fits the frame cap.
@@ -252,6 +403,15 @@ impl AdminRequest {
             AdminRequest::Device(DeviceRequest::Approve { .. }) => "device approve",
             AdminRequest::Device(DeviceRequest::Reject { .. }) => "device reject",
             AdminRequest::Device(DeviceRequest::Delete { .. }) => "device delete",
+            AdminRequest::Task(TaskRequest::List) => "task list",
+            AdminRequest::Task(TaskRequest::Show { .. }) => "task show",
+            AdminRequest::Task(TaskRequest::Create(_)) => "task create",
+            AdminRequest::Task(TaskRequest::Edit { .. }) => "task edit",
+            AdminRequest::Task(TaskRequest::Delete { .. }) => "task delete",
+            AdminRequest::Task(TaskRequest::Start { .. }) => "task start",
+            AdminRequest::Task(TaskRequest::Stop { .. }) => "task stop",
+            AdminRequest::Task(TaskRequest::Results { .. }) => "task results",
+            AdminRequest::Task(TaskRequest::Stats { .. }) => "task stats",
         }
     }
 }
@@ -288,6 +448,18 @@ pub enum AdminResponse {
     Accounts(Vec<AccountView>),
     Groups(Vec<GroupView>),
     Devices(Vec<DeviceView>),
+    Tasks(Vec<TaskView>),
+    Task(TaskView),
+    /// A run was started: what it targets, and what was left out and why.
+    TaskStarted {
+        run: RunView,
+        skipped: Vec<String>,
+    },
+    TaskResults {
+        run: RunView,
+        records: Vec<DeviceRunRecord>,
+    },
+    TaskStats(RunView),
 }
 
 /// `canopy server status`: the server asked, and its link to its own parent if it has one.
