@@ -99,3 +99,30 @@ pub struct ScheduleOptions {
     /// Cancel the schedule from this date on.
     pub cancel_from: Option<LocalDateTime>,
 }
+
+// Parsing and display. (Bodies being written; signatures are the contract.)
+
+impl Schedule {
+    /// `manual`, `immediately`, `app-start`, `after:TASK_ID`, `once:YYYY-MM-DDTHH:MM`,
+    /// `every:N(m|h|d|w)[@YYYY-MM-DDTHH:MM]`, `weekly:mon,fri@HH:MM`, `monthly:DAY@HH:MM`,
+    /// `monthday:(first|second|third|fourth|last)-WEEKDAY@HH:MM`.
+    pub fn parse(spec: &str) -> Result<Schedule, String> {
+        match spec {
+            "manual" => Ok(Schedule::Manually),
+            other => Err(format!("{other:?}: schedules are not parsed yet")),
+        }
+    }
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl LocalDateTime {
+    /// `YYYY-MM-DDTHH:MM` (a real calendar date).
+    pub fn parse(text: &str) -> Result<LocalDateTime, String> {
+        Err(format!("{text:?}: not parsed yet"))
+    }
+}

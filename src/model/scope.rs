@@ -64,3 +64,78 @@ pub struct Selection {
     pub application: Option<String>,
     pub connected: Option<bool>,
 }
+
+// Parsing and matching. (Bodies being written; signatures are the contract.)
+
+use std::collections::HashMap;
+
+use super::device::DeviceRecord;
+use super::group::GroupTree;
+
+impl IpRange {
+    /// `first-last` (one family, first <= last) or CIDR `net/len`.
+    pub fn parse(text: &str) -> Result<IpRange, String> {
+        Err(format!("{text:?}: IP ranges are not parsed yet"))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let _ = ip;
+        false
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl ListEntry {
+    /// An address, a range, or a name (host or DNS).
+    pub fn parse(text: &str) -> Result<ListEntry, String> {
+        Err(format!("{text:?}: not parsed yet"))
+    }
+}
+
+/// Parses a device list, one entry per item (blank items skipped); at most
+/// [`MAX_LIST_ENTRIES`]. Returns each entry as typed (trimmed) with its parse.
+pub fn parse_list<'a>(
+    items: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<(String, ListEntry)>, String> {
+    let _ = items.into_iter();
+    Err("device lists are not parsed yet".into())
+}
+
+/// The known, approved devices a parsed list matches (ids, sorted, no duplicates), and the
+/// entries (as typed) that matched none. `dns` holds what each name entry resolved to.
+pub fn resolve_list(
+    entries: &[(String, ListEntry)],
+    devices: &[DeviceRecord],
+    dns: &HashMap<String, Vec<IpAddr>>,
+) -> (Vec<String>, Vec<String>) {
+    let _ = (entries, devices, dns);
+    (Vec::new(), Vec::new())
+}
+
+impl Selection {
+    /// Builds a selection from `key=value` conditions: `group=PATH`, `subgroups=yes|no`,
+    /// `tag=T`, `os=TEXT`, `ip=RANGE`, `app=NAME`, `connected=yes|no`.
+    pub fn from_conditions(
+        conditions: &[String],
+        resolve_group: impl Fn(&str) -> Option<u64>,
+    ) -> Result<Selection, String> {
+        let _ = (conditions, resolve_group(""));
+        Err("selections are not parsed yet".into())
+    }
+
+    pub fn matches(&self, device: &DeviceRecord, tree: &GroupTree, connected: bool) -> bool {
+        let _ = (device, tree, connected);
+        false
+    }
+
+    /// The selection in words, with group paths.
+    pub fn describe(&self, tree: &GroupTree) -> String {
+        let _ = tree;
+        String::new()
+    }
+}
