@@ -12,7 +12,8 @@ use canopy::model::task::{DeviceState, TaskPayload};
 use canopy::server::RunningServer;
 use canopy::store::Store;
 use canopy::store::agent::{Identity, LocalRunState};
-use canopy::wire::msg::{AdminRequest, AdminResponse, DeviceRequest};
+use canopy::model::task::DeviceProgress;
+use canopy::wire::msg::{AdminRequest, AdminResponse, DeviceRequest, ScopeSpec};
 use common::{until, wait_event};
 
 const TOKEN: &str = "branch-token-0123456789";
@@ -208,11 +209,16 @@ async fn unsent_results_are_delivered_once_after_agent_and_server_restart() {
         failed: 0,
         need_restart_percent: 0,
     };
-    let run_id = server
-        .node
-        .order_run(vec![device_id.clone()], "long run", payload)
-        .await
-        .unwrap();
+    let admin = d.admin(addr).await.unwrap();
+    let spec = common::task_spec(
+        "long run",
+        canopy::model::task::TaskType::Device(payload),
+        ScopeSpec::Local {
+            device: device_id.clone(),
+        },
+    );
+    common::create_task(&admin, spec).await;
+    let run_id = common::start_task(&admin, "long run", None).await.0.run_id;
     until("the run to start on the device", || async {
         agent
             .store()
@@ -249,10 +255,14 @@ async fn unsent_results_are_delivered_once_after_agent_and_server_restart() {
             .all(|r| r.acknowledged)
     })
     .await;
-    let results = server.node.store.results_of(run_id).await.unwrap();
-    assert_eq!(results.len(), 1, "exactly one result for the run");
+    let results = server.node.store.run_records(run_id).await.unwrap();
+    assert_eq!(results.len(), 1, "exactly one record for the run");
     assert_eq!(results[0].device_id, device_id);
-    assert_eq!(results[0].result.outcome.state, DeviceState::Succeeded);
+    assert_eq!(results[0].state, DeviceState::Succeeded);
+    assert_eq!(results[0].tries, 1);
+    let run = server.node.store.run(run_id).await.unwrap().unwrap();
+    assert_eq!(run.counters.count(DeviceState::Succeeded), 1);
+    assert_eq!(run.counters.total(), 1);
     assert!(
         server
             .node
@@ -267,7 +277,7 @@ async fn unsent_results_are_delivered_once_after_agent_and_server_restart() {
     // The same order sent again is not run twice, and a resent result is not stored twice.
     let order = canopy::wire::msg::RunOrder {
         run_id,
-        task_id: 0,
+        task_id: run.task_id,
         task_name: "long run".into(),
         application: canopy::model::task::AGENT_APPLICATION.into(),
         payload: TaskPayload::Inventory,
@@ -279,15 +289,27 @@ async fn unsent_results_are_delivered_once_after_agent_and_server_restart() {
             .await
             .unwrap()
     );
-    let again = results[0].result.clone();
+    let again = agent.store().local_runs(&device_id).await.unwrap()[0]
+        .result
+        .clone()
+        .unwrap();
+    let resent = DeviceProgress::Finished {
+        started: again.started,
+        finished: again.finished,
+        outcome: again.outcome,
+    };
     assert!(
-        !server
+        server
             .node
             .store
-            .store_result(&device_id, again)
+            .record_progress(&device_id, run_id, resent, 0)
             .await
             .unwrap()
+            .is_none(),
+        "a resent result changes nothing"
     );
+    let run_again = server.node.store.run(run_id).await.unwrap().unwrap();
+    assert_eq!(run_again.counters, run.counters, "and is not counted twice");
     agent.stop().await.unwrap();
     server.shutdown().await.unwrap();
 }
@@ -310,11 +332,16 @@ async fn a_run_interrupted_by_an_agent_crash_is_reported_failed_not_rerun() {
         failed: 0,
         need_restart_percent: 0,
     };
-    let run_id = server
-        .node
-        .order_run(vec![device_id.clone()], "endless", payload)
-        .await
-        .unwrap();
+    let admin = d.admin(server.local_addr()).await.unwrap();
+    let spec = common::task_spec(
+        "endless",
+        canopy::model::task::TaskType::Device(payload),
+        ScopeSpec::Local {
+            device: device_id.clone(),
+        },
+    );
+    common::create_task(&admin, spec).await;
+    common::start_task(&admin, "endless", None).await;
     until("the run to start", || async {
         agent
             .store()
@@ -328,27 +355,16 @@ async fn a_run_interrupted_by_an_agent_crash_is_reported_failed_not_rerun() {
     // Stopping mid-run is what a crash looks like to the run log: started, no result.
     agent.stop().await.unwrap();
     let agent = Agents::start(agent_config, None).await.unwrap();
-    until("the interrupted result on the server", || async {
-        !server
-            .node
-            .store
-            .results_of(run_id)
-            .await
-            .unwrap()
-            .is_empty()
-    })
-    .await;
-    let results = server.node.store.results_of(run_id).await.unwrap();
+    let run = common::wait_finished(&admin, "endless").await;
+    assert_eq!(run.counters.count(DeviceState::Failed), 1);
+    let results = common::results(&admin, "endless").await;
     assert_eq!(results.len(), 1);
-    assert_eq!(results[0].result.outcome.state, DeviceState::Failed);
+    assert_eq!(results[0].state, DeviceState::Failed);
+    assert_eq!(results[0].tries, 1, "started once, never re-run");
     assert!(
-        results[0]
-            .result
-            .outcome
-            .description
-            .contains("interrupted"),
+        results[0].description.contains("interrupted"),
         "{:?}",
-        results[0].result.outcome
+        results[0]
     );
     agent.stop().await.unwrap();
     server.shutdown().await.unwrap();

@@ -44,6 +44,14 @@ pub enum EventKind {
     DeviceEnrolled,
     DeviceRefused,
     DeviceChanged,
+    TaskChanged,
+    RunStarted,
+    RunStopped,
+    RunFinished,
+    /// A device's result of a run, as the task's notification setting asks.
+    DeviceResult,
+    /// A server task (backup, maintenance) or history pruning.
+    ServerTask,
 }
 
 impl EventKind {
@@ -69,6 +77,12 @@ impl EventKind {
             EventKind::DeviceEnrolled => "device-enrolled",
             EventKind::DeviceRefused => "device-refused",
             EventKind::DeviceChanged => "device-changed",
+            EventKind::TaskChanged => "task-changed",
+            EventKind::RunStarted => "run-started",
+            EventKind::RunStopped => "run-stopped",
+            EventKind::RunFinished => "run-finished",
+            EventKind::DeviceResult => "device-result",
+            EventKind::ServerTask => "server-task",
         }
     }
 }

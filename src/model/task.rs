@@ -89,6 +89,41 @@ pub enum TaskPayload {
 }
 
 impl TaskPayload {
+    /// Checks the parameters of a task type.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            TaskPayload::Command { program, .. } if program.trim().is_empty() => {
+                Err("a command task needs a program".into())
+            }
+            TaskPayload::Scan { paths, .. } if paths.is_empty() => {
+                Err("a scan task needs at least one path".into())
+            }
+            TaskPayload::Scan { blocklist, .. } => match blocklist
+                .iter()
+                .find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                Some(bad) => Err(format!("{bad:?} is not a SHA-256 in hex (64 digits)")),
+                None => Ok(()),
+            },
+            TaskPayload::Simulate {
+                succeeded,
+                warning,
+                failed,
+                need_restart_percent,
+                ..
+            } => {
+                if u64::from(*succeeded) + u64::from(*warning) + u64::from(*failed) == 0 {
+                    Err("a simulated task needs at least one non-zero outcome weight".into())
+                } else if *need_restart_percent > 100 {
+                    Err("need-restart percent is at most 100".into())
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The task type's name, as shown to people and used in logs.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -332,6 +367,49 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// Checks everything an administrator can get wrong, in words they can act on.
+    pub fn check(&self) -> Result<(), String> {
+        super::check_display_name("a task name", &self.name)?;
+        super::check_display_name("an application name", &self.application)?;
+        match (&self.task_type, &self.scope) {
+            (TaskType::Device(_), Scope::Server) => {
+                return Err(format!(
+                    "a {} task runs on devices; give it a group, devices, a selection or a device",
+                    self.task_type.type_name()
+                ));
+            }
+            (TaskType::Backup { .. } | TaskType::Maintenance, scope)
+                if *scope != Scope::Server =>
+            {
+                return Err(format!(
+                    "a {} task runs on the Administration Server; its scope must be the server",
+                    self.task_type.type_name()
+                ));
+            }
+            _ => {}
+        }
+        if let TaskType::Device(payload) = &self.task_type {
+            payload.check()?;
+        }
+        if let RestartPolicy::AskUser { repeat_minutes, .. } = self.settings.restart
+            && !(1..=1440).contains(&repeat_minutes)
+        {
+            return Err(format!(
+                "the restart prompt repeats every 1 to 1440 minutes, not {repeat_minutes}"
+            ));
+        }
+        if !(1..=3650).contains(&self.settings.store_history_days) {
+            return Err(format!(
+                "task history is kept 1 to 3650 days, not {}",
+                self.settings.store_history_days
+            ));
+        }
+        if let TaskAccount::Specified { name, .. } = &self.settings.account {
+            super::check_display_name("an account name", name)?;
+        }
+        Ok(())
+    }
+
     pub fn kind(&self) -> TaskKind {
         match &self.scope {
             Scope::Group { .. } => TaskKind::Group,
@@ -472,6 +550,10 @@ impl RunCounters {
 pub struct RunRecord {
     pub run_id: RunId,
     pub task_id: TaskId,
+    /// The task's name and notification setting when the run started, so that a device's
+    /// report needs only the run to be announced.
+    pub task_name: String,
+    pub notify: Notify,
     /// The task's revision this run executes.
     pub revision: u32,
     pub started: UnixMillis,

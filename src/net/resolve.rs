@@ -24,6 +24,34 @@ impl AddressResolver {
         AddressResolver { dns: None }
     }
 
+    /// Every address of a DNS name (from the hosts file or DNS), for matching device lists.
+    pub async fn lookup_all(&mut self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        let dns = self.dns()?;
+        let lookup = dns
+            .lookup_ip(host)
+            .await
+            .map_err(|e| ResolveError::Lookup {
+                host: host.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(lookup.iter().collect())
+    }
+
+    fn dns(&mut self) -> Result<&TokioResolver, ResolveError> {
+        if self.dns.is_none() {
+            let builder =
+                TokioResolver::builder_tokio().map_err(|e| ResolveError::Setup(e.to_string()))?;
+            self.dns = Some(
+                builder
+                    .build()
+                    .map_err(|e| ResolveError::Setup(e.to_string()))?,
+            );
+        }
+        self.dns
+            .as_ref()
+            .ok_or_else(|| ResolveError::Setup("resolver unavailable".into()))
+    }
+
     /// Resolves to an address that a socket bound to `local` can reach: an IPv4-bound socket
     /// cannot send to IPv6, so `localhost` must not become `[::1]` for it.
     pub async fn resolve(
@@ -36,19 +64,8 @@ impl AddressResolver {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, port));
         }
-        if self.dns.is_none() {
-            let builder =
-                TokioResolver::builder_tokio().map_err(|e| ResolveError::Setup(e.to_string()))?;
-            self.dns = Some(
-                builder
-                    .build()
-                    .map_err(|e| ResolveError::Setup(e.to_string()))?,
-            );
-        }
-        let Some(dns) = &self.dns else {
-            return Err(ResolveError::Setup("resolver unavailable".into()));
-        };
-        let lookup = dns
+        let lookup = self
+            .dns()?
             .lookup_ip(host)
             .await
             .map_err(|e| ResolveError::Lookup {

@@ -127,7 +127,7 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
     }
 }
 
-async fn handle(node: &Node, call: AdminCall, remote: std::net::SocketAddr) -> AdminResponse {
+async fn handle(node: &Arc<Node>, call: AdminCall, remote: std::net::SocketAddr) -> AdminResponse {
     if let AdminRequest::Login { user, password } = call.request {
         return login(node, user, password.0, remote).await;
     }
@@ -153,7 +153,7 @@ async fn handle(node: &Node, call: AdminCall, remote: std::net::SocketAddr) -> A
 }
 
 /// Serves an authorized request.
-async fn dispatch(node: &Node, session: &Session, call: AdminCall) -> AdminResponse {
+async fn dispatch(node: &Arc<Node>, session: &Session, call: AdminCall) -> AdminResponse {
     match call.request {
         // Answered before the session check; here only to keep the match whole.
         AdminRequest::Login { .. } => error(ErrorKind::Internal, "login is not served here"),

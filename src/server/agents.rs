@@ -10,6 +10,7 @@ use tracing::Instrument;
 
 use super::{Node, lock, now_ms};
 use crate::model::device::{DeviceRecord, check_device_id};
+use crate::model::task::DeviceProgress;
 use crate::model::{EventKind, Severity};
 use crate::net::conn::describe_io;
 use crate::net::pki::Fingerprint;
@@ -326,20 +327,31 @@ async fn session(
             frame = wire::read_frame::<_, AgentToServer>(&mut recv, MAX_AGENT_FRAME) => {
                 match frame {
                     Ok(Some(AgentToServer::Received { run_id })) => {
-                        tracing::debug!(run_id, "run delivered to the device");
+                        if let Err(e) = node.device_progress(&id, run_id, DeviceProgress::Delivered).await {
+                            tracing::error!(run_id, "cannot record a delivery: {e}");
+                        }
                     }
-                    Ok(Some(AgentToServer::Started { run_id, .. })) => {
-                        tracing::debug!(run_id, "run started on the device");
+                    Ok(Some(AgentToServer::Started { run_id, at })) => {
+                        if let Err(e) = node.device_progress(&id, run_id, DeviceProgress::Started { at }).await {
+                            tracing::error!(run_id, "cannot record a start: {e}");
+                        }
                     }
                     Ok(Some(AgentToServer::Result(result))) => {
                         let run_id = result.run_id;
-                        match node.store.store_result(&id, result).await {
-                            Ok(_) => {
+                        let progress = DeviceProgress::Finished {
+                            started: result.started,
+                            finished: result.finished,
+                            outcome: result.outcome,
+                        };
+                        // Acknowledged once durable, also when it was known already (or its
+                        // task is gone), so the device stops resending it.
+                        match node.device_progress(&id, run_id, progress).await {
+                            Ok(()) => {
                                 if let Err(e) = wire::write_frame(&mut send, &ServerToAgent::ResultStored { run_id }).await {
                                     break e.to_string();
                                 }
                             }
-                            Err(e) => tracing::error!("cannot store a result: {e}"),
+                            Err(e) => tracing::error!(run_id, "cannot store a result: {e}"),
                         }
                     }
                     Ok(None) => break "the device closed the link".to_string(),

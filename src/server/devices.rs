@@ -185,7 +185,7 @@ async fn view(node: &Node, record: &DeviceRecord) -> DeviceView {
 }
 
 /// Finds a device by id, unique id prefix, or unique display name.
-async fn find(node: &Node, key: &str) -> Result<DeviceRecord, AdminResponse> {
+pub(super) async fn find(node: &Node, key: &str) -> Result<DeviceRecord, AdminResponse> {
     let records = node.store.devices().await.map_err(internal)?;
     if let Some(r) = records.iter().find(|r| r.id == key) {
         return Ok(r.clone());

@@ -7,6 +7,7 @@ pub mod auth;
 mod devices;
 mod fed;
 mod groups;
+mod secrets;
 mod tasks;
 
 use std::collections::HashMap;
@@ -65,6 +66,8 @@ pub struct Node {
     /// Pending devices whose connection waits for an administrator's decision.
     waiting: agents::Waiting,
     sessions: auth::Sessions,
+    /// Seals task account passwords at rest.
+    secrets: secrets::SecretKey,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -152,34 +155,6 @@ impl Node {
         lock(&self.devices).keys().cloned().collect()
     }
 
-    /// Orders a run of `payload` on each device: stored first, so offline devices get it when
-    /// they connect, then pushed to those connected now.
-    pub async fn order_run(
-        &self,
-        device_ids: Vec<String>,
-        task_name: &str,
-        payload: crate::model::task::TaskPayload,
-    ) -> anyhow::Result<u64> {
-        let order = self
-            .store
-            .order_run(device_ids.clone(), task_name.to_string(), payload)
-            .await?;
-        let senders: Vec<_> = {
-            let live = lock(&self.devices);
-            device_ids
-                .iter()
-                .filter_map(|id| live.get(id).map(|d| d.tx.clone()))
-                .collect()
-        };
-        for tx in senders {
-            // A device that is gone by now gets the stored order when it reconnects.
-            let _ = tx
-                .send(crate::wire::msg::ServerToAgent::Run(order.clone()))
-                .await;
-        }
-        Ok(order.run_id)
-    }
-
     /// This server's link to its parent, if it has one.
     pub fn parent_link(&self) -> Option<crate::wire::msg::ParentLinkView> {
         lock(&self.upstream).clone()
@@ -234,6 +209,7 @@ impl RunningServer {
             let path = config.data.clone();
             tokio::task::spawn_blocking(move || Store::open_server(&path)).await??
         };
+        let secrets = secrets::SecretKey::load_or_create(&secrets::key_path(&config.data))?;
         let endpoint = crate::net::socket::server_endpoint(server_config, config.listen)
             .with_context(|| format!("cannot listen on {} (udp)", config.listen))?;
         let listen = endpoint.local_addr()?;
@@ -253,6 +229,7 @@ impl RunningServer {
             devices: Mutex::new(HashMap::new()),
             waiting: agents::Waiting::default(),
             sessions: auth::Sessions::default(),
+            secrets,
             store,
             config,
         });
@@ -270,6 +247,7 @@ impl RunningServer {
         .await;
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(accept_loop(node.clone()).instrument(span.clone()));
+        tasks.spawn(tasks::prune_loop(node.clone()).instrument(span.clone()));
         if node.config.parent.is_some() {
             tasks.spawn(fed::upstream(node.clone()).instrument(span));
         }

@@ -1,29 +1,25 @@
 //! The server's device registry, the run orders waiting for each device, and the results
 //! devices sent back. A result is stored once per (run, device) whatever how often it is sent.
 
-use redb::{ReadableTable, TableDefinition};
+use redb::TableDefinition;
 
-use super::{META, Store, StoreError, StrTable, get, put, remove, values};
+use super::{Store, StoreError, StrTable, get, put, remove, values};
 use crate::model::device::{DeviceFacts, DeviceRecord, Enrollment};
 use crate::model::group::UNASSIGNED_DEVICES;
 use crate::net::pki::Fingerprint;
-use crate::wire::msg::{RunOrder, RunResult};
+use crate::wire::msg::RunOrder;
 
 /// Devices by id.
 const DEVICES: StrTable = TableDefinition::new("devices");
 /// Device id by certificate fingerprint, so a key is never enrolled twice.
 const FINGERPRINTS: StrTable = TableDefinition::new("device_fingerprints");
 /// Orders not yet answered, by "device id/run id".
-const ORDERS: StrTable = TableDefinition::new("device_orders");
-/// Results by "run id/device id".
-const RESULTS: StrTable = TableDefinition::new("device_results");
-const NEXT_RUN_ID: &str = "next_run_id";
+pub(crate) const ORDERS: StrTable = TableDefinition::new("device_orders");
 
 pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DEVICES)?;
     txn.open_table(FINGERPRINTS)?;
     txn.open_table(ORDERS)?;
-    txn.open_table(RESULTS)?;
     Ok(())
 }
 
@@ -62,13 +58,6 @@ impl OpenTables for redb::WriteTransaction {
     }
 }
 
-fn order_key(device_id: &str, run_id: u64) -> String {
-    format!("{device_id}/{run_id:020}")
-}
-
-fn result_key(run_id: u64, device_id: &str) -> String {
-    format!("{run_id:020}/{device_id}")
-}
 
 /// What the registry says about a device that connects.
 #[derive(Debug)]
@@ -94,12 +83,6 @@ pub enum Admission {
     },
 }
 
-/// A result as the server keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct StoredResult {
-    pub device_id: String,
-    pub result: RunResult,
-}
 
 /// A valid enrollment token's group, as the config names it (`None`: Unassigned devices).
 pub type TokenGroup = Option<String>;
@@ -226,34 +209,6 @@ impl Store {
         .await
     }
 
-    /// Queues `payload` for each device; returns the run id. The orders are durable, so a
-    /// device that is offline gets them when it connects.
-    pub async fn order_run(
-        &self,
-        device_ids: Vec<String>,
-        task_name: String,
-        payload: crate::model::task::TaskPayload,
-    ) -> Result<RunOrder, StoreError> {
-        self.write(move |txn| {
-            let mut meta = txn.open_table(META)?;
-            let run_id = get::<u64>(&meta, NEXT_RUN_ID)?.unwrap_or(1);
-            put(&mut meta, NEXT_RUN_ID, &(run_id + 1))?;
-            let order = RunOrder {
-                run_id,
-                task_id: 0,
-                task_name: task_name.clone(),
-                application: crate::model::task::AGENT_APPLICATION.to_string(),
-                payload: payload.clone(),
-            };
-            let mut orders = txn.open_table(ORDERS)?;
-            for id in &device_ids {
-                put(&mut orders, &order_key(id, run_id), &order)?;
-            }
-            Ok(order)
-        })
-        .await
-    }
-
     /// The orders a device has not answered yet, oldest first.
     pub async fn orders_for(&self, device_id: &str) -> Result<Vec<RunOrder>, StoreError> {
         let prefix = format!("{device_id}/");
@@ -263,49 +218,6 @@ impl Store {
                 .into_iter()
                 .map(|(_, o)| o)
                 .collect())
-        })
-        .await
-    }
-
-    /// Stores a device's result unless one is stored already, and retires the order.
-    /// Returns whether this was the first time: a resent result is counted once.
-    pub async fn store_result(
-        &self,
-        device_id: &str,
-        result: RunResult,
-    ) -> Result<bool, StoreError> {
-        let device_id = device_id.to_string();
-        self.write(move |txn| {
-            let mut results = txn.open_table(RESULTS)?;
-            let key = result_key(result.run_id, &device_id);
-            if results.get(key.as_str())?.is_some() {
-                return Ok(false);
-            }
-            let stored = StoredResult {
-                device_id: device_id.clone(),
-                result: result.clone(),
-            };
-            put(&mut results, &key, &stored)?;
-            remove(
-                &mut txn.open_table(ORDERS)?,
-                &order_key(&device_id, result.run_id),
-            )?;
-            Ok(true)
-        })
-        .await
-    }
-
-    /// Every result of a run.
-    pub async fn results_of(&self, run_id: u64) -> Result<Vec<StoredResult>, StoreError> {
-        let prefix = format!("{run_id:020}/");
-        self.read(move |txn| {
-            let results = txn.open_table(RESULTS)?;
-            Ok(
-                super::entries_with_prefix::<StoredResult>(&results, &prefix)?
-                    .into_iter()
-                    .map(|(_, r)| r)
-                    .collect(),
-            )
         })
         .await
     }

@@ -27,6 +27,7 @@ impl Store {
             txn.open_table(EVENTS)?;
             super::devices::create_tables(txn)?;
             super::groups::create_tables(txn)?;
+            super::tasks::create_tables(txn)?;
             Ok(())
         })?;
         Ok(store)

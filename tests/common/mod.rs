@@ -58,3 +58,131 @@ pub async fn wait_event(client: &AdminClient, kind: EventKind, text: &str) -> Ev
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+// ---- Tasks ----
+
+use canopy::model::schedule::{Schedule, ScheduleOptions};
+use canopy::model::task::{DeviceRunRecord, Notify, RestartPolicy, TaskPayload, TaskType};
+use canopy::wire::msg::{RunView, ScopeSpec, TaskRequest, TaskSpec, TaskView};
+
+/// A simulated task of `duration_ms` with the given outcome weights, default settings.
+pub fn simulate_spec(name: &str, scope: ScopeSpec, duration_ms: u32, weights: [u32; 3]) -> TaskSpec {
+    task_spec(
+        name,
+        TaskType::Device(TaskPayload::Simulate {
+            duration_ms,
+            succeeded: weights[0],
+            warning: weights[1],
+            failed: weights[2],
+            need_restart_percent: 0,
+        }),
+        scope,
+    )
+}
+
+pub fn task_spec(name: &str, task_type: TaskType, scope: ScopeSpec) -> TaskSpec {
+    TaskSpec {
+        name: name.into(),
+        task_type,
+        application: None,
+        scope,
+        restart: RestartPolicy::default(),
+        schedule: Schedule::Manually,
+        schedule_options: ScheduleOptions::default(),
+        account: None,
+        notify: Notify::default(),
+        store_history_days: 30,
+    }
+}
+
+pub fn group_scope(path: &str, include_subgroups: bool) -> ScopeSpec {
+    ScopeSpec::Group {
+        path: path.into(),
+        include_subgroups,
+        include_secondaries: false,
+    }
+}
+
+pub async fn create_task(admin: &AdminClient, spec: TaskSpec) -> TaskView {
+    match admin
+        .call(AdminRequest::Task(TaskRequest::Create(spec)))
+        .await
+        .unwrap()
+    {
+        AdminResponse::Task(view) => view,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Starts `task` (for `devices` if given); the run and the entries skipped.
+pub async fn start_task(
+    admin: &AdminClient,
+    task: &str,
+    devices: Option<Vec<String>>,
+) -> (RunView, Vec<String>) {
+    let request = TaskRequest::Start {
+        task: task.into(),
+        devices,
+    };
+    match admin.call(AdminRequest::Task(request)).await.unwrap() {
+        AdminResponse::TaskStarted { run, skipped } => (run, skipped),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+pub async fn stats(admin: &AdminClient, task: &str) -> RunView {
+    let request = TaskRequest::Stats {
+        task: task.into(),
+        run: None,
+    };
+    match admin.call(AdminRequest::Task(request)).await.unwrap() {
+        AdminResponse::TaskStats(run) => run,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+pub async fn show_task(admin: &AdminClient, task: &str) -> TaskView {
+    let request = TaskRequest::Show { task: task.into() };
+    match admin.call(AdminRequest::Task(request)).await.unwrap() {
+        AdminResponse::Task(view) => view,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The per-device records of the task's last run, with details.
+pub async fn results(admin: &AdminClient, task: &str) -> Vec<DeviceRunRecord> {
+    let request = TaskRequest::Results {
+        task: task.into(),
+        run: None,
+        state: None,
+        details: true,
+    };
+    match admin.call(AdminRequest::Task(request)).await.unwrap() {
+        AdminResponse::TaskResults { records, .. } => records,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Waits until every targeted device of the task's last run has finished.
+pub async fn wait_finished(admin: &AdminClient, task: &str) -> RunView {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let run = stats(admin, task).await;
+        if run.counters.finished() == run.counters.total() {
+            return run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task {task} did not finish: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The error a request gets.
+pub async fn refused(admin: &AdminClient, request: TaskRequest) -> String {
+    match admin.call(AdminRequest::Task(request)).await {
+        Err(canopy::cli::client::ClientError::Server { message, .. }) => message,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}

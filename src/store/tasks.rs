@@ -1,0 +1,417 @@
+//! Tasks, their runs, and one record per (run, device). A run's counters live in its run
+//! record and change in the same transaction as the device records they count, so the two
+//! always agree.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use super::devices::ORDERS;
+use super::{META, Store, StoreError, StrTable, entries_with_prefix, get, put, remove, values};
+use crate::model::UnixMillis;
+use crate::model::task::{
+    DeviceProgress, DeviceRunRecord, DeviceState, RunCounters, RunId, RunRecord, TaskId,
+    TaskRecord, TaskType,
+};
+use crate::wire::msg::RunOrder;
+
+/// Tasks by id.
+const TASKS: StrTable = TableDefinition::new("tasks");
+/// Task id by display name: names are unique on a server.
+const TASK_NAMES: StrTable = TableDefinition::new("task_names");
+/// Runs by id.
+const RUNS: StrTable = TableDefinition::new("runs");
+/// Per-device records by "run id/device id".
+const RUN_DEVICES: StrTable = TableDefinition::new("run_devices");
+const NEXT_TASK_ID: &str = "next_task_id";
+const NEXT_RUN_ID: &str = "next_run_id";
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(TASKS)?;
+    txn.open_table(TASK_NAMES)?;
+    txn.open_table(RUNS)?;
+    txn.open_table(RUN_DEVICES)?;
+    Ok(())
+}
+
+fn task_key(id: TaskId) -> String {
+    format!("{id:020}")
+}
+
+fn run_key(id: RunId) -> String {
+    format!("{id:020}")
+}
+
+fn record_key(run_id: RunId, device_id: &str) -> String {
+    format!("{run_id:020}/{device_id}")
+}
+
+pub(crate) fn order_key(device_id: &str, run_id: RunId) -> String {
+    format!("{device_id}/{run_id:020}")
+}
+
+fn next_id(txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let id = get::<u64>(&meta, key)?.unwrap_or(1);
+    put(&mut meta, key, &(id + 1))?;
+    Ok(id)
+}
+
+fn name_taken(name: &str) -> StoreError {
+    StoreError::Rejected(format!("a task named {name:?} already exists"))
+}
+
+/// What a start creates: the run, and the order for its devices (none for a server task).
+#[derive(Clone, Debug)]
+pub struct StartedRun {
+    pub run: RunRecord,
+    pub task: TaskRecord,
+    pub order: Option<RunOrder>,
+    pub device_ids: Vec<String>,
+}
+
+/// What a device's report changed.
+#[derive(Clone, Debug)]
+pub struct Progressed {
+    pub record: DeviceRunRecord,
+    pub run: RunRecord,
+    /// This report finished the run's last device.
+    pub run_finished: bool,
+}
+
+/// What stopping a run did.
+#[derive(Clone, Debug)]
+pub struct Stopped {
+    pub run: RunRecord,
+    /// Devices with the run delivered or going: they must be told to cancel it.
+    pub to_cancel: Vec<String>,
+}
+
+impl Store {
+    /// Stores a new task under the next id; refused if its name is taken.
+    pub async fn create_task(&self, task: TaskRecord) -> Result<TaskRecord, StoreError> {
+        self.write(move |txn| {
+            let mut names = txn.open_table(TASK_NAMES)?;
+            if names.get(task.name.as_str())?.is_some() {
+                return Err(name_taken(&task.name));
+            }
+            let mut task = task.clone();
+            task.id = next_id(txn, NEXT_TASK_ID)?;
+            put(&mut names, &task.name, &task.id)?;
+            put(&mut txn.open_table(TASKS)?, &task_key(task.id), &task)?;
+            Ok(task)
+        })
+        .await
+    }
+
+    pub async fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.read(|txn| values(&txn.open_table(TASKS)?)).await
+    }
+
+    pub async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.read(move |txn| get(&txn.open_table(TASKS)?, &task_key(id)))
+            .await
+    }
+
+    pub async fn task_by_name(&self, name: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let name = name.to_string();
+        self.read(move |txn| match get::<TaskId>(&txn.open_table(TASK_NAMES)?, &name)? {
+            Some(id) => get(&txn.open_table(TASKS)?, &task_key(id)),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    /// Applies `change` to a task and bumps its revision; `None` if there is no such task.
+    /// A new name must be free.
+    pub async fn update_task(
+        &self,
+        id: TaskId,
+        change: impl FnMut(&mut TaskRecord) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let mut change = change;
+        self.write(move |txn| {
+            let mut tasks = txn.open_table(TASKS)?;
+            let Some(mut task) = get::<TaskRecord>(&tasks, &task_key(id))? else {
+                return Ok(None);
+            };
+            let old_name = task.name.clone();
+            change(&mut task)?;
+            task.revision += 1;
+            if task.name != old_name {
+                let mut names = txn.open_table(TASK_NAMES)?;
+                if names.get(task.name.as_str())?.is_some() {
+                    return Err(name_taken(&task.name));
+                }
+                remove(&mut names, &old_name)?;
+                put(&mut names, &task.name, &task.id)?;
+            }
+            put(&mut tasks, &task_key(id), &task)?;
+            Ok(Some(task))
+        })
+        .await
+    }
+
+    /// Deletes a task with its runs, their records and their undelivered orders. Returns the
+    /// task and the devices that had one of its runs delivered or going, to be told to cancel.
+    pub async fn delete_task(
+        &self,
+        id: TaskId,
+    ) -> Result<Option<(TaskRecord, Vec<(String, RunId)>)>, StoreError> {
+        self.write(move |txn| {
+            let mut tasks = txn.open_table(TASKS)?;
+            let Some(task) = get::<TaskRecord>(&tasks, &task_key(id))? else {
+                return Ok(None);
+            };
+            remove(&mut tasks, &task_key(id))?;
+            remove(&mut txn.open_table(TASK_NAMES)?, &task.name)?;
+            let mut to_cancel = Vec::new();
+            for run in runs_of_task(txn, id)? {
+                for record in delete_run(txn, run.run_id)? {
+                    if matches!(
+                        record.state,
+                        DeviceState::Scheduled | DeviceState::Running
+                    ) {
+                        to_cancel.push((record.device_id, run.run_id));
+                    }
+                }
+            }
+            Ok(Some((task, to_cancel)))
+        })
+        .await
+    }
+
+    /// Starts a run of task `task_id` on `targets` (device id, name): a Pending record per
+    /// device, counters, and an order per device for device tasks, in one transaction. With
+    /// `scope`, the task's scope is replaced first (a start for selected devices). A server
+    /// task gets one record, for the server itself (`targets` holds it).
+    pub async fn start_run(
+        &self,
+        task_id: TaskId,
+        targets: Vec<(String, String)>,
+        scope: Option<crate::model::scope::Scope>,
+        started_by: String,
+        now: UnixMillis,
+    ) -> Result<Option<StartedRun>, StoreError> {
+        self.write(move |txn| {
+            let mut tasks = txn.open_table(TASKS)?;
+            let Some(mut task) = get::<TaskRecord>(&tasks, &task_key(task_id))? else {
+                return Ok(None);
+            };
+            if let Some(scope) = &scope {
+                task.scope = scope.clone();
+                task.revision += 1;
+                task.modified = now;
+            }
+            let run_id = next_id(txn, NEXT_RUN_ID)?;
+            let mut counters = RunCounters::default();
+            let mut records = txn.open_table(RUN_DEVICES)?;
+            for (id, name) in &targets {
+                let record = DeviceRunRecord::pending(id.clone(), name.clone());
+                counters.add(&record);
+                put(&mut records, &record_key(run_id, id), &record)?;
+            }
+            let order = match &task.task_type {
+                TaskType::Device(payload) => Some(RunOrder {
+                    run_id,
+                    task_id,
+                    task_name: task.name.clone(),
+                    application: task.application.clone(),
+                    payload: payload.clone(),
+                }),
+                _ => None,
+            };
+            if let Some(order) = &order {
+                let mut orders = txn.open_table(ORDERS)?;
+                for (id, _) in &targets {
+                    put(&mut orders, &order_key(id, run_id), order)?;
+                }
+            }
+            let run = RunRecord {
+                run_id,
+                task_id,
+                task_name: task.name.clone(),
+                notify: task.settings.notify,
+                revision: task.revision,
+                started: now,
+                started_by: started_by.clone(),
+                stopped: None,
+                finished: None,
+                counters,
+            };
+            put(&mut txn.open_table(RUNS)?, &run_key(run_id), &run)?;
+            task.last_run = Some(run_id);
+            put(&mut tasks, &task_key(task_id), &task)?;
+            Ok(Some(StartedRun {
+                run,
+                task,
+                order,
+                device_ids: targets.iter().map(|(id, _)| id.clone()).collect(),
+            }))
+        })
+        .await
+    }
+
+    /// Applies a device's report to its record and the run's counters, in one transaction.
+    /// `None` when it changes nothing: an unknown run or device, a duplicate, a report older
+    /// than one already applied. A finished device's order is retired.
+    pub async fn record_progress(
+        &self,
+        device_id: &str,
+        run_id: RunId,
+        progress: DeviceProgress,
+        now: UnixMillis,
+    ) -> Result<Option<Progressed>, StoreError> {
+        let device_id = device_id.to_string();
+        self.write(move |txn| progress_in(txn, &device_id, run_id, &progress, now))
+            .await
+    }
+
+    /// Stops a run: devices it has not reached end here ("stopped before it reached the
+    /// device") and lose their order; devices with the run delivered or going are returned,
+    /// to be told to cancel it.
+    pub async fn stop_run(
+        &self,
+        run_id: RunId,
+        now: UnixMillis,
+    ) -> Result<Option<Stopped>, StoreError> {
+        self.write(move |txn| {
+            let mut runs = txn.open_table(RUNS)?;
+            let Some(mut run) = get::<RunRecord>(&runs, &run_key(run_id))? else {
+                return Ok(None);
+            };
+            run.stopped.get_or_insert(now);
+            put(&mut runs, &run_key(run_id), &run)?;
+            drop(runs);
+            let records: Vec<DeviceRunRecord> = entries_with_prefix(
+                &txn.open_table(RUN_DEVICES)?,
+                &format!("{run_id:020}/"),
+            )?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+            let mut to_cancel = Vec::new();
+            for record in records {
+                match record.state {
+                    DeviceState::Pending => {
+                        let ended = DeviceProgress::Ended {
+                            at: now,
+                            description: "stopped by an administrator before it reached the device"
+                                .into(),
+                        };
+                        progress_in(txn, &record.device_id, run_id, &ended, now)?;
+                    }
+                    DeviceState::Scheduled | DeviceState::Running => {
+                        to_cancel.push(record.device_id)
+                    }
+                    _ => {}
+                }
+            }
+            let run = get::<RunRecord>(&txn.open_table(RUNS)?, &run_key(run_id))?
+                .ok_or_else(|| StoreError::Rejected(format!("run {run_id} vanished")))?;
+            Ok(Some(Stopped { run, to_cancel }))
+        })
+        .await
+    }
+
+    pub async fn run(&self, run_id: RunId) -> Result<Option<RunRecord>, StoreError> {
+        self.read(move |txn| get(&txn.open_table(RUNS)?, &run_key(run_id)))
+            .await
+    }
+
+    /// The per-device records of a run, in device id order.
+    pub async fn run_records(&self, run_id: RunId) -> Result<Vec<DeviceRunRecord>, StoreError> {
+        self.read(move |txn| {
+            Ok(entries_with_prefix::<DeviceRunRecord>(
+                &txn.open_table(RUN_DEVICES)?,
+                &format!("{run_id:020}/"),
+            )?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+        })
+        .await
+    }
+
+    /// Deletes the runs (and their records) that ended more than their task's store-history
+    /// days before `now`. Returns how many runs went.
+    pub async fn prune_history(&self, now: UnixMillis) -> Result<u64, StoreError> {
+        self.write(move |txn| {
+            let tasks: Vec<TaskRecord> = values(&txn.open_table(TASKS)?)?;
+            let runs: Vec<RunRecord> = values(&txn.open_table(RUNS)?)?;
+            let mut pruned = 0;
+            for run in runs {
+                let Some(task) = tasks.iter().find(|t| t.id == run.task_id) else {
+                    continue;
+                };
+                let Some(ended) = run.finished.or(run.stopped) else {
+                    continue;
+                };
+                let keep = i64::from(task.settings.store_history_days) * DAY_MS;
+                if ended.saturating_add(keep) < now {
+                    delete_run(txn, run.run_id)?;
+                    pruned += 1;
+                }
+            }
+            Ok(pruned)
+        })
+        .await
+    }
+}
+
+fn progress_in(
+    txn: &WriteTransaction,
+    device_id: &str,
+    run_id: RunId,
+    progress: &DeviceProgress,
+    now: UnixMillis,
+) -> Result<Option<Progressed>, StoreError> {
+    let mut records = txn.open_table(RUN_DEVICES)?;
+    let key = record_key(run_id, device_id);
+    let Some(old) = get::<DeviceRunRecord>(&records, &key)? else {
+        return Ok(None);
+    };
+    let mut record = old.clone();
+    if !record.advance(progress) {
+        return Ok(None);
+    }
+    put(&mut records, &key, &record)?;
+    let mut runs = txn.open_table(RUNS)?;
+    let Some(mut run) = get::<RunRecord>(&runs, &run_key(run_id))? else {
+        return Ok(None);
+    };
+    run.counters.replace(&old, &record);
+    let run_finished = run.finished.is_none() && run.counters.finished() == run.counters.total();
+    if run_finished {
+        run.finished = Some(now);
+    }
+    put(&mut runs, &run_key(run_id), &run)?;
+    if record.state.is_finished() {
+        remove(&mut txn.open_table(ORDERS)?, &order_key(device_id, run_id))?;
+    }
+    Ok(Some(Progressed {
+        record,
+        run,
+        run_finished,
+    }))
+}
+
+fn runs_of_task(txn: &WriteTransaction, task_id: TaskId) -> Result<Vec<RunRecord>, StoreError> {
+    Ok(values::<RunRecord>(&txn.open_table(RUNS)?)?
+        .into_iter()
+        .filter(|r| r.task_id == task_id)
+        .collect())
+}
+
+/// Deletes a run, its records and its orders; returns the records.
+fn delete_run(txn: &WriteTransaction, run_id: RunId) -> Result<Vec<DeviceRunRecord>, StoreError> {
+    remove(&mut txn.open_table(RUNS)?, &run_key(run_id))?;
+    let mut records = txn.open_table(RUN_DEVICES)?;
+    let entries: Vec<(String, DeviceRunRecord)> =
+        entries_with_prefix(&records, &format!("{run_id:020}/"))?;
+    let mut orders = txn.open_table(ORDERS)?;
+    for (key, record) in &entries {
+        remove(&mut records, key)?;
+        remove(&mut orders, &order_key(&record.device_id, run_id))?;
+    }
+    Ok(entries.into_iter().map(|(_, r)| r).collect())
+}
