@@ -8,11 +8,11 @@ use canopy::cli::client::AdminClient;
 use canopy::cli::deployment::{Deployment, config_text, free_port, start};
 use canopy::model::EventKind;
 use canopy::model::device::{DeviceView, Enrollment};
+use canopy::model::task::DeviceProgress;
 use canopy::model::task::{DeviceState, TaskPayload};
 use canopy::server::RunningServer;
 use canopy::store::Store;
 use canopy::store::agent::{Identity, LocalRunState};
-use canopy::model::task::DeviceProgress;
 use canopy::wire::msg::{AdminRequest, AdminResponse, DeviceRequest, ScopeSpec};
 use common::{until, wait_event};
 

@@ -9,6 +9,7 @@ mod device;
 mod group;
 mod session;
 pub(crate) mod table;
+mod task;
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -83,6 +84,9 @@ enum Command {
     /// Administration groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Tasks: what runs on devices or on the server, where and when; their runs and results.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
     /// Measure scenarios on loopback (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -269,6 +273,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(cmd) => group::run(&session_path, cmd).await,
         Command::Agent(args) => device::agent(args).await,
         Command::Device(cmd) => device::run(&session_path, cmd).await,
+        Command::Task(cmd) => task::run(&session_path, cmd).await,
         Command::Demo { json } => demo::run(json).await,
         Command::Bench(cmd) => bench::run(cmd).await,
     }

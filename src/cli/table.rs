@@ -29,6 +29,23 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `key  value` lines, the values aligned: one property per line.
+pub fn fields(rows: &[(&str, String)]) -> String {
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in rows {
+        let pad = width - key.chars().count();
+        let line = format!("{key}{}  {value}", " ".repeat(pad));
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 fn opt_time(t: Option<i64>) -> String {
     t.map(format_time).unwrap_or_else(|| "never".into())
 }

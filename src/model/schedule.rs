@@ -100,29 +100,727 @@ pub struct ScheduleOptions {
     pub cancel_from: Option<LocalDateTime>,
 }
 
-// Parsing and display. (Bodies being written; signatures are the contract.)
+// Parsing and display.
+
+/// The schedule forms [`Schedule::parse`] accepts, for error messages.
+const SCHEDULE_FORMS: &str = "manual, immediately, app-start, after:TASK_ID, \
+     once:YYYY-MM-DDTHH:MM, every:N(m|h|d|w)@YYYY-MM-DDTHH:MM, weekly:mon,fri@HH:MM, \
+     monthly:DAY@HH:MM or monthday:(first|second|third|fourth|last)-WEEKDAY@HH:MM";
+
+const WEEKDAYS: [Weekday; 7] = [
+    Weekday::Monday,
+    Weekday::Tuesday,
+    Weekday::Wednesday,
+    Weekday::Thursday,
+    Weekday::Friday,
+    Weekday::Saturday,
+    Weekday::Sunday,
+];
+
+const WEEKS: [WeekOfMonth; 5] = [
+    WeekOfMonth::First,
+    WeekOfMonth::Second,
+    WeekOfMonth::Third,
+    WeekOfMonth::Fourth,
+    WeekOfMonth::Last,
+];
+
+fn weekday_name(day: Weekday) -> &'static str {
+    match day {
+        Weekday::Monday => "Monday",
+        Weekday::Tuesday => "Tuesday",
+        Weekday::Wednesday => "Wednesday",
+        Weekday::Thursday => "Thursday",
+        Weekday::Friday => "Friday",
+        Weekday::Saturday => "Saturday",
+        Weekday::Sunday => "Sunday",
+    }
+}
+
+/// The three-letter form used in specs: `mon`, `tue`, ...
+fn weekday_short(day: Weekday) -> String {
+    weekday_name(day)[..3].to_ascii_lowercase()
+}
+
+/// `mon` or `monday`, any case.
+fn parse_weekday(text: &str) -> Option<Weekday> {
+    let text = text.trim();
+    WEEKDAYS.into_iter().find(|day| {
+        let name = weekday_name(*day);
+        text.eq_ignore_ascii_case(name) || text.eq_ignore_ascii_case(&name[..3])
+    })
+}
+
+fn week_name(week: WeekOfMonth) -> &'static str {
+    match week {
+        WeekOfMonth::First => "first",
+        WeekOfMonth::Second => "second",
+        WeekOfMonth::Third => "third",
+        WeekOfMonth::Fourth => "fourth",
+        WeekOfMonth::Last => "last",
+    }
+}
+
+fn unit_letter(unit: PeriodUnit) -> char {
+    match unit {
+        PeriodUnit::Minutes => 'm',
+        PeriodUnit::Hours => 'h',
+        PeriodUnit::Days => 'd',
+        PeriodUnit::Weeks => 'w',
+    }
+}
+
+/// "minute"/"minutes" and so on.
+fn unit_name(unit: PeriodUnit, plural: bool) -> &'static str {
+    match (unit, plural) {
+        (PeriodUnit::Minutes, false) => "minute",
+        (PeriodUnit::Minutes, true) => "minutes",
+        (PeriodUnit::Hours, false) => "hour",
+        (PeriodUnit::Hours, true) => "hours",
+        (PeriodUnit::Days, false) => "day",
+        (PeriodUnit::Days, true) => "days",
+        (PeriodUnit::Weeks, false) => "week",
+        (PeriodUnit::Weeks, true) => "weeks",
+    }
+}
+
+/// `HH:MM`, 24-hour clock.
+fn time_text(time: TimeOfDay) -> String {
+    format!("{:02}:{:02}", time.hour, time.minute)
+}
+
+/// `YYYY-MM-DD HH:MM`, for people.
+fn date_time_text(at: LocalDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {}",
+        at.year,
+        at.month,
+        at.day,
+        time_text(at.time)
+    )
+}
+
+/// A number of 1 to `max_digits` ASCII digits (no sign, no spaces).
+fn number(text: &str, max_digits: usize) -> Option<u32> {
+    if text.is_empty() || text.len() > max_digits || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// `HH:MM` (one or two digits each); `whole` is the text to name in errors.
+fn parse_time(text: &str, whole: &str) -> Result<TimeOfDay, String> {
+    let text = text.trim();
+    let bad = || format!("{whole:?}: {text:?} is not a time of day; give HH:MM, e.g. 18:00");
+    let (hour, minute) = text.split_once(':').ok_or_else(bad)?;
+    let hour = number(hour, 2).ok_or_else(bad)?;
+    let minute = number(minute, 2).ok_or_else(bad)?;
+    if hour >= 24 || minute >= 60 {
+        return Err(format!(
+            "{whole:?}: {text:?} is not a time of day; hours go from 00 to 23 and minutes from \
+             00 to 59"
+        ));
+    }
+    Ok(TimeOfDay {
+        hour: hour as u8,
+        minute: minute as u8,
+    })
+}
+
+impl LocalDateTime {
+    /// `YYYY-MM-DDTHH:MM` (a real calendar date). A space may stand for the 'T'.
+    pub fn parse(text: &str) -> Result<LocalDateTime, String> {
+        let text = text.trim();
+        let bad = || {
+            format!("{text:?}: not a date and time; give YYYY-MM-DDTHH:MM, e.g. 2026-12-01T18:00")
+        };
+        let (date, time) = text.split_once(['T', 't', ' ']).ok_or_else(bad)?;
+        let mut parts = date.split('-');
+        let (Some(year), Some(month), Some(day), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        if year.len() != 4 {
+            return Err(bad());
+        }
+        let year = number(year, 4).ok_or_else(bad)?;
+        let month = number(month, 2).ok_or_else(bad)?;
+        let day = number(day, 2).ok_or_else(bad)?;
+        if !(1..=12).contains(&month) {
+            return Err(format!(
+                "{text:?}: there is no month {month}; months go from 01 to 12"
+            ));
+        }
+        // Four digits and 1..=12 fit.
+        let (year, month, day) = (year as i16, month as i8, day as i8);
+        let first = jiff::civil::Date::new(year, month, 1).map_err(|_| bad())?;
+        if jiff::civil::Date::new(year, month, day).is_err() {
+            return Err(format!(
+                "{text:?}: there is no such date; {} has {} days",
+                first.strftime("%B %Y"),
+                first.days_in_month()
+            ));
+        }
+        let time = parse_time(time, text)?;
+        Ok(LocalDateTime {
+            year,
+            month: month as u8,
+            day: day as u8,
+            time,
+        })
+    }
+}
+
+impl std::fmt::Display for LocalDateTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{}",
+            self.year,
+            self.month,
+            self.day,
+            time_text(self.time)
+        )
+    }
+}
 
 impl Schedule {
     /// `manual`, `immediately`, `app-start`, `after:TASK_ID`, `once:YYYY-MM-DDTHH:MM`,
     /// `every:N(m|h|d|w)[@YYYY-MM-DDTHH:MM]`, `weekly:mon,fri@HH:MM`, `monthly:DAY@HH:MM`,
     /// `monthday:(first|second|third|fourth|last)-WEEKDAY@HH:MM`.
+    ///
+    /// Keywords are case-insensitive. `every` needs its start (`@YYYY-MM-DDTHH:MM`): the
+    /// model has no clock to start from "now".
     pub fn parse(spec: &str) -> Result<Schedule, String> {
-        match spec {
-            "manual" => Ok(Schedule::Manually),
-            other => Err(format!("{other:?}: schedules are not parsed yet")),
+        let spec = spec.trim();
+        let (keyword, rest) = match spec.split_once(':') {
+            Some((keyword, rest)) => (keyword.trim(), Some(rest.trim())),
+            None => (spec, None),
+        };
+        let keyword = keyword.to_ascii_lowercase();
+        let unknown = || format!("{spec:?}: not a schedule; use one of {SCHEDULE_FORMS}");
+        let Some(rest) = rest else {
+            return match keyword.as_str() {
+                "manual" | "manually" => Ok(Schedule::Manually),
+                "immediately" => Ok(Schedule::Immediately),
+                "app-start" => Ok(Schedule::AtApplicationStart),
+                "after" | "once" | "every" | "weekly" | "monthly" | "monthday" => Err(format!(
+                    "{spec:?}: {keyword} needs more after ':'; use one of {SCHEDULE_FORMS}"
+                )),
+                _ => Err(unknown()),
+            };
+        };
+        // Splits `what@when`; `example` shows the whole form.
+        let at = |example: &str| -> Result<(&str, &str), String> {
+            rest.split_once('@')
+                .map(|(what, when)| (what.trim(), when.trim()))
+                .ok_or_else(|| format!("{spec:?}: give the time after '@', e.g. {example}"))
+        };
+        match keyword.as_str() {
+            "after" => {
+                let task_id = Some(rest)
+                    .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|id| id.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        format!("{spec:?}: give a task id after 'after:', e.g. after:4")
+                    })?;
+                Ok(Schedule::AfterTask { task_id })
+            }
+            "once" => Ok(Schedule::Once {
+                at: LocalDateTime::parse(rest)?,
+            }),
+            "every" => {
+                let example = "every:15m@2026-12-01T08:00";
+                let Some((period, start)) = rest.split_once('@') else {
+                    return Err(format!(
+                        "{spec:?}: give the first start after '@' as YYYY-MM-DDTHH:MM, e.g. \
+                         {example}"
+                    ));
+                };
+                let period = period.trim();
+                let bad = || {
+                    format!(
+                        "{spec:?}: the period is a number and a unit: m (minutes), h (hours), \
+                         d (days) or w (weeks), e.g. {example}"
+                    )
+                };
+                let unit_at = period
+                    .char_indices()
+                    .last()
+                    .map(|(i, _)| i)
+                    .ok_or_else(bad)?;
+                let unit = match period[unit_at..].to_ascii_lowercase().as_str() {
+                    "m" => PeriodUnit::Minutes,
+                    "h" => PeriodUnit::Hours,
+                    "d" => PeriodUnit::Days,
+                    "w" => PeriodUnit::Weeks,
+                    _ => return Err(bad()),
+                };
+                let every = number(period[..unit_at].trim(), 9).ok_or_else(bad)?;
+                if every == 0 {
+                    return Err(format!(
+                        "{spec:?}: the period must be at least 1, e.g. {example}"
+                    ));
+                }
+                Ok(Schedule::Every {
+                    every,
+                    unit,
+                    start: LocalDateTime::parse(start)?,
+                })
+            }
+            "weekly" => {
+                let (days_text, time) = at("weekly:mon,fri@18:00")?;
+                let mut days = Vec::new();
+                for name in days_text.split(',') {
+                    let day = parse_weekday(name).ok_or_else(|| {
+                        format!(
+                            "{spec:?}: {:?} is not a weekday; give days as mon, tue, wed, thu, \
+                             fri, sat, sun (or in full), separated by commas",
+                            name.trim()
+                        )
+                    })?;
+                    days.push(day);
+                }
+                days.sort();
+                days.dedup();
+                Ok(Schedule::ByDaysOfWeek {
+                    days,
+                    at: parse_time(time, spec)?,
+                })
+            }
+            "monthly" => {
+                let (day, time) = at("monthly:15@09:00")?;
+                let day = number(day, 2)
+                    .filter(|d| (1..=31).contains(d))
+                    .ok_or_else(|| {
+                        format!("{spec:?}: the day of the month goes from 1 to 31, e.g. monthly:15@09:00")
+                    })?;
+                Ok(Schedule::Monthly {
+                    day: day as u8,
+                    at: parse_time(time, spec)?,
+                })
+            }
+            "monthday" => {
+                let example = "monthday:first-mon@09:00";
+                let (which, time) = at(example)?;
+                let bad = || {
+                    format!(
+                        "{spec:?}: give first, second, third, fourth or last, a '-' and a \
+                         weekday, e.g. {example}"
+                    )
+                };
+                let (week, day) = which.split_once('-').ok_or_else(bad)?;
+                let week = WEEKS
+                    .into_iter()
+                    .find(|w| week.trim().eq_ignore_ascii_case(week_name(*w)))
+                    .ok_or_else(bad)?;
+                let weekday = parse_weekday(day).ok_or_else(bad)?;
+                Ok(Schedule::MonthDays {
+                    week,
+                    weekday,
+                    at: parse_time(time, spec)?,
+                })
+            }
+            _ => Err(unknown()),
+        }
+    }
+
+    /// The schedule in the form [`Schedule::parse`] reads.
+    pub fn spec(&self) -> String {
+        match self {
+            Schedule::Manually => "manual".into(),
+            Schedule::Immediately => "immediately".into(),
+            Schedule::AtApplicationStart => "app-start".into(),
+            Schedule::AfterTask { task_id } => format!("after:{task_id}"),
+            Schedule::Once { at } => format!("once:{at}"),
+            Schedule::Every { every, unit, start } => {
+                format!("every:{every}{}@{start}", unit_letter(*unit))
+            }
+            Schedule::ByDaysOfWeek { days, at } => {
+                let days: Vec<String> = days.iter().map(|d| weekday_short(*d)).collect();
+                format!("weekly:{}@{}", days.join(","), time_text(*at))
+            }
+            Schedule::Monthly { day, at } => format!("monthly:{day}@{}", time_text(*at)),
+            Schedule::MonthDays { week, weekday, at } => format!(
+                "monthday:{}-{}@{}",
+                week_name(*week),
+                weekday_short(*weekday),
+                time_text(*at)
+            ),
         }
     }
 }
 
 impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
+        match self {
+            Schedule::Manually => f.write_str("manually"),
+            Schedule::Immediately => f.write_str("immediately on creation"),
+            Schedule::AtApplicationStart => f.write_str("at application start"),
+            Schedule::AfterTask { task_id } => write!(f, "after task #{task_id} completes"),
+            Schedule::Once { at } => write!(f, "once at {}", date_time_text(*at)),
+            Schedule::Every { every, unit, start } => {
+                let start = date_time_text(*start);
+                if *every == 1 {
+                    write!(f, "every {} from {start}", unit_name(*unit, false))
+                } else {
+                    write!(f, "every {every} {} from {start}", unit_name(*unit, true))
+                }
+            }
+            Schedule::ByDaysOfWeek { days, at } if days.is_empty() => {
+                write!(f, "weekly at {} on no day (never runs)", time_text(*at))
+            }
+            Schedule::ByDaysOfWeek { days, at } => {
+                let names: Vec<&str> = days.iter().map(|d| weekday_name(*d)).collect();
+                write!(f, "every {} at {}", names.join(", "), time_text(*at))
+            }
+            Schedule::Monthly { day, at } => {
+                write!(f, "monthly on day {day} at {}", time_text(*at))?;
+                if *day > 28 {
+                    f.write_str(" (the last day in shorter months)")?;
+                }
+                Ok(())
+            }
+            Schedule::MonthDays { week, weekday, at } => write!(
+                f,
+                "on the {} {} of each month at {}",
+                week_name(*week),
+                weekday_name(*weekday),
+                time_text(*at)
+            ),
+        }
     }
 }
 
-impl LocalDateTime {
-    /// `YYYY-MM-DDTHH:MM` (a real calendar date).
-    pub fn parse(text: &str) -> Result<LocalDateTime, String> {
-        Err(format!("{text:?}: not parsed yet"))
+/// A duration in minutes, for people: "45 minutes", "2 hours", "1 hour 30 minutes".
+fn minutes_text(minutes: u32) -> String {
+    let plural = |n: u32, one: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    };
+    let (hours, minutes) = (minutes / 60, minutes % 60);
+    match (hours, minutes) {
+        (0, m) => plural(m, "minute"),
+        (h, 0) => plural(h, "hour"),
+        (h, m) => format!("{} {}", plural(h, "hour"), plural(m, "minute")),
+    }
+}
+
+impl std::fmt::Display for ScheduleOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run missed: {}; random delay: ",
+            if self.run_missed { "yes" } else { "no" }
+        )?;
+        match self.random_delay_minutes {
+            0 => f.write_str("off")?,
+            n => write!(f, "within {}", minutes_text(n))?,
+        }
+        f.write_str("; time limit: ")?;
+        match self.time_limit_minutes {
+            None => f.write_str("none")?,
+            Some(n) => f.write_str(&minutes_text(n))?,
+        }
+        f.write_str("; cancel schedule: ")?;
+        match self.cancel_from {
+            None => f.write_str("never"),
+            Some(at) => write!(f, "from {}", date_time_text(at)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dt(year: i16, month: u8, day: u8, hour: u8, minute: u8) -> LocalDateTime {
+        LocalDateTime {
+            year,
+            month,
+            day,
+            time: TimeOfDay { hour, minute },
+        }
+    }
+
+    fn t(hour: u8, minute: u8) -> TimeOfDay {
+        TimeOfDay { hour, minute }
+    }
+
+    #[test]
+    fn date_times_parse_and_display() {
+        assert_eq!(
+            LocalDateTime::parse("2026-12-01T18:00"),
+            Ok(dt(2026, 12, 1, 18, 0))
+        );
+        assert_eq!(
+            LocalDateTime::parse(" 2026-12-01 08:05 "),
+            Ok(dt(2026, 12, 1, 8, 5))
+        );
+        assert_eq!(
+            LocalDateTime::parse("2028-02-29T23:59"),
+            Ok(dt(2028, 2, 29, 23, 59))
+        );
+        assert_eq!(dt(2026, 3, 7, 9, 5).to_string(), "2026-03-07T09:05");
+        let e = LocalDateTime::parse("2026-02-29T10:00").unwrap_err();
+        assert_eq!(
+            e,
+            "\"2026-02-29T10:00\": there is no such date; February 2026 has 28 days"
+        );
+        let e = LocalDateTime::parse("2026-04-31T10:00").unwrap_err();
+        assert!(e.contains("April 2026 has 30 days"), "{e}");
+        assert!(
+            LocalDateTime::parse("2026-13-01T10:00")
+                .unwrap_err()
+                .contains("no month 13")
+        );
+        assert!(
+            LocalDateTime::parse("2026-12-01T24:00")
+                .unwrap_err()
+                .contains("00 to 23")
+        );
+        assert!(
+            LocalDateTime::parse("2026-12-01T23:60")
+                .unwrap_err()
+                .contains("00 to 59")
+        );
+        for bad in [
+            "",
+            "2026-12-01",
+            "2026-12-01T18",
+            "2026-12-01T18:00:00",
+            "26-12-01T18:00",
+            "2026-12-00T18:00",
+            "2026-12-01-02T18:00",
+            "2026/12/01T18:00",
+            "2026-+1-01T18:00",
+            "2026-12-01T-1:00",
+            "20261-12-01T18:00",
+        ] {
+            assert!(LocalDateTime::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn schedules_parse() {
+        let cases = [
+            ("manual", Schedule::Manually),
+            (" MANUAL ", Schedule::Manually),
+            ("Immediately", Schedule::Immediately),
+            ("app-start", Schedule::AtApplicationStart),
+            ("after:4", Schedule::AfterTask { task_id: 4 }),
+            ("After: 17 ", Schedule::AfterTask { task_id: 17 }),
+            (
+                "once:2026-12-01T18:00",
+                Schedule::Once {
+                    at: dt(2026, 12, 1, 18, 0),
+                },
+            ),
+            (
+                "every:15m@2026-12-01T08:00",
+                Schedule::Every {
+                    every: 15,
+                    unit: PeriodUnit::Minutes,
+                    start: dt(2026, 12, 1, 8, 0),
+                },
+            ),
+            (
+                "EVERY:2H@2026-12-01 08:00",
+                Schedule::Every {
+                    every: 2,
+                    unit: PeriodUnit::Hours,
+                    start: dt(2026, 12, 1, 8, 0),
+                },
+            ),
+            (
+                "every:1w@2027-01-04T00:00",
+                Schedule::Every {
+                    every: 1,
+                    unit: PeriodUnit::Weeks,
+                    start: dt(2027, 1, 4, 0, 0),
+                },
+            ),
+            (
+                "weekly:fri,Monday,FRI@18:00",
+                Schedule::ByDaysOfWeek {
+                    days: vec![Weekday::Monday, Weekday::Friday],
+                    at: t(18, 0),
+                },
+            ),
+            (
+                "monthly:31@09:00",
+                Schedule::Monthly {
+                    day: 31,
+                    at: t(9, 0),
+                },
+            ),
+            (
+                "monthday:Last-tuesday@7:30",
+                Schedule::MonthDays {
+                    week: WeekOfMonth::Last,
+                    weekday: Weekday::Tuesday,
+                    at: t(7, 30),
+                },
+            ),
+        ];
+        for (spec, expected) in cases {
+            assert_eq!(Schedule::parse(spec), Ok(expected), "{spec}");
+        }
+    }
+
+    #[test]
+    fn bad_schedules_say_why() {
+        let err = |spec: &str| Schedule::parse(spec).unwrap_err();
+        let e = err("sometimes");
+        assert!(
+            e.starts_with("\"sometimes\": not a schedule; use one of manual, immediately"),
+            "{e}"
+        );
+        assert!(e.contains("monthday:(first|second|third|fourth|last)-WEEKDAY@HH:MM"));
+        assert!(err("daily:09:00").contains("not a schedule"));
+        assert!(err("once").contains("needs more"));
+        assert!(err("after:").contains("task id"));
+        assert!(err("after:x").contains("task id"));
+        assert!(err("after:-1").contains("task id"));
+        assert!(err("after:99999999999999999999").contains("task id"));
+        assert!(err("once:2026-02-30T10:00").contains("February 2026 has 28 days"));
+        assert!(err("every:15m").contains("first start after '@'"));
+        assert!(err("every:0m@2026-12-01T08:00").contains("at least 1"));
+        assert!(err("every:15@2026-12-01T08:00").contains("number and a unit"));
+        assert!(err("every:15s@2026-12-01T08:00").contains("number and a unit"));
+        assert!(err("every:m@2026-12-01T08:00").contains("number and a unit"));
+        assert!(err("every:@2026-12-01T08:00").contains("number and a unit"));
+        assert!(err("every:9999999999m@2026-12-01T08:00").contains("number and a unit"));
+        assert!(err("every:5m@tomorrow").contains("YYYY-MM-DDTHH:MM"));
+        assert!(err("weekly:mon").contains("after '@'"));
+        assert!(err("weekly:@18:00").contains("not a weekday"));
+        assert!(err("weekly:mon,,fri@18:00").contains("not a weekday"));
+        assert!(err("weekly:mo@18:00").contains("\"mo\" is not a weekday"));
+        assert!(err("weekly:mon@25:00").contains("00 to 23"));
+        assert!(err("weekly:mon@6pm").contains("HH:MM"));
+        assert!(err("monthly:0@09:00").contains("1 to 31"));
+        assert!(err("monthly:32@09:00").contains("1 to 31"));
+        assert!(err("monthly:last@09:00").contains("1 to 31"));
+        assert!(err("monthday:fifth-mon@09:00").contains("first, second"));
+        assert!(err("monthday:first@09:00").contains("first, second"));
+        assert!(err("monthday:first-someday@09:00").contains("first, second"));
+    }
+
+    #[test]
+    fn schedules_read_as_text() {
+        let text = |spec: &str| Schedule::parse(spec).unwrap().to_string();
+        assert_eq!(text("manual"), "manually");
+        assert_eq!(text("once:2026-12-01T18:00"), "once at 2026-12-01 18:00");
+        assert_eq!(
+            text("every:15m@2026-12-01T08:00"),
+            "every 15 minutes from 2026-12-01 08:00"
+        );
+        assert_eq!(
+            text("every:1d@2026-12-01T08:00"),
+            "every day from 2026-12-01 08:00"
+        );
+        assert_eq!(
+            text("weekly:fri,mon@18:00"),
+            "every Monday, Friday at 18:00"
+        );
+        assert_eq!(
+            text("monthly:31@09:00"),
+            "monthly on day 31 at 09:00 (the last day in shorter months)"
+        );
+        assert_eq!(text("monthly:5@09:00"), "monthly on day 5 at 09:00");
+        assert_eq!(
+            text("monthday:first-mon@09:00"),
+            "on the first Monday of each month at 09:00"
+        );
+        assert_eq!(text("app-start"), "at application start");
+        assert_eq!(text("after:4"), "after task #4 completes");
+        assert_eq!(text("immediately"), "immediately on creation");
+        let empty = Schedule::ByDaysOfWeek {
+            days: Vec::new(),
+            at: t(9, 0),
+        };
+        assert!(empty.to_string().contains("never runs"));
+    }
+
+    #[test]
+    fn specs_round_trip() {
+        let specs = [
+            "manual",
+            "immediately",
+            "app-start",
+            "after:0",
+            "after:18446744073709551615",
+            "once:2026-12-01T18:00",
+            "once:0001-01-01T00:00",
+            "once:9999-12-31T23:59",
+            "every:1m@2026-12-01T08:00",
+            "every:999999999h@2026-12-01T08:00",
+            "every:3d@2028-02-29T12:30",
+            "every:2w@2027-01-04T00:00",
+            "weekly:mon@18:00",
+            "weekly:sun,sat,fri,thu,wed,tue,mon@00:00",
+            "weekly:Wednesday@7:05",
+            "monthly:1@00:00",
+            "monthly:29@23:59",
+            "monthday:first-mon@09:00",
+            "monthday:second-tue@09:00",
+            "monthday:third-wed@09:00",
+            "monthday:fourth-thu@09:00",
+            "monthday:last-sunday@09:00",
+        ];
+        for spec in specs {
+            let schedule = Schedule::parse(spec).unwrap();
+            let again = schedule.spec();
+            assert_eq!(
+                Schedule::parse(&again),
+                Ok(schedule.clone()),
+                "{spec} -> {again}"
+            );
+            assert_eq!(Schedule::parse(&again).unwrap().spec(), again);
+        }
+        assert_eq!(
+            Schedule::parse("WEEKLY:Friday,MON@7:05").unwrap().spec(),
+            "weekly:mon,fri@07:05"
+        );
+        assert_eq!(
+            Schedule::parse("every:15M@2026-12-01 08:00")
+                .unwrap()
+                .spec(),
+            "every:15m@2026-12-01T08:00"
+        );
+        assert_eq!(Schedule::default().spec(), "manual");
+    }
+
+    #[test]
+    fn options_read_as_text() {
+        assert_eq!(
+            ScheduleOptions::default().to_string(),
+            "run missed: no; random delay: off; time limit: none; cancel schedule: never"
+        );
+        let options = ScheduleOptions {
+            run_missed: true,
+            random_delay_minutes: 30,
+            time_limit_minutes: Some(90),
+            cancel_from: Some(dt(2027, 1, 1, 0, 0)),
+        };
+        assert_eq!(
+            options.to_string(),
+            "run missed: yes; random delay: within 30 minutes; time limit: 1 hour 30 minutes; \
+             cancel schedule: from 2027-01-01 00:00"
+        );
+        let options = ScheduleOptions {
+            random_delay_minutes: 1,
+            time_limit_minutes: Some(120),
+            ..ScheduleOptions::default()
+        };
+        assert!(
+            options
+                .to_string()
+                .contains("within 1 minute; time limit: 2 hours;")
+        );
     }
 }

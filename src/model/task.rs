@@ -378,9 +378,7 @@ impl TaskRecord {
                     self.task_type.type_name()
                 ));
             }
-            (TaskType::Backup { .. } | TaskType::Maintenance, scope)
-                if *scope != Scope::Server =>
-            {
+            (TaskType::Backup { .. } | TaskType::Maintenance, scope) if *scope != Scope::Server => {
                 return Err(format!(
                     "a {} task runs on the Administration Server; its scope must be the server",
                     self.task_type.type_name()

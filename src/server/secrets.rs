@@ -109,10 +109,7 @@ mod tests {
         let key = SecretKey::load_or_create(&path).unwrap();
         let sealed = key.seal("hunter2-planted").unwrap();
         assert!(
-            !sealed
-                .ciphertext
-                .windows(7)
-                .any(|w| w == b"hunter2"),
+            !sealed.ciphertext.windows(7).any(|w| w == b"hunter2"),
             "no plaintext in the ciphertext"
         );
         assert_eq!(key.open(&sealed).unwrap(), "hunter2-planted");

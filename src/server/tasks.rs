@@ -1,6 +1,9 @@
 //! Tasks on this server: creation with scope resolution, runs on devices and on the server
 //! itself, per-device records and statistics, history pruning.
 
+// The error of a `Reply` is the whole answer to an administrator's request, made once.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -33,6 +36,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The record id of the server itself in a server task's run.
 const SERVER_TARGET: &str = "server";
 
+/// A handler step: its value, or the answer to send instead (built once per request, so its
+/// size does not matter).
 type Reply<T> = Result<T, AdminResponse>;
 
 pub(super) async fn handle(
@@ -43,11 +48,11 @@ pub(super) async fn handle(
     let reply = match request {
         TaskRequest::List => list(node).await,
         TaskRequest::Show { task } => match find(node, &task).await {
-            Ok(task) => Ok(AdminResponse::Task(view(node, &task).await)),
+            Ok(task) => Ok(AdminResponse::Task(Box::new(view(node, &task).await))),
             Err(e) => Err(e),
         },
-        TaskRequest::Create(spec) => create(node, session, spec).await,
-        TaskRequest::Edit { task, changes } => edit(node, session, &task, changes).await,
+        TaskRequest::Create(spec) => create(node, session, *spec).await,
+        TaskRequest::Edit { task, changes } => edit(node, session, &task, *changes).await,
         TaskRequest::Delete { task } => delete(node, session, &task).await,
         TaskRequest::Start { task, devices } => start(node, session, &task, devices).await,
         TaskRequest::Stop { task } => stop(node, session, &task).await,
@@ -256,9 +261,8 @@ async fn device_list(node: &Node, entries: &[String]) -> Reply<Scope> {
         .filter(|d| d.enrollment == Enrollment::Approved)
         .map(|d| (d.id.as_str(), d))
         .collect();
-    let (ids, rest): (Vec<&String>, Vec<&String>) = entries
-        .iter()
-        .partition(|e| by_id.contains_key(e.trim()));
+    let (ids, rest): (Vec<&String>, Vec<&String>) =
+        entries.iter().partition(|e| by_id.contains_key(e.trim()));
     let parsed = scope::parse_list(rest.iter().map(|s| s.as_str())).map_err(invalid)?;
     if ids.len() + parsed.len() > scope::MAX_LIST_ENTRIES {
         return Err(invalid(format!(
@@ -352,9 +356,13 @@ async fn targets(node: &Node, task: &TaskRecord) -> Reply<(Vec<(String, String)>
             let mut out = Vec::new();
             let mut offline = 0;
             for d in approved {
-                if selection.matches(d, &tree, connected.contains(&d.id)) {
+                let online = connected.contains(&d.id);
+                if !selection.matches(d, &tree, online) {
+                    continue;
+                }
+                if online {
                     out.push(pair(d));
-                } else if selection.matches(d, &tree, true) && !connected.contains(&d.id) {
+                } else {
                     offline += 1;
                 }
             }
@@ -365,10 +373,7 @@ async fn targets(node: &Node, task: &TaskRecord) -> Reply<(Vec<(String, String)>
             }
             out
         }
-        Scope::Local { device_id } => approved
-            .filter(|d| &d.id == device_id)
-            .map(pair)
-            .collect(),
+        Scope::Local { device_id } => approved.filter(|d| &d.id == device_id).map(pair).collect(),
         Scope::Server => Vec::new(),
     };
     Ok((targets, skipped))
@@ -440,12 +445,18 @@ async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<Ad
         task.task_type.type_name(),
         session.user
     );
-    node.event(Severity::Info, EventKind::TaskChanged, msg).await;
+    node.event(Severity::Info, EventKind::TaskChanged, msg)
+        .await;
     if task.settings.schedule == crate::model::schedule::Schedule::Immediately {
         start_run(node, &session.user, &task, None).await?;
     }
-    let task = node.store.task(task.id).await.map_err(internal)?.unwrap_or(task);
-    Ok(AdminResponse::Task(view(node, &task).await))
+    let task = node
+        .store
+        .task(task.id)
+        .await
+        .map_err(internal)?
+        .unwrap_or(task);
+    Ok(AdminResponse::Task(Box::new(view(node, &task).await)))
 }
 
 async fn edit(
@@ -517,8 +528,9 @@ async fn edit(
         "task {:?} (#{}) changed to revision {} by {}",
         updated.name, updated.id, updated.revision, session.user
     );
-    node.event(Severity::Info, EventKind::TaskChanged, msg).await;
-    Ok(AdminResponse::Task(view(node, &updated).await))
+    node.event(Severity::Info, EventKind::TaskChanged, msg)
+        .await;
+    Ok(AdminResponse::Task(Box::new(view(node, &updated).await)))
 }
 
 async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse> {
@@ -537,7 +549,8 @@ async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminRespons
         "task {:?} (#{}) deleted by {}",
         task.name, task.id, session.user
     );
-    node.event(Severity::Info, EventKind::TaskChanged, msg).await;
+    node.event(Severity::Info, EventKind::TaskChanged, msg)
+        .await;
     Ok(AdminResponse::Done {
         message: format!("task {:?} deleted with its results", task.name),
     })
@@ -641,7 +654,9 @@ async fn start_run(
             let task = started.task.clone();
             let run_id = started.run.run_id;
             let span = tracing::info_span!("server task", task = %task.name, run_id);
-            tokio::spawn(async move { run_server_task(&node, &task, run_id).await }.instrument(span));
+            tokio::spawn(
+                async move { run_server_task(&node, &task, run_id).await }.instrument(span),
+            );
         }
     }
     Ok((started.run, skipped))
@@ -770,7 +785,8 @@ impl Node {
                 c.total(),
                 c.need_restart
             );
-            self.event(Severity::Info, EventKind::RunFinished, msg).await;
+            self.event(Severity::Info, EventKind::RunFinished, msg)
+                .await;
         }
         Ok(())
     }
@@ -803,7 +819,12 @@ async fn run_server_task(node: &Node, task: &TaskRecord, run_id: RunId) {
         },
         TaskType::Device(_) => Outcome::failed("a device task cannot run on the server"),
     };
-    let msg = format!("{} task {:?}: {}", task.task_type.type_name(), task.name, outcome.description);
+    let msg = format!(
+        "{} task {:?}: {}",
+        task.task_type.type_name(),
+        task.name,
+        outcome.description
+    );
     let severity = if outcome.state == DeviceState::Succeeded {
         Severity::Info
     } else {

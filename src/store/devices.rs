@@ -58,7 +58,6 @@ impl OpenTables for redb::WriteTransaction {
     }
 }
 
-
 /// What the registry says about a device that connects.
 #[derive(Debug)]
 pub enum Admission {
@@ -82,7 +81,6 @@ pub enum Admission {
         other_id: String,
     },
 }
-
 
 /// A valid enrollment token's group, as the config names it (`None`: Unassigned devices).
 pub type TokenGroup = Option<String>;

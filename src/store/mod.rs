@@ -17,7 +17,9 @@
 pub mod agent;
 pub mod devices;
 mod groups;
+pub mod maintenance;
 mod server;
+pub mod tasks;
 mod writer;
 
 use std::ops::RangeBounds;

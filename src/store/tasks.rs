@@ -18,7 +18,7 @@ const TASKS: StrTable = TableDefinition::new("tasks");
 /// Task id by display name: names are unique on a server.
 const TASK_NAMES: StrTable = TableDefinition::new("task_names");
 /// Runs by id.
-const RUNS: StrTable = TableDefinition::new("runs");
+const RUNS: StrTable = TableDefinition::new("task_runs");
 /// Per-device records by "run id/device id".
 const RUN_DEVICES: StrTable = TableDefinition::new("run_devices");
 const NEXT_TASK_ID: &str = "next_task_id";
@@ -114,10 +114,12 @@ impl Store {
 
     pub async fn task_by_name(&self, name: &str) -> Result<Option<TaskRecord>, StoreError> {
         let name = name.to_string();
-        self.read(move |txn| match get::<TaskId>(&txn.open_table(TASK_NAMES)?, &name)? {
-            Some(id) => get(&txn.open_table(TASKS)?, &task_key(id)),
-            None => Ok(None),
-        })
+        self.read(
+            move |txn| match get::<TaskId>(&txn.open_table(TASK_NAMES)?, &name)? {
+                Some(id) => get(&txn.open_table(TASKS)?, &task_key(id)),
+                None => Ok(None),
+            },
+        )
         .await
     }
 
@@ -167,10 +169,7 @@ impl Store {
             let mut to_cancel = Vec::new();
             for run in runs_of_task(txn, id)? {
                 for record in delete_run(txn, run.run_id)? {
-                    if matches!(
-                        record.state,
-                        DeviceState::Scheduled | DeviceState::Running
-                    ) {
+                    if matches!(record.state, DeviceState::Scheduled | DeviceState::Running) {
                         to_cancel.push((record.device_id, run.run_id));
                     }
                 }
@@ -282,13 +281,11 @@ impl Store {
             run.stopped.get_or_insert(now);
             put(&mut runs, &run_key(run_id), &run)?;
             drop(runs);
-            let records: Vec<DeviceRunRecord> = entries_with_prefix(
-                &txn.open_table(RUN_DEVICES)?,
-                &format!("{run_id:020}/"),
-            )?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
+            let records: Vec<DeviceRunRecord> =
+                entries_with_prefix(&txn.open_table(RUN_DEVICES)?, &format!("{run_id:020}/"))?
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect();
             let mut to_cancel = Vec::new();
             for record in records {
                 match record.state {

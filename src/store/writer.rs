@@ -4,6 +4,13 @@
 //! [`MAX_BATCH`]), runs every job in ONE write transaction and commits it once (group commit).
 //! If any job fails, that transaction is aborted and every job of the batch is run again alone,
 //! in its own transaction, so a failing job neither loses nor half-applies the others.
+//!
+//! Maintenance jobs (see `maintenance.rs`, e.g. compaction) are the second kind of job: they need
+//! `&mut Database` rather than a transaction. The writer never batches one: the jobs queued
+//! before it are committed first, then it runs alone with no write transaction open, holding the
+//! [`DbSlot`] write lock so that no read transaction begins until it is over (reads begun before
+//! may still be live; the job has to cope with that, e.g. by waiting a little). Writes queued
+//! meanwhile wait in the queue and are batched as usual afterwards.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,8 +48,20 @@ impl Counters {
 pub(super) trait Job: Send {
     /// Runs the closure in `txn`; may be called more than once, each time in a new transaction.
     fn apply(&mut self, txn: &WriteTransaction) -> Result<(), StoreError>;
-    /// Delivers the outcome of the transaction that last ran `apply` to the caller.
+    /// Delivers the outcome of the transaction that last ran `apply` (or of `maintain`) to the
+    /// caller.
     fn finish(self: Box<Self>, result: Result<(), StoreError>);
+    /// Whether this is a maintenance job, run by [`Job::maintain`] alone and never by `apply`.
+    fn is_maintenance(&self) -> bool {
+        false
+    }
+    /// Runs a maintenance job on the writer thread, with no write transaction open and the
+    /// [`DbSlot`] write lock held (see the module comment). Called once.
+    fn maintain(&mut self, _db: &mut Database) -> Result<(), StoreError> {
+        Err(StoreError::Rejected(
+            "internal error: a write job was run as maintenance".to_owned(),
+        ))
+    }
 }
 
 pub(super) struct WriteJob<T, F> {
@@ -85,13 +104,80 @@ where
     }
 }
 
+/// A maintenance job: `f` runs once, with the database to itself (see [`Job::maintain`]).
+pub(super) struct MaintenanceJob<T, F> {
+    f: Option<F>,
+    out: Option<T>,
+    tx: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> MaintenanceJob<T, F> {
+    pub(super) fn new(f: F, tx: oneshot::Sender<Result<T, StoreError>>) -> Self {
+        MaintenanceJob {
+            f: Some(f),
+            out: None,
+            tx,
+        }
+    }
+}
+
+impl<T, F> Job for MaintenanceJob<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Database) -> Result<T, StoreError> + Send + 'static,
+{
+    fn apply(&mut self, _txn: &WriteTransaction) -> Result<(), StoreError> {
+        Err(StoreError::Rejected(
+            "internal error: a maintenance job was run in a write transaction".to_owned(),
+        ))
+    }
+
+    fn finish(mut self: Box<Self>, result: Result<(), StoreError>) {
+        let result = result.and_then(|()| {
+            self.out.take().ok_or_else(|| {
+                StoreError::Redb("maintenance job finished without a result".to_owned())
+            })
+        });
+        let _ = self.tx.send(result);
+    }
+
+    fn is_maintenance(&self) -> bool {
+        true
+    }
+
+    fn maintain(&mut self, db: &mut Database) -> Result<(), StoreError> {
+        let f = self.f.take().ok_or_else(|| {
+            StoreError::Rejected("internal error: a maintenance job was run twice".to_owned())
+        })?;
+        self.out = Some(f(db)?);
+        Ok(())
+    }
+}
+
 /// The body of the "store-writer" thread. Returns when every sender is gone and the queue is
 /// drained.
 pub(super) fn run(db: DbSlot, rx: Receiver<Box<dyn Job>>, counters: Arc<Counters>) {
-    while let Ok(first) = rx.recv() {
+    // A maintenance job met while draining the queue: it runs after the batch before it.
+    let mut held: Option<Box<dyn Job>> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
+        if first.is_maintenance() {
+            run_maintenance(&db, first);
+            continue;
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
+                Ok(job) if job.is_maintenance() => {
+                    held = Some(job);
+                    break;
+                }
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
@@ -100,6 +186,24 @@ pub(super) fn run(db: DbSlot, rx: Receiver<Box<dyn Job>>, counters: Arc<Counters
         run_batch(&db, batch, &counters);
     }
     tracing::debug!("store writer: queue closed and drained, stopping");
+}
+
+/// Runs a maintenance job alone, holding the [`DbSlot`] write lock: no read transaction begins
+/// (and, being on the writer thread, no write transaction) until it is over.
+fn run_maintenance(db: &DbSlot, mut job: Box<dyn Job>) {
+    tracing::debug!("store writer: running a maintenance job");
+    let result = {
+        let mut guard = db.write().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_mut() {
+            None => Err(StoreError::Closed),
+            // Caught while the guard is held, so a panic does not poison the lock.
+            Some(db) => match catch_unwind(AssertUnwindSafe(|| job.maintain(db))) {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Rejected(PANIC_MESSAGE.to_owned())),
+            },
+        }
+    };
+    job.finish(result);
 }
 
 fn begin(db: &DbSlot) -> Result<WriteTransaction, StoreError> {

@@ -177,10 +177,10 @@ pub enum TaskRequest {
     Show {
         task: String,
     },
-    Create(TaskSpec),
+    Create(Box<TaskSpec>),
     Edit {
         task: String,
-        changes: TaskChanges,
+        changes: Box<TaskChanges>,
     },
     Delete {
         task: String,
@@ -449,7 +449,7 @@ pub enum AdminResponse {
     Groups(Vec<GroupView>),
     Devices(Vec<DeviceView>),
     Tasks(Vec<TaskView>),
-    Task(TaskView),
+    Task(Box<TaskView>),
     /// A run was started: what it targets, and what was left out and why.
     TaskStarted {
         run: RunView,

@@ -66,7 +66,12 @@ use canopy::model::task::{DeviceRunRecord, Notify, RestartPolicy, TaskPayload, T
 use canopy::wire::msg::{RunView, ScopeSpec, TaskRequest, TaskSpec, TaskView};
 
 /// A simulated task of `duration_ms` with the given outcome weights, default settings.
-pub fn simulate_spec(name: &str, scope: ScopeSpec, duration_ms: u32, weights: [u32; 3]) -> TaskSpec {
+pub fn simulate_spec(
+    name: &str,
+    scope: ScopeSpec,
+    duration_ms: u32,
+    weights: [u32; 3],
+) -> TaskSpec {
     task_spec(
         name,
         TaskType::Device(TaskPayload::Simulate {
@@ -105,11 +110,11 @@ pub fn group_scope(path: &str, include_subgroups: bool) -> ScopeSpec {
 
 pub async fn create_task(admin: &AdminClient, spec: TaskSpec) -> TaskView {
     match admin
-        .call(AdminRequest::Task(TaskRequest::Create(spec)))
+        .call(AdminRequest::Task(TaskRequest::Create(Box::new(spec))))
         .await
         .unwrap()
     {
-        AdminResponse::Task(view) => view,
+        AdminResponse::Task(view) => *view,
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -144,7 +149,7 @@ pub async fn stats(admin: &AdminClient, task: &str) -> RunView {
 pub async fn show_task(admin: &AdminClient, task: &str) -> TaskView {
     let request = TaskRequest::Show { task: task.into() };
     match admin.call(AdminRequest::Task(request)).await.unwrap() {
-        AdminResponse::Task(view) => view,
+        AdminResponse::Task(view) => *view,
         other => panic!("unexpected {other:?}"),
     }
 }
