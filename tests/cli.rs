@@ -30,12 +30,9 @@ impl Canopy {
             .spawn()
             .unwrap();
         if let Some(text) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
+            // A command that fails before reading its input closes the pipe; its exit
+            // status and message tell what happened.
+            let _ = child.stdin.take().unwrap().write_all(text.as_bytes());
         }
         drop(child.stdin.take());
         child.wait_with_output().unwrap()
@@ -428,4 +425,235 @@ fn the_demo_prints_the_whole_tree_as_json() {
             ("primary/branch-1/branch-1a".into(), 2, "Active".into()),
         ]
     );
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn tasks_from_the_command_line_and_the_password_never_leaks() {
+    const PLANTED: &str = "Planted-Task-Pass-4711";
+    const TOKEN: &str = "cli-task-token-0123456789";
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Canopy {
+        dir: tmp.path().to_path_buf(),
+    };
+    c.ok(&["pki", "init", "--dir", "certs"], None);
+    let issue = ["pki", "issue", "--dir", "certs", "--name", "primary"];
+    c.ok(&issue, None);
+    let port = free_port();
+    let text = format!(
+        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
+        config("primary", port, None)
+    );
+    write(&tmp.path().join("primary.toml"), &text);
+    let bootstrap = [
+        "account",
+        "bootstrap",
+        "--config",
+        "primary.toml",
+        "--password-stdin",
+    ];
+    c.ok(&bootstrap, Some(&format!("{PASSWORD}\n")));
+    // Logs at their most talkative, so that a leak anywhere would show.
+    let log = std::fs::File::create(tmp.path().join("primary.log")).unwrap();
+    let server = Server {
+        child: c
+            .cmd(&["serve", "--config", "primary.toml"])
+            .env("CANOPY_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    };
+    let address = format!("127.0.0.1:{port}");
+    let login = [
+        "login",
+        "--server",
+        &address,
+        "--ca",
+        "certs/ca.pem",
+        "--user",
+        "admin",
+        "--password-stdin",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = c.run(&login, Some(&format!("{PASSWORD}\n")));
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "login never worked: {} {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(tmp.path().join("primary.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    write(
+        &tmp.path().join("agent.toml"),
+        &format!(
+            "server = \"{address}\"\nca = \"certs/ca.pem\"\ndata = \"data/agent.redb\"\n\
+             token = \"{TOKEN}\"\n[link]\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\n"
+        ),
+    );
+    let agent_log = std::fs::File::create(tmp.path().join("agent.log")).unwrap();
+    let agent = Server {
+        child: c
+            .cmd(&["agent", "--config", "agent.toml", "--simulate", "12"])
+            .env("CANOPY_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(agent_log)
+            .spawn()
+            .unwrap(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed: serde_json::Value =
+            serde_json::from_str(&c.ok(&["device", "list", "--json"], None)).unwrap();
+        let connected = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["connected"] == true)
+            .count();
+        if connected == 12 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "devices never connected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A task for a list imported from a .txt file (sim-N has address 10.0.0.N+1), run under a
+    // specified account whose password comes on stdin.
+    write(
+        &tmp.path().join("devices.txt"),
+        "10.0.0.1\n10.0.0.3-10.0.0.5\nsim-00011\n",
+    );
+    let mut outputs = Vec::new();
+    let create = [
+        "task",
+        "create",
+        "--name",
+        "list task",
+        "--type",
+        "simulate",
+        "--duration-ms",
+        "50",
+        "--outcomes",
+        "1,0,0",
+        "--devices-file",
+        "devices.txt",
+        "--account",
+        "svc-backup",
+        "--password-stdin",
+    ];
+    outputs.push(c.ok(&create, Some(&format!("{PLANTED}\n"))));
+    let shown = c.ok(&["task", "show", "list task"], None);
+    let password_line = shown.lines().find(|l| l.starts_with("password")).unwrap();
+    assert_eq!(
+        password_line.split_whitespace().last(),
+        Some("set"),
+        "{shown}"
+    );
+    assert!(shown.contains("svc-backup"), "{shown}");
+    outputs.push(shown);
+    outputs.push(c.ok(&["task", "show", "list task", "--json"], None));
+    outputs.push(c.ok(&["task", "list"], None));
+    outputs.push(c.ok(&["task", "list", "--json"], None));
+    let started = c.ok(&["task", "start", "list task", "--wait"], None);
+    assert!(started.contains("succeeded"), "{started}");
+    outputs.push(started);
+    let stats: serde_json::Value =
+        serde_json::from_str(&c.ok(&["task", "stats", "list task", "--json"], None)).unwrap();
+    assert_eq!(stats["targeted"], 5, "{stats}");
+    assert_eq!(stats["completion_percent"], 100.0, "{stats}");
+    let results: serde_json::Value =
+        serde_json::from_str(&c.ok(&["task", "results", "list task", "--json"], None)).unwrap();
+    let mut names: Vec<&str> = results
+        .as_array()
+        .or_else(|| results["records"].as_array())
+        .unwrap()
+        .iter()
+        .map(|r| r["device_name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "sim-00000",
+            "sim-00002",
+            "sim-00003",
+            "sim-00004",
+            "sim-00011"
+        ]
+    );
+    let failed = c.ok(&["task", "results", "list task", "--state", "failed"], None);
+    assert!(!failed.contains("sim-0"), "{failed}");
+
+    // Bad input: clear errors, nothing created.
+    let (_, err) = c.fails(
+        &[
+            "task",
+            "create",
+            "--name",
+            "x",
+            "--type",
+            "bogus",
+            "--group",
+            "Managed devices",
+        ],
+        None,
+    );
+    assert!(err.contains("bogus"), "{err}");
+    let (_, err) = c.fails(
+        &[
+            "task",
+            "create",
+            "--name",
+            "x",
+            "--type",
+            "inventory",
+            "--group",
+            "Nowhere/At all",
+        ],
+        None,
+    );
+    assert!(err.contains("does not exist"), "{err}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&c.ok(&["task", "list", "--json"], None)).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
+    drop(agent);
+    assert!(server.terminate(), "clean shutdown");
+    for output in &outputs {
+        assert!(
+            !output.contains(PLANTED),
+            "CLI output shows the password: {output}"
+        );
+    }
+    let files = files_under(tmp.path());
+    assert!(files.iter().any(|f| f.ends_with("primary.redb")));
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes
+                .windows(PLANTED.len())
+                .any(|w| w == PLANTED.as_bytes()),
+            "{} holds the password",
+            file.display()
+        );
+    }
 }
