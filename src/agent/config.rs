@@ -1,6 +1,7 @@
 //! The agent's TOML config, checked before anything starts. Relative paths are relative to
 //! the config file's directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,12 +30,10 @@ struct RawAgent {
 #[serde(deny_unknown_fields)]
 struct RawApplication {
     name: String,
-    #[serde(default = "yes")]
-    running: bool,
-}
-
-fn yes() -> bool {
-    true
+    /// Whether it is running, when no `process` says it; by default yes.
+    running: Option<bool>,
+    /// The name of the process whose presence means the application is running.
+    process: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,7 +69,12 @@ pub struct AgentConfig {
     pub name: Option<String>,
     pub token: Option<String>,
     pub time_zone: Option<String>,
+    /// The `[[application]]` entries. For one listed in `application_processes`, `running`
+    /// is only a placeholder (false): its state is read from the machine when asked (see
+    /// [`crate::agent::apps::Applications`]).
     pub applications: Vec<Application>,
+    /// Application name → the process name whose presence means it is running.
+    pub application_processes: BTreeMap<String, String>,
     pub keep_alive: Duration,
     pub idle_timeout: Duration,
     pub link: LinkPolicy,
@@ -115,6 +119,40 @@ impl AgentConfig {
             l.backoff_max_ms,
         )
         .map_err(|(key, problem)| invalid(key, problem))?;
+        let mut applications: Vec<Application> = Vec::new();
+        let mut application_processes = BTreeMap::new();
+        for a in raw.application {
+            if a.name.trim().is_empty() {
+                return Err(invalid("application.name", "must not be empty".into()));
+            }
+            if applications.iter().any(|b| b.name == a.name) {
+                return Err(invalid(
+                    "application.name",
+                    format!("{:?} is listed twice", a.name),
+                ));
+            }
+            let running = match a.process {
+                None => a.running.unwrap_or(true),
+                Some(process) => {
+                    check_process_name(&process).map_err(|e| invalid("application.process", e))?;
+                    if a.running.is_some() {
+                        return Err(invalid(
+                            "application.running",
+                            format!(
+                                "{:?} has a `process`, which says whether it is running: give one or the other",
+                                a.name
+                            ),
+                        ));
+                    }
+                    application_processes.insert(a.name.clone(), process);
+                    false
+                }
+            };
+            applications.push(Application {
+                name: a.name,
+                running,
+            });
+        }
         let anchored = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(AgentConfig {
             server_host: host,
@@ -124,14 +162,8 @@ impl AgentConfig {
             name: raw.name,
             token: raw.token,
             time_zone: raw.time_zone,
-            applications: raw
-                .application
-                .into_iter()
-                .map(|a| Application {
-                    name: a.name,
-                    running: a.running,
-                })
-                .collect(),
+            applications,
+            application_processes,
             keep_alive: Duration::from_millis(l.keep_alive_ms),
             idle_timeout: Duration::from_millis(l.idle_timeout_ms),
             link: LinkPolicy {
@@ -142,6 +174,19 @@ impl AgentConfig {
             rejected_retry: Duration::from_secs(l.rejected_retry_s.max(1)),
         })
     }
+}
+
+/// A process name as the kernel knows it: a file name, not a path.
+fn check_process_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.contains('/') || name.contains('\0') {
+        return Err(format!(
+            "{name:?} must be a process name (as `ps -e` shows it), not a path"
+        ));
+    }
+    Ok(())
 }
 
 /// "host:port", "[v6]:port"; the port must be 1 to 65535.
@@ -178,5 +223,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`link.keep_alive_ms`"), "{e}");
+    }
+
+    #[test]
+    fn applications_by_flag_or_by_process() {
+        let head = "server = \"h:1\"\nca = \"c\"\ndata = \"d\"\n";
+        let c = parse(&format!(
+            "{head}[[application]]\nname = \"Office\"\nprocess = \"soffice.bin\"\n\
+             [[application]]\nname = \"Off\"\nrunning = false\n"
+        ))
+        .unwrap();
+        assert_eq!(c.applications.len(), 2);
+        assert_eq!(
+            c.application_processes.get("Office").map(String::as_str),
+            Some("soffice.bin")
+        );
+        assert!(!c.applications[1].running);
+        assert!(!c.application_processes.contains_key("Off"));
+        for (apps, key) in [
+            (
+                "name = \"A\"\nprocess = \"a\"\nrunning = true\n",
+                "`application.running`",
+            ),
+            (
+                "name = \"A\"\nprocess = \"/usr/bin/a\"\n",
+                "`application.process`",
+            ),
+            ("name = \"A\"\nprocess = \"\"\n", "`application.process`"),
+            ("name = \"\"\n", "`application.name`"),
+            (
+                "name = \"A\"\n[[application]]\nname = \"A\"\n",
+                "`application.name`",
+            ),
+        ] {
+            let e = parse(&format!("{head}[[application]]\n{apps}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{apps}: {e}");
+        }
     }
 }

@@ -17,18 +17,21 @@ pub use crate::model::task::{Details, Inventory, Outcome, Package, ScanMatch, Ta
 pub const MAX_CAPTURE: usize = 64 * 1024;
 /// Scan matches listed in [`Details::Scan`]; all are counted in the description.
 pub const MAX_SCAN_MATCHES: usize = 1000;
+/// The description of every executor's outcome when its run was cancelled: state Failed,
+/// progress 0. Whoever asked for the cancellation may replace it with the reason.
+pub const CANCELLED: &str = "cancelled";
 
 /// Executes a payload. Never panics on bad input: a bad payload is an Outcome with state Failed
 /// and a description saying why. `seed` makes `Simulate` deterministic per (device, run): the
-/// same seed gives the same outcome. `cancel` turning true stops the run ("cancelled"); a
-/// dropped sender means no cancellation.
+/// same seed gives the same outcome. `cancel` turning true stops the run (an outcome that
+/// [`is_cancelled`]); a dropped sender means no cancellation.
 pub async fn execute(
     payload: &TaskPayload,
     seed: u64,
     mut cancel: watch::Receiver<bool>,
 ) -> Outcome {
     if *cancel.borrow() {
-        return Outcome::failed("cancelled");
+        return Outcome::failed(CANCELLED);
     }
     let outcome = match payload {
         TaskPayload::Command {
@@ -64,8 +67,13 @@ pub async fn execute(
     outcome
 }
 
+/// Whether an executor ended `outcome` because its run was cancelled.
+pub fn is_cancelled(outcome: &Outcome) -> bool {
+    outcome.state == crate::model::task::DeviceState::Failed && outcome.description == CANCELLED
+}
+
 /// Resolves once cancellation is asked for; never if the sender is gone without asking.
-async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+pub(crate) async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     if cancel.wait_for(|c| *c).await.is_err() {
         std::future::pending::<()>().await;
     }

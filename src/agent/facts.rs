@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 
+use super::apps::Applications;
 use super::config::AgentConfig;
 use crate::agent::exec::{self, Details, TaskPayload};
 use crate::model::device::{Application, DeviceFacts};
@@ -30,7 +31,9 @@ pub async fn of_this_machine(config: &AgentConfig) -> DeviceFacts {
         os: inventory.os,
         agent_version: SOFTWARE_VERSION.to_string(),
         tags: Vec::new(),
-        applications: config.applications.clone(),
+        applications: std::sync::Arc::new(Applications::from_config(config))
+            .snapshot_async()
+            .await,
         time_zone: config.time_zone.clone().unwrap_or_else(local_time_zone),
     }
 }

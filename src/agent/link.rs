@@ -1,5 +1,6 @@
-//! One device's link to its server: enroll, keep the connection, take run orders, run each
-//! at most once, and deliver every result until the server says it has stored it.
+//! One device's link to its server: enroll, keep the connection, take run orders (acknowledging
+//! each), run each at most once, and deliver every result until the server says it has
+//! stored it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,15 +12,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 use tracing::Instrument;
 
+use super::apps::Applications;
+use super::run::{APPLICATION_CHECK_EVERY, Runner};
 use super::{DeviceLinkState, Shared, client_config};
-use crate::agent::exec;
 use crate::model::device::DeviceFacts;
 use crate::model::task::Outcome;
 use crate::net::conn::{describe_connection_error, describe_io};
-use crate::server::now_ms;
 use crate::store::agent::{Identity, LocalRunState};
 use crate::sync::link::UpstreamLink;
-use crate::wire::msg::{AgentHello, AgentToServer, RunOrder, RunResult, Secret, ServerToAgent};
+use crate::wire::msg::{AgentHello, AgentToServer, RunOrder, Secret, ServerToAgent};
 use crate::wire::{self, FrameError};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,8 +34,9 @@ pub(super) struct Device {
     endpoint: quinn::Endpoint,
     server: SocketAddr,
     client: quinn::ClientConfig,
-    /// Results and start notices of runs, from their executors to whichever link is up.
-    outbox_tx: mpsc::UnboundedSender<AgentToServer>,
+    /// Runs orders; its outbox carries acknowledgements, start notices and results to
+    /// whichever link is up.
+    runner: Runner,
     outbox_rx: mpsc::UnboundedReceiver<AgentToServer>,
     cancels: HashMap<u64, watch::Sender<bool>>,
 }
@@ -52,12 +54,20 @@ impl Device {
         index: usize,
         identity: Identity,
         facts: DeviceFacts,
+        apps: Arc<Applications>,
         shared: Arc<Shared>,
         endpoint: quinn::Endpoint,
         server: SocketAddr,
     ) -> anyhow::Result<Device> {
         let client = client_config(&shared, &identity)?;
         let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
+        let runner = Runner {
+            store: shared.store.clone(),
+            device_id: identity.device_id.clone(),
+            outbox: outbox_tx,
+            apps,
+            check_every: APPLICATION_CHECK_EVERY,
+        };
         Ok(Device {
             index,
             identity,
@@ -66,7 +76,7 @@ impl Device {
             endpoint,
             server,
             client,
-            outbox_tx,
+            runner,
             outbox_rx,
             cancels: HashMap::new(),
         })
@@ -132,9 +142,10 @@ impl Device {
         for run in runs {
             match run.state {
                 LocalRunState::Started => {
-                    let started = run.started.unwrap_or_else(now_ms);
                     let outcome = Outcome::failed("interrupted: the agent stopped during the run");
-                    self.finish(run.order.run_id, started, outcome).await;
+                    self.runner
+                        .finish(run.order.run_id, LocalRunState::Started, None, outcome)
+                        .await;
                 }
                 LocalRunState::Received => self.start_run(run.order),
                 LocalRunState::Finished => {}
@@ -160,6 +171,10 @@ impl Device {
             Ok(streams) => streams,
             Err(e) => return Ended::Failed(describe_connection_error(&e)),
         };
+        // Applications bound to a process are reported as they are now.
+        if self.runner.apps.reads_processes() {
+            self.facts.applications = self.runner.apps.snapshot_async().await;
+        }
         let hello = AgentHello {
             device_id: self.identity.device_id.clone(),
             token: self.shared.config.token.clone().map(Secret),
@@ -233,11 +248,7 @@ impl Device {
                             tracing::error!("cannot record the acknowledgement: {e}");
                         }
                     }
-                    Ok(Some(ServerToAgent::Cancel { run_id })) => {
-                        if let Some(cancel) = self.cancels.get(&run_id) {
-                            cancel.send_replace(true);
-                        }
-                    }
+                    Ok(Some(ServerToAgent::Cancel { run_id })) => self.cancel(run_id).await,
                     Ok(Some(ServerToAgent::Rejected { reason })) => return Ended::Rejected(reason),
                     Ok(Some(_)) => {}
                     Ok(None) => return Ended::Failed(closed_reason(conn, "the server closed the link")),
@@ -254,95 +265,47 @@ impl Device {
         }
     }
 
-    /// Keeps a new order and starts it; an order seen before is not run again.
+    /// Keeps a new order, acknowledges it and starts it; an order seen before is acknowledged
+    /// again (the first acknowledgement may have been lost) but not run again.
     async fn receive(&mut self, order: RunOrder) {
-        match self
+        let run_id = order.run_id;
+        let known = self
             .shared
             .store
             .receive_order(&self.identity.device_id, order.clone())
-            .await
-        {
-            Ok(true) => self.start_run(order),
-            Ok(false) => tracing::debug!(run_id = order.run_id, "order already received"),
-            Err(e) => tracing::error!("cannot store an order: {e}"),
+            .await;
+        match known {
+            Ok(new) => {
+                // Queued before the start notice, so the server hears of them in order.
+                let _ = self.runner.outbox.send(AgentToServer::Received { run_id });
+                if new {
+                    tracing::debug!(run_id, task = %order.task_name, "order received");
+                    self.start_run(order);
+                } else {
+                    tracing::debug!(run_id, "order already received");
+                }
+            }
+            Err(e) => tracing::error!(run_id, "cannot store an order: {e}"),
         }
     }
 
     fn start_run(&mut self, order: RunOrder) {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         self.cancels.insert(order.run_id, cancel_tx);
-        let store = self.shared.store.clone();
-        let device_id = self.identity.device_id.clone();
-        let outbox = self.outbox_tx.clone();
-        let seed = seed_of(&device_id, order.run_id);
-        tokio::spawn(async move {
-            let started = now_ms();
-            // Recorded before the executor starts: a crash from here on reports "interrupted".
-            let recorded = store
-                .update_run(&device_id, order.run_id, move |r| {
-                    r.state = LocalRunState::Started;
-                    r.started = Some(started);
-                })
-                .await;
-            if let Err(e) = recorded {
-                tracing::error!("cannot record the start of a run; not running it: {e}");
-                return;
-            }
-            let _ = outbox.send(AgentToServer::Started {
-                run_id: order.run_id,
-                at: started,
-            });
-            let outcome = exec::execute(&order.payload, seed, cancel_rx).await;
-            finish_run(&store, &device_id, &outbox, order.run_id, started, outcome).await;
-        });
+        let runner = self.runner.clone();
+        let seed = seed_of(&self.identity.device_id, order.run_id);
+        tokio::spawn(async move { runner.run(order, seed, cancel_rx).await }.in_current_span());
     }
 
-    async fn finish(&self, run_id: u64, started: i64, outcome: Outcome) {
-        finish_run(
-            &self.shared.store,
-            &self.identity.device_id,
-            &self.outbox_tx,
-            run_id,
-            started,
-            outcome,
-        )
-        .await;
-    }
-}
-
-/// Stores the result in the run log (the spool) before offering it to the server.
-async fn finish_run(
-    store: &crate::store::Store,
-    device_id: &str,
-    outbox: &mpsc::UnboundedSender<AgentToServer>,
-    run_id: u64,
-    started: i64,
-    outcome: Outcome,
-) {
-    let result = RunResult {
-        run_id,
-        started,
-        finished: now_ms(),
-        outcome,
-    };
-    let stored = result.clone();
-    let kept = store
-        .update_run(device_id, run_id, move |r| {
-            r.state = LocalRunState::Finished;
-            r.result = Some(stored.clone());
-        })
-        .await;
-    match kept {
-        Ok(()) => {
-            tracing::info!(
-                run_id,
-                state = result.outcome.state.as_str(),
-                "run finished: {}",
-                result.outcome.description
-            );
-            let _ = outbox.send(AgentToServer::Result(result));
+    /// An administrator cancels a run: a running one is stopped, and one received but not
+    /// started never starts.
+    async fn cancel(&mut self, run_id: u64) {
+        if let Some(cancel) = self.cancels.get(&run_id) {
+            cancel.send_replace(true);
         }
-        Err(e) => tracing::error!("cannot store a result: {e}"),
+        if self.runner.cancel_unstarted(run_id).await {
+            tracing::debug!(run_id, "run cancelled before it started");
+        }
     }
 }
 

@@ -2,10 +2,12 @@
 //! the executors of task types. `canopy agent` runs one device; `--simulate N` runs N
 //! simulated devices in one process, each with its own identity and QUIC connection.
 
+pub mod apps;
 pub mod config;
 pub mod exec;
 pub mod facts;
 mod link;
+pub mod run;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,6 +105,15 @@ impl Agents {
                 .map(|i| facts::simulated(i, s.seed))
                 .collect(),
         };
+        // A real device's applications are those of its config (some read live from the
+        // machine); a simulated device's are those of its facts, and never change.
+        let apps: Vec<Arc<apps::Applications>> = match simulation {
+            None => vec![Arc::new(apps::Applications::from_config(&config))],
+            Some(_) => facts
+                .iter()
+                .map(|f| Arc::new(apps::Applications::fixed(&f.applications)))
+                .collect(),
+        };
         let mut resolver = AddressResolver::system();
         let bind: SocketAddr = "0.0.0.0:0".parse()?;
         let server = resolver
@@ -131,10 +142,18 @@ impl Agents {
             config,
         });
         let mut tasks = tokio::task::JoinSet::new();
-        for (index, (identity, facts)) in identities.into_iter().zip(facts).enumerate() {
+        let devices = identities.into_iter().zip(facts).zip(apps);
+        for (index, ((identity, facts), apps)) in devices.enumerate() {
             let endpoint = endpoints[index / DEVICES_PER_ENDPOINT].clone();
-            let device =
-                link::Device::new(index, identity, facts, shared.clone(), endpoint, server)?;
+            let device = link::Device::new(
+                index,
+                identity,
+                facts,
+                apps,
+                shared.clone(),
+                endpoint,
+                server,
+            )?;
             tasks.spawn(device.run());
         }
         Ok(Agents {

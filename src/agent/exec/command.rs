@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use super::{Details, MAX_CAPTURE, Outcome, cancelled};
+use super::{CANCELLED, Details, MAX_CAPTURE, Outcome, cancelled};
 use crate::model::task::DeviceState;
 
 /// Bytes kept from one output stream, and whether some were dropped.
@@ -84,7 +84,7 @@ pub(super) async fn run(
         }
         End::Cancelled => {
             kill(&mut child, program).await;
-            (DeviceState::Failed, "cancelled".to_string(), None, 0)
+            (DeviceState::Failed, CANCELLED.to_string(), None, 0)
         }
     };
     let (stdout, stdout_truncated) = out.into_text();

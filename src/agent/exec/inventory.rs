@@ -8,7 +8,7 @@ use std::path::Path;
 
 use tokio::sync::watch;
 
-use super::{Details, Inventory, Outcome, Package, cancelled, count};
+use super::{CANCELLED, Details, Inventory, Outcome, Package, cancelled, count};
 use crate::model::task::DeviceState;
 
 /// OS name when /etc/os-release has none.
@@ -19,7 +19,7 @@ pub(super) async fn run(cancel: &mut watch::Receiver<bool>) -> Outcome {
     let collecting = tokio::task::spawn_blocking(|| collect(Path::new("/")));
     let collected = tokio::select! {
         collected = collecting => collected,
-        () = cancelled(cancel) => return Outcome::failed("cancelled"),
+        () = cancelled(cancel) => return Outcome::failed(CANCELLED),
     };
     match collected {
         Ok(inventory) => {

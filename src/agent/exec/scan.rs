@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ring::digest;
 use tokio::sync::watch;
 
-use super::{Details, MAX_SCAN_MATCHES, Outcome, ScanMatch, cancelled, count};
+use super::{CANCELLED, Details, MAX_SCAN_MATCHES, Outcome, ScanMatch, cancelled, count};
 use crate::model::task::DeviceState;
 
 /// Read size when hashing: large enough to stream big files cheaply.
@@ -38,12 +38,12 @@ pub(super) async fn run(
         () = cancelled(cancel) => {
             // Not waiting for the thread: a read stuck on a slow file must not delay the answer.
             stop.store(true, Ordering::Relaxed);
-            return Outcome::failed("cancelled");
+            return Outcome::failed(CANCELLED);
         }
     };
     match walked {
         Ok(Some(tally)) => tally.outcome(),
-        Ok(None) => Outcome::failed("cancelled"),
+        Ok(None) => Outcome::failed(CANCELLED),
         Err(e) => Outcome::failed(format!("scan stopped: {e}")),
     }
 }

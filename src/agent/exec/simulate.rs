@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
-use super::{Details, Outcome, cancelled};
+use super::{CANCELLED, Details, Outcome, cancelled};
 use crate::model::task::DeviceState;
 
 /// Relative chances of each final state.
@@ -31,7 +31,7 @@ pub(super) async fn run(
     };
     tokio::select! {
         () = tokio::time::sleep(Duration::from_millis(duration_ms.into())) => {}
-        () = cancelled(cancel) => return Outcome::failed("cancelled"),
+        () = cancelled(cancel) => return Outcome::failed(CANCELLED),
     }
     let description = format!("simulated {}", state.as_str());
     Outcome {

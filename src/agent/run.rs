@@ -1,0 +1,503 @@
+//! One run of an order on a device: the application gate, the start recorded before the
+//! executor begins, cancellation (by an administrator, or because the application stopped),
+//! and the result kept in the run log before it is offered to the server.
+//!
+//! Every change of a run's state in the log is conditional on the state it changes from, so
+//! whichever of "start", "cancelled before it started" or "not started" comes first wins and a
+//! run is never both started and refused, nor run twice.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::apps::{AppStatus, Applications};
+use super::exec;
+use crate::model::task::Outcome;
+use crate::server::now_ms;
+use crate::store::Store;
+use crate::store::agent::LocalRunState;
+use crate::wire::msg::{AgentToServer, RunOrder, RunResult};
+
+/// The description of a run an administrator cancelled while it ran.
+pub const CANCELLED_BY_ADMIN: &str = "cancelled by an administrator";
+/// The description of a run an administrator cancelled before it started.
+pub const CANCELLED_BEFORE_START: &str = "cancelled by an administrator before it started";
+/// How often the application of a running run is checked.
+pub const APPLICATION_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// What the runs of one device share: its run log, the way to its server, its applications.
+#[derive(Clone)]
+pub struct Runner {
+    pub store: Store,
+    pub device_id: String,
+    /// Start notices and results, to whichever link to the server is up.
+    pub outbox: mpsc::UnboundedSender<AgentToServer>,
+    pub apps: Arc<Applications>,
+    /// How often the application of a running run is checked ([`APPLICATION_CHECK_EVERY`]).
+    pub check_every: Duration,
+}
+
+impl Runner {
+    /// Runs an order already kept in the run log (as received), at most once. It does not
+    /// start if `cancel` is already true, if the run is no longer `Received` in the log, or if
+    /// its application is not installed or not running (then it ends Failed, "not started:
+    /// ..."). While it runs, `cancel` turning true (an administrator) or its application
+    /// stopping cancels the executor, and the result says which.
+    pub async fn run(&self, order: RunOrder, seed: u64, cancel: watch::Receiver<bool>) {
+        let run_id = order.run_id;
+        if *cancel.borrow() {
+            let outcome = Outcome::failed(CANCELLED_BEFORE_START);
+            self.finish(run_id, LocalRunState::Received, None, outcome)
+                .await;
+            return;
+        }
+        let application = order.application.as_str();
+        let why = match self.apps.check(application).await {
+            AppStatus::Running => None,
+            AppStatus::Stopped => Some("is not running"),
+            AppStatus::NotInstalled => Some("is not installed"),
+        };
+        if let Some(why) = why {
+            let outcome = Outcome::failed(format!(
+                "not started: application \"{application}\" {why} on this device"
+            ));
+            self.finish(run_id, LocalRunState::Received, None, outcome)
+                .await;
+            return;
+        }
+        let started = now_ms();
+        let began = Arc::new(AtomicBool::new(false));
+        // Recorded before the executor starts: a crash from here on reports "interrupted".
+        let recorded = {
+            let began = Arc::clone(&began);
+            self.store
+                .update_run(&self.device_id, run_id, move |r| {
+                    // The change may be tried more than once: what counts is its last try.
+                    let starts = r.state == LocalRunState::Received;
+                    if starts {
+                        r.state = LocalRunState::Started;
+                        r.started = Some(started);
+                    }
+                    began.store(starts, Ordering::Relaxed);
+                })
+                .await
+        };
+        if let Err(e) = recorded {
+            tracing::error!(
+                run_id,
+                "cannot record the start of a run; not running it: {e}"
+            );
+            return;
+        }
+        if !began.load(Ordering::Relaxed) {
+            tracing::debug!(
+                run_id,
+                "not starting a run that is no longer waiting to start"
+            );
+            return;
+        }
+        let _ = self.outbox.send(AgentToServer::Started {
+            run_id,
+            at: started,
+        });
+        tracing::info!(
+            task = %order.task_name,
+            run_id,
+            application,
+            state = "running",
+            "run started"
+        );
+        let outcome = self.execute(&order, seed, cancel).await;
+        self.finish(run_id, LocalRunState::Started, Some(started), outcome)
+            .await;
+    }
+
+    /// Runs the executor until it ends, or until an administrator or the application stopping
+    /// cancels it; a cancelled executor's outcome then says why.
+    async fn execute(
+        &self,
+        order: &RunOrder,
+        seed: u64,
+        mut cancel: watch::Receiver<bool>,
+    ) -> Outcome {
+        let (stop, stopped) = watch::channel(false);
+        let executing = exec::execute(&order.payload, seed, stopped);
+        tokio::pin!(executing);
+        let reason = tokio::select! {
+            outcome = &mut executing => return outcome,
+            () = exec::cancelled(&mut cancel) => CANCELLED_BY_ADMIN.to_string(),
+            () = self.until_stopped(&order.application) => format!(
+                "cancelled: application \"{}\" stopped on this device",
+                order.application
+            ),
+        };
+        stop.send_replace(true);
+        let outcome = executing.await;
+        if exec::is_cancelled(&outcome) {
+            Outcome {
+                description: reason,
+                ..outcome
+            }
+        } else {
+            // It ended on its own before it saw the cancellation: what it did stands.
+            outcome
+        }
+    }
+
+    /// Resolves once `application` is no longer running; never for one that cannot stop.
+    async fn until_stopped(&self, application: &str) {
+        if !self.apps.may_change(application) {
+            return std::future::pending().await;
+        }
+        let every = self.check_every.max(Duration::from_millis(10));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if self.apps.check(application).await != AppStatus::Running {
+                return;
+            }
+        }
+    }
+
+    /// An order received but not started never starts: it ends Failed, "cancelled by an
+    /// administrator before it started". False if it was not waiting to start.
+    pub async fn cancel_unstarted(&self, run_id: u64) -> bool {
+        let outcome = Outcome::failed(CANCELLED_BEFORE_START);
+        self.finish(run_id, LocalRunState::Received, None, outcome)
+            .await
+    }
+
+    /// Ends run `run_id` with `outcome` if the log has it in state `from`: the result is
+    /// stored in the run log (the spool) before it is offered to the server. `started` is
+    /// the log's start time when None (the finish time for a run that never started). True
+    /// if this call ended the run.
+    pub async fn finish(
+        &self,
+        run_id: u64,
+        from: LocalRunState,
+        started: Option<i64>,
+        outcome: Outcome,
+    ) -> bool {
+        let finished = now_ms();
+        let ended: Arc<Mutex<Option<(String, RunResult)>>> = Arc::default();
+        let kept = {
+            let ended = Arc::clone(&ended);
+            self.store
+                .update_run(&self.device_id, run_id, move |r| {
+                    // The change may be tried more than once: what counts is its last try.
+                    let mut ended = ended.lock().unwrap_or_else(|e| e.into_inner());
+                    *ended = None;
+                    if r.state != from {
+                        return;
+                    }
+                    let result = RunResult {
+                        run_id,
+                        started: started.or(r.started).unwrap_or(finished),
+                        finished,
+                        outcome: outcome.clone(),
+                    };
+                    r.state = LocalRunState::Finished;
+                    r.result = Some(result.clone());
+                    *ended = Some((r.order.task_name.clone(), result));
+                })
+                .await
+        };
+        if let Err(e) = kept {
+            tracing::error!(run_id, "cannot store a result: {e}");
+            return false;
+        }
+        let ended = ended.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some((task, result)) = ended else {
+            return false;
+        };
+        tracing::info!(
+            task = %task,
+            run_id,
+            state = result.outcome.state.as_str(),
+            description = %result.outcome.description,
+            "run finished: {}",
+            result.outcome.description
+        );
+        let _ = self.outbox.send(AgentToServer::Result(result));
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::agent::apps::tests::{sleep_copy, until_running};
+    use crate::agent::config::AgentConfig;
+    use crate::model::device::Application;
+    use crate::model::task::{AGENT_APPLICATION, DeviceState, TaskPayload};
+    use crate::store::agent::LocalRun;
+
+    const DEVICE: &str = "device-1";
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        runner: Runner,
+        outbox: mpsc::UnboundedReceiver<AgentToServer>,
+    }
+
+    async fn fixture(apps: Applications) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.redb");
+        let store = tokio::task::spawn_blocking(move || Store::open_agent(&path))
+            .await
+            .unwrap()
+            .unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        Fixture {
+            dir,
+            runner: Runner {
+                store,
+                device_id: DEVICE.to_string(),
+                outbox: tx,
+                apps: Arc::new(apps),
+                check_every: Duration::from_millis(100),
+            },
+            outbox: rx,
+        }
+    }
+
+    fn order(run_id: u64, application: &str, payload: TaskPayload) -> RunOrder {
+        RunOrder {
+            run_id,
+            task_id: 1,
+            task_name: format!("task {run_id}"),
+            application: application.to_string(),
+            payload,
+        }
+    }
+
+    fn simulate(duration_ms: u32) -> TaskPayload {
+        TaskPayload::Simulate {
+            duration_ms,
+            succeeded: 1,
+            warning: 0,
+            failed: 0,
+            need_restart_percent: 0,
+        }
+    }
+
+    impl Fixture {
+        /// Keeps `order` as received and runs it to its end, within 10 s.
+        async fn run(&self, order: RunOrder, cancel: watch::Receiver<bool>) -> LocalRun {
+            let run_id = order.run_id;
+            assert!(
+                self.runner
+                    .store
+                    .receive_order(DEVICE, order.clone())
+                    .await
+                    .unwrap()
+            );
+            tokio::time::timeout(Duration::from_secs(10), self.runner.run(order, 7, cancel))
+                .await
+                .expect("the run ends");
+            self.log(run_id).await
+        }
+
+        async fn log(&self, run_id: u64) -> LocalRun {
+            let runs = self.runner.store.local_runs(DEVICE).await.unwrap();
+            runs.into_iter()
+                .find(|r| r.order.run_id == run_id)
+                .expect("the run is in the log")
+        }
+
+        /// What was offered to the server so far.
+        fn sent(&mut self) -> Vec<AgentToServer> {
+            std::iter::from_fn(|| self.outbox.try_recv().ok()).collect()
+        }
+    }
+
+    fn no_cancel() -> watch::Receiver<bool> {
+        watch::channel(false).1
+    }
+
+    fn result_of(run: &LocalRun) -> &RunResult {
+        assert_eq!(run.state, LocalRunState::Finished);
+        run.result.as_ref().expect("a finished run has a result")
+    }
+
+    #[tokio::test]
+    async fn a_run_of_an_application_not_running_is_not_executed() {
+        let apps = Applications::fixed(&[Application {
+            name: "Stopped App".into(),
+            running: false,
+        }]);
+        let mut f = fixture(apps).await;
+        let marker = f.dir.path().join("ran");
+        let touch = TaskPayload::Command {
+            program: "/usr/bin/touch".into(),
+            args: vec![marker.to_string_lossy().into_owned()],
+            time_limit_secs: 10,
+        };
+        let run = f
+            .run(order(1, "Stopped App", touch.clone()), no_cancel())
+            .await;
+        let result = result_of(&run).clone();
+        assert_eq!(result.outcome.state, DeviceState::Failed);
+        assert_eq!(result.outcome.progress, 0);
+        assert_eq!(
+            result.outcome.description,
+            "not started: application \"Stopped App\" is not running on this device"
+        );
+        assert_eq!(run.started, None, "never recorded as started");
+        assert_eq!(
+            f.sent(),
+            [AgentToServer::Result(result)],
+            "no Started notice"
+        );
+
+        let run = f
+            .run(order(2, "Missing App", touch.clone()), no_cancel())
+            .await;
+        assert_eq!(
+            result_of(&run).outcome.description,
+            "not started: application \"Missing App\" is not installed on this device"
+        );
+        assert!(!marker.exists(), "the command never ran");
+
+        // The agent's own tasks always run.
+        let run = f.run(order(3, AGENT_APPLICATION, touch), no_cancel()).await;
+        assert_eq!(result_of(&run).outcome.state, DeviceState::Succeeded);
+        assert!(marker.exists());
+        let sent = f.sent();
+        assert!(
+            matches!(sent[1], AgentToServer::Started { run_id: 3, .. }),
+            "{sent:?}"
+        );
+        assert!(matches!(&sent[2], AgentToServer::Result(r) if r.run_id == 3));
+    }
+
+    #[tokio::test]
+    async fn a_run_is_cancelled_when_its_application_stops() {
+        let (_dir, program, name) = sleep_copy(12);
+        let text = format!(
+            "server = \"h:1\"\nca = \"c\"\ndata = \"d\"\n[[application]]\nname = \"Watched\"\n\
+             process = \"{name}\"\n"
+        );
+        let config = AgentConfig::parse(
+            &text,
+            std::path::Path::new("a.toml"),
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let mut f = fixture(Applications::from_config(&config)).await;
+        let mut app = std::process::Command::new(&program)
+            .arg("30")
+            .spawn()
+            .unwrap();
+        until_running(&name, true);
+        let killer = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            app.kill().unwrap();
+            app.wait().unwrap();
+        });
+        let began = Instant::now();
+        let run = f
+            .run(order(1, "Watched", simulate(60_000)), no_cancel())
+            .await;
+        killer.await.unwrap();
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            began.elapsed()
+        );
+        let result = result_of(&run).clone();
+        assert_eq!(result.outcome.state, DeviceState::Failed);
+        assert_eq!(result.outcome.progress, 0);
+        assert_eq!(
+            result.outcome.description,
+            "cancelled: application \"Watched\" stopped on this device"
+        );
+        assert!(run.started.is_some());
+        let sent = f.sent();
+        assert!(
+            matches!(sent[0], AgentToServer::Started { run_id: 1, .. }),
+            "{sent:?}"
+        );
+        assert_eq!(sent[1], AgentToServer::Result(result));
+
+        // Stopped now: the next run does not start.
+        let run = f.run(order(2, "Watched", simulate(0)), no_cancel()).await;
+        assert_eq!(
+            result_of(&run).outcome.description,
+            "not started: application \"Watched\" is not running on this device"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_cancelled_by_an_administrator_says_so() {
+        let mut f = fixture(Applications::default()).await;
+        let (cancel, cancelled) = watch::channel(false);
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cancel.send_replace(true);
+            cancel
+        });
+        let sleep = TaskPayload::Command {
+            program: "/bin/sleep".into(),
+            args: vec!["30".into()],
+            time_limit_secs: 60,
+        };
+        let run = f.run(order(1, AGENT_APPLICATION, sleep), cancelled).await;
+        drop(canceller.await.unwrap());
+        let outcome = &result_of(&run).outcome;
+        assert_eq!(outcome.state, DeviceState::Failed);
+        assert_eq!(outcome.description, CANCELLED_BY_ADMIN);
+        assert!(matches!(
+            outcome.details,
+            crate::model::task::Details::Command { .. }
+        ));
+        assert_eq!(f.sent().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_run_cancelled_before_it_started_never_starts() {
+        let mut f = fixture(Applications::default()).await;
+        let o = order(1, AGENT_APPLICATION, simulate(0));
+        assert!(
+            f.runner
+                .store
+                .receive_order(DEVICE, o.clone())
+                .await
+                .unwrap()
+        );
+        assert!(f.runner.cancel_unstarted(1).await);
+        assert!(!f.runner.cancel_unstarted(1).await, "only once");
+        // The runner comes too late: nothing runs, nothing more is reported.
+        f.runner.run(o, 7, no_cancel()).await;
+        let run = f.log(1).await;
+        let result = result_of(&run).clone();
+        assert_eq!(result.outcome.description, CANCELLED_BEFORE_START);
+        assert_eq!(run.started, None);
+        assert_eq!(f.sent(), [AgentToServer::Result(result)]);
+
+        // Cancelled as it was about to start.
+        let (cancel, cancelled) = watch::channel(false);
+        cancel.send_replace(true);
+        let run = f
+            .run(order(2, AGENT_APPLICATION, simulate(0)), cancelled)
+            .await;
+        assert_eq!(result_of(&run).outcome.description, CANCELLED_BEFORE_START);
+        assert_eq!(f.sent().len(), 1);
+
+        // A finished run is not cancelled after the fact.
+        let run = f
+            .run(order(3, AGENT_APPLICATION, simulate(0)), no_cancel())
+            .await;
+        assert_eq!(result_of(&run).outcome.state, DeviceState::Succeeded);
+        assert!(!f.runner.cancel_unstarted(3).await);
+        assert_eq!(
+            result_of(&f.log(3).await).outcome.state,
+            DeviceState::Succeeded
+        );
+    }
+}
