@@ -308,11 +308,13 @@ async fn session(
         old.conn
             .close(close::REPLACED.into(), b"replaced by a newer connection");
     }
-    for order in orders {
-        if wire::write_frame(&mut send, &ServerToAgent::Run(order))
-            .await
-            .is_err()
-        {
+    let local_tasks = node.local_tasks_of(&id).await;
+    let queued = local_tasks
+        .into_iter()
+        .map(ServerToAgent::LocalTask)
+        .chain(orders.into_iter().map(ServerToAgent::Run));
+    for msg in queued {
+        if wire::write_frame(&mut send, &msg).await.is_err() {
             break;
         }
     }
@@ -353,6 +355,9 @@ async fn session(
                             }
                             Err(e) => tracing::error!(run_id, "cannot store a result: {e}"),
                         }
+                    }
+                    Ok(Some(AgentToServer::LocalTaskEdit { task_id, base_revision, schedule })) => {
+                        node.device_edit(&id, task_id, base_revision, schedule).await;
                     }
                     Ok(None) => break "the device closed the link".to_string(),
                     Err(FrameError::Io(e)) => break describe_io(&e),

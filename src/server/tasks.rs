@@ -18,14 +18,14 @@ use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::GroupTree;
 use crate::model::scope::{self, ListEntry, Scope, Selection};
 use crate::model::task::{
-    AGENT_APPLICATION, ChangedBy, DeviceProgress, DeviceState, Notify, Outcome, RunId, RunRecord,
+    AGENT_APPLICATION, ChangedBy, DeviceEdit, DeviceProgress, DeviceState, Notify, Outcome, RunId, RunRecord,
     SERVER_APPLICATION, TaskAccount, TaskRecord, TaskSettings, TaskType,
 };
 use crate::model::{EventKind, Severity, format_time};
 use crate::net::resolve::AddressResolver;
 use crate::store::StoreError;
 use crate::wire::msg::{
-    AccountSpec, AdminResponse, ErrorKind, RunView, ScopeSpec, ServerToAgent, TaskChanges,
+    AccountSpec, AdminResponse, ErrorKind, LocalTaskDef, RunView, ScopeSpec, ServerToAgent, TaskChanges,
     TaskRequest, TaskSpec, TaskView,
 };
 
@@ -149,6 +149,21 @@ async fn view(node: &Node, task: &TaskRecord) -> TaskView {
         },
         last_run,
     }
+}
+
+/// A local task as its device keeps it.
+fn local_def(task: &TaskRecord) -> Option<LocalTaskDef> {
+    let TaskType::Device(payload) = &task.task_type else {
+        return None;
+    };
+    Some(LocalTaskDef {
+        task_id: task.id,
+        name: task.name.clone(),
+        revision: task.revision,
+        application: task.application.clone(),
+        payload: payload.clone(),
+        schedule: task.settings.schedule.clone(),
+    })
 }
 
 fn run_view(run: &RunRecord) -> RunView {
@@ -447,6 +462,7 @@ async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<Ad
     );
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
+    node.push_local_task(&task, false).await;
     if task.settings.schedule == crate::model::schedule::Schedule::Immediately {
         start_run(node, &session.user, &task, None).await?;
     }
@@ -530,6 +546,11 @@ async fn edit(
     );
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
+    if task.scope != updated.scope {
+        // A local task moved to another device: the old one forgets it.
+        node.push_local_task(&task, true).await;
+    }
+    node.push_local_task(&updated, false).await;
     Ok(AdminResponse::Task(Box::new(view(node, &updated).await)))
 }
 
@@ -551,6 +572,7 @@ async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminRespons
     );
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
+    node.push_local_task(&task, true).await;
     Ok(AdminResponse::Done {
         message: format!("task {:?} deleted with its results", task.name),
     })
@@ -725,6 +747,78 @@ async fn results(
 }
 
 impl Node {
+    /// A device user's change to a local task of that device: applied unless an
+    /// administrator changed the task since the revision the user started from. Either way
+    /// the device is sent the task as it now is.
+    pub(super) async fn device_edit(
+        &self,
+        device_id: &str,
+        task_id: u64,
+        base_revision: u32,
+        schedule: crate::model::schedule::Schedule,
+    ) {
+        let decided = self
+            .store
+            .device_edit(task_id, device_id, base_revision, schedule, now_ms())
+            .await;
+        let (task, decision) = match decided {
+            Ok(Some(decided)) => decided,
+            Ok(None) => {
+                let msg = format!(
+                    "device {device_id} sent a change to task #{task_id}, which is not one of its local tasks; ignored"
+                );
+                self.event(Severity::Warning, EventKind::TaskChanged, msg).await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(task_id, "cannot apply a device user's change: {e}");
+                return;
+            }
+        };
+        let msg = match decision {
+            DeviceEdit::Apply => format!(
+                "local task {:?} (#{task_id}) changed by the user of device {device_id}: schedule {}",
+                task.name, task.settings.schedule
+            ),
+            DeviceEdit::AdministratorWins => format!(
+                "the change by the user of device {device_id} to local task {:?} (#{task_id}) was dropped: an administrator changed it since revision {base_revision}, and the administrator's change wins",
+                task.name
+            ),
+        };
+        self.event(Severity::Info, EventKind::TaskChanged, msg).await;
+        if let Some(def) = local_def(&task) {
+            self.tell_device(device_id, ServerToAgent::LocalTask(def)).await;
+        }
+    }
+
+    /// Tells a device about a local task of its own as it is now (or that it is gone).
+    pub(super) async fn push_local_task(&self, task: &TaskRecord, deleted: bool) {
+        let Scope::Local { device_id } = &task.scope else {
+            return;
+        };
+        let msg = match local_def(task) {
+            Some(_) if deleted => ServerToAgent::LocalTaskDeleted { task_id: task.id },
+            Some(def) => ServerToAgent::LocalTask(def),
+            None => return,
+        };
+        self.tell_device(device_id, msg).await;
+    }
+
+    /// The local tasks of a device, for the device as it connects.
+    pub(super) async fn local_tasks_of(&self, device_id: &str) -> Vec<LocalTaskDef> {
+        match self.store.tasks().await {
+            Ok(tasks) => tasks
+                .iter()
+                .filter(|t| matches!(&t.scope, Scope::Local { device_id: d } if d == device_id))
+                .filter_map(local_def)
+                .collect(),
+            Err(e) => {
+                tracing::error!("cannot read tasks: {e}");
+                Vec::new()
+            }
+        }
+    }
+
     /// Sends a message to a device if it is connected now.
     pub(super) async fn tell_device(&self, device_id: &str, msg: ServerToAgent) {
         let tx = lock(&self.devices).get(device_id).map(|d| d.tx.clone());

@@ -1,17 +1,21 @@
 //! The device agent's database: its identity, the runs it received, and the results the
 //! server has not acknowledged yet. One file serves one agent, or every simulated device of
-//! a `--simulate` process (keyed by device).
+//! a `--simulate` process (keyed by device). It also keeps the device's local tasks, as the
+//! server last sent them, with the device user's change that the server has not answered yet.
 
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, StrTable, entries_with_prefix, get, put};
-use crate::wire::msg::{RunOrder, RunResult};
+use super::{Store, StoreError, StrTable, entries_with_prefix, get, put, remove};
+use crate::model::schedule::Schedule;
+use crate::wire::msg::{LocalTaskDef, RunOrder, RunResult};
 
 /// Identities by slot: "agent" for a real agent, "sim-N" for simulated device N.
 const IDENTITIES: StrTable = TableDefinition::new("identities");
 /// Runs by "device id/run id".
 const RUNS: StrTable = TableDefinition::new("runs");
+/// Local tasks by "device id/task id" (the id zero-padded to 20 digits).
+const LOCAL_TASKS: StrTable = TableDefinition::new("local_tasks");
 
 /// A device's identity: made at its first start and kept for its life.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,6 +51,37 @@ fn run_key(device_id: &str, run_id: u64) -> String {
     format!("{device_id}/{run_id:020}")
 }
 
+/// A schedule the device's user set, not confirmed by the server yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEdit {
+    /// The revision the user changed: the server drops the change if an administrator
+    /// changed the task since (the administrator's change wins).
+    pub base_revision: u32,
+    pub schedule: Schedule,
+}
+
+/// A local task of this device, as the server last sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalTask {
+    pub def: LocalTaskDef,
+    pub pending_edit: Option<PendingEdit>,
+}
+
+/// What [`Store::store_local_task`] did with a revision from the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalTaskStored {
+    /// Kept (new task, or a revision newer than or equal to the one held).
+    Stored,
+    /// Kept, and it answered the user's pending change (applied or overruled).
+    StoredEditSettled,
+    /// Older than the revision held: ignored.
+    Stale,
+}
+
+fn local_task_key(device_id: &str, task_id: u64) -> String {
+    format!("{device_id}/{task_id:020}")
+}
+
 impl Store {
     /// Opens an agent's database with its tables.
     pub fn open_agent(path: &std::path::Path) -> Result<Store, StoreError> {
@@ -54,6 +89,7 @@ impl Store {
         store.write_blocking(|txn| {
             txn.open_table(IDENTITIES)?;
             txn.open_table(RUNS)?;
+            txn.open_table(LOCAL_TASKS)?;
             Ok(())
         })?;
         Ok(store)
@@ -155,5 +191,262 @@ impl Store {
                 .collect())
         })
         .await
+    }
+
+    /// Keeps the revision of a local task the server sent, replacing the one held unless
+    /// that one is newer. A pending user change is settled (dropped) once the server sends a
+    /// revision newer than the one the change was made from, or the same revision already
+    /// with the changed schedule; otherwise it stays pending.
+    pub async fn store_local_task(
+        &self,
+        device_id: &str,
+        def: LocalTaskDef,
+    ) -> Result<LocalTaskStored, StoreError> {
+        let key = local_task_key(device_id, def.task_id);
+        self.write(move |txn| {
+            let mut table = txn.open_table(LOCAL_TASKS)?;
+            let held = get::<LocalTask>(&table, &key)?;
+            let mut pending_edit = None;
+            let mut settled = false;
+            if let Some(held) = held {
+                if def.revision < held.def.revision {
+                    return Ok(LocalTaskStored::Stale);
+                }
+                if let Some(edit) = held.pending_edit {
+                    let answered = def.revision > edit.base_revision
+                        || (def.revision == edit.base_revision && def.schedule == edit.schedule);
+                    if answered {
+                        settled = true;
+                    } else {
+                        pending_edit = Some(edit);
+                    }
+                }
+            }
+            let task = LocalTask {
+                def: def.clone(),
+                pending_edit,
+            };
+            put(&mut table, &key, &task)?;
+            Ok(if settled {
+                LocalTaskStored::StoredEditSettled
+            } else {
+                LocalTaskStored::Stored
+            })
+        })
+        .await
+    }
+
+    /// Forgets a local task the server deleted (with any pending change); whether it was held.
+    pub async fn delete_local_task(
+        &self,
+        device_id: &str,
+        task_id: u64,
+    ) -> Result<bool, StoreError> {
+        let key = local_task_key(device_id, task_id);
+        self.write(move |txn| {
+            let mut table = txn.open_table(LOCAL_TASKS)?;
+            remove(&mut table, &key)
+        })
+        .await
+    }
+
+    /// The local tasks of a device, by id.
+    pub async fn local_tasks(&self, device_id: &str) -> Result<Vec<LocalTask>, StoreError> {
+        let prefix = format!("{device_id}/");
+        self.read(move |txn| {
+            let table = txn.open_table(LOCAL_TASKS)?;
+            Ok(entries_with_prefix::<LocalTask>(&table, &prefix)?
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect())
+        })
+        .await
+    }
+
+    /// Records the device user's change of a local task's schedule, made from the revision
+    /// held now; it replaces an earlier pending change. `None` when there is nothing to
+    /// change (the task already has that schedule and no change is pending). Fails with
+    /// [`StoreError::Rejected`] if the device has no such task.
+    pub async fn set_pending_edit(
+        &self,
+        device_id: &str,
+        task_id: u64,
+        schedule: Schedule,
+    ) -> Result<Option<PendingEdit>, StoreError> {
+        let key = local_task_key(device_id, task_id);
+        self.write(move |txn| {
+            let mut table = txn.open_table(LOCAL_TASKS)?;
+            let Some(mut task) = get::<LocalTask>(&table, &key)? else {
+                return Err(StoreError::Rejected(format!(
+                    "this device has no local task #{task_id}"
+                )));
+            };
+            if task.pending_edit.is_none() && task.def.schedule == schedule {
+                return Ok(None);
+            }
+            let edit = PendingEdit {
+                base_revision: task.def.revision,
+                schedule: schedule.clone(),
+            };
+            task.pending_edit = Some(edit.clone());
+            put(&mut table, &key, &task)?;
+            Ok(Some(edit))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::task::TaskPayload;
+
+    fn def(task_id: u64, revision: u32, schedule: &str) -> LocalTaskDef {
+        LocalTaskDef {
+            task_id,
+            name: format!("task {task_id}"),
+            revision,
+            application: "Endpoint Security".into(),
+            payload: TaskPayload::Inventory,
+            schedule: Schedule::parse(schedule).unwrap(),
+        }
+    }
+
+    fn schedule(spec: &str) -> Schedule {
+        Schedule::parse(spec).unwrap()
+    }
+
+    async fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.redb");
+        let store = tokio::task::spawn_blocking(move || Store::open_agent(&path))
+            .await
+            .unwrap()
+            .unwrap();
+        (dir, store)
+    }
+
+    async fn one(store: &Store, device: &str, task_id: u64) -> LocalTask {
+        store
+            .local_tasks(device)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.def.task_id == task_id)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn revisions_replace_older_ones_only() {
+        let (_dir, store) = open().await;
+        let stored = store.store_local_task("d1", def(7, 2, "manual")).await;
+        assert_eq!(stored.unwrap(), LocalTaskStored::Stored);
+        // Another device's task of the same id is another task.
+        store
+            .store_local_task("d2", def(7, 9, "manual"))
+            .await
+            .unwrap();
+        let stale = store.store_local_task("d1", def(7, 1, "immediately")).await;
+        assert_eq!(stale.unwrap(), LocalTaskStored::Stale);
+        assert_eq!(one(&store, "d1", 7).await.def.revision, 2);
+        let same = store.store_local_task("d1", def(7, 2, "app-start")).await;
+        assert_eq!(same.unwrap(), LocalTaskStored::Stored);
+        assert_eq!(
+            one(&store, "d1", 7).await.def.schedule,
+            schedule("app-start")
+        );
+        store
+            .store_local_task("d1", def(3, 1, "manual"))
+            .await
+            .unwrap();
+        let ids: Vec<u64> = store
+            .local_tasks("d1")
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.def.task_id)
+            .collect();
+        assert_eq!(ids, [3, 7]);
+        assert!(store.delete_local_task("d1", 7).await.unwrap());
+        assert!(!store.delete_local_task("d1", 7).await.unwrap());
+        assert_eq!(store.local_tasks("d1").await.unwrap().len(), 1);
+        assert_eq!(store.local_tasks("d2").await.unwrap().len(), 1);
+        store.close().unwrap();
+    }
+
+    #[tokio::test]
+    async fn pending_edit_lives_until_a_newer_revision() {
+        let (_dir, store) = open().await;
+        let unknown = store.set_pending_edit("d1", 7, schedule("manual")).await;
+        let e = unknown.unwrap_err().to_string();
+        assert!(e.contains("no local task #7"), "{e}");
+
+        store
+            .store_local_task("d1", def(7, 3, "manual"))
+            .await
+            .unwrap();
+        // Asking for the schedule it has already changes nothing.
+        let none = store.set_pending_edit("d1", 7, schedule("manual")).await;
+        assert_eq!(none.unwrap(), None);
+        assert_eq!(one(&store, "d1", 7).await.pending_edit, None);
+
+        let weekly = schedule("weekly:mon@09:00");
+        let edit = store
+            .set_pending_edit("d1", 7, weekly.clone())
+            .await
+            .unwrap();
+        let expected = PendingEdit {
+            base_revision: 3,
+            schedule: weekly.clone(),
+        };
+        assert_eq!(edit, Some(expected.clone()));
+        assert_eq!(
+            one(&store, "d1", 7).await.pending_edit,
+            Some(expected.clone())
+        );
+
+        // An older revision is ignored, the same revision (unchanged) keeps the edit.
+        store
+            .store_local_task("d1", def(7, 2, "manual"))
+            .await
+            .unwrap();
+        let same = store
+            .store_local_task("d1", def(7, 3, "manual"))
+            .await
+            .unwrap();
+        assert_eq!(same, LocalTaskStored::Stored);
+        assert_eq!(one(&store, "d1", 7).await.pending_edit, Some(expected));
+
+        // The server's answer: a newer revision (here an administrator's, which wins).
+        let newer = store
+            .store_local_task("d1", def(7, 4, "monthly:1@08:00"))
+            .await;
+        assert_eq!(newer.unwrap(), LocalTaskStored::StoredEditSettled);
+        let task = one(&store, "d1", 7).await;
+        assert_eq!(task.pending_edit, None);
+        assert_eq!(task.def.schedule, schedule("monthly:1@08:00"));
+
+        // A second change replaces the first and is based on the revision held then.
+        store
+            .set_pending_edit("d1", 7, weekly.clone())
+            .await
+            .unwrap();
+        let daily = schedule("every:1d@2030-01-01T06:00");
+        let edit = store
+            .set_pending_edit("d1", 7, daily.clone())
+            .await
+            .unwrap();
+        assert_eq!(edit.unwrap().base_revision, 4);
+        assert_eq!(
+            one(&store, "d1", 7).await.pending_edit.unwrap().schedule,
+            daily
+        );
+        // The same revision already carrying the changed schedule settles it too.
+        let settled = store
+            .store_local_task("d1", def(7, 4, "every:1d@2030-01-01T06:00"))
+            .await;
+        assert_eq!(settled.unwrap(), LocalTaskStored::StoredEditSettled);
+        assert_eq!(one(&store, "d1", 7).await.pending_edit, None);
+        store.close().unwrap();
     }
 }

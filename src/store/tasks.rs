@@ -7,8 +7,9 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use super::devices::ORDERS;
 use super::{META, Store, StoreError, StrTable, entries_with_prefix, get, put, remove, values};
 use crate::model::UnixMillis;
+use crate::model::scope::Scope;
 use crate::model::task::{
-    DeviceProgress, DeviceRunRecord, DeviceState, RunCounters, RunId, RunRecord, TaskId,
+    ChangedBy, DeviceEdit, DeviceProgress, DeviceRunRecord, DeviceState, RunCounters, RunId, RunRecord, TaskId,
     TaskRecord, TaskType,
 };
 use crate::wire::msg::RunOrder;
@@ -149,6 +150,40 @@ impl Store {
             }
             put(&mut tasks, &task_key(id), &task)?;
             Ok(Some(task))
+        })
+        .await
+    }
+
+    /// Applies a device user's change to the schedule of a local task of `device_id`, unless
+    /// an administrator changed the task since `base_revision`; decided inside the write
+    /// transaction, so it cannot race an administrator's edit. `None` if the task is not a
+    /// local task of that device.
+    pub async fn device_edit(
+        &self,
+        task_id: TaskId,
+        device_id: &str,
+        base_revision: u32,
+        schedule: crate::model::schedule::Schedule,
+        now: UnixMillis,
+    ) -> Result<Option<(TaskRecord, DeviceEdit)>, StoreError> {
+        let device_id = device_id.to_string();
+        self.write(move |txn| {
+            let mut tasks = txn.open_table(TASKS)?;
+            let Some(mut task) = get::<TaskRecord>(&tasks, &task_key(task_id))? else {
+                return Ok(None);
+            };
+            if task.scope != (Scope::Local { device_id: device_id.clone() }) {
+                return Ok(None);
+            }
+            let decision = task.device_edit(base_revision);
+            if decision == DeviceEdit::Apply {
+                task.settings.schedule = schedule.clone();
+                task.revision += 1;
+                task.modified = now;
+                task.changed_by = ChangedBy::DeviceUser;
+                put(&mut tasks, &task_key(task_id), &task)?;
+            }
+            Ok(Some((task, decision)))
         })
         .await
     }

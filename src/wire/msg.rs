@@ -79,6 +79,22 @@ pub enum ServerToAgent {
     ResultStored { run_id: u64 },
     /// Stop the run `run_id` if it is still going.
     Cancel { run_id: u64 },
+    /// The current revision of a local task of this device (sent at connect and on every
+    /// change); it replaces whatever revision the agent holds.
+    LocalTask(LocalTaskDef),
+    /// A local task of this device was deleted.
+    LocalTaskDeleted { task_id: u64 },
+}
+
+/// A local task as its device keeps it, so the device's user can see and change it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalTaskDef {
+    pub task_id: u64,
+    pub name: String,
+    pub revision: u32,
+    pub application: String,
+    pub payload: TaskPayload,
+    pub schedule: Schedule,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +117,14 @@ pub enum AgentToServer {
     Started { run_id: u64, at: UnixMillis },
     /// How a run ended; sent until the server says `ResultStored`.
     Result(RunResult),
+    /// The device's user changed a local task's schedule, starting from `base_revision`.
+    /// The server applies it unless an administrator changed the task since then (the
+    /// administrator's change wins), and answers with the task's current `LocalTask`.
+    LocalTaskEdit {
+        task_id: u64,
+        base_revision: u32,
+        schedule: Schedule,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
