@@ -495,3 +495,65 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     admin.close().await;
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_of_an_application_is_cancelled_when_the_application_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let server = server(&d).await;
+    let addr = server.local_addr();
+    let admin = d.admin(addr).await.unwrap();
+    // The "application" is a copy of sleep under a name no other process has.
+    let program = format!("cnpy{:08}", std::process::id());
+    let path = dir.path().join(&program);
+    std::fs::copy("/bin/sleep", &path).unwrap();
+    let mut app = std::process::Command::new(&path)
+        .arg("600")
+        .spawn()
+        .unwrap();
+    let apps = format!("[[application]]\nname = \"Sleeper\"\nprocess = \"{program}\"\n");
+    let agent = Agents::start(agent_with_apps(&d, "desk", addr, &apps), None)
+        .await
+        .unwrap();
+    until("desk connected", || async { agent.counts().connected == 1 }).await;
+
+    let desk = ScopeSpec::Local {
+        device: "desk".into(),
+    };
+    let mut spec = simulate_spec("sleeper task", desk, 60_000, [1, 0, 0]);
+    spec.application = Some("Sleeper".into());
+    create_task(&admin, spec).await;
+    start_task(&admin, "sleeper task", None).await;
+    until("the run to be going", || async {
+        stats(&admin, "sleeper task")
+            .await
+            .counters
+            .count(DeviceState::Running)
+            == 1
+    })
+    .await;
+    app.kill().unwrap();
+    app.wait().unwrap();
+    let run = wait_finished(&admin, "sleeper task").await;
+    assert_eq!(run.counters.count(DeviceState::Failed), 1);
+    let records = results(&admin, "sleeper task").await;
+    assert!(
+        records[0].description.contains("stopped"),
+        "{:?}",
+        records[0]
+    );
+
+    // Not running at all: the task does not start.
+    start_task(&admin, "sleeper task", None).await;
+    wait_finished(&admin, "sleeper task").await;
+    let records = results(&admin, "sleeper task").await;
+    assert!(
+        records[0].description.contains("not running"),
+        "{:?}",
+        records[0]
+    );
+
+    agent.stop().await.unwrap();
+    admin.close().await;
+    server.shutdown().await.unwrap();
+}
