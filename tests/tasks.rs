@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use canopy::agent::{AgentCounts, Agents, Simulation};
 use canopy::cli::client::AdminClient;
 use canopy::cli::deployment::{Deployment, config_text, start};
+use canopy::model::EventKind;
 use canopy::model::scope::Scope;
 use canopy::model::task::{DeviceState, RunCounters, RunState, TaskKind, TaskPayload, TaskType};
 use canopy::server::RunningServer;
@@ -408,6 +409,15 @@ async fn counters_equal_the_records_after_a_few_hundred_mixed_outcomes() {
     assert!(done.counters.need_restart > 0);
     assert!(records.iter().all(|r| r.tries == 1 && r.finished.is_some()));
     assert!((done.counters.completion_percent() - 100.0).abs() < f64::EPSILON);
+    // Results are events too: failures and warnings by default, and the run's end.
+    let end = common::wait_event(&admin, EventKind::RunFinished, "\"mixed\" run").await;
+    assert!(end.message.contains("of 300"), "{}", end.message);
+    let events = common::events(&admin).await;
+    let failures = events
+        .iter()
+        .filter(|e| e.kind == EventKind::DeviceResult && e.message.contains(": failed"))
+        .count() as u64;
+    assert_eq!(failures, done.counters.count(DeviceState::Failed));
 
     fleet.stop().await.unwrap();
     admin.close().await;

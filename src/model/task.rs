@@ -762,7 +762,11 @@ mod tests {
         assert_eq!(task.device_edit(3), DeviceEdit::Apply);
         assert_eq!(task.device_edit(2), DeviceEdit::AdministratorWins);
         task.changed_by = ChangedBy::DeviceUser;
-        assert_eq!(task.device_edit(2), DeviceEdit::Apply, "the user's own later change");
+        assert_eq!(
+            task.device_edit(2),
+            DeviceEdit::Apply,
+            "the user's own later change"
+        );
         assert!(task.check().is_ok());
         task.scope = Scope::Server;
         assert!(task.check().unwrap_err().contains("runs on devices"));

@@ -18,15 +18,15 @@ use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::GroupTree;
 use crate::model::scope::{self, ListEntry, Scope, Selection};
 use crate::model::task::{
-    AGENT_APPLICATION, ChangedBy, DeviceEdit, DeviceProgress, DeviceState, Notify, Outcome, RunId, RunRecord,
-    SERVER_APPLICATION, TaskAccount, TaskRecord, TaskSettings, TaskType,
+    AGENT_APPLICATION, ChangedBy, DeviceEdit, DeviceProgress, DeviceState, Notify, Outcome, RunId,
+    RunRecord, SERVER_APPLICATION, TaskAccount, TaskRecord, TaskSettings, TaskType,
 };
 use crate::model::{EventKind, Severity, format_time};
 use crate::net::resolve::AddressResolver;
 use crate::store::StoreError;
 use crate::wire::msg::{
-    AccountSpec, AdminResponse, ErrorKind, LocalTaskDef, RunView, ScopeSpec, ServerToAgent, TaskChanges,
-    TaskRequest, TaskSpec, TaskView,
+    AccountSpec, AdminResponse, ErrorKind, LocalTaskDef, RunView, ScopeSpec, ServerToAgent,
+    TaskChanges, TaskRequest, TaskSpec, TaskView,
 };
 
 /// How long one DNS name of a device list may take to resolve.
@@ -767,7 +767,8 @@ impl Node {
                 let msg = format!(
                     "device {device_id} sent a change to task #{task_id}, which is not one of its local tasks; ignored"
                 );
-                self.event(Severity::Warning, EventKind::TaskChanged, msg).await;
+                self.event(Severity::Warning, EventKind::TaskChanged, msg)
+                    .await;
                 return;
             }
             Err(e) => {
@@ -785,9 +786,11 @@ impl Node {
                 task.name
             ),
         };
-        self.event(Severity::Info, EventKind::TaskChanged, msg).await;
+        self.event(Severity::Info, EventKind::TaskChanged, msg)
+            .await;
         if let Some(def) = local_def(&task) {
-            self.tell_device(device_id, ServerToAgent::LocalTask(def)).await;
+            self.tell_device(device_id, ServerToAgent::LocalTask(def))
+                .await;
         }
     }
 

@@ -9,8 +9,8 @@ use super::{META, Store, StoreError, StrTable, entries_with_prefix, get, put, re
 use crate::model::UnixMillis;
 use crate::model::scope::Scope;
 use crate::model::task::{
-    ChangedBy, DeviceEdit, DeviceProgress, DeviceRunRecord, DeviceState, RunCounters, RunId, RunRecord, TaskId,
-    TaskRecord, TaskType,
+    ChangedBy, DeviceEdit, DeviceProgress, DeviceRunRecord, DeviceState, RunCounters, RunId,
+    RunRecord, TaskId, TaskRecord, TaskType,
 };
 use crate::wire::msg::RunOrder;
 
@@ -172,7 +172,11 @@ impl Store {
             let Some(mut task) = get::<TaskRecord>(&tasks, &task_key(task_id))? else {
                 return Ok(None);
             };
-            if task.scope != (Scope::Local { device_id: device_id.clone() }) {
+            if task.scope
+                != (Scope::Local {
+                    device_id: device_id.clone(),
+                })
+            {
                 return Ok(None);
             }
             let decision = task.device_edit(base_revision);
@@ -446,4 +450,98 @@ fn delete_run(txn: &WriteTransaction, run_id: RunId) -> Result<Vec<DeviceRunReco
         remove(&mut orders, &order_key(&record.device_id, run_id))?;
     }
     Ok(entries.into_iter().map(|(_, r)| r).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::task::{
+        AGENT_APPLICATION, ChangedBy, Details, Outcome, TaskPayload, TaskSettings,
+    };
+
+    fn task(days: u32) -> TaskRecord {
+        TaskRecord {
+            id: 0,
+            name: "inventory".into(),
+            task_type: TaskType::Device(TaskPayload::Inventory),
+            application: AGENT_APPLICATION.into(),
+            scope: Scope::Local {
+                device_id: "d1".into(),
+            },
+            settings: TaskSettings {
+                store_history_days: days,
+                ..TaskSettings::default()
+            },
+            created: 0,
+            modified: 0,
+            revision: 1,
+            changed_by: ChangedBy::Administrator("admin".into()),
+            last_run: None,
+        }
+    }
+
+    fn finished(at: i64) -> DeviceProgress {
+        DeviceProgress::Finished {
+            started: at,
+            finished: at,
+            outcome: Outcome {
+                state: DeviceState::Succeeded,
+                description: String::new(),
+                progress: 100,
+                need_restart: false,
+                details: Details::None,
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_are_pruned_after_their_tasks_history_days_and_orders_retired() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.redb");
+        let store = tokio::task::spawn_blocking(move || Store::open_server(&path))
+            .await
+            .unwrap()
+            .unwrap();
+        let created = store.create_task(task(2)).await.unwrap();
+        assert_eq!(created.id, 1);
+        let target = vec![("d1".to_string(), "desk".to_string())];
+        let started = store
+            .start_run(1, target, None, "admin".into(), 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let run_id = started.run.run_id;
+        assert_eq!(store.orders_for("d1").await.unwrap().len(), 1);
+        let done = store
+            .record_progress("d1", run_id, finished(5_000), 5_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(done.run_finished);
+        assert_eq!(done.run.finished, Some(5_000));
+        assert!(store.orders_for("d1").await.unwrap().is_empty(), "retired");
+        // Within the term: kept. Past it: the run and its records go, the task stays.
+        assert_eq!(store.prune_history(5_000 + DAY_MS).await.unwrap(), 0);
+        assert!(store.run(run_id).await.unwrap().is_some());
+        assert_eq!(store.prune_history(5_001 + 2 * DAY_MS).await.unwrap(), 1);
+        assert!(store.run(run_id).await.unwrap().is_none());
+        assert!(store.run_records(run_id).await.unwrap().is_empty());
+        assert!(store.task(1).await.unwrap().is_some());
+        // A run still going is never pruned.
+        let target = vec![("d1".to_string(), "desk".to_string())];
+        let going = store
+            .start_run(1, target, None, "admin".into(), 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.prune_history(100 * DAY_MS).await.unwrap(), 0);
+        // Deleting the task takes its runs and orders with it.
+        store.delete_task(1).await.unwrap().unwrap();
+        assert!(store.run(going.run.run_id).await.unwrap().is_none());
+        assert!(store.orders_for("d1").await.unwrap().is_empty());
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }
