@@ -425,6 +425,22 @@ fn the_demo_prints_the_whole_tree_as_json() {
             ("primary/branch-1/branch-1a".into(), 2, "Active".into()),
         ]
     );
+    let task = &report["task"];
+    assert_eq!(task["state"], "Completed", "{task}");
+    assert_eq!(task["targeted"], 200, "{task}");
+    assert_eq!(task["completion_percent"], 100.0, "{task}");
+    let by_state: Vec<u64> = task["counters"]["by_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert_eq!(by_state.iter().sum::<u64>(), 200);
+    assert_eq!(
+        by_state[..3],
+        [0, 0, 0],
+        "nothing pending, scheduled or running"
+    );
 }
 
 /// Every file under `dir`, recursively.

@@ -1507,7 +1507,7 @@ fn started_text(run: &RunView, skipped: &[String]) -> String {
     out
 }
 
-fn stats_text(run: &RunView) -> String {
+pub(super) fn stats_text(run: &RunView) -> String {
     let c = &run.counters;
     let mut rows: Vec<(&str, String)> = vec![
         ("run", run.run_id.to_string()),
@@ -1534,7 +1534,7 @@ fn stats_text(run: &RunView) -> String {
 }
 
 /// The run as JSON, with its completion percentage and the number of devices targeted.
-fn stats_json(run: &RunView) -> anyhow::Result<serde_json::Value> {
+pub(super) fn stats_json(run: &RunView) -> anyhow::Result<serde_json::Value> {
     let mut value = serde_json::to_value(run)?;
     if let Some(object) = value.as_object_mut() {
         object.insert(
