@@ -3,4 +3,8 @@
 //! tree of many nodes can be driven in one thread with a virtual clock.
 
 pub mod link;
+pub mod replicate;
+#[cfg(test)]
+mod sim;
+pub mod stats;
 pub mod topology;

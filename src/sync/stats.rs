@@ -1,0 +1,505 @@
+//! Run statistics going up the tree.
+//!
+//! Every server counts its own devices' records of a run ([`RunCounters`], kept with the
+//! records). It reports one row per server of its subtree to its parent: its own row and
+//! every row it received from below, paths prefixed with its own name. A parent keeps the
+//! newest version of each row ([`StatsTable::merge`]), so a report may arrive late, twice or
+//! out of order, and each device is counted exactly once at every level. A [`Reporter`]
+//! decides when to send: at most a few reports per second per run, at once when the run
+//! completes, again until the parent acknowledges.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::task::{DeviceState, RunCounters};
+
+/// One server's statistics for one run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsRow {
+    /// Display names from the server holding the row down to the server it describes;
+    /// empty for the holder itself.
+    pub path: Vec<String>,
+    /// `path.len()`: the server's depth below the holder.
+    pub depth: u32,
+    /// The task's id on the server described, for drill-down.
+    pub task_id: u64,
+    /// Of that server's own devices only; rows of its children are separate rows.
+    pub counters: RunCounters,
+    /// Only grows, for that server and run, across restarts (derived from durable state).
+    pub version: u64,
+}
+
+impl StatsRow {
+    /// The holder's own row.
+    pub fn own(task_id: u64, counters: RunCounters, version: u64) -> Self {
+        StatsRow {
+            path: Vec::new(),
+            depth: 0,
+            task_id,
+            counters,
+            version,
+        }
+    }
+
+    /// The order in which rows replace each other: the version, then (only for two
+    /// different rows claiming the same version, which a correct server never sends) the
+    /// contents, so that merging stays commutative whatever arrives.
+    fn rank(&self) -> (u64, [u64; 7], u64, u64) {
+        (
+            self.version,
+            self.counters.by_state,
+            self.counters.need_restart,
+            self.task_id,
+        )
+    }
+}
+
+/// Adds `other` into `into`, state by state.
+pub fn add_counters(into: &mut RunCounters, other: &RunCounters) {
+    for (a, b) in into.by_state.iter_mut().zip(other.by_state.iter()) {
+        *a += b;
+    }
+    into.need_restart += other.need_restart;
+}
+
+/// The rows one server holds for one run, about the servers below it. The runtime stores
+/// each row that `merge` accepted in the same transaction as the report's acknowledgement
+/// is decided, and restores the table with `from_rows`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsTable {
+    rows: BTreeMap<Vec<String>, StatsRow>,
+}
+
+impl StatsTable {
+    pub fn new() -> Self {
+        StatsTable::default()
+    }
+
+    /// A table restored from stored rows.
+    pub fn from_rows(rows: impl IntoIterator<Item = StatsRow>) -> Self {
+        let mut table = StatsTable::new();
+        table.merge_all(rows);
+        table
+    }
+
+    /// Keeps `row` if it is newer than the row held for its path. Returns true when the
+    /// table changed (the caller then stores the row and reports upward). A row about the
+    /// holder itself (empty path) or with a depth that does not match its path is refused.
+    pub fn merge(&mut self, row: StatsRow) -> bool {
+        if row.path.is_empty() || row.depth as usize != row.path.len() {
+            return false;
+        }
+        match self.rows.get(&row.path) {
+            Some(held) if held.rank() >= row.rank() => false,
+            _ => {
+                self.rows.insert(row.path.clone(), row);
+                true
+            }
+        }
+    }
+
+    /// Merges a whole report; true if any row changed.
+    pub fn merge_all(&mut self, rows: impl IntoIterator<Item = StatsRow>) -> bool {
+        // Not `any`: it would stop at the first change and drop the rest of the report.
+        let mut changed = false;
+        for row in rows {
+            changed |= self.merge(row);
+        }
+        changed
+    }
+
+    /// Rows in path order (a server before the servers below it).
+    pub fn rows(&self) -> impl Iterator<Item = &StatsRow> {
+        self.rows.values()
+    }
+
+    pub fn get(&self, path: &[String]) -> Option<&StatsRow> {
+        self.rows.get(path)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The run's statistics over the whole subtree: the holder's own counters plus every row.
+    pub fn totals(&self, own: &RunCounters) -> RunCounters {
+        let mut totals = *own;
+        for row in self.rows.values() {
+            add_counters(&mut totals, &row.counters);
+        }
+        totals
+    }
+
+    /// The statistics of the subtree at `path` (its row and every row below it), for
+    /// drill-down into one secondary.
+    pub fn subtree_totals(&self, path: &[String]) -> RunCounters {
+        let mut totals = RunCounters::default();
+        for row in self.rows.values().filter(|r| r.path.starts_with(path)) {
+            add_counters(&mut totals, &row.counters);
+        }
+        totals
+    }
+
+    /// Devices of servers known (from the topology) to be in the subtree, with their device
+    /// counts, that have no row yet: they count as Pending, as while a secondary is offline
+    /// the primary counts its devices as pending. Add the result to `totals`.
+    pub fn pending_for_missing(&self, expected: &[(Vec<String>, u64)]) -> RunCounters {
+        let mut pending = RunCounters::default();
+        let missing: u64 = expected
+            .iter()
+            .filter(|(path, _)| !path.is_empty() && !self.rows.contains_key(path))
+            .map(|(_, devices)| devices)
+            .sum();
+        let pending_index = DeviceState::ALL
+            .iter()
+            .position(|s| *s == DeviceState::Pending)
+            .unwrap_or_default();
+        pending.by_state[pending_index] = missing;
+        pending
+    }
+
+    /// What this server sends its parent: its own row, then every row it holds, paths
+    /// prefixed with `name_at_parent` (the name its parent registered it under).
+    pub fn report(&self, name_at_parent: &str, own: &StatsRow) -> Vec<StatsRow> {
+        let prefixed = |row: &StatsRow| {
+            let mut path = Vec::with_capacity(row.path.len() + 1);
+            path.push(name_at_parent.to_string());
+            path.extend(row.path.iter().cloned());
+            StatsRow {
+                depth: path.len() as u32,
+                path,
+                ..row.clone()
+            }
+        };
+        std::iter::once(own)
+            .chain(self.rows.values())
+            .map(prefixed)
+            .collect()
+    }
+}
+
+/// How often a run's statistics may be reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReporterPolicy {
+    /// At least this long between two reports of a run, unless it just completed.
+    pub min_interval: Duration,
+    /// Send the report again if the parent has not acknowledged it in this time.
+    pub resend_after: Duration,
+}
+
+impl Default for ReporterPolicy {
+    fn default() -> Self {
+        ReporterPolicy {
+            min_interval: Duration::from_millis(300),
+            resend_after: Duration::from_secs(3),
+        }
+    }
+}
+
+/// When to report one run's statistics to the parent. Volatile: after a restart or a new
+/// link, `handle_connected` makes it send the whole current state once.
+#[derive(Clone, Debug)]
+pub struct Reporter {
+    policy: ReporterPolicy,
+    /// Something changed since the last report.
+    dirty_since: Option<Instant>,
+    /// Send without waiting for the interval (the run just completed, or a new link).
+    urgent: bool,
+    complete_seen: bool,
+    last_sent: Option<Instant>,
+    /// The report in flight: its id and when it was sent.
+    unacked: Option<(u64, Instant)>,
+    next_id: u64,
+}
+
+impl Default for Reporter {
+    fn default() -> Self {
+        Reporter::new(ReporterPolicy::default())
+    }
+}
+
+impl Reporter {
+    pub fn new(policy: ReporterPolicy) -> Self {
+        Reporter {
+            policy,
+            dirty_since: None,
+            urgent: false,
+            complete_seen: false,
+            last_sent: None,
+            unacked: None,
+            next_id: 0,
+        }
+    }
+
+    /// The run's statistics changed (own counters, or a row merged from below).
+    /// `run_complete`: the subtree's run is now over; its first sighting is sent at once.
+    pub fn handle_change(&mut self, now: Instant, run_complete: bool) {
+        self.dirty_since.get_or_insert(now);
+        if run_complete && !self.complete_seen {
+            self.complete_seen = true;
+            self.urgent = true;
+        }
+    }
+
+    /// A new link to the parent (or a restart): send the whole state at once; what was in
+    /// flight on the old link is lost.
+    pub fn handle_connected(&mut self, now: Instant) {
+        self.unacked = None;
+        self.dirty_since = Some(now);
+        self.urgent = true;
+    }
+
+    /// The parent stored report `report_id`. An acknowledgement of an older report than the
+    /// one in flight changes nothing. Returns true when it is news.
+    pub fn handle_ack(&mut self, report_id: u64) -> bool {
+        match self.unacked {
+            Some((id, _)) if id == report_id => {
+                self.unacked = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `Some(report_id)` when a report should be sent now: the caller sends
+    /// `StatsTable::report` with that id, and the parent acknowledges the id once it stored
+    /// the rows.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<u64> {
+        let resend = matches!(self.unacked, Some((_, at)) if now >= at + self.policy.resend_after);
+        let due = self.dirty_since.is_some()
+            && (self.urgent
+                || self
+                    .last_sent
+                    .is_none_or(|at| now >= at + self.policy.min_interval));
+        if !(resend || due) {
+            return None;
+        }
+        // A report carries the whole current state, so it settles any earlier change too.
+        self.dirty_since = None;
+        self.urgent = false;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.unacked = Some((id, now));
+        self.last_sent = Some(now);
+        Some(id)
+    }
+
+    /// When to call `poll_transmit` again if nothing else happens.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let send = self
+            .dirty_since
+            .map(|since| match (self.urgent, self.last_sent) {
+                (false, Some(at)) => since.max(at + self.policy.min_interval),
+                _ => since,
+            });
+        let resend = self.unacked.map(|(_, at)| at + self.policy.resend_after);
+        match (send, resend) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Nothing to send and nothing waiting for an acknowledgement.
+    pub fn is_idle(&self) -> bool {
+        self.dirty_since.is_none() && self.unacked.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(pending: u64, succeeded: u64) -> RunCounters {
+        let mut c = RunCounters::default();
+        c.by_state[0] = pending;
+        c.by_state[3] = succeeded;
+        c
+    }
+
+    fn row(path: &[&str], version: u64, succeeded: u64) -> StatsRow {
+        StatsRow {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            depth: path.len() as u32,
+            task_id: 7,
+            counters: counters(3 - succeeded, succeeded),
+            version,
+        }
+    }
+
+    fn path(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn merge_keeps_the_newest_version_whatever_the_order() {
+        let rows = [
+            row(&["a"], 1, 0),
+            row(&["a"], 3, 2),
+            row(&["a", "b"], 2, 1),
+            row(&["a"], 2, 1),
+            row(&["a", "b"], 5, 3),
+        ];
+        let mut forward = StatsTable::new();
+        let changed: Vec<bool> = rows.iter().map(|r| forward.merge(r.clone())).collect();
+        assert_eq!(changed, [true, true, true, false, true]);
+        let mut backward = StatsTable::new();
+        for r in rows.iter().rev() {
+            backward.merge(r.clone());
+        }
+        // And twice: idempotent.
+        for r in &rows {
+            assert!(!backward.merge(r.clone()));
+        }
+        assert_eq!(forward, backward);
+        assert_eq!(forward.get(&path(&["a"])).map(|r| r.version), Some(3));
+        assert_eq!(forward.totals(&counters(1, 0)), counters(1 + 1, 2 + 3));
+    }
+
+    #[test]
+    fn conflicting_rows_of_one_version_still_merge_commutatively() {
+        let (x, y) = (row(&["a"], 4, 1), row(&["a"], 4, 2));
+        let mut one = StatsTable::new();
+        one.merge(x.clone());
+        one.merge(y.clone());
+        let mut two = StatsTable::new();
+        two.merge(y);
+        two.merge(x);
+        assert_eq!(one, two);
+    }
+
+    #[test]
+    fn malformed_rows_are_refused() {
+        let mut t = StatsTable::new();
+        assert!(!t.merge(row(&[], 1, 0)), "a row about the holder itself");
+        let mut bad = row(&["a", "b"], 1, 0);
+        bad.depth = 1;
+        assert!(!t.merge(bad));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_report_prefixes_every_path_with_the_reporters_name() {
+        let t = StatsTable::from_rows([row(&["b"], 2, 1), row(&["b", "c"], 1, 0)]);
+        let own = StatsRow::own(9, counters(2, 0), 11);
+        let report = t.report("a", &own);
+        let summary: Vec<_> = report
+            .iter()
+            .map(|r| (r.path.join("/"), r.depth, r.version, r.task_id))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a".to_string(), 1, 11, 9),
+                ("a/b".to_string(), 2, 2, 7),
+                ("a/b/c".to_string(), 3, 1, 7),
+            ]
+        );
+        // The parent's table takes the report as it is.
+        let mut parent = StatsTable::new();
+        assert!(parent.merge_all(report.clone()));
+        assert!(!parent.merge_all(report));
+        assert_eq!(
+            parent.subtree_totals(&path(&["a", "b"])),
+            counters(2 + 3, 1)
+        );
+        assert_eq!(parent.totals(&RunCounters::default()).total(), 8);
+    }
+
+    #[test]
+    fn servers_without_a_row_count_their_devices_as_pending() {
+        let t = StatsTable::from_rows([row(&["a"], 1, 3)]);
+        let expected = [
+            (path(&["a"]), 3),
+            (path(&["a", "b"]), 4),
+            (path(&["c"]), 5),
+            (path(&[]), 100),
+        ];
+        let missing = t.pending_for_missing(&expected);
+        assert_eq!(
+            missing,
+            counters(9, 0),
+            "the holder itself is never missing"
+        );
+        let mut all = t.totals(&RunCounters::default());
+        add_counters(&mut all, &missing);
+        assert_eq!((all.total(), all.finished()), (12, 3));
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn reporter() -> Reporter {
+        Reporter::new(ReporterPolicy {
+            min_interval: ms(300),
+            resend_after: ms(1000),
+        })
+    }
+
+    #[test]
+    fn reports_are_coalesced_to_a_few_per_second() {
+        let t0 = Instant::now();
+        let mut r = reporter();
+        assert_eq!(r.poll_transmit(t0), None, "nothing changed");
+        r.handle_change(t0, false);
+        assert_eq!(
+            r.poll_transmit(t0),
+            Some(0),
+            "the first change goes at once"
+        );
+        assert!(r.handle_ack(0));
+        for i in 1..50 {
+            r.handle_change(t0 + ms(i), false);
+        }
+        assert_eq!(r.poll_transmit(t0 + ms(50)), None);
+        assert_eq!(r.poll_timeout(), Some(t0 + ms(300)));
+        assert_eq!(
+            r.poll_transmit(t0 + ms(300)),
+            Some(1),
+            "one report for 49 changes"
+        );
+        assert!(!r.handle_ack(0), "a late ack of an older report");
+        assert!(r.handle_ack(1));
+        assert!(r.is_idle());
+        assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_completed_run_is_reported_at_once_but_only_once() {
+        let t0 = Instant::now();
+        let mut r = reporter();
+        r.handle_change(t0, false);
+        assert_eq!(r.poll_transmit(t0), Some(0));
+        r.handle_change(t0 + ms(10), true);
+        assert_eq!(r.poll_timeout(), Some(t0 + ms(10)));
+        assert_eq!(r.poll_transmit(t0 + ms(10)), Some(1));
+        // A late duplicate after completion does not bypass the interval again.
+        r.handle_change(t0 + ms(20), true);
+        assert_eq!(r.poll_transmit(t0 + ms(20)), None);
+        assert_eq!(r.poll_transmit(t0 + ms(310)), Some(2));
+    }
+
+    #[test]
+    fn an_unacknowledged_report_is_sent_again() {
+        let t0 = Instant::now();
+        let mut r = reporter();
+        r.handle_change(t0, false);
+        assert_eq!(r.poll_transmit(t0), Some(0));
+        assert_eq!(r.poll_timeout(), Some(t0 + ms(1000)));
+        assert_eq!(r.poll_transmit(t0 + ms(999)), None);
+        assert_eq!(r.poll_transmit(t0 + ms(1000)), Some(1));
+        assert!(!r.is_idle());
+        // A new link: everything again, at once, and the old report is forgotten.
+        r.handle_connected(t0 + ms(1001));
+        assert!(!r.handle_ack(1));
+        assert_eq!(r.poll_transmit(t0 + ms(1001)), Some(2));
+        assert!(r.handle_ack(2));
+        assert!(r.is_idle());
+    }
+}
