@@ -399,6 +399,31 @@ fn bench_connect_runs_at_a_tiny_size() {
 }
 
 #[test]
+fn bench_ingest_runs_at_a_tiny_size() {
+    // A smoke check that the scenario works end to end, not a timed assertion.
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Canopy {
+        dir: tmp.path().to_path_buf(),
+    };
+    let args = [
+        "bench",
+        "ingest",
+        "--devices",
+        "20",
+        "--runs",
+        "1",
+        "--json",
+    ];
+    let report: serde_json::Value = serde_json::from_str(&c.ok(&args, None)).unwrap();
+    assert_eq!(report["scenario"], "ingest");
+    assert_eq!(report["counters_exact"], true);
+    assert!(
+        report["results_per_s"]["median"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+}
+
+#[test]
 fn the_demo_prints_the_whole_tree_as_json() {
     let tmp = tempfile::tempdir().unwrap();
     let c = Canopy {
