@@ -3,7 +3,7 @@
 
 mod common;
 
-use canopy::agent::{AgentCounts, Agents, Simulation};
+use canopy::agent::{AgentCounts, Agents};
 use canopy::cli::client::AdminClient;
 use canopy::cli::deployment::{Deployment, config_text, free_port, start};
 use canopy::model::EventKind;
@@ -377,23 +377,7 @@ async fn a_few_hundred_simulated_devices_connect_are_listed_and_leave_cleanly() 
     let (_, server) = server_with_token(&d, 0).await;
     let addr = server.local_addr();
     let admin = d.admin(addr).await.unwrap();
-    let fleet = Agents::start(
-        d.agent_config("fleet", addr, Some(TOKEN)).unwrap(),
-        Some(Simulation {
-            devices: 300,
-            seed: 42,
-        }),
-    )
-    .await
-    .unwrap();
-    counts_reach(
-        &fleet,
-        AgentCounts {
-            connected: 300,
-            ..Default::default()
-        },
-    )
-    .await;
+    let fleet = common::fleet(&d, addr, TOKEN, 300, 42).await;
     until("300 connected at the server", || async {
         server.node.connected_devices().len() == 300
     })

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use canopy::agent::{AgentCounts, Agents, Simulation};
+use canopy::agent::Agents;
 use canopy::cli::client::AdminClient;
 use canopy::cli::deployment::{Deployment, config_text, start};
 use canopy::model::EventKind;
@@ -89,19 +89,7 @@ async fn every_kind_of_task_targets_the_right_devices() {
     let server = server(&d).await;
     let addr = server.local_addr();
     let admin = d.admin(addr).await.unwrap();
-    let fleet = Agents::start(
-        d.agent_config("fleet", addr, Some(TOKEN)).unwrap(),
-        Some(Simulation {
-            devices: 20,
-            seed: 7,
-        }),
-    )
-    .await
-    .unwrap();
-    until("20 devices connected", || async {
-        server.node.connected_devices().len() == 20
-    })
-    .await;
+    let fleet = common::fleet(&d, addr, TOKEN, 20, 7).await;
     make_group(&admin, "Managed devices/Sales").await;
     make_group(&admin, "Managed devices/Sales/East").await;
     for i in 0..5 {
@@ -353,23 +341,7 @@ async fn counters_equal_the_records_after_a_few_hundred_mixed_outcomes() {
     let server = server(&d).await;
     let addr = server.local_addr();
     let admin = d.admin(addr).await.unwrap();
-    let fleet = Agents::start(
-        d.agent_config("fleet", addr, Some(TOKEN)).unwrap(),
-        Some(Simulation {
-            devices: 300,
-            seed: 11,
-        }),
-    )
-    .await
-    .unwrap();
-    until("300 connected", || async {
-        fleet.counts()
-            == AgentCounts {
-                connected: 300,
-                ..Default::default()
-            }
-    })
-    .await;
+    let fleet = common::fleet(&d, addr, TOKEN, 300, 11).await;
     let mut spec = simulate_spec(
         "mixed",
         group_scope("Managed devices", true),
@@ -566,4 +538,93 @@ async fn a_task_of_an_application_is_cancelled_when_the_application_stops() {
     agent.stop().await.unwrap();
     admin.close().await;
     server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_task_changed_by_the_device_user_and_the_administrator() {
+    use canopy::model::schedule::Schedule;
+    use canopy::wire::msg::TaskChanges;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let server = server(&d).await;
+    let addr = server.local_addr();
+    let admin = d.admin(addr).await.unwrap();
+    let config = d.agent_config("desk", addr, Some(TOKEN)).unwrap();
+    let agent = Agents::start(config.clone(), None).await.unwrap();
+    until("desk connected", || async { agent.counts().connected == 1 }).await;
+    let spec = task_spec(
+        "desk inventory",
+        TaskType::Device(TaskPayload::Inventory),
+        ScopeSpec::Local {
+            device: "desk".into(),
+        },
+    );
+    create_task(&admin, spec).await;
+    until("the device to hold its local task", || async {
+        held(&agent).await.iter().any(|t| t.def.revision == 1)
+    })
+    .await;
+
+    // The device's user changes the schedule: it applies, as a change by the device's user.
+    canopy::agent::local::request_local_edit(&config, "desk inventory", "weekly:fri@18:00")
+        .unwrap();
+    let friday = Schedule::parse("weekly:fri@18:00").unwrap();
+    until("the user's change on the server", || async {
+        show_task(&admin, "desk inventory").await.schedule == friday
+    })
+    .await;
+    let shown = show_task(&admin, "desk inventory").await;
+    assert_eq!(
+        (shown.revision, shown.changed_by.as_str()),
+        (2, "the device's user")
+    );
+    until("the device to hold revision 2", || async {
+        held(&agent)
+            .await
+            .iter()
+            .any(|t| t.def.revision == 2 && t.pending_edit.is_none())
+    })
+    .await;
+
+    // Both change it while the device is away: the administrator's change wins.
+    agent.stop().await.unwrap();
+    canopy::agent::local::request_local_edit(&config, "desk inventory", "monthly:1@09:00").unwrap();
+    let daily = Schedule::parse("every:1d@2026-12-01T08:00").unwrap();
+    let changes = TaskChanges {
+        schedule: Some(daily.clone()),
+        ..TaskChanges::default()
+    };
+    let request = TaskRequest::Edit {
+        task: "desk inventory".into(),
+        changes: Box::new(changes),
+    };
+    call(&admin, AdminRequest::Task(request)).await;
+    let agent = Agents::start(config, None).await.unwrap();
+    common::wait_event(
+        &admin,
+        EventKind::TaskChanged,
+        "the administrator's change wins",
+    )
+    .await;
+    let shown = show_task(&admin, "desk inventory").await;
+    assert_eq!(shown.schedule, daily);
+    assert_eq!((shown.revision, shown.changed_by.as_str()), (3, "admin"));
+    until(
+        "the device to hold the administrator's revision",
+        || async {
+            held(&agent)
+                .await
+                .iter()
+                .any(|t| t.def.revision == 3 && t.def.schedule == daily && t.pending_edit.is_none())
+        },
+    )
+    .await;
+
+    agent.stop().await.unwrap();
+    admin.close().await;
+    server.shutdown().await.unwrap();
+}
+
+async fn held(agent: &Agents) -> Vec<canopy::store::agent::LocalTask> {
+    agent.local_tasks().await.unwrap()
 }

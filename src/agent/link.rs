@@ -1,6 +1,7 @@
 //! One device's link to its server: enroll, keep the connection, take run orders (acknowledging
 //! each), run each at most once, and deliver every result until the server says it has
-//! stored it.
+//! stored it. It also keeps the device's local tasks as the server sends them, and sends the
+//! device user's changes of them (see [`super::local`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,9 +19,9 @@ use super::{DeviceLinkState, Shared, client_config};
 use crate::model::device::DeviceFacts;
 use crate::model::task::Outcome;
 use crate::net::conn::{describe_connection_error, describe_io};
-use crate::store::agent::{Identity, LocalRunState};
+use crate::store::agent::{Identity, LocalRunState, LocalTaskStored, PendingEdit};
 use crate::sync::link::UpstreamLink;
-use crate::wire::msg::{AgentHello, AgentToServer, RunOrder, Secret, ServerToAgent};
+use crate::wire::msg::{AgentHello, AgentToServer, LocalTaskDef, RunOrder, Secret, ServerToAgent};
 use crate::wire::{self, FrameError};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -236,8 +237,22 @@ impl Device {
             }
             Err(e) => tracing::error!("cannot read the run log: {e}"),
         }
+        // The user's changes sent on this link, so each is sent once per link.
+        let mut edits_sent = HashMap::new();
+        let desk = self.shared.desk.clone();
+        if desk.is_some()
+            && let Err(e) = self.send_edits(&mut send, &mut edits_sent).await
+        {
+            return Ended::Failed(e.to_string());
+        }
         let mut shutdown = self.shared.shutdown.clone();
         loop {
+            let edited = async {
+                match &desk {
+                    Some(desk) => desk.edited().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 frame = wire::read_frame::<_, ServerToAgent>(&mut recv, MAX_FRAME) => match frame {
                     Ok(Some(ServerToAgent::Run(order))) => self.receive(order).await,
@@ -249,6 +264,8 @@ impl Device {
                         }
                     }
                     Ok(Some(ServerToAgent::Cancel { run_id })) => self.cancel(run_id).await,
+                    Ok(Some(ServerToAgent::LocalTask(def))) => self.local_task(def).await,
+                    Ok(Some(ServerToAgent::LocalTaskDeleted { task_id })) => self.local_task_deleted(task_id).await,
                     Ok(Some(ServerToAgent::Rejected { reason })) => return Ended::Rejected(reason),
                     Ok(Some(_)) => {}
                     Ok(None) => return Ended::Failed(closed_reason(conn, "the server closed the link")),
@@ -257,6 +274,11 @@ impl Device {
                 },
                 Some(msg) = self.outbox_rx.recv() => {
                     if let Err(e) = wire::write_frame(&mut send, &msg).await {
+                        return Ended::Failed(e.to_string());
+                    }
+                }
+                () = edited => {
+                    if let Err(e) = self.send_edits(&mut send, &mut edits_sent).await {
                         return Ended::Failed(e.to_string());
                     }
                 }
@@ -286,6 +308,113 @@ impl Device {
                 }
             }
             Err(e) => tracing::error!(run_id, "cannot store an order: {e}"),
+        }
+    }
+
+    /// Sends the user's pending changes not sent on this link yet.
+    async fn send_edits(
+        &self,
+        send: &mut quinn::SendStream,
+        sent: &mut HashMap<u64, PendingEdit>,
+    ) -> Result<(), FrameError> {
+        let tasks = match self
+            .shared
+            .store
+            .local_tasks(&self.identity.device_id)
+            .await
+        {
+            Ok(tasks) => tasks,
+            Err(e) => {
+                tracing::error!("cannot read the local tasks: {e}");
+                return Ok(());
+            }
+        };
+        for task in tasks {
+            let task_id = task.def.task_id;
+            let Some(edit) = task.pending_edit else {
+                continue;
+            };
+            if sent.get(&task_id) == Some(&edit) {
+                continue;
+            }
+            let msg = AgentToServer::LocalTaskEdit {
+                task_id,
+                base_revision: edit.base_revision,
+                schedule: edit.schedule.clone(),
+            };
+            wire::write_frame(send, &msg).await?;
+            tracing::debug!(
+                task_id,
+                base_revision = edit.base_revision,
+                "user's change sent"
+            );
+            sent.insert(task_id, edit);
+        }
+        Ok(())
+    }
+
+    /// The server's current revision of a local task: it replaces the one held, and answers
+    /// the user's pending change of it, if any.
+    async fn local_task(&mut self, def: LocalTaskDef) {
+        let (task_id, revision) = (def.task_id, def.revision);
+        let schedule = def.schedule.clone();
+        let stored = self
+            .shared
+            .store
+            .store_local_task(&self.identity.device_id, def)
+            .await;
+        match stored {
+            Ok(LocalTaskStored::Stale) => {
+                tracing::debug!(task_id, revision, "older revision of a local task ignored");
+                return;
+            }
+            Ok(LocalTaskStored::Stored { settled: None }) => {
+                tracing::debug!(task_id, revision, "local task stored");
+            }
+            Ok(LocalTaskStored::Stored {
+                settled: Some(edit),
+            }) => {
+                if edit.schedule == schedule {
+                    tracing::info!(
+                        task_id,
+                        revision,
+                        "the user's change of local task #{task_id} is in effect: {schedule}"
+                    );
+                } else {
+                    tracing::warn!(
+                        task_id,
+                        revision,
+                        "the user's change of local task #{task_id} ({}) was not applied: an \
+                         administrator changed the task, and that change takes precedence ({schedule})",
+                        edit.schedule
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(task_id, "cannot store a local task: {e}");
+                return;
+            }
+        }
+        if let Some(desk) = &self.shared.desk {
+            desk.changed();
+        }
+    }
+
+    async fn local_task_deleted(&mut self, task_id: u64) {
+        let deleted = self
+            .shared
+            .store
+            .delete_local_task(&self.identity.device_id, task_id)
+            .await;
+        match deleted {
+            Ok(true) => {
+                tracing::debug!(task_id, "local task deleted");
+                if let Some(desk) = &self.shared.desk {
+                    desk.changed();
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(task_id, "cannot delete a local task: {e}"),
         }
     }
 

@@ -1,12 +1,15 @@
 //! The device agent: its config, what it reports about itself, its link to its server, and
 //! the executors of task types. `canopy agent` runs one device; `--simulate N` runs N
 //! simulated devices in one process, each with its own identity and QUIC connection.
+//! `canopy agent local-task ...` is for the device's user (see [`local`]).
 
 pub mod apps;
+pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod facts;
 mod link;
+pub mod local;
 pub mod run;
 
 use std::net::SocketAddr;
@@ -21,8 +24,9 @@ use crate::net::pki;
 use crate::net::resolve::AddressResolver;
 use crate::net::tls::{self, ClientTrust, Transport};
 use crate::store::Store;
-use crate::store::agent::Identity;
+use crate::store::agent::{Identity, LocalTask};
 use config::AgentConfig;
+use local::Desk;
 
 /// Where one device stands with its server, as the agent sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +55,8 @@ struct Shared {
     transport: Transport,
     shutdown: watch::Receiver<bool>,
     states: Vec<AtomicU8>,
+    /// The real device's side for its user (none for a simulated fleet).
+    desk: Option<Arc<Desk>>,
 }
 
 impl Shared {
@@ -74,6 +80,7 @@ pub struct Agents {
     shutdown: watch::Sender<bool>,
     endpoints: Vec<quinn::Endpoint>,
     tasks: tokio::task::JoinSet<()>,
+    device_ids: Vec<String>,
 }
 
 /// Devices per QUIC endpoint (one UDP socket each), so a large fleet spreads over cores.
@@ -99,6 +106,16 @@ impl Agents {
             Some(_) => (0..count).map(|i| format!("sim-{i}")).collect(),
         };
         let identities = store.identities(slots, make_identity).await?;
+        let device_ids: Vec<String> = identities.iter().map(|i| i.device_id.clone()).collect();
+        // Only a real device has a user who may change its local tasks.
+        let desk = match simulation {
+            None => Some(Arc::new(Desk::new(
+                store.clone(),
+                device_ids[0].clone(),
+                &config.data,
+            )?)),
+            Some(_) => None,
+        };
         let facts = match simulation {
             None => vec![facts::of_this_machine(&config).await],
             Some(s) => (0..s.devices)
@@ -139,9 +156,14 @@ impl Agents {
             states: (0..count)
                 .map(|_| AtomicU8::new(DeviceLinkState::Connecting as u8))
                 .collect(),
+            desk: desk.clone(),
             config,
         });
         let mut tasks = tokio::task::JoinSet::new();
+        if let Some(desk) = desk {
+            tasks.spawn(local::run_snapshots(desk.clone(), shared.shutdown.clone()));
+            tasks.spawn(local::run_spool(desk, shared.shutdown.clone()));
+        }
         let devices = identities.into_iter().zip(facts).zip(apps);
         for (index, ((identity, facts), apps)) in devices.enumerate() {
             let endpoint = endpoints[index / DEVICES_PER_ENDPOINT].clone();
@@ -161,6 +183,7 @@ impl Agents {
             shutdown,
             endpoints,
             tasks,
+            device_ids,
         })
     }
 
@@ -182,6 +205,17 @@ impl Agents {
         &self.shared.store
     }
 
+    /// The id of the device (the first one of a simulated fleet).
+    pub fn device_id(&self) -> &str {
+        &self.device_ids[0]
+    }
+
+    /// The local tasks the device holds (the first device's, for a simulated fleet), each with
+    /// its user's change the server has not answered yet.
+    pub async fn local_tasks(&self) -> anyhow::Result<Vec<LocalTask>> {
+        Ok(self.shared.store.local_tasks(self.device_id()).await?)
+    }
+
     /// Closes every connection, lets peers hear of it, and closes the database.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.send_replace(true);
@@ -194,6 +228,11 @@ impl Agents {
         }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(desk) = &self.shared.desk
+            && let Err(e) = desk.write_snapshot().await
+        {
+            tracing::warn!("cannot write the local tasks' snapshot: {e:#}");
+        }
         let store = self.shared.store.clone();
         tokio::task::spawn_blocking(move || store.close()).await??;
         Ok(())

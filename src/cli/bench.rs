@@ -99,6 +99,19 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// One line per figure of a summary: its min, median and max.
+fn print_figures(summary: &serde_json::Value, figures: &[(&str, &str, &str)]) {
+    for (name, key, unit) in figures {
+        let s = &summary[key];
+        println!(
+            "{name:<26} min {:>10.2}  median {:>10.2}  max {:>10.2} {unit}",
+            s["min"].as_f64().unwrap_or(f64::NAN),
+            s["median"].as_f64().unwrap_or(f64::NAN),
+            s["max"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+}
+
 /// CPU seconds (user + system) a process has used, from /proc.
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -182,21 +195,16 @@ async fn connect(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        for (name, key, unit) in [
-            ("device identities made", "identities_s", "s"),
-            ("cold enroll + connect", "cold_connect_s", "s"),
-            ("device list, all connected", "device_list_s", "s"),
-            ("reconnect storm", "reconnect_storm_s", "s"),
-            ("server memory per device", "server_kib_per_device", "KiB"),
-        ] {
-            let s = &summary[key];
-            println!(
-                "{name:<26} min {:>8.2}  median {:>8.2}  max {:>8.2} {unit}",
-                s["min"].as_f64().unwrap_or(f64::NAN),
-                s["median"].as_f64().unwrap_or(f64::NAN),
-                s["max"].as_f64().unwrap_or(f64::NAN)
-            );
-        }
+        print_figures(
+            &summary,
+            &[
+                ("device identities made", "identities_s", "s"),
+                ("cold enroll + connect", "cold_connect_s", "s"),
+                ("device list, all connected", "device_list_s", "s"),
+                ("reconnect storm", "reconnect_storm_s", "s"),
+                ("server memory per device", "server_kib_per_device", "KiB"),
+            ],
+        );
     }
     Ok(())
 }
@@ -510,19 +518,14 @@ async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        for (name, key) in [
-            ("results per second", "results_per_s"),
-            ("seconds per run", "seconds"),
-            ("jobs per commit", "jobs_per_commit"),
-        ] {
-            let s = &summary[key];
-            println!(
-                "{name:<20} min {:>10.2}  median {:>10.2}  max {:>10.2}",
-                s["min"].as_f64().unwrap_or(f64::NAN),
-                s["median"].as_f64().unwrap_or(f64::NAN),
-                s["max"].as_f64().unwrap_or(f64::NAN)
-            );
-        }
+        print_figures(
+            &summary,
+            &[
+                ("results per second", "results_per_s", "/s"),
+                ("seconds per run", "seconds", "s"),
+                ("jobs per commit", "jobs_per_commit", ""),
+            ],
+        );
     }
     admin.close().await;
     agents.stop().await?;

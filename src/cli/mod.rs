@@ -76,8 +76,9 @@ enum Command {
     /// Administrator accounts.
     #[command(subcommand)]
     Account(AccountCommand),
-    /// Run a device agent (or, with --simulate N, N simulated devices).
-    Agent(device::AgentArgs),
+    /// Run a device agent (or, with --simulate N, N simulated devices); `agent local-task`
+    /// is for the device's user.
+    Agent(AgentCommand),
     /// Managed devices.
     #[command(subcommand)]
     Device(device::DeviceCommand),
@@ -95,6 +96,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `canopy agent --config F [--simulate N ...]` runs the agent; `canopy agent local-task ...`
+/// is for the device's user.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct AgentCommand {
+    #[command(flatten)]
+    run: Option<device::AgentArgs>,
+    #[command(subcommand)]
+    command: Option<crate::agent::cli::AgentCommand>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -271,7 +283,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Account(cmd) => account_command(&session_path, cmd).await,
         Command::Group(cmd) => group::run(&session_path, cmd).await,
-        Command::Agent(args) => device::agent(args).await,
+        Command::Agent(AgentCommand {
+            command: Some(cmd), ..
+        }) => crate::agent::cli::run(cmd).await,
+        Command::Agent(AgentCommand {
+            run: Some(args), ..
+        }) => device::agent(args).await,
+        Command::Agent(_) => bail!("canopy agent needs --config (see canopy agent --help)"),
         Command::Device(cmd) => device::run(&session_path, cmd).await,
         Command::Task(cmd) => task::run(&session_path, cmd).await,
         Command::Demo { json } => demo::run(json).await,

@@ -68,12 +68,12 @@ pub struct LocalTask {
 }
 
 /// What [`Store::store_local_task`] did with a revision from the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LocalTaskStored {
-    /// Kept (new task, or a revision newer than or equal to the one held).
-    Stored,
-    /// Kept, and it answered the user's pending change (applied or overruled).
-    StoredEditSettled,
+    /// Kept (a new task, or a revision newer than or equal to the one held); `settled` is the
+    /// user's pending change this revision answered (applied, or overruled by an
+    /// administrator's change), which is no longer pending.
+    Stored { settled: Option<PendingEdit> },
     /// Older than the revision held: ignored.
     Stale,
 }
@@ -207,7 +207,7 @@ impl Store {
             let mut table = txn.open_table(LOCAL_TASKS)?;
             let held = get::<LocalTask>(&table, &key)?;
             let mut pending_edit = None;
-            let mut settled = false;
+            let mut settled = None;
             if let Some(held) = held {
                 if def.revision < held.def.revision {
                     return Ok(LocalTaskStored::Stale);
@@ -216,7 +216,7 @@ impl Store {
                     let answered = def.revision > edit.base_revision
                         || (def.revision == edit.base_revision && def.schedule == edit.schedule);
                     if answered {
-                        settled = true;
+                        settled = Some(edit);
                     } else {
                         pending_edit = Some(edit);
                     }
@@ -227,11 +227,7 @@ impl Store {
                 pending_edit,
             };
             put(&mut table, &key, &task)?;
-            Ok(if settled {
-                LocalTaskStored::StoredEditSettled
-            } else {
-                LocalTaskStored::Stored
-            })
+            Ok(LocalTaskStored::Stored { settled })
         })
         .await
     }
@@ -264,13 +260,15 @@ impl Store {
     }
 
     /// Records the device user's change of a local task's schedule, made from the revision
-    /// held now; it replaces an earlier pending change. `None` when there is nothing to
-    /// change (the task already has that schedule and no change is pending). Fails with
-    /// [`StoreError::Rejected`] if the device has no such task.
+    /// the user saw (`base_revision`; by default, or if newer, the one held now); it replaces
+    /// an earlier pending change. `None` when there is nothing to change (the task already
+    /// has that schedule and no change is pending). Fails with [`StoreError::Rejected`] if
+    /// the device has no such task.
     pub async fn set_pending_edit(
         &self,
         device_id: &str,
         task_id: u64,
+        base_revision: Option<u32>,
         schedule: Schedule,
     ) -> Result<Option<PendingEdit>, StoreError> {
         let key = local_task_key(device_id, task_id);
@@ -284,8 +282,9 @@ impl Store {
             if task.pending_edit.is_none() && task.def.schedule == schedule {
                 return Ok(None);
             }
+            let held = task.def.revision;
             let edit = PendingEdit {
-                base_revision: task.def.revision,
+                base_revision: base_revision.map_or(held, |seen| seen.min(held)),
                 schedule: schedule.clone(),
             };
             task.pending_edit = Some(edit.clone());
@@ -316,6 +315,13 @@ mod tests {
         Schedule::parse(spec).unwrap()
     }
 
+    fn expected_edit(base_revision: u32, spec: &str) -> PendingEdit {
+        PendingEdit {
+            base_revision,
+            schedule: schedule(spec),
+        }
+    }
+
     async fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.redb");
@@ -340,7 +346,7 @@ mod tests {
     async fn revisions_replace_older_ones_only() {
         let (_dir, store) = open().await;
         let stored = store.store_local_task("d1", def(7, 2, "manual")).await;
-        assert_eq!(stored.unwrap(), LocalTaskStored::Stored);
+        assert_eq!(stored.unwrap(), LocalTaskStored::Stored { settled: None });
         // Another device's task of the same id is another task.
         store
             .store_local_task("d2", def(7, 9, "manual"))
@@ -350,7 +356,7 @@ mod tests {
         assert_eq!(stale.unwrap(), LocalTaskStored::Stale);
         assert_eq!(one(&store, "d1", 7).await.def.revision, 2);
         let same = store.store_local_task("d1", def(7, 2, "app-start")).await;
-        assert_eq!(same.unwrap(), LocalTaskStored::Stored);
+        assert_eq!(same.unwrap(), LocalTaskStored::Stored { settled: None });
         assert_eq!(
             one(&store, "d1", 7).await.def.schedule,
             schedule("app-start")
@@ -377,7 +383,9 @@ mod tests {
     #[tokio::test]
     async fn pending_edit_lives_until_a_newer_revision() {
         let (_dir, store) = open().await;
-        let unknown = store.set_pending_edit("d1", 7, schedule("manual")).await;
+        let unknown = store
+            .set_pending_edit("d1", 7, None, schedule("manual"))
+            .await;
         let e = unknown.unwrap_err().to_string();
         assert!(e.contains("no local task #7"), "{e}");
 
@@ -386,13 +394,15 @@ mod tests {
             .await
             .unwrap();
         // Asking for the schedule it has already changes nothing.
-        let none = store.set_pending_edit("d1", 7, schedule("manual")).await;
+        let none = store
+            .set_pending_edit("d1", 7, None, schedule("manual"))
+            .await;
         assert_eq!(none.unwrap(), None);
         assert_eq!(one(&store, "d1", 7).await.pending_edit, None);
 
         let weekly = schedule("weekly:mon@09:00");
         let edit = store
-            .set_pending_edit("d1", 7, weekly.clone())
+            .set_pending_edit("d1", 7, None, weekly.clone())
             .await
             .unwrap();
         let expected = PendingEdit {
@@ -414,26 +424,27 @@ mod tests {
             .store_local_task("d1", def(7, 3, "manual"))
             .await
             .unwrap();
-        assert_eq!(same, LocalTaskStored::Stored);
+        assert_eq!(same, LocalTaskStored::Stored { settled: None });
         assert_eq!(one(&store, "d1", 7).await.pending_edit, Some(expected));
 
         // The server's answer: a newer revision (here an administrator's, which wins).
         let newer = store
             .store_local_task("d1", def(7, 4, "monthly:1@08:00"))
             .await;
-        assert_eq!(newer.unwrap(), LocalTaskStored::StoredEditSettled);
+        let settled = Some(expected_edit(3, "weekly:mon@09:00"));
+        assert_eq!(newer.unwrap(), LocalTaskStored::Stored { settled });
         let task = one(&store, "d1", 7).await;
         assert_eq!(task.pending_edit, None);
         assert_eq!(task.def.schedule, schedule("monthly:1@08:00"));
 
         // A second change replaces the first and is based on the revision held then.
         store
-            .set_pending_edit("d1", 7, weekly.clone())
+            .set_pending_edit("d1", 7, None, weekly.clone())
             .await
             .unwrap();
         let daily = schedule("every:1d@2030-01-01T06:00");
         let edit = store
-            .set_pending_edit("d1", 7, daily.clone())
+            .set_pending_edit("d1", 7, None, daily.clone())
             .await
             .unwrap();
         assert_eq!(edit.unwrap().base_revision, 4);
@@ -445,7 +456,8 @@ mod tests {
         let settled = store
             .store_local_task("d1", def(7, 4, "every:1d@2030-01-01T06:00"))
             .await;
-        assert_eq!(settled.unwrap(), LocalTaskStored::StoredEditSettled);
+        let edit = Some(expected_edit(4, "every:1d@2030-01-01T06:00"));
+        assert_eq!(settled.unwrap(), LocalTaskStored::Stored { settled: edit });
         assert_eq!(one(&store, "d1", 7).await.pending_edit, None);
         store.close().unwrap();
     }

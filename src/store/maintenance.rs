@@ -12,7 +12,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::PoisonError;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -101,15 +100,7 @@ impl Store {
         F: FnOnce(&mut Database) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let sender = self
-            .inner
-            .sender
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let sender = sender.as_ref().ok_or(StoreError::Closed)?;
-        sender
-            .send(Box::new(MaintenanceJob::new(f, tx)))
-            .map_err(|_| StoreError::Closed)?;
+        self.send_job(Box::new(MaintenanceJob::new(f, tx)))?;
         Ok(rx)
     }
 }

@@ -214,16 +214,19 @@ impl Store {
         F: FnMut(&WriteTransaction) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        self.send_job(Box::new(WriteJob::new(f, tx)))?;
+        Ok(rx)
+    }
+
+    /// Hands a job to the writer thread.
+    fn send_job(&self, job: Box<dyn Job>) -> Result<(), StoreError> {
         let sender = self
             .inner
             .sender
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let sender = sender.as_ref().ok_or(StoreError::Closed)?;
-        sender
-            .send(Box::new(WriteJob::new(f, tx)))
-            .map_err(|_| StoreError::Closed)?;
-        Ok(rx)
+        sender.send(job).map_err(|_| StoreError::Closed)
     }
 
     /// Queues `f` for the writer thread; resolves once the transaction that ran it is durably

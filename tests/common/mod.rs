@@ -191,3 +191,24 @@ pub async fn refused(admin: &AdminClient, request: TaskRequest) -> String {
         other => panic!("expected an error, got {other:?}"),
     }
 }
+
+/// A simulated fleet of `devices` enrolled with `token`, once every device is connected.
+pub async fn fleet(
+    d: &canopy::cli::deployment::Deployment,
+    server: std::net::SocketAddr,
+    token: &str,
+    devices: u32,
+    seed: u64,
+) -> canopy::agent::Agents {
+    let fleet = canopy::agent::Agents::start(
+        d.agent_config("fleet", server, Some(token)).unwrap(),
+        Some(canopy::agent::Simulation { devices, seed }),
+    )
+    .await
+    .unwrap();
+    until(&format!("{devices} devices connected"), || async {
+        fleet.counts().connected == devices as usize
+    })
+    .await;
+    fleet
+}
