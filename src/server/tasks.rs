@@ -31,6 +31,8 @@ use crate::wire::msg::{
 
 /// How long one DNS name of a device list may take to resolve.
 const DNS_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long all the DNS names of one device list may take together.
+const DNS_BUDGET: Duration = Duration::from_secs(10);
 /// How often results older than their task's store-history days are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The record id of the server itself in a server task's run.
@@ -289,11 +291,18 @@ async fn device_list(node: &Node, entries: &[String]) -> Reply<Scope> {
     let (_, unmatched_by_name) = scope::resolve_list(&parsed, &devices, &HashMap::new());
     let mut dns: HashMap<String, Vec<IpAddr>> = HashMap::new();
     let mut resolver = AddressResolver::system();
+    // The whole request must answer well within the client's timeout, however many names.
+    let deadline = tokio::time::Instant::now() + DNS_BUDGET;
     for (typed, entry) in &parsed {
         if let ListEntry::Name(name) = entry
             && unmatched_by_name.contains(typed)
         {
-            match tokio::time::timeout(DNS_TIMEOUT, resolver.lookup_all(name)).await {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                tracing::info!("device list entry {name:?}: no DNS time left for it");
+                continue;
+            }
+            match tokio::time::timeout(DNS_TIMEOUT.min(left), resolver.lookup_all(name)).await {
                 Ok(Ok(ips)) => {
                     dns.insert(name.clone(), ips);
                 }
