@@ -489,10 +489,15 @@ async fn a_task_of_an_application_is_cancelled_when_the_application_stops() {
     let program = format!("cnpy{:08}", std::process::id());
     let path = dir.path().join(&program);
     std::fs::copy("/bin/sleep", &path).unwrap();
-    let mut app = std::process::Command::new(&path)
-        .arg("600")
-        .spawn()
-        .unwrap();
+    // A copy just written can stay open in a child another test forked: retry "busy".
+    let mut app = loop {
+        match std::process::Command::new(&path).arg("600").spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     let apps = format!("[[application]]\nname = \"Sleeper\"\nprocess = \"{program}\"\n");
     let agent = Agents::start(agent_with_apps(&d, "desk", addr, &apps), None)
         .await

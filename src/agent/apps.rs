@@ -262,6 +262,20 @@ pub(crate) mod tests {
         (dir, program, name)
     }
 
+    /// Starts a process, retrying while its program is "text file busy": a copy just written
+    /// can stay open for writing in a child that another test thread forked meanwhile.
+    pub(crate) fn spawn_retrying<T>(mut spawn: impl FnMut() -> std::io::Result<T>) -> T {
+        for _ in 0..250 {
+            match spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other.unwrap(),
+            }
+        }
+        panic!("the program stayed busy for 5 s");
+    }
+
     /// Waits (bounded) until `process_running(name)` is `expected`.
     pub(crate) fn until_running(name: &str, expected: bool) {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -279,10 +293,7 @@ pub(crate) mod tests {
         let (_dir, program, name) = sleep_copy(12);
         assert_eq!(name.len(), 12);
         assert!(!process_running(&name));
-        let mut child = std::process::Command::new(&program)
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let mut child = spawn_retrying(|| std::process::Command::new(&program).arg("30").spawn());
         until_running(&name, true);
         assert!(!process_running(&name[..11]));
         child.kill().unwrap();
@@ -294,10 +305,7 @@ pub(crate) mod tests {
     #[test]
     fn a_long_name_matches_by_its_first_15_bytes_or_its_program() {
         let (_dir, program, name) = sleep_copy(20);
-        let mut child = std::process::Command::new(&program)
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let mut child = spawn_retrying(|| std::process::Command::new(&program).arg("30").spawn());
         // By its program's file name, and by the kernel's name of 15 bytes.
         until_running(&name, true);
         let mut same_start = name[..15].to_string();
@@ -313,10 +321,7 @@ pub(crate) mod tests {
     #[test]
     fn a_zombie_is_not_running() {
         let (_dir, program, name) = sleep_copy(12);
-        let mut child = std::process::Command::new(&program)
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let mut child = spawn_retrying(|| std::process::Command::new(&program).arg("30").spawn());
         until_running(&name, true);
         child.kill().unwrap();
         // Not reaped yet: it stays in /proc as a zombie.
@@ -358,11 +363,12 @@ pub(crate) mod tests {
         let apps = Arc::new(Applications::from_config(&config));
         assert!(apps.reads_processes());
         assert_eq!(apps.check("Bound").await, AppStatus::Stopped);
-        let mut child = tokio::process::Command::new(&program)
-            .arg("30")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut child = spawn_retrying(|| {
+            tokio::process::Command::new(&program)
+                .arg("30")
+                .kill_on_drop(true)
+                .spawn()
+        });
         let deadline = Instant::now() + Duration::from_secs(5);
         while apps.check("Bound").await != AppStatus::Running {
             assert!(Instant::now() < deadline, "never seen running");

@@ -390,10 +390,9 @@ mod tests {
         )
         .unwrap();
         let mut f = fixture(Applications::from_config(&config)).await;
-        let mut app = std::process::Command::new(&program)
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let mut app = crate::agent::apps::tests::spawn_retrying(|| {
+            std::process::Command::new(&program).arg("30").spawn()
+        });
         until_running(&name, true);
         let killer = tokio::task::spawn_blocking(move || {
             std::thread::sleep(Duration::from_millis(400));
