@@ -390,6 +390,9 @@ struct IngestRun {
     reports: u64,
     commits: u64,
     jobs_per_commit: f64,
+    /// CPU seconds of the bench process (the server) and of the devices' process.
+    server_cpu_s: f64,
+    agents_cpu_s: f64,
 }
 
 /// `bench ingest`: a simulated task whose runs take no time, so what is measured is the
@@ -400,7 +403,7 @@ async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
     let machine = machine();
     if !json {
         println!(
-            "bench ingest: {devices} simulated devices over QUIC, 1 server in this process (devices share its 2 cores), {runs} runs after a warm-up; machine: {} cores, {} GiB",
+            "bench ingest: {devices} simulated devices over QUIC in a second process, 1 server in this process (both on the same cores), {runs} runs after a warm-up; machine: {} cores, {} GiB",
             machine.cores, machine.memory_gib
         );
     }
@@ -416,11 +419,9 @@ async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
     let server = super::deployment::start(&d.write_config("bench", &text).await?).await?;
     let addr = server.local_addr();
     let admin = d.admin(addr).await?;
-    let agents = Agents::start(
-        d.agent_config("fleet", addr, Some(TOKEN))?,
-        Some(Simulation { devices, seed: 1 }),
-    )
-    .await?;
+    // The devices run in their own process, so the CPU each side spends is counted apart.
+    d.agent_config("fleet", addr, Some(TOKEN))?;
+    let agents = AgentProcess::spawn(&dir.path().join("fleet.agent.toml"), devices)?;
     wait_connected(&admin, devices, Duration::from_secs(300)).await?;
     let spec = TaskSpec {
         name: "ingest".into(),
@@ -451,6 +452,7 @@ async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
     let mut all = Vec::new();
     for i in 0..=runs {
         let before = store.stats();
+        let cpu_before = (cpu_seconds("self"), agents.cpu_seconds());
         let started = Instant::now();
         let start = TaskRequest::Start {
             task: "ingest".into(),
@@ -474,6 +476,8 @@ async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         let seconds = started.elapsed().as_secs_f64();
+        let server_cpu_s = cpu_seconds("self") - cpu_before.0;
+        let agents_cpu_s = agents.cpu_seconds() - cpu_before.1;
         let after = store.stats();
         let records = store.run_records(run.run_id).await?;
         if RunCounters::of(&records) != finished.counters
@@ -492,14 +496,22 @@ async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
             reports: 3 * u64::from(devices),
             commits,
             jobs_per_commit: (after.jobs - before.jobs) as f64 / commits.max(1) as f64,
+            server_cpu_s,
+            agents_cpu_s,
         };
         if i == 0 {
             continue;
         }
         if !json {
             println!(
-                "run {i}: {devices} results in {:.3} s = {:.0} results/s; {} reports in {} commits ({:.1} jobs per commit); counters equal the records",
-                r.seconds, r.results_per_s, r.reports, r.commits, r.jobs_per_commit
+                "run {i}: {devices} results in {:.3} s = {:.0} results/s; {} reports in {} commits ({:.1} jobs per commit); CPU: server {:.2} s, devices {:.2} s; counters equal the records",
+                r.seconds,
+                r.results_per_s,
+                r.reports,
+                r.commits,
+                r.jobs_per_commit,
+                r.server_cpu_s,
+                r.agents_cpu_s
             );
         }
         all.push(r);
@@ -513,6 +525,8 @@ async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
         "seconds": figure(|r| r.seconds),
         "results_per_s": figure(|r| r.results_per_s),
         "jobs_per_commit": figure(|r| r.jobs_per_commit),
+        "server_cpu_s": figure(|r| r.server_cpu_s),
+        "agents_cpu_s": figure(|r| r.agents_cpu_s),
         "counters_exact": true,
     });
     if json {
@@ -524,6 +538,8 @@ async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
                 ("results per second", "results_per_s", "/s"),
                 ("seconds per run", "seconds", "s"),
                 ("jobs per commit", "jobs_per_commit", ""),
+                ("server CPU per run", "server_cpu_s", "s"),
+                ("devices' CPU per run", "agents_cpu_s", "s"),
             ],
         );
     }
@@ -531,4 +547,36 @@ async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
     agents.stop().await?;
     server.shutdown().await?;
     Ok(())
+}
+
+/// A `canopy agent --simulate N` child process.
+struct AgentProcess {
+    server: ServerProcess,
+}
+
+impl AgentProcess {
+    fn spawn(config: &Path, devices: u32) -> anyhow::Result<AgentProcess> {
+        let exe = std::env::current_exe()?;
+        let child = Command::new(exe)
+            .args(["agent", "--config"])
+            .arg(config)
+            .args(["--simulate", &devices.to_string(), "--seed", "1"])
+            .env("CANOPY_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the devices' process")?;
+        // Stopping and accounting work the same as for a server process.
+        Ok(AgentProcess {
+            server: ServerProcess { child },
+        })
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        self.server.cpu_seconds()
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.server.stop().await
+    }
 }
