@@ -125,6 +125,18 @@ async fn every_kind_of_task_targets_the_right_devices() {
     wait_finished(&admin, "sales only").await;
     assert_eq!(targeted(&admin, "sales only").await, names(0..5));
 
+    // "Immediately": started on creation.
+    let mut spec = simulate_spec(
+        "at once",
+        group_scope("Managed devices/Sales", false),
+        10,
+        [1, 0, 0],
+    );
+    spec.schedule = canopy::model::schedule::Schedule::Immediately;
+    let created = create_task(&admin, spec).await;
+    assert_eq!(created.last_run.map(|r| r.counters.total()), Some(5));
+    wait_finished(&admin, "at once").await;
+
     // A device list as a .txt file holds: an IP, a range, a name, and one that matches
     // nothing, which is reported rather than dropped. (sim-N has address 10.0.0.N+1.)
     let file = dir.path().join("devices.txt");
@@ -473,6 +485,18 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let spec = simulate_spec("fine", group_scope("Managed devices", true), 1, [1, 0, 0]);
     let message = refused(&admin, create(spec)).await;
     assert!(message.contains("already exists"), "{message}");
+
+    // A task scheduled "immediately" is created even when it cannot start, and says why.
+    let mut spec = simulate_spec(
+        "at once",
+        group_scope("Managed devices", true),
+        1,
+        [1, 0, 0],
+    );
+    spec.schedule = canopy::model::schedule::Schedule::Immediately;
+    let created = create_task(&admin, spec).await;
+    assert!(created.last_run.is_none());
+    common::wait_event(&admin, EventKind::RunStarted, "not started on creation").await;
 
     admin.close().await;
     server.shutdown().await.unwrap();

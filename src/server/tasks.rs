@@ -472,8 +472,17 @@ async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<Ad
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
     node.push_local_task(&task, false).await;
-    if task.settings.schedule == crate::model::schedule::Schedule::Immediately {
-        start_run(node, &session.user, &task, None).await?;
+    if task.settings.schedule == crate::model::schedule::Schedule::Immediately
+        && let Err(AdminResponse::Error { message, .. }) =
+            start_run(node, &session.user, &task, None).await
+    {
+        // The task exists now either way; the administrator sees why it did not start.
+        let msg = format!(
+            "task {:?} was not started on creation: {message}",
+            task.name
+        );
+        node.event(Severity::Warning, EventKind::RunStarted, msg)
+            .await;
     }
     let task = node
         .store
