@@ -57,6 +57,35 @@ impl Canopy {
         )
     }
 
+    /// Logs in as admin as soon as the server at `server` answers (its log is shown if it
+    /// never does).
+    fn login_when_up(&self, server: &str) {
+        let login = [
+            "login",
+            "--server",
+            server,
+            "--ca",
+            "certs/ca.pem",
+            "--user",
+            "admin",
+            "--password-stdin",
+        ];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.run(&login, Some(&format!("{PASSWORD}\n")));
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "login never worked: {} {}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.dir.join("primary.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn serve(&self, config: &str) -> Server {
         let log = std::fs::File::create(self.dir.join(format!("{config}.log"))).unwrap();
         let child = self
@@ -200,29 +229,7 @@ fn an_administrator_builds_a_tree_from_the_command_line() {
 
     let primary = c.serve("primary.toml");
     let server = format!("127.0.0.1:{primary_port}");
-    let login = [
-        "login",
-        "--server",
-        &server,
-        "--ca",
-        "certs/ca.pem",
-        "--user",
-        "admin",
-        "--password-stdin",
-    ];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = c.run(&login, Some(&format!("{PASSWORD}\n")));
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "login never worked: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.login_when_up(&server);
     let (_, err) = c.fails(
         &[
             "login",
@@ -519,30 +526,7 @@ fn tasks_from_the_command_line_and_the_password_never_leaks() {
             .unwrap(),
     };
     let address = format!("127.0.0.1:{port}");
-    let login = [
-        "login",
-        "--server",
-        &address,
-        "--ca",
-        "certs/ca.pem",
-        "--user",
-        "admin",
-        "--password-stdin",
-    ];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = c.run(&login, Some(&format!("{PASSWORD}\n")));
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "login never worked: {} {}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(tmp.path().join("primary.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.login_when_up(&address);
     write(
         &tmp.path().join("agent.toml"),
         &format!(

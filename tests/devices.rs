@@ -219,16 +219,7 @@ async fn unsent_results_are_delivered_once_after_agent_and_server_restart() {
     );
     common::create_task(&admin, spec).await;
     let run_id = common::start_task(&admin, "long run", None).await.0.run_id;
-    until("the run to start on the device", || async {
-        agent
-            .store()
-            .local_runs(&device_id)
-            .await
-            .unwrap()
-            .iter()
-            .any(|r| r.state == LocalRunState::Started)
-    })
-    .await;
+    run_started(&agent, &device_id).await;
     server.shutdown().await.unwrap();
     until("the run to finish with the server away", || async {
         agent
@@ -342,16 +333,7 @@ async fn a_run_interrupted_by_an_agent_crash_is_reported_failed_not_rerun() {
     );
     common::create_task(&admin, spec).await;
     common::start_task(&admin, "endless", None).await;
-    until("the run to start", || async {
-        agent
-            .store()
-            .local_runs(&device_id)
-            .await
-            .unwrap()
-            .iter()
-            .any(|r| r.state == LocalRunState::Started)
-    })
-    .await;
+    run_started(&agent, &device_id).await;
     // Stopping mid-run is what a crash looks like to the run log: started, no result.
     agent.stop().await.unwrap();
     let agent = Agents::start(agent_config, None).await.unwrap();
@@ -448,4 +430,18 @@ async fn a_few_hundred_simulated_devices_connect_are_listed_and_leave_cleanly() 
     );
     admin.close().await;
     server.shutdown().await.unwrap();
+}
+
+/// Waits until the device has recorded a run as started.
+async fn run_started(agent: &Agents, device_id: &str) {
+    until("the run to start on the device", || async {
+        agent
+            .store()
+            .local_runs(device_id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.state == LocalRunState::Started)
+    })
+    .await;
 }
