@@ -64,6 +64,9 @@ pub struct AgentConfig {
     /// The server's host (IP address or DNS name) and port.
     pub server_host: String,
     pub server_port: u16,
+    /// The virtual server of that server the device belongs to (`server = "host:port/NAME"`);
+    /// the agent names it in its hello.
+    pub virtual_server: Option<String>,
     pub ca: PathBuf,
     pub data: PathBuf,
     pub name: Option<String>,
@@ -98,10 +101,16 @@ impl AgentConfig {
             key,
             problem,
         };
-        let (host, port) = split_host_port(&raw.server).ok_or_else(|| {
+        let (address, virtual_server) =
+            split_virtual_server(&raw.server).map_err(|e| invalid("server", e))?;
+        let (host, port) = split_host_port(address).ok_or_else(|| {
             invalid(
                 "server",
-                format!("{:?} is not host:port, e.g. 127.0.0.1:13000", raw.server),
+                format!(
+                    "{:?} is not host:port or host:port/virtual-server, e.g. 127.0.0.1:13000 \
+                     or 127.0.0.1:13000/tenant-a",
+                    raw.server
+                ),
             )
         })?;
         if let Some(name) = &raw.name {
@@ -157,6 +166,7 @@ impl AgentConfig {
         Ok(AgentConfig {
             server_host: host,
             server_port: port,
+            virtual_server,
             ca: anchored(raw.ca),
             data: anchored(raw.data),
             name: raw.name,
@@ -187,6 +197,28 @@ fn check_process_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// "host:port/NAME": the address, and the virtual server NAME if there is a '/'. A host or
+/// port has no '/', so the first one starts the name.
+fn split_virtual_server(s: &str) -> Result<(&str, Option<String>), String> {
+    let s = s.trim();
+    let Some((address, name)) = s.split_once('/') else {
+        return Ok((s, None));
+    };
+    if name.trim().is_empty() {
+        return Err(format!(
+            "{s:?} ends with '/' but names no virtual server: give host:port or host:port/NAME"
+        ));
+    }
+    if name.contains('/') {
+        return Err(format!(
+            "{s:?}: a virtual server is one name after host:port, not a path"
+        ));
+    }
+    crate::model::check_display_name("the virtual server's name", name)
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    Ok((address, Some(name.to_string())))
 }
 
 /// "host:port", "[v6]:port"; the port must be 1 to 65535.
@@ -223,6 +255,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`link.keep_alive_ms`"), "{e}");
+    }
+
+    #[test]
+    fn a_virtual_server_after_the_address() {
+        let tail = "\nca = \"c\"\ndata = \"d\"\n";
+        let c = parse(&format!("server = \"10.0.0.1:13000/tenant-a\"{tail}")).unwrap();
+        assert_eq!((c.server_host.as_str(), c.server_port), ("10.0.0.1", 13000));
+        assert_eq!(c.virtual_server.as_deref(), Some("tenant-a"));
+        let c = parse(&format!("server = \"[::1]:13000/Tenant B\"{tail}")).unwrap();
+        assert_eq!((c.server_host.as_str(), c.server_port), ("::1", 13000));
+        assert_eq!(c.virtual_server.as_deref(), Some("Tenant B"));
+        let c = parse(&format!("server = \"canopy.example:13000\"{tail}")).unwrap();
+        assert_eq!(c.server_host, "canopy.example");
+        assert_eq!(c.virtual_server, None);
+        for (server, words) in [
+            ("h:1/", "names no virtual server"),
+            ("h:1/ ", "names no virtual server"),
+            ("h:1/a/b", "not a path"),
+            ("h:1//a", "not a path"),
+            ("h:1/a\\u0007", "control characters"),
+            ("h/a", "is not host:port"),
+            ("/a", "is not host:port"),
+            ("h:0/a", "is not host:port"),
+        ] {
+            let e = parse(&format!("server = \"{server}\"{tail}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("`server`"), "{server}: {e}");
+            assert!(e.contains(words), "{server}: {e}");
+        }
     }
 
     #[test]

@@ -178,6 +178,7 @@ impl Device {
         }
         let hello = AgentHello {
             device_id: self.identity.device_id.clone(),
+            virtual_server: self.shared.config.virtual_server.clone(),
             token: self.shared.config.token.clone().map(Secret),
             facts: self.facts.clone(),
         };

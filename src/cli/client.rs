@@ -35,6 +35,10 @@ pub struct AdminClient {
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     token: Option<Secret>,
+    /// The virtual server the hello named, if any.
+    virtual_server: Option<String>,
+    /// `--at`: requests go to the server at this path below the one connected to.
+    forward: Option<String>,
     pub server_name: String,
     pub server_version: String,
 }
@@ -44,6 +48,16 @@ impl AdminClient {
     pub async fn connect(
         addr: SocketAddr,
         ca: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, ClientError> {
+        Self::connect_virtual(addr, ca, None).await
+    }
+
+    /// Like [`AdminClient::connect`]; with `virtual_server`, the session is with that virtual
+    /// server of the server at `addr` (its own accounts and data).
+    pub async fn connect_virtual(
+        addr: SocketAddr,
+        ca: Vec<CertificateDer<'static>>,
+        virtual_server: Option<String>,
     ) -> Result<Self, ClientError> {
         let fail = |message: String| ClientError::Connect { addr, message };
         let trust = ClientTrust {
@@ -72,6 +86,8 @@ impl AdminClient {
             endpoint,
             conn,
             token: None,
+            virtual_server,
+            forward: None,
             server_name: String::new(),
             server_version: String::new(),
         };
@@ -90,6 +106,7 @@ impl AdminClient {
                 .map_err(|e| self.closed(FrameError::Io(e.into())))?;
             let hello = AdminHello {
                 client_version: SOFTWARE_VERSION.to_string(),
+                virtual_server: self.virtual_server.clone(),
             };
             wire::write_hello(&mut send, &hello)
                 .await
@@ -120,6 +137,22 @@ impl AdminClient {
         self.token = Some(token);
     }
 
+    /// Sends every later request (but login and logout, which concern the session here) to
+    /// the server at `path` below this one, e.g. "branch-1/branch-1a"; `None`: to this one.
+    pub fn forward_to(&mut self, path: Option<String>) {
+        self.forward = path;
+    }
+
+    /// The server's address, as connected to.
+    pub fn server_addr(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+
+    /// The path given to [`AdminClient::forward_to`].
+    pub fn forwarded_to(&self) -> Option<&str> {
+        self.forward.as_deref()
+    }
+
     pub async fn login(
         &mut self,
         user: &str,
@@ -146,7 +179,7 @@ impl AdminClient {
     pub async fn call(&self, request: AdminRequest) -> Result<AdminResponse, ClientError> {
         let call = AdminCall {
             token: self.token.clone(),
-            request,
+            request: forwarded(self.forward.as_deref(), request),
         };
         let exchange = async {
             let (mut send, mut recv) = self
@@ -213,5 +246,47 @@ impl AdminClient {
     pub async fn close(self) {
         self.conn.close(0u32.into(), b"bye");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// `request` for the server at `path`, if any: the one place `--at` is applied. Login and
+/// logout stay with the server connected to, where the session lives.
+fn forwarded(path: Option<&str>, request: AdminRequest) -> AdminRequest {
+    match (path, request) {
+        (_, request @ (AdminRequest::Login { .. } | AdminRequest::Logout)) => request,
+        (Some(path), request) => AdminRequest::Forward {
+            path: path.to_string(),
+            request: Box::new(request),
+        },
+        (None, request) => request,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_wraps_every_request_but_the_session_s_own() {
+        assert_eq!(
+            forwarded(None, AdminRequest::ServerList),
+            AdminRequest::ServerList
+        );
+        assert_eq!(
+            forwarded(Some("branch-1/branch-1a"), AdminRequest::ServerList),
+            AdminRequest::Forward {
+                path: "branch-1/branch-1a".into(),
+                request: Box::new(AdminRequest::ServerList),
+            }
+        );
+        assert_eq!(
+            forwarded(Some("b"), AdminRequest::Logout),
+            AdminRequest::Logout
+        );
+        let login = AdminRequest::Login {
+            user: "admin".into(),
+            password: Secret("pw".into()),
+        };
+        assert_eq!(forwarded(Some("b"), login.clone()), login);
     }
 }

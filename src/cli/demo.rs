@@ -1,68 +1,29 @@
-//! `canopy demo`: a primary, a secondary and a secondary of that secondary on loopback, in
-//! one process, set up the way an administrator would; waits for both links and prints the
-//! tree as the primary sees it. Then 200 simulated devices enroll on the primary, a group
-//! task runs on them, and its statistics are printed when every device has finished.
+//! `canopy demo`: the whole story on loopback, in one process, set up the way an
+//! administrator would. A primary with two secondaries, one of which has its own secondary,
+//! and a virtual server on the primary, each with simulated devices; one group task created
+//! and started at the primary; the per-server statistics printed when every device of the
+//! tree has finished.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::deployment::{Deployment, config_text, parent_of, start, wait_for_tree};
+use super::deployment::{DemoTree, Deployment, tree};
 use super::table;
-use crate::agent::{Agents, Simulation};
-use crate::model::ServerStatus;
 use crate::model::schedule::{Schedule, ScheduleOptions};
 use crate::model::task::{Notify, RestartPolicy, TaskPayload, TaskType};
 use crate::wire::msg::{AdminRequest, AdminResponse, RunView, ScopeSpec, TaskRequest, TaskSpec};
 
-const TOKEN: &str = "canopy-demo-enrollment-token";
-const DEVICES: u32 = 200;
+const DEVICES: u32 = 100;
 const TASK: &str = "Demo scan";
 
 pub async fn run(json: bool) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("canopy-demo-").tempdir()?;
     let d = Deployment::create(dir.path())?;
-    d.add_server("primary", 0, None).await?;
-    let text = format!(
-        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
-        config_text("primary", 0, None)
-    );
-    let primary = start(&d.write_config("primary", &text).await?).await?;
-    let branch_config = d
-        .add_server("branch-1", 0, Some(parent_of(&primary)))
-        .await?;
-    d.register(primary.local_addr(), "branch-1", "Managed devices")
-        .await?;
-    let branch = start(&branch_config).await?;
-    let leaf_config = d
-        .add_server("branch-1a", 0, Some(parent_of(&branch)))
-        .await?;
-    d.register(branch.local_addr(), "branch-1a", "Managed devices")
-        .await?;
-    let leaf = start(&leaf_config).await?;
-
-    let admin = d.admin(primary.local_addr()).await?;
-    let rows = wait_for_tree(&admin, Duration::from_secs(30), "both links up", |rows| {
-        rows.len() == 3 && rows.iter().all(|r| r.status == ServerStatus::Active)
-    })
-    .await?;
-
-    let fleet = Agents::start(
-        d.agent_config("fleet", primary.local_addr(), Some(TOKEN))?,
-        Some(Simulation {
-            devices: DEVICES,
-            seed: 1,
-        }),
-    )
-    .await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while primary.node.connected_devices().len() < DEVICES as usize {
-        if Instant::now() > deadline {
-            bail!("the simulated devices did not all connect within a minute");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let run = run_group_task(&admin).await?;
+    let demo = DemoTree::start(&d, DEVICES).await?;
+    let admin = d.admin(demo.primary().local_addr()).await?;
+    let rows = tree(&admin).await?;
+    let run = run_group_task(&admin, demo.total_devices()).await?;
     admin.close().await;
     if json {
         let value = serde_json::json!({
@@ -74,19 +35,22 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         println!("The tree as the primary sees it:\n");
         print!("{}", table::servers(&rows));
         println!(
-            "\nGroup task {TASK:?} on the primary's {DEVICES} simulated devices, when all finished:\n"
+            "\nGroup task {TASK:?} created and started at the primary, on the {} simulated devices of the tree, when all finished:\n",
+            demo.total_devices()
         );
+        print!("{}", super::task::servers_text(&run));
+        println!();
         print!("{}", super::task::stats_text(&run));
     }
-    fleet.stop().await?;
-    leaf.shutdown().await?;
-    branch.shutdown().await?;
-    primary.shutdown().await?;
-    Ok(())
+    demo.stop().await
 }
 
-/// Creates and starts a group task on "Managed devices" and waits until every device is done.
-async fn run_group_task(admin: &super::client::AdminClient) -> anyhow::Result<RunView> {
+/// Creates and starts a group task on "Managed devices" (with secondary and virtual
+/// servers) and waits until all `devices` of the tree are done.
+async fn run_group_task(
+    admin: &super::client::AdminClient,
+    devices: u64,
+) -> anyhow::Result<RunView> {
     let spec = TaskSpec {
         name: TASK.into(),
         task_type: TaskType::Device(TaskPayload::Simulate {
@@ -126,7 +90,7 @@ async fn run_group_task(admin: &super::client::AdminClient) -> anyhow::Result<Ru
         let AdminResponse::TaskStats(run) = admin.call(AdminRequest::Task(stats)).await? else {
             bail!("unexpected answer to task stats");
         };
-        if run.counters.finished() == run.counters.total() {
+        if run.counters.total() == devices && run.counters.finished() == devices {
             return Ok(run);
         }
         if Instant::now() > deadline {

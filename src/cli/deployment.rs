@@ -110,6 +110,17 @@ impl Deployment {
         server: SocketAddr,
         token: Option<&str>,
     ) -> anyhow::Result<crate::agent::config::AgentConfig> {
+        self.agent_config_at(name, &server.to_string(), token)
+    }
+
+    /// [`Deployment::agent_config`] for a server address as an agent config gives it, such
+    /// as `127.0.0.1:13000/tenant-a` for a virtual server.
+    pub fn agent_config_at(
+        &self,
+        name: &str,
+        server: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<crate::agent::config::AgentConfig> {
         let mut text = format!(
             "server = \"{server}\"\nca = \"certs/ca.pem\"\ndata = \"data/{name}.agent.redb\"\nname = \"{name}\"\n\
              time_zone = \"Europe/Berlin\"\n"
@@ -225,4 +236,130 @@ pub fn free_port() -> anyhow::Result<u16> {
 /// The parent half of a child's config: where the parent listens and who it is.
 pub fn parent_of(server: &RunningServer) -> (SocketAddr, Fingerprint) {
     (server.local_addr(), server.node.fingerprint)
+}
+
+/// The enrollment token of every physical server of [`DemoTree`].
+pub const DEMO_TOKEN: &str = "canopy-demo-enrollment-token";
+/// The virtual server of [`DemoTree`].
+pub const DEMO_TENANT: &str = "tenant-a";
+
+/// The demo's tree, running in this process: a primary with two secondaries, one of which
+/// has its own secondary, and a virtual server on the primary, each with a simulated fleet.
+pub struct DemoTree {
+    /// Primary first, then branch-1, branch-2, branch-1a.
+    pub servers: Vec<RunningServer>,
+    pub fleets: Vec<crate::agent::Agents>,
+    /// (display path at the primary, devices) of every server.
+    pub devices: Vec<(String, u32)>,
+}
+
+impl DemoTree {
+    /// Builds the tree in `d` with `devices` simulated devices on each server (half on the
+    /// virtual server), and waits until every link is up and every device connected.
+    pub async fn start(d: &Deployment, devices: u32) -> anyhow::Result<DemoTree> {
+        let with_token = |name: &str, parent| {
+            format!(
+                "{}\n[[enrollment]]\ntoken = \"{DEMO_TOKEN}\"\ngroup = \"Managed devices\"\n",
+                config_text(name, 0, parent)
+            )
+        };
+        d.add_server("primary", 0, None).await?;
+        let primary = start(
+            &d.write_config("primary", &with_token("primary", None))
+                .await?,
+        )
+        .await?;
+        let mut servers = vec![primary];
+        for (name, parent) in [("branch-1", 0), ("branch-2", 0), ("branch-1a", 1)] {
+            let parent_addr = servers[parent].local_addr();
+            let link = Some(parent_of(&servers[parent]));
+            d.add_server(name, 0, link).await?;
+            let config = d.write_config(name, &with_token(name, link)).await?;
+            d.register(parent_addr, name, "Managed devices").await?;
+            servers.push(start(&config).await?);
+        }
+        let admin = d.admin(servers[0].local_addr()).await?;
+        let create = crate::wire::msg::VirtualServerRequest::Create {
+            name: DEMO_TENANT.into(),
+            group: "Managed devices".into(),
+        };
+        let tenant_token = match admin.call(AdminRequest::VirtualServer(create)).await? {
+            AdminResponse::VirtualServer(view) => view.enrollment_token.0,
+            other => bail!("unexpected answer to vserver create: {other:?}"),
+        };
+        wait_for_tree(&admin, Duration::from_secs(30), "every link up", |rows| {
+            rows.len() == 5 && rows.iter().all(|r| r.status == ServerStatus::Active)
+        })
+        .await?;
+        admin.close().await;
+        let tenant_devices = (devices / 2).max(1);
+        let paths = [
+            "primary",
+            "primary/branch-1",
+            "primary/branch-2",
+            "primary/branch-1/branch-1a",
+        ];
+        let mut plan: Vec<(String, String, String, u32)> = paths
+            .iter()
+            .zip(&servers)
+            .map(|(path, s)| {
+                let address = s.local_addr().to_string();
+                (path.to_string(), address, DEMO_TOKEN.to_string(), devices)
+            })
+            .collect();
+        plan.push((
+            format!("primary/{DEMO_TENANT}"),
+            format!("{}/{DEMO_TENANT}", servers[0].local_addr()),
+            tenant_token,
+            tenant_devices,
+        ));
+        let mut fleets = Vec::new();
+        let mut counts = Vec::new();
+        for (i, (path, address, token, n)) in plan.into_iter().enumerate() {
+            let name = format!("fleet-{}", path.replace('/', "-"));
+            let config = d.agent_config_at(&name, &address, Some(&token))?;
+            let simulation = crate::agent::Simulation {
+                devices: n,
+                seed: i as u64 + 1,
+            };
+            fleets.push(crate::agent::Agents::start(config, Some(simulation)).await?);
+            counts.push((path, n));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let expected: u32 = counts.iter().map(|(_, n)| n).sum();
+        loop {
+            let connected: usize = fleets.iter().map(|f| f.counts().connected).sum();
+            if connected == expected as usize {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("only {connected} of {expected} simulated devices connected within a minute");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(DemoTree {
+            servers,
+            fleets,
+            devices: counts,
+        })
+    }
+
+    pub fn primary(&self) -> &RunningServer {
+        &self.servers[0]
+    }
+
+    pub fn total_devices(&self) -> u64 {
+        self.devices.iter().map(|(_, n)| u64::from(*n)).sum()
+    }
+
+    /// Stops the fleets, then the servers from the leaves up.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        for fleet in self.fleets {
+            fleet.stop().await?;
+        }
+        for server in self.servers.into_iter().rev() {
+            server.shutdown().await?;
+        }
+        Ok(())
+    }
 }

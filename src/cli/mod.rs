@@ -10,6 +10,7 @@ mod group;
 mod session;
 pub(crate) mod table;
 mod task;
+mod vserver;
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -37,6 +38,12 @@ pub struct Cli {
     /// Where `canopy login` keeps the session the other commands use.
     #[arg(long, global = true, env = "CANOPY_SESSION")]
     session: Option<PathBuf>,
+    /// Run the command on the server at this path below the one logged in to (names joined
+    /// by '/', as the PATH column of `server list` shows them without the first; e.g.
+    /// "branch-1/branch-1a", or a virtual server's name). The request is relayed down the
+    /// tree and served there with your role. Not for login and logout.
+    #[arg(long, global = true, value_name = "PATH", value_parser = parse_at)]
+    at: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,11 +58,16 @@ enum Command {
     /// The deployment's certificate authority and server certificates.
     #[command(subcommand)]
     Pki(PkiCommand),
-    /// Log in to a server; the session is used by the other commands.
+    /// Log in to a server, or to one of its virtual servers; the session is used by the
+    /// other commands.
     Login {
-        /// The server's address, e.g. 127.0.0.1:13000.
-        #[arg(long)]
-        server: SocketAddr,
+        /// The server's address, e.g. 127.0.0.1:13000; `host:port/NAME` logs in to its
+        /// virtual server NAME (as --vserver does).
+        #[arg(long, value_name = "ADDRESS", value_parser = parse_login_address)]
+        server: LoginAddress,
+        /// Log in to this virtual server of the server, with one of its own accounts.
+        #[arg(long, value_name = "NAME")]
+        vserver: Option<String>,
         /// The deployment CA the server's certificate must chain to.
         #[arg(long, default_value = "certs/ca.pem")]
         ca: PathBuf,
@@ -88,6 +100,9 @@ enum Command {
     /// Tasks: what runs on devices or on the server, where and when; their runs and results.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Virtual servers of the server: tenants with their own accounts, groups and devices.
+    #[command(subcommand)]
+    Vserver(vserver::VserverCommand),
     /// Measure scenarios on loopback (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -216,6 +231,89 @@ enum AccountCommand {
     },
 }
 
+/// `canopy login --server`: an address, and the virtual server after a '/' if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LoginAddress {
+    addr: SocketAddr,
+    virtual_server: Option<String>,
+}
+
+fn parse_login_address(text: &str) -> Result<LoginAddress, String> {
+    let text = text.trim();
+    let (addr, virtual_server) = match text.split_once('/') {
+        None => (text, None),
+        Some((addr, name)) => {
+            check_vserver_name(name)?;
+            (addr, Some(name.to_string()))
+        }
+    };
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IP address and port, e.g. 127.0.0.1:13000"))?;
+    Ok(LoginAddress {
+        addr,
+        virtual_server,
+    })
+}
+
+/// The virtual server of `--server host:port/NAME` and `--vserver NAME`; both may be given
+/// only if they agree.
+fn login_vserver(address: &LoginAddress, flag: Option<String>) -> anyhow::Result<Option<String>> {
+    if let Some(name) = &flag {
+        check_vserver_name(name).map_err(|e| anyhow::anyhow!("--vserver: {e}"))?;
+    }
+    match (address.virtual_server.clone(), flag) {
+        (Some(a), Some(b)) if a != b => {
+            bail!("--server names virtual server {a:?} and --vserver names {b:?}: give one of them")
+        }
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+fn check_vserver_name(name: &str) -> Result<(), String> {
+    model::check_display_name("the virtual server's name", name)
+}
+
+/// `--at PATH`: names joined by '/', none empty; slashes at either end are dropped.
+fn parse_at(text: &str) -> Result<String, String> {
+    let path = text.trim().trim_matches('/');
+    if path.is_empty() {
+        return Err("the path must name a server below the one logged in to".into());
+    }
+    if path.split('/').any(|name| name.trim().is_empty()) {
+        return Err(format!("{text:?} has an empty name between two '/'"));
+    }
+    Ok(path.to_string())
+}
+
+tokio::task_local! {
+    /// `--at`, for [`connect`]: the commands reach the server through it, so none of them
+    /// has to carry the option.
+    static AT: Option<String>;
+}
+
+impl Command {
+    /// Whether the command sends requests with the session, so `--at` applies to it.
+    fn asks_a_server(&self) -> bool {
+        match self {
+            Command::Server(_)
+            | Command::Event(_)
+            | Command::Device(_)
+            | Command::Group(_)
+            | Command::Task(_)
+            | Command::Vserver(_) => true,
+            Command::Account(cmd) => !matches!(cmd, AccountCommand::Bootstrap { .. }),
+            Command::Serve { .. }
+            | Command::Pki(_)
+            | Command::Login { .. }
+            | Command::Logout
+            | Command::Agent(_)
+            | Command::Bench(_)
+            | Command::Demo { .. } => false,
+        }
+    }
+}
+
 impl Cli {
     /// The log filter when `CANOPY_LOG` is not set: the demo and the benchmarks print their
     /// own results, and the servers they run in-process should not bury them.
@@ -230,23 +328,45 @@ impl Cli {
 /// Runs the command line; the binary's `main` only sets up logging and calls this.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let session_path = cli.session.clone().unwrap_or_else(session::default_path);
-    match cli.command {
+    if cli.at.is_some() && !cli.command.asks_a_server() {
+        bail!(
+            "--at applies to the commands that ask a server (server, event, account, device, \
+             group, task, vserver), not to login, logout or local commands"
+        );
+    }
+    AT.scope(cli.at, dispatch(session_path, cli.command)).await
+}
+
+async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve { config } => serve(&config).await,
         Command::Pki(cmd) => pki_command(cmd),
         Command::Login {
             server,
+            vserver,
             ca,
             user,
             password_stdin,
         } => {
+            // Checked before the password is asked for.
+            let virtual_server = login_vserver(&server, vserver)?;
             let password = read_password("Password: ", password_stdin, false)?;
             let ca = std::path::absolute(&ca).with_context(|| format!("{}", ca.display()))?;
-            let mut client = AdminClient::connect(server, pki::load_certs(&ca)?).await?;
+            let mut client = AdminClient::connect_virtual(
+                server.addr,
+                pki::load_certs(&ca)?,
+                virtual_server.clone(),
+            )
+            .await?;
             let (token, role, expires) = client.login(&user, &password).await?;
-            let name = client.server_name.clone();
+            let name = match &virtual_server {
+                Some(v) => format!("virtual server {v} of {}", client.server_name),
+                None => client.server_name.clone(),
+            };
             client.close().await;
             SessionFile {
-                server,
+                server: server.addr,
+                virtual_server,
                 ca,
                 user: user.clone(),
                 token: token.0,
@@ -292,6 +412,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(_) => bail!("canopy agent needs --config (see canopy agent --help)"),
         Command::Device(cmd) => device::run(&session_path, cmd).await,
         Command::Task(cmd) => task::run(&session_path, cmd).await,
+        Command::Vserver(cmd) => vserver::run(&session_path, cmd).await,
         Command::Demo { json } => demo::run(json).await,
         Command::Bench(cmd) => bench::run(cmd).await,
     }
@@ -345,8 +466,10 @@ pub(crate) async fn connect(session_path: &Path) -> anyhow::Result<AdminClient> 
         );
     }
     let ca = pki::load_certs(&session.ca)?;
-    let mut client = AdminClient::connect(session.server, ca).await?;
+    let mut client =
+        AdminClient::connect_virtual(session.server, ca, session.virtual_server).await?;
     client.set_token(Secret(session.token));
+    client.forward_to(AT.try_with(Clone::clone).ok().flatten());
     Ok(client)
 }
 
@@ -486,6 +609,10 @@ async fn account_command(session_path: &Path, cmd: AccountCommand) -> anyhow::Re
         } => {
             let name = match user {
                 Some(user) => user,
+                // Your account is one of the server logged in to, not of the one `--at` names.
+                None if AT.try_with(Option::is_some).unwrap_or(false) => {
+                    bail!("with --at, name the account to change with --user")
+                }
                 None => SessionFile::load(session_path)?.user,
             };
             let password = read_password("New password: ", password_stdin, true)?;

@@ -1,4 +1,5 @@
-//! The session file written by `canopy login`: which server, which CA, and the token.
+//! The session file written by `canopy login`: which server (and virtual server), which CA,
+//! and the token.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -11,6 +12,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize)]
 pub struct SessionFile {
     pub server: SocketAddr,
+    /// The virtual server logged in to: every later connection names it in its hello.
+    /// Absent in files written before virtual servers existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_server: Option<String>,
     pub ca: PathBuf,
     pub user: String,
     pub token: String,
@@ -55,5 +60,40 @@ pub fn remove(path: &Path) -> anyhow::Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(virtual_server: Option<&str>) -> SessionFile {
+        SessionFile {
+            server: SocketAddr::from(([127, 0, 0, 1], 13000)),
+            virtual_server: virtual_server.map(str::to_string),
+            ca: PathBuf::from("/etc/canopy/ca.pem"),
+            user: "admin".into(),
+            token: "t".into(),
+            expires: 1,
+        }
+    }
+
+    #[test]
+    fn the_virtual_server_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("session.toml");
+        for vserver in [None, Some("tenant-a")] {
+            session(vserver).save(&path).unwrap();
+            let loaded = SessionFile::load(&path).unwrap();
+            assert_eq!(loaded.virtual_server.as_deref(), vserver);
+            assert_eq!(loaded.server, session(None).server);
+        }
+        // A file written before virtual servers existed still loads.
+        std::fs::write(
+            &path,
+            "server = \"127.0.0.1:13000\"\nca = \"ca.pem\"\nuser = \"a\"\ntoken = \"t\"\nexpires = 1\n",
+        )
+        .unwrap();
+        assert_eq!(SessionFile::load(&path).unwrap().virtual_server, None);
     }
 }

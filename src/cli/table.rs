@@ -50,6 +50,8 @@ fn opt_time(t: Option<i64>) -> String {
     t.map(format_time).unwrap_or_else(|| "never".into())
 }
 
+/// The tree, indented by depth; TYPE tells virtual servers (tenants hosted by their
+/// parent) from physical ones, DEVICES is what each server last reported managing.
 pub fn servers(rows: &[ServerRow]) -> String {
     let body: Vec<Vec<String>> = rows
         .iter()
@@ -58,7 +60,14 @@ pub fn servers(rows: &[ServerRow]) -> String {
                 format!("{}{}", "  ".repeat(r.depth as usize), r.name),
                 r.path.clone(),
                 r.depth.to_string(),
+                if r.virtual_server {
+                    "virtual"
+                } else {
+                    "physical"
+                }
+                .into(),
                 r.status.as_str().to_string(),
+                r.devices.to_string(),
                 if r.version.is_empty() {
                     "-".into()
                 } else {
@@ -74,7 +83,9 @@ pub fn servers(rows: &[ServerRow]) -> String {
             "SERVER",
             "PATH",
             "DEPTH",
+            "TYPE",
             "STATUS",
+            "DEVICES",
             "VERSION",
             "ADDRESS",
             "LAST CONNECTED",
@@ -149,9 +160,37 @@ pub fn accounts(accounts: &[AccountView]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::model::{ServerRow, ServerStatus};
+
     #[test]
     fn columns_align() {
         let t = super::render(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "A    BB\nxyz  1\n");
+    }
+
+    #[test]
+    fn servers_show_devices_and_virtual_servers() {
+        let row = |path: &str, depth: u32, devices: u64, virtual_server: bool| ServerRow {
+            path: path.into(),
+            depth,
+            name: path.rsplit('/').next().unwrap_or(path).into(),
+            group: String::new(),
+            status: ServerStatus::Active,
+            version: String::new(),
+            address: None,
+            last_connected: None,
+            devices,
+            virtual_server,
+        };
+        let t = super::servers(&[
+            row("primary", 0, 200, false),
+            row("primary/tenant-a", 1, 12, true),
+        ]);
+        let expected = "\
+SERVER        PATH              DEPTH  TYPE      STATUS  DEVICES  VERSION  ADDRESS  LAST CONNECTED
+primary       primary           0      physical  Active  200      -        -        never
+  tenant-a    primary/tenant-a  1      virtual   Active  12       -        -        never
+";
+        assert_eq!(t, expected);
     }
 }

@@ -21,7 +21,7 @@ use crate::model::schedule::{LocalDateTime, Schedule, ScheduleOptions};
 use crate::model::scope::{self, Scope};
 use crate::model::task::{
     DEFAULT_STORE_HISTORY_DAYS, Details, DeviceRunRecord, DeviceState, Notify, RestartPolicy,
-    RunState, TaskKind, TaskPayload, TaskType,
+    RunCounters, RunState, TaskKind, TaskPayload, TaskType,
 };
 use crate::wire::msg::{
     AccountSpec, AdminRequest, AdminResponse, RunView, ScopeSpec, Secret, TaskChanges, TaskRequest,
@@ -128,19 +128,27 @@ pub enum TaskCommand {
         /// Also what each run produced: exit code and output, scan matches, inventory.
         #[arg(long)]
         details: bool,
+        /// The records held by this server of the tree, as the PATH column of
+        /// `task stats --by-server` shows it (e.g. "primary/branch-1/branch-1a"); by
+        /// default those of the server asked.
+        #[arg(long, value_name = "PATH")]
+        server: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// A run's statistics: devices per state, restarts needed, completion (the last run
-    /// unless --run is given).
+    /// unless --run is given), totalled over the servers below that take part.
     Stats {
         /// The task's name or id.
         task: String,
         /// The run's id.
         #[arg(long, value_name = "RUN_ID")]
         run: Option<u64>,
-        /// Print JSON instead of text.
+        /// One row per server of the tree taking part, then the totals.
+        #[arg(long)]
+        by_server: bool,
+        /// Print JSON instead of text (it always has the per-server rows).
         #[arg(long)]
         json: bool,
     },
@@ -1026,16 +1034,27 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
             run,
             state,
             details,
+            server,
             json,
         } => {
-            let request = TaskRequest::Results {
-                task,
-                run,
-                state: state.map(|s| s.0),
-                details,
-            };
-            let AdminResponse::TaskResults { run, records } = task_call(session, request).await?
-            else {
+            let client = super::connect(session).await?;
+            let answer = async {
+                let server = match server {
+                    None => None,
+                    Some(path) => server_below(asked_server_name(&client), &path)?,
+                };
+                let request = TaskRequest::Results {
+                    task,
+                    run,
+                    state: state.map(|s| s.0),
+                    details,
+                    server,
+                };
+                Ok::<_, anyhow::Error>(client.call(AdminRequest::Task(request)).await?)
+            }
+            .await;
+            client.close().await;
+            let AdminResponse::TaskResults { run, records } = answer? else {
                 bail!("unexpected answer from the server")
             };
             if json {
@@ -1047,7 +1066,12 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
             print!("{}", results_text(&run, &records, details));
             Ok(())
         }
-        TaskCommand::Stats { task, run, json } => {
+        TaskCommand::Stats {
+            task,
+            run,
+            by_server,
+            json,
+        } => {
             let AdminResponse::TaskStats(run) =
                 task_call(session, TaskRequest::Stats { task, run }).await?
             else {
@@ -1056,10 +1080,43 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
             if json {
                 return print_json(&stats_json(&run)?);
             }
-            print!("{}", stats_text(&run));
+            if by_server {
+                print!("{}", servers_text(&run));
+            } else {
+                print!("{}", stats_text(&run));
+            }
             Ok(())
         }
     }
+}
+
+/// The name the server asked puts first in the paths of `--by-server`: with `--at`, the last
+/// name of that path; otherwise the name the server logged in to gave in its welcome.
+fn asked_server_name(client: &AdminClient) -> &str {
+    match client.forwarded_to() {
+        Some(at) => at.rsplit('/').next().unwrap_or(at),
+        None => &client.server_name,
+    }
+}
+
+/// `task results --server PATH` as the request carries it: the path below the server
+/// asked. PATH is as `--by-server` shows it, starting with the asked server's own name
+/// (`asked`), which is dropped; a path without it is taken as already below. `None`: the
+/// asked server itself.
+fn server_below(asked: &str, path: &str) -> anyhow::Result<Option<String>> {
+    let trimmed = path.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        bail!("--server needs a path, as `task stats --by-server` shows it");
+    }
+    let names: Vec<&str> = trimmed.split('/').collect();
+    if names.iter().any(|n| n.trim().is_empty()) {
+        bail!("--server {path:?} has an empty name between two '/'");
+    }
+    let below = match names.split_first() {
+        Some((first, rest)) if *first == asked => rest,
+        _ => &names[..],
+    };
+    Ok((!below.is_empty()).then(|| below.join("/")))
 }
 
 async fn task_call(session: &Path, request: TaskRequest) -> anyhow::Result<AdminResponse> {
@@ -1509,9 +1566,13 @@ fn started_text(run: &RunView, skipped: &[String]) -> String {
 
 pub(super) fn stats_text(run: &RunView) -> String {
     let c = &run.counters;
+    let mut task = format!("{} (id {})", run.task_name, run.task_id);
+    if let Some(from) = &run.inherited_from {
+        task.push_str(&format!(", inherited from {from}"));
+    }
     let mut rows: Vec<(&str, String)> = vec![
         ("run", run.run_id.to_string()),
-        ("task", format!("{} (id {})", run.task_name, run.task_id)),
+        ("task", task),
         ("state", run.state.as_str().to_string()),
         (
             "started",
@@ -1524,6 +1585,18 @@ pub(super) fn stats_text(run: &RunView) -> String {
     if let Some(at) = run.finished {
         rows.push(("finished", format_time(at)));
     }
+    // Only when servers below take part: a lone server's row is the totals.
+    if run.servers.len() > 1 {
+        let silent = run.servers.iter().filter(|s| !s.reported).count();
+        let mut servers = format!("{} (see --by-server)", run.servers.len());
+        if silent > 0 {
+            servers = format!(
+                "{}, {silent} not reported yet (devices counted as pending) (see --by-server)",
+                run.servers.len()
+            );
+        }
+        rows.push(("servers", servers));
+    }
     rows.push(("targeted", c.total().to_string()));
     for state in DeviceState::ALL {
         rows.push((state.as_str(), c.count(state).to_string()));
@@ -1533,7 +1606,8 @@ pub(super) fn stats_text(run: &RunView) -> String {
     table::fields(&rows)
 }
 
-/// The run as JSON, with its completion percentage and the number of devices targeted.
+/// The run as JSON, with its completion percentage, the number of devices targeted, and
+/// one entry per server of the tree taking part with its counts by state name.
 pub(super) fn stats_json(run: &RunView) -> anyhow::Result<serde_json::Value> {
     let mut value = serde_json::to_value(run)?;
     if let Some(object) = value.as_object_mut() {
@@ -1542,8 +1616,99 @@ pub(super) fn stats_json(run: &RunView) -> anyhow::Result<serde_json::Value> {
             serde_json::json!(run.counters.completion_percent()),
         );
         object.insert("targeted".into(), serde_json::json!(run.counters.total()));
+        let servers: Vec<serde_json::Value> = run
+            .servers
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "path": s.path,
+                    "depth": s.depth,
+                    "task_id": s.task_id,
+                    "reported": s.reported,
+                    "counts": counts_json(&s.counters),
+                    "need_restart": s.counters.need_restart,
+                    "total": s.counters.total(),
+                })
+            })
+            .collect();
+        object.insert("servers".into(), serde_json::Value::Array(servers));
     }
     Ok(value)
+}
+
+/// `{"pending": 1, "scheduled": 0, ...}`: counters by state name, for scripts.
+fn counts_json(counters: &RunCounters) -> serde_json::Value {
+    DeviceState::ALL
+        .iter()
+        .map(|s| {
+            (
+                s.as_str().to_string(),
+                serde_json::json!(counters.count(*s)),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// `task stats --by-server`: one row per server of the tree taking part, indented by depth,
+/// then the totals of the whole tree.
+pub(super) fn servers_text(run: &RunView) -> String {
+    let counts = |c: &RunCounters| -> Vec<String> {
+        DeviceState::ALL
+            .iter()
+            .map(|s| c.count(*s).to_string())
+            .chain([c.total().to_string()])
+            .collect()
+    };
+    let mut rows: Vec<Vec<String>> = run
+        .servers
+        .iter()
+        .map(|s| {
+            let mut row = vec![
+                format!("{}{}", "  ".repeat(s.depth as usize), s.path),
+                s.depth.to_string(),
+                if s.task_id == 0 {
+                    "-".into()
+                } else {
+                    s.task_id.to_string()
+                },
+            ];
+            row.extend(counts(&s.counters));
+            row.push(if s.reported {
+                String::new()
+            } else {
+                "not reported yet (devices counted as pending)".into()
+            });
+            row
+        })
+        .collect();
+    let mut total = vec!["total".to_string(), String::new(), String::new()];
+    total.extend(counts(&run.counters));
+    rows.push(total);
+    let mut headers = vec!["PATH", "DEPTH", "TASK ID"];
+    let states: Vec<String> = DeviceState::ALL
+        .iter()
+        .map(|s| s.as_str().to_uppercase())
+        .collect();
+    headers.extend(states.iter().map(String::as_str));
+    headers.extend(["TOTAL", "NOTE"]);
+    let mut out = table::render(&headers, &rows);
+    let mut summary = format!(
+        "run {} of task {} (id {}) {}: {}/{} devices finished ({:.1}%)",
+        run.run_id,
+        run.task_name,
+        run.task_id,
+        run.state.as_str(),
+        run.counters.finished(),
+        run.counters.total(),
+        run.counters.completion_percent()
+    );
+    if let Some(from) = &run.inherited_from {
+        summary.push_str(&format!(", inherited from {from}"));
+    }
+    out.push_str(&summary);
+    out.push('\n');
+    out
 }
 
 fn opt_time(t: Option<i64>) -> String {
@@ -1671,7 +1836,7 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
-    use crate::model::task::RunCounters;
+    use crate::wire::msg::ServerStatsView;
 
     /// `canopy task` with these arguments; `line` is split at whitespace, `extra` is appended
     /// as is (for values with spaces).
@@ -1731,6 +1896,8 @@ mod tests {
                 by_state,
                 need_restart: 2,
             },
+            servers: Vec::new(),
+            inherited_from: None,
         }
     }
 
@@ -2355,6 +2522,130 @@ web-1:
     out
 ";
         assert_eq!(text, expected);
+    }
+
+    /// A run of primary with branch-1 reporting and branch-1a not heard from yet.
+    fn tree_run() -> RunView {
+        let server = |path: &str, depth, task_id, by_state, reported| ServerStatsView {
+            path: String::from(path),
+            depth,
+            task_id,
+            counters: RunCounters {
+                by_state,
+                need_restart: 0,
+            },
+            reported,
+        };
+        let mut run = run_view([5, 0, 1, 10, 1, 1, 0], RunState::Running);
+        run.servers = vec![
+            server("primary", 0, 3, [0, 0, 1, 8, 1, 0, 0], true),
+            server("primary/branch-1", 1, 12, [1, 0, 0, 2, 0, 1, 0], true),
+            server(
+                "primary/branch-1/branch-1a",
+                2,
+                0,
+                [4, 0, 0, 0, 0, 0, 0],
+                false,
+            ),
+        ];
+        run
+    }
+
+    #[test]
+    fn stats_by_server() {
+        let run = tree_run();
+        let expected = "\
+PATH                            DEPTH  TASK ID  PENDING  SCHEDULED  RUNNING  SUCCEEDED  WARNING  FAILED  PAUSED  TOTAL  NOTE
+primary                         0      3        0        0          1        8          1        0       0       10
+  primary/branch-1              1      12       1        0          0        2          0        1       0       4
+    primary/branch-1/branch-1a  2      -        4        0          0        0          0        0       0       4      not reported yet (devices counted as pending)
+total                                           5        0          1        10         1        1       0       18
+run 7 of task Scan (id 3) running: 12/18 devices finished (66.7%)
+";
+        assert_eq!(servers_text(&run), expected);
+
+        let json = stats_json(&run).unwrap();
+        let servers = json["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 3);
+        assert_eq!(servers[2]["path"], "primary/branch-1/branch-1a");
+        assert_eq!(servers[2]["depth"], 2);
+        assert_eq!(servers[2]["reported"], false);
+        assert_eq!(servers[2]["counts"]["pending"], 4);
+        assert_eq!(servers[1]["task_id"], 12);
+        assert_eq!(servers[1]["counts"]["failed"], 1);
+        assert_eq!(servers[1]["total"], 4);
+        assert_eq!(json["targeted"], 18);
+        // A lone server still has the array, empty or with its own row.
+        let lone = stats_json(&run_view([1, 0, 0, 0, 0, 0, 0], RunState::Running)).unwrap();
+        assert_eq!(lone["servers"], serde_json::json!([]));
+
+        let text = stats_text(&run);
+        assert!(
+            text.contains(
+                "servers       3, 1 not reported yet (devices counted as pending) (see --by-server)\n"
+            ),
+            "{text}"
+        );
+        assert!(!stats_text(&run_view([0; 7], RunState::Running)).contains("servers"));
+
+        let mut inherited = tree_run();
+        inherited.inherited_from = Some("primary (task 3)".into());
+        let text = stats_text(&inherited);
+        assert!(
+            text.contains("task          Scan (id 3), inherited from primary (task 3)\n"),
+            "{text}"
+        );
+        assert!(servers_text(&inherited).contains(", inherited from primary (task 3)\n"));
+    }
+
+    #[test]
+    fn stats_and_results_by_server_parse() {
+        let TaskCommand::Stats {
+            by_server, json, ..
+        } = parse("stats Scan --by-server").unwrap()
+        else {
+            panic!()
+        };
+        assert!(by_server && !json);
+        let TaskCommand::Results { server, .. } =
+            parse("results Scan --server primary/branch-1/branch-1a").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(server.as_deref(), Some("primary/branch-1/branch-1a"));
+        let TaskCommand::Results { server, .. } = parse("results Scan").unwrap() else {
+            panic!()
+        };
+        assert_eq!(server, None);
+    }
+
+    #[test]
+    fn the_server_path_is_taken_below_the_server_asked() {
+        let below = |asked, path| server_below(asked, path).unwrap();
+        assert_eq!(
+            below("primary", "primary/branch-1/branch-1a").as_deref(),
+            Some("branch-1/branch-1a")
+        );
+        assert_eq!(
+            below("primary", "primary/branch-1").as_deref(),
+            Some("branch-1")
+        );
+        assert_eq!(below("primary", "primary"), None);
+        assert_eq!(below("primary", "/primary/"), None);
+        // Already below: sent as given.
+        assert_eq!(
+            below("primary", "branch-1/branch-1a").as_deref(),
+            Some("branch-1/branch-1a")
+        );
+        // With --at branch-1, the paths start with branch-1.
+        assert_eq!(
+            below("branch-1", "branch-1/branch-1a").as_deref(),
+            Some("branch-1a")
+        );
+        for bad in ["", "/", "primary//b", " "] {
+            let e = server_below("primary", bad).unwrap_err().to_string();
+            assert!(e.contains("--server"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

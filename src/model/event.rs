@@ -52,6 +52,11 @@ pub enum EventKind {
     DeviceResult,
     /// A server task (backup, maintenance) or history pruning.
     ServerTask,
+    /// A child reconnected behind the change log: how many changes it is being sent.
+    ReplayStarted,
+    ReplayFinished,
+    /// A virtual server was created, enabled, disabled or deleted.
+    VirtualServerChanged,
 }
 
 impl EventKind {
@@ -83,6 +88,9 @@ impl EventKind {
             EventKind::RunFinished => "run-finished",
             EventKind::DeviceResult => "device-result",
             EventKind::ServerTask => "server-task",
+            EventKind::ReplayStarted => "replay-started",
+            EventKind::ReplayFinished => "replay-finished",
+            EventKind::VirtualServerChanged => "virtual-server-changed",
         }
     }
 }

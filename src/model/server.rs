@@ -40,6 +40,10 @@ pub struct ServerRow {
     pub version: String,
     pub address: Option<String>,
     pub last_connected: Option<UnixMillis>,
+    /// Devices managed by that server, as last reported.
+    pub devices: u64,
+    /// A virtual server (a tenant hosted by its parent) rather than a physical one.
+    pub virtual_server: bool,
 }
 
 /// The parent's record of a registered secondary.
@@ -58,6 +62,13 @@ pub struct SecondaryRecord {
     pub address: Option<String>,
     /// The secondary's own subtree as it last reported it, paths relative to the secondary.
     pub subtree: Vec<ServerRow>,
+    /// Devices the secondary manages, as it last reported.
+    pub devices: u64,
+    /// A virtual server hosted by this server: no certificate, linked in-process.
+    pub virtual_server: bool,
+    /// A virtual server's: whether it runs, and the token its devices enroll with.
+    pub disabled: bool,
+    pub enrollment_token: String,
 }
 
 /// What an administrator account may do.

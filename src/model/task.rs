@@ -364,6 +364,19 @@ pub struct TaskRecord {
     pub revision: u32,
     pub changed_by: ChangedBy,
     pub last_run: Option<RunId>,
+    /// Set on a copy of a parent's group task: read-only here, changed only by the parent.
+    pub inherited: Option<Inherited>,
+}
+
+/// Where an inherited task comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inherited {
+    /// The parent server's name.
+    pub parent: String,
+    /// The task's id on the parent.
+    pub parent_task_id: TaskId,
+    /// The parent's revision of the task this copy holds.
+    pub parent_revision: u32,
 }
 
 impl TaskRecord {
@@ -581,6 +594,11 @@ pub struct RunRecord {
     /// When the last targeted device finished.
     pub finished: Option<UnixMillis>,
     pub counters: RunCounters,
+    /// Bumped whenever `counters` change, so the newest statistics report of this run wins
+    /// at the parent; stored with the counters, so it only grows across restarts.
+    pub version: u64,
+    /// The parent's run this run carries out, on a server that inherited the task.
+    pub parent_run: Option<RunId>,
 }
 
 impl RunRecord {
@@ -758,6 +776,7 @@ mod tests {
             revision: 3,
             changed_by: ChangedBy::Administrator("admin".into()),
             last_run: None,
+            inherited: None,
         };
         assert_eq!(task.device_edit(3), DeviceEdit::Apply);
         assert_eq!(task.device_edit(2), DeviceEdit::AdministratorWins);

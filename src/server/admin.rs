@@ -13,7 +13,7 @@ use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
 use crate::net::pki::{self, Fingerprint};
 use crate::wire::msg::{
     AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, DeviceRequest,
-    ErrorKind, GroupRequest, ServerStatusView, TaskRequest,
+    ErrorKind, ForwardedRequest, GroupRequest, ServerStatusView, TaskRequest, VirtualServerRequest,
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
 
@@ -29,17 +29,34 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
             .accept_bi()
             .await
             .map_err(|e| FrameError::Io(e.into()))?;
-        let _: AdminHello = wire::read_hello(&mut recv, MAX_REQUEST).await?;
+        let hello: AdminHello = wire::read_hello(&mut recv, MAX_REQUEST).await?;
+        // An administrator of a virtual server talks to it alone, with its own accounts.
+        let served = match &hello.virtual_server {
+            None => Some(node.clone()),
+            Some(name) => node.virtual_server(name),
+        };
         let welcome = AdminWelcome {
-            server_name: node.name().to_string(),
+            server_name: served
+                .as_ref()
+                .map(|n| n.name().to_string())
+                .unwrap_or_default(),
             software_version: SOFTWARE_VERSION.to_string(),
         };
-        wire::write_frame(&mut send, &welcome).await?;
-        let _ = send.finish();
-        Ok::<_, FrameError>(())
+        if served.is_some() {
+            wire::write_frame(&mut send, &welcome).await?;
+            let _ = send.finish();
+        }
+        Ok::<_, FrameError>(served)
     };
-    match timeout(HELLO_TIMEOUT, hello).await {
-        Ok(Ok(())) => {}
+    let node = match timeout(HELLO_TIMEOUT, hello).await {
+        Ok(Ok(Some(served))) => served,
+        Ok(Ok(None)) => {
+            conn.close(
+                close::AUTH.into(),
+                b"no enabled virtual server of that name",
+            );
+            return;
+        }
         Ok(Err(FrameError::Io(_))) => return,
         Ok(Err(e)) => {
             let msg = format!("administration client {remote} refused: {e}");
@@ -52,7 +69,7 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
             conn.close(close::PROTOCOL.into(), b"no hello in time");
             return;
         }
-    }
+    };
     loop {
         let (mut send, mut recv) = match conn.accept_bi().await {
             Ok(streams) => streams,
@@ -124,6 +141,10 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
             | TaskRequest::Stats { .. },
         ) => true,
         Task(_) => role != Role::Auditor,
+        VirtualServer(VirtualServerRequest::List) => role != Role::Auditor,
+        VirtualServer(_) => role == Role::Administrator,
+        // Decided where the request is served, for what it asks.
+        Forward { request, .. } => allowed(role, request),
     }
 }
 
@@ -200,6 +221,125 @@ async fn dispatch(node: &Arc<Node>, session: &Session, call: AdminCall) -> Admin
         AdminRequest::Group(request) => super::groups::handle(node, session, request).await,
         AdminRequest::Device(request) => super::devices::handle(node, session, request).await,
         AdminRequest::Task(request) => super::tasks::handle(node, session, request).await,
+        AdminRequest::VirtualServer(request) => {
+            super::vservers::handle(node, session, request).await
+        }
+        AdminRequest::Forward { path, request } => {
+            let path: Vec<String> = path
+                .split('/')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
+            if path.is_empty() {
+                return Box::pin(dispatch(
+                    node,
+                    session,
+                    AdminCall {
+                        token: call.token,
+                        request: *request,
+                    },
+                ))
+                .await;
+            }
+            node.forward(&path, &session.user, session.role, *request)
+                .await
+        }
+    }
+}
+
+/// Serves a request relayed from the parent: on to the next server of its path, or here,
+/// with the role the caller has where they logged in (a parent's administrators administer
+/// the whole subtree).
+pub(super) async fn serve_forwarded(
+    node: &Arc<Node>,
+    forwarded: ForwardedRequest,
+) -> AdminResponse {
+    let ForwardedRequest {
+        path,
+        user,
+        role,
+        request,
+    } = forwarded;
+    if !path.is_empty() {
+        return node.forward(&path, &user, role, request).await;
+    }
+    if matches!(request, AdminRequest::Login { .. } | AdminRequest::Logout) {
+        return error(ErrorKind::InvalidInput, "log in to that server directly");
+    }
+    if !allowed(role, &request) {
+        return error(
+            ErrorKind::Forbidden,
+            format!("{} may not {}", role.as_str(), request.name()),
+        );
+    }
+    let session = Session {
+        user: format!("{user} (from the parent server)"),
+        role,
+        expires: i64::MAX,
+    };
+    let span = tracing::info_span!("forwarded", user = %user, request = request.name());
+    Box::pin(dispatch(
+        node,
+        &session,
+        AdminCall {
+            token: None,
+            request,
+        },
+    ))
+    .instrument(span)
+    .await
+}
+
+/// How long a request relayed down the tree may take, all hops together.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Node {
+    /// Relays `request` to the server at `path` below this one (its first name is a
+    /// connected secondary or virtual server) and returns its answer.
+    pub(super) async fn forward(
+        &self,
+        path: &[String],
+        user: &str,
+        role: Role,
+        request: AdminRequest,
+    ) -> AdminResponse {
+        let Some((first, rest)) = path.split_first() else {
+            return error(ErrorKind::InvalidInput, "an empty server path");
+        };
+        let sender = lock(&self.children).get(first).map(|c| c.requests.clone());
+        let Some(sender) = sender else {
+            let known = matches!(self.store.secondaries().await, Ok(s) if s.iter().any(|r| &r.name == first));
+            let why = if known {
+                "is not connected now"
+            } else {
+                "is not a secondary or virtual server of this server"
+            };
+            return error(
+                ErrorKind::NotFound,
+                format!("{first} {why} (at {})", self.name()),
+            );
+        };
+        let (answer, response) = tokio::sync::oneshot::channel();
+        let forwarded = ForwardedRequest {
+            path: rest.to_vec(),
+            user: user.to_string(),
+            role,
+            request,
+        };
+        if sender.send((forwarded, answer)).await.is_err() {
+            return error(ErrorKind::NotFound, format!("{first} disconnected"));
+        }
+        match timeout(FORWARD_TIMEOUT, response).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(_)) => error(
+                ErrorKind::NotFound,
+                format!("the link to {first} closed before it answered"),
+            ),
+            Err(_) => error(
+                ErrorKind::Internal,
+                format!("{first} did not answer within {FORWARD_TIMEOUT:?}"),
+            ),
+        }
     }
 }
 
@@ -326,6 +466,10 @@ async fn add_secondary(
         version: String::new(),
         address: None,
         subtree: Vec::new(),
+        devices: 0,
+        virtual_server: false,
+        disabled: false,
+        enrollment_token: String::new(),
     };
     match node.store.add_secondary(record).await {
         Ok(()) => {}
@@ -349,13 +493,22 @@ async fn add_secondary(
 }
 
 async fn remove_secondary(node: &Node, session: &Session, name: String) -> AdminResponse {
+    if matches!(node.store.secondaries().await, Ok(s) if s.iter().any(|r| r.name == name && r.virtual_server))
+    {
+        return error(
+            ErrorKind::InvalidInput,
+            format!("{name} is a virtual server: delete it with `canopy vserver delete {name}`"),
+        );
+    }
     match node.store.remove_secondary(&name).await {
         Ok(Some(_)) => {}
         Ok(None) => return error(ErrorKind::NotFound, format!("no secondary named {name:?}")),
         Err(e) => return internal(e),
     }
-    if let Some(child) = lock(&node.children).remove(&name) {
-        child.conn.close(
+    if let Some(child) = lock(&node.children).remove(&name)
+        && let Some(conn) = child.conn
+    {
+        conn.close(
             close::REMOVED.into(),
             b"registration removed by an administrator",
         );

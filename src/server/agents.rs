@@ -94,6 +94,27 @@ pub(super) async fn serve_agent(node: Arc<Node>, conn: quinn::Connection) {
         refuse(&conn, close::PROTOCOL, &e);
         return;
     }
+    // A device of a virtual server is served by that server, on this one's port.
+    let node = match &hello.virtual_server {
+        None => node,
+        Some(name) => match node.virtual_server(name) {
+            Some(tenant) => tenant,
+            None => {
+                let msg = format!(
+                    "device {} at {remote} refused: no enabled virtual server {name:?}",
+                    hello.facts.display_name
+                );
+                node.event(Severity::Warning, EventKind::DeviceRefused, msg)
+                    .await;
+                refuse(
+                    &conn,
+                    close::AUTH,
+                    &format!("no enabled virtual server {name:?}"),
+                );
+                return;
+            }
+        },
+    };
     let span =
         tracing::info_span!("device", id = %hello.device_id, name = %hello.facts.display_name);
     admit(node, conn, send, recv, hello, fingerprint)
@@ -190,6 +211,7 @@ async fn admit(
                 );
                 node.event(Severity::Info, EventKind::DeviceEnrolled, msg)
                     .await;
+                node.bump_subtree();
             }
             record
         }
@@ -201,6 +223,7 @@ async fn admit(
                 );
                 node.event(Severity::Info, EventKind::DeviceEnrolled, msg)
                     .await;
+                node.bump_subtree();
             }
             match wait_for_approval(&node, &conn, &mut send, record).await {
                 Some(record) => {

@@ -76,7 +76,7 @@ impl Sessions {
     }
 }
 
-fn new_token() -> String {
+pub(super) fn new_token() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);

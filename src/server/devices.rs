@@ -112,6 +112,7 @@ pub(super) async fn handle(
             );
             node.event(Severity::Info, EventKind::DeviceChanged, msg)
                 .await;
+            node.bump_subtree();
             AdminResponse::Done {
                 message: format!("device {} deleted", record.name),
             }

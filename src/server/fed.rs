@@ -2,22 +2,29 @@
 //! side (`upstream`). When to reconnect and how healthy a link is is decided in
 //! `sync::link`; this file only moves frames and records what happened.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use tracing::{Instrument, info_span};
 
 use super::{LiveChild, Node, lock, now_ms};
+use crate::model::task::RunId;
 use crate::model::{EventKind, Severity};
 use crate::net::conn::{describe_connection_error, describe_io};
 use crate::net::pki::Fingerprint;
 use crate::net::resolve::AddressResolver;
 use crate::net::tls::{self, ClientTrust};
 use crate::sync::link::{LinkHealth, UpstreamLink};
+use crate::sync::replicate::{Applier, Decision, Feed, ToParent};
+use crate::sync::stats::{Reporter, StatsRow, StatsTable};
 use crate::wire::frame::MAX_FRAME;
-use crate::wire::msg::{ChildHello, ChildMsg, ParentLinkView, ParentMsg};
+use crate::wire::msg::{
+    AdminResponse, ChildHello, ChildMsg, ForwardedRequest, ParentLinkView, ParentMsg, ServerToAgent,
+};
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
 
 /// How long a peer may take to send its hello after the TLS handshake.
@@ -128,16 +135,22 @@ async fn serve_registered_child(
     let welcome = ParentMsg::Welcome {
         parent_name: node.name().to_string(),
         registered_name: name.clone(),
-        group,
+        group: group.clone(),
     };
     if let Err(e) = wire::write_frame(&mut send, &welcome).await {
         tracing::debug!("secondary left during the hello: {e}");
         return;
     }
+    let (requests_tx, requests) = mpsc::channel(16);
     // A secondary that reconnects before its old connection timed out replaces it.
-    if let Some(old) = lock(&node.children).insert(name.clone(), LiveChild { conn: conn.clone() }) {
-        old.conn
-            .close(close::REPLACED.into(), b"replaced by a newer connection");
+    let live = LiveChild {
+        conn: Some(conn.clone()),
+        requests: requests_tx,
+    };
+    if let Some(old) = lock(&node.children).insert(name.clone(), live)
+        && let Some(old) = old.conn
+    {
+        old.close(close::REPLACED.into(), b"replaced by a newer connection");
     }
     let address = remote.to_string();
     let version = hello.software_version.clone();
@@ -163,13 +176,24 @@ async fn serve_registered_child(
     .await;
     node.bump_subtree();
 
-    let reason = child_session(&node, &name, &mut recv).await;
+    let (rx, tx) = bridge::<ChildMsg, ParentMsg>(&conn, send, recv);
+    let link = ChildLink {
+        name: name.clone(),
+        group,
+        last_applied: hello.last_applied,
+        rx,
+        tx,
+        requests,
+    };
+    let reason = serve_child_link(&node, link).await;
 
     let still_current = {
         let mut children = lock(&node.children);
-        let current = children
-            .get(&name)
-            .is_some_and(|c| c.conn.stable_id() == conn.stable_id());
+        let current = children.get(&name).is_some_and(|c| {
+            c.conn
+                .as_ref()
+                .is_some_and(|c| c.stable_id() == conn.stable_id())
+        });
         if current {
             children.remove(&name);
         }
@@ -186,33 +210,235 @@ async fn serve_registered_child(
     }
 }
 
-/// Reads the secondary's messages until the link ends; returns why it ended.
-async fn child_session(node: &Node, name: &str, recv: &mut quinn::RecvStream) -> String {
-    loop {
-        match wire::read_frame::<_, ChildMsg>(recv, MAX_FRAME).await {
-            Ok(Some(ChildMsg::Subtree(rows))) => {
-                let stored = node
-                    .store
-                    .update_secondary(name, move |r| r.subtree = rows.clone())
-                    .await;
-                if let Err(e) = stored {
-                    tracing::error!("cannot store the secondary's subtree: {e}");
+/// Messages in from a link: each, then why the link ended as its last item.
+pub(super) type Inbox<M> = mpsc::Receiver<Result<M, String>>;
+
+/// Carries a QUIC link's frames to and from channels, so the link logic below runs the same
+/// over QUIC and over the in-process link of a virtual server. A protocol error closes the
+/// connection with its code.
+fn bridge<In, Out>(
+    conn: &quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> (Inbox<In>, mpsc::Sender<Out>)
+where
+    In: serde::de::DeserializeOwned + Send + 'static,
+    Out: serde::Serialize + Send + Sync + 'static,
+{
+    let (in_tx, in_rx) = mpsc::channel(1024);
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(1024);
+    let reader_conn = conn.clone();
+    tokio::spawn(async move {
+        loop {
+            let item = match wire::read_frame::<_, In>(&mut recv, MAX_FRAME).await {
+                Ok(Some(msg)) => Ok(msg),
+                Ok(None) => Err("the peer closed the link".to_string()),
+                Err(FrameError::Io(e)) => Err(reader_conn
+                    .close_reason()
+                    .map(|c| describe_connection_error(&c))
+                    .unwrap_or_else(|| describe_io(&e))),
+                Err(e) => {
+                    refuse(&reader_conn, e.close_code(), &e.to_string());
+                    Err(format!("protocol error: {e}"))
                 }
-                node.bump_subtree();
-            }
-            Ok(None) => return "the secondary closed the link".into(),
-            Err(FrameError::Io(e)) => return describe_io(&e),
-            Err(e) => {
-                let msg = format!("secondary {name}: {e}; closing its connection");
-                node.event(Severity::Error, EventKind::ProtocolError, msg)
-                    .await;
-                if let Some(child) = lock(&node.children).get(name) {
-                    refuse(&child.conn, e.close_code(), &e.to_string());
-                }
-                return e.to_string();
+            };
+            let last = item.is_err();
+            if in_tx.send(item).await.is_err() || last {
+                return;
             }
         }
+    });
+    tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            if wire::write_frame(&mut send, &msg).await.is_err() {
+                return;
+            }
+        }
+        let _ = send.finish();
+    });
+    (in_rx, out_tx)
+}
+
+/// The parent's end of one child's link, whatever carries it.
+pub(super) struct ChildLink {
+    pub name: String,
+    /// The group of this server the child is placed in (a path).
+    pub group: String,
+    pub last_applied: u64,
+    pub rx: Inbox<ChildMsg>,
+    pub tx: mpsc::Sender<ParentMsg>,
+    pub requests: mpsc::Receiver<(ForwardedRequest, oneshot::Sender<AdminResponse>)>,
+}
+
+/// Runs the parent's side of a child's link until it ends: streams the change log through a
+/// `Feed`, stores the child's subtree and statistics, relays administrators' requests.
+/// Returns why the link ended.
+pub(super) async fn serve_child_link(node: &Arc<Node>, link: ChildLink) -> String {
+    let ChildLink {
+        name,
+        group,
+        last_applied,
+        mut rx,
+        tx,
+        mut requests,
+    } = link;
+    let mut feed = Feed::new(last_applied, Instant::now());
+    let mut log_changed = node.log_changed.subscribe();
+    let mut shutdown = node.shutdown.subscribe();
+    let mut last_seq = match node.store.log_last_seq().await {
+        Ok(seq) => seq,
+        Err(e) => return format!("cannot read the change log: {e}"),
+    };
+    let mut replay = (last_seq > last_applied).then_some(last_seq);
+    if replay.is_some() {
+        let msg = format!(
+            "replaying {} change(s) to {name} (changes {} to {last_seq})",
+            last_seq - last_applied,
+            last_applied + 1
+        );
+        node.event(Severity::Info, EventKind::ReplayStarted, msg)
+            .await;
     }
+    let mut waiting: HashMap<u64, oneshot::Sender<AdminResponse>> = HashMap::new();
+    let mut next_request = 0u64;
+    loop {
+        if let Some(range) = feed.poll_transmit(last_seq, Instant::now())
+            && let Err(e) = send_changes(node, &name, &group, range, &tx).await
+        {
+            return e;
+        }
+        if let Some(target) = replay
+            && feed.is_caught_up(target)
+        {
+            replay = None;
+            let msg = format!(
+                "replay to {name} finished: {} change(s) applied",
+                target - last_applied
+            );
+            node.event(Severity::Info, EventKind::ReplayFinished, msg)
+                .await;
+        }
+        let resend = feed.poll_timeout();
+        tokio::select! {
+            changed = log_changed.changed() => {
+                if changed.is_err() {
+                    return "server stopping".into();
+                }
+                match node.store.log_last_seq().await {
+                    Ok(seq) => last_seq = seq,
+                    Err(e) => tracing::error!("cannot read the change log: {e}"),
+                }
+            }
+            msg = rx.recv() => {
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(reason)) => return reason,
+                    None => return "the link closed".into(),
+                };
+                match msg {
+                    ChildMsg::Subtree { devices, rows } => {
+                        let stored = node
+                            .store
+                            .update_secondary(&name, move |r| {
+                                r.subtree = rows.clone();
+                                r.devices = devices;
+                            })
+                            .await;
+                        if let Err(e) = stored {
+                            tracing::error!("cannot store the secondary's subtree: {e}");
+                        }
+                        node.bump_subtree();
+                    }
+                    ChildMsg::Ack(seq) => {
+                        feed.handle_ack(seq, Instant::now());
+                    }
+                    ChildMsg::Resume(seq) => feed.handle_resume(seq, Instant::now()),
+                    ChildMsg::Stats { run_id, report_id, rows } => {
+                        // A child speaks only for its own subtree.
+                        let rows: Vec<StatsRow> = rows
+                            .into_iter()
+                            .filter(|r| r.path.first() == Some(&name))
+                            .collect();
+                        match node.store.merge_stats(run_id, rows).await {
+                            Ok(Some(changed)) => {
+                                if changed {
+                                    node.stats_changed(run_id);
+                                }
+                            }
+                            Ok(None) => tracing::debug!("statistics for unknown run {run_id}"),
+                            Err(e) => {
+                                tracing::error!("cannot store statistics of run {run_id}: {e}");
+                                continue;
+                            }
+                        }
+                        if tx.send(ParentMsg::StatsAck { run_id, report_id }).await.is_err() {
+                            return "the link closed".into();
+                        }
+                    }
+                    ChildMsg::Response { id, response } => {
+                        if let Some(waiter) = waiting.remove(&id) {
+                            let _ = waiter.send(response);
+                        }
+                    }
+                }
+            }
+            request = requests.recv() => {
+                let Some((request, answer)) = request else {
+                    return "replaced".into();
+                };
+                next_request += 1;
+                waiting.insert(next_request, answer);
+                let msg = ParentMsg::Request { id: next_request, request: Box::new(request) };
+                if tx.send(msg).await.is_err() {
+                    return "the link closed".into();
+                }
+            }
+            _ = sleep_until_some(resend) => {}
+            _ = shutdown.changed() => return "server stopping".into(),
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends the log entries in `range` to a child placed in `group`, each as it concerns it.
+async fn send_changes(
+    node: &Node,
+    name: &str,
+    group: &str,
+    range: std::ops::RangeInclusive<u64>,
+    tx: &mpsc::Sender<ParentMsg>,
+) -> Result<(), String> {
+    let limit = (range.end() - range.start() + 1) as usize;
+    let entries = node
+        .store
+        .log_entries(range, limit)
+        .await
+        .map_err(|e| format!("cannot read the change log: {e}"))?;
+    let tree = node
+        .store
+        .group_tree()
+        .await
+        .map_err(|e| format!("cannot read groups: {e}"))?;
+    let child_group = tree.resolve(group);
+    if child_group.is_none() {
+        tracing::warn!("secondary {name} is placed in {group:?}, which no longer exists");
+    }
+    for (seq, entry) in entries {
+        let concerns = child_group
+            .is_some_and(|g| entry.audience.concerns(g, |a, b| tree.is_descendant(a, b)));
+        let change = entry.change.as_seen_by(concerns);
+        if tx.send(ParentMsg::Change { seq, change }).await.is_err() {
+            return Err("the link closed".into());
+        }
+    }
+    Ok(())
 }
 
 /// The secondary's side: keeps a link to the parent, reconnecting with backoff, and keeps
@@ -243,7 +469,7 @@ pub(super) async fn upstream(node: Arc<Node>) {
         }
         let attempt = connect_parent(&node, &mut resolver, &parent).await;
         let error = match attempt {
-            Ok((conn, send, recv, parent_name)) => {
+            Ok((conn, send, recv, parent_name, registered_name)) => {
                 last_refusal = None;
                 link.handle_connected(Instant::now());
                 publish_link(&node, &link, &target);
@@ -251,7 +477,15 @@ pub(super) async fn upstream(node: Arc<Node>) {
                     format!("connection to the parent server {parent_name} established ({target})");
                 node.event(Severity::Info, EventKind::ParentConnected, msg)
                     .await;
-                let reason = parent_session(&node, &conn, send, recv, &mut shutdown).await;
+                let (rx, tx) = bridge::<ParentMsg, ChildMsg>(&conn, send, recv);
+                let link = ParentLink {
+                    parent_name: parent_name.clone(),
+                    registered_name,
+                    rx,
+                    tx,
+                };
+                let reason = serve_parent_link(&node, link).await;
+                conn.close(close::SHUTDOWN.into(), b"link closed");
                 if node.is_shutting_down() {
                     return;
                 }
@@ -305,6 +539,7 @@ type ParentStreams = (
     quinn::SendStream,
     quinn::RecvStream,
     String,
+    String,
 );
 
 async fn connect_parent(
@@ -332,6 +567,11 @@ async fn connect_parent(
         .await
         .map_err(|_| "timed out connecting".to_string())?
         .map_err(|e| describe_connection_error(&e))?;
+    let last_applied = node
+        .store
+        .parent_cursor()
+        .await
+        .map_err(|e| format!("cannot read the parent's cursor: {e}"))?;
     let handshake = async {
         let (mut send, mut recv) = conn
             .open_bi()
@@ -340,20 +580,27 @@ async fn connect_parent(
         let hello = ChildHello {
             name: node.name().to_string(),
             software_version: SOFTWARE_VERSION.to_string(),
-            last_applied: 0,
+            last_applied,
         };
         wire::write_hello(&mut send, &hello)
             .await
             .map_err(|e| e.to_string())?;
         match wire::read_frame::<_, ParentMsg>(&mut recv, MAX_HELLO).await {
-            Ok(Some(ParentMsg::Welcome { parent_name, .. })) => Ok((send, recv, parent_name)),
+            Ok(Some(ParentMsg::Welcome {
+                parent_name,
+                registered_name,
+                ..
+            })) => Ok((send, recv, parent_name, registered_name)),
+            Ok(Some(_)) => Err("the parent sent something else than its welcome".to_string()),
             Ok(None) => Err("the parent closed the link during the hello".to_string()),
             Err(FrameError::Io(e)) => Err(describe_io(&e)),
             Err(e) => Err(e.to_string()),
         }
     };
     match timeout(HELLO_TIMEOUT, handshake).await {
-        Ok(Ok((send, recv, parent_name))) => Ok((conn, send, recv, parent_name)),
+        Ok(Ok((send, recv, parent_name, registered_name))) => {
+            Ok((conn, send, recv, parent_name, registered_name))
+        }
         Ok(Err(e)) => {
             // The parent may have closed the connection with a reason that says more.
             let e = conn
@@ -366,49 +613,268 @@ async fn connect_parent(
     }
 }
 
-/// Runs an established link: sends the subtree whenever it changes, reads the parent's
-/// messages. Returns why the link ended.
-async fn parent_session(
-    node: &Node,
-    conn: &quinn::Connection,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
-) -> String {
-    let mut changed = node.subtree_changed.subscribe();
-    changed.mark_changed();
+/// The child's end of its link to the parent, whatever carries it.
+pub(super) struct ParentLink {
+    pub parent_name: String,
+    /// The name the parent registered this server under: the first element of the paths
+    /// of its statistics rows there.
+    pub registered_name: String,
+    pub rx: Inbox<ParentMsg>,
+    pub tx: mpsc::Sender<ChildMsg>,
+}
+
+/// A run inherited from the parent, as its reports go up.
+struct Reported {
+    parent_run: RunId,
+    reporter: Reporter,
+}
+
+/// Runs the child's side of an established link until it ends: applies the parent's
+/// changes in order through an `Applier`, reports its subtree and the statistics of
+/// inherited runs through `Reporter`s, serves requests relayed from above. Returns why the
+/// link ended.
+pub(super) async fn serve_parent_link(node: &Arc<Node>, link: ParentLink) -> String {
+    let ParentLink {
+        parent_name,
+        registered_name,
+        mut rx,
+        tx,
+    } = link;
+    let cursor = match node.store.parent_cursor().await {
+        Ok(cursor) => cursor,
+        Err(e) => return format!("cannot read the parent's cursor: {e}"),
+    };
+    let mut applier = Applier::new(cursor);
+    applier.handle_connected();
+    let mut reported: HashMap<RunId, Reported> = HashMap::new();
+    // A new link: every recent inherited run reports its whole state once.
+    match node.store.inherited_runs(REPORTED_RUNS_AT_CONNECT).await {
+        Ok(runs) => {
+            for run in runs {
+                if let Some(parent_run) = run.parent_run {
+                    let mut reporter = Reporter::default();
+                    reporter.handle_connected(Instant::now());
+                    reported.insert(
+                        run.run_id,
+                        Reported {
+                            parent_run,
+                            reporter,
+                        },
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::error!("cannot read inherited runs: {e}"),
+    }
+    let mut subtree = node.subtree_changed.subscribe();
+    subtree.mark_changed();
+    let mut shutdown = node.shutdown.subscribe();
+    let mut held: Option<ParentMsg> = None;
     loop {
-        tokio::select! {
-            res = changed.changed() => {
-                if res.is_err() {
-                    return "server stopping".into();
-                }
-                let rows = match node.subtree_rows().await {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        tracing::error!("cannot read the subtree: {e}");
-                        continue;
+        let now = Instant::now();
+        while let Some(msg) = applier.poll_transmit(now) {
+            let msg = match msg {
+                ToParent::Ack(seq) => ChildMsg::Ack(seq),
+                ToParent::Resume(seq) => ChildMsg::Resume(seq),
+            };
+            if tx.send(msg).await.is_err() {
+                return "the link closed".into();
+            }
+        }
+        for (run_id, r) in reported.iter_mut() {
+            if let Some(report_id) = r.reporter.poll_transmit(now) {
+                match stats_report(node, *run_id, &registered_name).await {
+                    Ok(rows) => {
+                        let msg = ChildMsg::Stats {
+                            run_id: r.parent_run,
+                            report_id,
+                            rows,
+                        };
+                        if tx.send(msg).await.is_err() {
+                            return "the link closed".into();
+                        }
                     }
-                };
-                if let Err(e) = wire::write_frame(&mut send, &ChildMsg::Subtree(rows)).await {
-                    return match e {
-                        FrameError::Io(e) => conn.close_reason().map(|c| describe_connection_error(&c)).unwrap_or_else(|| e.to_string()),
-                        e => e.to_string(),
+                    Err(e) => tracing::error!("cannot build the report of run {run_id}: {e}"),
+                }
+            }
+        }
+        let wake = reported
+            .values()
+            .filter_map(|r| r.reporter.poll_timeout())
+            .chain(applier.poll_timeout())
+            .min();
+        let msg = match held.take() {
+            Some(msg) => msg,
+            None => tokio::select! {
+                res = subtree.changed() => {
+                    if res.is_err() {
+                        return "server stopping".into();
+                    }
+                    let msg = match subtree_report(node).await {
+                        Ok(msg) => msg,
+                        Err(e) => {
+                            tracing::error!("cannot read the subtree: {e}");
+                            continue;
+                        }
                     };
+                    if tx.send(msg).await.is_err() {
+                        return "the link closed".into();
+                    }
+                    continue;
+                }
+                _ = node.stats_notify.notified() => {
+                    let now = Instant::now();
+                    for (run_id, complete) in node.take_stats_changes() {
+                        if let Some(r) = reported.get_mut(&run_id) {
+                            r.reporter.handle_change(now, complete);
+                            continue;
+                        }
+                        match node.store.run(run_id).await {
+                            Ok(Some(run)) => {
+                                if let Some(parent_run) = run.parent_run {
+                                    let mut reporter = Reporter::default();
+                                    reporter.handle_change(now, complete);
+                                    reported.insert(run_id, Reported { parent_run, reporter });
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::error!("cannot read run {run_id}: {e}"),
+                        }
+                    }
+                    continue;
+                }
+                msg = rx.recv() => match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(reason)) => return reason,
+                    None => return "the link closed".into(),
+                },
+                _ = sleep_until_some(wake) => continue,
+                _ = shutdown.changed() => return "server stopping".into(),
+            },
+        };
+        match msg {
+            ParentMsg::Welcome { .. } => {}
+            ParentMsg::Change { seq, change } => {
+                let mut batch = Vec::new();
+                if applier.handle_change(seq) == Decision::Apply {
+                    batch.push((seq, change));
+                }
+                // Changes already waiting are applied in the same transaction.
+                while batch.len() < MAX_CHANGES_PER_COMMIT {
+                    match rx.try_recv() {
+                        Ok(Ok(ParentMsg::Change { seq, change })) => {
+                            if applier.handle_change(seq) == Decision::Apply {
+                                batch.push((seq, change));
+                            }
+                        }
+                        Ok(Ok(other)) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Ok(Err(reason)) => return reason,
+                        Err(_) => break,
+                    }
+                }
+                if !batch.is_empty() {
+                    apply_changes(node, &parent_name, &mut applier, batch).await;
                 }
             }
-            msg = wire::read_frame::<_, ParentMsg>(&mut recv, MAX_FRAME) => {
-                match msg {
-                    Ok(Some(ParentMsg::Welcome { .. })) => {}
-                    Ok(None) => return "the parent closed the link".into(),
-                    Err(FrameError::Io(e)) => return describe_io(&e),
-                    Err(e) => {
-                        refuse(conn, e.close_code(), &e.to_string());
-                        return format!("protocol error from the parent: {e}");
+            ParentMsg::StatsAck { run_id, report_id } => {
+                let done = reported.iter_mut().find(|(_, r)| r.parent_run == run_id);
+                if let Some((local, r)) = done
+                    && r.reporter.handle_ack(report_id)
+                    && r.reporter.is_idle()
+                {
+                    let local = *local;
+                    let over = matches!(node.store.run(local).await, Ok(Some(run)) if run_complete(node, &run).await);
+                    if over {
+                        reported.remove(&local);
                     }
                 }
             }
-            _ = shutdown.changed() => return "server stopping".into(),
+            ParentMsg::Request { id, request } => {
+                let node = node.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let response = super::admin::serve_forwarded(&node, *request).await;
+                    let _ = tx.send(ChildMsg::Response { id, response }).await;
+                });
+            }
         }
     }
+}
+
+/// Inherited runs that report at every new link, newest first.
+const REPORTED_RUNS_AT_CONNECT: usize = 100;
+/// At most this many of the parent's changes go in one transaction.
+const MAX_CHANGES_PER_COMMIT: usize = 256;
+
+/// Applies a batch of the parent's changes with the cursor, then does what they ask of the
+/// runtime: orders to connected devices, cancellations, events.
+async fn apply_changes(
+    node: &Arc<Node>,
+    parent_name: &str,
+    applier: &mut Applier,
+    batch: Vec<(u64, crate::wire::msg::TaskChange)>,
+) {
+    let seqs: Vec<u64> = batch.iter().map(|(seq, _)| *seq).collect();
+    let applied = match node
+        .store
+        .apply_parent_changes(parent_name.to_string(), batch, now_ms())
+        .await
+    {
+        Ok(applied) => applied,
+        Err(e) => {
+            tracing::error!("cannot apply the parent's changes: {e}");
+            applier.handle_apply_failed();
+            return;
+        }
+    };
+    for seq in seqs {
+        if let Err(e) = applier.applied(seq) {
+            tracing::error!("{e}");
+        }
+    }
+    node.log_appended();
+    for line in applied.described {
+        node.event(Severity::Info, EventKind::TaskChanged, line)
+            .await;
+    }
+    for started in &applied.started {
+        node.stats_changed(started.run.run_id);
+        node.deliver_run(started).await;
+    }
+    for (device_id, run_id) in applied.cancel {
+        node.tell_device(&device_id, ServerToAgent::Cancel { run_id })
+            .await;
+    }
+}
+
+/// The rows of one inherited run's report: this server's own row, then every row it holds
+/// from below, paths prefixed with the name the parent knows it by.
+async fn stats_report(
+    node: &Node,
+    run_id: RunId,
+    registered_name: &str,
+) -> Result<Vec<StatsRow>, crate::store::StoreError> {
+    let Some(run) = node.store.run(run_id).await? else {
+        return Ok(Vec::new());
+    };
+    let rows = node.store.stats_rows(run_id).await?;
+    let own = StatsRow::own(run.task_id, run.run_id, run.counters, run.version);
+    Ok(StatsTable::from_rows(rows).report(registered_name, &own))
+}
+
+/// Whether a run is over in this server's whole subtree, as far as this server knows.
+pub(super) async fn run_complete(node: &Node, run: &crate::model::task::RunRecord) -> bool {
+    let rows = node.store.stats_rows(run.run_id).await.unwrap_or_default();
+    let totals = StatsTable::from_rows(rows).totals(&run.counters);
+    run.stopped.is_some() || totals.finished() == totals.total()
+}
+
+async fn subtree_report(node: &Node) -> anyhow::Result<ChildMsg> {
+    Ok(ChildMsg::Subtree {
+        devices: node.store.device_count().await?,
+        rows: node.subtree_rows().await?,
+    })
 }

@@ -9,6 +9,7 @@ mod fed;
 mod groups;
 mod secrets;
 mod tasks;
+mod vservers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,9 +36,15 @@ pub fn now_ms() -> UnixMillis {
         .unwrap_or(0)
 }
 
-/// A connected secondary, as the parent holds it.
+/// A connected secondary or virtual server, as the parent holds it.
 struct LiveChild {
-    conn: quinn::Connection,
+    /// `None` for a virtual server's in-process link.
+    conn: Option<quinn::Connection>,
+    /// Administrators' requests relayed to it, each with where its answer goes.
+    requests: tokio::sync::mpsc::Sender<(
+        crate::wire::msg::ForwardedRequest,
+        tokio::sync::oneshot::Sender<crate::wire::msg::AdminResponse>,
+    )>,
 }
 
 /// Everything one running server shares between its tasks.
@@ -58,6 +65,13 @@ pub struct Node {
     children: Mutex<HashMap<String, LiveChild>>,
     /// Bumped whenever anything in this server's subtree changes; the upstream link watches it.
     subtree_changed: watch::Sender<u64>,
+    /// Bumped after every write that may have appended to the change log; the child links
+    /// watch it.
+    log_changed: watch::Sender<u64>,
+    /// Runs whose statistics changed since the upstream link last looked (with whether the
+    /// run is over here), and the signal that there are some.
+    stats_dirty: Mutex<HashMap<crate::model::task::RunId, bool>>,
+    stats_notify: tokio::sync::Notify,
     /// Set once when the server begins to shut down.
     shutdown: watch::Sender<bool>,
     upstream: Mutex<Option<crate::wire::msg::ParentLinkView>>,
@@ -68,6 +82,24 @@ pub struct Node {
     sessions: auth::Sessions,
     /// Seals task account passwords at rest.
     secrets: secrets::SecretKey,
+    /// Set on a virtual server: the name of the physical server hosting it.
+    virtual_host: Option<String>,
+    /// This server's running virtual servers, by name.
+    tenants: Mutex<HashMap<String, vservers::Tenant>>,
+}
+
+/// What a server shares with the virtual servers it hosts: its identity and its endpoint.
+struct Shared {
+    fingerprint: Fingerprint,
+    listen: SocketAddr,
+    ca: CaVerifier,
+    ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    identity: (
+        Vec<rustls_pki_types::CertificateDer<'static>>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    ),
+    transport: Transport,
+    endpoint: quinn::Endpoint,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -76,6 +108,52 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Node {
+    fn new(
+        config: ServerConfig,
+        store: Store,
+        secrets: secrets::SecretKey,
+        shared: Shared,
+        virtual_host: Option<String>,
+    ) -> Node {
+        Node {
+            fingerprint: shared.fingerprint,
+            listen: shared.listen,
+            started: now_ms(),
+            ca: shared.ca,
+            ca_certs: shared.ca_certs,
+            identity: shared.identity,
+            transport: shared.transport,
+            endpoint: shared.endpoint,
+            children: Mutex::new(HashMap::new()),
+            subtree_changed: watch::channel(0).0,
+            log_changed: watch::channel(0).0,
+            stats_dirty: Mutex::new(HashMap::new()),
+            stats_notify: tokio::sync::Notify::new(),
+            shutdown: watch::channel(false).0,
+            upstream: Mutex::new(None),
+            devices: Mutex::new(HashMap::new()),
+            waiting: agents::Waiting::default(),
+            sessions: auth::Sessions::default(),
+            secrets,
+            store,
+            config,
+            virtual_host,
+            tenants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn shared(&self) -> Shared {
+        Shared {
+            fingerprint: self.fingerprint,
+            listen: self.listen,
+            ca: self.ca.clone(),
+            ca_certs: self.ca_certs.clone(),
+            identity: (self.identity.0.clone(), self.identity.1.clone_key()),
+            transport: self.transport,
+            endpoint: self.endpoint.clone(),
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -102,6 +180,29 @@ impl Node {
         self.subtree_changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Tells the child links that the change log may have grown.
+    fn log_appended(&self) {
+        self.log_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A run's statistics changed here (a device's report, or rows from below): the
+    /// upstream link reports it if the run is inherited.
+    fn stats_changed(&self, run_id: crate::model::task::RunId) {
+        self.stats_changed_at(run_id, false);
+    }
+
+    fn stats_changed_at(&self, run_id: crate::model::task::RunId, complete: bool) {
+        if self.config.parent.is_none() && !self.is_virtual() {
+            return;
+        }
+        *lock(&self.stats_dirty).entry(run_id).or_insert(false) |= complete;
+        self.stats_notify.notify_one();
+    }
+
+    fn take_stats_changes(&self) -> Vec<(crate::model::task::RunId, bool)> {
+        lock(&self.stats_dirty).drain().collect()
+    }
+
     fn connected_names(&self) -> Vec<String> {
         lock(&self.children).keys().cloned().collect()
     }
@@ -117,13 +218,18 @@ impl Node {
     pub async fn tree_rows(&self) -> anyhow::Result<Vec<ServerRow>> {
         let records = self.store.secondaries().await?;
         let live = self.connected_names();
-        Ok(topology::tree_rows(
-            self.name(),
-            &self.listen.to_string(),
-            SOFTWARE_VERSION,
-            now_ms(),
-            &views(&records, &live),
-        ))
+        let listen = match &self.virtual_host {
+            Some(host) => format!("{}/{} (on {host})", self.listen, self.name()),
+            None => self.listen.to_string(),
+        };
+        let own = topology::OwnServer {
+            name: self.name(),
+            listen: &listen,
+            version: SOFTWARE_VERSION,
+            devices: self.store.device_count().await?,
+            virtual_server: self.is_virtual(),
+        };
+        Ok(topology::tree_rows(&own, now_ms(), &views(&records, &live)))
     }
 
     /// The group a device presenting `token` is enrolled into (as the config names it);
@@ -213,26 +319,16 @@ impl RunningServer {
         let endpoint = crate::net::socket::server_endpoint(server_config, config.listen)
             .with_context(|| format!("cannot listen on {} (udp)", config.listen))?;
         let listen = endpoint.local_addr()?;
-        let node = Arc::new(Node {
+        let shared = Shared {
             fingerprint,
             listen,
-            started: now_ms(),
             ca,
             ca_certs,
             identity: (chain, key),
             transport,
             endpoint: endpoint.clone(),
-            children: Mutex::new(HashMap::new()),
-            subtree_changed: watch::channel(0).0,
-            shutdown: watch::channel(false).0,
-            upstream: Mutex::new(None),
-            devices: Mutex::new(HashMap::new()),
-            waiting: agents::Waiting::default(),
-            sessions: auth::Sessions::default(),
-            secrets,
-            store,
-            config,
-        });
+        };
+        let node = Arc::new(Node::new(config, store, secrets, shared, None));
         let span = info_span!("server", name = %node.name());
         node.event(
             Severity::Info,
@@ -251,6 +347,7 @@ impl RunningServer {
         if node.config.parent.is_some() {
             tasks.spawn(fed::upstream(node.clone()).instrument(span));
         }
+        vservers::start_all(&node).await?;
         Ok(RunningServer { node, tasks })
     }
 
@@ -274,6 +371,7 @@ impl RunningServer {
         let _ = tokio::time::timeout(Duration::from_secs(3), node.endpoint.wait_idle()).await;
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        vservers::stop_all(&node).await;
         let store = node.store.clone();
         tokio::task::spawn_blocking(move || store.close()).await??;
         Ok(())

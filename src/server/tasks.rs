@@ -18,15 +18,18 @@ use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::GroupTree;
 use crate::model::scope::{self, ListEntry, Scope, Selection};
 use crate::model::task::{
-    AGENT_APPLICATION, ChangedBy, DeviceEdit, DeviceProgress, DeviceState, Notify, Outcome, RunId,
-    RunRecord, SERVER_APPLICATION, TaskAccount, TaskRecord, TaskSettings, TaskType,
+    AGENT_APPLICATION, ChangedBy, DeviceEdit, DeviceProgress, DeviceState, Notify, Outcome,
+    RunCounters, RunId, RunRecord, RunState, SERVER_APPLICATION, TaskAccount, TaskRecord,
+    TaskSettings, TaskType,
 };
 use crate::model::{EventKind, Severity, format_time};
 use crate::net::resolve::AddressResolver;
 use crate::store::StoreError;
+use crate::store::tasks::StartedRun;
+use crate::sync::stats::{StatsTable, add_counters};
 use crate::wire::msg::{
-    AccountSpec, AdminResponse, ErrorKind, LocalTaskDef, RunView, ScopeSpec, ServerToAgent,
-    TaskChanges, TaskRequest, TaskSpec, TaskView,
+    AccountSpec, AdminRequest, AdminResponse, ErrorKind, LocalTaskDef, RunView, ScopeSpec,
+    ServerStatsView, ServerToAgent, TaskChanges, TaskRequest, TaskSpec, TaskView,
 };
 
 /// How long one DNS name of a device list may take to resolve.
@@ -63,6 +66,14 @@ pub(super) async fn handle(
             run,
             state,
             details,
+            server: Some(path),
+        } => results_below(node, session, &task, run, state, details, &path).await,
+        TaskRequest::Results {
+            task,
+            run,
+            state,
+            details,
+            server: None,
         } => results(node, &task, run, state, details).await,
         TaskRequest::Stats { task, run } => {
             let task = match find(node, &task).await {
@@ -99,6 +110,30 @@ async fn find(node: &Node, key: &str) -> Reply<TaskRecord> {
     Err(error(ErrorKind::NotFound, format!("no task {key:?}")))
 }
 
+/// Finds a task an administrator of this server may change or start: not an inherited one.
+async fn find_own(node: &Node, key: &str, action: &str) -> Reply<TaskRecord> {
+    let task = find(node, key).await?;
+    match &task.inherited {
+        Some(from) => Err(error(
+            ErrorKind::Forbidden,
+            format!(
+                "task {:?} is inherited from the server {} (its task #{}): it cannot be {action} here; {action_at} it on {}",
+                task.name,
+                from.parent,
+                from.parent_task_id,
+                from.parent,
+                action_at = match action {
+                    "edited" => "edit",
+                    "started" => "start",
+                    "stopped" => "stop",
+                    _ => "delete",
+                }
+            ),
+        )),
+        None => Ok(task),
+    }
+}
+
 async fn list(node: &Node) -> Reply<AdminResponse> {
     let tasks = node.store.tasks().await.map_err(internal)?;
     let mut views = Vec::with_capacity(tasks.len());
@@ -109,20 +144,22 @@ async fn list(node: &Node) -> Reply<AdminResponse> {
 }
 
 async fn view(node: &Node, task: &TaskRecord) -> TaskView {
+    let mut view = plain_view(node, task).await;
+    if let Some(id) = task.last_run {
+        match node.store.run(id).await {
+            Ok(Some(run)) => view.last_run = Some(run_view(node, &run).await),
+            Ok(None) => {}
+            Err(e) => tracing::error!("cannot read run {id}: {e}"),
+        }
+    }
+    view
+}
+
+async fn plain_view(node: &Node, task: &TaskRecord) -> TaskView {
     let tree = node.store.group_tree().await.unwrap_or_else(|e| {
         tracing::error!("cannot read groups: {e}");
         GroupTree::new(Vec::new())
     });
-    let last_run = match task.last_run {
-        Some(id) => match node.store.run(id).await {
-            Ok(run) => run.map(|r| run_view(&r)),
-            Err(e) => {
-                tracing::error!("cannot read run {id}: {e}");
-                None
-            }
-        },
-        None => None,
-    };
     let (account_name, password_set) = match &task.settings.account {
         TaskAccount::Default => (None, false),
         TaskAccount::Specified { name, password } => (Some(name.clone()), password.is_some()),
@@ -134,7 +171,13 @@ async fn view(node: &Node, task: &TaskRecord) -> TaskView {
         task_type: task.task_type.clone(),
         application: task.application.clone(),
         scope: task.scope.clone(),
-        scope_text: scope_text(&task.scope, &tree),
+        scope_text: match &task.inherited {
+            Some(from) => format!(
+                "inherited from {} (its task #{}, revision {}): every managed device of this server and of the servers below it",
+                from.parent, from.parent_task_id, from.parent_revision
+            ),
+            None => scope_text(&task.scope, &tree),
+        },
         restart: task.settings.restart.clone(),
         schedule: task.settings.schedule.clone(),
         schedule_options: task.settings.schedule_options.clone(),
@@ -149,7 +192,7 @@ async fn view(node: &Node, task: &TaskRecord) -> TaskView {
             ChangedBy::Administrator(name) => name.clone(),
             ChangedBy::DeviceUser => "the device's user".into(),
         },
-        last_run,
+        last_run: None,
     }
 }
 
@@ -168,18 +211,128 @@ fn local_def(task: &TaskRecord) -> Option<LocalTaskDef> {
     })
 }
 
-fn run_view(run: &RunRecord) -> RunView {
+/// A run as the administrator sees it here: this server's devices, the rows the servers
+/// below reported, and the devices of servers concerned that have not reported yet, as
+/// pending.
+async fn run_view(node: &Node, run: &RunRecord) -> RunView {
+    let rows = node.store.stats_rows(run.run_id).await.unwrap_or_else(|e| {
+        tracing::error!("cannot read the statistics of run {}: {e}", run.run_id);
+        Vec::new()
+    });
+    let expected = expected_servers(node, run).await;
+    let table = StatsTable::from_rows(rows);
+    let mut counters = table.totals(&run.counters);
+    add_counters(&mut counters, &table.pending_for_missing(&expected));
+    let own = node.name().to_string();
+    let mut servers = vec![ServerStatsView {
+        path: own.clone(),
+        depth: 0,
+        task_id: run.task_id,
+        counters: run.counters,
+        reported: true,
+    }];
+    let mut listed: Vec<(Vec<String>, ServerStatsView)> = table
+        .rows()
+        .map(|r| {
+            (
+                r.path.clone(),
+                ServerStatsView {
+                    path: format!("{own}/{}", r.path.join("/")),
+                    depth: r.depth,
+                    task_id: r.task_id,
+                    counters: r.counters,
+                    reported: true,
+                },
+            )
+        })
+        .collect();
+    for (path, devices) in &expected {
+        if table.get(path).is_none() {
+            let mut pending = RunCounters::default();
+            pending.by_state[0] = *devices;
+            listed.push((
+                path.clone(),
+                ServerStatsView {
+                    path: format!("{own}/{}", path.join("/")),
+                    depth: path.len() as u32,
+                    task_id: 0,
+                    counters: pending,
+                    reported: false,
+                },
+            ));
+        }
+    }
+    listed.sort_by(|a, b| a.0.cmp(&b.0));
+    servers.extend(listed.into_iter().map(|(_, v)| v));
+    let state = if run.stopped.is_some() {
+        RunState::Stopped
+    } else if counters.finished() == counters.total() {
+        RunState::Completed
+    } else {
+        RunState::Running
+    };
+    let inherited_from = match node.store.task(run.task_id).await {
+        Ok(Some(TaskRecord {
+            inherited: Some(from),
+            ..
+        })) => Some(format!("{} (task #{})", from.parent, from.parent_task_id)),
+        _ => None,
+    };
     RunView {
         run_id: run.run_id,
         task_id: run.task_id,
         task_name: run.task_name.clone(),
         revision: run.revision,
-        state: run.state(),
+        state,
         started: run.started,
         started_by: run.started_by.clone(),
         stopped: run.stopped,
         finished: run.finished,
-        counters: run.counters,
+        counters,
+        servers,
+        inherited_from,
+    }
+}
+
+/// The servers below this one a run of `task` reaches, as paths of names with the devices
+/// they last reported: the secondary and virtual servers placed in its group (or below),
+/// and everything below those.
+async fn expected_below(node: &Node, task: &TaskRecord) -> Vec<(Vec<String>, u64)> {
+    let Some(audience) = crate::store::replication::audience(task) else {
+        return Vec::new();
+    };
+    let (records, tree) = match (
+        node.store.secondaries().await,
+        node.store.group_tree().await,
+    ) {
+        (Ok(records), Ok(tree)) => (records, tree),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot read the secondaries: {e}");
+            return Vec::new();
+        }
+    };
+    let mut expected = Vec::new();
+    for record in records {
+        let concerned = tree
+            .resolve(&record.group)
+            .is_some_and(|g| audience.concerns(g, |a, b| tree.is_descendant(a, b)));
+        if !concerned {
+            continue;
+        }
+        expected.push((vec![record.name.clone()], record.devices));
+        for row in &record.subtree {
+            let mut path = vec![record.name.clone()];
+            path.extend(row.path.split('/').map(str::to_string));
+            expected.push((path, row.devices));
+        }
+    }
+    expected
+}
+
+async fn expected_servers(node: &Node, run: &RunRecord) -> Vec<(Vec<String>, u64)> {
+    match node.store.task(run.task_id).await {
+        Ok(Some(task)) => expected_below(node, &task).await,
+        _ => Vec::new(),
     }
 }
 
@@ -451,6 +604,7 @@ async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<Ad
         revision: 1,
         changed_by: ChangedBy::Administrator(session.user.clone()),
         last_run: None,
+        inherited: None,
     };
     // What needs no lookups is checked first, so a bad name is reported before DNS runs.
     crate::model::check_display_name("a task name", &task.name).map_err(invalid)?;
@@ -471,6 +625,7 @@ async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<Ad
     );
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
+    node.log_appended();
     node.push_local_task(&task, false).await;
     if task.settings.schedule == crate::model::schedule::Schedule::Immediately
         && let Err(AdminResponse::Error { message, .. }) =
@@ -499,7 +654,7 @@ async fn edit(
     key: &str,
     changes: TaskChanges,
 ) -> Reply<AdminResponse> {
-    let task = find(node, key).await?;
+    let task = find_own(node, key, "edited").await?;
     let scope = match changes.scope {
         Some(spec) => Some(resolve_scope(node, spec).await?),
         None => None,
@@ -564,6 +719,7 @@ async fn edit(
     );
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
+    node.log_appended();
     if task.scope != updated.scope {
         // A local task moved to another device: the old one forgets it.
         node.push_local_task(&task, true).await;
@@ -573,7 +729,7 @@ async fn edit(
 }
 
 async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse> {
-    let task = find(node, key).await?;
+    let task = find_own(node, key, "deleted").await?;
     let (task, to_cancel) = node
         .store
         .delete_task(task.id)
@@ -590,6 +746,7 @@ async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminRespons
     );
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
+    node.log_appended();
     node.push_local_task(&task, true).await;
     Ok(AdminResponse::Done {
         message: format!("task {:?} deleted with its results", task.name),
@@ -604,7 +761,7 @@ async fn start(
     key: &str,
     devices: Option<Vec<String>>,
 ) -> Reply<AdminResponse> {
-    let task = find(node, key).await?;
+    let task = find_own(node, key, "started").await?;
     let scope = match devices {
         Some(entries) => {
             if matches!(task.scope, Scope::Server | Scope::Local { .. }) {
@@ -620,7 +777,7 @@ async fn start(
     };
     let (run, skipped) = start_run(node, &session.user, &task, scope).await?;
     Ok(AdminResponse::TaskStarted {
-        run: run_view(&run),
+        run: run_view(node, &run).await,
         skipped,
     })
 }
@@ -650,7 +807,10 @@ async fn start_run(
         planned.scope = scope.clone();
     }
     let (targets, skipped) = targets(node, &planned).await?;
-    if targets.is_empty() {
+    // A group task that includes secondary and virtual servers may have no device here and
+    // still run on theirs.
+    let below = expected_below(node, &planned).await.len();
+    if targets.is_empty() && below == 0 {
         let why = if skipped.is_empty() {
             String::new()
         } else {
@@ -668,42 +828,24 @@ async fn start_run(
         .map_err(internal)?
         .ok_or_else(|| error(ErrorKind::NotFound, format!("no task {:?}", task.name)))?;
     let msg = format!(
-        "task {:?} run {} started by {user} on {} target(s)",
+        "task {:?} run {} started by {user} on {} target(s) of this server{}",
         started.task.name,
         started.run.run_id,
-        started.run.counters.total()
+        started.run.counters.total(),
+        if below > 0 {
+            format!(" and {below} server(s) below it")
+        } else {
+            String::new()
+        }
     );
     node.event(Severity::Info, EventKind::RunStarted, msg).await;
-    match &started.order {
-        Some(order) => {
-            let senders: Vec<_> = {
-                let live = lock(&node.devices);
-                started
-                    .device_ids
-                    .iter()
-                    .filter_map(|id| live.get(id).map(|d| d.tx.clone()))
-                    .collect()
-            };
-            for tx in senders {
-                // A device gone by now gets the stored order when it reconnects.
-                let _ = tx.send(ServerToAgent::Run(order.clone())).await;
-            }
-        }
-        None => {
-            let node = node.clone();
-            let task = started.task.clone();
-            let run_id = started.run.run_id;
-            let span = tracing::info_span!("server task", task = %task.name, run_id);
-            tokio::spawn(
-                async move { run_server_task(&node, &task, run_id).await }.instrument(span),
-            );
-        }
-    }
+    node.log_appended();
+    node.deliver_run(&started).await;
     Ok((started.run, skipped))
 }
 
 async fn stop(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse> {
-    let task = find(node, key).await?;
+    let task = find_own(node, key, "stopped").await?;
     let Some(run_id) = task.last_run else {
         return Err(invalid(format!("task {:?} has never run", task.name)));
     };
@@ -724,7 +866,8 @@ async fn stop(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse>
         stopped.to_cancel.len()
     );
     node.event(Severity::Info, EventKind::RunStopped, msg).await;
-    Ok(AdminResponse::TaskStats(run_view(&stopped.run)))
+    node.log_appended();
+    Ok(AdminResponse::TaskStats(run_view(node, &stopped.run).await))
 }
 
 async fn run_of(node: &Node, task: &TaskRecord, run: Option<RunId>) -> Reply<RunView> {
@@ -732,7 +875,7 @@ async fn run_of(node: &Node, task: &TaskRecord, run: Option<RunId>) -> Reply<Run
         return Err(invalid(format!("task {:?} has never run", task.name)));
     };
     match node.store.run(run_id).await.map_err(internal)? {
-        Some(run) if run.task_id == task.id => Ok(run_view(&run)),
+        Some(run) if run.task_id == task.id => Ok(run_view(node, &run).await),
         _ => Err(error(
             ErrorKind::NotFound,
             format!(
@@ -764,7 +907,79 @@ async fn results(
     Ok(AdminResponse::TaskResults { run, records })
 }
 
+/// The records of a run held by a server below this one: the row that server reported
+/// names its own task and run, and the request goes to it through the tree.
+async fn results_below(
+    node: &Node,
+    session: &Session,
+    key: &str,
+    run: Option<RunId>,
+    state: Option<DeviceState>,
+    details: bool,
+    server: &str,
+) -> Reply<AdminResponse> {
+    let task = find(node, key).await?;
+    let run = run_of(node, &task, run).await?;
+    let path: Vec<String> = server
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    if path.is_empty() {
+        return results(node, key, Some(run.run_id), state, details).await;
+    }
+    let rows = node.store.stats_rows(run.run_id).await.map_err(internal)?;
+    let Some(row) = rows.iter().find(|r| r.path == path) else {
+        return Err(error(
+            ErrorKind::NotFound,
+            format!(
+                "no statistics from a server {server:?} for run {} of task {:?}: it is not below this server, or has not reported yet (see `task stats --by-server`)",
+                run.run_id, task.name
+            ),
+        ));
+    };
+    let request = AdminRequest::Task(TaskRequest::Results {
+        task: format!("#{}", row.task_id),
+        run: Some(row.run_id),
+        state,
+        details,
+        server: None,
+    });
+    Ok(node
+        .forward(&path, &session.user, session.role, request)
+        .await)
+}
+
 impl Node {
+    /// Sends a started run's order to its devices connected now (the others get the stored
+    /// order when they connect), or begins a server task.
+    pub(super) async fn deliver_run(self: &Arc<Self>, started: &StartedRun) {
+        match &started.order {
+            Some(order) => {
+                let senders: Vec<_> = {
+                    let live = lock(&self.devices);
+                    started
+                        .device_ids
+                        .iter()
+                        .filter_map(|id| live.get(id).map(|d| d.tx.clone()))
+                        .collect()
+                };
+                for tx in senders {
+                    let _ = tx.send(ServerToAgent::Run(order.clone())).await;
+                }
+            }
+            None => {
+                let node = self.clone();
+                let task = started.task.clone();
+                let run_id = started.run.run_id;
+                let span = tracing::info_span!("server task", task = %task.name, run_id);
+                tokio::spawn(
+                    async move { run_server_task(&node, &task, run_id).await }.instrument(span),
+                );
+            }
+        }
+    }
+
     /// A device user's change to a local task of that device: applied unless an
     /// administrator changed the task since the revision the user started from. Either way
     /// the device is sent the task as it now is.
@@ -862,6 +1077,7 @@ impl Node {
         else {
             return Ok(());
         };
+        self.stats_changed_at(run_id, done.run_finished);
         let record = &done.record;
         if record.state.is_finished() {
             let severity = match record.state {

@@ -10,7 +10,7 @@ use crate::net::pki::Fingerprint;
 use crate::wire::msg::RunOrder;
 
 /// Devices by id.
-const DEVICES: StrTable = TableDefinition::new("devices");
+pub(crate) const DEVICES: StrTable = TableDefinition::new("devices");
 /// Device id by certificate fingerprint, so a key is never enrolled twice.
 const FINGERPRINTS: StrTable = TableDefinition::new("device_fingerprints");
 /// Orders not yet answered, by "device id/run id".

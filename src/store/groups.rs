@@ -264,6 +264,10 @@ mod tests {
             version: String::new(),
             address: None,
             subtree: Vec::new(),
+            devices: 0,
+            virtual_server: false,
+            disabled: false,
+            enrollment_token: String::new(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod agent;
 pub mod devices;
 mod groups;
 pub mod maintenance;
+pub mod replication;
 mod server;
 pub mod tasks;
 mod writer;
@@ -42,7 +43,7 @@ use writer::{Counters, DbSlot, Job, WriteJob};
 pub use writer::MAX_BATCH;
 
 /// The schema this binary writes; a file with a newer one is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Page cache of the database.
 const CACHE_SIZE: usize = 64 * 1024 * 1024;

@@ -28,6 +28,7 @@ impl Store {
             super::devices::create_tables(txn)?;
             super::groups::create_tables(txn)?;
             super::tasks::create_tables(txn)?;
+            super::replication::create_tables(txn)?;
             Ok(())
         })?;
         Ok(store)
@@ -42,7 +43,9 @@ impl Store {
         fingerprint: Fingerprint,
     ) -> Result<Option<SecondaryRecord>, StoreError> {
         let all = self.secondaries().await?;
-        Ok(all.into_iter().find(|s| s.fingerprint == fingerprint))
+        Ok(all
+            .into_iter()
+            .find(|s| !s.virtual_server && s.fingerprint == fingerprint))
     }
 
     /// Registers a secondary; refused if the name or the certificate is already registered.
@@ -52,14 +55,13 @@ impl Store {
             let existing: Vec<SecondaryRecord> = values(&table)?;
             if existing.iter().any(|s| s.name == record.name) {
                 return Err(StoreError::Rejected(format!(
-                    "a secondary named {:?} is already registered",
+                    "a secondary or virtual server named {:?} is already registered",
                     record.name
                 )));
             }
-            if let Some(s) = existing
-                .iter()
-                .find(|s| s.fingerprint == record.fingerprint)
-            {
+            if let Some(s) = existing.iter().find(|s| {
+                !record.virtual_server && !s.virtual_server && s.fingerprint == record.fingerprint
+            }) {
                 return Err(StoreError::Rejected(format!(
                     "that certificate is already registered as secondary {:?}",
                     s.name

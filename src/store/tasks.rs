@@ -5,6 +5,7 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::devices::ORDERS;
+use super::replication;
 use super::{META, Store, StoreError, StrTable, entries_with_prefix, get, put, remove, values};
 use crate::model::UnixMillis;
 use crate::model::scope::Scope;
@@ -91,14 +92,8 @@ impl Store {
     /// Stores a new task under the next id; refused if its name is taken.
     pub async fn create_task(&self, task: TaskRecord) -> Result<TaskRecord, StoreError> {
         self.write(move |txn| {
-            let mut names = txn.open_table(TASK_NAMES)?;
-            if names.get(task.name.as_str())?.is_some() {
-                return Err(name_taken(&task.name));
-            }
-            let mut task = task.clone();
-            task.id = next_id(txn, NEXT_TASK_ID)?;
-            put(&mut names, &task.name, &task.id)?;
-            put(&mut txn.open_table(TASKS)?, &task_key(task.id), &task)?;
+            let task = upsert_in(txn, task.clone(), None)?;
+            replication::log_task(txn, None, &task)?;
             Ok(task)
         })
         .await
@@ -133,22 +128,14 @@ impl Store {
     ) -> Result<Option<TaskRecord>, StoreError> {
         let mut change = change;
         self.write(move |txn| {
-            let mut tasks = txn.open_table(TASKS)?;
-            let Some(mut task) = get::<TaskRecord>(&tasks, &task_key(id))? else {
+            let Some(old) = task_in(txn, id)? else {
                 return Ok(None);
             };
-            let old_name = task.name.clone();
+            let mut task = old.clone();
             change(&mut task)?;
             task.revision += 1;
-            if task.name != old_name {
-                let mut names = txn.open_table(TASK_NAMES)?;
-                if names.get(task.name.as_str())?.is_some() {
-                    return Err(name_taken(&task.name));
-                }
-                remove(&mut names, &old_name)?;
-                put(&mut names, &task.name, &task.id)?;
-            }
-            put(&mut tasks, &task_key(id), &task)?;
+            let task = upsert_in(txn, task, Some(&old))?;
+            replication::log_task(txn, Some(&old), &task)?;
             Ok(Some(task))
         })
         .await
@@ -199,21 +186,11 @@ impl Store {
         id: TaskId,
     ) -> Result<Option<(TaskRecord, Vec<(String, RunId)>)>, StoreError> {
         self.write(move |txn| {
-            let mut tasks = txn.open_table(TASKS)?;
-            let Some(task) = get::<TaskRecord>(&tasks, &task_key(id))? else {
-                return Ok(None);
-            };
-            remove(&mut tasks, &task_key(id))?;
-            remove(&mut txn.open_table(TASK_NAMES)?, &task.name)?;
-            let mut to_cancel = Vec::new();
-            for run in runs_of_task(txn, id)? {
-                for record in delete_run(txn, run.run_id)? {
-                    if matches!(record.state, DeviceState::Scheduled | DeviceState::Running) {
-                        to_cancel.push((record.device_id, run.run_id));
-                    }
-                }
+            let deleted = delete_in(txn, id)?;
+            if let Some((task, _)) = &deleted {
+                replication::log_task_deleted(txn, task)?;
             }
-            Ok(Some((task, to_cancel)))
+            Ok(deleted)
         })
         .await
     }
@@ -231,60 +208,23 @@ impl Store {
         now: UnixMillis,
     ) -> Result<Option<StartedRun>, StoreError> {
         self.write(move |txn| {
-            let mut tasks = txn.open_table(TASKS)?;
-            let Some(mut task) = get::<TaskRecord>(&tasks, &task_key(task_id))? else {
-                return Ok(None);
-            };
-            if let Some(scope) = &scope {
-                task.scope = scope.clone();
-                task.revision += 1;
-                task.modified = now;
-            }
-            let run_id = next_id(txn, NEXT_RUN_ID)?;
-            let mut counters = RunCounters::default();
-            let mut records = txn.open_table(RUN_DEVICES)?;
-            for (id, name) in &targets {
-                let record = DeviceRunRecord::pending(id.clone(), name.clone());
-                counters.add(&record);
-                put(&mut records, &record_key(run_id, id), &record)?;
-            }
-            let order = match &task.task_type {
-                TaskType::Device(payload) => Some(RunOrder {
-                    run_id,
-                    task_id,
-                    task_name: task.name.clone(),
-                    application: task.application.clone(),
-                    payload: payload.clone(),
-                }),
-                _ => None,
-            };
-            if let Some(order) = &order {
-                let mut orders = txn.open_table(ORDERS)?;
-                for (id, _) in &targets {
-                    put(&mut orders, &order_key(id, run_id), order)?;
-                }
-            }
-            let run = RunRecord {
-                run_id,
+            let before = task_in(txn, task_id)?;
+            let started = start_in(
+                txn,
                 task_id,
-                task_name: task.name.clone(),
-                notify: task.settings.notify,
-                revision: task.revision,
-                started: now,
-                started_by: started_by.clone(),
-                stopped: None,
-                finished: None,
-                counters,
-            };
-            put(&mut txn.open_table(RUNS)?, &run_key(run_id), &run)?;
-            task.last_run = Some(run_id);
-            put(&mut tasks, &task_key(task_id), &task)?;
-            Ok(Some(StartedRun {
-                run,
-                task,
-                order,
-                device_ids: targets.iter().map(|(id, _)| id.clone()).collect(),
-            }))
+                targets.clone(),
+                scope.clone(),
+                started_by.clone(),
+                None,
+                now,
+            )?;
+            if let Some(started) = &started {
+                if scope.is_some() {
+                    replication::log_task(txn, before.as_ref(), &started.task)?;
+                }
+                replication::log_run_started(txn, &started.task, started.run.run_id)?;
+            }
+            Ok(started)
         })
         .await
     }
@@ -313,45 +253,19 @@ impl Store {
         now: UnixMillis,
     ) -> Result<Option<Stopped>, StoreError> {
         self.write(move |txn| {
-            let mut runs = txn.open_table(RUNS)?;
-            let Some(mut run) = get::<RunRecord>(&runs, &run_key(run_id))? else {
-                return Ok(None);
-            };
-            run.stopped.get_or_insert(now);
-            put(&mut runs, &run_key(run_id), &run)?;
-            drop(runs);
-            let records: Vec<DeviceRunRecord> =
-                entries_with_prefix(&txn.open_table(RUN_DEVICES)?, &format!("{run_id:020}/"))?
-                    .into_iter()
-                    .map(|(_, r)| r)
-                    .collect();
-            let mut to_cancel = Vec::new();
-            for record in records {
-                match record.state {
-                    DeviceState::Pending => {
-                        let ended = DeviceProgress::Ended {
-                            at: now,
-                            description: "stopped by an administrator before it reached the device"
-                                .into(),
-                        };
-                        progress_in(txn, &record.device_id, run_id, &ended, now)?;
-                    }
-                    DeviceState::Scheduled | DeviceState::Running => {
-                        to_cancel.push(record.device_id)
-                    }
-                    _ => {}
-                }
+            let stopped = stop_in(txn, run_id, now)?;
+            if let Some(stopped) = &stopped
+                && let Some(task) = task_in(txn, stopped.run.task_id)?
+            {
+                replication::log_run_stopped(txn, &task, run_id)?;
             }
-            let run = get::<RunRecord>(&txn.open_table(RUNS)?, &run_key(run_id))?
-                .ok_or_else(|| StoreError::Rejected(format!("run {run_id} vanished")))?;
-            Ok(Some(Stopped { run, to_cancel }))
+            Ok(stopped)
         })
         .await
     }
 
     pub async fn run(&self, run_id: RunId) -> Result<Option<RunRecord>, StoreError> {
-        self.read(move |txn| get(&txn.open_table(RUNS)?, &run_key(run_id)))
-            .await
+        self.read(move |txn| run_read(txn, run_id)).await
     }
 
     /// The per-device records of a run, in device id order.
@@ -394,6 +308,185 @@ impl Store {
     }
 }
 
+pub(crate) fn task_in(
+    txn: &WriteTransaction,
+    id: TaskId,
+) -> Result<Option<TaskRecord>, StoreError> {
+    get(&txn.open_table(TASKS)?, &task_key(id))
+}
+
+pub(crate) fn run_in(txn: &WriteTransaction, id: RunId) -> Result<Option<RunRecord>, StoreError> {
+    get(&txn.open_table(RUNS)?, &run_key(id))
+}
+
+pub(crate) fn run_read(
+    txn: &redb::ReadTransaction,
+    id: RunId,
+) -> Result<Option<RunRecord>, StoreError> {
+    get(&txn.open_table(RUNS)?, &run_key(id))
+}
+
+/// Stores `task`: a new one under the next id (`old` is `None`), or `old` changed. Keeps
+/// the name index; a name taken by another task is refused.
+pub(crate) fn upsert_in(
+    txn: &WriteTransaction,
+    task: TaskRecord,
+    old: Option<&TaskRecord>,
+) -> Result<TaskRecord, StoreError> {
+    let mut task = task;
+    let mut names = txn.open_table(TASK_NAMES)?;
+    match old {
+        None => {
+            if names.get(task.name.as_str())?.is_some() {
+                return Err(name_taken(&task.name));
+            }
+            task.id = next_id(txn, NEXT_TASK_ID)?;
+            put(&mut names, &task.name, &task.id)?;
+        }
+        Some(old) if old.name != task.name => {
+            if names.get(task.name.as_str())?.is_some() {
+                return Err(name_taken(&task.name));
+            }
+            remove(&mut names, &old.name)?;
+            put(&mut names, &task.name, &task.id)?;
+        }
+        Some(_) => {}
+    }
+    put(&mut txn.open_table(TASKS)?, &task_key(task.id), &task)?;
+    Ok(task)
+}
+
+/// Deletes a task, its runs and their orders; see [`Store::delete_task`].
+pub(crate) fn delete_in(
+    txn: &WriteTransaction,
+    id: TaskId,
+) -> Result<Option<(TaskRecord, Vec<(String, RunId)>)>, StoreError> {
+    let mut tasks = txn.open_table(TASKS)?;
+    let Some(task) = get::<TaskRecord>(&tasks, &task_key(id))? else {
+        return Ok(None);
+    };
+    remove(&mut tasks, &task_key(id))?;
+    drop(tasks);
+    remove(&mut txn.open_table(TASK_NAMES)?, &task.name)?;
+    let mut to_cancel = Vec::new();
+    for run in runs_of_task(txn, id)? {
+        for record in delete_run(txn, run.run_id)? {
+            if matches!(record.state, DeviceState::Scheduled | DeviceState::Running) {
+                to_cancel.push((record.device_id, run.run_id));
+            }
+        }
+    }
+    Ok(Some((task, to_cancel)))
+}
+
+/// Starts a run; see [`Store::start_run`]. `parent_run`: the parent's run it carries out.
+pub(crate) fn start_in(
+    txn: &WriteTransaction,
+    task_id: TaskId,
+    targets: Vec<(String, String)>,
+    scope: Option<Scope>,
+    started_by: String,
+    parent_run: Option<RunId>,
+    now: UnixMillis,
+) -> Result<Option<StartedRun>, StoreError> {
+    let mut tasks = txn.open_table(TASKS)?;
+    let Some(mut task) = get::<TaskRecord>(&tasks, &task_key(task_id))? else {
+        return Ok(None);
+    };
+    if let Some(scope) = &scope {
+        task.scope = scope.clone();
+        task.revision += 1;
+        task.modified = now;
+    }
+    let run_id = next_id(txn, NEXT_RUN_ID)?;
+    let mut counters = RunCounters::default();
+    let mut records = txn.open_table(RUN_DEVICES)?;
+    for (id, name) in &targets {
+        let record = DeviceRunRecord::pending(id.clone(), name.clone());
+        counters.add(&record);
+        put(&mut records, &record_key(run_id, id), &record)?;
+    }
+    let order = match &task.task_type {
+        TaskType::Device(payload) => Some(RunOrder {
+            run_id,
+            task_id,
+            task_name: task.name.clone(),
+            application: task.application.clone(),
+            payload: payload.clone(),
+        }),
+        _ => None,
+    };
+    if let Some(order) = &order {
+        let mut orders = txn.open_table(ORDERS)?;
+        for (id, _) in &targets {
+            put(&mut orders, &order_key(id, run_id), order)?;
+        }
+    }
+    let run = RunRecord {
+        run_id,
+        task_id,
+        task_name: task.name.clone(),
+        notify: task.settings.notify,
+        revision: task.revision,
+        started: now,
+        started_by,
+        stopped: None,
+        // A run with no device of this server is over here at once; its statistics are
+        // those of the servers below.
+        finished: targets.is_empty().then_some(now),
+        counters,
+        version: 1,
+        parent_run,
+    };
+    put(&mut txn.open_table(RUNS)?, &run_key(run_id), &run)?;
+    task.last_run = Some(run_id);
+    put(&mut tasks, &task_key(task_id), &task)?;
+    Ok(Some(StartedRun {
+        run,
+        task,
+        order,
+        device_ids: targets.iter().map(|(id, _)| id.clone()).collect(),
+    }))
+}
+
+/// Stops a run; see [`Store::stop_run`].
+pub(crate) fn stop_in(
+    txn: &WriteTransaction,
+    run_id: RunId,
+    now: UnixMillis,
+) -> Result<Option<Stopped>, StoreError> {
+    let mut runs = txn.open_table(RUNS)?;
+    let Some(mut run) = get::<RunRecord>(&runs, &run_key(run_id))? else {
+        return Ok(None);
+    };
+    run.stopped.get_or_insert(now);
+    run.version += 1;
+    put(&mut runs, &run_key(run_id), &run)?;
+    drop(runs);
+    let records: Vec<DeviceRunRecord> =
+        entries_with_prefix(&txn.open_table(RUN_DEVICES)?, &format!("{run_id:020}/"))?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+    let mut to_cancel = Vec::new();
+    for record in records {
+        match record.state {
+            DeviceState::Pending => {
+                let ended = DeviceProgress::Ended {
+                    at: now,
+                    description: "stopped by an administrator before it reached the device".into(),
+                };
+                progress_in(txn, &record.device_id, run_id, &ended, now)?;
+            }
+            DeviceState::Scheduled | DeviceState::Running => to_cancel.push(record.device_id),
+            _ => {}
+        }
+    }
+    let run = run_in(txn, run_id)?
+        .ok_or_else(|| StoreError::Rejected(format!("run {run_id} vanished")))?;
+    Ok(Some(Stopped { run, to_cancel }))
+}
+
 fn progress_in(
     txn: &WriteTransaction,
     device_id: &str,
@@ -416,6 +509,7 @@ fn progress_in(
         return Ok(None);
     };
     run.counters.replace(&old, &record);
+    run.version += 1;
     let run_finished = run.finished.is_none() && run.counters.finished() == run.counters.total();
     if run_finished {
         run.finished = Some(now);
@@ -440,6 +534,9 @@ fn runs_of_task(txn: &WriteTransaction, task_id: TaskId) -> Result<Vec<RunRecord
 
 /// Deletes a run, its records and its orders; returns the records.
 fn delete_run(txn: &WriteTransaction, run_id: RunId) -> Result<Vec<DeviceRunRecord>, StoreError> {
+    if let Some(run) = run_in(txn, run_id)? {
+        replication::forget_run(txn, &run)?;
+    }
     remove(&mut txn.open_table(RUNS)?, &run_key(run_id))?;
     let mut records = txn.open_table(RUN_DEVICES)?;
     let entries: Vec<(String, DeviceRunRecord)> =
@@ -477,6 +574,7 @@ mod tests {
             revision: 1,
             changed_by: ChangedBy::Administrator("admin".into()),
             last_run: None,
+            inherited: None,
         }
     }
 

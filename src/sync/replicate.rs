@@ -71,6 +71,48 @@ impl<T> Change<T> {
     }
 }
 
+impl<T: Clone> Change<T> {
+    /// What a child is sent for this entry. A task that does not (or no longer) concerns
+    /// the child goes as a delete, so a copy made while it did (before the task moved to
+    /// another group, say) does not linger; a delete is sent to every child, which ignores
+    /// it for a task it does not hold. Runs go only to the children concerned.
+    pub fn as_seen_by(&self, concerns: bool) -> Change<T> {
+        match self {
+            Change::TaskUpsert { task_id, .. } if !concerns => {
+                Change::TaskDelete { task_id: *task_id }
+            }
+            Change::RunStart { .. } | Change::RunStop { .. } if !concerns => Change::Noop,
+            other => other.clone(),
+        }
+    }
+}
+
+/// Which children an entry of the log concerns, fixed when the entry is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Audience {
+    /// Children placed in this group of the parent (or, with `include_subgroups`, below it).
+    Group {
+        group_id: u64,
+        include_subgroups: bool,
+    },
+    /// Every child: a task inherited from above goes on down the whole subtree.
+    AllChildren,
+}
+
+impl Audience {
+    /// Whether a child placed in `child_group` is concerned; `is_below(a, b)` says whether
+    /// group `a` is a descendant of group `b`.
+    pub fn concerns(&self, child_group: u64, is_below: impl Fn(u64, u64) -> bool) -> bool {
+        match *self {
+            Audience::AllChildren => true,
+            Audience::Group {
+                group_id,
+                include_subgroups,
+            } => child_group == group_id || (include_subgroups && is_below(child_group, group_id)),
+        }
+    }
+}
+
 /// How a parent paces one child's feed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeedPolicy {

@@ -23,8 +23,9 @@ pub struct StatsRow {
     pub path: Vec<String>,
     /// `path.len()`: the server's depth below the holder.
     pub depth: u32,
-    /// The task's id on the server described, for drill-down.
+    /// The task's id and the run's id on the server described, for drill-down.
     pub task_id: u64,
+    pub run_id: u64,
     /// Of that server's own devices only; rows of its children are separate rows.
     pub counters: RunCounters,
     /// Only grows, for that server and run, across restarts (derived from durable state).
@@ -33,11 +34,12 @@ pub struct StatsRow {
 
 impl StatsRow {
     /// The holder's own row.
-    pub fn own(task_id: u64, counters: RunCounters, version: u64) -> Self {
+    pub fn own(task_id: u64, run_id: u64, counters: RunCounters, version: u64) -> Self {
         StatsRow {
             path: Vec::new(),
             depth: 0,
             task_id,
+            run_id,
             counters,
             version,
         }
@@ -327,6 +329,7 @@ mod tests {
             path: path.iter().map(|s| s.to_string()).collect(),
             depth: path.len() as u32,
             task_id: 7,
+            run_id: 1,
             counters: counters(3 - succeeded, succeeded),
             version,
         }
@@ -386,7 +389,7 @@ mod tests {
     #[test]
     fn a_report_prefixes_every_path_with_the_reporters_name() {
         let t = StatsTable::from_rows([row(&["b"], 2, 1), row(&["b", "c"], 1, 0)]);
-        let own = StatsRow::own(9, counters(2, 0), 11);
+        let own = StatsRow::own(9, 1, counters(2, 0), 11);
         let report = t.report("a", &own);
         let summary: Vec<_> = report
             .iter()

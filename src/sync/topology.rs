@@ -30,6 +30,8 @@ pub fn subtree_rows(secondaries: &[SecondaryView<'_>]) -> Vec<ServerRow> {
             version: r.version.clone(),
             address: r.address.clone(),
             last_connected: r.last_connected,
+            devices: r.devices,
+            virtual_server: r.virtual_server,
         });
         for below in &r.subtree {
             let mut row = below.clone();
@@ -44,15 +46,29 @@ pub fn subtree_rows(secondaries: &[SecondaryView<'_>]) -> Vec<ServerRow> {
     rows
 }
 
+/// The server asked, for the first row of [`tree_rows`].
+#[derive(Clone, Copy, Debug)]
+pub struct OwnServer<'a> {
+    pub name: &'a str,
+    pub listen: &'a str,
+    pub version: &'a str,
+    pub devices: u64,
+    pub virtual_server: bool,
+}
+
 /// The full tree as seen from this server: itself at depth 0, then its subtree with paths
 /// prefixed by its own name.
 pub fn tree_rows(
-    name: &str,
-    listen: &str,
-    version: &str,
+    own: &OwnServer<'_>,
     now: UnixMillis,
     secondaries: &[SecondaryView<'_>],
 ) -> Vec<ServerRow> {
+    let OwnServer {
+        name,
+        listen,
+        version,
+        ..
+    } = *own;
     let mut rows = vec![ServerRow {
         path: name.to_string(),
         depth: 0,
@@ -62,6 +78,8 @@ pub fn tree_rows(
         version: version.to_string(),
         address: Some(listen.to_string()),
         last_connected: Some(now),
+        devices: own.devices,
+        virtual_server: own.virtual_server,
     }];
     rows.extend(subtree_rows(secondaries).into_iter().map(|mut r| {
         r.path = format!("{name}/{}", r.path);
@@ -86,6 +104,10 @@ mod tests {
             version: "0.1.0".into(),
             address: None,
             subtree,
+            devices: 0,
+            virtual_server: false,
+            disabled: false,
+            enrollment_token: String::new(),
         }
     }
 
@@ -98,10 +120,17 @@ mod tests {
         }]);
         let middle = record("branch-1", middle_rows);
         let other = record("branch-2", vec![]);
+        let own = OwnServer {
+            name: "primary",
+            listen: "127.0.0.1:13000",
+            version: "0.1.0",
+            devices: 0,
+            virtual_server: false,
+            disabled: false,
+            enrollment_token: String::new(),
+        };
         let rows = tree_rows(
-            "primary",
-            "127.0.0.1:13000",
-            "0.1.0",
+            &own,
             9,
             &[
                 SecondaryView {

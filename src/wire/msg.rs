@@ -5,11 +5,14 @@ use serde::{Deserialize, Serialize};
 use crate::model::device::{DeviceFacts, DeviceView};
 use crate::model::schedule::{Schedule, ScheduleOptions};
 use crate::model::scope::Scope;
+use crate::model::task::TaskRecord;
 use crate::model::task::{
     DeviceRunRecord, DeviceState, Notify, Outcome, RestartPolicy, RunCounters, RunState, TaskKind,
     TaskPayload, TaskType,
 };
 use crate::model::{Account, Event, Role, ServerRow, UnixMillis};
+use crate::sync::replicate::Change;
+use crate::sync::stats::StatsRow;
 
 /// A value that must never be printed or logged: its `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -43,13 +46,50 @@ pub enum ParentMsg {
         registered_name: String,
         group: String,
     },
+    /// Entry `seq` of the parent's change log, as it concerns this secondary.
+    Change { seq: u64, change: TaskChange },
+    /// The rows of statistics report `report_id` about the parent's run `run_id` are stored.
+    StatsAck { run_id: u64, report_id: u64 },
+    /// An administrator's request for a server at or below this secondary.
+    Request {
+        id: u64,
+        request: Box<ForwardedRequest>,
+    },
+}
+
+/// A change of the log: the task travels with its upserts, without its password.
+pub type TaskChange = Change<TaskRecord>;
+
+/// An administrator's request relayed down the tree, hop by hop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedRequest {
+    /// Names below the server receiving it; empty: that server serves it.
+    pub path: Vec<String>,
+    /// Who asked, at the server where they logged in, and their role there.
+    pub user: String,
+    pub role: Role,
+    pub request: AdminRequest,
 }
 
 /// Secondary to parent, on the link stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChildMsg {
-    /// The secondary's whole subtree, paths relative to the secondary; replaces the last one.
-    Subtree(Vec<ServerRow>),
+    /// The secondary's whole subtree, paths relative to the secondary, and how many devices
+    /// the secondary itself manages; replaces the last one.
+    Subtree { devices: u64, rows: Vec<ServerRow> },
+    /// Every change of the parent's log up to this sequence is stored.
+    Ack(u64),
+    /// Send every change after this sequence again.
+    Resume(u64),
+    /// Statistics of the parent's run `run_id`: one row per server of the secondary's
+    /// subtree, the secondary's own first.
+    Stats {
+        run_id: u64,
+        report_id: u64,
+        rows: Vec<StatsRow>,
+    },
+    /// The answer to `ParentMsg::Request` `id`.
+    Response { id: u64, response: AdminResponse },
 }
 
 // ---- Devices: `canopy-agent/1` ----
@@ -59,6 +99,8 @@ pub enum ChildMsg {
 pub struct AgentHello {
     /// The id the agent chose at its first start, together with its key.
     pub device_id: String,
+    /// The virtual server the device belongs to (`<server>/<virtual server>`), if any.
+    pub virtual_server: Option<String>,
     /// An enrollment token from the server's config; without one the device waits for approval.
     pub token: Option<Secret>,
     pub facts: DeviceFacts,
@@ -140,6 +182,8 @@ pub struct RunResult {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminHello {
     pub client_version: String,
+    /// The virtual server to administer (its own accounts); `None`: the server itself.
+    pub virtual_server: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +236,49 @@ pub enum AdminRequest {
     Group(GroupRequest),
     Device(DeviceRequest),
     Task(TaskRequest),
+    VirtualServer(VirtualServerRequest),
+    /// `request` for the server at `path` below this one (names joined by '/'), relayed
+    /// hop by hop; served there with the role the caller has here.
+    Forward {
+        path: String,
+        request: Box<AdminRequest>,
+    },
+}
+
+/// Virtual servers of a physical server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VirtualServerRequest {
+    List,
+    /// Creates it in `group` of this server, with its own database and an enrollment
+    /// token for its devices.
+    Create {
+        name: String,
+        group: String,
+    },
+    Enable {
+        name: String,
+    },
+    Disable {
+        name: String,
+    },
+    /// Deletes it with its database.
+    Delete {
+        name: String,
+    },
+}
+
+/// A virtual server as `canopy vserver list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualServerView {
+    pub name: String,
+    pub group: String,
+    pub enabled: bool,
+    pub created: UnixMillis,
+    pub devices: u64,
+    pub devices_connected: u64,
+    /// Devices enroll with it at `<server>/<name>`.
+    pub enrollment_token: Secret,
+    pub data: String,
 }
 
 /// Tasks are named by their display name or their id.
@@ -224,6 +311,9 @@ pub enum TaskRequest {
         run: Option<u64>,
         state: Option<DeviceState>,
         details: bool,
+        /// The records held by that server of the subtree (a path of names below this
+        /// server, as `--by-server` shows it), fetched through the tree.
+        server: Option<String>,
     },
     Stats {
         task: String,
@@ -330,7 +420,26 @@ pub struct RunView {
     pub started_by: String,
     pub stopped: Option<UnixMillis>,
     pub finished: Option<UnixMillis>,
+    /// Of every device of the run in the subtree: this server's, the rows reported by the
+    /// servers below, and the devices of servers not heard from yet as pending.
     pub counters: RunCounters,
+    /// One row per server of the subtree taking part, this server first.
+    pub servers: Vec<ServerStatsView>,
+    /// Set on a server that inherited the task: the parent and its task id.
+    pub inherited_from: Option<String>,
+}
+
+/// One server's part of a run, for `task stats --by-server`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatsView {
+    /// Display path from the server asked ("primary/branch-1/branch-1a").
+    pub path: String,
+    pub depth: u32,
+    /// The task's id and run on that server, for drill-down; 0 when not reported yet.
+    pub task_id: u64,
+    pub counters: RunCounters,
+    /// False while the server has not reported: its devices count as pending.
+    pub reported: bool,
 }
 
 /// The largest page of devices one response carries, so any fleet fits the frame cap.
@@ -436,6 +545,12 @@ impl AdminRequest {
             AdminRequest::Task(TaskRequest::Stop { .. }) => "task stop",
             AdminRequest::Task(TaskRequest::Results { .. }) => "task results",
             AdminRequest::Task(TaskRequest::Stats { .. }) => "task stats",
+            AdminRequest::VirtualServer(VirtualServerRequest::List) => "vserver list",
+            AdminRequest::VirtualServer(VirtualServerRequest::Create { .. }) => "vserver create",
+            AdminRequest::VirtualServer(VirtualServerRequest::Enable { .. }) => "vserver enable",
+            AdminRequest::VirtualServer(VirtualServerRequest::Disable { .. }) => "vserver disable",
+            AdminRequest::VirtualServer(VirtualServerRequest::Delete { .. }) => "vserver delete",
+            AdminRequest::Forward { request, .. } => request.name(),
         }
     }
 }
@@ -484,6 +599,8 @@ pub enum AdminResponse {
         records: Vec<DeviceRunRecord>,
     },
     TaskStats(RunView),
+    VirtualServers(Vec<VirtualServerView>),
+    VirtualServer(Box<VirtualServerView>),
 }
 
 /// `canopy server status`: the server asked, and its link to its own parent if it has one.
