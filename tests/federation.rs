@@ -322,6 +322,7 @@ async fn raw_close_code(
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         let hello = canopy::wire::msg::AdminHello {
             client_version: "test".into(),
+            virtual_server: None,
         };
         canopy::wire::write_hello(&mut send, &hello).await.unwrap();
         let _: Option<canopy::wire::msg::AdminWelcome> =

@@ -653,3 +653,111 @@ fn read_password(prompt: &str, from_stdin: bool, confirm: bool) -> anyhow::Resul
     }
     Ok(password)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["canopy"].iter().chain(args))
+    }
+
+    #[test]
+    fn at_is_a_global_option() {
+        for args in [
+            &["--at", "branch-1/branch-1a", "device", "list"][..],
+            &["device", "list", "--at", "/branch-1/branch-1a/"],
+        ] {
+            let cli = parse(args).unwrap();
+            assert_eq!(cli.at.as_deref(), Some("branch-1/branch-1a"), "{args:?}");
+            assert!(cli.command.asks_a_server());
+        }
+        let cli = parse(&["--at", "tenant-a", "account", "list"]).unwrap();
+        assert_eq!(cli.at.as_deref(), Some("tenant-a"));
+        assert_eq!(parse(&["server", "list"]).unwrap().at, None);
+        for bad in ["", "/", "a//b", "a/ /b"] {
+            assert!(parse(&["--at", bad, "server", "list"]).is_err(), "{bad:?}");
+        }
+        // Accepted by clap everywhere, refused by `run` where it means nothing.
+        for args in [
+            &["logout"][..],
+            &["login", "--server", "127.0.0.1:13000", "--user", "a"],
+            &["demo"],
+            &["account", "bootstrap", "--config", "c.toml"],
+        ] {
+            assert!(!parse(args).unwrap().command.asks_a_server(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn login_addresses() {
+        let addr: SocketAddr = "127.0.0.1:13000".parse().unwrap();
+        assert_eq!(
+            parse_login_address("127.0.0.1:13000"),
+            Ok(LoginAddress {
+                addr,
+                virtual_server: None
+            })
+        );
+        assert_eq!(
+            parse_login_address("127.0.0.1:13000/tenant-a"),
+            Ok(LoginAddress {
+                addr,
+                virtual_server: Some("tenant-a".into())
+            })
+        );
+        let v6 = parse_login_address("[::1]:13000/t").unwrap();
+        assert_eq!(v6.addr, "[::1]:13000".parse::<SocketAddr>().unwrap());
+        for bad in [
+            "nowhere",
+            "127.0.0.1",
+            "127.0.0.1:13000/",
+            "127.0.0.1:13000/a/b",
+        ] {
+            assert!(parse_login_address(bad).is_err(), "{bad:?}");
+        }
+
+        let plain = parse_login_address("127.0.0.1:13000").unwrap();
+        let named = parse_login_address("127.0.0.1:13000/tenant-a").unwrap();
+        assert_eq!(login_vserver(&plain, None).unwrap(), None);
+        assert_eq!(
+            login_vserver(&plain, Some("tenant-a".into())).unwrap(),
+            Some("tenant-a".into())
+        );
+        assert_eq!(
+            login_vserver(&named, None).unwrap(),
+            Some("tenant-a".into())
+        );
+        assert_eq!(
+            login_vserver(&named, Some("tenant-a".into())).unwrap(),
+            Some("tenant-a".into())
+        );
+        let e = login_vserver(&named, Some("tenant-b".into())).unwrap_err();
+        assert!(e.to_string().contains("give one of them"), "{e}");
+        let e = login_vserver(&plain, Some("a/b".into())).unwrap_err();
+        assert!(e.to_string().contains("--vserver"), "{e}");
+
+        let cli = parse(&[
+            "login",
+            "--server",
+            "127.0.0.1:13000",
+            "--vserver",
+            "tenant-a",
+            "--user",
+            "alice",
+        ])
+        .unwrap();
+        let Command::Login {
+            server, vserver, ..
+        } = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(server.addr, addr);
+        assert_eq!(vserver.as_deref(), Some("tenant-a"));
+        let e = parse(&["login", "--server", "127.0.0.1:13000/a/b", "--user", "a"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--server"), "{e}");
+    }
+}

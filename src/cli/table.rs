@@ -187,9 +187,9 @@ mod tests {
             row("primary/tenant-a", 1, 12, true),
         ]);
         let expected = "\
-SERVER        PATH              DEPTH  TYPE      STATUS  DEVICES  VERSION  ADDRESS  LAST CONNECTED
-primary       primary           0      physical  Active  200      -        -        never
-  tenant-a    primary/tenant-a  1      virtual   Active  12       -        -        never
+SERVER      PATH              DEPTH  TYPE      STATUS  DEVICES  VERSION  ADDRESS  LAST CONNECTED
+primary     primary           0      physical  Active  200      -        -        never
+  tenant-a  primary/tenant-a  1      virtual   Active  12       -        -        never
 ";
         assert_eq!(t, expected);
     }

@@ -727,7 +727,7 @@ impl Sim {
                 if let Some(report_id) = reporter.poll_transmit(now)
                     && let Some(run) = node.durable.runs.get(run_id)
                 {
-                    let own = StatsRow::own(run.task_id, run.run_id, run.counters, run.version);
+                    let own = StatsRow::own(run.task_id, *run_id, run.counters, run.version);
                     out.push((
                         x,
                         true,

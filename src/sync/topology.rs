@@ -126,8 +126,6 @@ mod tests {
             version: "0.1.0",
             devices: 0,
             virtual_server: false,
-            disabled: false,
-            enrollment_token: String::new(),
         };
         let rows = tree_rows(
             &own,

@@ -161,6 +161,7 @@ pub async fn results(admin: &AdminClient, task: &str) -> Vec<DeviceRunRecord> {
         run: None,
         state: None,
         details: true,
+        server: None,
     };
     match admin.call(AdminRequest::Task(request)).await.unwrap() {
         AdminResponse::TaskResults { records, .. } => records,
@@ -211,4 +212,44 @@ pub async fn fleet(
     })
     .await;
     fleet
+}
+
+/// A group task scope with secondary and virtual servers included.
+pub fn tree_scope(path: &str) -> ScopeSpec {
+    ScopeSpec::Group {
+        path: path.into(),
+        include_subgroups: true,
+        include_secondaries: true,
+    }
+}
+
+/// The per-device records of the task's last run held by the server at `server` below.
+pub async fn results_at(admin: &AdminClient, task: &str, server: &str) -> Vec<DeviceRunRecord> {
+    let request = TaskRequest::Results {
+        task: task.into(),
+        run: None,
+        state: None,
+        details: false,
+        server: Some(server.into()),
+    };
+    match admin.call(AdminRequest::Task(request)).await.unwrap() {
+        AdminResponse::TaskResults { records, .. } => records,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Waits until the task's last run has `devices` devices, all finished, across the tree.
+pub async fn wait_tree_finished(admin: &AdminClient, task: &str, devices: u64) -> RunView {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let run = stats(admin, task).await;
+        if run.counters.total() == devices && run.counters.finished() == devices {
+            return run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task {task} did not finish on {devices} devices: {run:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
