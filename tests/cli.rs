@@ -455,11 +455,44 @@ fn the_demo_prints_the_whole_tree_as_json() {
             ("primary".into(), 0, "Active".into()),
             ("primary/branch-1".into(), 1, "Active".into()),
             ("primary/branch-1/branch-1a".into(), 2, "Active".into()),
+            ("primary/branch-2".into(), 1, "Active".into()),
+            ("primary/tenant-a".into(), 1, "Active".into()),
         ]
     );
+    // One statistics row per server, each with its own devices, adding up to the totals.
+    let rows = report["statistics"].as_array().unwrap();
+    let per_server: Vec<(String, u64, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_string(),
+                r["total"].as_u64().unwrap(),
+                r["reported"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_server,
+        vec![
+            ("primary".into(), 100, true),
+            ("primary/branch-1".into(), 100, true),
+            ("primary/branch-1/branch-1a".into(), 100, true),
+            ("primary/branch-2".into(), 100, true),
+            ("primary/tenant-a".into(), 50, true),
+        ]
+    );
+    let totals = &report["totals"];
+    assert_eq!(totals["total"], 450, "{totals}");
+    for state in ["succeeded", "warning", "failed"] {
+        let sum: u64 = rows
+            .iter()
+            .map(|r| r["counts"][state].as_u64().unwrap())
+            .sum();
+        assert_eq!(totals[state].as_u64().unwrap(), sum, "{state}");
+    }
     let task = &report["task"];
     assert_eq!(task["state"], "Completed", "{task}");
-    assert_eq!(task["targeted"], 200, "{task}");
+    assert_eq!(task["targeted"], 450, "{task}");
     assert_eq!(task["completion_percent"], 100.0, "{task}");
     let by_state: Vec<u64> = task["counters"]["by_state"]
         .as_array()
@@ -467,7 +500,7 @@ fn the_demo_prints_the_whole_tree_as_json() {
         .iter()
         .map(|n| n.as_u64().unwrap())
         .collect();
-    assert_eq!(by_state.iter().sum::<u64>(), 200);
+    assert_eq!(by_state.iter().sum::<u64>(), 450);
     assert_eq!(
         by_state[..3],
         [0, 0, 0],

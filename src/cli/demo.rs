@@ -26,9 +26,20 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
     let run = run_group_task(&admin, demo.total_devices()).await?;
     admin.close().await;
     if json {
+        let task = super::task::stats_json(&run)?;
+        let mut totals = super::task::counts_json(&run.counters);
+        if let Some(t) = totals.as_object_mut() {
+            t.insert("total".into(), serde_json::json!(run.counters.total()));
+            t.insert(
+                "need_restart".into(),
+                serde_json::json!(run.counters.need_restart),
+            );
+        }
         let value = serde_json::json!({
             "servers": rows,
-            "task": super::task::stats_json(&run)?,
+            "statistics": task["servers"],
+            "totals": totals,
+            "task": task,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {

@@ -38,10 +38,12 @@ pub struct Cli {
     /// Where `canopy login` keeps the session the other commands use.
     #[arg(long, global = true, env = "CANOPY_SESSION")]
     session: Option<PathBuf>,
-    /// Run the command on the server at this path below the one logged in to (names joined
-    /// by '/', as the PATH column of `server list` shows them without the first; e.g.
-    /// "branch-1/branch-1a", or a virtual server's name). The request is relayed down the
-    /// tree and served there with your role. Not for login and logout.
+    /// Run the command on the server at PATH below the one logged in to, e.g.
+    /// branch-1/branch-1a or a virtual server's name.
+    ///
+    /// PATH is as the PATH column of `server list` shows it, without its first name (the
+    /// server logged in to). The request is relayed down the tree and served there with
+    /// your role. Not for login and logout.
     #[arg(long, global = true, value_name = "PATH", value_parser = parse_at)]
     at: Option<String>,
     #[command(subcommand)]

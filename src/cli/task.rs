@@ -1637,7 +1637,7 @@ pub(super) fn stats_json(run: &RunView) -> anyhow::Result<serde_json::Value> {
 }
 
 /// `{"pending": 1, "scheduled": 0, ...}`: counters by state name, for scripts.
-fn counts_json(counters: &RunCounters) -> serde_json::Value {
+pub(super) fn counts_json(counters: &RunCounters) -> serde_json::Value {
     DeviceState::ALL
         .iter()
         .map(|s| {
