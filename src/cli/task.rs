@@ -1588,13 +1588,13 @@ pub(super) fn stats_text(run: &RunView) -> String {
     // Only when servers below take part: a lone server's row is the totals.
     if run.servers.len() > 1 {
         let silent = run.servers.iter().filter(|s| !s.reported).count();
-        let mut servers = format!("{} (see --by-server)", run.servers.len());
+        let mut servers = format!("{} taking part", run.servers.len());
         if silent > 0 {
-            servers = format!(
-                "{}, {silent} not reported yet (devices counted as pending) (see --by-server)",
-                run.servers.len()
-            );
+            servers.push_str(&format!(
+                ", {silent} not reported yet (devices counted as pending)"
+            ));
         }
+        servers.push_str("; see --by-server");
         rows.push(("servers", servers));
     }
     rows.push(("targeted", c.total().to_string()));
@@ -2582,7 +2582,7 @@ run 7 of task Scan (id 3) running: 12/18 devices finished (66.7%)
         let text = stats_text(&run);
         assert!(
             text.contains(
-                "servers       3, 1 not reported yet (devices counted as pending) (see --by-server)\n"
+                "servers       3 taking part, 1 not reported yet (devices counted as pending); see --by-server\n"
             ),
             "{text}"
         );

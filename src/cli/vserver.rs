@@ -39,7 +39,7 @@ pub enum VserverCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Refuse a virtual server's devices and administrators; its data is kept.
+    /// Refuse a virtual server's devices and administrators until it is enabled again.
     Disable {
         name: String,
         /// Print JSON instead of text.

@@ -377,7 +377,7 @@ pub(super) async fn serve_child_link(node: &Arc<Node>, link: ChildLink) -> Strin
                     }
                     ChildMsg::Response { id, response } => {
                         if let Some(waiter) = waiting.remove(&id) {
-                            let _ = waiter.send(response);
+                            let _ = waiter.send(*response);
                         }
                     }
                 }
@@ -433,7 +433,7 @@ async fn send_changes(
     for (seq, entry) in entries {
         let concerns = child_group
             .is_some_and(|g| entry.audience.concerns(g, |a, b| tree.is_descendant(a, b)));
-        let change = entry.change.as_seen_by(concerns);
+        let change = Box::new(entry.change.as_seen_by(concerns));
         if tx.send(ParentMsg::Change { seq, change }).await.is_err() {
             return Err("the link closed".into());
         }
@@ -757,14 +757,14 @@ pub(super) async fn serve_parent_link(node: &Arc<Node>, link: ParentLink) -> Str
             ParentMsg::Change { seq, change } => {
                 let mut batch = Vec::new();
                 if applier.handle_change(seq) == Decision::Apply {
-                    batch.push((seq, change));
+                    batch.push((seq, *change));
                 }
                 // Changes already waiting are applied in the same transaction.
                 while batch.len() < MAX_CHANGES_PER_COMMIT {
                     match rx.try_recv() {
                         Ok(Ok(ParentMsg::Change { seq, change })) => {
                             if applier.handle_change(seq) == Decision::Apply {
-                                batch.push((seq, change));
+                                batch.push((seq, *change));
                             }
                         }
                         Ok(Ok(other)) => {
@@ -797,7 +797,12 @@ pub(super) async fn serve_parent_link(node: &Arc<Node>, link: ParentLink) -> Str
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let response = super::admin::serve_forwarded(&node, *request).await;
-                    let _ = tx.send(ChildMsg::Response { id, response }).await;
+                    let _ = tx
+                        .send(ChildMsg::Response {
+                            id,
+                            response: Box::new(response),
+                        })
+                        .await;
                 });
             }
         }

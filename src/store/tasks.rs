@@ -356,11 +356,11 @@ pub(crate) fn upsert_in(
     Ok(task)
 }
 
+/// A deleted task, and the (device, run) pairs to be told to cancel.
+pub type Deleted = (TaskRecord, Vec<(String, RunId)>);
+
 /// Deletes a task, its runs and their orders; see [`Store::delete_task`].
-pub(crate) fn delete_in(
-    txn: &WriteTransaction,
-    id: TaskId,
-) -> Result<Option<(TaskRecord, Vec<(String, RunId)>)>, StoreError> {
+pub(crate) fn delete_in(txn: &WriteTransaction, id: TaskId) -> Result<Option<Deleted>, StoreError> {
     let mut tasks = txn.open_table(TASKS)?;
     let Some(task) = get::<TaskRecord>(&tasks, &task_key(id))? else {
         return Ok(None);

@@ -47,7 +47,7 @@ pub enum ParentMsg {
         group: String,
     },
     /// Entry `seq` of the parent's change log, as it concerns this secondary.
-    Change { seq: u64, change: TaskChange },
+    Change { seq: u64, change: Box<TaskChange> },
     /// The rows of statistics report `report_id` about the parent's run `run_id` are stored.
     StatsAck { run_id: u64, report_id: u64 },
     /// An administrator's request for a server at or below this secondary.
@@ -89,7 +89,10 @@ pub enum ChildMsg {
         rows: Vec<StatsRow>,
     },
     /// The answer to `ParentMsg::Request` `id`.
-    Response { id: u64, response: AdminResponse },
+    Response {
+        id: u64,
+        response: Box<AdminResponse>,
+    },
 }
 
 // ---- Devices: `canopy-agent/1` ----
