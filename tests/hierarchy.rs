@@ -152,6 +152,50 @@ async fn a_group_task_runs_once_on_every_device_of_the_tree_and_rolls_up() {
         );
     }
 
+    // A stop at the primary stops the run everywhere: nothing is left pending or running.
+    create_task(
+        &admin,
+        simulate_spec(
+            "Long scan",
+            tree_scope("Managed devices"),
+            20_000,
+            [100, 0, 0],
+        ),
+    )
+    .await;
+    start_task(&admin, "Long scan", None).await;
+    until("the long run going at the deepest server", || async {
+        let run = stats(&admin, "Long scan").await;
+        run.servers
+            .iter()
+            .any(|s| s.depth == 2 && s.reported && s.counters.count(DeviceState::Running) > 0)
+    })
+    .await;
+    let (kind, message) = server_error(
+        admin
+            .call(AdminRequest::Task(TaskRequest::Start {
+                task: "Long scan".into(),
+                devices: None,
+            }))
+            .await,
+    );
+    assert_eq!(kind, ErrorKind::InvalidInput, "{message}");
+    admin
+        .call(AdminRequest::Task(TaskRequest::Stop {
+            task: "Long scan".into(),
+        }))
+        .await
+        .unwrap();
+    let run = wait_tree_finished(&admin, "Long scan", total).await;
+    assert_eq!(run.state, RunState::Stopped);
+    assert_eq!(run.counters.count(DeviceState::Succeeded), 0, "{run:#?}");
+    assert_eq!(run.counters.count(DeviceState::Failed), total, "{run:#?}");
+    let records = results_at(&admin, "Long scan", "branch-1/branch-1a").await;
+    assert!(
+        records.iter().all(|r| r.state == DeviceState::Failed),
+        "{records:#?}"
+    );
+
     // A change at the primary reaches every copy, at any depth; so does a delete.
     let rename = TaskRequest::Edit {
         task: "Tree scan".into(),
@@ -180,7 +224,7 @@ async fn a_group_task_runs_once_on_every_device_of_the_tree_and_rolls_up() {
     until("the delete at the deepest server", || async {
         matches!(
             below.call(AdminRequest::Task(TaskRequest::List)).await,
-            Ok(AdminResponse::Tasks(tasks)) if tasks.is_empty()
+            Ok(AdminResponse::Tasks(tasks)) if tasks.iter().all(|t| t.name == "Long scan")
         )
     })
     .await;

@@ -849,6 +849,9 @@ async fn apply_changes(
         node.stats_changed(started.run.run_id);
         node.deliver_run(started).await;
     }
+    for run_id in applied.stopped {
+        node.stats_changed_at(run_id, true);
+    }
     for (device_id, run_id) in applied.cancel {
         node.tell_device(&device_id, ServerToAgent::Cancel { run_id })
             .await;

@@ -793,14 +793,17 @@ async fn start_run(
 ) -> Reply<(RunRecord, Vec<String>)> {
     if let Some(id) = task.last_run
         && let Some(run) = node.store.run(id).await.map_err(internal)?
-        && run.state() == crate::model::task::RunState::Running
     {
-        return Err(invalid(format!(
-            "task {:?} is still running (run {id}, {} of {} devices finished); stop it first",
-            task.name,
-            run.counters.finished(),
-            run.counters.total()
-        )));
+        // Running anywhere in the tree, as far as this server knows.
+        let view = run_view(node, &run).await;
+        if view.state == RunState::Running {
+            return Err(invalid(format!(
+                "task {:?} is still running (run {id}, {} of {} devices finished); stop it first",
+                task.name,
+                view.counters.finished(),
+                view.counters.total()
+            )));
+        }
     }
     let mut planned = task.clone();
     if let Some(scope) = &scope {

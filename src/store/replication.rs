@@ -187,6 +187,8 @@ pub struct AppliedChanges {
     pub started: Vec<StartedRun>,
     /// (device, run) pairs to be told to cancel.
     pub cancel: Vec<(String, RunId)>,
+    /// Runs stopped: their statistics changed.
+    pub stopped: Vec<RunId>,
     /// One line per change that did something, for the event log.
     pub described: Vec<String>,
     /// The cursor after the batch.
@@ -410,6 +412,7 @@ fn apply_one(
                 }
                 out.cancel
                     .extend(stopped.to_cancel.into_iter().map(|d| (d, local)));
+                out.stopped.push(local);
                 out.described.push(format!(
                     "inherited task {:?} run {local} stopped by {parent}",
                     stopped.run.task_name
