@@ -362,7 +362,8 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
             .await?;
             let (token, role, expires) = client.login(&user, &password).await?;
             let name = match &virtual_server {
-                Some(v) => format!("virtual server {v} of {}", client.server_name),
+                // The welcome names the virtual server itself, not its host.
+                Some(v) => format!("virtual server {v} at {}", server.addr),
                 None => client.server_name.clone(),
             };
             client.close().await;
