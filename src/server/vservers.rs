@@ -169,6 +169,13 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group: String) {
                 requests: requests_tx,
             },
         );
+        let linked = host
+            .store
+            .update_secondary(&name, |r| r.last_connected = Some(now_ms()))
+            .await;
+        if let Err(e) = linked {
+            tracing::error!("cannot record the link to {name}: {e}");
+        }
         host.bump_subtree();
         let child = ChildLink {
             name: name.clone(),
