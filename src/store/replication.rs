@@ -468,3 +468,125 @@ fn managed_devices(txn: &WriteTransaction) -> Result<Vec<(String, String)>, Stor
         .map(|d| (d.id, d.name))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::task::{AGENT_APPLICATION, TaskPayload, TaskSettings, TaskType};
+
+    fn parent_task(revision: u32) -> TaskRecord {
+        TaskRecord {
+            id: 7,
+            name: "Patch".into(),
+            task_type: TaskType::Device(TaskPayload::Inventory),
+            application: AGENT_APPLICATION.into(),
+            scope: Scope::Group {
+                group_id: 12,
+                include_subgroups: true,
+                include_secondaries: true,
+            },
+            settings: TaskSettings::default(),
+            created: 0,
+            modified: 0,
+            revision,
+            changed_by: ChangedBy::Administrator("admin".into()),
+            last_run: None,
+            inherited: None,
+        }
+    }
+
+    fn upsert(revision: u32) -> TaskChange {
+        Change::TaskUpsert {
+            task_id: 7,
+            revision,
+            task: parent_task(revision),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parent_changes_apply_once_in_order_and_go_on_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("child.redb");
+        let store = tokio::task::spawn_blocking(move || Store::open_server(&path))
+            .await
+            .unwrap()
+            .unwrap();
+        let apply = |changes: Vec<(u64, TaskChange)>| {
+            let store = store.clone();
+            async move {
+                store
+                    .apply_parent_changes("primary".into(), changes, 5)
+                    .await
+            }
+        };
+        let applied = apply(vec![(1, upsert(1)), (2, Change::Noop)])
+            .await
+            .unwrap();
+        assert_eq!(applied.cursor, 2);
+        let copy = store.task_by_name("Patch").await.unwrap().unwrap();
+        assert_eq!(copy.inherited.as_ref().unwrap().parent_task_id, 7);
+        assert_eq!(copy.revision, 1);
+
+        // A repeat, or a batch after a hole, is refused whole and changes nothing.
+        for batch in [
+            vec![(2, upsert(2))],
+            vec![(4, upsert(2))],
+            vec![(3, upsert(2)), (5, Change::Noop)],
+        ] {
+            assert!(matches!(apply(batch).await, Err(StoreError::Rejected(_))));
+        }
+        assert_eq!(store.parent_cursor().await.unwrap(), 2);
+        assert_eq!(store.task(copy.id).await.unwrap().unwrap().revision, 1);
+
+        let start = Change::RunStart {
+            task_id: 7,
+            run_id: 40,
+            revision: 2,
+        };
+        let applied = apply(vec![(3, upsert(2)), (4, start.clone()), (5, start)])
+            .await
+            .unwrap();
+        assert_eq!(applied.started.len(), 1, "one run for the parent's run 40");
+        let run = &applied.started[0].run;
+        assert_eq!(run.parent_run, Some(40));
+        assert_eq!(run.counters.total(), 0, "no devices here");
+        assert_eq!(store.task(copy.id).await.unwrap().unwrap().revision, 2);
+
+        // Everything applied is logged again for this server's own children.
+        let log = store.log_entries(1..=10, 10).await.unwrap();
+        let kinds: Vec<(&'static str, Audience)> = log
+            .iter()
+            .map(|(_, e)| {
+                let kind = match &e.change {
+                    Change::TaskUpsert { task_id, .. } => {
+                        assert_eq!(*task_id, copy.id);
+                        "upsert"
+                    }
+                    Change::RunStart { run_id, .. } => {
+                        assert_eq!(*run_id, run.run_id);
+                        "start"
+                    }
+                    _ => "other",
+                };
+                (kind, e.audience)
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("upsert", Audience::AllChildren),
+                ("upsert", Audience::AllChildren),
+                ("start", Audience::AllChildren)
+            ]
+        );
+        let deleted = apply(vec![(6, Change::TaskDelete { task_id: 7 })])
+            .await
+            .unwrap();
+        assert_eq!(deleted.described.len(), 1);
+        assert!(store.task(copy.id).await.unwrap().is_none());
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
