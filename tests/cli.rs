@@ -715,3 +715,60 @@ fn tasks_from_the_command_line_and_the_password_never_leaks() {
         );
     }
 }
+
+#[test]
+fn bench_fanout_and_change_run_at_a_tiny_size() {
+    // A smoke check that both hierarchy scenarios work end to end, not a timed assertion.
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Canopy {
+        dir: tmp.path().to_path_buf(),
+    };
+    let args = [
+        "bench",
+        "fanout",
+        "--devices",
+        "40",
+        "--runs",
+        "1",
+        "--json",
+    ];
+    let report: serde_json::Value = serde_json::from_str(&c.ok(&args, None)).unwrap();
+    assert_eq!(report["scenario"], "fanout", "{report}");
+    assert_eq!(report["devices"], 40);
+    assert_eq!(report["servers"].as_array().unwrap().len(), 7, "{report}");
+    assert_eq!(report["reached_100"], true);
+    let finite = |v: &serde_json::Value| v["median"].as_f64().is_some_and(f64::is_finite);
+    for figure in ["first_ms", "p50_ms", "p99_ms", "p100_ms"] {
+        assert!(finite(&report[figure]), "{figure}: {report}");
+    }
+    let tiers = report["tiers"].as_array().unwrap();
+    assert_eq!(tiers.len(), 3, "{report}");
+    let devices: u64 = tiers.iter().map(|t| t["devices"].as_u64().unwrap()).sum();
+    assert_eq!(devices, 40);
+    for tier in tiers {
+        assert!(finite(&tier["p100_ms"]), "{tier}");
+        // A tier is complete no later than the whole tree.
+        assert!(
+            tier["p100_ms"]["median"].as_f64().unwrap()
+                <= report["p100_ms"]["median"].as_f64().unwrap(),
+            "{report}"
+        );
+    }
+
+    let args = [
+        "bench",
+        "change",
+        "--secondaries",
+        "3",
+        "--runs",
+        "1",
+        "--json",
+    ];
+    let report: serde_json::Value = serde_json::from_str(&c.ok(&args, None)).unwrap();
+    assert_eq!(report["scenario"], "change", "{report}");
+    assert_eq!(report["secondaries"], 3);
+    assert_eq!(report["all_applied"], true);
+    for figure in ["edit_ms", "all_polled_ms", "all_stamped_ms"] {
+        assert!(finite(&report[figure]), "{figure}: {report}");
+    }
+}
