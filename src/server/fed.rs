@@ -361,8 +361,12 @@ pub(super) async fn serve_child_link(node: &Arc<Node>, link: ChildLink) -> Strin
                             .collect();
                         match node.store.merge_stats(run_id, rows).await {
                             Ok(Some(changed)) => {
-                                if changed {
-                                    node.stats_changed(run_id);
+                                if changed && node.reports_up() {
+                                    let complete = match node.store.run(run_id).await {
+                                        Ok(Some(run)) => node.subtree_complete(&run).await,
+                                        _ => false,
+                                    };
+                                    node.stats_changed_at(run_id, complete);
                                 }
                             }
                             Ok(None) => tracing::debug!("statistics for unknown run {run_id}"),
@@ -786,7 +790,10 @@ pub(super) async fn serve_parent_link(node: &Arc<Node>, link: ParentLink) -> Str
                     && r.reporter.is_idle()
                 {
                     let local = *local;
-                    let over = matches!(node.store.run(local).await, Ok(Some(run)) if run_complete(node, &run).await);
+                    let over = match node.store.run(local).await {
+                        Ok(Some(run)) => node.subtree_complete(&run).await,
+                        _ => false,
+                    };
                     if over {
                         reported.remove(&local);
                     }
@@ -871,13 +878,6 @@ async fn stats_report(
     let rows = node.store.stats_rows(run_id).await?;
     let own = StatsRow::own(run.task_id, run.run_id, run.counters, run.version);
     Ok(StatsTable::from_rows(rows).report(registered_name, &own))
-}
-
-/// Whether a run is over in this server's whole subtree, as far as this server knows.
-pub(super) async fn run_complete(node: &Node, run: &crate::model::task::RunRecord) -> bool {
-    let rows = node.store.stats_rows(run.run_id).await.unwrap_or_default();
-    let totals = StatsTable::from_rows(rows).totals(&run.counters);
-    run.stopped.is_some() || totals.finished() == totals.total()
 }
 
 async fn subtree_report(node: &Node) -> anyhow::Result<ChildMsg> {

@@ -191,8 +191,15 @@ impl Node {
         self.stats_changed_at(run_id, false);
     }
 
+    /// Whether this server reports statistics to a parent.
+    fn reports_up(&self) -> bool {
+        self.config.parent.is_some() || self.is_virtual()
+    }
+
+    /// As `stats_changed`; `complete`: the run is now over in this server's whole subtree,
+    /// so its report goes at once.
     fn stats_changed_at(&self, run_id: crate::model::task::RunId, complete: bool) {
-        if self.config.parent.is_none() && !self.is_virtual() {
+        if !self.reports_up() {
             return;
         }
         *lock(&self.stats_dirty).entry(run_id).or_insert(false) |= complete;

@@ -954,6 +954,28 @@ async fn results_below(
 }
 
 impl Node {
+    /// Whether a run is over in this server's whole subtree, as far as this server knows:
+    /// servers below that have not reported count as pending.
+    pub(super) async fn subtree_complete(&self, run: &RunRecord) -> bool {
+        if run.stopped.is_some() {
+            return true;
+        }
+        let rows = match self.store.stats_rows(run.run_id).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!("cannot read the statistics of run {}: {e}", run.run_id);
+                return false;
+            }
+        };
+        let table = StatsTable::from_rows(rows);
+        let mut totals = table.totals(&run.counters);
+        add_counters(
+            &mut totals,
+            &table.pending_for_missing(&expected_servers(self, run).await),
+        );
+        totals.finished() == totals.total()
+    }
+
     /// Sends a started run's order to its devices connected now (the others get the stored
     /// order when they connect), or begins a server task.
     pub(super) async fn deliver_run(self: &Arc<Self>, started: &StartedRun) {
@@ -1080,7 +1102,10 @@ impl Node {
         else {
             return Ok(());
         };
-        self.stats_changed_at(run_id, done.run_finished);
+        if self.reports_up() {
+            let complete = done.run_finished && self.subtree_complete(&done.run).await;
+            self.stats_changed_at(run_id, complete);
+        }
         let record = &done.record;
         if record.state.is_finished() {
             let severity = match record.state {
