@@ -341,7 +341,9 @@ fn apply_one(
             {
                 return Ok(());
             }
-            let copy = inherited_copy(parent, *task_id, *revision, task, existing.as_ref(), now);
+            let mut copy =
+                inherited_copy(parent, *task_id, *revision, task, existing.as_ref(), now);
+            copy.name = free_name(txn, &copy.name, copy.id, parent, *task_id)?;
             let stored = tasks::upsert_in(txn, copy, existing.as_ref())?;
             put(
                 &mut txn.open_table(INHERITED_TASKS)?,
@@ -457,6 +459,32 @@ fn inherited_copy(
     }
 }
 
+/// The name an inherited copy gets: the parent's, unless another task of this server holds
+/// it (a copy that could not be stored would stop every later change of the parent).
+fn free_name(
+    txn: &WriteTransaction,
+    name: &str,
+    own_id: TaskId,
+    parent: &str,
+    parent_task_id: TaskId,
+) -> Result<String, StoreError> {
+    let candidates = [
+        name.to_string(),
+        format!("{name} (from {parent})"),
+        format!("{name} (from {parent}, #{parent_task_id})"),
+    ];
+    for candidate in &candidates {
+        match tasks::name_holder(txn, candidate)? {
+            None => return Ok(candidate.clone()),
+            Some(id) if id == own_id => return Ok(candidate.clone()),
+            Some(_) => {}
+        }
+    }
+    Ok(format!(
+        "{name} (from {parent}, #{parent_task_id}, {own_id})"
+    ))
+}
+
 /// Every approved device of this server outside "Unassigned devices", as (id, name): the
 /// devices an inherited group task runs on.
 fn managed_devices(txn: &WriteTransaction) -> Result<Vec<(String, String)>, StoreError> {
@@ -519,11 +547,20 @@ mod tests {
                     .await
             }
         };
+        // A task of this server already has the name: the copy takes another.
+        let mut local = parent_task(1);
+        local.scope = Scope::Server;
+        local.inherited = None;
+        store.create_task(local).await.unwrap();
         let applied = apply(vec![(1, upsert(1)), (2, Change::Noop)])
             .await
             .unwrap();
         assert_eq!(applied.cursor, 2);
-        let copy = store.task_by_name("Patch").await.unwrap().unwrap();
+        let copy = store
+            .task_by_name("Patch (from primary)")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(copy.inherited.as_ref().unwrap().parent_task_id, 7);
         assert_eq!(copy.revision, 1);
 

@@ -308,6 +308,14 @@ impl Store {
     }
 }
 
+/// The task holding display name `name`, if any.
+pub(crate) fn name_holder(
+    txn: &WriteTransaction,
+    name: &str,
+) -> Result<Option<TaskId>, StoreError> {
+    get(&txn.open_table(TASK_NAMES)?, name)
+}
+
 pub(crate) fn task_in(
     txn: &WriteTransaction,
     id: TaskId,
