@@ -111,14 +111,23 @@ pub(crate) fn log_task(
     }
 }
 
+/// Logs `change` about `task` if the task concerns any child.
+fn log_for(
+    txn: &WriteTransaction,
+    task: &TaskRecord,
+    change: TaskChange,
+) -> Result<(), StoreError> {
+    match audience(task) {
+        Some(audience) => append(txn, change, audience),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn log_task_deleted(
     txn: &WriteTransaction,
     task: &TaskRecord,
 ) -> Result<(), StoreError> {
-    match audience(task) {
-        Some(audience) => append(txn, Change::TaskDelete { task_id: task.id }, audience),
-        None => Ok(()),
-    }
+    log_for(txn, task, Change::TaskDelete { task_id: task.id })
 }
 
 pub(crate) fn log_run_started(
@@ -126,18 +135,12 @@ pub(crate) fn log_run_started(
     task: &TaskRecord,
     run_id: RunId,
 ) -> Result<(), StoreError> {
-    match audience(task) {
-        Some(audience) => append(
-            txn,
-            Change::RunStart {
-                task_id: task.id,
-                run_id,
-                revision: task.revision,
-            },
-            audience,
-        ),
-        None => Ok(()),
-    }
+    let change = Change::RunStart {
+        task_id: task.id,
+        run_id,
+        revision: task.revision,
+    };
+    log_for(txn, task, change)
 }
 
 pub(crate) fn log_run_stopped(
@@ -145,17 +148,11 @@ pub(crate) fn log_run_stopped(
     task: &TaskRecord,
     run_id: RunId,
 ) -> Result<(), StoreError> {
-    match audience(task) {
-        Some(audience) => append(
-            txn,
-            Change::RunStop {
-                task_id: task.id,
-                run_id,
-            },
-            audience,
-        ),
-        None => Ok(()),
-    }
+    let change = Change::RunStop {
+        task_id: task.id,
+        run_id,
+    };
+    log_for(txn, task, change)
 }
 
 fn id_key(id: u64) -> String {
