@@ -23,7 +23,7 @@ use crate::sync::replicate::{Applier, Decision, Feed, ToParent};
 use crate::sync::stats::{Reporter, StatsRow, StatsTable};
 use crate::wire::frame::MAX_FRAME;
 use crate::wire::msg::{
-    AdminResponse, ChildHello, ChildMsg, ForwardedRequest, ParentLinkView, ParentMsg, ServerToAgent,
+    AdminResponse, ChildHello, ChildMsg, ParentLinkView, ParentMsg, ServerToAgent,
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
 
@@ -267,7 +267,7 @@ pub(super) struct ChildLink {
     pub last_applied: u64,
     pub rx: Inbox<ChildMsg>,
     pub tx: mpsc::Sender<ParentMsg>,
-    pub requests: mpsc::Receiver<(ForwardedRequest, oneshot::Sender<AdminResponse>)>,
+    pub requests: mpsc::Receiver<super::Relayed>,
 }
 
 /// Runs the parent's side of a child's link until it ends: streams the change log through a

@@ -41,11 +41,20 @@ struct LiveChild {
     /// `None` for a virtual server's in-process link.
     conn: Option<quinn::Connection>,
     /// Administrators' requests relayed to it, each with where its answer goes.
-    requests: tokio::sync::mpsc::Sender<(
-        crate::wire::msg::ForwardedRequest,
-        tokio::sync::oneshot::Sender<crate::wire::msg::AdminResponse>,
-    )>,
+    requests: tokio::sync::mpsc::Sender<Relayed>,
 }
+
+/// An administrator's request relayed to a child, with where its answer goes.
+type Relayed = (
+    crate::wire::msg::ForwardedRequest,
+    tokio::sync::oneshot::Sender<crate::wire::msg::AdminResponse>,
+);
+
+/// A server's certificate chain and key.
+type Identity = (
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+);
 
 /// Everything one running server shares between its tasks.
 pub struct Node {
@@ -56,10 +65,7 @@ pub struct Node {
     pub started: UnixMillis,
     ca: CaVerifier,
     ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
-    identity: (
-        Vec<rustls_pki_types::CertificateDer<'static>>,
-        rustls_pki_types::PrivateKeyDer<'static>,
-    ),
+    identity: Identity,
     transport: Transport,
     endpoint: quinn::Endpoint,
     children: Mutex<HashMap<String, LiveChild>>,
@@ -94,10 +100,7 @@ struct Shared {
     listen: SocketAddr,
     ca: CaVerifier,
     ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
-    identity: (
-        Vec<rustls_pki_types::CertificateDer<'static>>,
-        rustls_pki_types::PrivateKeyDer<'static>,
-    ),
+    identity: Identity,
     transport: Transport,
     endpoint: quinn::Endpoint,
 }
