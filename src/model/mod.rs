@@ -3,6 +3,7 @@
 pub mod device;
 pub mod event;
 pub mod group;
+pub mod link;
 pub mod schedule;
 pub mod scope;
 pub mod server;

@@ -71,13 +71,6 @@ pub struct Node {
     children: Mutex<HashMap<String, LiveChild>>,
     /// Bumped whenever anything in this server's subtree changes; the upstream link watches it.
     subtree_changed: watch::Sender<u64>,
-    /// Bumped after every write that may have appended to the change log; the child links
-    /// watch it.
-    log_changed: watch::Sender<u64>,
-    /// Runs whose statistics changed since the upstream link last looked (with whether the
-    /// run is over here), and the signal that there are some.
-    stats_dirty: Mutex<HashMap<crate::model::task::RunId, bool>>,
-    stats_notify: tokio::sync::Notify,
     /// Set once when the server begins to shut down.
     shutdown: watch::Sender<bool>,
     upstream: Mutex<Option<crate::wire::msg::ParentLinkView>>,
@@ -118,7 +111,7 @@ impl Node {
         shared: Shared,
         virtual_host: Option<String>,
     ) -> Node {
-        Node {
+        let node = Node {
             fingerprint: shared.fingerprint,
             listen: shared.listen,
             started: now_ms(),
@@ -129,9 +122,6 @@ impl Node {
             endpoint: shared.endpoint,
             children: Mutex::new(HashMap::new()),
             subtree_changed: watch::channel(0).0,
-            log_changed: watch::channel(0).0,
-            stats_dirty: Mutex::new(HashMap::new()),
-            stats_notify: tokio::sync::Notify::new(),
             shutdown: watch::channel(false).0,
             upstream: Mutex::new(None),
             devices: Mutex::new(HashMap::new()),
@@ -142,7 +132,12 @@ impl Node {
             config,
             virtual_host,
             tenants: Mutex::new(HashMap::new()),
+        };
+        if node.reports_up() {
+            // The upstream link reports the runs whose statistics change.
+            node.store.signals().follow_runs();
         }
+        node
     }
 
     fn shared(&self) -> Shared {
@@ -183,34 +178,9 @@ impl Node {
         self.subtree_changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Tells the child links that the change log may have grown.
-    fn log_appended(&self) {
-        self.log_changed.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    /// A run's statistics changed here (a device's report, or rows from below): the
-    /// upstream link reports it if the run is inherited.
-    fn stats_changed(&self, run_id: crate::model::task::RunId) {
-        self.stats_changed_at(run_id, false);
-    }
-
     /// Whether this server reports statistics to a parent.
     fn reports_up(&self) -> bool {
         self.config.parent.is_some() || self.is_virtual()
-    }
-
-    /// As `stats_changed`; `complete`: the run is now over in this server's whole subtree,
-    /// so its report goes at once.
-    fn stats_changed_at(&self, run_id: crate::model::task::RunId, complete: bool) {
-        if !self.reports_up() {
-            return;
-        }
-        *lock(&self.stats_dirty).entry(run_id).or_insert(false) |= complete;
-        self.stats_notify.notify_one();
-    }
-
-    fn take_stats_changes(&self) -> Vec<(crate::model::task::RunId, bool)> {
-        lock(&self.stats_dirty).drain().collect()
     }
 
     fn connected_names(&self) -> Vec<String> {

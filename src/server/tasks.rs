@@ -16,17 +16,18 @@ use super::auth::Session;
 use super::{Node, lock, now_ms};
 use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::GroupTree;
+use crate::model::link::StatsRow;
 use crate::model::scope::{self, ListEntry, Scope, Selection};
 use crate::model::task::{
-    AGENT_APPLICATION, ChangedBy, DeviceEdit, DeviceProgress, DeviceState, Notify, Outcome,
-    RunCounters, RunId, RunRecord, RunState, SERVER_APPLICATION, TaskAccount, TaskRecord,
-    TaskSettings, TaskType,
+    AGENT_APPLICATION, ChangedBy, DeviceEdit, DeviceProgress, DeviceState, Notify, Outcome, RunId,
+    RunRecord, RunState, SERVER_APPLICATION, TaskAccount, TaskRecord, TaskSettings, TaskType,
 };
 use crate::model::{EventKind, Severity, format_time};
 use crate::net::resolve::AddressResolver;
 use crate::store::StoreError;
 use crate::store::tasks::StartedRun;
-use crate::sync::stats::{StatsTable, add_counters};
+use crate::sync::rollup::{self, ChildPlacement, Rollup};
+use crate::sync::stats::StatsTable;
 use crate::wire::msg::{
     AccountSpec, AdminRequest, AdminResponse, ErrorKind, LocalTaskDef, RunView, ScopeSpec,
     ServerStatsView, ServerToAgent, TaskChanges, TaskRequest, TaskSpec, TaskView,
@@ -215,14 +216,7 @@ fn local_def(task: &TaskRecord) -> Option<LocalTaskDef> {
 /// below reported, and the devices of servers concerned that have not reported yet, as
 /// pending.
 async fn run_view(node: &Node, run: &RunRecord) -> RunView {
-    let rows = node.store.stats_rows(run.run_id).await.unwrap_or_else(|e| {
-        tracing::error!("cannot read the statistics of run {}: {e}", run.run_id);
-        Vec::new()
-    });
-    let expected = expected_servers(node, run).await;
-    let table = StatsTable::from_rows(rows);
-    let mut counters = table.totals(&run.counters);
-    add_counters(&mut counters, &table.pending_for_missing(&expected));
+    let (table, rollup) = node.rollup(run).await;
     let own = node.name().to_string();
     let mut servers = vec![ServerStatsView {
         path: own.clone(),
@@ -231,46 +225,19 @@ async fn run_view(node: &Node, run: &RunRecord) -> RunView {
         counters: run.counters,
         reported: true,
     }];
-    let mut listed: Vec<(Vec<String>, ServerStatsView)> = table
-        .rows()
-        .map(|r| {
-            (
-                r.path.clone(),
-                ServerStatsView {
-                    path: format!("{own}/{}", r.path.join("/")),
-                    depth: r.depth,
-                    task_id: r.task_id,
-                    counters: r.counters,
-                    reported: true,
-                },
-            )
-        })
-        .collect();
-    for (path, devices) in &expected {
-        if table.get(path).is_none() {
-            let mut pending = RunCounters::default();
-            pending.by_state[0] = *devices;
-            listed.push((
-                path.clone(),
-                ServerStatsView {
-                    path: format!("{own}/{}", path.join("/")),
-                    depth: path.len() as u32,
-                    task_id: 0,
-                    counters: pending,
-                    reported: false,
-                },
-            ));
-        }
-    }
-    listed.sort_by(|a, b| a.0.cmp(&b.0));
-    servers.extend(listed.into_iter().map(|(_, v)| v));
-    let state = if run.stopped.is_some() {
-        RunState::Stopped
-    } else if counters.finished() == counters.total() {
-        RunState::Completed
-    } else {
-        RunState::Running
-    };
+    let reported = table.rows().cloned().map(|r| (r, true));
+    let missing = rollup.missing_rows().map(|r| (r, false));
+    let mut listed: Vec<(StatsRow, bool)> = reported.chain(missing).collect();
+    listed.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    servers.extend(listed.into_iter().map(|(r, reported)| ServerStatsView {
+        path: format!("{own}/{}", r.path.join("/")),
+        depth: r.depth,
+        task_id: r.task_id,
+        counters: r.counters,
+        reported,
+    }));
+    let state = rollup.state();
+    let counters = rollup.totals;
     let inherited_from = match node.store.task(run.task_id).await {
         Ok(Some(TaskRecord {
             inherited: Some(from),
@@ -298,9 +265,10 @@ async fn run_view(node: &Node, run: &RunRecord) -> RunView {
 /// they last reported: the secondary and virtual servers placed in its group (or below),
 /// and everything below those.
 async fn expected_below(node: &Node, task: &TaskRecord) -> Vec<(Vec<String>, u64)> {
-    let Some(audience) = crate::store::replication::audience(task) else {
+    let audience = crate::store::replication::audience(task);
+    if audience.is_none() {
         return Vec::new();
-    };
+    }
     let (records, tree) = match (
         node.store.secondaries().await,
         node.store.group_tree().await,
@@ -311,22 +279,25 @@ async fn expected_below(node: &Node, task: &TaskRecord) -> Vec<(Vec<String>, u64
             return Vec::new();
         }
     };
-    let mut expected = Vec::new();
-    for record in records {
-        let concerned = tree
-            .resolve(&record.group)
-            .is_some_and(|g| audience.concerns(g, |a, b| tree.is_descendant(a, b)));
-        if !concerned {
-            continue;
-        }
-        expected.push((vec![record.name.clone()], record.devices));
-        for row in &record.subtree {
-            let mut path = vec![record.name.clone()];
-            path.extend(row.path.split('/').map(str::to_string));
-            expected.push((path, row.devices));
-        }
-    }
-    expected
+    let children: Vec<ChildPlacement> = records
+        .iter()
+        .map(|r| ChildPlacement {
+            name: r.name.clone(),
+            group: tree.resolve(&r.group),
+            devices: r.devices,
+            subtree: r
+                .subtree
+                .iter()
+                .map(|row| {
+                    (
+                        row.path.split('/').map(str::to_string).collect(),
+                        row.devices,
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    rollup::expected_below(audience, &children, |a, b| tree.is_descendant(a, b))
 }
 
 async fn expected_servers(node: &Node, run: &RunRecord) -> Vec<(Vec<String>, u64)> {
@@ -625,7 +596,6 @@ async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<Ad
     );
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
-    node.log_appended();
     node.push_local_task(&task, false).await;
     if task.settings.schedule == crate::model::schedule::Schedule::Immediately
         && let Err(AdminResponse::Error { message, .. }) =
@@ -719,7 +689,6 @@ async fn edit(
     );
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
-    node.log_appended();
     if task.scope != updated.scope {
         // A local task moved to another device: the old one forgets it.
         node.push_local_task(&task, true).await;
@@ -746,7 +715,6 @@ async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminRespons
     );
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
-    node.log_appended();
     node.push_local_task(&task, true).await;
     Ok(AdminResponse::Done {
         message: format!("task {:?} deleted with its results", task.name),
@@ -842,7 +810,6 @@ async fn start_run(
         }
     );
     node.event(Severity::Info, EventKind::RunStarted, msg).await;
-    node.log_appended();
     node.deliver_run(&started).await;
     Ok((started.run, skipped))
 }
@@ -869,7 +836,6 @@ async fn stop(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse>
         stopped.to_cancel.len()
     );
     node.event(Severity::Info, EventKind::RunStopped, msg).await;
-    node.log_appended();
     Ok(AdminResponse::TaskStats(run_view(node, &stopped.run).await))
 }
 
@@ -954,26 +920,17 @@ async fn results_below(
 }
 
 impl Node {
-    /// Whether a run is over in this server's whole subtree, as far as this server knows:
-    /// servers below that have not reported count as pending.
-    pub(super) async fn subtree_complete(&self, run: &RunRecord) -> bool {
-        if run.stopped.is_some() {
-            return true;
-        }
-        let rows = match self.store.stats_rows(run.run_id).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!("cannot read the statistics of run {}: {e}", run.run_id);
-                return false;
-            }
-        };
+    /// A run over this server's whole subtree, as far as this server knows, with the rows
+    /// reported from below: servers expected below that have not reported count as pending.
+    pub(super) async fn rollup(&self, run: &RunRecord) -> (StatsTable, Rollup) {
+        let rows = self.store.stats_rows(run.run_id).await.unwrap_or_else(|e| {
+            tracing::error!("cannot read the statistics of run {}: {e}", run.run_id);
+            Vec::new()
+        });
         let table = StatsTable::from_rows(rows);
-        let mut totals = table.totals(&run.counters);
-        add_counters(
-            &mut totals,
-            &table.pending_for_missing(&expected_servers(self, run).await),
-        );
-        totals.finished() == totals.total()
+        let expected = expected_servers(self, run).await;
+        let rollup = Rollup::of(&run.counters, run.stopped.is_some(), &table, &expected);
+        (table, rollup)
     }
 
     /// Sends a started run's order to its devices connected now (the others get the stored
@@ -1102,10 +1059,6 @@ impl Node {
         else {
             return Ok(());
         };
-        if self.reports_up() {
-            let complete = done.run_finished && self.subtree_complete(&done.run).await;
-            self.stats_changed_at(run_id, complete);
-        }
         let record = &done.record;
         if record.state.is_finished() {
             let severity = match record.state {

@@ -20,6 +20,7 @@ mod groups;
 pub mod maintenance;
 pub mod replication;
 mod server;
+pub mod signals;
 pub mod tasks;
 mod writer;
 
@@ -38,6 +39,7 @@ use tokio::sync::oneshot;
 
 use crate::wire::codec::{CodecError, decode, encode};
 
+use signals::Signals;
 use writer::{Counters, DbSlot, Job, WriteJob};
 
 pub use writer::MAX_BATCH;
@@ -112,6 +114,7 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     writer_id: ThreadId,
     counters: Arc<Counters>,
+    signals: Arc<Signals>,
 }
 
 fn open_error(path: &Path, e: DatabaseError) -> StoreError {
@@ -178,6 +181,7 @@ impl Store {
             other => other,
         })?;
 
+        let signals = Arc::new(Signals::new(replication::last_seq_of(&db)?));
         let db: DbSlot = Arc::new(std::sync::RwLock::new(Some(db)));
         let counters = Arc::new(Counters::default());
         let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();
@@ -186,8 +190,11 @@ impl Store {
             .spawn({
                 let db = db.clone();
                 let counters = counters.clone();
+                let signals = signals.clone();
                 move || {
-                    let run = std::panic::AssertUnwindSafe(|| writer::run(db, receiver, counters));
+                    let run = std::panic::AssertUnwindSafe(|| {
+                        writer::run(db, receiver, counters, signals)
+                    });
                     if std::panic::catch_unwind(run).is_err() {
                         tracing::error!("the database writer thread panicked; writes now fail");
                     }
@@ -205,8 +212,15 @@ impl Store {
                 writer_id: handle.thread().id(),
                 writer: Mutex::new(Some(handle)),
                 counters,
+                signals,
             }),
         })
+    }
+
+    /// What committed transactions changed: the change log's last sequence number and the
+    /// runs whose statistics changed.
+    pub fn signals(&self) -> &Signals {
+        &self.inner.signals
     }
 
     fn submit<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>

@@ -8,8 +8,8 @@
 //! run's statistics version.
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
 
+use super::signals;
 use super::tasks::{self, StartedRun};
 use super::{
     META, SeqTable, Store, StoreError, StrTable, entries_u64, entries_with_prefix, get,
@@ -17,11 +17,12 @@ use super::{
 };
 use crate::model::UnixMillis;
 use crate::model::device::{DeviceRecord, Enrollment};
-use crate::model::group::{MANAGED_DEVICES, UNASSIGNED_DEVICES};
+use crate::model::group::UNASSIGNED_DEVICES;
+use crate::model::link::{Audience, Change, StatsRow};
 use crate::model::scope::Scope;
-use crate::model::task::{ChangedBy, Inherited, RunId, RunRecord, TaskAccount, TaskId, TaskRecord};
-use crate::sync::replicate::{Audience, Change};
-use crate::sync::stats::{StatsRow, StatsTable};
+use crate::model::task::{RunId, RunRecord, TaskAccount, TaskId, TaskRecord};
+use crate::sync::inherit::{self, Holdings, Plan};
+use crate::sync::stats::StatsTable;
 use crate::wire::msg::TaskChange;
 
 /// This server's change log: sequence number to [`LogEntry`].
@@ -44,11 +45,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// One entry of the change log, with the children it concerns.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogEntry {
-    pub change: TaskChange,
-    pub audience: Audience,
-}
+pub type LogEntry = crate::model::link::LogEntry<TaskRecord>;
 
 /// The children a task goes to: a group task that includes secondary and virtual servers,
 /// or a task this server inherited (which goes on down the whole subtree).
@@ -86,7 +83,20 @@ fn append(
 ) -> Result<(), StoreError> {
     let mut log = txn.open_table(CHANGE_LOG)?;
     let seq = last_key_u64(&log)?.unwrap_or(0) + 1;
-    put_u64(&mut log, seq, &LogEntry { change, audience })
+    put_u64(&mut log, seq, &LogEntry { change, audience })?;
+    signals::note_log(seq);
+    Ok(())
+}
+
+/// The last sequence number of the change log of a database just opened (0 for a file
+/// without one, such as an agent's).
+pub(super) fn last_seq_of(db: &redb::Database) -> Result<u64, StoreError> {
+    let txn = redb::ReadableDatabase::begin_read(db)?;
+    match txn.open_table(CHANGE_LOG) {
+        Ok(log) => Ok(last_key_u64(&log)?.unwrap_or(0)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Logs a task as it now is, for the children it concerns (`before`: as it was, if it
@@ -192,13 +202,6 @@ pub struct AppliedChanges {
     pub cursor: u64,
 }
 
-/// A change out of order: the caller's applier and the stored cursor disagree.
-fn out_of_order(seq: u64, cursor: u64) -> StoreError {
-    StoreError::Rejected(format!(
-        "change {seq} of the parent's log arrived out of order (applied up to {cursor})"
-    ))
-}
-
 impl Store {
     /// The last sequence number of this server's change log (0 if empty).
     pub async fn log_last_seq(&self) -> Result<u64, StoreError> {
@@ -222,8 +225,9 @@ impl Store {
             .await
     }
 
-    /// Applies changes `seq` of the parent's log (named `parent`), in order, with the cursor,
-    /// in one transaction: the whole batch is refused if the first one is not the next.
+    /// Applies changes of the parent's log (named `parent`) with the cursor, in one
+    /// transaction. Which changes, in which order, the link's `ParentSession` decided: it
+    /// hands out each sequence number once, in order, after the stored cursor.
     pub async fn apply_parent_changes(
         &self,
         parent: String,
@@ -232,16 +236,13 @@ impl Store {
     ) -> Result<AppliedChanges, StoreError> {
         self.write(move |txn| {
             let mut out = AppliedChanges::default();
-            let mut cursor = get::<u64>(&txn.open_table(META)?, PARENT_CURSOR)?.unwrap_or(0);
-            for (seq, change) in &changes {
-                if *seq != cursor + 1 {
-                    return Err(out_of_order(*seq, cursor));
-                }
+            for (_, change) in &changes {
                 apply_one(txn, &parent, change, now, &mut out)?;
-                cursor = *seq;
             }
-            put(&mut txn.open_table(META)?, PARENT_CURSOR, &cursor)?;
-            out.cursor = cursor;
+            if let Some((cursor, _)) = changes.last() {
+                put(&mut txn.open_table(META)?, PARENT_CURSOR, cursor)?;
+                out.cursor = *cursor;
+            }
             Ok(out)
         })
         .await
@@ -255,9 +256,9 @@ impl Store {
         rows: Vec<StatsRow>,
     ) -> Result<Option<bool>, StoreError> {
         self.write(move |txn| {
-            if tasks::run_in(txn, run_id)?.is_none() {
+            let Some(run) = tasks::run_in(txn, run_id)? else {
                 return Ok(None);
-            }
+            };
             let mut table = txn.open_table(RUN_ROWS)?;
             let held: Vec<(String, StatsRow)> =
                 entries_with_prefix(&table, &format!("{run_id:020}/"))?;
@@ -268,6 +269,9 @@ impl Store {
                     put(&mut table, &row_key(run_id, &row.path), row)?;
                     changed = true;
                 }
+            }
+            if changed {
+                signals::note_rows(&run);
             }
             Ok(Some(changed))
         })
@@ -309,6 +313,29 @@ impl Store {
     }
 }
 
+/// What this server holds of its parent's tasks and runs, read in the applying transaction.
+struct Held<'a>(&'a WriteTransaction);
+
+impl Holdings for Held<'_> {
+    type Error = StoreError;
+
+    fn copy_of(&self, parent_task: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        match get::<TaskId>(&self.0.open_table(INHERITED_TASKS)?, &id_key(parent_task))? {
+            Some(id) => tasks::task_in(self.0, id),
+            None => Ok(None),
+        }
+    }
+
+    fn name_holder(&self, name: &str) -> Result<Option<TaskId>, StoreError> {
+        tasks::name_holder(self.0, name)
+    }
+
+    fn run_for(&self, parent_run: RunId) -> Result<Option<RunId>, StoreError> {
+        get(&self.0.open_table(INHERITED_RUNS)?, &id_key(parent_run))
+    }
+}
+
+/// Applies one change of the parent's log: `sync::inherit` decides, this carries it out.
 fn apply_one(
     txn: &WriteTransaction,
     parent: &str,
@@ -316,40 +343,23 @@ fn apply_one(
     now: UnixMillis,
     out: &mut AppliedChanges,
 ) -> Result<(), StoreError> {
-    let local_task = |parent_task: TaskId| -> Result<Option<TaskId>, StoreError> {
-        get(&txn.open_table(INHERITED_TASKS)?, &id_key(parent_task))
-    };
-    match change {
-        Change::Noop => {}
-        Change::TaskUpsert {
-            task_id,
-            revision,
-            task,
+    match inherit::plan(parent, change, &Held(txn), now)? {
+        Plan::Nothing => {}
+        Plan::Upsert {
+            parent_task,
+            copy,
+            existing,
         } => {
-            let existing = match local_task(*task_id)? {
-                Some(id) => tasks::task_in(txn, id)?,
-                None => None,
-            };
-            if let Some(old) = &existing
-                && old
-                    .inherited
-                    .as_ref()
-                    .is_some_and(|i| i.parent_revision >= *revision)
-            {
-                return Ok(());
-            }
-            let mut copy =
-                inherited_copy(parent, *task_id, *revision, task, existing.as_ref(), now);
-            copy.name = free_name(txn, &copy.name, copy.id, parent, *task_id)?;
+            let revision = copy.inherited.as_ref().map_or(0, |i| i.parent_revision);
             let stored = tasks::upsert_in(txn, copy, existing.as_ref())?;
             put(
                 &mut txn.open_table(INHERITED_TASKS)?,
-                &id_key(*task_id),
+                &id_key(parent_task),
                 &stored.id,
             )?;
             log_task(txn, existing.as_ref(), &stored)?;
             out.described.push(format!(
-                "inherited task {:?} (revision {revision} of {parent}'s task #{task_id}) {}",
+                "inherited task {:?} (revision {revision} of {parent}'s task #{parent_task}) {}",
                 stored.name,
                 if existing.is_some() {
                     "updated"
@@ -358,12 +368,9 @@ fn apply_one(
                 }
             ));
         }
-        Change::TaskDelete { task_id } => {
-            let Some(id) = local_task(*task_id)? else {
-                return Ok(());
-            };
-            remove(&mut txn.open_table(INHERITED_TASKS)?, &id_key(*task_id))?;
-            if let Some((task, cancel)) = tasks::delete_in(txn, id)? {
+        Plan::Delete { parent_task, local } => {
+            remove(&mut txn.open_table(INHERITED_TASKS)?, &id_key(parent_task))?;
+            if let Some((task, cancel)) = tasks::delete_in(txn, local)? {
                 log_task_deleted(txn, &task)?;
                 out.cancel.extend(cancel);
                 out.described.push(format!(
@@ -372,114 +379,54 @@ fn apply_one(
                 ));
             }
         }
-        Change::RunStart {
-            task_id, run_id, ..
+        Plan::StartRun {
+            parent_run,
+            local_task,
+            started_by,
         } => {
-            let Some(id) = local_task(*task_id)? else {
-                return Ok(());
-            };
-            let mut runs = txn.open_table(INHERITED_RUNS)?;
-            if runs.get(id_key(*run_id).as_str())?.is_some() {
-                return Ok(());
-            }
             let targets = managed_devices(txn)?;
-            let started_by = format!("{parent} (run {run_id})");
-            let Some(started) =
-                tasks::start_in(txn, id, targets, None, started_by, Some(*run_id), now)?
+            let Some(started) = tasks::start_in(
+                txn,
+                local_task,
+                targets,
+                None,
+                started_by,
+                Some(parent_run),
+                now,
+            )?
             else {
                 return Ok(());
             };
-            put(&mut runs, &id_key(*run_id), &started.run.run_id)?;
-            drop(runs);
+            put(
+                &mut txn.open_table(INHERITED_RUNS)?,
+                &id_key(parent_run),
+                &started.run.run_id,
+            )?;
             log_run_started(txn, &started.task, started.run.run_id)?;
             out.described.push(format!(
-                "inherited task {:?} run {} started for {parent}'s run {run_id} on {} device(s)",
+                "inherited task {:?} run {} started for {parent}'s run {parent_run} on {} device(s)",
                 started.task.name,
                 started.run.run_id,
                 started.run.counters.total()
             ));
             out.started.push(started);
         }
-        Change::RunStop { run_id, .. } => {
-            let local: Option<RunId> = get(&txn.open_table(INHERITED_RUNS)?, &id_key(*run_id))?;
-            let Some(local) = local else {
-                return Ok(());
-            };
-            if let Some(stopped) = tasks::stop_in(txn, local, now)? {
+        Plan::StopRun { local_run } => {
+            if let Some(stopped) = tasks::stop_in(txn, local_run, now)? {
                 if let Some(task) = tasks::task_in(txn, stopped.run.task_id)? {
-                    log_run_stopped(txn, &task, local)?;
+                    log_run_stopped(txn, &task, local_run)?;
                 }
                 out.cancel
-                    .extend(stopped.to_cancel.into_iter().map(|d| (d, local)));
-                out.stopped.push(local);
+                    .extend(stopped.to_cancel.into_iter().map(|d| (d, local_run)));
+                out.stopped.push(local_run);
                 out.described.push(format!(
-                    "inherited task {:?} run {local} stopped by {parent}",
+                    "inherited task {:?} run {local_run} stopped by {parent}",
                     stopped.run.task_name
                 ));
             }
         }
     }
     Ok(())
-}
-
-/// The copy of a parent's task kept here: every device of this server and every server
-/// below it, read-only, named as on the parent unless a task of this server has the name.
-fn inherited_copy(
-    parent: &str,
-    parent_task_id: TaskId,
-    revision: u32,
-    task: &TaskRecord,
-    existing: Option<&TaskRecord>,
-    now: UnixMillis,
-) -> TaskRecord {
-    TaskRecord {
-        id: existing.map(|t| t.id).unwrap_or(0),
-        name: task.name.clone(),
-        task_type: task.task_type.clone(),
-        application: task.application.clone(),
-        scope: Scope::Group {
-            group_id: MANAGED_DEVICES,
-            include_subgroups: true,
-            include_secondaries: true,
-        },
-        settings: task.settings.clone(),
-        created: existing.map(|t| t.created).unwrap_or(now),
-        modified: now,
-        revision: existing.map(|t| t.revision + 1).unwrap_or(1),
-        changed_by: ChangedBy::Administrator(format!("{parent} (inherited)")),
-        last_run: existing.and_then(|t| t.last_run),
-        inherited: Some(Inherited {
-            parent: parent.to_string(),
-            parent_task_id,
-            parent_revision: revision,
-        }),
-    }
-}
-
-/// The name an inherited copy gets: the parent's, unless another task of this server holds
-/// it (a copy that could not be stored would stop every later change of the parent).
-fn free_name(
-    txn: &WriteTransaction,
-    name: &str,
-    own_id: TaskId,
-    parent: &str,
-    parent_task_id: TaskId,
-) -> Result<String, StoreError> {
-    let candidates = [
-        name.to_string(),
-        format!("{name} (from {parent})"),
-        format!("{name} (from {parent}, #{parent_task_id})"),
-    ];
-    for candidate in &candidates {
-        match tasks::name_holder(txn, candidate)? {
-            None => return Ok(candidate.clone()),
-            Some(id) if id == own_id => return Ok(candidate.clone()),
-            Some(_) => {}
-        }
-    }
-    Ok(format!(
-        "{name} (from {parent}, #{parent_task_id}, {own_id})"
-    ))
 }
 
 /// Every approved device of this server outside "Unassigned devices", as (id, name): the
@@ -497,7 +444,7 @@ fn managed_devices(txn: &WriteTransaction) -> Result<Vec<(String, String)>, Stor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::task::{AGENT_APPLICATION, TaskPayload, TaskSettings, TaskType};
+    use crate::model::task::{AGENT_APPLICATION, ChangedBy, TaskPayload, TaskSettings, TaskType};
 
     fn parent_task(revision: u32) -> TaskRecord {
         TaskRecord {
@@ -561,15 +508,10 @@ mod tests {
         assert_eq!(copy.inherited.as_ref().unwrap().parent_task_id, 7);
         assert_eq!(copy.revision, 1);
 
-        // A repeat, or a batch after a hole, is refused whole and changes nothing.
-        for batch in [
-            vec![(2, upsert(2))],
-            vec![(4, upsert(2))],
-            vec![(3, upsert(2)), (5, Change::Noop)],
-        ] {
-            assert!(matches!(apply(batch).await, Err(StoreError::Rejected(_))));
-        }
-        assert_eq!(store.parent_cursor().await.unwrap(), 2);
+        // A revision already held changes nothing.
+        let applied = apply(vec![(3, upsert(1))]).await.unwrap();
+        assert!(applied.described.is_empty());
+        assert_eq!(store.parent_cursor().await.unwrap(), 3);
         assert_eq!(store.task(copy.id).await.unwrap().unwrap().revision, 1);
 
         let start = Change::RunStart {
@@ -577,7 +519,7 @@ mod tests {
             run_id: 40,
             revision: 2,
         };
-        let applied = apply(vec![(3, upsert(2)), (4, start.clone()), (5, start)])
+        let applied = apply(vec![(4, upsert(2)), (5, start.clone()), (6, start)])
             .await
             .unwrap();
         assert_eq!(applied.started.len(), 1, "one run for the parent's run 40");
@@ -613,7 +555,7 @@ mod tests {
                 ("start", Audience::AllChildren)
             ]
         );
-        let deleted = apply(vec![(6, Change::TaskDelete { task_id: 7 })])
+        let deleted = apply(vec![(7, Change::TaskDelete { task_id: 7 })])
             .await
             .unwrap();
         assert_eq!(deleted.described.len(), 1);

@@ -6,6 +6,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::devices::ORDERS;
 use super::replication;
+use super::signals;
 use super::{META, Store, StoreError, StrTable, entries_with_prefix, get, put, remove, values};
 use crate::model::UnixMillis;
 use crate::model::scope::Scope;
@@ -447,6 +448,7 @@ pub(crate) fn start_in(
         parent_run,
     };
     put(&mut txn.open_table(RUNS)?, &run_key(run_id), &run)?;
+    signals::note_run(&run);
     task.last_run = Some(run_id);
     put(&mut tasks, &task_key(task_id), &task)?;
     Ok(Some(StartedRun {
@@ -470,6 +472,7 @@ pub(crate) fn stop_in(
     run.stopped.get_or_insert(now);
     run.version += 1;
     put(&mut runs, &run_key(run_id), &run)?;
+    signals::note_run(&run);
     drop(runs);
     let records: Vec<DeviceRunRecord> =
         entries_with_prefix(&txn.open_table(RUN_DEVICES)?, &format!("{run_id:020}/"))?
@@ -523,6 +526,7 @@ fn progress_in(
         run.finished = Some(now);
     }
     put(&mut runs, &run_key(run_id), &run)?;
+    signals::note_run(&run);
     if record.state.is_finished() {
         remove(&mut txn.open_table(ORDERS)?, &order_key(device_id, run_id))?;
     }

@@ -21,6 +21,7 @@ use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreError;
+use super::signals::{self, Signals};
 
 /// The most jobs committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -156,7 +157,12 @@ where
 
 /// The body of the "store-writer" thread. Returns when every sender is gone and the queue is
 /// drained.
-pub(super) fn run(db: DbSlot, rx: Receiver<Box<dyn Job>>, counters: Arc<Counters>) {
+pub(super) fn run(
+    db: DbSlot,
+    rx: Receiver<Box<dyn Job>>,
+    counters: Arc<Counters>,
+    signals: Arc<Signals>,
+) {
     // A maintenance job met while draining the queue: it runs after the batch before it.
     let mut held: Option<Box<dyn Job>> = None;
     loop {
@@ -183,7 +189,7 @@ pub(super) fn run(db: DbSlot, rx: Receiver<Box<dyn Job>>, counters: Arc<Counters
             }
         }
         tracing::debug!(jobs = batch.len(), "store writer: running a batch");
-        run_batch(&db, batch, &counters);
+        run_batch(&db, batch, &counters, &signals);
     }
     tracing::debug!("store writer: queue closed and drained, stopping");
 }
@@ -207,6 +213,8 @@ fn run_maintenance(db: &DbSlot, mut job: Box<dyn Job>) {
 }
 
 fn begin(db: &DbSlot) -> Result<WriteTransaction, StoreError> {
+    // What an earlier, aborted or failed, transaction noted was never stored.
+    signals::clear();
     let guard = db.read().unwrap_or_else(PoisonError::into_inner);
     let db = guard.as_ref().ok_or(StoreError::Closed)?;
     let mut txn = db.begin_write()?;
@@ -240,10 +248,10 @@ fn fail_all(batch: Vec<Box<dyn Job>>, e: &StoreError) {
     }
 }
 
-fn run_batch(db: &DbSlot, mut batch: Vec<Box<dyn Job>>, counters: &Counters) {
+fn run_batch(db: &DbSlot, mut batch: Vec<Box<dyn Job>>, counters: &Counters, signals: &Signals) {
     if batch.len() == 1 {
         for job in batch {
-            run_alone(db, job, counters);
+            run_alone(db, job, counters, signals);
         }
         return;
     }
@@ -263,13 +271,14 @@ fn run_batch(db: &DbSlot, mut batch: Vec<Box<dyn Job>>, counters: &Counters) {
             "store writer: a job failed, running each job of the batch alone"
         );
         for job in batch {
-            run_alone(db, job, counters);
+            run_alone(db, job, counters, signals);
         }
         return;
     }
     match txn.commit() {
         Ok(()) => {
             counters.committed(batch.len());
+            signals.publish(signals::take());
             for job in batch {
                 job.finish(Ok(()));
             }
@@ -281,7 +290,7 @@ fn run_batch(db: &DbSlot, mut batch: Vec<Box<dyn Job>>, counters: &Counters) {
     }
 }
 
-fn run_alone(db: &DbSlot, mut job: Box<dyn Job>, counters: &Counters) {
+fn run_alone(db: &DbSlot, mut job: Box<dyn Job>, counters: &Counters, signals: &Signals) {
     let txn = match begin(db) {
         Ok(txn) => txn,
         Err(e) => {
@@ -296,6 +305,7 @@ fn run_alone(db: &DbSlot, mut job: Box<dyn Job>, counters: &Counters) {
     match txn.commit() {
         Ok(()) => {
             counters.committed(1);
+            signals.publish(signals::take());
             job.finish(Ok(()));
         }
         Err(e) => {

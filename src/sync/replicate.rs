@@ -15,103 +15,8 @@
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-/// One entry of a server's change log. `T` is the task definition as the runtime stores it
-/// (the replication logic never looks inside it).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Change<T> {
-    /// The task at a revision; it replaces any lower revision the child holds.
-    TaskUpsert {
-        task_id: u64,
-        revision: u32,
-        task: T,
-    },
-    TaskDelete {
-        task_id: u64,
-    },
-    /// A start of the task at `revision`.
-    RunStart {
-        task_id: u64,
-        run_id: u64,
-        revision: u32,
-    },
-    RunStop {
-        task_id: u64,
-        run_id: u64,
-    },
-    /// An entry of the parent's log that does not concern this child. It only moves the
-    /// child's cursor, so that the child's sequence has no holes.
-    Noop,
-}
-
-impl<T> Change<T> {
-    /// The task this change is about; `None` for a no-op.
-    pub fn task_id(&self) -> Option<u64> {
-        match self {
-            Change::TaskUpsert { task_id, .. }
-            | Change::TaskDelete { task_id }
-            | Change::RunStart { task_id, .. }
-            | Change::RunStop { task_id, .. } => Some(*task_id),
-            Change::Noop => None,
-        }
-    }
-
-    pub fn is_noop(&self) -> bool {
-        matches!(self, Change::Noop)
-    }
-
-    /// What to send a child for this entry: the change itself if it concerns the child
-    /// (the caller's decision), a no-op otherwise.
-    pub fn for_child(&self, concerns: bool) -> Change<T>
-    where
-        T: Clone,
-    {
-        if concerns { self.clone() } else { Change::Noop }
-    }
-}
-
-impl<T: Clone> Change<T> {
-    /// What a child is sent for this entry. A task that does not (or no longer) concerns
-    /// the child goes as a delete, so a copy made while it did (before the task moved to
-    /// another group, say) does not linger; a delete is sent to every child, which ignores
-    /// it for a task it does not hold. Runs go only to the children concerned.
-    pub fn as_seen_by(&self, concerns: bool) -> Change<T> {
-        match self {
-            Change::TaskUpsert { task_id, .. } if !concerns => {
-                Change::TaskDelete { task_id: *task_id }
-            }
-            Change::RunStart { .. } | Change::RunStop { .. } if !concerns => Change::Noop,
-            other => other.clone(),
-        }
-    }
-}
-
-/// Which children an entry of the log concerns, fixed when the entry is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Audience {
-    /// Children placed in this group of the parent (or, with `include_subgroups`, below it).
-    Group {
-        group_id: u64,
-        include_subgroups: bool,
-    },
-    /// Every child: a task inherited from above goes on down the whole subtree.
-    AllChildren,
-}
-
-impl Audience {
-    /// Whether a child placed in `child_group` is concerned; `is_below(a, b)` says whether
-    /// group `a` is a descendant of group `b`.
-    pub fn concerns(&self, child_group: u64, is_below: impl Fn(u64, u64) -> bool) -> bool {
-        match *self {
-            Audience::AllChildren => true,
-            Audience::Group {
-                group_id,
-                include_subgroups,
-            } => child_group == group_id || (include_subgroups && is_below(child_group, group_id)),
-        }
-    }
-}
+#[cfg(test)]
+use crate::model::link::Change;
 
 /// How a parent paces one child's feed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -587,14 +492,21 @@ mod tests {
     }
 
     #[test]
-    fn a_change_for_someone_else_is_sent_as_a_noop() {
+    fn a_child_not_concerned_gets_a_delete_for_a_task_and_a_noop_for_a_run() {
         let c: Change<&str> = Change::TaskUpsert {
             task_id: 4,
             revision: 2,
             task: "t",
         };
-        assert_eq!(c.for_child(true), c);
-        assert!(c.for_child(false).is_noop());
+        assert_eq!(c.as_seen_by(true), c);
+        assert_eq!(c.as_seen_by(false), Change::TaskDelete { task_id: 4 });
+        let start: Change<&str> = Change::RunStart {
+            task_id: 4,
+            run_id: 9,
+            revision: 2,
+        };
+        assert_eq!(start.as_seen_by(true), start);
+        assert!(start.as_seen_by(false).is_noop());
         assert_eq!(c.task_id(), Some(4));
         assert_eq!(Change::<()>::Noop.task_id(), None);
     }

@@ -11,52 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use crate::model::task::{DeviceState, RunCounters};
-
-/// One server's statistics for one run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatsRow {
-    /// Display names from the server holding the row down to the server it describes;
-    /// empty for the holder itself.
-    pub path: Vec<String>,
-    /// `path.len()`: the server's depth below the holder.
-    pub depth: u32,
-    /// The task's id and the run's id on the server described, for drill-down.
-    pub task_id: u64,
-    pub run_id: u64,
-    /// Of that server's own devices only; rows of its children are separate rows.
-    pub counters: RunCounters,
-    /// Only grows, for that server and run, across restarts (derived from durable state).
-    pub version: u64,
-}
-
-impl StatsRow {
-    /// The holder's own row.
-    pub fn own(task_id: u64, run_id: u64, counters: RunCounters, version: u64) -> Self {
-        StatsRow {
-            path: Vec::new(),
-            depth: 0,
-            task_id,
-            run_id,
-            counters,
-            version,
-        }
-    }
-
-    /// The order in which rows replace each other: the version, then (only for two
-    /// different rows claiming the same version, which a correct server never sends) the
-    /// contents, so that merging stays commutative whatever arrives.
-    fn rank(&self) -> (u64, [u64; 7], u64, u64) {
-        (
-            self.version,
-            self.counters.by_state,
-            self.counters.need_restart,
-            self.task_id,
-        )
-    }
-}
+use crate::model::link::StatsRow;
+use crate::model::task::RunCounters;
 
 /// Adds `other` into `into`, state by state.
 pub fn add_counters(into: &mut RunCounters, other: &RunCounters) {
@@ -146,24 +102,6 @@ impl StatsTable {
             add_counters(&mut totals, &row.counters);
         }
         totals
-    }
-
-    /// Devices of servers known (from the topology) to be in the subtree, with their device
-    /// counts, that have no row yet: they count as Pending, as while a secondary is offline
-    /// the primary counts its devices as pending. Add the result to `totals`.
-    pub fn pending_for_missing(&self, expected: &[(Vec<String>, u64)]) -> RunCounters {
-        let mut pending = RunCounters::default();
-        let missing: u64 = expected
-            .iter()
-            .filter(|(path, _)| !path.is_empty() && !self.rows.contains_key(path))
-            .map(|(_, devices)| devices)
-            .sum();
-        let pending_index = DeviceState::ALL
-            .iter()
-            .position(|s| *s == DeviceState::Pending)
-            .unwrap_or_default();
-        pending.by_state[pending_index] = missing;
-        pending
     }
 
     /// What this server sends its parent: its own row, then every row it holds, paths
@@ -412,26 +350,6 @@ mod tests {
             counters(2 + 3, 1)
         );
         assert_eq!(parent.totals(&RunCounters::default()).total(), 8);
-    }
-
-    #[test]
-    fn servers_without_a_row_count_their_devices_as_pending() {
-        let t = StatsTable::from_rows([row(&["a"], 1, 3)]);
-        let expected = [
-            (path(&["a"]), 3),
-            (path(&["a", "b"]), 4),
-            (path(&["c"]), 5),
-            (path(&[]), 100),
-        ];
-        let missing = t.pending_for_missing(&expected);
-        assert_eq!(
-            missing,
-            counters(9, 0),
-            "the holder itself is never missing"
-        );
-        let mut all = t.totals(&RunCounters::default());
-        add_counters(&mut all, &missing);
-        assert_eq!((all.total(), all.finished()), (12, 3));
     }
 
     fn ms(n: u64) -> Duration {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::device::{DeviceFacts, DeviceView};
+use crate::model::link::{Change, StatsRow};
 use crate::model::schedule::{Schedule, ScheduleOptions};
 use crate::model::scope::Scope;
 use crate::model::task::TaskRecord;
@@ -11,8 +12,6 @@ use crate::model::task::{
     TaskPayload, TaskType,
 };
 use crate::model::{Account, Event, Role, ServerRow, UnixMillis};
-use crate::sync::replicate::Change;
-use crate::sync::stats::StatsRow;
 
 /// A value that must never be printed or logged: its `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -1,0 +1,461 @@
+//! Federation links (`canopy-fed/1`): the parent's side (`serve_child`) and the secondary's
+//! side (`upstream`). When to reconnect and how healthy a link is is decided in
+//! `sync::link`; this file only moves frames and records what happened.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tracing::{Instrument, info_span};
+
+mod child;
+mod parent;
+
+pub(super) use child::serve_child_link;
+pub(super) use parent::serve_parent_link;
+
+use super::{LiveChild, Node, lock, now_ms};
+use crate::model::{EventKind, Severity};
+use crate::net::conn::{describe_connection_error, describe_io};
+use crate::net::pki::Fingerprint;
+use crate::net::resolve::AddressResolver;
+use crate::net::tls::{self, ClientTrust};
+use crate::sync::link::{LinkHealth, UpstreamLink};
+use crate::wire::frame::MAX_FRAME;
+use crate::wire::msg::{ChildHello, ChildMsg, ParentLinkView, ParentMsg};
+use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
+
+/// How long a peer may take to send its hello after the TLS handshake.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_HELLO: usize = 64 * 1024;
+
+/// Closes a connection with a code and a reason the peer can print.
+fn refuse(conn: &quinn::Connection, code: u32, reason: &str) {
+    conn.close(code.into(), reason.as_bytes());
+}
+
+/// The parent's side of one secondary's connection.
+pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
+    let remote = conn.remote_address();
+    let Some(chain) = tls::peer_chain(&conn) else {
+        let msg = format!("secondary refused from {remote}: no certificate presented");
+        node.event(Severity::Warning, EventKind::SecondaryRefused, msg)
+            .await;
+        refuse(
+            &conn,
+            close::UNTRUSTED,
+            "a secondary must present its certificate",
+        );
+        return;
+    };
+    if let Err(e) = node.ca.verify_client_chain(&chain) {
+        let msg = format!(
+            "secondary refused from {remote}: certificate not issued by the deployment CA ({e})"
+        );
+        node.event(Severity::Warning, EventKind::SecondaryRefused, msg)
+            .await;
+        refuse(
+            &conn,
+            close::UNTRUSTED,
+            "certificate not issued by this deployment's CA",
+        );
+        return;
+    }
+    let fingerprint = Fingerprint::of(&chain[0]);
+    let record = match node.store.secondary_by_fingerprint(fingerprint).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            let msg = format!(
+                "secondary refused from {remote}: not registered (certificate fingerprint {fingerprint})"
+            );
+            node.event(Severity::Warning, EventKind::SecondaryRefused, msg)
+                .await;
+            refuse(
+                &conn,
+                close::NOT_REGISTERED,
+                "not registered as a secondary of this server",
+            );
+            return;
+        }
+        Err(e) => {
+            tracing::error!("cannot look up secondary: {e}");
+            refuse(&conn, close::PROTOCOL, "internal error");
+            return;
+        }
+    };
+    let name = record.name.clone();
+    let span = info_span!("secondary", name = %name, %remote);
+    serve_registered_child(node, conn, record.name, record.group)
+        .instrument(span)
+        .await;
+}
+
+async fn serve_registered_child(
+    node: Arc<Node>,
+    conn: quinn::Connection,
+    name: String,
+    group: String,
+) {
+    let remote = conn.remote_address();
+    let (mut send, mut recv) = match timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(e)) => {
+            tracing::debug!("secondary left before its hello: {e}");
+            return;
+        }
+        Err(_) => {
+            refuse(&conn, close::PROTOCOL, "no hello in time");
+            return;
+        }
+    };
+    let hello: ChildHello =
+        match timeout(HELLO_TIMEOUT, wire::read_hello(&mut recv, MAX_HELLO)).await {
+            Ok(Ok(hello)) => hello,
+            Ok(Err(e)) => {
+                let kind = match e {
+                    FrameError::VersionMismatch { .. } => EventKind::SecondaryRefused,
+                    _ => EventKind::ProtocolError,
+                };
+                node.event(
+                    Severity::Warning,
+                    kind,
+                    format!("secondary {name} refused from {remote}: {e}"),
+                )
+                .await;
+                refuse(&conn, e.close_code(), &e.to_string());
+                return;
+            }
+            Err(_) => {
+                refuse(&conn, close::PROTOCOL, "no hello in time");
+                return;
+            }
+        };
+    let welcome = ParentMsg::Welcome {
+        parent_name: node.name().to_string(),
+        registered_name: name.clone(),
+        group: group.clone(),
+    };
+    if let Err(e) = wire::write_frame(&mut send, &welcome).await {
+        tracing::debug!("secondary left during the hello: {e}");
+        return;
+    }
+    let (requests_tx, requests) = mpsc::channel(16);
+    // A secondary that reconnects before its old connection timed out replaces it.
+    let live = LiveChild {
+        conn: Some(conn.clone()),
+        requests: requests_tx,
+    };
+    if let Some(old) = lock(&node.children).insert(name.clone(), live)
+        && let Some(old) = old.conn
+    {
+        old.close(close::REPLACED.into(), b"replaced by a newer connection");
+    }
+    let address = remote.to_string();
+    let version = hello.software_version.clone();
+    let updated = node
+        .store
+        .update_secondary(&name, move |r| {
+            r.last_connected = Some(now_ms());
+            r.version = version.clone();
+            r.address = Some(address.clone());
+        })
+        .await;
+    if let Err(e) = updated {
+        tracing::error!("cannot record the secondary's connection: {e}");
+    }
+    node.event(
+        Severity::Info,
+        EventKind::SecondaryConnected,
+        format!(
+            "connection to the secondary {name} established ({remote}, version {})",
+            hello.software_version
+        ),
+    )
+    .await;
+    node.bump_subtree();
+
+    let (rx, tx) = bridge::<ChildMsg, ParentMsg>(&conn, send, recv);
+    let link = ChildLink {
+        name: name.clone(),
+        group,
+        last_applied: hello.last_applied,
+        rx,
+        tx,
+        requests,
+    };
+    let reason = serve_child_link(&node, link).await;
+
+    let still_current = {
+        let mut children = lock(&node.children);
+        let current = children.get(&name).is_some_and(|c| {
+            c.conn
+                .as_ref()
+                .is_some_and(|c| c.stable_id() == conn.stable_id())
+        });
+        if current {
+            children.remove(&name);
+        }
+        current
+    };
+    if still_current {
+        node.event(
+            Severity::Warning,
+            EventKind::SecondaryDisconnected,
+            format!("connection to the secondary {name} interrupted: {reason}"),
+        )
+        .await;
+        node.bump_subtree();
+    }
+}
+
+/// Messages in from a link: each, then why the link ended as its last item.
+pub(super) type Inbox<M> = mpsc::Receiver<Result<M, String>>;
+
+/// Carries a QUIC link's frames to and from channels, so the link logic below runs the same
+/// over QUIC and over the in-process link of a virtual server. A protocol error closes the
+/// connection with its code.
+fn bridge<In, Out>(
+    conn: &quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> (Inbox<In>, mpsc::Sender<Out>)
+where
+    In: serde::de::DeserializeOwned + Send + 'static,
+    Out: serde::Serialize + Send + Sync + 'static,
+{
+    let (in_tx, in_rx) = mpsc::channel(1024);
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(1024);
+    let reader_conn = conn.clone();
+    tokio::spawn(async move {
+        loop {
+            let item = match wire::read_frame::<_, In>(&mut recv, MAX_FRAME).await {
+                Ok(Some(msg)) => Ok(msg),
+                Ok(None) => Err("the peer closed the link".to_string()),
+                Err(FrameError::Io(e)) => Err(reader_conn
+                    .close_reason()
+                    .map(|c| describe_connection_error(&c))
+                    .unwrap_or_else(|| describe_io(&e))),
+                Err(e) => {
+                    refuse(&reader_conn, e.close_code(), &e.to_string());
+                    Err(format!("protocol error: {e}"))
+                }
+            };
+            let last = item.is_err();
+            if in_tx.send(item).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(msg) = out_rx.recv().await {
+            if wire::write_frame(&mut send, &msg).await.is_err() {
+                return;
+            }
+        }
+        let _ = send.finish();
+    });
+    (in_rx, out_tx)
+}
+
+/// The parent's end of one child's link, whatever carries it.
+pub(super) struct ChildLink {
+    pub name: String,
+    /// The group of this server the child is placed in (a path).
+    pub group: String,
+    pub last_applied: u64,
+    pub rx: Inbox<ChildMsg>,
+    pub tx: mpsc::Sender<ParentMsg>,
+    pub requests: mpsc::Receiver<super::Relayed>,
+}
+
+/// Sleeps until `at`, or forever without one.
+pub(super) async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The secondary's side: keeps a link to the parent, reconnecting with backoff, and keeps
+/// the parent told of this server's subtree.
+pub(super) async fn upstream(node: Arc<Node>) {
+    let Some(parent) = node.config.parent.clone() else {
+        return;
+    };
+    let mut link = UpstreamLink::new(node.config.link, Instant::now());
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let mut resolver = AddressResolver::system();
+    let mut shutdown = node.shutdown.subscribe();
+    let target = format!("{}:{}", parent.address, parent.port);
+    let mut last_refusal: Option<String> = None;
+    publish_link(&node, &link, &target);
+    loop {
+        if let Some(at) = link.poll_timeout() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+        if node.is_shutting_down() {
+            return;
+        }
+        if !link.poll_attempt(Instant::now()) {
+            continue;
+        }
+        let attempt = connect_parent(&node, &mut resolver, &parent).await;
+        let error = match attempt {
+            Ok((conn, send, recv, parent_name, registered_name)) => {
+                last_refusal = None;
+                link.handle_connected(Instant::now());
+                publish_link(&node, &link, &target);
+                let msg =
+                    format!("connection to the parent server {parent_name} established ({target})");
+                node.event(Severity::Info, EventKind::ParentConnected, msg)
+                    .await;
+                let (rx, tx) = bridge::<ParentMsg, ChildMsg>(&conn, send, recv);
+                let link = ParentLink {
+                    parent_name: parent_name.clone(),
+                    registered_name,
+                    rx,
+                    tx,
+                };
+                let reason = serve_parent_link(&node, link).await;
+                conn.close(close::SHUTDOWN.into(), b"link closed");
+                if node.is_shutting_down() {
+                    return;
+                }
+                let msg =
+                    format!("connection to the parent server {parent_name} interrupted: {reason}");
+                node.event(Severity::Warning, EventKind::ParentDisconnected, msg)
+                    .await;
+                reason
+            }
+            Err(e) => {
+                // A refusal says something an administrator must act on; say it once per cause.
+                if last_refusal.as_deref() != Some(e.as_str()) {
+                    let msg = format!("cannot connect to the parent server at {target}: {e}");
+                    node.event(Severity::Warning, EventKind::ParentRefused, msg)
+                        .await;
+                    last_refusal = Some(e.clone());
+                }
+                e
+            }
+        };
+        if let Some(change) = link.handle_failure(Instant::now(), error, &mut rng) {
+            if matches!(change.to, LinkHealth::Degraded | LinkHealth::Failed) {
+                let msg = format!(
+                    "link to the parent server is {} after {} failed attempts in a row",
+                    change.to.as_str(),
+                    link.consecutive_failures()
+                );
+                node.event(Severity::Error, EventKind::ParentLinkHealth, msg)
+                    .await;
+            }
+        }
+        publish_link(&node, &link, &target);
+    }
+}
+
+fn publish_link(node: &Node, link: &UpstreamLink, target: &str) {
+    let since = link
+        .connected_at()
+        .map(|at| now_ms() - at.elapsed().as_millis() as i64);
+    *lock(&node.upstream) = Some(ParentLinkView {
+        address: target.to_string(),
+        health: link.health().as_str().to_string(),
+        consecutive_failures: link.consecutive_failures(),
+        last_error: link.last_error().map(str::to_string),
+        connected_since: since,
+    });
+}
+
+type ParentStreams = (
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+    String,
+    String,
+);
+
+async fn connect_parent(
+    node: &Node,
+    resolver: &mut AddressResolver,
+    parent: &crate::config::ParentConfig,
+) -> Result<ParentStreams, String> {
+    let addr = resolver
+        .resolve(&parent.address, parent.port, node.listen)
+        .await
+        .map_err(|e| e.to_string())?;
+    let trust = ClientTrust {
+        roots: node.ca_certs.clone(),
+        pin: Some(parent.fingerprint),
+        expected_name: None,
+    };
+    let identity = (node.identity.0.clone(), node.identity.1.clone_key());
+    let client = tls::client_config(&trust, Some(identity), tls::ALPN_FED, &node.transport)
+        .map_err(|e| e.to_string())?;
+    let connecting = node
+        .endpoint
+        .connect_with(client, addr, "canopy-parent")
+        .map_err(|e| e.to_string())?;
+    let conn = timeout(HELLO_TIMEOUT, connecting)
+        .await
+        .map_err(|_| "timed out connecting".to_string())?
+        .map_err(|e| describe_connection_error(&e))?;
+    let last_applied = node
+        .store
+        .parent_cursor()
+        .await
+        .map_err(|e| format!("cannot read the parent's cursor: {e}"))?;
+    let handshake = async {
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| describe_connection_error(&e))?;
+        let hello = ChildHello {
+            name: node.name().to_string(),
+            software_version: SOFTWARE_VERSION.to_string(),
+            last_applied,
+        };
+        wire::write_hello(&mut send, &hello)
+            .await
+            .map_err(|e| e.to_string())?;
+        match wire::read_frame::<_, ParentMsg>(&mut recv, MAX_HELLO).await {
+            Ok(Some(ParentMsg::Welcome {
+                parent_name,
+                registered_name,
+                ..
+            })) => Ok((send, recv, parent_name, registered_name)),
+            Ok(Some(_)) => Err("the parent sent something else than its welcome".to_string()),
+            Ok(None) => Err("the parent closed the link during the hello".to_string()),
+            Err(FrameError::Io(e)) => Err(describe_io(&e)),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    match timeout(HELLO_TIMEOUT, handshake).await {
+        Ok(Ok((send, recv, parent_name, registered_name))) => {
+            Ok((conn, send, recv, parent_name, registered_name))
+        }
+        Ok(Err(e)) => {
+            // The parent may have closed the connection with a reason that says more.
+            let e = conn
+                .close_reason()
+                .map(|c| describe_connection_error(&c))
+                .unwrap_or(e);
+            Err(e)
+        }
+        Err(_) => Err("timed out waiting for the parent's welcome".to_string()),
+    }
+}
+
+/// The child's end of its link to the parent, whatever carries it.
+pub(super) struct ParentLink {
+    pub parent_name: String,
+    /// The name the parent registered this server under: the first element of the paths
+    /// of its statistics rows there.
+    pub registered_name: String,
+    pub rx: Inbox<ParentMsg>,
+    pub tx: mpsc::Sender<ChildMsg>,
+}

@@ -1,0 +1,220 @@
+//! Drives a `ParentSession` (the child's side of its link to the parent) over whatever
+//! carries the link: applies the parent's changes in the store and does what they ask of the
+//! runtime, reads reports and the subtree, serves relayed requests. The protocol's
+//! decisions are all in `sync::parent_session`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::{ParentLink, sleep_until_some};
+use crate::model::link::StatsRow;
+use crate::model::task::RunId;
+use crate::model::{EventKind, Severity};
+use crate::server::{Node, now_ms};
+use crate::sync::parent_session::{
+    InheritedRun, MAX_CHANGES_PER_APPLY, ParentEffect, ParentPolicy, ParentSession,
+};
+use crate::wire::msg::{AdminResponse, ServerToAgent, TaskChange};
+
+/// Inherited runs that report at every new link, newest first.
+const REPORTED_RUNS_AT_CONNECT: usize = 100;
+
+/// Runs the child's side of an established link until it ends. Returns why it ended.
+pub(in crate::server) async fn serve_parent_link(node: &Arc<Node>, link: ParentLink) -> String {
+    let ParentLink {
+        parent_name,
+        registered_name,
+        mut rx,
+        tx,
+    } = link;
+    let cursor = match node.store.parent_cursor().await {
+        Ok(cursor) => cursor,
+        Err(e) => return format!("cannot read the parent's cursor: {e}"),
+    };
+    let runs = reporting_runs(node).await;
+    let policy = ParentPolicy::default();
+    let mut session = ParentSession::new(policy, &registered_name, cursor, runs, Instant::now());
+    let signals = node.store.signals();
+    let mut subtree = node.subtree_changed.subscribe();
+    let mut shutdown = node.shutdown.subscribe();
+    let (answers_tx, mut answers) = mpsc::channel::<(u64, AdminResponse)>(16);
+    loop {
+        while let Some(effect) = session.poll_effect(Instant::now()) {
+            carry_out(node, &mut session, &parent_name, &answers_tx, effect).await;
+        }
+        while let Some(msg) = session.poll_transmit(Instant::now()) {
+            if tx.send(msg).await.is_err() {
+                return "the link closed".into();
+            }
+        }
+        let wake = session.poll_timeout();
+        tokio::select! {
+            res = subtree.changed() => {
+                if res.is_err() {
+                    return "server stopping".into();
+                }
+                session.handle_subtree_changed();
+            }
+            _ = signals.runs_changed() => {
+                for (run_id, own_over) in signals.take_runs() {
+                    stats_changed(node, &mut session, run_id, own_over).await;
+                }
+            }
+            msg = rx.recv() => {
+                match msg {
+                    Some(Ok(msg)) => session.handle_message(msg, Instant::now()),
+                    Some(Err(reason)) => return reason,
+                    None => return "the link closed".into(),
+                }
+                // Changes already waiting are applied in the same transaction.
+                for _ in 0..MAX_CHANGES_PER_APPLY {
+                    match rx.try_recv() {
+                        Ok(Ok(msg)) => session.handle_message(msg, Instant::now()),
+                        Ok(Err(reason)) => return reason,
+                        Err(_) => break,
+                    }
+                }
+            }
+            answer = answers.recv() => {
+                if let Some((id, response)) = answer {
+                    session.handle_answer(id, response);
+                }
+            }
+            _ = sleep_until_some(wake) => {}
+            _ = shutdown.changed() => return "server stopping".into(),
+        }
+    }
+}
+
+/// The recent runs that carry out the parent's runs: each reports its whole state once on a
+/// new link.
+async fn reporting_runs(node: &Node) -> Vec<InheritedRun> {
+    let runs = match node.store.inherited_runs(REPORTED_RUNS_AT_CONNECT).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            tracing::error!("cannot read inherited runs: {e}");
+            return Vec::new();
+        }
+    };
+    let mut reporting = Vec::with_capacity(runs.len());
+    for run in runs {
+        if let Some(parent_run) = run.parent_run {
+            let complete = node.rollup(&run).await.1.is_complete();
+            reporting.push(InheritedRun {
+                run_id: run.run_id,
+                parent_run,
+                complete,
+            });
+        }
+    }
+    reporting
+}
+
+/// A commit changed run `run_id`'s statistics; `own_over`: its own devices are done.
+async fn stats_changed(node: &Node, session: &mut ParentSession, run_id: RunId, own_over: bool) {
+    let known = session.parent_run_of(run_id);
+    if known.is_some() && !own_over {
+        // Not over here, so not over in the subtree: no need to read anything.
+        session.handle_stats_changed(run_id, known, false, Instant::now());
+        return;
+    }
+    let run = match node.store.run(run_id).await {
+        Ok(Some(run)) => run,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!("cannot read run {run_id}: {e}");
+            return;
+        }
+    };
+    if run.parent_run.is_none() {
+        return;
+    }
+    let complete = own_over && node.rollup(&run).await.1.is_complete();
+    session.handle_stats_changed(run_id, run.parent_run, complete, Instant::now());
+}
+
+async fn carry_out(
+    node: &Arc<Node>,
+    session: &mut ParentSession,
+    parent_name: &str,
+    answers: &mpsc::Sender<(u64, AdminResponse)>,
+    effect: ParentEffect,
+) {
+    match effect {
+        ParentEffect::Apply(batch) => {
+            let stored = apply_changes(node, parent_name, batch).await;
+            session.handle_applied(stored);
+        }
+        ParentEffect::ReadReport { run_id, report_id } => match report(node, run_id).await {
+            Ok(read) => session.handle_report(run_id, report_id, read),
+            // Not sent: the reporter sends it again when no acknowledgement comes.
+            Err(e) => tracing::error!("cannot build the report of run {run_id}: {e}"),
+        },
+        ParentEffect::ReadSubtree => {
+            let read = async {
+                let devices = node.store.device_count().await?;
+                let rows = node.subtree_rows().await?;
+                anyhow::Ok((devices, rows))
+            };
+            match read.await {
+                Ok((devices, rows)) => session.handle_subtree(devices, rows),
+                Err(e) => tracing::error!("cannot read the subtree: {e}"),
+            }
+        }
+        ParentEffect::Serve { id, request } => {
+            let node = node.clone();
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let response = crate::server::admin::serve_forwarded(&node, *request).await;
+                let _ = answers.send((id, response)).await;
+            });
+        }
+    }
+}
+
+/// Applies a batch of the parent's changes with the cursor, then does what they ask of the
+/// runtime: orders to connected devices, cancellations, events.
+async fn apply_changes(
+    node: &Arc<Node>,
+    parent_name: &str,
+    batch: Vec<(u64, TaskChange)>,
+) -> Result<(), ()> {
+    let applied = match node
+        .store
+        .apply_parent_changes(parent_name.to_string(), batch, now_ms())
+        .await
+    {
+        Ok(applied) => applied,
+        Err(e) => {
+            tracing::error!("cannot apply the parent's changes: {e}");
+            return Err(());
+        }
+    };
+    for line in applied.described {
+        node.event(Severity::Info, EventKind::TaskChanged, line)
+            .await;
+    }
+    for started in &applied.started {
+        node.deliver_run(started).await;
+    }
+    for (device_id, run_id) in applied.cancel {
+        node.tell_device(&device_id, ServerToAgent::Cancel { run_id })
+            .await;
+    }
+    Ok(())
+}
+
+/// A run's own row and the rows held from below; `None` when the run is gone.
+async fn report(
+    node: &Node,
+    run_id: RunId,
+) -> Result<Option<(StatsRow, Vec<StatsRow>)>, crate::store::StoreError> {
+    let Some(run) = node.store.run(run_id).await? else {
+        return Ok(None);
+    };
+    let rows = node.store.stats_rows(run_id).await?;
+    let own = StatsRow::own(run.task_id, run.run_id, run.counters, run.version);
+    Ok(Some((own, rows)))
+}

@@ -1,0 +1,300 @@
+//! What a child does with a change of its parent's log, decided without touching storage:
+//! the revision rule, inherited copies and their names, which runs start and stop. The
+//! store carries a [`Plan`] out in the transaction that also stores the cursor; the
+//! simulation carries it out on its own in-memory servers.
+
+use crate::model::UnixMillis;
+use crate::model::group::MANAGED_DEVICES;
+use crate::model::link::Change;
+use crate::model::scope::Scope;
+use crate::model::task::{ChangedBy, Inherited, RunId, TaskId, TaskRecord};
+
+/// What a child holds that the plan depends on, read inside the applying transaction.
+pub trait Holdings {
+    type Error;
+    /// The copy of the parent's task `parent_task`, if this server holds one.
+    fn copy_of(&self, parent_task: TaskId) -> Result<Option<TaskRecord>, Self::Error>;
+    /// The task holding display name `name`, if any.
+    fn name_holder(&self, name: &str) -> Result<Option<TaskId>, Self::Error>;
+    /// The run of this server carrying out the parent's run `parent_run`, if any.
+    fn run_for(&self, parent_run: RunId) -> Result<Option<RunId>, Self::Error>;
+}
+
+/// What applying one change means here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing: a no-op, a revision already held, a change about a task or run not held.
+    Nothing,
+    /// Store `copy` (a new task when `existing` is `None`), remember it under the parent's
+    /// task id, and log it for this server's own children.
+    Upsert {
+        parent_task: TaskId,
+        copy: TaskRecord,
+        existing: Option<TaskRecord>,
+    },
+    /// Delete the copy `local` with its runs, forget the parent's id, log the delete.
+    Delete { parent_task: TaskId, local: TaskId },
+    /// Start a run of the copy `local_task` on every managed device of this server,
+    /// remember it under the parent's run id, and log the start.
+    StartRun {
+        parent_run: RunId,
+        local_task: TaskId,
+        started_by: String,
+    },
+    /// Stop the run `local_run` and log the stop.
+    StopRun { local_run: RunId },
+}
+
+/// The plan for change `change` of the parent named `parent`.
+pub fn plan<H: Holdings>(
+    parent: &str,
+    change: &Change<TaskRecord>,
+    holdings: &H,
+    now: UnixMillis,
+) -> Result<Plan, H::Error> {
+    Ok(match change {
+        Change::Noop => Plan::Nothing,
+        Change::TaskUpsert {
+            task_id,
+            revision,
+            task,
+        } => {
+            let existing = holdings.copy_of(*task_id)?;
+            let held = existing
+                .as_ref()
+                .and_then(|t| t.inherited.as_ref())
+                .map(|i| i.parent_revision);
+            if held.is_some_and(|held| held >= *revision) {
+                return Ok(Plan::Nothing);
+            }
+            let mut copy =
+                inherited_copy(parent, *task_id, *revision, task, existing.as_ref(), now);
+            copy.name = free_name(holdings, &copy.name, copy.id, parent, *task_id)?;
+            Plan::Upsert {
+                parent_task: *task_id,
+                copy,
+                existing,
+            }
+        }
+        Change::TaskDelete { task_id } => match holdings.copy_of(*task_id)? {
+            Some(copy) => Plan::Delete {
+                parent_task: *task_id,
+                local: copy.id,
+            },
+            None => Plan::Nothing,
+        },
+        Change::RunStart {
+            task_id, run_id, ..
+        } => match holdings.copy_of(*task_id)? {
+            Some(copy) if holdings.run_for(*run_id)?.is_none() => Plan::StartRun {
+                parent_run: *run_id,
+                local_task: copy.id,
+                started_by: format!("{parent} (run {run_id})"),
+            },
+            _ => Plan::Nothing,
+        },
+        Change::RunStop { run_id, .. } => match holdings.run_for(*run_id)? {
+            Some(local_run) => Plan::StopRun { local_run },
+            None => Plan::Nothing,
+        },
+    })
+}
+
+/// The copy of a parent's task kept here: every device of this server and every server
+/// below it, read-only, named as on the parent unless a task of this server has the name.
+fn inherited_copy(
+    parent: &str,
+    parent_task_id: TaskId,
+    revision: u32,
+    task: &TaskRecord,
+    existing: Option<&TaskRecord>,
+    now: UnixMillis,
+) -> TaskRecord {
+    TaskRecord {
+        id: existing.map(|t| t.id).unwrap_or(0),
+        name: task.name.clone(),
+        task_type: task.task_type.clone(),
+        application: task.application.clone(),
+        scope: Scope::Group {
+            group_id: MANAGED_DEVICES,
+            include_subgroups: true,
+            include_secondaries: true,
+        },
+        settings: task.settings.clone(),
+        created: existing.map(|t| t.created).unwrap_or(now),
+        modified: now,
+        revision: existing.map(|t| t.revision + 1).unwrap_or(1),
+        changed_by: ChangedBy::Administrator(format!("{parent} (inherited)")),
+        last_run: existing.and_then(|t| t.last_run),
+        inherited: Some(Inherited {
+            parent: parent.to_string(),
+            parent_task_id,
+            parent_revision: revision,
+        }),
+    }
+}
+
+/// The name an inherited copy gets: the parent's, unless another task of this server holds
+/// it (a copy that could not be stored would stop every later change of the parent).
+fn free_name<H: Holdings>(
+    holdings: &H,
+    name: &str,
+    own_id: TaskId,
+    parent: &str,
+    parent_task_id: TaskId,
+) -> Result<String, H::Error> {
+    let candidates = [
+        name.to_string(),
+        format!("{name} (from {parent})"),
+        format!("{name} (from {parent}, #{parent_task_id})"),
+    ];
+    for candidate in &candidates {
+        match holdings.name_holder(candidate)? {
+            None => return Ok(candidate.clone()),
+            Some(id) if id == own_id => return Ok(candidate.clone()),
+            Some(_) => {}
+        }
+    }
+    Ok(format!(
+        "{name} (from {parent}, #{parent_task_id}, {own_id})"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::convert::Infallible;
+
+    use super::*;
+    use crate::model::task::{AGENT_APPLICATION, TaskPayload, TaskSettings, TaskType};
+
+    #[derive(Default)]
+    struct Held {
+        copies: BTreeMap<TaskId, TaskRecord>,
+        names: BTreeMap<String, TaskId>,
+        runs: BTreeMap<RunId, RunId>,
+    }
+
+    impl Holdings for Held {
+        type Error = Infallible;
+        fn copy_of(&self, t: TaskId) -> Result<Option<TaskRecord>, Infallible> {
+            Ok(self.copies.get(&t).cloned())
+        }
+        fn name_holder(&self, name: &str) -> Result<Option<TaskId>, Infallible> {
+            Ok(self.names.get(name).copied())
+        }
+        fn run_for(&self, r: RunId) -> Result<Option<RunId>, Infallible> {
+            Ok(self.runs.get(&r).copied())
+        }
+    }
+
+    fn parent_task(revision: u32) -> TaskRecord {
+        TaskRecord {
+            id: 7,
+            name: "Patch".into(),
+            task_type: TaskType::Device(TaskPayload::Inventory),
+            application: AGENT_APPLICATION.into(),
+            scope: Scope::Group {
+                group_id: 12,
+                include_subgroups: true,
+                include_secondaries: true,
+            },
+            settings: TaskSettings::default(),
+            created: 0,
+            modified: 0,
+            revision,
+            changed_by: ChangedBy::Administrator("admin".into()),
+            last_run: None,
+            inherited: None,
+        }
+    }
+
+    fn upsert(revision: u32) -> Change<TaskRecord> {
+        Change::TaskUpsert {
+            task_id: 7,
+            revision,
+            task: parent_task(revision),
+        }
+    }
+
+    fn plan_of(held: &Held, change: &Change<TaskRecord>) -> Plan {
+        match plan("primary", change, held, 5) {
+            Ok(p) => p,
+            Err(e) => match e {},
+        }
+    }
+
+    #[test]
+    fn a_new_copy_targets_every_managed_device_and_takes_a_free_name() {
+        let mut held = Held::default();
+        held.names.insert("Patch".into(), 3);
+        let Plan::Upsert { copy, existing, .. } = plan_of(&held, &upsert(1)) else {
+            panic!("an upsert")
+        };
+        assert!(existing.is_none());
+        assert_eq!(copy.name, "Patch (from primary)");
+        assert_eq!(copy.inherited.as_ref().map(|i| i.parent_revision), Some(1));
+        assert!(matches!(
+            copy.scope,
+            Scope::Group {
+                group_id: MANAGED_DEVICES,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_revision_already_held_changes_nothing_and_a_newer_one_replaces_it() {
+        let mut held = Held::default();
+        let Plan::Upsert { mut copy, .. } = plan_of(&held, &upsert(2)) else {
+            panic!("an upsert")
+        };
+        copy.id = 40;
+        held.copies.insert(7, copy);
+        assert_eq!(plan_of(&held, &upsert(1)), Plan::Nothing);
+        assert_eq!(plan_of(&held, &upsert(2)), Plan::Nothing);
+        let Plan::Upsert { copy, existing, .. } = plan_of(&held, &upsert(3)) else {
+            panic!("an upsert")
+        };
+        assert_eq!((copy.id, copy.revision), (40, 2));
+        assert!(existing.is_some());
+    }
+
+    #[test]
+    fn runs_start_once_and_stop_only_when_held() {
+        let mut held = Held::default();
+        let start = Change::RunStart {
+            task_id: 7,
+            run_id: 9,
+            revision: 1,
+        };
+        assert_eq!(plan_of(&held, &start), Plan::Nothing, "no copy");
+        let mut copy = parent_task(1);
+        copy.id = 40;
+        held.copies.insert(7, copy);
+        assert!(matches!(
+            plan_of(&held, &start),
+            Plan::StartRun {
+                parent_run: 9,
+                local_task: 40,
+                ..
+            }
+        ));
+        held.runs.insert(9, 41);
+        assert_eq!(plan_of(&held, &start), Plan::Nothing, "started already");
+        let stop = Change::RunStop {
+            task_id: 7,
+            run_id: 9,
+        };
+        assert_eq!(plan_of(&held, &stop), Plan::StopRun { local_run: 41 });
+        let delete = Change::TaskDelete { task_id: 7 };
+        assert_eq!(
+            plan_of(&held, &delete),
+            Plan::Delete {
+                parent_task: 7,
+                local: 40
+            }
+        );
+        assert_eq!(plan_of(&held, &Change::Noop), Plan::Nothing);
+    }
+}
