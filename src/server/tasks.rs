@@ -265,7 +265,7 @@ async fn run_view(node: &Node, run: &RunRecord) -> RunView {
 /// they last reported: the secondary and virtual servers placed in its group (or below),
 /// and everything below those.
 async fn expected_below(node: &Node, task: &TaskRecord) -> Vec<(Vec<String>, u64)> {
-    let audience = crate::store::replication::audience(task);
+    let audience = crate::sync::inherit::audience(task);
     if audience.is_none() {
         return Vec::new();
     }

@@ -191,10 +191,14 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group: String) {
             rx: down_rx,
             tx: up_tx,
         };
-        let reason = tokio::select! {
-            reason = serve_child_link(&host, child) => reason,
-            reason = serve_parent_link(&tenant, parent) => reason,
-        };
+        // Each side ends when the other drops its channels, and only between two effects:
+        // a batch the tenant is applying is stored and counted before the link ends, so a new
+        // link starts from the cursor that batch stored.
+        let (down, up) = tokio::join!(
+            serve_child_link(&host, child),
+            serve_parent_link(&tenant, parent)
+        );
+        let reason = format!("host side: {down}; tenant side: {up}");
         lock(&host.children).remove(&name);
         host.bump_subtree();
         if host.is_shutting_down() || tenant.is_shutting_down() {

@@ -18,9 +18,8 @@ use super::{
 use crate::model::UnixMillis;
 use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::UNASSIGNED_DEVICES;
-use crate::model::link::{Audience, Change, StatsRow};
-use crate::model::scope::Scope;
-use crate::model::task::{RunId, RunRecord, TaskAccount, TaskId, TaskRecord};
+use crate::model::link::{Change, StatsRow};
+use crate::model::task::{RunId, RunRecord, TaskId, TaskRecord};
 use crate::sync::inherit::{self, Holdings, Plan};
 use crate::sync::stats::StatsTable;
 use crate::wire::msg::TaskChange;
@@ -47,43 +46,13 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
 /// One entry of the change log, with the children it concerns.
 pub type LogEntry = crate::model::link::LogEntry<TaskRecord>;
 
-/// The children a task goes to: a group task that includes secondary and virtual servers,
-/// or a task this server inherited (which goes on down the whole subtree).
-pub fn audience(task: &TaskRecord) -> Option<Audience> {
-    if task.inherited.is_some() {
-        return Some(Audience::AllChildren);
-    }
-    match task.scope {
-        Scope::Group {
-            group_id,
-            include_subgroups,
-            include_secondaries: true,
-        } => Some(Audience::Group {
-            group_id,
-            include_subgroups,
-        }),
-        _ => None,
-    }
-}
-
-/// The task as children receive it: without its sealed password, which only this server's
-/// key opens.
-fn for_children(task: &TaskRecord) -> TaskRecord {
-    let mut task = task.clone();
-    if let TaskAccount::Specified { password, .. } = &mut task.settings.account {
-        *password = None;
-    }
-    task
-}
-
-fn append(
-    txn: &WriteTransaction,
-    change: TaskChange,
-    audience: Audience,
-) -> Result<(), StoreError> {
+fn append(txn: &WriteTransaction, entry: Option<LogEntry>) -> Result<(), StoreError> {
+    let Some(entry) = entry else {
+        return Ok(());
+    };
     let mut log = txn.open_table(CHANGE_LOG)?;
     let seq = last_key_u64(&log)?.unwrap_or(0) + 1;
-    put_u64(&mut log, seq, &LogEntry { change, audience })?;
+    put_u64(&mut log, seq, &entry)?;
     signals::note_log(seq);
     Ok(())
 }
@@ -100,25 +69,13 @@ pub(super) fn last_seq_of(db: &redb::Database) -> Result<u64, StoreError> {
 }
 
 /// Logs a task as it now is, for the children it concerns (`before`: as it was, if it
-/// existed). A task that stops concerning any child is logged as deleted.
+/// existed); see [`inherit::log_upsert`].
 pub(crate) fn log_task(
     txn: &WriteTransaction,
     before: Option<&TaskRecord>,
     task: &TaskRecord,
 ) -> Result<(), StoreError> {
-    match (audience(task), before.and_then(audience)) {
-        (Some(audience), _) => append(
-            txn,
-            Change::TaskUpsert {
-                task_id: task.id,
-                revision: task.revision,
-                task: for_children(task),
-            },
-            audience,
-        ),
-        (None, Some(audience)) => append(txn, Change::TaskDelete { task_id: task.id }, audience),
-        (None, None) => Ok(()),
-    }
+    append(txn, inherit::log_upsert(before, task))
 }
 
 /// Logs `change` about `task` if the task concerns any child.
@@ -127,10 +84,7 @@ fn log_for(
     task: &TaskRecord,
     change: TaskChange,
 ) -> Result<(), StoreError> {
-    match audience(task) {
-        Some(audience) => append(txn, change, audience),
-        None => Ok(()),
-    }
+    append(txn, inherit::log_about(task, change))
 }
 
 pub(crate) fn log_task_deleted(
@@ -444,6 +398,8 @@ fn managed_devices(txn: &WriteTransaction) -> Result<Vec<(String, String)>, Stor
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::link::Audience;
+    use crate::model::scope::Scope;
     use crate::model::task::{AGENT_APPLICATION, ChangedBy, TaskPayload, TaskSettings, TaskType};
 
     fn parent_task(revision: u32) -> TaskRecord {

@@ -5,9 +5,64 @@
 
 use crate::model::UnixMillis;
 use crate::model::group::MANAGED_DEVICES;
-use crate::model::link::Change;
+use crate::model::link::{Audience, Change, LogEntry};
 use crate::model::scope::Scope;
-use crate::model::task::{ChangedBy, Inherited, RunId, TaskId, TaskRecord};
+use crate::model::task::{ChangedBy, Inherited, RunId, TaskAccount, TaskId, TaskRecord};
+
+/// The children a task goes to: a group task that includes secondary and virtual servers,
+/// or a task this server inherited (which goes on down the whole subtree).
+pub fn audience(task: &TaskRecord) -> Option<Audience> {
+    if task.inherited.is_some() {
+        return Some(Audience::AllChildren);
+    }
+    match task.scope {
+        Scope::Group {
+            group_id,
+            include_subgroups,
+            include_secondaries: true,
+        } => Some(Audience::Group {
+            group_id,
+            include_subgroups,
+        }),
+        _ => None,
+    }
+}
+
+/// The task as children receive it: without its sealed password, which only this server's
+/// key opens.
+fn for_children(task: &TaskRecord) -> TaskRecord {
+    let mut task = task.clone();
+    if let TaskAccount::Specified { password, .. } = &mut task.settings.account {
+        *password = None;
+    }
+    task
+}
+
+/// The log entry for a task as it now is (`before`: as it was, if it existed), if any child
+/// is concerned: an upsert, or a delete for a task that stopped concerning any child.
+pub fn log_upsert(before: Option<&TaskRecord>, task: &TaskRecord) -> Option<LogEntry<TaskRecord>> {
+    match (audience(task), before.and_then(audience)) {
+        (Some(audience), _) => Some(LogEntry {
+            change: Change::TaskUpsert {
+                task_id: task.id,
+                revision: task.revision,
+                task: for_children(task),
+            },
+            audience,
+        }),
+        (None, Some(audience)) => Some(LogEntry {
+            change: Change::TaskDelete { task_id: task.id },
+            audience,
+        }),
+        (None, None) => None,
+    }
+}
+
+/// The log entry for `change` about `task` (a delete, a run's start or stop), if the task
+/// concerns any child.
+pub fn log_about(task: &TaskRecord, change: Change<TaskRecord>) -> Option<LogEntry<TaskRecord>> {
+    audience(task).map(|audience| LogEntry { change, audience })
+}
 
 /// What a child holds that the plan depends on, read inside the applying transaction.
 pub trait Holdings {
