@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use super::admin::{error, internal};
 use super::auth::Session;
+use super::reply::{Reply, error, internal, invalid};
 use super::{Node, lock, now_ms};
 use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::GroupTree;
@@ -40,10 +40,6 @@ const DNS_BUDGET: Duration = Duration::from_secs(10);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The record id of the server itself in a server task's run.
 const SERVER_TARGET: &str = "server";
-
-/// A handler step: its value, or the answer to send instead (built once per request, so its
-/// size does not matter).
-type Reply<T> = Result<T, AdminResponse>;
 
 pub(super) async fn handle(
     node: &Arc<Node>,
@@ -84,10 +80,6 @@ pub(super) async fn handle(
         }
     };
     reply.unwrap_or_else(|e| e)
-}
-
-fn invalid(message: impl Into<String>) -> AdminResponse {
-    error(ErrorKind::InvalidInput, message)
 }
 
 fn stored(e: StoreError) -> AdminResponse {
