@@ -8,6 +8,7 @@ use tokio::time::timeout;
 use tracing::Instrument;
 
 use super::auth::{self, Session};
+use super::reply::{error, internal};
 use super::{Node, lock, now_ms};
 use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
 use crate::net::pki::{self, Fingerprint};
@@ -102,20 +103,6 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
             }
         });
     }
-}
-
-/// An error answer; shared by every admin handler.
-pub(super) fn error(kind: ErrorKind, message: impl Into<String>) -> AdminResponse {
-    AdminResponse::Error {
-        kind,
-        message: message.into(),
-    }
-}
-
-/// An internal failure: logged here, where it is handled, and answered in words.
-pub(super) fn internal(e: impl std::fmt::Display) -> AdminResponse {
-    tracing::error!("admin request failed: {e}");
-    error(ErrorKind::Internal, format!("internal error: {e}"))
 }
 
 /// What each role may do: auditors read, operators (later) run tasks, administrators all.

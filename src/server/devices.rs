@@ -1,7 +1,7 @@
 //! Admin requests about devices: list, show, move, tag, approve, reject, delete.
 
-use super::admin::{error, internal};
 use super::auth::Session;
+use super::reply::{error, internal};
 use super::{Node, lock};
 use crate::model::device::{DeviceRecord, DeviceView, Enrollment};
 use crate::model::{EventKind, Severity};

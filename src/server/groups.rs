@@ -2,8 +2,8 @@
 //! dispatcher before this runs).
 
 use super::Node;
-use super::admin::{error, internal};
 use super::auth::Session;
+use super::reply::{error, internal};
 use crate::model::group::{GroupError, GroupTree, normalize_path};
 use crate::model::{EventKind, Severity};
 use crate::store::StoreError;

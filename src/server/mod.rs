@@ -7,6 +7,7 @@ pub mod auth;
 mod devices;
 mod fed;
 mod groups;
+mod reply;
 mod secrets;
 mod tasks;
 mod vservers;

@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::admin::{error, internal};
 use super::auth::Session;
 use super::fed::{ChildLink, ParentLink, serve_child_link, serve_parent_link};
+use super::reply::{Reply, error, internal};
 use super::{LiveChild, Node, lock, now_ms, secrets};
 use crate::config::EnrollmentToken;
 use crate::model::group::MANAGED_DEVICES_NAME;
@@ -223,8 +223,6 @@ fn channel<M: Send + 'static>() -> (mpsc::Sender<M>, super::fed::Inbox<M>) {
     });
     (tx, inbox)
 }
-
-type Reply<T> = Result<T, AdminResponse>;
 
 pub(super) async fn handle(
     host: &Arc<Node>,

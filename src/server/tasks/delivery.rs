@@ -1,0 +1,206 @@
+//! Carrying runs to devices and recording what they report: the `Node` methods the
+//! admin requests, the federation links and the device links call.
+
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use super::server_tasks::run_server_task;
+use super::targeting::expected_servers;
+use super::view::local_def;
+use crate::model::scope::Scope;
+use crate::model::task::{
+    DeviceEdit, DeviceProgress, DeviceState, Notify, RunId, RunRecord, TaskRecord,
+};
+use crate::model::{EventKind, Severity};
+use crate::server::{Node, lock, now_ms};
+use crate::store::StoreError;
+use crate::store::tasks::StartedRun;
+use crate::sync::rollup::Rollup;
+use crate::sync::stats::StatsTable;
+use crate::wire::msg::{LocalTaskDef, ServerToAgent};
+
+impl Node {
+    /// A run over this server's whole subtree, as far as this server knows, with the rows
+    /// reported from below: servers expected below that have not reported count as pending.
+    pub(in crate::server) async fn rollup(&self, run: &RunRecord) -> (StatsTable, Rollup) {
+        let rows = self.store.stats_rows(run.run_id).await.unwrap_or_else(|e| {
+            tracing::error!("cannot read the statistics of run {}: {e}", run.run_id);
+            Vec::new()
+        });
+        let table = StatsTable::from_rows(rows);
+        let expected = expected_servers(self, run).await;
+        let rollup = Rollup::of(&run.counters, run.stopped.is_some(), &table, &expected);
+        (table, rollup)
+    }
+
+    /// Sends a started run's order to its devices connected now (the others get the stored
+    /// order when they connect), or begins a server task.
+    pub(in crate::server) async fn deliver_run(self: &Arc<Self>, started: &StartedRun) {
+        match &started.order {
+            Some(order) => {
+                let senders: Vec<_> = {
+                    let live = lock(&self.devices);
+                    started
+                        .device_ids
+                        .iter()
+                        .filter_map(|id| live.get(id).map(|d| d.tx.clone()))
+                        .collect()
+                };
+                for tx in senders {
+                    let _ = tx.send(ServerToAgent::Run(order.clone())).await;
+                }
+            }
+            None => {
+                let node = self.clone();
+                let task = started.task.clone();
+                let run_id = started.run.run_id;
+                let span = tracing::info_span!("server task", task = %task.name, run_id);
+                tokio::spawn(
+                    async move { run_server_task(&node, &task, run_id).await }.instrument(span),
+                );
+            }
+        }
+    }
+
+    /// A device user's change to a local task of that device: applied unless an
+    /// administrator changed the task since the revision the user started from. Either way
+    /// the device is sent the task as it now is.
+    pub(in crate::server) async fn device_edit(
+        &self,
+        device_id: &str,
+        task_id: u64,
+        base_revision: u32,
+        schedule: crate::model::schedule::Schedule,
+    ) {
+        let decided = self
+            .store
+            .device_edit(task_id, device_id, base_revision, schedule, now_ms())
+            .await;
+        let (task, decision) = match decided {
+            Ok(Some(decided)) => decided,
+            Ok(None) => {
+                let msg = format!(
+                    "device {device_id} sent a change to task #{task_id}, which is not one of its local tasks; ignored"
+                );
+                self.event(Severity::Warning, EventKind::TaskChanged, msg)
+                    .await;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(task_id, "cannot apply a device user's change: {e}");
+                return;
+            }
+        };
+        let msg = match decision {
+            DeviceEdit::Apply => format!(
+                "local task {:?} (#{task_id}) changed by the user of device {device_id}: schedule {}",
+                task.name, task.settings.schedule
+            ),
+            DeviceEdit::AdministratorWins => format!(
+                "the change by the user of device {device_id} to local task {:?} (#{task_id}) was dropped: an administrator changed it since revision {base_revision}, and the administrator's change wins",
+                task.name
+            ),
+        };
+        self.event(Severity::Info, EventKind::TaskChanged, msg)
+            .await;
+        if let Some(def) = local_def(&task) {
+            self.tell_device(device_id, ServerToAgent::LocalTask(def))
+                .await;
+        }
+    }
+
+    /// Tells a device about a local task of its own as it is now (or that it is gone).
+    pub(super) async fn push_local_task(&self, task: &TaskRecord, deleted: bool) {
+        let Scope::Local { device_id } = &task.scope else {
+            return;
+        };
+        let msg = match local_def(task) {
+            Some(_) if deleted => ServerToAgent::LocalTaskDeleted { task_id: task.id },
+            Some(def) => ServerToAgent::LocalTask(def),
+            None => return,
+        };
+        self.tell_device(device_id, msg).await;
+    }
+
+    /// The local tasks of a device, for the device as it connects.
+    pub(in crate::server) async fn local_tasks_of(&self, device_id: &str) -> Vec<LocalTaskDef> {
+        match self.store.tasks().await {
+            Ok(tasks) => tasks
+                .iter()
+                .filter(|t| matches!(&t.scope, Scope::Local { device_id: d } if d == device_id))
+                .filter_map(local_def)
+                .collect(),
+            Err(e) => {
+                tracing::error!("cannot read tasks: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Sends a message to a device if it is connected now.
+    pub(in crate::server) async fn tell_device(&self, device_id: &str, msg: ServerToAgent) {
+        let tx = lock(&self.devices).get(device_id).map(|d| d.tx.clone());
+        if let Some(tx) = tx {
+            let _ = tx.send(msg).await;
+        }
+    }
+
+    /// Records a device's report about a run, and announces it as the task asks.
+    pub(in crate::server) async fn device_progress(
+        &self,
+        device_id: &str,
+        run_id: RunId,
+        progress: DeviceProgress,
+    ) -> Result<(), StoreError> {
+        let Some(done) = self
+            .store
+            .record_progress(device_id, run_id, progress, now_ms())
+            .await?
+        else {
+            return Ok(());
+        };
+        let record = &done.record;
+        if record.state.is_finished() {
+            let severity = match record.state {
+                DeviceState::Failed => Severity::Error,
+                DeviceState::Warning => Severity::Warning,
+                _ => Severity::Info,
+            };
+            let wanted = match done.run.notify {
+                Notify::All => true,
+                Notify::ErrorsOnly => severity != Severity::Info,
+                Notify::Off => false,
+            };
+            if wanted {
+                let msg = format!(
+                    "task {:?} run {run_id} on {}: {}{}",
+                    done.run.task_name,
+                    record.device_name,
+                    record.state.as_str(),
+                    if record.description.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", record.description)
+                    }
+                );
+                self.event(severity, EventKind::DeviceResult, msg).await;
+            }
+        }
+        if done.run_finished {
+            let c = &done.run.counters;
+            let msg = format!(
+                "task {:?} run {run_id} finished: {} succeeded, {} warning, {} failed of {}; {} need a restart",
+                done.run.task_name,
+                c.count(DeviceState::Succeeded),
+                c.count(DeviceState::Warning),
+                c.count(DeviceState::Failed),
+                c.total(),
+                c.need_restart
+            );
+            self.event(Severity::Info, EventKind::RunFinished, msg)
+                .await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,523 @@
+//! Tasks on this server: the admin requests about tasks (list, show, create, edit, delete,
+//! start, stop, results, statistics). How tasks and runs are shown is in `view`, what a
+//! task reaches in `targeting`, carrying runs to devices and recording their progress in
+//! `delivery`, and the tasks that run on the server itself in `server_tasks`.
+
+// The error of a `Reply` is the whole answer to an administrator's request, made once.
+#![allow(clippy::result_large_err)]
+
+mod delivery;
+mod server_tasks;
+mod targeting;
+mod view;
+
+pub(super) use server_tasks::prune_loop;
+
+use std::sync::Arc;
+
+use crate::model::scope::Scope;
+use crate::model::task::{
+    AGENT_APPLICATION, ChangedBy, DeviceState, RunId, RunRecord, RunState, SERVER_APPLICATION,
+    TaskAccount, TaskRecord, TaskSettings, TaskType,
+};
+use crate::model::{EventKind, Severity};
+use crate::server::auth::Session;
+use crate::server::reply::{Reply, error, internal, invalid};
+use crate::server::{Node, now_ms};
+use crate::store::StoreError;
+use crate::wire::msg::{
+    AccountSpec, AdminRequest, AdminResponse, ErrorKind, RunView, ServerToAgent, TaskChanges,
+    TaskRequest, TaskSpec,
+};
+use targeting::{device_list, expected_below, resolve_scope, targets};
+use view::{run_view, view};
+
+pub(super) async fn handle(
+    node: &Arc<Node>,
+    session: &Session,
+    request: TaskRequest,
+) -> AdminResponse {
+    let reply = match request {
+        TaskRequest::List => list(node).await,
+        TaskRequest::Show { task } => match find(node, &task).await {
+            Ok(task) => Ok(AdminResponse::Task(Box::new(view(node, &task).await))),
+            Err(e) => Err(e),
+        },
+        TaskRequest::Create(spec) => create(node, session, *spec).await,
+        TaskRequest::Edit { task, changes } => edit(node, session, &task, *changes).await,
+        TaskRequest::Delete { task } => delete(node, session, &task).await,
+        TaskRequest::Start { task, devices } => start(node, session, &task, devices).await,
+        TaskRequest::Stop { task } => stop(node, session, &task).await,
+        TaskRequest::Results {
+            task,
+            run,
+            state,
+            details,
+            server: Some(path),
+        } => results_below(node, session, &task, run, state, details, &path).await,
+        TaskRequest::Results {
+            task,
+            run,
+            state,
+            details,
+            server: None,
+        } => results(node, &task, run, state, details).await,
+        TaskRequest::Stats { task, run } => {
+            let task = match find(node, &task).await {
+                Ok(task) => task,
+                Err(e) => return e,
+            };
+            run_of(node, &task, run).await.map(AdminResponse::TaskStats)
+        }
+    };
+    reply.unwrap_or_else(|e| e)
+}
+
+fn stored(e: StoreError) -> AdminResponse {
+    match e {
+        StoreError::Rejected(message) => error(ErrorKind::AlreadyExists, message),
+        other => internal(other),
+    }
+}
+
+/// Finds a task by id (`7` or `#7`) or display name.
+async fn find(node: &Node, key: &str) -> Reply<TaskRecord> {
+    if let Some(task) = node.store.task_by_name(key).await.map_err(internal)? {
+        return Ok(task);
+    }
+    if let Ok(id) = key.trim_start_matches('#').parse::<u64>()
+        && let Some(task) = node.store.task(id).await.map_err(internal)?
+    {
+        return Ok(task);
+    }
+    Err(error(ErrorKind::NotFound, format!("no task {key:?}")))
+}
+
+/// Finds a task an administrator of this server may change or start: not an inherited one.
+async fn find_own(node: &Node, key: &str, action: &str) -> Reply<TaskRecord> {
+    let task = find(node, key).await?;
+    match &task.inherited {
+        Some(from) => Err(error(
+            ErrorKind::Forbidden,
+            format!(
+                "task {:?} is inherited from the server {} (its task #{}): it cannot be {action} here; {action_at} it on {}",
+                task.name,
+                from.parent,
+                from.parent_task_id,
+                from.parent,
+                action_at = match action {
+                    "edited" => "edit",
+                    "started" => "start",
+                    "stopped" => "stop",
+                    _ => "delete",
+                }
+            ),
+        )),
+        None => Ok(task),
+    }
+}
+
+async fn list(node: &Node) -> Reply<AdminResponse> {
+    let tasks = node.store.tasks().await.map_err(internal)?;
+    let mut views = Vec::with_capacity(tasks.len());
+    for task in &tasks {
+        views.push(view(node, task).await);
+    }
+    Ok(AdminResponse::Tasks(views))
+}
+
+// ---- Create, edit, delete ----
+
+// ---- Create, edit, delete ----
+
+fn seal_account(node: &Node, account: Option<AccountSpec>) -> Reply<TaskAccount> {
+    match account {
+        None => Ok(TaskAccount::Default),
+        Some(AccountSpec { name, password }) => {
+            let password = match password {
+                Some(secret) => Some(node.secrets.seal(&secret.0).map_err(internal)?),
+                None => None,
+            };
+            Ok(TaskAccount::Specified { name, password })
+        }
+    }
+}
+
+fn default_application(task_type: &TaskType) -> String {
+    if task_type.runs_on_server() {
+        SERVER_APPLICATION.into()
+    } else {
+        AGENT_APPLICATION.into()
+    }
+}
+
+async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<AdminResponse> {
+    let now = now_ms();
+    let application = spec
+        .application
+        .clone()
+        .unwrap_or_else(|| default_application(&spec.task_type));
+    let mut task = TaskRecord {
+        id: 0,
+        name: spec.name.trim().to_string(),
+        task_type: spec.task_type,
+        application,
+        scope: Scope::Server,
+        settings: TaskSettings {
+            restart: spec.restart,
+            schedule: spec.schedule,
+            schedule_options: spec.schedule_options,
+            account: TaskAccount::Default,
+            notify: spec.notify,
+            store_history_days: spec.store_history_days,
+        },
+        created: now,
+        modified: now,
+        revision: 1,
+        changed_by: ChangedBy::Administrator(session.user.clone()),
+        last_run: None,
+        inherited: None,
+    };
+    // What needs no lookups is checked first, so a bad name is reported before DNS runs.
+    crate::model::check_display_name("a task name", &task.name).map_err(invalid)?;
+    if let TaskType::Device(payload) = &task.task_type {
+        payload.check().map_err(invalid)?;
+    }
+    task.scope = resolve_scope(node, spec.scope).await?;
+    task.check().map_err(invalid)?;
+    task.settings.account = seal_account(node, spec.account)?;
+    let task = node.store.create_task(task).await.map_err(stored)?;
+    let msg = format!(
+        "task {:?} (#{}, {}, {}) created by {}",
+        task.name,
+        task.id,
+        task.kind().as_str(),
+        task.task_type.type_name(),
+        session.user
+    );
+    node.event(Severity::Info, EventKind::TaskChanged, msg)
+        .await;
+    node.push_local_task(&task, false).await;
+    if task.settings.schedule == crate::model::schedule::Schedule::Immediately
+        && let Err(AdminResponse::Error { message, .. }) =
+            start_run(node, &session.user, &task, None).await
+    {
+        // The task exists now either way; the administrator sees why it did not start.
+        let msg = format!(
+            "task {:?} was not started on creation: {message}",
+            task.name
+        );
+        node.event(Severity::Warning, EventKind::RunStarted, msg)
+            .await;
+    }
+    let task = node
+        .store
+        .task(task.id)
+        .await
+        .map_err(internal)?
+        .unwrap_or(task);
+    Ok(AdminResponse::Task(Box::new(view(node, &task).await)))
+}
+
+async fn edit(
+    node: &Node,
+    session: &Session,
+    key: &str,
+    changes: TaskChanges,
+) -> Reply<AdminResponse> {
+    let task = find_own(node, key, "edited").await?;
+    let scope = match changes.scope {
+        Some(spec) => Some(resolve_scope(node, spec).await?),
+        None => None,
+    };
+    let account = match changes.account {
+        Some(account) => Some(seal_account(node, account)?),
+        None => None,
+    };
+    let mut edited = task.clone();
+    if let Some(name) = changes.name {
+        edited.name = name.trim().to_string();
+    }
+    if let Some(task_type) = changes.task_type {
+        edited.task_type = task_type;
+    }
+    if let Some(application) = changes.application {
+        edited.application = application;
+    }
+    if let Some(scope) = scope {
+        edited.scope = scope;
+    }
+    let settings = &mut edited.settings;
+    if let Some(v) = changes.restart {
+        settings.restart = v;
+    }
+    if let Some(v) = changes.schedule {
+        settings.schedule = v;
+    }
+    if let Some(v) = changes.schedule_options {
+        settings.schedule_options = v;
+    }
+    if let Some(v) = account {
+        settings.account = v;
+    }
+    if let Some(v) = changes.notify {
+        settings.notify = v;
+    }
+    if let Some(v) = changes.store_history_days {
+        settings.store_history_days = v;
+    }
+    edited.check().map_err(invalid)?;
+    let now = now_ms();
+    let user = session.user.clone();
+    let updated = node
+        .store
+        .update_task(task.id, move |t| {
+            let revision = t.revision;
+            let last_run = t.last_run;
+            *t = edited.clone();
+            t.revision = revision;
+            t.last_run = last_run;
+            t.modified = now;
+            t.changed_by = ChangedBy::Administrator(user.clone());
+            Ok(())
+        })
+        .await
+        .map_err(stored)?
+        .ok_or_else(|| error(ErrorKind::NotFound, format!("no task {key:?}")))?;
+    let msg = format!(
+        "task {:?} (#{}) changed to revision {} by {}",
+        updated.name, updated.id, updated.revision, session.user
+    );
+    node.event(Severity::Info, EventKind::TaskChanged, msg)
+        .await;
+    if task.scope != updated.scope {
+        // A local task moved to another device: the old one forgets it.
+        node.push_local_task(&task, true).await;
+    }
+    node.push_local_task(&updated, false).await;
+    Ok(AdminResponse::Task(Box::new(view(node, &updated).await)))
+}
+
+async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse> {
+    let task = find_own(node, key, "deleted").await?;
+    let (task, to_cancel) = node
+        .store
+        .delete_task(task.id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| error(ErrorKind::NotFound, format!("no task {key:?}")))?;
+    for (device_id, run_id) in to_cancel {
+        node.tell_device(&device_id, ServerToAgent::Cancel { run_id })
+            .await;
+    }
+    let msg = format!(
+        "task {:?} (#{}) deleted by {}",
+        task.name, task.id, session.user
+    );
+    node.event(Severity::Info, EventKind::TaskChanged, msg)
+        .await;
+    node.push_local_task(&task, true).await;
+    Ok(AdminResponse::Done {
+        message: format!("task {:?} deleted with its results", task.name),
+    })
+}
+
+// ---- Runs ----
+
+// ---- Runs ----
+
+async fn start(
+    node: &Arc<Node>,
+    session: &Session,
+    key: &str,
+    devices: Option<Vec<String>>,
+) -> Reply<AdminResponse> {
+    let task = find_own(node, key, "started").await?;
+    let scope = match devices {
+        Some(entries) => {
+            if matches!(task.scope, Scope::Server | Scope::Local { .. }) {
+                return Err(invalid(format!(
+                    "{} is a {}; it cannot be started for other devices",
+                    task.name,
+                    task.kind().as_str()
+                )));
+            }
+            Some(device_list(node, &entries).await?)
+        }
+        None => None,
+    };
+    let (run, skipped) = start_run(node, &session.user, &task, scope).await?;
+    Ok(AdminResponse::TaskStarted {
+        run: run_view(node, &run).await,
+        skipped,
+    })
+}
+
+/// Starts a run of `task` (with its scope replaced by `scope` if given): records and orders
+/// are stored first, so a device offline now gets its order when it connects; then the
+/// orders go to the devices connected now, or the server task begins.
+async fn start_run(
+    node: &Arc<Node>,
+    user: &str,
+    task: &TaskRecord,
+    scope: Option<Scope>,
+) -> Reply<(RunRecord, Vec<String>)> {
+    if let Some(id) = task.last_run
+        && let Some(run) = node.store.run(id).await.map_err(internal)?
+    {
+        // Running anywhere in the tree, as far as this server knows.
+        let view = run_view(node, &run).await;
+        if view.state == RunState::Running {
+            return Err(invalid(format!(
+                "task {:?} is still running (run {id}, {} of {} devices finished); stop it first",
+                task.name,
+                view.counters.finished(),
+                view.counters.total()
+            )));
+        }
+    }
+    let mut planned = task.clone();
+    if let Some(scope) = &scope {
+        planned.scope = scope.clone();
+    }
+    let (targets, skipped) = targets(node, &planned).await?;
+    // A group task that includes secondary and virtual servers may have no device here and
+    // still run on theirs.
+    let below = expected_below(node, &planned).await.len();
+    if targets.is_empty() && below == 0 {
+        let why = if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", skipped.join("; "))
+        };
+        return Err(invalid(format!(
+            "task {:?} has no device to run on{why}",
+            task.name
+        )));
+    }
+    let started = node
+        .store
+        .start_run(task.id, targets, scope, user.to_string(), now_ms())
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| error(ErrorKind::NotFound, format!("no task {:?}", task.name)))?;
+    let msg = format!(
+        "task {:?} run {} started by {user} on {} target(s) of this server{}",
+        started.task.name,
+        started.run.run_id,
+        started.run.counters.total(),
+        if below > 0 {
+            format!(" and {below} server(s) below it")
+        } else {
+            String::new()
+        }
+    );
+    node.event(Severity::Info, EventKind::RunStarted, msg).await;
+    node.deliver_run(&started).await;
+    Ok((started.run, skipped))
+}
+
+async fn stop(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse> {
+    let task = find_own(node, key, "stopped").await?;
+    let Some(run_id) = task.last_run else {
+        return Err(invalid(format!("task {:?} has never run", task.name)));
+    };
+    let stopped = node
+        .store
+        .stop_run(run_id, now_ms())
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| error(ErrorKind::NotFound, format!("run {run_id} is gone")))?;
+    for device_id in &stopped.to_cancel {
+        node.tell_device(device_id, ServerToAgent::Cancel { run_id })
+            .await;
+    }
+    let msg = format!(
+        "task {:?} run {run_id} stopped by {}; {} device(s) told to cancel",
+        task.name,
+        session.user,
+        stopped.to_cancel.len()
+    );
+    node.event(Severity::Info, EventKind::RunStopped, msg).await;
+    Ok(AdminResponse::TaskStats(run_view(node, &stopped.run).await))
+}
+
+async fn run_of(node: &Node, task: &TaskRecord, run: Option<RunId>) -> Reply<RunView> {
+    let Some(run_id) = run.or(task.last_run) else {
+        return Err(invalid(format!("task {:?} has never run", task.name)));
+    };
+    match node.store.run(run_id).await.map_err(internal)? {
+        Some(run) if run.task_id == task.id => Ok(run_view(node, &run).await),
+        _ => Err(error(
+            ErrorKind::NotFound,
+            format!(
+                "task {:?} has no run {run_id} (it may have been pruned)",
+                task.name
+            ),
+        )),
+    }
+}
+
+async fn results(
+    node: &Node,
+    key: &str,
+    run: Option<RunId>,
+    state: Option<DeviceState>,
+    details: bool,
+) -> Reply<AdminResponse> {
+    let task = find(node, key).await?;
+    let run = run_of(node, &task, run).await?;
+    let mut records = node.store.run_records(run.run_id).await.map_err(internal)?;
+    if let Some(state) = state {
+        records.retain(|r| r.state == state);
+    }
+    if !details {
+        for r in &mut records {
+            r.details = None;
+        }
+    }
+    Ok(AdminResponse::TaskResults { run, records })
+}
+
+/// The records of a run held by a server below this one: the row that server reported
+/// names its own task and run, and the request goes to it through the tree.
+async fn results_below(
+    node: &Node,
+    session: &Session,
+    key: &str,
+    run: Option<RunId>,
+    state: Option<DeviceState>,
+    details: bool,
+    server: &str,
+) -> Reply<AdminResponse> {
+    let task = find(node, key).await?;
+    let run = run_of(node, &task, run).await?;
+    let path: Vec<String> = server
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    if path.is_empty() {
+        return results(node, key, Some(run.run_id), state, details).await;
+    }
+    let rows = node.store.stats_rows(run.run_id).await.map_err(internal)?;
+    let Some(row) = rows.iter().find(|r| r.path == path) else {
+        return Err(error(
+            ErrorKind::NotFound,
+            format!(
+                "no statistics from a server {server:?} for run {} of task {:?}: it is not below this server, or has not reported yet (see `task stats --by-server`)",
+                run.run_id, task.name
+            ),
+        ));
+    };
+    let request = AdminRequest::Task(TaskRequest::Results {
+        task: format!("#{}", row.task_id),
+        run: Some(row.run_id),
+        state,
+        details,
+        server: None,
+    });
+    Ok(node
+        .forward(&path, &session.user, session.role, request)
+        .await)
+}

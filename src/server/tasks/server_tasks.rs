@@ -1,0 +1,112 @@
+//! Administration Server tasks: backup and maintenance, each run as a run with one record,
+//! for the server; and the pruning of task history.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::task::{DeviceProgress, DeviceState, Outcome, RunId, TaskRecord, TaskType};
+use crate::model::{EventKind, Severity, format_time};
+use crate::server::{Node, now_ms};
+
+/// How often results older than their task's store-history days are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// The record id of the server itself in a server task's run.
+pub(super) const SERVER_TARGET: &str = "server";
+
+pub(super) async fn run_server_task(node: &Node, task: &TaskRecord, run_id: RunId) {
+    let started = now_ms();
+    let report = |progress| node.device_progress(SERVER_TARGET, run_id, progress);
+    if let Err(e) = report(DeviceProgress::Started { at: started }).await {
+        tracing::error!("cannot record the start of a server task: {e}");
+    }
+    let outcome = match &task.task_type {
+        TaskType::Backup { directory } => backup(node, directory.as_deref()).await,
+        TaskType::Maintenance => match node.store.compact().await {
+            Ok(r) => Outcome {
+                state: DeviceState::Succeeded,
+                description: format!(
+                    "database compacted: {} bytes freed ({} -> {} bytes)",
+                    r.freed(),
+                    r.bytes_before,
+                    r.bytes_after
+                ),
+                progress: 100,
+                need_restart: false,
+                details: crate::model::task::Details::None,
+            },
+            Err(e) => Outcome::failed(format!("maintenance failed: {e}")),
+        },
+        TaskType::Device(_) => Outcome::failed("a device task cannot run on the server"),
+    };
+    let msg = format!(
+        "{} task {:?}: {}",
+        task.task_type.type_name(),
+        task.name,
+        outcome.description
+    );
+    let severity = if outcome.state == DeviceState::Succeeded {
+        Severity::Info
+    } else {
+        Severity::Error
+    };
+    node.event(severity, EventKind::ServerTask, msg).await;
+    let finished = DeviceProgress::Finished {
+        started,
+        finished: now_ms(),
+        outcome,
+    };
+    if let Err(e) = report(finished).await {
+        tracing::error!("cannot record the end of a server task: {e}");
+    }
+}
+
+async fn backup(node: &Node, directory: Option<&str>) -> Outcome {
+    let data = &node.config.data;
+    let dir = match directory {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => data
+            .parent()
+            .map(|p| p.join("backups"))
+            .unwrap_or_else(|| "backups".into()),
+    };
+    let stem = data
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| node.name().to_string());
+    let stamp = format_time(now_ms())
+        .replace([' ', ':'], "-")
+        .trim_end_matches("-UTC")
+        .to_string();
+    let path = dir.join(format!("{stem}-{stamp}.redb"));
+    match node.store.backup(&path).await {
+        Ok(r) => Outcome {
+            state: DeviceState::Succeeded,
+            description: format!(
+                "backup written to {}: {} tables, {} rows, {} bytes",
+                r.path.display(),
+                r.tables,
+                r.rows,
+                r.bytes
+            ),
+            progress: 100,
+            need_restart: false,
+            details: crate::model::task::Details::None,
+        },
+        Err(e) => Outcome::failed(format!("backup to {} failed: {e}", path.display())),
+    }
+}
+
+/// Prunes task results older than their task's store-history days, now and every hour.
+pub(in crate::server) async fn prune_loop(node: Arc<Node>) {
+    loop {
+        match node.store.prune_history(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                let msg = format!("{n} run(s) older than their task's history term pruned");
+                node.event(Severity::Info, EventKind::ServerTask, msg).await;
+            }
+            Err(e) => tracing::error!("cannot prune task history: {e}"),
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
+    }
+}
