@@ -22,7 +22,7 @@ use crate::net::conn::{describe_connection_error, describe_io};
 use crate::store::agent::{Identity, LocalRunState, LocalTaskStored, PendingEdit};
 use crate::sync::link::UpstreamLink;
 use crate::wire::msg::{AgentHello, AgentToServer, LocalTaskDef, RunOrder, Secret, ServerToAgent};
-use crate::wire::{self, FrameError};
+use crate::wire::{self, FrameError, FrameReader};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_FRAME: usize = 1024 * 1024;
@@ -185,9 +185,11 @@ impl Device {
         if let Err(e) = wire::write_hello(&mut send, &hello).await {
             return Ended::Failed(e.to_string());
         }
+        // One reader for the stream's life: the session's select! may drop a read mid-frame.
+        let mut frames = FrameReader::new(MAX_FRAME);
         // Until accepted, the server may keep us waiting for an administrator.
         loop {
-            let frame = wire::read_frame::<_, ServerToAgent>(&mut recv, MAX_FRAME).await;
+            let frame = frames.read_frame::<ServerToAgent>(&mut recv).await;
             match frame {
                 Ok(Some(ServerToAgent::Accepted { .. })) => break,
                 Ok(Some(ServerToAgent::Pending)) => {
@@ -208,7 +210,7 @@ impl Device {
         link.handle_connected(Instant::now());
         self.shared
             .set_state(self.index, DeviceLinkState::Connected);
-        let ended = self.session(&conn, send, recv).await;
+        let ended = self.session(&conn, send, recv, frames).await;
         if matches!(ended, Ended::Shutdown) {
             conn.close(0u32.into(), b"agent stopping");
         }
@@ -216,11 +218,13 @@ impl Device {
     }
 
     /// The accepted link: unacknowledged results first, then orders down and results up.
+    /// `frames` is the reader `recv` was read with so far.
     async fn session(
         &mut self,
         conn: &quinn::Connection,
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
+        mut frames: FrameReader,
     ) -> Ended {
         match self.shared.store.local_runs(&self.identity.device_id).await {
             Ok(runs) => {
@@ -255,7 +259,7 @@ impl Device {
                 }
             };
             tokio::select! {
-                frame = wire::read_frame::<_, ServerToAgent>(&mut recv, MAX_FRAME) => match frame {
+                frame = frames.read_frame::<ServerToAgent>(&mut recv) => match frame {
                     Ok(Some(ServerToAgent::Run(order))) => self.receive(order).await,
                     Ok(Some(ServerToAgent::ResultStored { run_id })) => {
                         self.cancels.remove(&run_id);

@@ -17,7 +17,7 @@ use crate::net::pki::Fingerprint;
 use crate::net::tls;
 use crate::store::devices::Admission;
 use crate::wire::msg::{AgentHello, AgentToServer, ServerToAgent};
-use crate::wire::{self, FrameError, close};
+use crate::wire::{self, FrameError, FrameReader, close};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_AGENT_FRAME: usize = 1024 * 1024;
@@ -341,6 +341,8 @@ async fn session(
             break;
         }
     }
+    // Keeps a frame read in part when the other branch of the select! wins.
+    let mut frames = FrameReader::new(MAX_AGENT_FRAME);
     let reason = loop {
         tokio::select! {
             msg = rx.recv() => {
@@ -349,7 +351,7 @@ async fn session(
                     break e.to_string();
                 }
             }
-            frame = wire::read_frame::<_, AgentToServer>(&mut recv, MAX_AGENT_FRAME) => {
+            frame = frames.read_frame::<AgentToServer>(&mut recv) => {
                 match frame {
                     Ok(Some(AgentToServer::Received { run_id })) => {
                         if let Err(e) = node.device_progress(&id, run_id, DeviceProgress::Delivered).await {

@@ -62,46 +62,111 @@ async fn write_raw<W: AsyncWrite + Unpin>(out: &mut W, body: &[u8]) -> Result<()
     Ok(())
 }
 
-/// Reads one frame's bytes; `None` at a clean end of stream between frames.
-async fn read_raw<R: AsyncRead + Unpin>(
-    input: &mut R,
+/// Reads the frames of one stream, keeping a partly read frame between calls.
+///
+/// [`FrameReader::read_frame`] is cancel safe, so it can be one branch of a `tokio::select!`
+/// loop: the length prefix and the part of the body read so far live in the reader, not in
+/// the future. The future awaits nothing but `AsyncReadExt::read`, which reads nothing when it
+/// is dropped, and records the bytes each read returns before it awaits again. A dropped call
+/// therefore loses nothing, and the next call goes on with the same frame. Keep one reader for
+/// the stream's whole life.
+///
+/// It never reads past the end of the frame it returns, so frames read before it existed
+/// (the hello) leave the stream in step. A frame's length is checked against the cap (the
+/// limit given, at most [`MAX_FRAME`]) before its body is allocated or read, and its body is
+/// decoded with the same limit. After an error other than [`FrameError::Malformed`], the
+/// stream is out of step and the link must end.
+#[derive(Debug)]
+pub struct FrameReader {
     limit: usize,
-) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut len = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match input.read(&mut len[got..]).await? {
-            0 if got == 0 => return Ok(None),
-            0 => return Err(FrameError::Truncated),
-            n => got += n,
+    partial: Partial,
+}
+
+/// What a reader holds of the frame it is reading.
+#[derive(Debug)]
+enum Partial {
+    Prefix { bytes: [u8; 4], got: usize },
+    Body { bytes: Vec<u8>, got: usize },
+}
+
+impl Partial {
+    const START: Partial = Partial::Prefix {
+        bytes: [0; 4],
+        got: 0,
+    };
+}
+
+impl FrameReader {
+    /// A reader of frames of at most `limit` bytes (and never more than [`MAX_FRAME`]).
+    pub fn new(limit: usize) -> FrameReader {
+        FrameReader {
+            limit,
+            partial: Partial::START,
         }
     }
-    let len = u32::from_be_bytes(len) as usize;
-    let limit = limit.min(MAX_FRAME);
-    if len > limit {
-        return Err(FrameError::TooLarge { len, limit });
+
+    /// Reads and decodes the next frame; `None` at a clean end of stream between frames.
+    /// Cancel safe (see [`FrameReader`]).
+    pub async fn read_frame<T: DeserializeOwned>(
+        &mut self,
+        input: &mut (impl AsyncRead + Unpin),
+    ) -> Result<Option<T>, FrameError> {
+        match self.read_raw(input).await? {
+            None => Ok(None),
+            Some(body) => Ok(Some(codec::decode_bounded(&body, self.limit)?)),
+        }
     }
-    let mut body = vec![0u8; len];
-    input
-        .read_exact(&mut body)
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-            _ => FrameError::Io(e),
-        })?;
-    Ok(Some(body))
+
+    /// Reads the next frame's bytes; `None` at a clean end of stream between frames.
+    async fn read_raw(
+        &mut self,
+        input: &mut (impl AsyncRead + Unpin),
+    ) -> Result<Option<Vec<u8>>, FrameError> {
+        loop {
+            match &mut self.partial {
+                Partial::Prefix { bytes, got } => {
+                    match input.read(&mut bytes[*got..]).await? {
+                        0 if *got == 0 => return Ok(None),
+                        0 => return Err(FrameError::Truncated),
+                        n => *got += n,
+                    }
+                    if *got < bytes.len() {
+                        continue;
+                    }
+                    let len = u32::from_be_bytes(*bytes) as usize;
+                    let limit = self.limit.min(MAX_FRAME);
+                    if len > limit {
+                        return Err(FrameError::TooLarge { len, limit });
+                    }
+                    self.partial = Partial::Body {
+                        bytes: vec![0u8; len],
+                        got: 0,
+                    };
+                }
+                Partial::Body { bytes, got } if *got == bytes.len() => {
+                    let body = std::mem::take(bytes);
+                    self.partial = Partial::START;
+                    return Ok(Some(body));
+                }
+                Partial::Body { bytes, got } => match input.read(&mut bytes[*got..]).await? {
+                    0 => return Err(FrameError::Truncated),
+                    n => *got += n,
+                },
+            }
+        }
+    }
 }
 
 /// Reads and decodes one frame of at most `limit` bytes; `None` at a clean end of stream.
+///
+/// Not cancel safe: a partly read frame is lost with the future. For a stream that carries
+/// one frame, or a loop that awaits nothing else; a read in a `select!` uses a [`FrameReader`].
 pub async fn read_frame<R, T>(input: &mut R, limit: usize) -> Result<Option<T>, FrameError>
 where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
-    match read_raw(input, limit).await? {
-        None => Ok(None),
-        Some(body) => Ok(Some(codec::decode_bounded(&body, limit)?)),
-    }
+    FrameReader::new(limit).read_frame(input).await
 }
 
 /// Writes the hello: magic, protocol version, then the encoded body, as one frame.
@@ -123,7 +188,10 @@ where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
-    let bytes = read_raw(input, limit).await?.ok_or(FrameError::Truncated)?;
+    let bytes = FrameReader::new(limit)
+        .read_raw(input)
+        .await?
+        .ok_or(FrameError::Truncated)?;
     parse_hello(&bytes, limit)
 }
 
@@ -192,6 +260,105 @@ mod tests {
         assert!(matches!(
             read_frame::<_, u64>(&mut r, 1024).await,
             Err(FrameError::Truncated)
+        ));
+        let mut r: &[u8] = &[0, 0];
+        assert!(matches!(
+            read_frame::<_, u64>(&mut r, 1024).await,
+            Err(FrameError::Truncated)
+        ));
+    }
+
+    /// Delivers its bytes at most `chunk` at a time, and is not ready before each chunk, so a
+    /// read that needs more than one chunk returns `Pending` between them.
+    struct Trickle {
+        bytes: Vec<u8>,
+        pos: usize,
+        chunk: usize,
+        ready: bool,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if !self.ready {
+                self.ready = true;
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            self.ready = false;
+            let n = self
+                .chunk
+                .min(self.bytes.len() - self.pos)
+                .min(buf.remaining());
+            let pos = self.pos;
+            buf.put_slice(&self.bytes[pos..pos + n]);
+            self.pos += n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Sample {
+        name: String,
+        items: Vec<u64>,
+    }
+
+    #[tokio::test]
+    async fn a_read_interrupted_mid_frame_goes_on_with_the_same_frame() {
+        let first = Sample {
+            name: "first".into(),
+            items: (0..40).map(|i| i * 1000).collect(),
+        };
+        let second = Sample {
+            name: "x".repeat(100),
+            items: vec![u64::MAX; 7],
+        };
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, &first).await.unwrap();
+        let second_at = bytes.len();
+        write_frame(&mut bytes, &second).await.unwrap();
+        let mut input = Trickle {
+            bytes,
+            pos: 0,
+            chunk: 3,
+            ready: false,
+        };
+        // Each turn, the read gets one chunk and then loses the race to a branch that is
+        // always ready, as a read does in a device link's select! when an order goes out.
+        let mut reader = FrameReader::new(1024);
+        let mut read = Vec::new();
+        let mut interrupted_at = Vec::new();
+        while read.len() < 2 {
+            tokio::select! {
+                biased;
+                frame = reader.read_frame::<Sample>(&mut input) => {
+                    read.push(frame.unwrap().expect("a frame"));
+                }
+                () = std::future::ready(()) => interrupted_at.push(input.pos),
+            }
+        }
+        assert_eq!(read, vec![first, second]);
+        // Interrupted inside each length prefix and inside each body.
+        for start in [0, second_at] {
+            assert!(
+                interrupted_at.iter().any(|&p| p > start && p < start + 4),
+                "not interrupted in the prefix at {start}: {interrupted_at:?}"
+            );
+            assert!(
+                interrupted_at
+                    .iter()
+                    .any(|&p| p > start + 4 && p < start + 20),
+                "not interrupted in the body at {start}: {interrupted_at:?}"
+            );
+        }
+        assert_eq!(input.pos, input.bytes.len());
+        // Then a clean end of stream, between frames.
+        assert!(matches!(
+            reader.read_frame::<Sample>(&mut input).await,
+            Ok(None)
         ));
     }
 

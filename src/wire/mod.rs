@@ -8,7 +8,7 @@ pub mod codec;
 pub mod frame;
 pub mod msg;
 
-pub use frame::{FrameError, read_frame, read_hello, write_frame, write_hello};
+pub use frame::{FrameError, FrameReader, read_frame, read_hello, write_frame, write_hello};
 
 /// Bumped whenever a message changes shape. Peers of another version are refused.
 pub const PROTOCOL_VERSION: u32 = 3;
