@@ -76,6 +76,9 @@ pub trait Holdings {
 }
 
 /// What applying one change means here.
+// A plan lives for one change inside one transaction: boxing the copy would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
     /// Nothing: a no-op, a revision already held, a change about a task or run not held.

@@ -161,7 +161,7 @@ impl Sim {
         }
         // Every device ran each run that reached it once (none if it was stopped first),
         // and every record is final.
-        for ((x, run_id), _) in &self.origin {
+        for (x, run_id) in self.origin.keys() {
             let Some(run) = self.nodes[*x].store.runs.get(run_id) else {
                 continue;
             };

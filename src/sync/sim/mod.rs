@@ -11,7 +11,9 @@
 //! writer would), and a link is only set up again once the batch in flight is stored.
 
 mod checks;
+mod runtime;
 mod store;
+mod topology;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -20,15 +22,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use self::store::{RunData, Store};
-use super::child_session::{ChildEffect, ChildSession};
+use self::topology::Topology;
+use super::child_session::ChildSession;
 use super::inherit;
-use super::parent_session::{InheritedRun, ParentEffect, ParentPolicy, ParentSession};
+use super::parent_session::{InheritedRun, ParentPolicy, ParentSession};
 use super::replicate::{ApplierPolicy, FeedPolicy};
-use super::rollup::{self, ChildPlacement, Rollup};
+use super::rollup::{self, Rollup};
 use super::stats::ReporterPolicy;
-use crate::model::EventKind;
 use crate::model::group::MANAGED_DEVICES;
-use crate::model::link::StatsRow;
 use crate::model::task::{Details, DeviceProgress, DeviceState, Outcome, RunId};
 use crate::wire::msg::{ChildMsg, ParentMsg, TaskChange};
 
@@ -91,129 +92,6 @@ struct Node {
     wake: Option<Instant>,
     /// Some device has something to do (cached; recomputed when the node changes).
     device_work: bool,
-}
-
-/// The shape of the tree, fixed for a seed.
-struct Topology {
-    parent: Vec<Option<usize>>,
-    children: Vec<Vec<usize>>,
-    /// Names from below the primary down to the server (empty for the primary).
-    path: Vec<Vec<String>>,
-    devices: Vec<usize>,
-    /// The group each server is placed in at its parent (a group of the primary for the
-    /// primary's children, "Managed devices" elsewhere).
-    placed: Vec<u64>,
-    /// The group of each of the primary's devices.
-    device_group: Vec<u64>,
-    /// The parent of each of the primary's groups (index = group id; 0 unused).
-    group_parent: Vec<u64>,
-}
-
-impl Topology {
-    fn random(rng: &mut StdRng) -> Self {
-        let n = rng.random_range(20..=30);
-        let mut parent = vec![None];
-        for i in 1..n {
-            // A chain of four first, so the tree is at least three levels deep.
-            let p = if i <= 3 {
-                i - 1
-            } else {
-                rng.random_range(0..i)
-            };
-            parent.push(Some(p));
-        }
-        let mut children = vec![Vec::new(); n];
-        let mut path: Vec<Vec<String>> = vec![Vec::new(); n];
-        for i in 1..n {
-            if let Some(p) = parent[i] {
-                children[p].push(i);
-                let mut own = path[p].clone();
-                own.push(format!("s{i}"));
-                path[i] = own;
-            }
-        }
-        let devices: Vec<usize> = (0..n).map(|_| rng.random_range(1..=4)).collect();
-        let mut group_parent = vec![0, 0];
-        for g in 2..=GROUPS {
-            group_parent.push(rng.random_range(1..g));
-        }
-        let placed = (0..n)
-            .map(|i| match parent[i] {
-                Some(0) => rng.random_range(1..=GROUPS),
-                _ => MANAGED_DEVICES,
-            })
-            .collect();
-        let device_group = (0..devices[0])
-            .map(|_| rng.random_range(1..=GROUPS))
-            .collect();
-        Topology {
-            parent,
-            children,
-            path,
-            devices,
-            placed,
-            device_group,
-            group_parent,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.parent.len()
-    }
-
-    /// Whether group `a` of the primary is a descendant of group `b`.
-    fn is_below(&self, a: u64, b: u64) -> bool {
-        let mut g = a;
-        while g > 1 {
-            g = self.group_parent.get(g as usize).copied().unwrap_or(0);
-            if g == b {
-                return true;
-            }
-        }
-        false
-    }
-
-    fn in_subtree(&self, root: usize, y: usize) -> bool {
-        let mut at = Some(y);
-        while let Some(x) = at {
-            if x == root {
-                return true;
-            }
-            at = self.parent[x];
-        }
-        false
-    }
-
-    /// `y`'s path as seen from `x` (an ancestor of `y`).
-    fn relative(&self, x: usize, y: usize) -> Vec<String> {
-        self.path[y][self.path[x].len()..].to_vec()
-    }
-
-    /// The children of `x` as a run's reach sees them.
-    fn placements(&self, x: usize) -> Vec<ChildPlacement> {
-        self.children[x]
-            .iter()
-            .map(|&c| ChildPlacement {
-                name: format!("s{c}"),
-                group: Some(self.placed[c]),
-                devices: self.devices[c] as u64,
-                subtree: (0..self.len())
-                    .filter(|&y| y != c && self.in_subtree(c, y))
-                    .map(|y| (self.relative(c, y), self.devices[y] as u64))
-                    .collect(),
-            })
-            .collect()
-    }
-
-    /// The devices of the primary in `group` (and its subgroups).
-    fn primary_devices(&self, group: u64, subgroups: bool) -> Vec<usize> {
-        (0..self.devices[0])
-            .filter(|&d| {
-                let g = self.device_group[d];
-                g == group || (subgroups && self.is_below(g, group))
-            })
-            .collect()
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -676,199 +554,6 @@ impl Sim {
         node.restart_at = None;
         node.vol = Some(Volatile::default());
         self.touch(x);
-    }
-
-    // ---- The runtime: effects and transmits ----
-
-    /// Carries out what `x`'s sessions ask and sends what they say, as `server::fed` does.
-    fn pump(&mut self, x: usize) {
-        let now = self.now;
-        let mut out: Vec<(usize, Msg)> = Vec::new();
-        if self.nodes[x].vol.is_none() {
-            self.nodes[x].wake = None;
-            return;
-        }
-        let sabotage_rows = self.sabotage == Sabotage::LastReportWins;
-        let is_below = |a: u64, b: u64| self.topo.is_below(a, b);
-        // The links to children.
-        let children: Vec<usize> = self.nodes[x]
-            .vol
-            .as_ref()
-            .map(|v| v.children.keys().copied().collect())
-            .unwrap_or_default();
-        for c in children {
-            let node = &mut self.nodes[x];
-            let Some(session) = node.vol.as_mut().and_then(|v| v.children.get_mut(&c)) else {
-                continue;
-            };
-            // The store's watch of the log's last sequence number.
-            session.handle_log_appended(node.store.log.len() as u64);
-            while let Some(effect) = session.poll_effect(now) {
-                match effect {
-                    ChildEffect::ReadLog(range) => {
-                        let entries = range
-                            .filter_map(|seq| {
-                                let entry = node.store.log.get(seq as usize - 1)?;
-                                Some((seq, entry.clone()))
-                            })
-                            .collect();
-                        session.handle_entries(entries, Some(self.topo.placed[c]), is_below);
-                    }
-                    ChildEffect::MergeStats {
-                        run_id,
-                        report_id,
-                        rows,
-                    } => {
-                        node.store.merge_stats(run_id, rows, sabotage_rows);
-                        session.handle_stats_merged(run_id, report_id);
-                    }
-                    ChildEffect::Event { kind, .. } => {
-                        if kind == EventKind::ReplayStarted {
-                            self.tally.replays += 1;
-                        }
-                    }
-                    ChildEffect::StoreSubtree { .. } | ChildEffect::Answer { .. } => {}
-                }
-            }
-            while let Some(msg) = session.poll_transmit() {
-                out.push((c, Msg::Down(msg)));
-            }
-        }
-        // What commits changed, for the link to the parent (the store's signals).
-        let noted = std::mem::take(&mut self.nodes[x].store.noted);
-        for run_id in noted {
-            let own_over = self.nodes[x]
-                .store
-                .runs
-                .get(&run_id)
-                .is_none_or(RunData::own_over);
-            if let Some(vol) = self.nodes[x].vol.as_mut() {
-                vol.changed_runs.insert(run_id, own_over);
-            }
-        }
-        let has_parent = self.nodes[x]
-            .vol
-            .as_ref()
-            .is_some_and(|v| v.parent.is_some());
-        if has_parent {
-            let changed = self.nodes[x]
-                .vol
-                .as_mut()
-                .map(|v| std::mem::take(&mut v.changed_runs))
-                .unwrap_or_default();
-            let mut updates = Vec::new();
-            for (run_id, own_over) in changed {
-                let Some(run) = self.nodes[x].store.runs.get(&run_id) else {
-                    continue;
-                };
-                let complete = own_over && self.rollup(x, run).is_complete();
-                updates.push((run_id, run.parent_run, complete));
-            }
-            let node = &mut self.nodes[x];
-            if let Some(session) = node.vol.as_mut().and_then(|v| v.parent.as_mut()) {
-                for (run_id, parent_run, complete) in updates {
-                    session.handle_stats_changed(run_id, parent_run, complete, now);
-                }
-            }
-            self.pump_parent(x, &mut out);
-        }
-        let vol = self.nodes[x].vol.as_ref();
-        let wake = vol.and_then(|v| {
-            v.children
-                .values()
-                .filter_map(ChildSession::poll_timeout)
-                .chain(v.parent.as_ref().and_then(ParentSession::poll_timeout))
-                .min()
-        });
-        self.nodes[x].wake = wake;
-        for (link, msg) in out {
-            if matches!(msg, Msg::Up(ChildMsg::Stats { .. })) {
-                self.tally.reports += 1;
-            }
-            self.send(link, msg);
-        }
-    }
-
-    /// The link to the parent: its effects and messages.
-    fn pump_parent(&mut self, x: usize, out: &mut Vec<(usize, Msg)>) {
-        let now = self.now;
-        let devices = self.topo.devices[x] as u64;
-        let node = &mut self.nodes[x];
-        let Some(vol) = node.vol.as_mut() else {
-            return;
-        };
-        let Some(session) = vol.parent.as_mut() else {
-            return;
-        };
-        while let Some(effect) = session.poll_effect(now) {
-            match effect {
-                // Committed by a later step, as the store's writer would.
-                ParentEffect::Apply(batch) => vol.applying = Some(batch),
-                ParentEffect::ReadReport { run_id, report_id } => {
-                    let read = node.store.runs.get(&run_id).map(|run| {
-                        let own = StatsRow::own(run.task_id, run_id, run.counters, run.version);
-                        (own, run.table.rows().cloned().collect())
-                    });
-                    session.handle_report(run_id, report_id, read);
-                }
-                ParentEffect::ReadSubtree => session.handle_subtree(devices, Vec::new()),
-                ParentEffect::Serve { .. } => {}
-            }
-        }
-        while let Some(msg) = session.poll_transmit(now) {
-            out.push((x, Msg::Up(msg)));
-        }
-    }
-
-    // ---- Durable steps ----
-
-    /// The store's writer commits the batch being applied: its effect, the changes logged
-    /// again for this server's children and the cursor, in one transaction; or fails it.
-    fn store_step(&mut self, c: usize) {
-        self.touch(c);
-        let fails = self.faults && self.rng.random_bool(P_STORE_FAILS);
-        let now = self.millis();
-        let Some(p) = self.topo.parent[c] else {
-            return;
-        };
-        let devices = self.topo.devices[c];
-        let node = &mut self.nodes[c];
-        let Some(vol) = node.vol.as_mut() else {
-            return;
-        };
-        let Some(batch) = vol.applying.take() else {
-            return;
-        };
-        if fails {
-            self.tally.store_failures += 1;
-            if let Some(session) = vol.parent.as_mut() {
-                session.handle_applied(Err(()));
-            }
-            return;
-        }
-        let applied = node
-            .store
-            .apply_batch(&format!("s{p}"), &batch, c, devices, now);
-        if let Some(session) = vol.parent.as_mut() {
-            session.handle_applied(Ok(()));
-        }
-        for (run, parent_run) in applied.started {
-            let origin = self.origin.get(&(p, parent_run)).copied();
-            match origin {
-                Some(origin) => {
-                    self.origin.insert((c, run), origin);
-                }
-                None => self.violation(format!("s{c} started run {run} for unknown {parent_run}")),
-            }
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for seq in &self.nodes[c].store.applied {
-            if !seen.insert(*seq) {
-                self.violations
-                    .push(format!("s{c} applied change {seq} of its parent twice"));
-                break;
-            }
-        }
     }
 
     /// One device moves one step in one run: delivered, started (executing), finished, or
