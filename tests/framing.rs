@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use canopy::cli::client::AdminClient;
-use canopy::cli::deployment::{Deployment, config_text, start};
+use canopy::cli::deployment::Deployment;
 use canopy::model::EventKind;
 use canopy::model::task::{Details, DeviceState, TaskPayload, TaskType};
 use canopy::server::RunningServer;
@@ -24,13 +24,7 @@ const OUTPUT: usize = 61_440;
 const CYCLES: u64 = 50;
 
 async fn server(d: &Deployment) -> RunningServer {
-    let text = format!(
-        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
-        config_text("primary", 0, None)
-    );
-    let config = d.write_config("primary", &text).await.unwrap();
-    canopy::net::pki::issue_server(&d.certs, "primary", &["127.0.0.1".into()], 30).unwrap();
-    start(&config).await.unwrap()
+    common::enrolling_primary(d, TOKEN).await
 }
 
 /// Fails the test with the messages if the server logged a protocol error.

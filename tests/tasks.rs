@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use canopy::agent::Agents;
 use canopy::cli::client::AdminClient;
-use canopy::cli::deployment::{Deployment, config_text, start};
+use canopy::cli::deployment::Deployment;
 use canopy::model::EventKind;
 use canopy::model::scope::Scope;
 use canopy::model::task::{DeviceState, RunCounters, RunState, TaskKind, TaskPayload, TaskType};
@@ -24,13 +24,7 @@ use common::{
 const TOKEN: &str = "task-tests-token-0123456789";
 
 async fn server(d: &Deployment) -> RunningServer {
-    let text = format!(
-        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
-        config_text("primary", 0, None)
-    );
-    let config = d.write_config("primary", &text).await.unwrap();
-    canopy::net::pki::issue_server(&d.certs, "primary", &["127.0.0.1".into()], 30).unwrap();
-    start(&config).await.unwrap()
+    common::enrolling_primary(d, TOKEN).await
 }
 
 async fn call(admin: &AdminClient, request: AdminRequest) {

@@ -253,3 +253,18 @@ pub async fn wait_tree_finished(admin: &AdminClient, task: &str, devices: u64) -
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A primary on loopback that enrolls devices presenting `token` into "Managed devices".
+pub async fn enrolling_primary(
+    d: &canopy::cli::deployment::Deployment,
+    token: &str,
+) -> canopy::server::RunningServer {
+    use canopy::cli::deployment::{config_text, start};
+    let text = format!(
+        "{}\n[[enrollment]]\ntoken = \"{token}\"\ngroup = \"Managed devices\"\n",
+        config_text("primary", 0, None)
+    );
+    let config = d.write_config("primary", &text).await.unwrap();
+    canopy::net::pki::issue_server(&d.certs, "primary", &["127.0.0.1".into()], 30).unwrap();
+    start(&config).await.unwrap()
+}
