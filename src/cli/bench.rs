@@ -14,9 +14,8 @@ use serde::Serialize;
 use super::client::AdminClient;
 use super::deployment::{Deployment, config_text, free_port, wait_for_tree};
 use crate::agent::{Agents, Simulation};
-use crate::model::ServerStatus;
 use crate::model::task::{TaskPayload, TaskType};
-use crate::net::pki::Fingerprint;
+use crate::model::{Fingerprint, ServerStatus};
 use crate::wire::msg::{
     AdminRequest, AdminResponse, ScopeSpec, TaskChanges, TaskRequest, TaskSpec, TaskView,
     VirtualServerRequest,

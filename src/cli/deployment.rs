@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 
 use super::client::AdminClient;
 use crate::config::ServerConfig;
-use crate::model::{Account, Role, ServerRow, ServerStatus};
-use crate::net::pki::{self, Fingerprint};
+use crate::model::{Account, Fingerprint, Role, ServerRow, ServerStatus};
+use crate::net::pki;
 use crate::server::{RunningServer, auth, now_ms};
 use crate::store::Store;
 use crate::sync::link::LinkPolicy;

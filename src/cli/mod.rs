@@ -20,8 +20,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::ServerConfig;
-use crate::model::{self, Account, Role};
-use crate::net::pki::{self, Fingerprint};
+use crate::model::{self, Account, Fingerprint, Role};
+use crate::net::pki;
 use crate::server::{RunningServer, auth, now_ms};
 use crate::store::Store;
 use crate::wire::msg::{AdminRequest, AdminResponse, Secret};

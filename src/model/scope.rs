@@ -583,9 +583,9 @@ impl Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Fingerprint;
     use crate::model::device::{Application, DeviceFacts};
     use crate::model::group::{Group, MANAGED_DEVICES};
-    use crate::net::pki::Fingerprint;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

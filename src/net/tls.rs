@@ -25,7 +25,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-use super::pki::Fingerprint;
+use crate::model::Fingerprint;
 
 /// Server-to-server federation protocol.
 pub const ALPN_FED: &[u8] = b"canopy-fed/1";

@@ -12,10 +12,10 @@ use tokio::time::timeout;
 use tracing::{Instrument, info_span};
 
 use super::{LiveChild, Node, lock, now_ms};
+use crate::model::Fingerprint;
 use crate::model::task::RunId;
 use crate::model::{EventKind, Severity};
 use crate::net::conn::{describe_connection_error, describe_io};
-use crate::net::pki::Fingerprint;
 use crate::net::resolve::AddressResolver;
 use crate::net::tls::{self, ClientTrust};
 use crate::sync::link::{LinkHealth, UpstreamLink};

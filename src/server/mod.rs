@@ -21,8 +21,10 @@ use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::ServerConfig;
-use crate::model::{Event, EventKind, SecondaryRecord, ServerRow, Severity, UnixMillis};
-use crate::net::pki::{self, Fingerprint};
+use crate::model::{
+    Event, EventKind, Fingerprint, SecondaryRecord, ServerRow, Severity, UnixMillis,
+};
+use crate::net::pki;
 use crate::net::tls::{self, CaVerifier, Transport};
 use crate::store::Store;
 use crate::sync::topology::{self, SecondaryView};
