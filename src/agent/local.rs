@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
 use super::config::AgentConfig;
+use crate::clock::now_ms;
 use crate::model::schedule::Schedule;
 use crate::model::task::TaskPayload;
 use crate::store::agent::{LocalTask, PendingEdit};
@@ -121,10 +122,6 @@ impl SnapshotTask {
             }),
         }
     }
-}
-
-fn now_ms() -> i64 {
-    crate::server::now_ms()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1162,7 +1162,7 @@ async fn fanout_once(
         .collect();
     let agents_cpu = || fleets.iter().map(AgentProcess::cpu_seconds).sum::<f64>();
     let cpu_before = (servers_cpu(servers), agents_cpu());
-    let wall_started = crate::server::now_ms();
+    let wall_started = crate::clock::now_ms();
     let started = Instant::now();
     let start = TaskRequest::Start {
         task: task.into(),

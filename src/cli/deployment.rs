@@ -9,10 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::client::AdminClient;
+use crate::clock::now_ms;
 use crate::config::ServerConfig;
 use crate::model::{Account, Fingerprint, Role, ServerRow, ServerStatus};
 use crate::net::pki;
-use crate::server::{RunningServer, auth, now_ms};
+use crate::server::{RunningServer, auth};
 use crate::store::Store;
 use crate::sync::link::LinkPolicy;
 use crate::wire::msg::{AdminRequest, AdminResponse};

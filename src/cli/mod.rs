@@ -19,10 +19,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::clock::now_ms;
 use crate::config::ServerConfig;
 use crate::model::{self, Account, Fingerprint, Role};
 use crate::net::pki;
-use crate::server::{RunningServer, auth, now_ms};
+use crate::server::{RunningServer, auth};
 use crate::store::Store;
 use crate::wire::msg::{AdminRequest, AdminResponse, Secret};
 use client::AdminClient;

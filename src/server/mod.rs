@@ -30,13 +30,8 @@ use crate::store::Store;
 use crate::sync::topology::{self, SecondaryView};
 use crate::wire::{SOFTWARE_VERSION, close};
 
-/// Wall-clock time for records and events. Only runtimes read the clock.
-pub fn now_ms() -> UnixMillis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Wall-clock time for records and events; server files use it as `super::now_ms`.
+pub use crate::clock::now_ms;
 
 /// A connected secondary or virtual server, as the parent holds it.
 struct LiveChild {
