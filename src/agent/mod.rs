@@ -4,7 +4,6 @@
 //! `canopy agent local-task ...` is for the device's user (see [`local`]).
 
 pub mod apps;
-pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod facts;
