@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::figures::{machine, print_figures, spread};
+use super::figures::{Machine, machine, print_figures, spread};
 use super::{bench_server_text, group_task, instant_success};
 use crate::cli::client::AdminClient;
 use crate::cli::deployment::{Deployment, wait_for_tree};
@@ -87,19 +87,48 @@ async fn copies(
     Ok(seen)
 }
 
-struct ChangeRun {
+pub(super) struct ChangeRun {
     /// The edit request's round trip at the primary.
-    edit_ms: f64,
+    pub(super) edit_ms: f64,
     /// From sending the edit until a poll saw it on the first, the median, the last copy.
-    first_polled_ms: f64,
-    median_polled_ms: f64,
-    all_polled_ms: f64,
+    pub(super) first_polled_ms: f64,
+    pub(super) median_polled_ms: f64,
+    pub(super) all_polled_ms: f64,
     /// The copies' own `modified` minus the primary's, both stamped by the servers (same
     /// clock, 1 ms resolution): the median and the last.
-    median_stamped_ms: f64,
-    all_stamped_ms: f64,
-    polls: u32,
-    poll_rtt_ms: f64,
+    pub(super) median_stamped_ms: f64,
+    pub(super) all_stamped_ms: f64,
+    pub(super) polls: u32,
+    pub(super) poll_rtt_ms: f64,
+}
+
+/// What `bench change` reports (`--json` prints it; the text prints its figures).
+pub(super) fn summary(
+    secondaries: u32,
+    runs: u32,
+    poll_ms: u64,
+    machine: &Machine,
+    create_all_ms: f64,
+    all: &[ChangeRun],
+) -> serde_json::Value {
+    let figure = |f: fn(&ChangeRun) -> f64| spread(&all.iter().map(f).collect::<Vec<_>>());
+    serde_json::json!({
+        "scenario": "change",
+        "secondaries": secondaries,
+        "virtual_servers": true,
+        "runs": runs,
+        "poll_ms": poll_ms,
+        "machine": machine,
+        "create_all_ms": create_all_ms,
+        "edit_ms": figure(|r| r.edit_ms),
+        "first_polled_ms": figure(|r| r.first_polled_ms),
+        "median_polled_ms": figure(|r| r.median_polled_ms),
+        "all_polled_ms": figure(|r| r.all_polled_ms),
+        "median_stamped_ms": figure(|r| r.median_stamped_ms),
+        "all_stamped_ms": figure(|r| r.all_stamped_ms),
+        "poll_rtt_ms": figure(|r| r.poll_rtt_ms),
+        "all_applied": true,
+    })
 }
 
 /// `bench change`: how fast a task edit at the primary reaches every server below it.
@@ -242,24 +271,7 @@ pub(super) async fn change(
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let figure = |f: fn(&ChangeRun) -> f64| spread(&all.iter().map(f).collect::<Vec<_>>());
-    let summary = serde_json::json!({
-        "scenario": "change",
-        "secondaries": secondaries,
-        "virtual_servers": true,
-        "runs": runs,
-        "poll_ms": poll_ms,
-        "machine": machine,
-        "create_all_ms": create_all_ms,
-        "edit_ms": figure(|r| r.edit_ms),
-        "first_polled_ms": figure(|r| r.first_polled_ms),
-        "median_polled_ms": figure(|r| r.median_polled_ms),
-        "all_polled_ms": figure(|r| r.all_polled_ms),
-        "median_stamped_ms": figure(|r| r.median_stamped_ms),
-        "all_stamped_ms": figure(|r| r.all_stamped_ms),
-        "poll_rtt_ms": figure(|r| r.poll_rtt_ms),
-        "all_applied": true,
-    });
+    let summary = summary(secondaries, runs, poll_ms, &machine, create_all_ms, &all);
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -6,25 +6,46 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::figures::{machine, print_figures, spread};
+use super::figures::{Machine, machine, print_figures, spread};
 use super::process::{ServerProcess, cpu_seconds};
 use super::{TOKEN, admin_when_up, wait_connected};
 use crate::agent::{Agents, Simulation};
 use crate::cli::deployment::{Deployment, config_text, free_port};
 
 #[derive(Serialize)]
-struct ConnectRun {
-    identities_s: f64,
-    cold_connect_s: f64,
-    device_list_s: f64,
-    reconnect_storm_s: f64,
-    cold_server_cpu_s: f64,
-    cold_agents_cpu_s: f64,
-    storm_server_cpu_s: f64,
-    storm_agents_cpu_s: f64,
-    server_rss_idle_mib: f64,
-    server_rss_connected_mib: f64,
-    server_kib_per_device: f64,
+pub(super) struct ConnectRun {
+    pub(super) identities_s: f64,
+    pub(super) cold_connect_s: f64,
+    pub(super) device_list_s: f64,
+    pub(super) reconnect_storm_s: f64,
+    pub(super) cold_server_cpu_s: f64,
+    pub(super) cold_agents_cpu_s: f64,
+    pub(super) storm_server_cpu_s: f64,
+    pub(super) storm_agents_cpu_s: f64,
+    pub(super) server_rss_idle_mib: f64,
+    pub(super) server_rss_connected_mib: f64,
+    pub(super) server_kib_per_device: f64,
+}
+
+/// What `bench connect` reports (`--json` prints it; the text prints its figures).
+pub(super) fn summary(
+    devices: u32,
+    runs: u32,
+    machine: &Machine,
+    all: &[ConnectRun],
+) -> serde_json::Value {
+    let figure = |f: fn(&ConnectRun) -> f64| spread(&all.iter().map(f).collect::<Vec<_>>());
+    serde_json::json!({
+        "scenario": "connect",
+        "devices": devices,
+        "runs": runs,
+        "machine": machine,
+        "identities_s": figure(|r| r.identities_s),
+        "cold_connect_s": figure(|r| r.cold_connect_s),
+        "device_list_s": figure(|r| r.device_list_s),
+        "reconnect_storm_s": figure(|r| r.reconnect_storm_s),
+        "server_kib_per_device": figure(|r| r.server_kib_per_device),
+    })
 }
 
 pub(super) async fn connect(devices: u32, runs: u32, json: bool) -> anyhow::Result<()> {
@@ -64,18 +85,7 @@ pub(super) async fn connect(devices: u32, runs: u32, json: bool) -> anyhow::Resu
         }
         all.push(r);
     }
-    let figure = |f: fn(&ConnectRun) -> f64| spread(&all.iter().map(f).collect::<Vec<_>>());
-    let summary = serde_json::json!({
-        "scenario": "connect",
-        "devices": devices,
-        "runs": runs,
-        "machine": machine,
-        "identities_s": figure(|r| r.identities_s),
-        "cold_connect_s": figure(|r| r.cold_connect_s),
-        "device_list_s": figure(|r| r.device_list_s),
-        "reconnect_storm_s": figure(|r| r.reconnect_storm_s),
-        "server_kib_per_device": figure(|r| r.server_kib_per_device),
-    });
+    let summary = summary(devices, runs, &machine, &all);
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use super::figures::{machine, print_figures, spread};
+use super::figures::{Machine, machine, print_figures, spread};
 use super::process::{AgentProcess, ServerProcess, cpu_seconds};
 use super::{TOKEN, admin_when_up, bench_server_text, group_task, instant_success, wait_connected};
 use crate::cli::client::AdminClient;
@@ -23,25 +23,25 @@ pub(super) struct TreeShape {
 }
 
 /// The tiers of the `fanout` tree: the primary, its secondaries, theirs.
-const TIERS: usize = 3;
+pub(super) const TIERS: usize = 3;
 
 /// One server of the `fanout` tree.
 #[derive(Serialize, Clone, Debug)]
-struct TreeServer {
-    name: String,
+pub(super) struct TreeServer {
+    pub(super) name: String,
     /// Its display path at the primary.
-    path: String,
-    depth: u32,
-    devices: u32,
+    pub(super) path: String,
+    pub(super) depth: u32,
+    pub(super) devices: u32,
     /// Its parent's index in the plan.
     #[serde(skip)]
-    parent: Option<usize>,
+    pub(super) parent: Option<usize>,
 }
 
 impl TreeShape {
     /// Every server, parents before their children, with `devices` spread evenly (the
     /// first servers take one more when they do not divide).
-    fn plan(&self, devices: u32) -> Vec<TreeServer> {
+    pub(super) fn plan(&self, devices: u32) -> Vec<TreeServer> {
         let server = |name: String, path: String, depth, parent| TreeServer {
             name,
             path,
@@ -71,16 +71,16 @@ impl TreeShape {
 /// When a share of some devices was first seen finished, in milliseconds from the start
 /// request.
 #[derive(Clone, Copy, Debug)]
-struct Milestones {
+pub(super) struct Milestones {
     devices: u64,
-    first_ms: Option<f64>,
-    p50_ms: Option<f64>,
-    p99_ms: Option<f64>,
-    p100_ms: Option<f64>,
+    pub(super) first_ms: Option<f64>,
+    pub(super) p50_ms: Option<f64>,
+    pub(super) p99_ms: Option<f64>,
+    pub(super) p100_ms: Option<f64>,
 }
 
 impl Milestones {
-    fn new(devices: u64) -> Self {
+    pub(super) fn new(devices: u64) -> Self {
         Milestones {
             devices,
             first_ms: None,
@@ -91,7 +91,7 @@ impl Milestones {
     }
 
     /// `finished` of the devices were shown finished at `at_ms`.
-    fn observe(&mut self, finished: u64, at_ms: f64) {
+    pub(super) fn observe(&mut self, finished: u64, at_ms: f64) {
         let n = self.devices;
         for (slot, reached) in [
             (&mut self.first_ms, finished >= 1),
@@ -105,11 +105,11 @@ impl Milestones {
         }
     }
 
-    fn done(&self) -> bool {
+    pub(super) fn done(&self) -> bool {
         self.p100_ms.is_some()
     }
 
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
         format!(
             "first {} / 50% {} / 99% {} / 100% {} ms",
@@ -121,23 +121,107 @@ impl Milestones {
     }
 }
 
-struct FanoutRun {
+pub(super) struct FanoutRun {
     /// Of every device of the tree, from the primary's totals.
-    total: Milestones,
+    pub(super) total: Milestones,
     /// Of each tier, from the primary's rows of that depth, summed.
-    tiers: Vec<Milestones>,
-    polls: u32,
-    poll_period_ms: f64,
+    pub(super) tiers: Vec<Milestones>,
+    pub(super) polls: u32,
+    pub(super) poll_period_ms: f64,
     /// The longest round trip of one `task stats` request.
-    poll_max_ms: f64,
+    pub(super) poll_max_ms: f64,
     /// CPU seconds of this process (every server) and of the devices' processes.
-    server_cpu_s: f64,
-    agents_cpu_s: f64,
+    pub(super) server_cpu_s: f64,
+    pub(super) agents_cpu_s: f64,
     /// Per tier, from each server's own run as it stamped it (1 ms resolution, the same
     /// clock): when the last server of the tier started its run, and when the last one
     /// recorded its own last device's result, in ms after the start request was sent.
-    started_ms: Vec<f64>,
-    finished_ms: Vec<f64>,
+    pub(super) started_ms: Vec<f64>,
+    pub(super) finished_ms: Vec<f64>,
+}
+
+/// The servers of `plan` at `depth`.
+fn tier_servers(plan: &[TreeServer], depth: usize) -> impl Iterator<Item = &TreeServer> {
+    plan.iter().filter(move |s| s.depth as usize == depth)
+}
+
+/// The devices of the servers of `plan` at `depth`.
+fn tier_devices(plan: &[TreeServer], depth: usize) -> u64 {
+    tier_servers(plan, depth)
+        .map(|s| u64::from(s.devices))
+        .sum()
+}
+
+/// What `bench fanout` reports (`--json` prints it; the text prints its figures): `plan`
+/// holds every device of the tree.
+pub(super) fn summary(
+    shape: TreeShape,
+    plan: &[TreeServer],
+    runs: u32,
+    poll_ms: u64,
+    in_process: bool,
+    machine: &Machine,
+    all: &[FanoutRun],
+) -> serde_json::Value {
+    let devices: u32 = plan.iter().map(|s| s.devices).sum();
+    let milestones = |pick: &dyn Fn(&FanoutRun) -> Milestones| {
+        let of = |f: fn(&Milestones) -> Option<f64>| {
+            spread(
+                &all.iter()
+                    .map(|r| f(&pick(r)).unwrap_or(f64::NAN))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        serde_json::json!({
+            "first_ms": of(|m| m.first_ms),
+            "p50_ms": of(|m| m.p50_ms),
+            "p99_ms": of(|m| m.p99_ms),
+            "p100_ms": of(|m| m.p100_ms),
+        })
+    };
+    let figure = |f: fn(&FanoutRun) -> f64| spread(&all.iter().map(f).collect::<Vec<_>>());
+    let tiers: Vec<serde_json::Value> = (0..TIERS)
+        .map(|depth| {
+            let mut tier = milestones(&|r: &FanoutRun| r.tiers[depth]);
+            let stamps = |f: fn(&FanoutRun) -> &Vec<f64>| {
+                spread(&all.iter().map(|r| f(r)[depth]).collect::<Vec<_>>())
+            };
+            tier["started_ms"] = serde_json::json!(stamps(|r| &r.started_ms));
+            tier["finished_ms"] = serde_json::json!(stamps(|r| &r.finished_ms));
+            tier["depth"] = depth.into();
+            tier["servers"] = tier_servers(plan, depth).count().into();
+            tier["devices"] = tier_devices(plan, depth).into();
+            tier
+        })
+        .collect();
+    let mut summary = serde_json::json!({
+        "scenario": "fanout",
+        "devices": devices,
+        "servers": plan,
+        "secondaries": shape.secondaries,
+        "per_secondary": shape.per_secondary,
+        "runs": runs,
+        "poll_ms": poll_ms,
+        "machine": machine,
+        "in_process_servers": in_process,
+        "servers_in": if in_process {
+            "this process (one tokio runtime)"
+        } else {
+            "one `canopy serve` process each"
+        },
+        "devices_in": "one `canopy agent --simulate` process per server",
+        "tiers": tiers,
+        "poll_period_ms": figure(|r| r.poll_period_ms),
+        "poll_max_ms": figure(|r| r.poll_max_ms),
+        "server_cpu_s": figure(|r| r.server_cpu_s),
+        "agents_cpu_s": figure(|r| r.agents_cpu_s),
+        "reached_100": true,
+    });
+    let total = milestones(&|r: &FanoutRun| r.total);
+    for key in ["first_ms", "p50_ms", "p99_ms", "p100_ms"] {
+        summary[key] = total[key].clone();
+    }
+    summary
 }
 
 /// `bench fanout`: how fast a run started at the primary reaches every device of a tree and
@@ -157,9 +241,6 @@ pub(super) async fn fanout(
             plan.len()
         );
     }
-    let tier_servers = |depth: usize| plan.iter().filter(move |s| s.depth as usize == depth);
-    let tier_devices =
-        |depth: usize| -> u64 { tier_servers(depth).map(|s| u64::from(s.devices)).sum() };
     let machine = machine();
     if !json {
         println!(
@@ -181,8 +262,8 @@ pub(super) async fn fanout(
         for depth in 0..TIERS {
             println!(
                 "  depth {depth}: {} server(s), {} devices",
-                tier_servers(depth).count(),
-                tier_devices(depth)
+                tier_servers(&plan, depth).count(),
+                tier_devices(&plan, depth)
             );
         }
         println!(
@@ -303,63 +384,7 @@ pub(super) async fn fanout(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let milestones = |pick: &dyn Fn(&FanoutRun) -> Milestones| {
-        let of = |f: fn(&Milestones) -> Option<f64>| {
-            spread(
-                &all.iter()
-                    .map(|r| f(&pick(r)).unwrap_or(f64::NAN))
-                    .collect::<Vec<_>>(),
-            )
-        };
-        serde_json::json!({
-            "first_ms": of(|m| m.first_ms),
-            "p50_ms": of(|m| m.p50_ms),
-            "p99_ms": of(|m| m.p99_ms),
-            "p100_ms": of(|m| m.p100_ms),
-        })
-    };
-    let figure = |f: fn(&FanoutRun) -> f64| spread(&all.iter().map(f).collect::<Vec<_>>());
-    let tiers: Vec<serde_json::Value> = (0..TIERS)
-        .map(|depth| {
-            let mut tier = milestones(&|r: &FanoutRun| r.tiers[depth]);
-            let stamps = |f: fn(&FanoutRun) -> &Vec<f64>| {
-                spread(&all.iter().map(|r| f(r)[depth]).collect::<Vec<_>>())
-            };
-            tier["started_ms"] = serde_json::json!(stamps(|r| &r.started_ms));
-            tier["finished_ms"] = serde_json::json!(stamps(|r| &r.finished_ms));
-            tier["depth"] = depth.into();
-            tier["servers"] = tier_servers(depth).count().into();
-            tier["devices"] = tier_devices(depth).into();
-            tier
-        })
-        .collect();
-    let mut summary = serde_json::json!({
-        "scenario": "fanout",
-        "devices": devices,
-        "servers": plan,
-        "secondaries": shape.secondaries,
-        "per_secondary": shape.per_secondary,
-        "runs": runs,
-        "poll_ms": poll_ms,
-        "machine": machine,
-        "in_process_servers": in_process,
-        "servers_in": if in_process {
-            "this process (one tokio runtime)"
-        } else {
-            "one `canopy serve` process each"
-        },
-        "devices_in": "one `canopy agent --simulate` process per server",
-        "tiers": tiers,
-        "poll_period_ms": figure(|r| r.poll_period_ms),
-        "poll_max_ms": figure(|r| r.poll_max_ms),
-        "server_cpu_s": figure(|r| r.server_cpu_s),
-        "agents_cpu_s": figure(|r| r.agents_cpu_s),
-        "reached_100": true,
-    });
-    let total = milestones(&|r: &FanoutRun| r.total);
-    for key in ["first_ms", "p50_ms", "p99_ms", "p100_ms"] {
-        summary[key] = total[key].clone();
-    }
+    let summary = summary(shape, &plan, runs, poll_ms, in_process, &machine, &all);
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde::Serialize;
 
-use super::figures::{machine, print_figures, spread};
+use super::figures::{Machine, machine, print_figures, spread};
 use super::process::{AgentProcess, cpu_seconds};
 use super::{TOKEN, wait_connected};
 use crate::cli::deployment::{Deployment, config_text};
@@ -14,17 +14,39 @@ use crate::model::task::{TaskPayload, TaskType};
 use crate::wire::msg::{AdminRequest, AdminResponse, ScopeSpec, TaskRequest, TaskSpec};
 
 #[derive(Serialize)]
-struct IngestRun {
+pub(super) struct IngestRun {
     /// From the start request until the server recorded the last device's result.
-    seconds: f64,
-    results_per_s: f64,
+    pub(super) seconds: f64,
+    pub(super) results_per_s: f64,
     /// Device reports stored (received, started, result: three per device).
-    reports: u64,
-    commits: u64,
-    jobs_per_commit: f64,
+    pub(super) reports: u64,
+    pub(super) commits: u64,
+    pub(super) jobs_per_commit: f64,
     /// CPU seconds of the bench process (the server) and of the devices' process.
-    server_cpu_s: f64,
-    agents_cpu_s: f64,
+    pub(super) server_cpu_s: f64,
+    pub(super) agents_cpu_s: f64,
+}
+
+/// What `bench ingest` reports (`--json` prints it; the text prints its figures).
+pub(super) fn summary(
+    devices: u32,
+    runs: u32,
+    machine: &Machine,
+    all: &[IngestRun],
+) -> serde_json::Value {
+    let figure = |f: fn(&IngestRun) -> f64| spread(&all.iter().map(f).collect::<Vec<_>>());
+    serde_json::json!({
+        "scenario": "ingest",
+        "devices": devices,
+        "runs": runs,
+        "machine": machine,
+        "seconds": figure(|r| r.seconds),
+        "results_per_s": figure(|r| r.results_per_s),
+        "jobs_per_commit": figure(|r| r.jobs_per_commit),
+        "server_cpu_s": figure(|r| r.server_cpu_s),
+        "agents_cpu_s": figure(|r| r.agents_cpu_s),
+        "counters_exact": true,
+    })
 }
 
 /// `bench ingest`: a simulated task whose runs take no time, so what is measured is the
@@ -147,19 +169,7 @@ pub(super) async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Resul
         }
         all.push(r);
     }
-    let figure = |f: fn(&IngestRun) -> f64| spread(&all.iter().map(f).collect::<Vec<_>>());
-    let summary = serde_json::json!({
-        "scenario": "ingest",
-        "devices": devices,
-        "runs": runs,
-        "machine": machine,
-        "seconds": figure(|r| r.seconds),
-        "results_per_s": figure(|r| r.results_per_s),
-        "jobs_per_commit": figure(|r| r.jobs_per_commit),
-        "server_cpu_s": figure(|r| r.server_cpu_s),
-        "agents_cpu_s": figure(|r| r.agents_cpu_s),
-        "counters_exact": true,
-    });
+    let summary = summary(devices, runs, &machine, &all);
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

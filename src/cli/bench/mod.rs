@@ -12,6 +12,8 @@ mod fanout;
 mod figures;
 mod ingest;
 mod process;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -10,6 +10,11 @@ use anyhow::{Context, bail};
 /// CPU seconds (user + system) a process has used, from /proc.
 pub(super) fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    cpu_seconds_in(&stat)
+}
+
+/// The CPU seconds of a /proc/PID/stat line (0 for what is not there), at 100 ticks a second.
+pub(super) fn cpu_seconds_in(stat: &str) -> f64 {
     // Fields after the command name, which is in parentheses and may contain spaces.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -21,6 +26,15 @@ pub(super) fn cpu_seconds(pid: &str) -> f64 {
     };
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The resident memory (`VmRSS`) of a /proc/PID/status text in MiB; NaN if it is not there.
+pub(super) fn rss_mib_in(status: &str) -> f64 {
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
 /// A `canopy serve` child process, so its memory is its own.
@@ -50,11 +64,7 @@ impl ServerProcess {
     pub(super) fn rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
+        rss_mib_in(&status)
     }
 
     pub(super) async fn stop(mut self) -> anyhow::Result<()> {
