@@ -7,7 +7,7 @@ mod common;
 
 use canopy::cli::client::{AdminClient, ClientError};
 use canopy::cli::deployment::{
-    Deployment, config_text, free_port, parent_of, start, status_of, wait_for_tree,
+    Deployment, config_text, free_port, parent_of, start, wait_for_tree,
 };
 use canopy::model::{EventKind, Fingerprint, Role, ServerStatus};
 use canopy::net::pki;
@@ -15,7 +15,7 @@ use canopy::net::tls::{self, ClientTrust, Transport};
 use canopy::wire::frame::hello_bytes_with_version;
 use canopy::wire::msg::{AdminRequest, AdminResponse, ChildHello, ErrorKind, Secret};
 use canopy::wire::{PROTOCOL_VERSION, close};
-use common::{LIMIT, events, wait_event};
+use common::{LIMIT, events, status_of, wait_event};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_level_tree_heals_after_the_middle_server_restarts() {

@@ -208,11 +208,6 @@ pub async fn wait_for_tree(
     }
 }
 
-/// The status of the server at `path` in `rows`, if listed.
-pub fn status_of(rows: &[ServerRow], path: &str) -> Option<ServerStatus> {
-    rows.iter().find(|r| r.path == path).map(|r| r.status)
-}
-
 /// Starts a server from its config.
 pub async fn start(config: &ServerConfig) -> anyhow::Result<RunningServer> {
     RunningServer::start(config.clone()).await

@@ -268,7 +268,8 @@ impl Node {
         lock(&self.devices).keys().cloned().collect()
     }
 
-    /// This server's link to its parent, if it has one.
+    /// Test support: this server's link to its parent, if it has one.
+    #[cfg(feature = "test-support")]
     pub fn parent_link(&self) -> Option<crate::wire::msg::ParentLinkView> {
         lock(&self.upstream).clone()
     }
