@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::net::pki::Fingerprint;
+use crate::model::Fingerprint;
 use crate::sync::link::LinkPolicy;
 
 #[derive(Debug, thiserror::Error)]

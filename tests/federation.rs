@@ -7,15 +7,15 @@ mod common;
 
 use canopy::cli::client::{AdminClient, ClientError};
 use canopy::cli::deployment::{
-    Deployment, config_text, free_port, parent_of, start, status_of, wait_for_tree,
+    Deployment, config_text, free_port, parent_of, start, wait_for_tree,
 };
-use canopy::model::{EventKind, Role, ServerStatus};
+use canopy::model::{EventKind, Fingerprint, Role, ServerStatus};
 use canopy::net::pki;
 use canopy::net::tls::{self, ClientTrust, Transport};
 use canopy::wire::frame::hello_bytes_with_version;
 use canopy::wire::msg::{AdminRequest, AdminResponse, ChildHello, ErrorKind, Secret};
 use canopy::wire::{PROTOCOL_VERSION, close};
-use common::{LIMIT, events, wait_event};
+use common::{LIMIT, events, status_of, wait_event};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_level_tree_heals_after_the_middle_server_restarts() {
@@ -433,7 +433,7 @@ async fn a_link_that_keeps_failing_is_degraded_then_failed() {
     let nobody = format!("127.0.0.1:{}", free_port().unwrap())
         .parse()
         .unwrap();
-    let text = config_text("lonely", 0, Some((nobody, pki::Fingerprint([7; 32]))))
+    let text = config_text("lonely", 0, Some((nobody, Fingerprint([7; 32]))))
         .replace("keep_alive_ms = 1000", "keep_alive_ms = 100")
         .replace("idle_timeout_ms = 5000", "idle_timeout_ms = 300")
         .replace("degraded_after = 3", "degraded_after = 2")

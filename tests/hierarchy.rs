@@ -36,7 +36,7 @@ fn server_error(result: Result<AdminResponse, ClientError>) -> (ErrorKind, Strin
 fn with_token(
     name: &str,
     port: u16,
-    parent: Option<(std::net::SocketAddr, canopy::net::pki::Fingerprint)>,
+    parent: Option<(std::net::SocketAddr, canopy::model::Fingerprint)>,
 ) -> String {
     format!(
         "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",

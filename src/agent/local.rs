@@ -2,7 +2,7 @@
 //!
 //! The running agent holds the lock of its database, so the user's commands never open it:
 //!
-//! * A change (`canopy agent local-task edit`, or [`request_local_edit`]) is a small JSON file
+//! * A change (`canopy agent local-task edit`) is a small JSON file
 //!   ([`EditRequest`]) in the spool directory `<data>.edits/` (mode 0700), named
 //!   `<unix ms, 13 digits>-<16 hex digits>.json`, written under a hidden temporary name and
 //!   renamed. The agent looks there every [`SPOOL_POLL`], checks each request (the task is one
@@ -26,7 +26,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-use super::config::AgentConfig;
+use crate::clock::now_ms;
 use crate::model::schedule::Schedule;
 use crate::model::task::TaskPayload;
 use crate::store::agent::{LocalTask, PendingEdit};
@@ -123,26 +123,23 @@ impl SnapshotTask {
     }
 }
 
-fn now_ms() -> i64 {
-    crate::server::now_ms()
-}
-
 // ---------------------------------------------------------------------------------------------
 // The user's side.
 
-/// Asks the agent of `config` to change the schedule of one of its local tasks (by id or
-/// name), as `canopy agent local-task edit` does: checks the schedule and leaves the request
-/// in the agent's spool. The running agent takes it within [`SPOOL_POLL`]; a stopped agent
-/// when it starts.
+/// Test support: [`write_edit_request`] for the agent of `config`.
+#[cfg(feature = "test-support")]
 pub fn request_local_edit(
-    config: &AgentConfig,
+    config: &super::config::AgentConfig,
     task: &str,
     schedule_spec: &str,
 ) -> anyhow::Result<()> {
     write_edit_request(&config.data, task, schedule_spec).map(|_| ())
 }
 
-/// [`request_local_edit`]; the path of the request file.
+/// Asks the agent whose data file is `data` to change the schedule of one of its local tasks
+/// (by id or name), as `canopy agent local-task edit` does: checks the schedule and leaves
+/// the request in the agent's spool; the path of the request file. The running agent takes
+/// it within [`SPOOL_POLL`]; a stopped agent when it starts.
 pub(crate) fn write_edit_request(
     data: &Path,
     task: &str,

@@ -4,7 +4,6 @@
 //! `canopy agent local-task ...` is for the device's user (see [`local`]).
 
 pub mod apps;
-pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod facts;
@@ -24,7 +23,7 @@ use crate::net::pki;
 use crate::net::resolve::AddressResolver;
 use crate::net::tls::{self, ClientTrust, Transport};
 use crate::store::Store;
-use crate::store::agent::{Identity, LocalTask};
+use crate::store::agent::Identity;
 use config::AgentConfig;
 use local::Desk;
 
@@ -80,6 +79,7 @@ pub struct Agents {
     shutdown: watch::Sender<bool>,
     endpoints: Vec<quinn::Endpoint>,
     tasks: tokio::task::JoinSet<()>,
+    #[cfg(feature = "test-support")]
     device_ids: Vec<String>,
 }
 
@@ -183,6 +183,7 @@ impl Agents {
             shutdown,
             endpoints,
             tasks,
+            #[cfg(feature = "test-support")]
             device_ids,
         })
     }
@@ -200,19 +201,22 @@ impl Agents {
         counts
     }
 
-    /// The agent's database, for tests that look at its run log.
+    /// Test support: the agent's database, for tests that look at its run log.
+    #[cfg(feature = "test-support")]
     pub fn store(&self) -> &Store {
         &self.shared.store
     }
 
-    /// The id of the device (the first one of a simulated fleet).
+    /// Test support: the id of the device (the first one of a simulated fleet).
+    #[cfg(feature = "test-support")]
     pub fn device_id(&self) -> &str {
         &self.device_ids[0]
     }
 
-    /// The local tasks the device holds (the first device's, for a simulated fleet), each with
-    /// its user's change the server has not answered yet.
-    pub async fn local_tasks(&self) -> anyhow::Result<Vec<LocalTask>> {
+    /// Test support: the local tasks the device holds (the first device's, for a simulated
+    /// fleet), each with its user's change the server has not answered yet.
+    #[cfg(feature = "test-support")]
+    pub async fn local_tasks(&self) -> anyhow::Result<Vec<crate::store::agent::LocalTask>> {
         Ok(self.shared.store.local_tasks(self.device_id()).await?)
     }
 

@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::apps::{AppStatus, Applications};
 use super::exec;
+use crate::clock::now_ms;
 use crate::model::task::Outcome;
-use crate::server::now_ms;
 use crate::store::Store;
 use crate::store::agent::LocalRunState;
 use crate::wire::msg::{AgentToServer, RunOrder, RunResult};

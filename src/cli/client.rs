@@ -237,8 +237,9 @@ impl AdminClient {
         }
     }
 
-    /// The raw connection, for tests that must send what a well-behaved client never would.
-    #[doc(hidden)]
+    /// Test support: the raw connection, for tests that must send what a well-behaved client
+    /// never would.
+    #[cfg(feature = "test-support")]
     pub fn connection(&self) -> &quinn::Connection {
         &self.conn
     }

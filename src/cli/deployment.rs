@@ -9,10 +9,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::client::AdminClient;
+use crate::clock::now_ms;
 use crate::config::ServerConfig;
-use crate::model::{Account, Role, ServerRow, ServerStatus};
-use crate::net::pki::{self, Fingerprint};
-use crate::server::{RunningServer, auth, now_ms};
+use crate::model::{Account, Fingerprint, Role, ServerRow, ServerStatus};
+use crate::net::pki;
+use crate::server::{RunningServer, auth};
 use crate::store::Store;
 use crate::sync::link::LinkPolicy;
 use crate::wire::msg::{AdminRequest, AdminResponse};
@@ -205,11 +206,6 @@ pub async fn wait_for_tree(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// The status of the server at `path` in `rows`, if listed.
-pub fn status_of(rows: &[ServerRow], path: &str) -> Option<ServerStatus> {
-    rows.iter().find(|r| r.path == path).map(|r| r.status)
 }
 
 /// Starts a server from its config.

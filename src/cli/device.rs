@@ -1,29 +1,14 @@
-//! `canopy device ...` and `canopy agent`.
+//! `canopy device ...`: the managed devices of the server.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use anyhow::bail;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 
 use super::{call, print_done, print_json, table};
-use crate::agent::config::AgentConfig;
-use crate::agent::{Agents, Simulation};
 use crate::model::device::DeviceView;
 use crate::model::format_time;
 use crate::wire::msg::{AdminRequest, AdminResponse, DeviceRequest};
-
-#[derive(Args, Debug)]
-pub struct AgentArgs {
-    #[arg(long)]
-    config: PathBuf,
-    /// Run N simulated devices in this process, each with its own identity and connection.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    simulate: Option<u32>,
-    /// Seed of the simulated devices' attributes.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-}
 
 #[derive(Subcommand, Debug)]
 pub enum DeviceCommand {
@@ -68,28 +53,6 @@ pub enum DeviceCommand {
     Delete {
         device: String,
     },
-}
-
-pub async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let config = AgentConfig::load(&args.config)?;
-    let simulation = args.simulate.map(|devices| Simulation {
-        devices,
-        seed: args.seed,
-    });
-    let agents = Agents::start(config, simulation).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut report = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-            _ = report.tick() => {
-                let c = agents.counts();
-                tracing::info!("devices: {} connected, {} pending approval, {} rejected, {} connecting", c.connected, c.pending, c.rejected, c.connecting);
-            }
-        }
-    }
-    agents.stop().await
 }
 
 pub async fn run(session: &Path, cmd: DeviceCommand) -> anyhow::Result<()> {

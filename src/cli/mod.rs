@@ -1,6 +1,7 @@
 //! The `canopy` command line: argument parsing, tables and `--json`. Everything a server does
 //! lives elsewhere; this module only asks and prints.
 
+mod agent;
 pub mod bench;
 pub mod client;
 pub mod demo;
@@ -19,10 +20,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::clock::now_ms;
 use crate::config::ServerConfig;
-use crate::model::{self, Account, Role};
-use crate::net::pki::{self, Fingerprint};
-use crate::server::{RunningServer, auth, now_ms};
+use crate::model::{self, Account, Fingerprint, Role};
+use crate::net::pki;
+use crate::server::{RunningServer, auth};
 use crate::store::Store;
 use crate::wire::msg::{AdminRequest, AdminResponse, Secret};
 use client::AdminClient;
@@ -92,7 +94,7 @@ enum Command {
     Account(AccountCommand),
     /// Run a device agent (or, with --simulate N, N simulated devices); `agent local-task`
     /// is for the device's user.
-    Agent(AgentCommand),
+    Agent(agent::AgentCommand),
     /// Managed devices.
     #[command(subcommand)]
     Device(device::DeviceCommand),
@@ -113,17 +115,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// `canopy agent --config F [--simulate N ...]` runs the agent; `canopy agent local-task ...`
-/// is for the device's user.
-#[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-struct AgentCommand {
-    #[command(flatten)]
-    run: Option<device::AgentArgs>,
-    #[command(subcommand)]
-    command: Option<crate::agent::cli::AgentCommand>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -406,13 +397,7 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
         }
         Command::Account(cmd) => account_command(&session_path, cmd).await,
         Command::Group(cmd) => group::run(&session_path, cmd).await,
-        Command::Agent(AgentCommand {
-            command: Some(cmd), ..
-        }) => crate::agent::cli::run(cmd).await,
-        Command::Agent(AgentCommand {
-            run: Some(args), ..
-        }) => device::agent(args).await,
-        Command::Agent(_) => bail!("canopy agent needs --config (see canopy agent --help)"),
+        Command::Agent(cmd) => agent::run(cmd).await,
         Command::Device(cmd) => device::run(&session_path, cmd).await,
         Command::Task(cmd) => task::run(&session_path, cmd).await,
         Command::Vserver(cmd) => vserver::run(&session_path, cmd).await,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::UnixMillis;
-use crate::net::pki::Fingerprint;
+use crate::model::Fingerprint;
 
 /// What a device reports about itself each time it connects.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,7 @@
 
 pub mod device;
 pub mod event;
+pub mod fingerprint;
 pub mod group;
 pub mod link;
 pub mod schedule;
@@ -10,6 +11,7 @@ pub mod server;
 pub mod task;
 
 pub use event::{Event, EventKind, Severity};
+pub use fingerprint::Fingerprint;
 pub use server::{Account, Role, SecondaryRecord, ServerRow, ServerStatus};
 
 /// Milliseconds since the Unix epoch, UTC. Time is always passed in, never read here.

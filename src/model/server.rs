@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::UnixMillis;
-use crate::net::pki::Fingerprint;
+use crate::model::Fingerprint;
 
 /// How a server of the tree looks from the server asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,7 +25,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-use super::pki::Fingerprint;
+use crate::model::Fingerprint;
 
 /// Server-to-server federation protocol.
 pub const ALPN_FED: &[u8] = b"canopy-fed/1";
@@ -334,11 +334,6 @@ pub fn peer_chain(conn: &quinn::Connection) -> Option<Vec<CertificateDer<'static
     Some(*chain).filter(|chain| !chain.is_empty())
 }
 
-/// Fingerprint of the peer's leaf certificate: the identity of a device or a pinned server.
-pub fn peer_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
-    peer_chain(conn)?.first().map(|leaf| Fingerprint::of(leaf))
-}
-
 /// The ALPN protocol negotiated on `conn`, which says what kind of peer it is.
 pub fn alpn_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
     conn.handshake_data()?
@@ -359,6 +354,11 @@ mod tests {
 
     const LIMIT: Duration = Duration::from_secs(10);
     const PLACEHOLDER_NAME: &str = "canopy.invalid";
+
+    /// Fingerprint of the peer's leaf certificate: the identity of a device or a pinned server.
+    fn peer_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
+        peer_chain(conn)?.first().map(|leaf| Fingerprint::of(leaf))
+    }
 
     type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
 

@@ -10,8 +10,9 @@ use tracing::Instrument;
 use super::auth::{self, Session};
 use super::reply::{error, internal};
 use super::{Node, lock, now_ms};
+use crate::model::Fingerprint;
 use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
-use crate::net::pki::{self, Fingerprint};
+use crate::net::pki;
 use crate::wire::msg::{
     AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, DeviceRequest,
     ErrorKind, ForwardedRequest, GroupRequest, ServerStatusView, TaskRequest, VirtualServerRequest,

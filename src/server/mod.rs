@@ -22,20 +22,17 @@ use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::ServerConfig;
-use crate::model::{Event, EventKind, SecondaryRecord, ServerRow, Severity, UnixMillis};
-use crate::net::pki::{self, Fingerprint};
+use crate::model::{
+    Event, EventKind, Fingerprint, SecondaryRecord, ServerRow, Severity, UnixMillis,
+};
+use crate::net::pki;
 use crate::net::tls::{self, CaVerifier, Transport};
 use crate::store::Store;
 use crate::sync::topology::{self, SecondaryView};
 use crate::wire::{SOFTWARE_VERSION, close};
 
-/// Wall-clock time for records and events. Only runtimes read the clock.
-pub fn now_ms() -> UnixMillis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// Wall-clock time for records and events; server files use it as `super::now_ms`.
+pub use crate::clock::now_ms;
 
 /// A connected secondary or virtual server, as the parent holds it.
 struct LiveChild {
@@ -242,7 +239,8 @@ impl Node {
         lock(&self.devices).keys().cloned().collect()
     }
 
-    /// This server's link to its parent, if it has one.
+    /// Test support: this server's link to its parent, if it has one.
+    #[cfg(feature = "test-support")]
     pub fn parent_link(&self) -> Option<crate::wire::msg::ParentLinkView> {
         lock(&self.upstream).clone()
     }

@@ -17,8 +17,7 @@ use super::reply::{Reply, error, internal};
 use super::{LiveChild, Node, lock, now_ms, secrets};
 use crate::config::EnrollmentToken;
 use crate::model::group::MANAGED_DEVICES_NAME;
-use crate::model::{self, EventKind, SecondaryRecord, Severity};
-use crate::net::pki::Fingerprint;
+use crate::model::{self, EventKind, Fingerprint, SecondaryRecord, Severity};
 use crate::store::Store;
 use crate::wire::msg::{
     AdminResponse, ChildMsg, ErrorKind, ParentMsg, Secret, VirtualServerRequest, VirtualServerView,

@@ -4,9 +4,9 @@
 use redb::TableDefinition;
 
 use super::{Store, StoreError, StrTable, get, put, remove, values};
+use crate::model::Fingerprint;
 use crate::model::device::{DeviceFacts, DeviceRecord, Enrollment};
 use crate::model::group::UNASSIGNED_DEVICES;
-use crate::net::pki::Fingerprint;
 use crate::wire::msg::RunOrder;
 
 /// Devices by id.

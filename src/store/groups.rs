@@ -250,8 +250,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Fingerprint;
     use crate::model::group::{MANAGED_DEVICES, UNASSIGNED_DEVICES};
-    use crate::net::pki::Fingerprint;
 
     fn secondary(name: &str, group: &str) -> SecondaryRecord {
         SecondaryRecord {

@@ -6,8 +6,8 @@ use super::{
     SeqTable, Store, StoreError, StrTable, entries_u64, get, last_key_u64, put, put_u64, remove,
     values,
 };
+use crate::model::Fingerprint;
 use crate::model::{Account, Event, Role, SecondaryRecord};
-use crate::net::pki::Fingerprint;
 
 /// Registered secondaries by display name.
 const SECONDARIES: StrTable = TableDefinition::new("secondaries");

@@ -91,7 +91,7 @@ pub fn tree_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::pki::Fingerprint;
+    use crate::model::Fingerprint;
 
     fn record(name: &str, subtree: Vec<ServerRow>) -> SecondaryRecord {
         SecondaryRecord {

@@ -212,7 +212,7 @@ fn parse_hello<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, Fra
 }
 
 /// Test support: a hello frame that claims another protocol version.
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-support"))]
 pub fn hello_bytes_with_version<T: Serialize>(version: u32, body: &T) -> Vec<u8> {
     let mut bytes = Vec::new();
     bytes.extend_from_slice(HELLO_MAGIC);

@@ -4,11 +4,16 @@
 use std::time::Duration;
 
 use canopy::cli::client::AdminClient;
-use canopy::model::{Event, EventKind};
+use canopy::model::{Event, EventKind, ServerRow, ServerStatus};
 use canopy::wire::msg::{AdminRequest, AdminResponse};
 
 /// How long any test waits for the tree to settle before it fails.
 pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// The status of the server at `path` in `rows`, if listed.
+pub fn status_of(rows: &[ServerRow], path: &str) -> Option<ServerStatus> {
+    rows.iter().find(|r| r.path == path).map(|r| r.status)
+}
 
 /// The server's newest 1000 events, oldest first.
 pub async fn events(client: &AdminClient) -> Vec<Event> {

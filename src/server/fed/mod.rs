@@ -17,9 +17,9 @@ pub(super) use child::serve_child_link;
 pub(super) use parent::serve_parent_link;
 
 use super::{LiveChild, Node, lock, now_ms};
+use crate::model::Fingerprint;
 use crate::model::{EventKind, Severity};
 use crate::net::conn::{describe_connection_error, describe_io};
-use crate::net::pki::Fingerprint;
 use crate::net::resolve::AddressResolver;
 use crate::net::tls::{self, ClientTrust};
 use crate::sync::link::{LinkHealth, UpstreamLink};

@@ -1,22 +1,47 @@
-//! `canopy agent local-task ...`: the device user's commands. They never open the agent's
-//! database (the running agent holds its lock): they read the agent's snapshot and leave
-//! change requests in its spool (see [`super::local`]).
+//! `canopy agent`: `--config F [--simulate N ...]` runs the device agent (one device, or a
+//! simulated fleet); `canopy agent local-task ...` are the device user's commands. Those never
+//! open the agent's database (the running agent holds its lock): they read the agent's
+//! snapshot and leave change requests in its spool (see [`crate::agent::local`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
-use super::config::AgentConfig;
-use super::local::{self, Snapshot};
-use crate::cli::table;
+use super::{print_json, table};
+use crate::agent::config::AgentConfig;
+use crate::agent::local::{self, Snapshot};
+use crate::agent::{Agents, Simulation};
 use crate::model::format_time;
 use crate::model::schedule::Schedule;
 
+/// `canopy agent --config F [--simulate N ...]` runs the agent; `canopy agent local-task ...`
+/// is for the device's user.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct AgentCommand {
+    #[command(flatten)]
+    run: Option<AgentArgs>,
+    #[command(subcommand)]
+    command: Option<AgentSubcommand>,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Run N simulated devices in this process, each with its own identity and connection.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    simulate: Option<u32>,
+    /// Seed of the simulated devices' attributes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
 /// The subcommands of `canopy agent` (without one, `canopy agent --config F` runs the agent).
 #[derive(Subcommand, Debug, PartialEq, Eq)]
-pub enum AgentCommand {
+pub enum AgentSubcommand {
     /// This device's local tasks, which its user may reschedule.
     #[command(subcommand)]
     LocalTask(LocalTaskCommand),
@@ -59,11 +84,45 @@ const WAIT_STEP: Duration = Duration::from_millis(100);
 
 pub async fn run(cmd: AgentCommand) -> anyhow::Result<()> {
     match cmd {
-        AgentCommand::LocalTask(LocalTaskCommand::List { config, json }) => {
+        AgentCommand {
+            command: Some(cmd), ..
+        } => subcommand(cmd).await,
+        AgentCommand {
+            run: Some(args), ..
+        } => run_agent(args).await,
+        AgentCommand { .. } => bail!("canopy agent needs --config (see canopy agent --help)"),
+    }
+}
+
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let config = AgentConfig::load(&args.config)?;
+    let simulation = args.simulate.map(|devices| Simulation {
+        devices,
+        seed: args.seed,
+    });
+    let agents = Agents::start(config, simulation).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut report = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = report.tick() => {
+                let c = agents.counts();
+                tracing::info!("devices: {} connected, {} pending approval, {} rejected, {} connecting", c.connected, c.pending, c.rejected, c.connecting);
+            }
+        }
+    }
+    agents.stop().await
+}
+
+async fn subcommand(cmd: AgentSubcommand) -> anyhow::Result<()> {
+    match cmd {
+        AgentSubcommand::LocalTask(LocalTaskCommand::List { config, json }) => {
             let config = AgentConfig::load(&config)?;
             tokio::task::spawn_blocking(move || list(&config.data, json)).await?
         }
-        AgentCommand::LocalTask(LocalTaskCommand::Edit {
+        AgentSubcommand::LocalTask(LocalTaskCommand::Edit {
             config,
             task,
             schedule,
@@ -84,7 +143,7 @@ fn list(data: &Path, json: bool) -> anyhow::Result<()> {
     };
     let (waiting, rejected) = local::spooled(data)?;
     if json {
-        return crate::cli::print_json(&snapshot.tasks);
+        return print_json(&snapshot.tasks);
     }
     let spool = local::spool_dir(data);
     print!(
@@ -233,10 +292,10 @@ mod tests {
     #[derive(Parser, Debug)]
     struct Sub {
         #[command(subcommand)]
-        command: AgentCommand,
+        command: AgentSubcommand,
     }
 
-    fn sub(args: &[&str]) -> Result<AgentCommand, clap::Error> {
+    fn sub(args: &[&str]) -> Result<AgentSubcommand, clap::Error> {
         Sub::try_parse_from(std::iter::once("agent").chain(args.iter().copied())).map(|s| s.command)
     }
 
@@ -249,14 +308,14 @@ mod tests {
     fn local_task_commands() {
         assert_eq!(
             sub(&["local-task", "list", "--config", "agent.toml"]).unwrap(),
-            AgentCommand::LocalTask(LocalTaskCommand::List {
+            AgentSubcommand::LocalTask(LocalTaskCommand::List {
                 config: "agent.toml".into(),
                 json: false
             })
         );
         assert_eq!(
             sub(&["local-task", "list", "--json", "--config", "a.toml"]).unwrap(),
-            AgentCommand::LocalTask(LocalTaskCommand::List {
+            AgentSubcommand::LocalTask(LocalTaskCommand::List {
                 config: "a.toml".into(),
                 json: true
             })
@@ -272,7 +331,7 @@ mod tests {
         ]);
         assert_eq!(
             edit.unwrap(),
-            AgentCommand::LocalTask(LocalTaskCommand::Edit {
+            AgentSubcommand::LocalTask(LocalTaskCommand::Edit {
                 config: "agent.toml".into(),
                 task: "Nightly scan".into(),
                 schedule: "weekly:mon@09:00".into(),
