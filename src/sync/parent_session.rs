@@ -40,6 +40,12 @@ pub enum ParentEffect {
     },
 }
 
+/// The first report id of the `n`th reporter of a link: ranges of 2^32 ids each, more than
+/// one run ever reports on one link.
+fn id_range(n: u64) -> u64 {
+    n << 32
+}
+
 /// A run of this server that carries out a run of the parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InheritedRun {
@@ -76,6 +82,8 @@ pub struct ParentSession {
     applying: Vec<u64>,
     reports: BTreeMap<RunId, Reported>,
     subtree_due: bool,
+    /// Reporters made on this link so far: each counts its report ids in a range of its own.
+    reporters_made: u64,
     transmit: VecDeque<ChildMsg>,
     effects: VecDeque<ParentEffect>,
     #[cfg(test)]
@@ -95,10 +103,12 @@ impl ParentSession {
     ) -> Self {
         let mut applier = Applier::with_policy(policy.applier, cursor);
         applier.handle_connected();
+        let mut reporters_made = 0;
         let reports = runs
             .into_iter()
             .map(|run| {
-                let mut reporter = Reporter::new(policy.reporter);
+                let mut reporter = Reporter::starting_at(policy.reporter, id_range(reporters_made));
+                reporters_made += 1;
                 reporter.handle_connected(now);
                 let reported = Reported {
                     parent_run: run.parent_run,
@@ -116,6 +126,7 @@ impl ParentSession {
             applying: Vec::new(),
             reports,
             subtree_due: true,
+            reporters_made,
             transmit: VecDeque::new(),
             effects: VecDeque::new(),
             #[cfg(test)]
@@ -194,10 +205,15 @@ impl ParentSession {
             return;
         };
         let policy = self.policy.reporter;
-        let r = self.reports.entry(run_id).or_insert_with(|| Reported {
-            parent_run,
-            reporter: Reporter::new(policy),
-            complete: false,
+        let made = &mut self.reporters_made;
+        let r = self.reports.entry(run_id).or_insert_with(|| {
+            let reporter = Reporter::starting_at(policy, id_range(*made));
+            *made += 1;
+            Reported {
+                parent_run,
+                reporter,
+                complete: false,
+            }
         });
         r.complete = complete;
         r.reporter.handle_change(now, complete);
@@ -392,5 +408,47 @@ mod tests {
         );
         assert_eq!(s.parent_run_of(5), None, "settled and complete: done");
         assert!(s.is_settled());
+    }
+
+    #[test]
+    fn a_late_ack_for_a_finished_report_does_not_settle_a_new_one() {
+        // Found by the simulation (seed 703): a run complete here stops reporting, then
+        // changes again (a stop after its devices finished); an acknowledgement of the old
+        // report, duplicated by the network, must not count for the new one.
+        let t0 = Instant::now();
+        let mut s = ParentSession::new(ParentPolicy::default(), "b1", 0, [], t0);
+        let _ = s.poll_effect(t0);
+        let own = StatsRow::own(1, 5, Default::default(), 3);
+        s.handle_stats_changed(5, Some(50), true, t0);
+        let Some(ParentEffect::ReadReport { report_id: old, .. }) = s.poll_effect(t0) else {
+            panic!("a report")
+        };
+        s.handle_report(5, old, Some((own.clone(), Vec::new())));
+        let _ = s.poll_transmit(t0);
+        s.handle_message(
+            ParentMsg::StatsAck {
+                run_id: 50,
+                report_id: old,
+            },
+            t0,
+        );
+        assert_eq!(s.parent_run_of(5), None);
+        // The run changes again; its new report is lost on the way.
+        s.handle_stats_changed(5, Some(50), true, t0);
+        let Some(ParentEffect::ReadReport { report_id: new, .. }) = s.poll_effect(t0) else {
+            panic!("a report")
+        };
+        s.handle_report(5, new, Some((own, Vec::new())));
+        let _ = s.poll_transmit(t0);
+        // The duplicate of the old acknowledgement arrives.
+        s.handle_message(
+            ParentMsg::StatsAck {
+                run_id: 50,
+                report_id: old,
+            },
+            t0,
+        );
+        assert!(!s.is_settled(), "the new report is still owed");
+        assert_eq!(s.parent_run_of(5), Some(50));
     }
 }

@@ -166,6 +166,13 @@ impl Default for Reporter {
 
 impl Reporter {
     pub fn new(policy: ReporterPolicy) -> Self {
+        Reporter::starting_at(policy, 0)
+    }
+
+    /// A reporter whose report ids count from `first_id`. Reporters that follow each other
+    /// for one run on one link must not share ids, or a late acknowledgement of the earlier
+    /// one's report would settle a report of the later one that was lost.
+    pub fn starting_at(policy: ReporterPolicy, first_id: u64) -> Self {
         Reporter {
             policy,
             dirty_since: None,
@@ -173,7 +180,7 @@ impl Reporter {
             complete_seen: false,
             last_sent: None,
             unacked: None,
-            next_id: 0,
+            next_id: first_id,
         }
     }
 

@@ -200,7 +200,8 @@ impl Sim {
         }
         // Every server's totals are its subtree's records, and each row is the newest state
         // of the server it describes.
-        for x in 0..n {
+        // From the leaves up, so that a stale row is blamed where it first went stale.
+        for x in (0..n).rev() {
             for (run_id, run) in &self.nodes[x].store.runs {
                 let Some(origin) = self.origin.get(&(x, *run_id)) else {
                     return Err(format!("s{x} run {run_id} has no known origin"));
@@ -221,7 +222,13 @@ impl Sim {
                     }
                     let row = run.table.get(&self.topo.relative(x, y));
                     if row.map(|r| (r.counters, r.version)) != Some((at_y.counters, at_y.version)) {
-                        return Err(format!("s{x} run {run_id}: the row of s{y} is stale"));
+                        return Err(format!(
+                            "s{x} run {run_id}: the row of s{y} is stale: {:?} against {:?} (path {:?}, stopped {})",
+                            row.map(|r| (r.counters.by_state, r.version)),
+                            (at_y.counters.by_state, at_y.version),
+                            self.topo.path[y],
+                            at_y.stopped,
+                        ));
                     }
                 }
                 let rollup = self.rollup(x, run);
