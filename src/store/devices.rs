@@ -1,61 +1,18 @@
 //! The server's device registry, the run orders waiting for each device, and the results
 //! devices sent back. A result is stored once per (run, device) whatever how often it is sent.
 
-use redb::TableDefinition;
-
-use super::{Store, StoreError, StrTable, get, put, remove, values};
+use super::schema::*;
+use super::{Store, StoreError, get, put, remove, values};
 use crate::model::Fingerprint;
 use crate::model::device::{DeviceFacts, DeviceRecord, Enrollment};
 use crate::model::group::UNASSIGNED_DEVICES;
 use crate::wire::msg::RunOrder;
-
-/// Devices by id.
-pub(crate) const DEVICES: StrTable = TableDefinition::new("devices");
-/// Device id by certificate fingerprint, so a key is never enrolled twice.
-const FINGERPRINTS: StrTable = TableDefinition::new("device_fingerprints");
-/// Orders not yet answered, by "device id/run id".
-pub(crate) const ORDERS: StrTable = TableDefinition::new("device_orders");
 
 pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DEVICES)?;
     txn.open_table(FINGERPRINTS)?;
     txn.open_table(ORDERS)?;
     Ok(())
-}
-
-/// How many devices are placed directly in each group, in one pass over the registry.
-pub(crate) fn count_by_group(
-    txn: &impl OpenTables,
-) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
-    let mut counts = std::collections::HashMap::new();
-    for device in txn.values::<DeviceRecord>(DEVICES)? {
-        *counts.entry(device.group_id).or_insert(0) += 1;
-    }
-    Ok(counts)
-}
-
-/// Reading a table's values the same way from a read or a write transaction.
-pub(crate) trait OpenTables {
-    fn values<V: serde::de::DeserializeOwned>(&self, table: StrTable)
-    -> Result<Vec<V>, StoreError>;
-}
-
-impl OpenTables for redb::ReadTransaction {
-    fn values<V: serde::de::DeserializeOwned>(
-        &self,
-        table: StrTable,
-    ) -> Result<Vec<V>, StoreError> {
-        values(&self.open_table(table)?)
-    }
-}
-
-impl OpenTables for redb::WriteTransaction {
-    fn values<V: serde::de::DeserializeOwned>(
-        &self,
-        table: StrTable,
-    ) -> Result<Vec<V>, StoreError> {
-        values(&self.open_table(table)?)
-    }
 }
 
 /// What the registry says about a device that connects.

@@ -4,13 +4,11 @@
 //! administrators racing cannot break the rules. Secondaries name their group by path, so a
 //! rename or move rewrites their paths in the same transaction.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
-use super::devices::{OpenTables, count_by_group};
-
+use super::schema::*;
 use super::{
-    META, SeqTable, Store, StoreError, StrTable, entries_u64, get, get_u64, last_key_u64, put,
-    put_u64, remove_u64,
+    META, Store, StoreError, entries_u64, get, get_u64, last_key_u64, put, put_u64, remove_u64,
 };
 use crate::model::SecondaryRecord;
 use crate::model::group::{
@@ -18,11 +16,6 @@ use crate::model::group::{
 };
 use crate::wire::msg::GroupView;
 
-/// Groups by id.
-const GROUPS: SeqTable = TableDefinition::new("groups");
-/// The secondaries table of `server.rs` (same name and types), read here to count and move
-/// the secondaries placed in a group.
-const SECONDARIES: StrTable = TableDefinition::new("secondaries");
 /// In META: the next group id. Ids are never reused, so a stale reference to a deleted group
 /// (a device record, a queued task) can never point at a new one.
 const NEXT_GROUP_ID: &str = "next_group_id";

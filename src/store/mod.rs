@@ -15,10 +15,12 @@
 
 // The Administration Server's tables and typed accessors (written separately).
 pub mod agent;
+mod change_log;
 pub mod devices;
 mod groups;
 pub mod maintenance;
 pub mod replication;
+mod schema;
 mod server;
 pub mod signals;
 pub mod tasks;
@@ -181,7 +183,7 @@ impl Store {
             other => other,
         })?;
 
-        let signals = Arc::new(Signals::new(replication::last_seq_of(&db)?));
+        let signals = Arc::new(Signals::new(change_log::last_seq_of(&db)?));
         let db: DbSlot = Arc::new(std::sync::RwLock::new(Some(db)));
         let counters = Arc::new(Counters::default());
         let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();

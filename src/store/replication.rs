@@ -7,31 +7,22 @@
 //! to this server's children, and the cursor; a device's record, the run counters and the
 //! run's statistics version.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
+use super::change_log::{log_run_started, log_run_stopped, log_task, log_task_deleted};
+use super::schema::*;
 use super::signals;
 use super::tasks::{self, StartedRun};
-use super::{
-    META, SeqTable, Store, StoreError, StrTable, entries_u64, entries_with_prefix, get,
-    last_key_u64, put, put_u64, remove,
-};
+use super::{META, Store, StoreError, entries_with_prefix, get, put, remove};
 use crate::model::UnixMillis;
 use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::UNASSIGNED_DEVICES;
-use crate::model::link::{Change, StatsRow};
+use crate::model::link::StatsRow;
 use crate::model::task::{RunId, RunRecord, TaskId, TaskRecord};
 use crate::sync::inherit::{self, Holdings, Plan};
 use crate::sync::stats::StatsTable;
 use crate::wire::msg::TaskChange;
 
-/// This server's change log: sequence number to [`LogEntry`].
-const CHANGE_LOG: SeqTable = TableDefinition::new("change_log");
-/// Local task id by the parent's task id.
-const INHERITED_TASKS: StrTable = TableDefinition::new("inherited_tasks");
-/// Local run id by the parent's run id.
-const INHERITED_RUNS: StrTable = TableDefinition::new("inherited_runs");
-/// Statistics rows reported from below, by "run id/path".
-const RUN_ROWS: StrTable = TableDefinition::new("run_rows");
 /// The last entry of the parent's log applied here.
 const PARENT_CURSOR: &str = "parent_cursor";
 
@@ -43,103 +34,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// One entry of the change log, with the children it concerns.
-pub type LogEntry = crate::model::link::LogEntry<TaskRecord>;
-
-fn append(txn: &WriteTransaction, entry: Option<LogEntry>) -> Result<(), StoreError> {
-    let Some(entry) = entry else {
-        return Ok(());
-    };
-    let mut log = txn.open_table(CHANGE_LOG)?;
-    let seq = last_key_u64(&log)?.unwrap_or(0) + 1;
-    put_u64(&mut log, seq, &entry)?;
-    signals::note_log(seq);
-    Ok(())
-}
-
-/// The last sequence number of the change log of a database just opened (0 for a file
-/// without one, such as an agent's).
-pub(super) fn last_seq_of(db: &redb::Database) -> Result<u64, StoreError> {
-    let txn = redb::ReadableDatabase::begin_read(db)?;
-    match txn.open_table(CHANGE_LOG) {
-        Ok(log) => Ok(last_key_u64(&log)?.unwrap_or(0)),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Logs a task as it now is, for the children it concerns (`before`: as it was, if it
-/// existed); see [`inherit::log_upsert`].
-pub(crate) fn log_task(
-    txn: &WriteTransaction,
-    before: Option<&TaskRecord>,
-    task: &TaskRecord,
-) -> Result<(), StoreError> {
-    append(txn, inherit::log_upsert(before, task))
-}
-
-/// Logs `change` about `task` if the task concerns any child.
-fn log_for(
-    txn: &WriteTransaction,
-    task: &TaskRecord,
-    change: TaskChange,
-) -> Result<(), StoreError> {
-    append(txn, inherit::log_about(task, change))
-}
-
-pub(crate) fn log_task_deleted(
-    txn: &WriteTransaction,
-    task: &TaskRecord,
-) -> Result<(), StoreError> {
-    log_for(txn, task, Change::TaskDelete { task_id: task.id })
-}
-
-pub(crate) fn log_run_started(
-    txn: &WriteTransaction,
-    task: &TaskRecord,
-    run_id: RunId,
-) -> Result<(), StoreError> {
-    let change = Change::RunStart {
-        task_id: task.id,
-        run_id,
-        revision: task.revision,
-    };
-    log_for(txn, task, change)
-}
-
-pub(crate) fn log_run_stopped(
-    txn: &WriteTransaction,
-    task: &TaskRecord,
-    run_id: RunId,
-) -> Result<(), StoreError> {
-    let change = Change::RunStop {
-        task_id: task.id,
-        run_id,
-    };
-    log_for(txn, task, change)
-}
-
-fn id_key(id: u64) -> String {
-    format!("{id:020}")
-}
-
-fn row_key(run_id: RunId, path: &[String]) -> String {
-    format!("{run_id:020}/{}", path.join("/"))
-}
-
-/// Deletes what a run leaves in these tables (its rows, its parent-run mapping).
-pub(crate) fn forget_run(txn: &WriteTransaction, run: &RunRecord) -> Result<(), StoreError> {
-    let mut rows = txn.open_table(RUN_ROWS)?;
-    let keys: Vec<(String, StatsRow)> =
-        entries_with_prefix(&rows, &format!("{:020}/", run.run_id))?;
-    for (key, _) in keys {
-        remove(&mut rows, &key)?;
-    }
-    if let Some(parent_run) = run.parent_run {
-        remove(&mut txn.open_table(INHERITED_RUNS)?, &id_key(parent_run))?;
-    }
-    Ok(())
-}
+pub use super::change_log::LogEntry;
 
 /// What applying a batch of the parent's changes asks of the runtime afterwards.
 #[derive(Debug, Default)]
@@ -157,22 +52,6 @@ pub struct AppliedChanges {
 }
 
 impl Store {
-    /// The last sequence number of this server's change log (0 if empty).
-    pub async fn log_last_seq(&self) -> Result<u64, StoreError> {
-        self.read(|txn| Ok(last_key_u64(&txn.open_table(CHANGE_LOG)?)?.unwrap_or(0)))
-            .await
-    }
-
-    /// The log entries with sequence numbers in `range`, at most `limit`.
-    pub async fn log_entries(
-        &self,
-        range: std::ops::RangeInclusive<u64>,
-        limit: usize,
-    ) -> Result<Vec<(u64, LogEntry)>, StoreError> {
-        self.read(move |txn| entries_u64(&txn.open_table(CHANGE_LOG)?, range, limit))
-            .await
-    }
-
     /// The last change of the parent's log applied here.
     pub async fn parent_cursor(&self) -> Result<u64, StoreError> {
         self.read(|txn| Ok(get::<u64>(&txn.open_table(META)?, PARENT_CURSOR)?.unwrap_or(0)))
@@ -386,9 +265,8 @@ fn apply_one(
 /// Every approved device of this server outside "Unassigned devices", as (id, name): the
 /// devices an inherited group task runs on.
 fn managed_devices(txn: &WriteTransaction) -> Result<Vec<(String, String)>, StoreError> {
-    use super::devices::OpenTables;
     Ok(txn
-        .values::<DeviceRecord>(super::devices::DEVICES)?
+        .values::<DeviceRecord>(DEVICES)?
         .into_iter()
         .filter(|d| d.enrollment == Enrollment::Approved && d.group_id != UNASSIGNED_DEVICES)
         .map(|d| (d.id, d.name))
@@ -398,7 +276,7 @@ fn managed_devices(txn: &WriteTransaction) -> Result<Vec<(String, String)>, Stor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::link::Audience;
+    use crate::model::link::{Audience, Change};
     use crate::model::scope::Scope;
     use crate::model::task::{AGENT_APPLICATION, ChangedBy, TaskPayload, TaskSettings, TaskType};
 

@@ -1,20 +1,11 @@
 //! The tables of an Administration Server's database: secondaries, accounts, events.
 
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableTable, ReadableTableMetadata};
 
-use super::{
-    SeqTable, Store, StoreError, StrTable, entries_u64, get, last_key_u64, put, put_u64, remove,
-    values,
-};
+use super::schema::*;
+use super::{Store, StoreError, entries_u64, get, last_key_u64, put, put_u64, remove, values};
 use crate::model::Fingerprint;
 use crate::model::{Account, Event, Role, SecondaryRecord};
-
-/// Registered secondaries by display name.
-const SECONDARIES: StrTable = TableDefinition::new("secondaries");
-/// Administrator accounts by name.
-const ACCOUNTS: StrTable = TableDefinition::new("accounts");
-/// The event log by sequence number.
-const EVENTS: SeqTable = TableDefinition::new("events");
 
 impl Store {
     /// Opens a server's database and makes sure every table exists, so reads never find a

@@ -2,13 +2,14 @@
 //! record and change in the same transaction as the device records they count, so the two
 //! always agree.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
-use super::devices::ORDERS;
-use super::replication;
+use super::change_log;
+use super::schema::*;
 use super::signals;
-use super::{META, Store, StoreError, StrTable, entries_with_prefix, get, put, remove, values};
+use super::{META, Store, StoreError, entries_with_prefix, get, put, remove, values};
 use crate::model::UnixMillis;
+use crate::model::link::StatsRow;
 use crate::model::scope::Scope;
 use crate::model::task::{
     ChangedBy, DeviceEdit, DeviceProgress, DeviceRunRecord, DeviceState, RunCounters, RunId,
@@ -16,14 +17,6 @@ use crate::model::task::{
 };
 use crate::wire::msg::RunOrder;
 
-/// Tasks by id.
-const TASKS: StrTable = TableDefinition::new("tasks");
-/// Task id by display name: names are unique on a server.
-const TASK_NAMES: StrTable = TableDefinition::new("task_names");
-/// Runs by id.
-const RUNS: StrTable = TableDefinition::new("task_runs");
-/// Per-device records by "run id/device id".
-const RUN_DEVICES: StrTable = TableDefinition::new("run_devices");
 const NEXT_TASK_ID: &str = "next_task_id";
 const NEXT_RUN_ID: &str = "next_run_id";
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -34,22 +27,6 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RUNS)?;
     txn.open_table(RUN_DEVICES)?;
     Ok(())
-}
-
-fn task_key(id: TaskId) -> String {
-    format!("{id:020}")
-}
-
-fn run_key(id: RunId) -> String {
-    format!("{id:020}")
-}
-
-fn record_key(run_id: RunId, device_id: &str) -> String {
-    format!("{run_id:020}/{device_id}")
-}
-
-pub(crate) fn order_key(device_id: &str, run_id: RunId) -> String {
-    format!("{device_id}/{run_id:020}")
 }
 
 fn next_id(txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
@@ -94,7 +71,7 @@ impl Store {
     pub async fn create_task(&self, task: TaskRecord) -> Result<TaskRecord, StoreError> {
         self.write(move |txn| {
             let task = upsert_in(txn, task.clone(), None)?;
-            replication::log_task(txn, None, &task)?;
+            change_log::log_task(txn, None, &task)?;
             Ok(task)
         })
         .await
@@ -136,7 +113,7 @@ impl Store {
             change(&mut task)?;
             task.revision += 1;
             let task = upsert_in(txn, task, Some(&old))?;
-            replication::log_task(txn, Some(&old), &task)?;
+            change_log::log_task(txn, Some(&old), &task)?;
             Ok(Some(task))
         })
         .await
@@ -189,7 +166,7 @@ impl Store {
         self.write(move |txn| {
             let deleted = delete_in(txn, id)?;
             if let Some((task, _)) = &deleted {
-                replication::log_task_deleted(txn, task)?;
+                change_log::log_task_deleted(txn, task)?;
             }
             Ok(deleted)
         })
@@ -221,9 +198,9 @@ impl Store {
             )?;
             if let Some(started) = &started {
                 if scope.is_some() {
-                    replication::log_task(txn, before.as_ref(), &started.task)?;
+                    change_log::log_task(txn, before.as_ref(), &started.task)?;
                 }
-                replication::log_run_started(txn, &started.task, started.run.run_id)?;
+                change_log::log_run_started(txn, &started.task, started.run.run_id)?;
             }
             Ok(started)
         })
@@ -258,7 +235,7 @@ impl Store {
             if let Some(stopped) = &stopped
                 && let Some(task) = task_in(txn, stopped.run.task_id)?
             {
-                replication::log_run_stopped(txn, &task, run_id)?;
+                change_log::log_run_stopped(txn, &task, run_id)?;
             }
             Ok(stopped)
         })
@@ -547,7 +524,7 @@ fn runs_of_task(txn: &WriteTransaction, task_id: TaskId) -> Result<Vec<RunRecord
 /// Deletes a run, its records and its orders; returns the records.
 fn delete_run(txn: &WriteTransaction, run_id: RunId) -> Result<Vec<DeviceRunRecord>, StoreError> {
     if let Some(run) = run_in(txn, run_id)? {
-        replication::forget_run(txn, &run)?;
+        forget_run(txn, &run)?;
     }
     remove(&mut txn.open_table(RUNS)?, &run_key(run_id))?;
     let mut records = txn.open_table(RUN_DEVICES)?;
@@ -559,6 +536,20 @@ fn delete_run(txn: &WriteTransaction, run_id: RunId) -> Result<Vec<DeviceRunReco
         remove(&mut orders, &order_key(&record.device_id, run_id))?;
     }
     Ok(entries.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Deletes what a run leaves in these tables (its rows, its parent-run mapping).
+fn forget_run(txn: &WriteTransaction, run: &RunRecord) -> Result<(), StoreError> {
+    let mut rows = txn.open_table(RUN_ROWS)?;
+    let keys: Vec<(String, StatsRow)> =
+        entries_with_prefix(&rows, &format!("{:020}/", run.run_id))?;
+    for (key, _) in keys {
+        remove(&mut rows, &key)?;
+    }
+    if let Some(parent_run) = run.parent_run {
+        remove(&mut txn.open_table(INHERITED_RUNS)?, &id_key(parent_run))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

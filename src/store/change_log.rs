@@ -1,0 +1,105 @@
+//! This server's change log: what its children must apply, appended in the transaction of
+//! the change it announces, with what `sync::inherit` says to log.
+
+use redb::{ReadableDatabase, WriteTransaction};
+
+use super::schema::CHANGE_LOG;
+use super::{Store, StoreError, entries_u64, last_key_u64, put_u64, signals};
+use crate::model::link::Change;
+use crate::model::task::{RunId, TaskRecord};
+use crate::sync::inherit;
+use crate::wire::msg::TaskChange;
+
+/// One entry of the change log, with the children it concerns.
+pub type LogEntry = crate::model::link::LogEntry<TaskRecord>;
+
+fn append(txn: &WriteTransaction, entry: Option<LogEntry>) -> Result<(), StoreError> {
+    let Some(entry) = entry else {
+        return Ok(());
+    };
+    let mut log = txn.open_table(CHANGE_LOG)?;
+    let seq = last_key_u64(&log)?.unwrap_or(0) + 1;
+    put_u64(&mut log, seq, &entry)?;
+    signals::note_log(seq);
+    Ok(())
+}
+
+/// The last sequence number of the change log of a database just opened (0 for a file
+/// without one, such as an agent's).
+pub(super) fn last_seq_of(db: &redb::Database) -> Result<u64, StoreError> {
+    let txn = db.begin_read()?;
+    match txn.open_table(CHANGE_LOG) {
+        Ok(log) => Ok(last_key_u64(&log)?.unwrap_or(0)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Logs a task as it now is, for the children it concerns (`before`: as it was, if it
+/// existed); see [`inherit::log_upsert`].
+pub(crate) fn log_task(
+    txn: &WriteTransaction,
+    before: Option<&TaskRecord>,
+    task: &TaskRecord,
+) -> Result<(), StoreError> {
+    append(txn, inherit::log_upsert(before, task))
+}
+
+/// Logs `change` about `task` if the task concerns any child.
+fn log_for(
+    txn: &WriteTransaction,
+    task: &TaskRecord,
+    change: TaskChange,
+) -> Result<(), StoreError> {
+    append(txn, inherit::log_about(task, change))
+}
+
+pub(crate) fn log_task_deleted(
+    txn: &WriteTransaction,
+    task: &TaskRecord,
+) -> Result<(), StoreError> {
+    log_for(txn, task, Change::TaskDelete { task_id: task.id })
+}
+
+pub(crate) fn log_run_started(
+    txn: &WriteTransaction,
+    task: &TaskRecord,
+    run_id: RunId,
+) -> Result<(), StoreError> {
+    let change = Change::RunStart {
+        task_id: task.id,
+        run_id,
+        revision: task.revision,
+    };
+    log_for(txn, task, change)
+}
+
+pub(crate) fn log_run_stopped(
+    txn: &WriteTransaction,
+    task: &TaskRecord,
+    run_id: RunId,
+) -> Result<(), StoreError> {
+    let change = Change::RunStop {
+        task_id: task.id,
+        run_id,
+    };
+    log_for(txn, task, change)
+}
+
+impl Store {
+    /// The last sequence number of this server's change log (0 if empty).
+    pub async fn log_last_seq(&self) -> Result<u64, StoreError> {
+        self.read(|txn| Ok(last_key_u64(&txn.open_table(CHANGE_LOG)?)?.unwrap_or(0)))
+            .await
+    }
+
+    /// The log entries with sequence numbers in `range`, at most `limit`.
+    pub async fn log_entries(
+        &self,
+        range: std::ops::RangeInclusive<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, LogEntry)>, StoreError> {
+        self.read(move |txn| entries_u64(&txn.open_table(CHANGE_LOG)?, range, limit))
+            .await
+    }
+}

@@ -1,0 +1,98 @@
+//! The server file's tables and the keys of their rows, in one place: every module of the
+//! store opens its tables from here, and the operations that span tables sit above it.
+
+use redb::TableDefinition;
+
+use super::{SeqTable, StoreError, StrTable, values};
+use crate::model::device::DeviceRecord;
+use crate::model::task::{RunId, TaskId};
+
+/// Devices by id.
+pub(crate) const DEVICES: StrTable = TableDefinition::new("devices");
+/// Device id by certificate fingerprint, so a key is never enrolled twice.
+pub(crate) const FINGERPRINTS: StrTable = TableDefinition::new("device_fingerprints");
+/// Orders not yet answered, by "device id/run id".
+pub(crate) const ORDERS: StrTable = TableDefinition::new("device_orders");
+/// Groups by id.
+pub(crate) const GROUPS: SeqTable = TableDefinition::new("groups");
+/// Registered secondaries by display name.
+pub(crate) const SECONDARIES: StrTable = TableDefinition::new("secondaries");
+/// Administrator accounts by name.
+pub(crate) const ACCOUNTS: StrTable = TableDefinition::new("accounts");
+/// The event log by sequence number.
+pub(crate) const EVENTS: SeqTable = TableDefinition::new("events");
+/// Tasks by id.
+pub(crate) const TASKS: StrTable = TableDefinition::new("tasks");
+/// Task id by display name: names are unique on a server.
+pub(crate) const TASK_NAMES: StrTable = TableDefinition::new("task_names");
+/// Runs by id.
+pub(crate) const RUNS: StrTable = TableDefinition::new("task_runs");
+/// Per-device records by "run id/device id".
+pub(crate) const RUN_DEVICES: StrTable = TableDefinition::new("run_devices");
+/// This server's change log: sequence number to [`LogEntry`].
+pub(crate) const CHANGE_LOG: SeqTable = TableDefinition::new("change_log");
+/// Local task id by the parent's task id.
+pub(crate) const INHERITED_TASKS: StrTable = TableDefinition::new("inherited_tasks");
+/// Local run id by the parent's run id.
+pub(crate) const INHERITED_RUNS: StrTable = TableDefinition::new("inherited_runs");
+/// Statistics rows reported from below, by "run id/path".
+pub(crate) const RUN_ROWS: StrTable = TableDefinition::new("run_rows");
+
+pub(crate) fn task_key(id: TaskId) -> String {
+    format!("{id:020}")
+}
+
+pub(crate) fn run_key(id: RunId) -> String {
+    format!("{id:020}")
+}
+
+pub(crate) fn record_key(run_id: RunId, device_id: &str) -> String {
+    format!("{run_id:020}/{device_id}")
+}
+
+pub(crate) fn order_key(device_id: &str, run_id: RunId) -> String {
+    format!("{device_id}/{run_id:020}")
+}
+
+pub(crate) fn id_key(id: u64) -> String {
+    format!("{id:020}")
+}
+
+pub(crate) fn row_key(run_id: RunId, path: &[String]) -> String {
+    format!("{run_id:020}/{}", path.join("/"))
+}
+
+/// Reading a table's values the same way from a read or a write transaction.
+pub(crate) trait OpenTables {
+    fn values<V: serde::de::DeserializeOwned>(&self, table: StrTable)
+    -> Result<Vec<V>, StoreError>;
+}
+
+impl OpenTables for redb::ReadTransaction {
+    fn values<V: serde::de::DeserializeOwned>(
+        &self,
+        table: StrTable,
+    ) -> Result<Vec<V>, StoreError> {
+        values(&self.open_table(table)?)
+    }
+}
+
+impl OpenTables for redb::WriteTransaction {
+    fn values<V: serde::de::DeserializeOwned>(
+        &self,
+        table: StrTable,
+    ) -> Result<Vec<V>, StoreError> {
+        values(&self.open_table(table)?)
+    }
+}
+
+/// How many devices are placed directly in each group, in one pass over the registry.
+pub(crate) fn count_by_group(
+    txn: &impl OpenTables,
+) -> Result<std::collections::HashMap<u64, u64>, StoreError> {
+    let mut counts = std::collections::HashMap::new();
+    for device in txn.values::<DeviceRecord>(DEVICES)? {
+        *counts.entry(device.group_id).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
