@@ -155,6 +155,82 @@ fn no_source_file_is_too_long() {
     );
 }
 
+/// The store's files use each other one way: its tables and keys sit in `schema.rs`, and the
+/// operations that span tables sit above the ones they call.
+#[test]
+fn the_store_s_modules_have_no_cycle() {
+    let dir = src().join("store");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".rs").map(String::from)
+        })
+        .filter(|stem| !matches!(stem.as_str(), "mod" | "tests"))
+        .collect();
+    files.sort();
+    let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
+    for file in &files {
+        let text = std::fs::read_to_string(dir.join(format!("{file}.rs"))).unwrap();
+        let code = strip(&text);
+        let blocks = inline_modules(&code);
+        let mut at = 0;
+        while let Some(found) = code[at..].find("super") {
+            let start = at + found;
+            at = start + "super".len();
+            if word_at(&code, start) != Some("super") || code[..start].trim_end().ends_with("::") {
+                continue;
+            }
+            let in_block = blocks
+                .iter()
+                .any(|(_, _, open, close)| *open < start && start < *close);
+            let Some(next) = path_step(&code, at) else {
+                continue;
+            };
+            if in_block || word_at(&code, next) == Some("super") {
+                continue;
+            }
+            for name in first_segments(&code, next) {
+                if files.contains(&name) && &name != file {
+                    edges.insert((file.clone(), name));
+                }
+            }
+        }
+    }
+    assert!(
+        !edges.is_empty(),
+        "the reading found no use between the store's files"
+    );
+    // Depth-first from each file: none may reach itself.
+    fn reach(
+        edges: &BTreeSet<(String, String)>,
+        from: &str,
+        to: &str,
+        seen: &mut Vec<String>,
+    ) -> bool {
+        for (a, b) in edges {
+            if a == from && !seen.contains(b) {
+                if b == to {
+                    return true;
+                }
+                seen.push(b.clone());
+                if reach(edges, b, to, seen) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+    let cycles: Vec<&String> = files
+        .iter()
+        .filter(|f| reach(&edges, f, f, &mut Vec::new()))
+        .collect();
+    assert!(
+        cycles.is_empty(),
+        "store files in a cycle: {cycles:?}; uses: {edges:?}"
+    );
+}
+
 // ---- Reading the source ----
 
 fn src() -> PathBuf {
