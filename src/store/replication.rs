@@ -104,7 +104,7 @@ impl Store {
                 }
             }
             if changed {
-                signals::note_rows(&run);
+                signals::note_run(&run);
             }
             Ok(Some(changed))
         })

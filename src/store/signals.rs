@@ -31,15 +31,10 @@ pub(super) fn note_log(seq: u64) {
     NOTES.with(|n| n.borrow_mut().log_last_seq = Some(seq));
 }
 
-/// A run's counters, rows or stop changed.
+/// A run's counters, its rows from below, or its stop changed.
 pub(super) fn note_run(run: &RunRecord) {
     let own_over = run.stopped.is_some() || run.counters.finished() == run.counters.total();
     NOTES.with(|n| n.borrow_mut().runs.insert(run.run_id, own_over));
-}
-
-/// A run's rows from below changed (its own counters did not).
-pub(super) fn note_rows(run: &RunRecord) {
-    note_run(run);
 }
 
 /// Forgets what an aborted transaction noted.

@@ -328,7 +328,6 @@ mod tests {
     use crate::model::link::Change;
 
     fn change(seq: u64) -> ParentMsg {
-        let _ = seq;
         ParentMsg::Change {
             seq,
             change: Box::new(Change::Noop),
