@@ -454,3 +454,39 @@ async fn a_link_that_keeps_failing_is_degraded_then_failed() {
     admin.close().await;
     lonely.shutdown().await.unwrap();
 }
+
+/// One admin frame may nest a relayed request in itself without end: about two bytes a level
+/// once bred a request 100,000 levels deep that overflowed a worker's stack before the session
+/// was checked. The server must refuse it and keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deeply_nested_request_is_refused_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let primary = start(&d.add_server("primary", 0, None).await.unwrap())
+        .await
+        .unwrap();
+    let addr = primary.local_addr();
+
+    // No token, then `Forward { path: "", request: ... }` 100,000 times, then `ServerList`:
+    // the encoding the old request type had (variant 15, an empty path).
+    let mut body = vec![0u8];
+    for _ in 0..100_000 {
+        body.extend_from_slice(&[15, 0]);
+    }
+    body.push(3);
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    assert_eq!(
+        admin_close_code(&d, addr, &frame, true).await,
+        close::PROTOCOL as u64
+    );
+
+    let admin = d.admin(addr).await.unwrap();
+    let rows = match admin.call(AdminRequest::ServerList).await.unwrap() {
+        AdminResponse::Servers(rows) => rows,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(status_of(&rows, "primary"), Some(ServerStatus::Active));
+    admin.close().await;
+    primary.shutdown().await.unwrap();
+}

@@ -581,11 +581,8 @@ async fn tenants_see_only_themselves_and_equal_names_stay_apart() {
         .await,
     );
     assert_eq!(kind, ErrorKind::NotFound);
-    let forward = AdminRequest::Forward {
-        path: "tenant-b".into(),
-        request: Box::new(AdminRequest::Task(TaskRequest::List)),
-    };
-    let (kind, _) = server_error(a.call(forward).await);
+    let forward = a.call_at(Some("tenant-b"), AdminRequest::Task(TaskRequest::List));
+    let (kind, _) = server_error(forward.await);
     assert_eq!(kind, ErrorKind::NotFound);
     let (_, message) = server_error(
         a.call(AdminRequest::VirtualServer(VirtualServerRequest::List))

@@ -177,9 +177,20 @@ impl AdminClient {
 
     /// Sends one request on its own stream; a server-side error becomes `ClientError::Server`.
     pub async fn call(&self, request: AdminRequest) -> Result<AdminResponse, ClientError> {
+        self.call_at(self.forward.as_deref(), request).await
+    }
+
+    /// Sends one request for the server at `path` below the one connected to (names joined by
+    /// '/'); `None`: for that server.
+    pub async fn call_at(
+        &self,
+        path: Option<&str>,
+        request: AdminRequest,
+    ) -> Result<AdminResponse, ClientError> {
         let call = AdminCall {
             token: self.token.clone(),
-            request: forwarded(self.forward.as_deref(), request),
+            at: at(path, &request),
+            request,
         };
         let exchange = async {
             let (mut send, mut recv) = self
@@ -250,16 +261,16 @@ impl AdminClient {
     }
 }
 
-/// `request` for the server at `path`, if any: the one place `--at` is applied. Login and
-/// logout stay with the server connected to, where the session lives.
-fn forwarded(path: Option<&str>, request: AdminRequest) -> AdminRequest {
+/// The servers below the one connected to that serve `request`: the one place `--at` is
+/// applied. Login and logout stay with the server connected to, where the session lives.
+fn at(path: Option<&str>, request: &AdminRequest) -> Vec<String> {
     match (path, request) {
-        (_, request @ (AdminRequest::Login { .. } | AdminRequest::Logout)) => request,
-        (Some(path), request) => AdminRequest::Forward {
-            path: path.to_string(),
-            request: Box::new(request),
-        },
-        (None, request) => request,
+        (_, AdminRequest::Login { .. } | AdminRequest::Logout) | (None, _) => Vec::new(),
+        (Some(path), _) => path
+            .split('/')
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
+            .collect(),
     }
 }
 
@@ -268,26 +279,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn at_wraps_every_request_but_the_session_s_own() {
+    fn at_names_the_servers_below_for_every_request_but_the_session_s_own() {
+        assert!(at(None, &AdminRequest::ServerList).is_empty());
         assert_eq!(
-            forwarded(None, AdminRequest::ServerList),
-            AdminRequest::ServerList
+            at(Some("branch-1/branch-1a"), &AdminRequest::ServerList),
+            ["branch-1", "branch-1a"]
         );
-        assert_eq!(
-            forwarded(Some("branch-1/branch-1a"), AdminRequest::ServerList),
-            AdminRequest::Forward {
-                path: "branch-1/branch-1a".into(),
-                request: Box::new(AdminRequest::ServerList),
-            }
-        );
-        assert_eq!(
-            forwarded(Some("b"), AdminRequest::Logout),
-            AdminRequest::Logout
-        );
+        assert!(at(Some("b"), &AdminRequest::Logout).is_empty());
         let login = AdminRequest::Login {
             user: "admin".into(),
             password: Secret("pw".into()),
         };
-        assert_eq!(forwarded(Some("b"), login.clone()), login);
+        assert!(at(Some("b"), &login).is_empty());
     }
 }

@@ -15,7 +15,8 @@ use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
 use crate::net::pki;
 use crate::wire::msg::{
     AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, DeviceRequest,
-    ErrorKind, ForwardedRequest, GroupRequest, ServerStatusView, TaskRequest, VirtualServerRequest,
+    ErrorKind, ForwardedRequest, GroupRequest, Secret, ServerStatusView, TaskRequest,
+    VirtualServerRequest,
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
 
@@ -131,8 +132,6 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
         Task(_) => role != Role::Auditor,
         VirtualServer(VirtualServerRequest::List) => role != Role::Auditor,
         VirtualServer(_) => role == Role::Administrator,
-        // Decided where the request is served, for what it asks.
-        Forward { request, .. } => allowed(role, request),
     }
 }
 
@@ -157,17 +156,36 @@ async fn handle(node: &Arc<Node>, call: AdminCall, remote: std::net::SocketAddr)
             format!("{} may not {}", session.role.as_str(), call.request.name()),
         );
     }
-    let span = tracing::info_span!("admin", user = %session.user, request = call.request.name());
-    dispatch(node, &session, call).instrument(span).await
+    let AdminCall { token, request, at } = call;
+    if !at.is_empty() {
+        if matches!(request, AdminRequest::Logout) {
+            return error(
+                ErrorKind::InvalidInput,
+                "log out of the server logged in to",
+            );
+        }
+        return node
+            .forward(&at, &session.user, session.role, request)
+            .await;
+    }
+    let span = tracing::info_span!("admin", user = %session.user, request = request.name());
+    dispatch(node, &session, token, request)
+        .instrument(span)
+        .await
 }
 
 /// Serves an authorized request.
-async fn dispatch(node: &Arc<Node>, session: &Session, call: AdminCall) -> AdminResponse {
-    match call.request {
+async fn dispatch(
+    node: &Arc<Node>,
+    session: &Session,
+    token: Option<Secret>,
+    request: AdminRequest,
+) -> AdminResponse {
+    match request {
         // Answered before the session check; here only to keep the match whole.
         AdminRequest::Login { .. } => error(ErrorKind::Internal, "login is not served here"),
         AdminRequest::Logout => {
-            if let Some(token) = &call.token {
+            if let Some(token) = &token {
                 node.sessions.close(&token.0);
             }
             AdminResponse::Done {
@@ -212,26 +230,6 @@ async fn dispatch(node: &Arc<Node>, session: &Session, call: AdminCall) -> Admin
         AdminRequest::VirtualServer(request) => {
             super::vservers::handle(node, session, request).await
         }
-        AdminRequest::Forward { path, request } => {
-            let path: Vec<String> = path
-                .split('/')
-                .filter(|p| !p.is_empty())
-                .map(str::to_string)
-                .collect();
-            if path.is_empty() {
-                return Box::pin(dispatch(
-                    node,
-                    session,
-                    AdminCall {
-                        token: call.token,
-                        request: *request,
-                    },
-                ))
-                .await;
-            }
-            node.forward(&path, &session.user, session.role, *request)
-                .await
-        }
     }
 }
 
@@ -266,16 +264,9 @@ pub(super) async fn serve_forwarded(
         expires: i64::MAX,
     };
     let span = tracing::info_span!("forwarded", user = %user, request = request.name());
-    Box::pin(dispatch(
-        node,
-        &session,
-        AdminCall {
-            token: None,
-            request,
-        },
-    ))
-    .instrument(span)
-    .await
+    dispatch(node, &session, None, request)
+        .instrument(span)
+        .await
 }
 
 /// How long a request relayed down the tree may take, all hops together.

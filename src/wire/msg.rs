@@ -194,13 +194,20 @@ pub struct AdminWelcome {
     pub software_version: String,
 }
 
-/// One request on its own stream: the session token (absent only for `Login`) and the request.
+/// One request on its own stream: the session token (absent only for `Login`), the request,
+/// and the server it is for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminCall {
     pub token: Option<Secret>,
     pub request: AdminRequest,
+    /// The names of the servers below the one connected to, down to the one that serves the
+    /// request (relayed hop by hop, with the role the caller has here); empty: that server.
+    /// A login is always served by the server connected to, where the session lives.
+    pub at: Vec<String>,
 }
 
+/// Not recursive, nor is any message: a peer cannot nest a value deeper than its type, so
+/// decoding needs no depth limit (a relayed request carries its path beside it instead).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminRequest {
     Login {
@@ -239,12 +246,6 @@ pub enum AdminRequest {
     Device(DeviceRequest),
     Task(TaskRequest),
     VirtualServer(VirtualServerRequest),
-    /// `request` for the server at `path` below this one (names joined by '/'), relayed
-    /// hop by hop; served there with the role the caller has here.
-    Forward {
-        path: String,
-        request: Box<AdminRequest>,
-    },
 }
 
 /// Virtual servers of a physical server.
@@ -552,7 +553,6 @@ impl AdminRequest {
             AdminRequest::VirtualServer(VirtualServerRequest::Enable { .. }) => "vserver enable",
             AdminRequest::VirtualServer(VirtualServerRequest::Disable { .. }) => "vserver disable",
             AdminRequest::VirtualServer(VirtualServerRequest::Delete { .. }) => "vserver delete",
-            AdminRequest::Forward { request, .. } => request.name(),
         }
     }
 }

@@ -46,12 +46,9 @@ async fn copies(
         set.spawn(async move {
             let (mut polls, mut rtt_ms) = (0u32, 0.0);
             loop {
-                let request = AdminRequest::Forward {
-                    path: server.clone(),
-                    request: Box::new(AdminRequest::Task(TaskRequest::Show { task: task.clone() })),
-                };
+                let request = AdminRequest::Task(TaskRequest::Show { task: task.clone() });
                 let asked = Instant::now();
-                let answer = client.call(request).await;
+                let answer = client.call_at(Some(&server), request).await;
                 let at = Instant::now();
                 polls += 1;
                 rtt_ms += (at - asked).as_secs_f64() * 1000.0;
