@@ -2,12 +2,13 @@
 //! Nothing but `Login` is served without a valid session.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::time::timeout;
 use tracing::Instrument;
 
 use super::auth::{self, Session};
+use super::login_guard::LockedFor;
 use super::reply::{error, internal};
 use super::{Node, lock, now_ms};
 use crate::model::Fingerprint;
@@ -328,6 +329,11 @@ async fn login(
     password: String,
     remote: std::net::SocketAddr,
 ) -> AdminResponse {
+    // Refused guesses cost no hashing and write no event: the lock itself is the event.
+    let admitted = lock(&node.login_guard).admit(&user, remote.ip(), Instant::now());
+    if let Err(refusal) = admitted {
+        return error(ErrorKind::Unauthenticated, refusal.message());
+    }
     let account = match node.store.account(&user).await {
         Ok(account) => account,
         Err(e) => return internal(e),
@@ -337,11 +343,13 @@ async fn login(
         .as_ref()
         .map(|a| a.password_hash.clone())
         .unwrap_or_else(dummy_hash);
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &stored))
-        .await
-        .unwrap_or(false);
+    let ok = match node.passwords.verify(password, stored).await {
+        Ok(ok) => ok,
+        Err(busy) => return error(ErrorKind::Unavailable, busy.to_string()),
+    };
     match account {
         Some(account) if ok => {
+            lock(&node.login_guard).succeeded(&user);
             let expires = now_ms() + node.config.session_ttl.as_millis() as i64;
             let token = node.sessions.open(Session {
                 user: user.clone(),
@@ -358,8 +366,15 @@ async fn login(
             }
         }
         _ => {
-            let msg =
+            let locked = lock(&node.login_guard).failed(&user, Instant::now());
+            let mut msg =
                 format!("login failed for {user:?} from {remote}: wrong user name or password");
+            if let Some(LockedFor(lock)) = locked {
+                msg.push_str(&format!(
+                    "; logins to {user:?} refused for {} s",
+                    lock.as_secs()
+                ));
+            }
             node.event(Severity::Warning, EventKind::LoginFailed, msg)
                 .await;
             error(ErrorKind::Unauthenticated, "wrong user name or password")
@@ -513,10 +528,10 @@ async fn account_create(
     if let Err(e) = model::check_display_name("account name", &name) {
         return error(ErrorKind::InvalidInput, e);
     }
-    let hash = match tokio::task::spawn_blocking(move || auth::hash_password(&password)).await {
+    let hash = match node.passwords.hash(password).await {
         Ok(Ok(hash)) => hash,
         Ok(Err(e)) => return error(ErrorKind::InvalidInput, e),
-        Err(e) => return internal(e),
+        Err(busy) => return error(ErrorKind::Unavailable, busy.to_string()),
     };
     let account = Account {
         name: name.clone(),
@@ -571,10 +586,10 @@ async fn account_password(
             "only an administrator may change another account's password",
         );
     }
-    let hash = match tokio::task::spawn_blocking(move || auth::hash_password(&password)).await {
+    let hash = match node.passwords.hash(password).await {
         Ok(Ok(hash)) => hash,
         Ok(Err(e)) => return error(ErrorKind::InvalidInput, e),
-        Err(e) => return internal(e),
+        Err(busy) => return error(ErrorKind::Unavailable, busy.to_string()),
     };
     match node.store.set_account_password(&name, hash).await {
         Ok(true) => {}

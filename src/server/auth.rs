@@ -35,6 +35,73 @@ pub fn check_password(password: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Password hashing on threads of its own, with a short queue: argon2 takes 19 MiB and tens
+/// of milliseconds a password, and must never run on the pool that serves store reads, nor
+/// pile up without bound during a flood of logins.
+pub struct PasswordPool {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Hashing jobs that may wait; beyond that a login is answered "busy" at once.
+const QUEUED_JOBS: usize = 16;
+
+/// Every thread of the pool is busy and its queue is full.
+#[derive(Debug, thiserror::Error)]
+#[error("the server is busy checking other passwords; try again in a moment")]
+pub struct Busy;
+
+impl PasswordPool {
+    /// A pool of `threads` threads (at least one).
+    pub fn new(threads: usize) -> std::io::Result<PasswordPool> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(QUEUED_JOBS);
+        let queue = std::sync::Arc::new(Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("canopy-passwords-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })?;
+        }
+        Ok(PasswordPool { jobs })
+    }
+
+    /// Runs `work` on the pool, or refuses at once if its queue is full.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        self.jobs.try_send(job).map_err(|_| Busy)?;
+        result.await.map_err(|_| Busy)
+    }
+
+    /// [`verify_password`] on the pool.
+    pub async fn verify(&self, password: String, stored: String) -> Result<bool, Busy> {
+        self.run(move || verify_password(&password, &stored)).await
+    }
+
+    /// [`hash_password`] on the pool.
+    pub async fn hash(&self, password: String) -> Result<Result<String, String>, Busy> {
+        self.run(move || hash_password(&password)).await
+    }
+}
+
 /// A logged-in administrator.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -95,6 +162,41 @@ mod tests {
         assert!(!verify_password("wrong horse!", &h));
         assert!(!verify_password("correct horse", "not a hash"));
         assert!(hash_password("short").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_pool_checks_passwords_and_refuses_what_it_cannot_queue() {
+        let pool = std::sync::Arc::new(PasswordPool::new(1).unwrap());
+        let hash = pool.hash("correct horse".into()).await.unwrap().unwrap();
+        assert!(
+            pool.verify("correct horse".into(), hash.clone())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !pool
+                .verify("wrong horse!".into(), hash.clone())
+                .await
+                .unwrap()
+        );
+        // Far more at once than one thread and its queue hold: some are refused at once.
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..4 * QUEUED_JOBS {
+            let (pool, hash) = (pool.clone(), hash.clone());
+            set.spawn(async move { pool.verify("wrong horse!".into(), hash).await });
+        }
+        let (mut checked, mut busy) = (0, 0);
+        while let Some(answer) = set.join_next().await {
+            match answer.unwrap() {
+                Ok(ok) => {
+                    assert!(!ok);
+                    checked += 1;
+                }
+                Err(Busy) => busy += 1,
+            }
+        }
+        assert!(checked >= QUEUED_JOBS, "{checked} checked");
+        assert!(busy > 0, "none refused");
     }
 
     #[test]

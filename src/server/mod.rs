@@ -7,6 +7,7 @@ pub mod auth;
 mod devices;
 mod fed;
 mod groups;
+mod login_guard;
 mod reply;
 mod secrets;
 mod tasks;
@@ -77,6 +78,10 @@ pub struct Node {
     /// Pending devices whose connection waits for an administrator's decision.
     waiting: agents::Waiting,
     sessions: auth::Sessions,
+    /// How fast logins may be tried here, per account and per source address.
+    login_guard: Mutex<login_guard::LoginGuard>,
+    /// Checks and hashes passwords, shared with the virtual servers hosted here.
+    passwords: Arc<auth::PasswordPool>,
     /// Seals task account passwords at rest.
     secrets: secrets::SecretKey,
     /// Set on a virtual server: the name of the physical server hosting it.
@@ -94,6 +99,7 @@ struct Shared {
     identity: Identity,
     transport: Transport,
     endpoint: quinn::Endpoint,
+    passwords: Arc<auth::PasswordPool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -125,6 +131,8 @@ impl Node {
             devices: Mutex::new(HashMap::new()),
             waiting: agents::Waiting::default(),
             sessions: auth::Sessions::default(),
+            login_guard: Mutex::new(login_guard::LoginGuard::default()),
+            passwords: shared.passwords,
             secrets,
             store,
             config,
@@ -147,6 +155,7 @@ impl Node {
             identity: (self.identity.0.clone(), self.identity.1.clone_key()),
             transport: self.transport,
             endpoint: self.endpoint.clone(),
+            passwords: self.passwords.clone(),
         }
     }
 
@@ -306,6 +315,7 @@ impl RunningServer {
             identity: (chain, key),
             transport,
             endpoint: endpoint.clone(),
+            passwords: Arc::new(auth::PasswordPool::new(password_threads())?),
         };
         let node = Arc::new(Node::new(config, store, secrets, shared, None));
         let span = info_span!("server", name = %node.name());
@@ -409,4 +419,12 @@ async fn accept_loop(node: Arc<Node>) {
             }
         });
     }
+}
+
+/// Threads that check passwords: half the cores, at most two, so a flood of logins leaves
+/// the rest of the machine to devices and links.
+fn password_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| (n.get() / 2).clamp(1, 2))
+        .unwrap_or(1)
 }

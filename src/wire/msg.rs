@@ -567,6 +567,9 @@ pub enum ErrorKind {
     AlreadyExists,
     InvalidInput,
     Internal,
+    /// The server is too busy to serve it now (for example checking other passwords during
+    /// a flood of logins); the same request may succeed a moment later.
+    Unavailable,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
