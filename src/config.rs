@@ -34,6 +34,8 @@ pub enum ConfigError {
 struct RawServer {
     name: String,
     data: PathBuf,
+    /// Where backup tasks may write; by default `backups` beside the database.
+    backups: Option<PathBuf>,
     #[serde(default = "default_listen")]
     listen: String,
     tls: RawTls,
@@ -158,6 +160,9 @@ pub(crate) fn check_link_timers(
 pub struct ServerConfig {
     pub name: String,
     pub data: PathBuf,
+    /// The directory every backup task writes into (its own directory, if it names one, is
+    /// inside this one).
+    pub backups: PathBuf,
     pub listen: SocketAddr,
     pub ca: PathBuf,
     pub cert: PathBuf,
@@ -287,9 +292,24 @@ impl ServerConfig {
             });
         }
         let anchored = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let data = anchored(raw.data);
+        let backups = match raw.backups {
+            Some(dir) => anchored(dir),
+            None => data.parent().unwrap_or(base).join("backups"),
+        };
+        if backups
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(invalid(
+                "backups",
+                format!("{} must not contain `..`", backups.display()),
+            ));
+        }
         Ok(ServerConfig {
             name: raw.name,
-            data: anchored(raw.data),
+            data,
+            backups,
             listen,
             ca: anchored(raw.tls.ca),
             cert: anchored(raw.tls.cert),

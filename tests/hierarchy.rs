@@ -12,15 +12,15 @@ use canopy::cli::deployment::{
     ADMIN_PASSWORD, ADMIN_USER, DemoTree, Deployment, config_text, free_port, parent_of, start,
     wait_for_tree,
 };
-use canopy::model::task::{DeviceState, RunState};
+use canopy::model::task::{DeviceState, RunState, TaskType};
 use canopy::model::{EventKind, Role, ServerStatus};
 use canopy::wire::msg::{
-    AdminRequest, AdminResponse, DeviceRequest, ErrorKind, GroupRequest, TaskChanges, TaskRequest,
-    VirtualServerRequest,
+    AdminRequest, AdminResponse, DeviceRequest, ErrorKind, GroupRequest, ScopeSpec, TaskChanges,
+    TaskRequest, VirtualServerRequest,
 };
 use common::{
-    create_task, fleet, results_at, show_task, simulate_spec, start_task, stats, tree_scope, until,
-    wait_event, wait_tree_finished,
+    create_task, fleet, results_at, show_task, simulate_spec, start_task, stats, task_spec,
+    tree_scope, until, wait_event, wait_tree_finished,
 };
 
 const TOKEN: &str = "hierarchy-tests-token-0123456789";
@@ -581,6 +581,35 @@ async fn tenants_see_only_themselves_and_equal_names_stay_apart() {
         .await,
     );
     assert_eq!(kind, ErrorKind::NotFound);
+    // A tenant's administrator cannot reach the host's files: no backup task, no secondary.
+    let backup = task_spec(
+        "Tenant backup",
+        TaskType::Backup {
+            directory: Some("/tmp".into()),
+        },
+        ScopeSpec::Server,
+    );
+    let (kind, message) = server_error(
+        a.call(AdminRequest::Task(TaskRequest::Create(Box::new(backup))))
+            .await,
+    );
+    assert_eq!(kind, ErrorKind::InvalidInput, "{message}");
+    assert!(
+        message.contains("not offered on a virtual server"),
+        "{message}"
+    );
+    canopy::net::pki::issue_server(&d.certs, "sneaky", &[], 30).unwrap();
+    let pem = std::fs::read_to_string(d.certs.join("sneaky.pem")).unwrap();
+    let (kind, message) = server_error(
+        a.call(AdminRequest::AddSecondary {
+            name: "sneaky".into(),
+            group: "Managed devices".into(),
+            cert_pem: pem,
+        })
+        .await,
+    );
+    assert_eq!(kind, ErrorKind::Forbidden, "{message}");
+    assert!(message.contains("virtual server"), "{message}");
     let forward = a.call_at(Some("tenant-b"), AdminRequest::Task(TaskRequest::List));
     let (kind, _) = server_error(forward.await);
     assert_eq!(kind, ErrorKind::NotFound);

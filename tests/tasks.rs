@@ -10,11 +10,13 @@ use canopy::agent::Agents;
 use canopy::cli::client::AdminClient;
 use canopy::cli::deployment::Deployment;
 use canopy::model::EventKind;
+use canopy::model::Role;
 use canopy::model::scope::Scope;
 use canopy::model::task::{DeviceState, RunCounters, RunState, TaskKind, TaskPayload, TaskType};
 use canopy::server::RunningServer;
 use canopy::wire::msg::{
-    AdminRequest, AdminResponse, DeviceRequest, GroupRequest, ScopeSpec, TaskRequest,
+    AdminRequest, AdminResponse, DeviceRequest, GroupRequest, ScopeSpec, Secret, TaskChanges,
+    TaskRequest,
 };
 use common::{
     create_task, group_scope, refused, results, show_task, simulate_spec, start_task, stats,
@@ -300,10 +302,13 @@ async fn selections_local_tasks_applications_and_server_tasks() {
     );
 
     // Administration Server tasks: a backup that opens as a server database, and maintenance.
+    // A backup's directory is inside the server's backup directory (by default `backups`
+    // beside the database).
+    let backups = server.node.config.data.parent().unwrap().join("backups");
     let spec = task_spec(
         "nightly backup",
         TaskType::Backup {
-            directory: Some(dir.path().join("backups").display().to_string()),
+            directory: Some("nightly".into()),
         },
         ScopeSpec::Server,
     );
@@ -311,7 +316,7 @@ async fn selections_local_tasks_applications_and_server_tasks() {
     start_task(&admin, "nightly backup", None).await;
     let run = wait_finished(&admin, "nightly backup").await;
     assert_eq!(run.counters.count(DeviceState::Succeeded), 1, "{run:?}");
-    let copies: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
+    let copies: Vec<_> = std::fs::read_dir(backups.join("nightly"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -650,4 +655,75 @@ async fn a_local_task_changed_by_the_device_user_and_the_administrator() {
 
 async fn held(agent: &Agents) -> Vec<canopy::store::agent::LocalTask> {
     agent.local_tasks().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_tasks_are_for_administrators_and_backups_stay_in_the_backup_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let server = server(&d).await;
+    let addr = server.local_addr();
+    let admin = d.admin(addr).await.unwrap();
+    let backup = |name: &str, directory: &str| {
+        task_spec(
+            name,
+            TaskType::Backup {
+                directory: Some(directory.into()),
+            },
+            ScopeSpec::Server,
+        )
+    };
+    for outside in ["/etc", "../elsewhere", "nightly/../../data"] {
+        let request = TaskRequest::Create(Box::new(backup("escape", outside)));
+        let message = refused(&admin, request).await;
+        assert!(message.contains("backup directory"), "{outside}: {message}");
+    }
+    create_task(&admin, backup("inside", "weekly")).await;
+    // The configured backup directory itself, given absolute, is inside too.
+    let root = server.node.config.backups.display().to_string();
+    create_task(&admin, backup("at the root", &root)).await;
+    // Nor may an existing backup be pointed outside by an edit.
+    let changes = TaskChanges {
+        task_type: Some(TaskType::Backup {
+            directory: Some("/etc".into()),
+        }),
+        ..TaskChanges::default()
+    };
+    let request = TaskRequest::Edit {
+        task: "inside".into(),
+        changes: Box::new(changes),
+    };
+    assert!(refused(&admin, request).await.contains("backup directory"));
+
+    // An operator runs device tasks, not the server's own.
+    admin
+        .call(AdminRequest::AccountCreate {
+            name: "op".into(),
+            password: Secret("operator password".into()),
+            role: Role::Operator,
+        })
+        .await
+        .unwrap();
+    let mut operator = AdminClient::connect(addr, d.ca().unwrap()).await.unwrap();
+    operator.login("op", "operator password").await.unwrap();
+    for request in [
+        TaskRequest::Create(Box::new(task_spec(
+            "op maintenance",
+            TaskType::Maintenance,
+            ScopeSpec::Server,
+        ))),
+        TaskRequest::Start {
+            task: "inside".into(),
+            devices: None,
+        },
+        TaskRequest::Delete {
+            task: "inside".into(),
+        },
+    ] {
+        let message = refused(&operator, request).await;
+        assert!(message.contains("only an administrator"), "{message}");
+    }
+    operator.close().await;
+    admin.close().await;
+    server.shutdown().await.unwrap();
 }

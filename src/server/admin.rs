@@ -182,6 +182,17 @@ async fn dispatch(
     token: Option<Secret>,
     request: AdminRequest,
 ) -> AdminResponse {
+    if node.is_virtual()
+        && matches!(
+            request,
+            AdminRequest::AddSecondary { .. } | AdminRequest::RemoveSecondary { .. }
+        )
+    {
+        return error(
+            ErrorKind::Forbidden,
+            "a virtual server has no secondaries of its own",
+        );
+    }
     match request {
         // Answered before the session check; here only to keep the match whole.
         AdminRequest::Login { .. } => error(ErrorKind::Internal, "login is not served here"),

@@ -87,8 +87,8 @@ pub(super) struct TypeParams {
     /// simulate: percent of runs that need a restart, 0 to 100 [default: 0].
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
     need_restart_percent: Option<u8>,
-    /// backup: the directory the copy is written to [default: backups/ next to the
-    /// server's database].
+    /// backup: the directory the copy is written to, inside the server's `backups`
+    /// directory (a relative path is taken from there) [default: that directory].
     #[arg(long, value_name = "DIR")]
     backup_dir: Option<String>,
 }

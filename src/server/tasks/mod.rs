@@ -20,7 +20,7 @@ use crate::model::task::{
     AGENT_APPLICATION, ChangedBy, DeviceState, RunId, RunRecord, RunState, SERVER_APPLICATION,
     TaskAccount, TaskRecord, TaskSettings, TaskType,
 };
-use crate::model::{EventKind, Severity};
+use crate::model::{EventKind, Role, Severity};
 use crate::server::auth::Session;
 use crate::server::reply::{Reply, error, internal, invalid};
 use crate::server::{Node, now_ms};
@@ -93,9 +93,11 @@ async fn find(node: &Node, key: &str) -> Reply<TaskRecord> {
     Err(error(ErrorKind::NotFound, format!("no task {key:?}")))
 }
 
-/// Finds a task an administrator of this server may change or start: not an inherited one.
-async fn find_own(node: &Node, key: &str, action: &str) -> Reply<TaskRecord> {
+/// Finds a task an administrator of this server may change or start: not an inherited one,
+/// and a server task only for an administrator.
+async fn find_own(node: &Node, session: &Session, key: &str, action: &str) -> Reply<TaskRecord> {
     let task = find(node, key).await?;
+    server_task_allowed(node, session, &task.task_type)?;
     match &task.inherited {
         Some(from) => Err(error(
             ErrorKind::Forbidden,
@@ -115,6 +117,33 @@ async fn find_own(node: &Node, key: &str, action: &str) -> Reply<TaskRecord> {
         )),
         None => Ok(task),
     }
+}
+
+/// A server task runs on the server itself, with its files: only an administrator of a
+/// physical server may create or run a backup, and only into the backup directory.
+fn server_task_allowed(node: &Node, session: &Session, task_type: &TaskType) -> Reply<()> {
+    if !task_type.runs_on_server() {
+        return Ok(());
+    }
+    if session.role != Role::Administrator {
+        return Err(error(
+            ErrorKind::Forbidden,
+            format!(
+                "only an administrator may change or run a {} task: it runs on the server itself",
+                task_type.type_name()
+            ),
+        ));
+    }
+    if let TaskType::Backup { directory } = task_type {
+        if node.is_virtual() {
+            return Err(invalid(
+                "backup tasks are not offered on a virtual server: its host's administrator backs it up",
+            ));
+        }
+        server_tasks::backup_directory(&node.config.backups, directory.as_deref())
+            .map_err(invalid)?;
+    }
+    Ok(())
 }
 
 async fn list(node: &Node) -> Reply<AdminResponse> {
@@ -180,6 +209,7 @@ async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<Ad
     };
     // What needs no lookups is checked first, so a bad name is reported before DNS runs.
     crate::model::check_display_name("a task name", &task.name).map_err(invalid)?;
+    server_task_allowed(node, session, &task.task_type)?;
     if let TaskType::Device(payload) = &task.task_type {
         payload.check().map_err(invalid)?;
     }
@@ -225,7 +255,7 @@ async fn edit(
     key: &str,
     changes: TaskChanges,
 ) -> Reply<AdminResponse> {
-    let task = find_own(node, key, "edited").await?;
+    let task = find_own(node, session, key, "edited").await?;
     let scope = match changes.scope {
         Some(spec) => Some(resolve_scope(node, spec).await?),
         None => None,
@@ -239,6 +269,7 @@ async fn edit(
         edited.name = name.trim().to_string();
     }
     if let Some(task_type) = changes.task_type {
+        server_task_allowed(node, session, &task_type)?;
         edited.task_type = task_type;
     }
     if let Some(application) = changes.application {
@@ -299,7 +330,7 @@ async fn edit(
 }
 
 async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse> {
-    let task = find_own(node, key, "deleted").await?;
+    let task = find_own(node, session, key, "deleted").await?;
     let (task, to_cancel) = node
         .store
         .delete_task(task.id)
@@ -332,7 +363,7 @@ async fn start(
     key: &str,
     devices: Option<Vec<String>>,
 ) -> Reply<AdminResponse> {
-    let task = find_own(node, key, "started").await?;
+    let task = find_own(node, session, key, "started").await?;
     let scope = match devices {
         Some(entries) => {
             if matches!(task.scope, Scope::Server | Scope::Local { .. }) {
@@ -418,7 +449,7 @@ async fn start_run(
 }
 
 async fn stop(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse> {
-    let task = find_own(node, key, "stopped").await?;
+    let task = find_own(node, session, key, "stopped").await?;
     let Some(run_id) = task.last_run else {
         return Err(invalid(format!("task {:?} has never run", task.name)));
     };

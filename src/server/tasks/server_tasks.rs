@@ -1,6 +1,7 @@
 //! Administration Server tasks: backup and maintenance, each run as a run with one record,
 //! for the server; and the pruning of task history.
 
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,14 +61,30 @@ pub(super) async fn run_server_task(node: &Node, task: &TaskRecord, run_id: RunI
     }
 }
 
+/// Where a backup task writes: `requested` inside `root` (relative paths are taken from
+/// `root`), or why not. Checked on the words of the path, so `..` is refused outright.
+pub(super) fn backup_directory(root: &Path, requested: Option<&str>) -> Result<PathBuf, String> {
+    let Some(requested) = requested else {
+        return Ok(root.to_path_buf());
+    };
+    let path = root.join(requested);
+    let climbs = Path::new(requested)
+        .components()
+        .any(|c| matches!(c, Component::ParentDir));
+    if climbs || !path.starts_with(root) {
+        return Err(format!(
+            "the backup directory {requested:?} is not inside {} (the server's `backups` directory)",
+            root.display()
+        ));
+    }
+    Ok(path)
+}
+
 async fn backup(node: &Node, directory: Option<&str>) -> Outcome {
     let data = &node.config.data;
-    let dir = match directory {
-        Some(dir) => std::path::PathBuf::from(dir),
-        None => data
-            .parent()
-            .map(|p| p.join("backups"))
-            .unwrap_or_else(|| "backups".into()),
+    let dir = match backup_directory(&node.config.backups, directory) {
+        Ok(dir) => dir,
+        Err(e) => return Outcome::failed(e),
     };
     let stem = data
         .file_stem()
@@ -108,5 +125,34 @@ pub(in crate::server) async fn prune_loop(node: Arc<Node>) {
             Err(e) => tracing::error!("cannot prune task history: {e}"),
         }
         tokio::time::sleep(PRUNE_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_directory_stays_inside_the_root() {
+        let root = Path::new("/var/lib/canopy/backups");
+        assert_eq!(backup_directory(root, None).unwrap(), root);
+        assert_eq!(
+            backup_directory(root, Some("weekly")).unwrap(),
+            root.join("weekly")
+        );
+        assert_eq!(
+            backup_directory(root, Some("/var/lib/canopy/backups/x")).unwrap(),
+            root.join("x")
+        );
+        for outside in [
+            "/etc",
+            "..",
+            "a/../../b",
+            "/var/lib/canopy/backups/../data",
+            "/var/lib/canopy/backups-other",
+        ] {
+            let e = backup_directory(root, Some(outside)).unwrap_err();
+            assert!(e.contains("not inside"), "{outside}: {e}");
+        }
     }
 }
