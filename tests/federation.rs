@@ -190,6 +190,8 @@ async fn refused_peers_get_the_right_error_and_the_server_keeps_serving() {
         name: "future".into(),
         software_version: "9.0.0".into(),
         last_applied: 0,
+        parent_epoch: 0,
+        epoch: 1,
     };
     let bytes = hello_bytes_with_version(PROTOCOL_VERSION + 1, &hello);
     let code = fed_close_code(&d, addr, future, Some(bytes)).await;

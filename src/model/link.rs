@@ -116,11 +116,15 @@ pub struct StatsRow {
     pub counters: RunCounters,
     /// Only grows, for that server and run, across restarts (derived from durable state).
     pub version: u64,
+    /// The change log epoch of the server described: a new one when that server's database
+    /// is created anew or restored from a backup, whose versions start again. A row of
+    /// another epoch than the one held replaces it whatever its version.
+    pub epoch: u64,
 }
 
 impl StatsRow {
     /// The holder's own row.
-    pub fn own(task_id: u64, run_id: u64, counters: RunCounters, version: u64) -> Self {
+    pub fn own(task_id: u64, run_id: u64, counters: RunCounters, version: u64, epoch: u64) -> Self {
         StatsRow {
             path: Vec::new(),
             depth: 0,
@@ -128,6 +132,7 @@ impl StatsRow {
             run_id,
             counters,
             version,
+            epoch,
         }
     }
 

@@ -50,7 +50,9 @@ pub struct ServerRow {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecondaryRecord {
     pub name: String,
-    pub group: String,
+    /// The group of this server it is placed in, by id: a rename or a move of the group
+    /// (or of a group above it) leaves it placed where it was.
+    pub group_id: u64,
     /// The secondary's certificate (DER) as registered by the administrator.
     pub cert_der: Vec<u8>,
     pub fingerprint: Fingerprint,

@@ -528,8 +528,9 @@ impl RunCounters {
         self.by_state[Self::index(state)]
     }
 
+    /// Saturating: the counts of a row may come from a child, which could make them up.
     pub fn total(&self) -> u64 {
-        self.by_state.iter().sum()
+        self.by_state.iter().fold(0u64, |a, b| a.saturating_add(*b))
     }
 
     pub fn finished(&self) -> u64 {
@@ -537,7 +538,7 @@ impl RunCounters {
             .iter()
             .filter(|s| s.is_finished())
             .map(|s| self.count(*s))
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Percent of targeted devices whose run is over.
@@ -550,9 +551,10 @@ impl RunCounters {
 
     /// Counts a record that is new.
     pub fn add(&mut self, record: &DeviceRunRecord) {
-        self.by_state[Self::index(record.state)] += 1;
+        let slot = &mut self.by_state[Self::index(record.state)];
+        *slot = slot.saturating_add(1);
         if record.need_restart {
-            self.need_restart += 1;
+            self.need_restart = self.need_restart.saturating_add(1);
         }
     }
 

@@ -432,9 +432,12 @@ async fn add_secondary(
     if let Err(e) = model::check_display_name("secondary name", &name) {
         return error(ErrorKind::InvalidInput, e);
     }
-    let group = match node.store.group_tree().await {
-        Ok(tree) => match tree.resolve(&group).and_then(|id| tree.path_of(id)) {
-            Some(path) => path,
+    let (group_id, group) = match node.store.group_tree().await {
+        Ok(tree) => match tree
+            .resolve(&group)
+            .and_then(|id| Some((id, tree.path_of(id)?)))
+        {
+            Some(found) => found,
             None => {
                 return error(
                     ErrorKind::NotFound,
@@ -463,7 +466,7 @@ async fn add_secondary(
     }
     let record = SecondaryRecord {
         name: name.clone(),
-        group: group.clone(),
+        group_id,
         cert_der: cert_der.to_vec(),
         fingerprint,
         registered_at: now_ms(),

@@ -197,13 +197,15 @@ impl Node {
     /// Rows for every server below this one, paths relative to this server.
     pub async fn subtree_rows(&self) -> anyhow::Result<Vec<ServerRow>> {
         let records = self.store.secondaries().await?;
+        let tree = self.store.group_tree().await?;
         let live = self.connected_names();
-        Ok(topology::subtree_rows(&views(&records, &live)))
+        Ok(topology::subtree_rows(&views(&records, &live, &tree)))
     }
 
     /// The whole tree from this server down, this server first.
     pub async fn tree_rows(&self) -> anyhow::Result<Vec<ServerRow>> {
         let records = self.store.secondaries().await?;
+        let tree = self.store.group_tree().await?;
         let live = self.connected_names();
         let listen = match &self.virtual_host {
             Some(host) => format!("{}/{} (on {host})", self.listen, self.name()),
@@ -216,7 +218,11 @@ impl Node {
             devices: self.store.device_count().await?,
             virtual_server: self.is_virtual(),
         };
-        Ok(topology::tree_rows(&own, now_ms(), &views(&records, &live)))
+        Ok(topology::tree_rows(
+            &own,
+            now_ms(),
+            &views(&records, &live, &tree),
+        ))
     }
 
     /// The group a device presenting `token` is enrolled into (as the config names it);
@@ -259,11 +265,18 @@ impl Node {
     }
 }
 
-fn views<'a>(records: &'a [SecondaryRecord], live: &[String]) -> Vec<SecondaryView<'a>> {
+fn views<'a>(
+    records: &'a [SecondaryRecord],
+    live: &[String],
+    tree: &crate::model::group::GroupTree,
+) -> Vec<SecondaryView<'a>> {
     records
         .iter()
         .map(|record| SecondaryView {
             record,
+            group: tree
+                .path_of(record.group_id)
+                .unwrap_or_else(|| format!("group #{}", record.group_id)),
             connected: live.contains(&record.name),
         })
         .collect()

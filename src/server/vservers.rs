@@ -94,7 +94,7 @@ async fn start_tenant(host: &Arc<Node>, record: &SecondaryRecord) -> anyhow::Res
     ));
     let span = tracing::info_span!("virtual server", name = %record.name);
     let link = tokio::spawn(
-        in_process_link(host.clone(), node.clone(), record.group.clone()).instrument(span.clone()),
+        in_process_link(host.clone(), node.clone(), record.group_id).instrument(span.clone()),
     );
     let prune = tokio::spawn(super::tasks::prune_loop(node.clone()).instrument(span));
     lock(&host.tenants).insert(
@@ -147,13 +147,20 @@ pub(super) async fn stop_all(host: &Node) {
 /// The link between a host and one of its virtual servers: the host's side and the
 /// tenant's side of the federation link logic, joined by channels. Ends when either node
 /// shuts down.
-async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group: String) {
+async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group_id: u64) {
     let name = tenant.name().to_string();
     loop {
-        let last_applied = match tenant.store.parent_cursor().await {
-            Ok(cursor) => cursor,
+        // What the hello and the welcome of a link over QUIC say.
+        let read = async {
+            let cursor = tenant.store.parent_position().await?;
+            let epoch = tenant.store.log_state().await?.epoch;
+            let log = host.store.log_state().await?;
+            Ok::<_, crate::store::StoreError>((cursor, epoch, log))
+        };
+        let (cursor, child_epoch, log) = match read.await {
+            Ok(read) => read,
             Err(e) => {
-                tracing::error!("cannot read the cursor of {name}: {e}");
+                tracing::error!("cannot read the link state of {name}: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -170,7 +177,7 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group: String) {
         );
         let linked = host
             .store
-            .update_secondary(&name, |r| r.last_connected = Some(now_ms()))
+            .update_secondary(&name, move |r| r.last_connected = Some(now_ms()))
             .await;
         if let Err(e) = linked {
             tracing::error!("cannot record the link to {name}: {e}");
@@ -178,8 +185,9 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group: String) {
         host.bump_subtree();
         let child = ChildLink {
             name: name.clone(),
-            group: group.clone(),
-            last_applied,
+            group_id,
+            cursor,
+            child_epoch,
             rx: up_rx,
             tx: down_tx,
             requests,
@@ -187,6 +195,7 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group: String) {
         let parent = ParentLink {
             parent_name: host.name().to_string(),
             registered_name: name.clone(),
+            log,
             rx: down_rx,
             tx: up_tx,
         };
@@ -253,6 +262,7 @@ async fn record(host: &Node, name: &str) -> Reply<SecondaryRecord> {
 }
 
 async fn view(host: &Node, record: &SecondaryRecord) -> VirtualServerView {
+    let group = host.group_path(record.group_id).await;
     let (devices, devices_connected) = match host.virtual_server(&record.name) {
         Some(node) => (
             node.store.device_count().await.unwrap_or(0),
@@ -262,7 +272,7 @@ async fn view(host: &Node, record: &SecondaryRecord) -> VirtualServerView {
     };
     VirtualServerView {
         name: record.name.clone(),
-        group: record.group.clone(),
+        group,
         enabled: !record.disabled,
         created: record.registered_at,
         devices,
@@ -296,9 +306,9 @@ async fn create(
         ));
     }
     let tree = host.store.group_tree().await.map_err(internal)?;
-    let group = tree
+    let (group_id, group) = tree
         .resolve(&group)
-        .and_then(|id| tree.path_of(id))
+        .and_then(|id| Some((id, tree.path_of(id)?)))
         .ok_or_else(|| {
             error(
                 ErrorKind::NotFound,
@@ -307,7 +317,7 @@ async fn create(
         })?;
     let record = SecondaryRecord {
         name: name.clone(),
-        group: group.clone(),
+        group_id,
         cert_der: Vec::new(),
         fingerprint: Fingerprint([0; 32]),
         registered_at: now_ms(),

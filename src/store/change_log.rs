@@ -4,14 +4,46 @@
 use redb::{ReadableDatabase, WriteTransaction};
 
 use super::schema::CHANGE_LOG;
-use super::{Store, StoreError, entries_u64, last_key_u64, put_u64, signals};
+use super::{
+    META, Store, StoreError, entries_u64, get, last_key_u64, put, put_u64, remove, signals,
+};
 use crate::model::link::Change;
 use crate::model::task::{RunId, TaskRecord};
 use crate::sync::inherit;
+use crate::sync::replicate::LogState;
 use crate::wire::msg::TaskChange;
 
 /// One entry of the change log, with the children it concerns.
 pub type LogEntry = crate::model::link::LogEntry<TaskRecord>;
+
+/// In META: the log's epoch (a `u64`), made when the log is created and again when the
+/// database is restored from a backup. See `sync::replicate`.
+const LOG_EPOCH: &str = "log_epoch";
+/// In META of a backup copy: the copy is a backup, so a server that opens it (it was
+/// restored) starts a new epoch: its log is shorter than what its children applied.
+pub(crate) const FROM_BACKUP: &str = "from_backup";
+
+/// Marks a backup copy being written (see [`FROM_BACKUP`]).
+pub(super) fn mark_as_backup(txn: &WriteTransaction) -> Result<(), StoreError> {
+    put(&mut txn.open_table(META)?, FROM_BACKUP, &true)
+}
+
+/// Makes sure the log has an epoch: a new one for a new log (or one of a file from before
+/// epochs), and for a database restored from a backup. Returns it, and whether it was made
+/// because of a restore.
+pub(super) fn ensure_epoch(txn: &WriteTransaction) -> Result<(u64, bool), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    let restored = remove(&mut meta, FROM_BACKUP)?;
+    match get::<u64>(&meta, LOG_EPOCH)? {
+        Some(epoch) if !restored && epoch != 0 => Ok((epoch, false)),
+        _ => {
+            // Never 0, which means "none yet" in a cursor.
+            let epoch = rand::random::<u64>().max(1);
+            put(&mut meta, LOG_EPOCH, &epoch)?;
+            Ok((epoch, restored))
+        }
+    }
+}
 
 fn append(txn: &WriteTransaction, entry: Option<LogEntry>) -> Result<(), StoreError> {
     let Some(entry) = entry else {
@@ -91,6 +123,16 @@ impl Store {
     pub async fn log_last_seq(&self) -> Result<u64, StoreError> {
         self.read(|txn| Ok(last_key_u64(&txn.open_table(CHANGE_LOG)?)?.unwrap_or(0)))
             .await
+    }
+
+    /// The log's epoch and last sequence number, as a child's link starts from them.
+    pub async fn log_state(&self) -> Result<LogState, StoreError> {
+        self.read(|txn| {
+            let epoch = get::<u64>(&txn.open_table(META)?, LOG_EPOCH)?.unwrap_or(0);
+            let last_seq = last_key_u64(&txn.open_table(CHANGE_LOG)?)?.unwrap_or(0);
+            Ok(LogState { epoch, last_seq })
+        })
+        .await
     }
 
     /// The log entries with sequence numbers in `range`, at most `limit`.

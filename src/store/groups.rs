@@ -1,8 +1,8 @@
 //! Administration groups: the `groups` table, and the checks that keep it a tree.
 //!
 //! Every change checks against the tree as it is inside its own write transaction, so two
-//! administrators racing cannot break the rules. Secondaries name their group by path, so a
-//! rename or move rewrites their paths in the same transaction.
+//! administrators racing cannot break the rules. Secondaries name their group by id, so a
+//! rename or a move leaves them placed where they were.
 
 use redb::{ReadableTable, WriteTransaction};
 
@@ -46,8 +46,8 @@ pub(crate) fn tree_in(txn: &WriteTransaction) -> Result<GroupTree, StoreError> {
     Ok(GroupTree::new(all_groups(&txn.open_table(GROUPS)?)?))
 }
 
-/// The registered secondaries with the group each is placed in (`None` if its path names no
-/// group, e.g. one registered before groups existed).
+/// The registered secondaries with the group each is placed in (`None` if that group is
+/// gone).
 fn placed_secondaries(
     txn: &impl OpenTables,
     tree: &GroupTree,
@@ -56,14 +56,14 @@ fn placed_secondaries(
         .values::<SecondaryRecord>(SECONDARIES)?
         .into_iter()
         .map(|s| {
-            let id = tree.resolve(&s.group);
+            let id = Some(s.group_id).filter(|id| tree.path_of(*id).is_some());
             (s, id)
         })
         .collect())
 }
 
-/// Gives `id` a new name and/or parent, then rewrites the group path of every secondary in it
-/// or below it, all in `txn`.
+/// Gives `id` a new name and/or parent, in `txn`; counts the secondaries in it or below
+/// it, which follow it (they are placed by id).
 fn relocate(
     txn: &WriteTransaction,
     tree: &GroupTree,
@@ -101,18 +101,10 @@ fn relocate(
         });
     }
     put_u64(&mut txn.open_table(GROUPS)?, id, &updated)?;
-    let mut secondaries = txn.open_table(SECONDARIES)?;
-    let mut moved = 0;
-    for (mut record, group) in placed {
-        let Some(group) = group.filter(|g| below.contains(g)) else {
-            continue;
-        };
-        if let Some(path) = new_tree.path_of(group) {
-            record.group = path;
-            put(&mut secondaries, &record.name, &record)?;
-            moved += 1;
-        }
-    }
+    let moved = placed
+        .iter()
+        .filter(|(_, group)| group.is_some_and(|g| below.contains(&g)))
+        .count() as u64;
     Ok(Relocated {
         id,
         old_path,
@@ -246,10 +238,10 @@ mod tests {
     use crate::model::Fingerprint;
     use crate::model::group::{MANAGED_DEVICES, UNASSIGNED_DEVICES};
 
-    fn secondary(name: &str, group: &str) -> SecondaryRecord {
+    fn secondary(name: &str, group_id: u64) -> SecondaryRecord {
         SecondaryRecord {
             name: name.into(),
-            group: group.into(),
+            group_id,
             cert_der: Vec::new(),
             fingerprint: Fingerprint::of(name.as_bytes()),
             registered_at: 0,
@@ -289,22 +281,22 @@ mod tests {
 
         let europe = store.create_group("Managed devices/Europe").await.unwrap();
         assert_eq!(europe.id, 3);
-        store
+        let paris = store
             .create_group("Managed devices/Europe/Paris")
             .await
             .unwrap();
-        store.create_group("Managed devices/Asia").await.unwrap();
+        let asia = store.create_group("Managed devices/Asia").await.unwrap();
         let err = store
             .create_group("Managed devices/Europe/Paris")
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Rejected(_)), "{err}");
         store
-            .add_secondary(secondary("branch-1", "Managed devices/Europe/Paris"))
+            .add_secondary(secondary("branch-1", paris.id))
             .await
             .unwrap();
         store
-            .add_secondary(secondary("branch-2", "Managed devices/Asia"))
+            .add_secondary(secondary("branch-2", asia.id))
             .await
             .unwrap();
 
@@ -341,9 +333,14 @@ mod tests {
             .await
             .unwrap()
             .into_iter()
-            .map(|s| (s.name, s.group))
+            .map(|s| (s.name, s.group_id))
             .collect();
         groups.sort();
+        let tree = store.group_tree().await.unwrap();
+        let groups: Vec<(String, String)> = groups
+            .into_iter()
+            .map(|(name, id)| (name, tree.path_of(id).unwrap()))
+            .collect();
         assert_eq!(
             groups,
             [

@@ -299,6 +299,7 @@ fn copy_all(source: &ReadTransaction, target: &Database) -> Result<(u64, u64), S
         rows += copy_table(source, &txn, name)?;
         tables += 1;
     }
+    super::change_log::mark_as_backup(&txn)?;
     txn.commit()?;
     Ok((tables, rows))
 }
@@ -396,6 +397,7 @@ mod tests {
                         }
                         Err(e) => return Err(e.into()),
                     }
+                    rows.retain(|(k, _)| k != crate::store::change_log::FROM_BACKUP);
                     out.insert(name, rows);
                 }
                 Ok(out)

@@ -19,6 +19,7 @@ mod change_log;
 pub mod devices;
 mod groups;
 pub mod maintenance;
+mod migrate;
 pub mod replication;
 mod schema;
 mod server;
@@ -46,8 +47,9 @@ use writer::{Counters, DbSlot, Job, WriteJob};
 
 pub use writer::MAX_BATCH;
 
-/// The schema this binary writes; a file with a newer one is refused.
-pub const SCHEMA_VERSION: u32 = 2;
+/// The schema this binary writes; a file with a newer one is refused, an older one migrated
+/// (`migrate.rs`). 3: secondaries placed by group id, statistics rows with an epoch.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Page cache of the database.
 const CACHE_SIZE: usize = 64 * 1024 * 1024;
@@ -150,7 +152,12 @@ fn check_schema(db: &Database) -> Result<(), StoreError> {
                 });
             }
             Some(SCHEMA_VERSION) => false,
-            // Migrations from older schemas go here when there are any.
+            Some(2) => {
+                migrate::from_2(&txn)?;
+                put(&mut meta, SCHEMA_VERSION_KEY, &SCHEMA_VERSION)?;
+                tracing::info!("database migrated from schema 2 to {SCHEMA_VERSION}");
+                true
+            }
             Some(found) => {
                 return Err(StoreError::Redb(format!(
                     "schema version {found} has no migration to {SCHEMA_VERSION}"

@@ -13,24 +13,60 @@ use super::change_log::{log_run_started, log_run_stopped, log_task, log_task_del
 use super::schema::*;
 use super::signals;
 use super::tasks::{self, StartedRun};
-use super::{META, Store, StoreError, entries_with_prefix, get, put, remove};
-use crate::model::UnixMillis;
+use super::{META, Store, StoreError, entries, entries_with_prefix, get, put, remove};
 use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::UNASSIGNED_DEVICES;
 use crate::model::link::StatsRow;
 use crate::model::task::{RunId, RunRecord, TaskId, TaskRecord};
-use crate::sync::inherit::{self, Holdings, Plan};
-use crate::sync::stats::StatsTable;
+use crate::model::{SecondaryRecord, UnixMillis};
+use crate::sync::inherit::{self, Confirmable, Holdings, Plan};
+use crate::sync::replicate::Cursor;
+use crate::sync::stats::{self, StatsTable};
 use crate::wire::msg::TaskChange;
 
 /// The last entry of the parent's log applied here.
 const PARENT_CURSOR: &str = "parent_cursor";
+/// The epoch of the parent's log the cursor counts in.
+const PARENT_EPOCH: &str = "parent_epoch";
+/// While resynchronising with the parent: the sequence number the resync ends at.
+const RESYNC_UNTIL: &str = "resync_until";
 
 pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(CHANGE_LOG)?;
     txn.open_table(INHERITED_TASKS)?;
     txn.open_table(INHERITED_RUNS)?;
     txn.open_table(RUN_ROWS)?;
+    txn.open_table(RESYNC_CONFIRMED)?;
+    Ok(())
+}
+
+fn confirmed_key(item: Confirmable) -> String {
+    match item {
+        Confirmable::Task(id) => format!("t/{id:020}"),
+        Confirmable::Run(id) => format!("r/{id:020}"),
+    }
+}
+
+/// Drops every statistics row reported by the registration `name` (its rows' paths start
+/// with it), in `txn`; the runs they were about have changed.
+pub(crate) fn drop_rows_of(txn: &WriteTransaction, name: &str) -> Result<(), StoreError> {
+    let mut table = txn.open_table(RUN_ROWS)?;
+    let rows: Vec<(String, StatsRow)> = entries(&table)?;
+    let mut runs = std::collections::BTreeSet::new();
+    for (key, row) in rows {
+        if row.path.first().map(String::as_str) == Some(name) {
+            remove(&mut table, &key)?;
+            if let Some(run_id) = key.split('/').next().and_then(|id| id.parse::<u64>().ok()) {
+                runs.insert(run_id);
+            }
+        }
+    }
+    drop(table);
+    for run_id in runs {
+        if let Some(run) = tasks::run_in(txn, run_id)? {
+            signals::note_run(&run);
+        }
+    }
     Ok(())
 }
 
@@ -58,6 +94,46 @@ impl Store {
             .await
     }
 
+    /// Where this server stands in its parent's log: the cursor and the log's epoch.
+    pub async fn parent_position(&self) -> Result<Cursor, StoreError> {
+        self.read(|txn| {
+            let meta = txn.open_table(META)?;
+            Ok(Cursor {
+                last_applied: get::<u64>(&meta, PARENT_CURSOR)?.unwrap_or(0),
+                epoch: get::<u64>(&meta, PARENT_EPOCH)?.unwrap_or(0),
+            })
+        })
+        .await
+    }
+
+    /// Starts resynchronising with the parent `parent`, whose log (epoch `epoch`) ends at
+    /// `until`: the cursor goes back to 0 in that epoch and nothing is confirmed yet; with
+    /// an empty log, the resync ends at once. In one transaction.
+    pub async fn begin_resync(
+        &self,
+        parent: String,
+        epoch: u64,
+        until: u64,
+        now: UnixMillis,
+    ) -> Result<AppliedChanges, StoreError> {
+        self.write(move |txn| {
+            let mut meta = txn.open_table(META)?;
+            put(&mut meta, PARENT_CURSOR, &0u64)?;
+            put(&mut meta, PARENT_EPOCH, &epoch)?;
+            put(&mut meta, RESYNC_UNTIL, &until)?;
+            drop(meta);
+            let mut confirmed = txn.open_table(RESYNC_CONFIRMED)?;
+            for (key, ()) in entries::<()>(&confirmed)? {
+                remove(&mut confirmed, &key)?;
+            }
+            drop(confirmed);
+            let mut out = AppliedChanges::default();
+            end_resync_if_done(txn, &parent, 0, now, &mut out)?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// Applies changes of the parent's log (named `parent`) with the cursor, in one
     /// transaction. Which changes, in which order, the link's `ParentSession` decided: it
     /// hands out each sequence number once, in order, after the stored cursor.
@@ -75,23 +151,38 @@ impl Store {
             if let Some((cursor, _)) = changes.last() {
                 put(&mut txn.open_table(META)?, PARENT_CURSOR, cursor)?;
                 out.cursor = *cursor;
+                end_resync_if_done(txn, &parent, *cursor, now, &mut out)?;
             }
             Ok(out)
         })
         .await
     }
 
-    /// Keeps the rows of a report about run `run_id` that are newer than those held.
-    /// `None` for an unknown run; otherwise whether anything changed.
+    /// Keeps the rows of the child `child`'s report about run `run_id` that are newer than
+    /// those held. `None` when the report is not taken: an unknown run, a child no longer
+    /// registered, or a run that does not concern it (`sync::stats::accepts_report`);
+    /// otherwise whether anything changed.
     pub async fn merge_stats(
         &self,
         run_id: RunId,
+        child: String,
         rows: Vec<StatsRow>,
     ) -> Result<Option<bool>, StoreError> {
         self.write(move |txn| {
             let Some(run) = tasks::run_in(txn, run_id)? else {
                 return Ok(None);
             };
+            let audience = tasks::task_in(txn, run.task_id)?
+                .as_ref()
+                .and_then(inherit::audience);
+            let record = get::<SecondaryRecord>(&txn.open_table(SECONDARIES)?, &child)?;
+            let tree = super::groups::tree_in(txn)?;
+            let group = record
+                .map(|r| r.group_id)
+                .filter(|g| tree.path_of(*g).is_some());
+            if !stats::accepts_report(audience, group, |a, b| tree.is_descendant(a, b)) {
+                return Ok(None);
+            }
             let mut table = txn.open_table(RUN_ROWS)?;
             let held: Vec<(String, StatsRow)> =
                 entries_with_prefix(&table, &format!("{run_id:020}/"))?;
@@ -166,6 +257,61 @@ impl Holdings for Held<'_> {
     fn run_for(&self, parent_run: RunId) -> Result<Option<RunId>, StoreError> {
         get(&self.0.open_table(INHERITED_RUNS)?, &id_key(parent_run))
     }
+
+    fn confirmed(&self, item: Confirmable) -> Result<Option<bool>, StoreError> {
+        if get::<u64>(&self.0.open_table(META)?, RESYNC_UNTIL)?.is_none() {
+            return Ok(None);
+        }
+        let table = self.0.open_table(RESYNC_CONFIRMED)?;
+        Ok(Some(get::<()>(&table, &confirmed_key(item))?.is_some()))
+    }
+
+    fn run_task(&self, local_run: RunId) -> Result<Option<TaskId>, StoreError> {
+        Ok(tasks::run_in(self.0, local_run)?.map(|r| r.task_id))
+    }
+}
+
+/// Ends the resync with the parent `parent` once the cursor reached its end: drops what the
+/// parent's new log did not confirm (`inherit::resync_leftovers`), in `txn`.
+fn end_resync_if_done(
+    txn: &WriteTransaction,
+    parent: &str,
+    cursor: u64,
+    now: UnixMillis,
+    out: &mut AppliedChanges,
+) -> Result<(), StoreError> {
+    let Some(until) = get::<u64>(&txn.open_table(META)?, RESYNC_UNTIL)? else {
+        return Ok(());
+    };
+    if cursor < until {
+        return Ok(());
+    }
+    let ids = |table| -> Result<Vec<(u64, u64)>, StoreError> {
+        Ok(entries::<u64>(&txn.open_table(table)?)?
+            .into_iter()
+            .filter_map(|(key, local)| Some((key.parse().ok()?, local)))
+            .collect())
+    };
+    let copies = ids(INHERITED_TASKS)?;
+    let runs = ids(INHERITED_RUNS)?;
+    let confirmed: std::collections::BTreeSet<String> =
+        entries::<()>(&txn.open_table(RESYNC_CONFIRMED)?)?
+            .into_iter()
+            .map(|(key, ())| key)
+            .collect();
+    let leftovers = inherit::resync_leftovers(&copies, &runs, |item| {
+        confirmed.contains(&confirmed_key(item))
+    });
+    remove(&mut txn.open_table(META)?, RESYNC_UNTIL)?;
+    let mut table = txn.open_table(RESYNC_CONFIRMED)?;
+    for key in &confirmed {
+        remove(&mut table, key)?;
+    }
+    drop(table);
+    for plan in leftovers {
+        carry_out(txn, parent, plan, now, out)?;
+    }
+    Ok(())
 }
 
 /// Applies one change of the parent's log: `sync::inherit` decides, this carries it out.
@@ -176,8 +322,30 @@ fn apply_one(
     now: UnixMillis,
     out: &mut AppliedChanges,
 ) -> Result<(), StoreError> {
-    match inherit::plan(parent, change, &Held(txn), now)? {
-        Plan::Nothing => {}
+    let held = Held(txn);
+    let plan = inherit::plan(parent, change, &held, now)?;
+    if let Some(item) = plan.confirms()
+        && held.confirmed(item)?.is_some()
+    {
+        put(
+            &mut txn.open_table(RESYNC_CONFIRMED)?,
+            &confirmed_key(item),
+            &(),
+        )?;
+    }
+    carry_out(txn, parent, plan, now, out)
+}
+
+/// Carries out one plan of `sync::inherit`.
+fn carry_out(
+    txn: &WriteTransaction,
+    parent: &str,
+    plan: Plan,
+    now: UnixMillis,
+    out: &mut AppliedChanges,
+) -> Result<(), StoreError> {
+    match plan {
+        Plan::Nothing | Plan::Keep(_) => {}
         Plan::Upsert {
             parent_task,
             copy,
@@ -216,7 +384,11 @@ fn apply_one(
             parent_run,
             local_task,
             started_by,
+            replaces,
         } => {
+            if let Some(local_run) = replaces {
+                forget(txn, parent, parent_run, local_run, now, out)?;
+            }
             let targets = managed_devices(txn)?;
             let Some(started) = tasks::start_in(
                 txn,
@@ -258,7 +430,40 @@ fn apply_one(
                 ));
             }
         }
+        Plan::ForgetRun {
+            parent_run,
+            local_run,
+        } => forget(txn, parent, parent_run, local_run, now, out)?,
     }
+    Ok(())
+}
+
+/// The parent no longer has run `parent_run` (it was restored from a backup): `local_run`
+/// stops if it is going and stays as history of this server only.
+fn forget(
+    txn: &WriteTransaction,
+    parent: &str,
+    parent_run: RunId,
+    local_run: RunId,
+    now: UnixMillis,
+    out: &mut AppliedChanges,
+) -> Result<(), StoreError> {
+    remove(&mut txn.open_table(INHERITED_RUNS)?, &id_key(parent_run))?;
+    let Some(run) = tasks::run_in(txn, local_run)? else {
+        return Ok(());
+    };
+    let going = run.stopped.is_none() && run.counters.finished() < run.counters.total();
+    if going {
+        carry_out(txn, parent, Plan::StopRun { local_run }, now, out)?;
+    }
+    if let Some(mut run) = tasks::run_in(txn, local_run)? {
+        run.parent_run = None;
+        put(&mut txn.open_table(RUNS)?, &run_key(local_run), &run)?;
+    }
+    out.described.push(format!(
+        "run {local_run} no longer carries out {parent}'s run {parent_run}, which {parent} \
+         no longer has"
+    ));
     Ok(())
 }
 

@@ -12,7 +12,7 @@ impl Store {
     /// missing table.
     pub fn open_server(path: &std::path::Path) -> Result<Store, StoreError> {
         let store = Store::open(path)?;
-        store.write_blocking(|txn| {
+        let restored = store.write_blocking(|txn| {
             txn.open_table(SECONDARIES)?;
             txn.open_table(ACCOUNTS)?;
             txn.open_table(EVENTS)?;
@@ -20,8 +20,15 @@ impl Store {
             super::groups::create_tables(txn)?;
             super::tasks::create_tables(txn)?;
             super::replication::create_tables(txn)?;
-            Ok(())
+            Ok(super::change_log::ensure_epoch(txn)?.1)
         })?;
+        if restored {
+            tracing::warn!(
+                path = %path.display(),
+                "this database is a backup copy: its change log starts a new epoch, and its \
+                 children resynchronise from it"
+            );
+        }
         Ok(store)
     }
 
@@ -83,6 +90,8 @@ impl Store {
         .await
     }
 
+    /// Removes a registration, with the statistics rows it reported: re-registered under
+    /// another name, the same server's devices must not count twice.
     pub async fn remove_secondary(
         &self,
         name: &str,
@@ -92,6 +101,9 @@ impl Store {
             let mut table = txn.open_table(SECONDARIES)?;
             let record = get::<SecondaryRecord>(&table, &name)?;
             remove(&mut table, &name)?;
+            if record.is_some() {
+                super::replication::drop_rows_of(txn, &name)?;
+            }
             Ok(record)
         })
         .await

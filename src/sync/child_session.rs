@@ -18,7 +18,7 @@ use crate::model::link::{LogEntry, StatsRow};
 use crate::model::task::TaskRecord;
 use crate::wire::msg::{AdminResponse, ChildMsg, ForwardedRequest, ParentMsg};
 
-use super::replicate::{Feed, FeedPolicy};
+use super::replicate::{Cursor, Feed, FeedPolicy, LogState};
 
 /// What the runtime must do for a child session.
 #[derive(Debug)]
@@ -44,10 +44,12 @@ pub enum ChildEffect {
 }
 
 /// The parent's side of one child link. Volatile: a new one per link, built from the
-/// child's `last_applied` in its hello.
+/// child's cursor in its hello.
 #[derive(Debug)]
 pub struct ChildSession {
     name: String,
+    /// The child's own log epoch, from its hello: its own statistics row carries it.
+    child_epoch: u64,
     feed: Feed,
     log_last_seq: u64,
     /// While the child catches up on what it missed: where it started and the end of the
@@ -61,21 +63,27 @@ pub struct ChildSession {
 }
 
 impl ChildSession {
-    /// A link with the child `name` (as registered here), which has applied this server's
-    /// log up to `last_applied`; the log ends at `log_last_seq`.
-    pub fn new(name: &str, last_applied: u64, log_last_seq: u64, now: Instant) -> Self {
-        ChildSession::with_policy(FeedPolicy::default(), name, last_applied, log_last_seq, now)
+    /// A link with the child `name` (as registered here), whose hello says where it stands
+    /// in this server's log (`cursor`) and its own log's epoch (`child_epoch`); this
+    /// server's log is `log`. A cursor of another epoch than the log's is replayed the
+    /// whole log (a resynchronisation).
+    pub fn new(name: &str, cursor: Cursor, child_epoch: u64, log: LogState, now: Instant) -> Self {
+        ChildSession::with_policy(FeedPolicy::default(), name, cursor, child_epoch, log, now)
     }
 
     pub fn with_policy(
         policy: FeedPolicy,
         name: &str,
-        last_applied: u64,
-        log_last_seq: u64,
+        cursor: Cursor,
+        child_epoch: u64,
+        log: LogState,
         now: Instant,
     ) -> Self {
+        let last_applied = cursor.start_in(&log);
+        let log_last_seq = log.last_seq;
         let mut session = ChildSession {
             name: name.to_string(),
+            child_epoch,
             feed: Feed::with_policy(policy, last_applied, now),
             log_last_seq,
             replay: None,
@@ -85,7 +93,18 @@ impl ChildSession {
             #[cfg(test)]
             sabotage_routing: false,
         };
-        if log_last_seq > last_applied {
+        if cursor.resync_with(&log) && cursor.held_anything() {
+            session.replay = Some((0, log_last_seq));
+            session.effects.push_back(ChildEffect::Event {
+                kind: EventKind::ReplayStarted,
+                message: format!(
+                    "resynchronising {name}: it applied {} change(s) of another change log of \
+                     this server (this database was restored from a backup or created anew); \
+                     replaying all {log_last_seq} change(s) of this one",
+                    cursor.last_applied
+                ),
+            });
+        } else if log_last_seq > last_applied {
             session.replay = Some((last_applied, log_last_seq));
             session.effects.push_back(ChildEffect::Event {
                 kind: EventKind::ReplayStarted,
@@ -125,10 +144,12 @@ impl ChildSession {
                 report_id,
                 rows,
             } => {
-                // A child speaks only for its own subtree.
+                // A child speaks only for its own subtree, and for itself as it is installed
+                // now (its own row in the epoch its hello gave).
                 let rows = rows
                     .into_iter()
                     .filter(|r| r.path.first() == Some(&self.name))
+                    .filter(|r| r.path.len() > 1 || r.epoch == self.child_epoch)
                     .collect();
                 self.effects.push_back(ChildEffect::MergeStats {
                     run_id,
@@ -240,6 +261,17 @@ mod tests {
         }
     }
 
+    fn log(epoch: u64, last_seq: u64) -> LogState {
+        LogState { epoch, last_seq }
+    }
+
+    fn at(last_applied: u64, epoch: u64) -> Cursor {
+        Cursor {
+            last_applied,
+            epoch,
+        }
+    }
+
     fn drain(s: &mut ChildSession, now: Instant) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(e) = s.poll_effect(now) {
@@ -258,7 +290,7 @@ mod tests {
     #[test]
     fn a_child_behind_is_replayed_what_it_missed_with_events() {
         let t0 = Instant::now();
-        let mut s = ChildSession::new("b1", 2, 4, t0);
+        let mut s = ChildSession::new("b1", at(2, 7), 70, log(7, 4), t0);
         assert_eq!(drain(&mut s, t0), ["event replay-started", "read 3..=4"]);
         s.handle_entries(vec![(3, entry(1, 5)), (4, entry(2, 6))], Some(5), |_, _| {
             false
@@ -274,22 +306,46 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_of_another_log_is_replayed_the_whole_log() {
+        // This server was restored from a backup: its log (epoch 8) is shorter than what the
+        // child applied of the old one (epoch 7).
+        let t0 = Instant::now();
+        let mut s = ChildSession::new("b1", at(9, 7), 70, log(8, 3), t0);
+        let effects = drain(&mut s, t0);
+        assert_eq!(effects, ["event replay-started", "read 1..=3"]);
+        s.handle_message(ChildMsg::Ack(3), t0);
+        assert_eq!(drain(&mut s, t0), ["event replay-finished"]);
+        // A new child (no epoch yet) is replayed everything too, without a resync event.
+        let mut s = ChildSession::new("b2", at(0, 0), 71, log(8, 3), t0);
+        assert_eq!(drain(&mut s, t0), ["event replay-started", "read 1..=3"]);
+        let mut s = ChildSession::new("b2", at(0, 0), 71, log(8, 0), t0);
+        assert!(drain(&mut s, t0).is_empty());
+    }
+
+    #[test]
     fn a_child_reports_only_for_its_own_subtree() {
         let t0 = Instant::now();
-        let mut s = ChildSession::new("b1", 0, 0, t0);
-        let row = |first: &str| StatsRow {
-            path: vec![first.to_string()],
-            depth: 1,
+        let mut s = ChildSession::new("b1", at(0, 1), 70, log(1, 0), t0);
+        let row = |path: &[&str], epoch: u64| StatsRow {
+            path: path.iter().map(|p| p.to_string()).collect(),
+            depth: path.len() as u32,
             task_id: 1,
             run_id: 1,
             counters: Default::default(),
             version: 1,
+            epoch,
         };
         s.handle_message(
             ChildMsg::Stats {
                 run_id: 9,
                 report_id: 3,
-                rows: vec![row("b1"), row("b2")],
+                rows: vec![
+                    row(&["b1"], 70),
+                    row(&["b2"], 70),
+                    // Its own row of another installation: not its own now.
+                    row(&["b1"], 69),
+                    row(&["b1", "c1"], 5),
+                ],
             },
             t0,
         );
@@ -297,7 +353,7 @@ mod tests {
             Some(ChildEffect::MergeStats {
                 run_id: 9, rows, ..
             }) => {
-                assert_eq!(rows, vec![row("b1")])
+                assert_eq!(rows, vec![row(&["b1"], 70), row(&["b1", "c1"], 5)])
             }
             other => panic!("{other:?}"),
         }

@@ -2,6 +2,12 @@
 //! the revision rule, inherited copies and their names, which runs start and stop. The
 //! store carries a [`Plan`] out in the transaction that also stores the cursor; the
 //! simulation carries it out on its own in-memory servers.
+//!
+//! A resynchronisation (the parent's log is another one than the child's cursor counts in:
+//! the parent was restored from a backup or recreated) replays the parent's whole log. While
+//! it lasts, the first entry about a task or run the child holds confirms it (a copy is
+//! replaced whatever its revision, since the parent's revisions and ids start again), and at
+//! its end what no entry confirmed is dropped ([`resync_leftovers`]).
 
 use crate::model::UnixMillis;
 use crate::model::group::MANAGED_DEVICES;
@@ -64,9 +70,23 @@ pub fn log_about(task: &TaskRecord, change: Change<TaskRecord>) -> Option<LogEnt
     audience(task).map(|audience| LogEntry { change, audience })
 }
 
+/// Something of the parent's a child holds, which a resynchronisation confirms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Confirmable {
+    /// The copy of the parent's task.
+    Task(TaskId),
+    /// The run carrying out the parent's run.
+    Run(RunId),
+}
+
 /// What a child holds that the plan depends on, read inside the applying transaction.
 pub trait Holdings {
     type Error;
+    /// While resynchronising: whether an entry of the parent's new log confirmed `item`
+    /// already. `None` when not resynchronising.
+    fn confirmed(&self, item: Confirmable) -> Result<Option<bool>, Self::Error>;
+    /// The task of this server's run `local_run`, if it exists.
+    fn run_task(&self, local_run: RunId) -> Result<Option<TaskId>, Self::Error>;
     /// The copy of the parent's task `parent_task`, if this server holds one.
     fn copy_of(&self, parent_task: TaskId) -> Result<Option<TaskRecord>, Self::Error>;
     /// The task holding display name `name`, if any.
@@ -93,14 +113,56 @@ pub enum Plan {
     /// Delete the copy `local` with its runs, forget the parent's id, log the delete.
     Delete { parent_task: TaskId, local: TaskId },
     /// Start a run of the copy `local_task` on every managed device of this server,
-    /// remember it under the parent's run id, and log the start.
+    /// remember it under the parent's run id, and log the start. `replaces`: a run held
+    /// under that id from before a resynchronisation, of another task: forget it first (as
+    /// `ForgetRun`).
     StartRun {
         parent_run: RunId,
         local_task: TaskId,
         started_by: String,
+        replaces: Option<RunId>,
     },
     /// Stop the run `local_run` and log the stop.
     StopRun { local_run: RunId },
+    /// Resynchronising: the copy or run held is the parent's still, as it is; keep it.
+    Keep(Confirmable),
+    /// Resynchronising: the parent no longer has run `parent_run`. Stop `local_run` if it
+    /// is going, and forget that it carried out a run of the parent (it stays as history).
+    ForgetRun { parent_run: RunId, local_run: RunId },
+}
+
+impl Plan {
+    /// What a resynchronisation counts as confirmed when this plan is carried out.
+    pub fn confirms(&self) -> Option<Confirmable> {
+        match self {
+            Plan::Upsert { parent_task, .. } => Some(Confirmable::Task(*parent_task)),
+            Plan::StartRun { parent_run, .. } => Some(Confirmable::Run(*parent_run)),
+            Plan::Keep(item) => Some(*item),
+            _ => None,
+        }
+    }
+}
+
+/// At the end of a resynchronisation: what to drop of what this server held from its
+/// parent (`copies`: (parent's task, local copy); `runs`: (parent's run, local run)) that no
+/// entry of the parent's new log confirmed. Runs first, then copies (with their runs).
+pub fn resync_leftovers(
+    copies: &[(TaskId, TaskId)],
+    runs: &[(RunId, RunId)],
+    confirmed: impl Fn(Confirmable) -> bool,
+) -> Vec<Plan> {
+    let runs = runs
+        .iter()
+        .filter(|(parent_run, _)| !confirmed(Confirmable::Run(*parent_run)))
+        .map(|&(parent_run, local_run)| Plan::ForgetRun {
+            parent_run,
+            local_run,
+        });
+    let copies = copies
+        .iter()
+        .filter(|(parent_task, _)| !confirmed(Confirmable::Task(*parent_task)))
+        .map(|&(parent_task, local)| Plan::Delete { parent_task, local });
+    runs.chain(copies).collect()
 }
 
 /// The plan for change `change` of the parent named `parent`.
@@ -122,12 +184,20 @@ pub fn plan<H: Holdings>(
                 .as_ref()
                 .and_then(|t| t.inherited.as_ref())
                 .map(|i| i.parent_revision);
-            if held.is_some_and(|held| held >= *revision) {
+            // Resynchronising, a copy not confirmed yet is of the parent's old log: its
+            // revision says nothing about the new one's.
+            let stale = existing.is_some()
+                && holdings.confirmed(Confirmable::Task(*task_id))? == Some(false);
+            if !stale && held.is_some_and(|held| held >= *revision) {
                 return Ok(Plan::Nothing);
             }
             let mut copy =
                 inherited_copy(parent, *task_id, *revision, task, existing.as_ref(), now);
             copy.name = free_name(holdings, &copy.name, copy.id, parent, *task_id)?;
+            if stale && existing.as_ref().is_some_and(|e| same_copy(e, &copy)) {
+                // Resynchronising, the parent's task is the one held: nothing to rewrite.
+                return Ok(Plan::Keep(Confirmable::Task(*task_id)));
+            }
             Plan::Upsert {
                 parent_task: *task_id,
                 copy,
@@ -143,14 +213,30 @@ pub fn plan<H: Holdings>(
         },
         Change::RunStart {
             task_id, run_id, ..
-        } => match holdings.copy_of(*task_id)? {
-            Some(copy) if holdings.run_for(*run_id)?.is_none() => Plan::StartRun {
+        } => {
+            let Some(copy) = holdings.copy_of(*task_id)? else {
+                return Ok(Plan::Nothing);
+            };
+            let start = |replaces| Plan::StartRun {
                 parent_run: *run_id,
                 local_task: copy.id,
                 started_by: format!("{parent} (run {run_id})"),
-            },
-            _ => Plan::Nothing,
-        },
+                replaces,
+            };
+            match holdings.run_for(*run_id)? {
+                None => start(None),
+                Some(local) if holdings.confirmed(Confirmable::Run(*run_id))? == Some(false) => {
+                    // Resynchronising: the run held under that id is the same one if it is
+                    // of the same copy; otherwise the id now names another run.
+                    if holdings.run_task(local)? == Some(copy.id) {
+                        Plan::Keep(Confirmable::Run(*run_id))
+                    } else {
+                        start(Some(local))
+                    }
+                }
+                Some(_) => Plan::Nothing,
+            }
+        }
         Change::RunStop { run_id, .. } => match holdings.run_for(*run_id)? {
             Some(local_run) => Plan::StopRun { local_run },
             None => Plan::Nothing,
@@ -192,6 +278,16 @@ fn inherited_copy(
     }
 }
 
+/// Two copies of a parent's task say the same (whatever their local revisions and times).
+fn same_copy(a: &TaskRecord, b: &TaskRecord) -> bool {
+    a.name == b.name
+        && a.task_type == b.task_type
+        && a.application == b.application
+        && a.scope == b.scope
+        && a.settings == b.settings
+        && a.inherited == b.inherited
+}
+
 /// The name an inherited copy gets: the parent's, unless another task of this server holds
 /// it (a copy that could not be stored would stop every later change of the parent).
 fn free_name<H: Holdings>(
@@ -231,10 +327,19 @@ mod tests {
         copies: BTreeMap<TaskId, TaskRecord>,
         names: BTreeMap<String, TaskId>,
         runs: BTreeMap<RunId, RunId>,
+        run_tasks: BTreeMap<RunId, TaskId>,
+        /// `Some` while resynchronising: what is confirmed.
+        resync: Option<Vec<Confirmable>>,
     }
 
     impl Holdings for Held {
         type Error = Infallible;
+        fn confirmed(&self, item: Confirmable) -> Result<Option<bool>, Infallible> {
+            Ok(self.resync.as_ref().map(|c| c.contains(&item)))
+        }
+        fn run_task(&self, r: RunId) -> Result<Option<TaskId>, Infallible> {
+            Ok(self.run_tasks.get(&r).copied())
+        }
         fn copy_of(&self, t: TaskId) -> Result<Option<TaskRecord>, Infallible> {
             Ok(self.copies.get(&t).cloned())
         }
@@ -354,5 +459,69 @@ mod tests {
             }
         );
         assert_eq!(plan_of(&held, &Change::Noop), Plan::Nothing);
+    }
+
+    #[test]
+    fn a_resync_replaces_what_it_has_not_confirmed_and_drops_the_rest() {
+        let mut held = Held::default();
+        let Plan::Upsert { mut copy, .. } = plan_of(&held, &upsert(4)) else {
+            panic!("an upsert")
+        };
+        copy.id = 40;
+        held.copies.insert(7, copy);
+        held.runs.insert(9, 41);
+        held.run_tasks.insert(41, 40);
+        held.runs.insert(10, 42);
+        held.run_tasks.insert(42, 40);
+        held.resync = Some(Vec::new());
+        // The restored parent's task 7 at revision 4 as held: kept as it is.
+        assert_eq!(plan_of(&held, &upsert(4)), Plan::Keep(Confirmable::Task(7)));
+        // At revision 1: it replaces the copy of revision 4.
+        let plan = plan_of(&held, &upsert(1));
+        assert!(
+            matches!(&plan, Plan::Upsert { copy, existing: Some(_), .. } if copy.id == 40),
+            "{plan:?}"
+        );
+        assert_eq!(plan.confirms(), Some(Confirmable::Task(7)));
+        held.resync = Some(vec![Confirmable::Task(7)]);
+        assert_eq!(
+            plan_of(&held, &upsert(1)),
+            Plan::Nothing,
+            "confirmed: as usual"
+        );
+        // Run 9 of the same copy is kept; run 10 now names a run of another task.
+        let start = |run_id| Change::RunStart {
+            task_id: 7,
+            run_id,
+            revision: 1,
+        };
+        assert_eq!(plan_of(&held, &start(9)), Plan::Keep(Confirmable::Run(9)));
+        held.run_tasks.insert(42, 99);
+        assert!(matches!(
+            plan_of(&held, &start(10)),
+            Plan::StartRun {
+                parent_run: 10,
+                replaces: Some(42),
+                ..
+            }
+        ));
+        // At the end: what nothing confirmed goes, runs first.
+        let confirmed = [Confirmable::Task(7), Confirmable::Run(9)];
+        let left = resync_leftovers(&[(7, 40), (8, 50)], &[(9, 41), (11, 43)], |c| {
+            confirmed.contains(&c)
+        });
+        assert_eq!(
+            left,
+            vec![
+                Plan::ForgetRun {
+                    parent_run: 11,
+                    local_run: 43
+                },
+                Plan::Delete {
+                    parent_task: 8,
+                    local: 50
+                }
+            ]
+        );
     }
 }

@@ -17,7 +17,7 @@ use crate::model::link::StatsRow;
 use crate::model::task::RunId;
 use crate::wire::msg::{AdminResponse, ChildMsg, ForwardedRequest, ParentMsg, TaskChange};
 
-use super::replicate::{Applier, ApplierPolicy, Decision, ToParent};
+use super::replicate::{Applier, ApplierPolicy, Cursor, Decision, LogState, ToParent};
 use super::stats::{Reporter, ReporterPolicy, StatsTable};
 
 /// At most this many of the parent's changes go in one transaction.
@@ -26,6 +26,16 @@ pub const MAX_CHANGES_PER_APPLY: usize = 256;
 /// What the runtime must do for the parent session.
 #[derive(Debug)]
 pub enum ParentEffect {
+    /// The parent's log is another one than the stored cursor counts in (`from`): it was
+    /// restored from a backup or created anew. Before anything else, in one transaction:
+    /// store the cursor 0 in `epoch`, and start resynchronising until the cursor reaches
+    /// `until` (see `sync::inherit`); then call `handle_resynced`. The parent replays its
+    /// whole log.
+    Resync {
+        from: Cursor,
+        epoch: u64,
+        until: u64,
+    },
     /// Apply these changes of the parent's log, in order, and store the last one's sequence
     /// number as the cursor, in one transaction; then call `handle_applied`.
     Apply(Vec<(u64, TaskChange)>),
@@ -80,6 +90,8 @@ pub struct ParentSession {
     accepted: Vec<(u64, TaskChange)>,
     /// The sequence numbers of the batch being applied.
     applying: Vec<u64>,
+    /// A resynchronisation is asked of the store and not stored yet: nothing is applied.
+    resyncing: bool,
     reports: BTreeMap<RunId, Reported>,
     subtree_due: bool,
     /// Reporters made on this link so far: each counts its report ids in a range of its own.
@@ -92,20 +104,33 @@ pub struct ParentSession {
 
 impl ParentSession {
     /// A new link: `registered_name` is the name the parent knows this server by, `cursor`
-    /// the last change of the parent's log stored here, `runs` the recent runs that carry
-    /// out the parent's runs (each reports its whole state once on the new link).
+    /// where this server stands in the parent's log (stored), `log` the parent's log as its
+    /// welcome says, `runs` the recent runs that carry out the parent's runs (each reports
+    /// its whole state once on the new link; none on a resynchronisation, whose runs the
+    /// parent may no longer have).
     pub fn new(
         policy: ParentPolicy,
         registered_name: &str,
-        cursor: u64,
+        cursor: Cursor,
+        log: LogState,
         runs: impl IntoIterator<Item = InheritedRun>,
         now: Instant,
     ) -> Self {
-        let mut applier = Applier::with_policy(policy.applier, cursor);
+        let resyncing = cursor.resync_with(&log);
+        let mut applier = Applier::with_policy(policy.applier, cursor.start_in(&log));
         applier.handle_connected();
+        let mut effects = VecDeque::new();
+        if resyncing {
+            effects.push_back(ParentEffect::Resync {
+                from: cursor,
+                epoch: log.epoch,
+                until: log.last_seq,
+            });
+        }
         let mut reporters_made = 0;
         let reports = runs
             .into_iter()
+            .filter(|_| !resyncing)
             .map(|run| {
                 let mut reporter = Reporter::starting_at(policy.reporter, id_range(reporters_made));
                 reporters_made += 1;
@@ -124,11 +149,12 @@ impl ParentSession {
             applier,
             accepted: Vec::new(),
             applying: Vec::new(),
+            resyncing,
             reports,
             subtree_due: true,
             reporters_made,
             transmit: VecDeque::new(),
-            effects: VecDeque::new(),
+            effects,
             #[cfg(test)]
             sabotage_apply_duplicates: false,
         }
@@ -170,6 +196,12 @@ impl ParentSession {
                 self.effects.push_back(ParentEffect::Serve { id, request })
             }
         }
+    }
+
+    /// The `Resync` is stored: changes are applied from now on. (If it could not be stored
+    /// the runtime ends the link; the next one asks again.)
+    pub fn handle_resynced(&mut self) {
+        self.resyncing = false;
     }
 
     /// The batch of the last `Apply` is stored (`Ok`), or could not be (`Err`): then
@@ -273,7 +305,7 @@ impl ParentSession {
         if let Some(effect) = self.effects.pop_front() {
             return Some(effect);
         }
-        if self.applying.is_empty() && !self.accepted.is_empty() {
+        if !self.resyncing && self.applying.is_empty() && !self.accepted.is_empty() {
             let n = self.accepted.len().min(MAX_CHANGES_PER_APPLY);
             let batch: Vec<(u64, TaskChange)> = self.accepted.drain(..n).collect();
             self.applying = batch.iter().map(|(seq, _)| *seq).collect();
@@ -317,6 +349,7 @@ impl ParentSession {
     /// Nothing accepted waits to be applied, and every report is settled.
     pub fn is_settled(&self) -> bool {
         self.accepted.is_empty()
+            && !self.resyncing
             && self.applying.is_empty()
             && self.reports.values().all(|r| r.reporter.is_idle())
     }
@@ -326,6 +359,55 @@ impl ParentSession {
 mod tests {
     use super::*;
     use crate::model::link::Change;
+
+    const CURSOR: Cursor = Cursor {
+        last_applied: 0,
+        epoch: 5,
+    };
+    const LOG: LogState = LogState {
+        epoch: 5,
+        last_seq: 0,
+    };
+
+    #[test]
+    fn a_parent_log_of_another_epoch_is_resynchronised_before_anything_is_applied() {
+        let t0 = Instant::now();
+        let cursor = Cursor {
+            last_applied: 9,
+            epoch: 4,
+        };
+        let log = LogState {
+            epoch: 5,
+            last_seq: 2,
+        };
+        let run = InheritedRun {
+            run_id: 1,
+            parent_run: 2,
+            complete: false,
+        };
+        let mut s = ParentSession::new(ParentPolicy::default(), "b1", cursor, log, [run], t0);
+        assert!(matches!(
+            s.poll_effect(t0),
+            Some(ParentEffect::Resync {
+                epoch: 5,
+                until: 2,
+                ..
+            })
+        ));
+        assert_eq!(s.parent_run_of(1), None, "no report of the old log's runs");
+        s.handle_message(change(1), t0);
+        assert!(matches!(s.poll_effect(t0), Some(ParentEffect::ReadSubtree)));
+        assert!(
+            s.poll_effect(t0).is_none(),
+            "nothing applied before the resync is stored"
+        );
+        assert!(!s.is_settled());
+        s.handle_resynced();
+        let Some(ParentEffect::Apply(batch)) = s.poll_effect(t0) else {
+            panic!("a batch")
+        };
+        assert_eq!(batch[0].0, 1, "from the start of the parent's log");
+    }
 
     fn change(seq: u64) -> ParentMsg {
         ParentMsg::Change {
@@ -337,7 +419,7 @@ mod tests {
     #[test]
     fn changes_are_applied_in_batches_once_and_in_order() {
         let t0 = Instant::now();
-        let mut s = ParentSession::new(ParentPolicy::default(), "b1", 0, [], t0);
+        let mut s = ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], t0);
         assert!(matches!(s.poll_effect(t0), Some(ParentEffect::ReadSubtree)));
         for seq in [1, 2, 2, 4, 3] {
             s.handle_message(change(seq), t0);
@@ -360,7 +442,7 @@ mod tests {
     #[test]
     fn a_failed_batch_is_fetched_again() {
         let t0 = Instant::now();
-        let mut s = ParentSession::new(ParentPolicy::default(), "b1", 0, [], t0);
+        let mut s = ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], t0);
         s.handle_subtree_changed();
         s.handle_message(change(1), t0);
         assert!(matches!(s.poll_effect(t0), Some(ParentEffect::Apply(_))));
@@ -373,7 +455,7 @@ mod tests {
     #[test]
     fn a_run_reports_until_the_parent_holds_it_complete() {
         let t0 = Instant::now();
-        let mut s = ParentSession::new(ParentPolicy::default(), "b1", 0, [], t0);
+        let mut s = ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], t0);
         let _ = s.poll_effect(t0);
         s.handle_stats_changed(5, None, false, t0);
         assert!(
@@ -388,7 +470,7 @@ mod tests {
         else {
             panic!("a report")
         };
-        let own = StatsRow::own(1, 5, Default::default(), 3);
+        let own = StatsRow::own(1, 5, Default::default(), 3, 1);
         s.handle_report(5, report_id, Some((own, Vec::new())));
         match s.poll_transmit(t0) {
             Some(ChildMsg::Stats {
@@ -415,9 +497,9 @@ mod tests {
         // changes again (a stop after its devices finished); an acknowledgement of the old
         // report, duplicated by the network, must not count for the new one.
         let t0 = Instant::now();
-        let mut s = ParentSession::new(ParentPolicy::default(), "b1", 0, [], t0);
+        let mut s = ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], t0);
         let _ = s.poll_effect(t0);
-        let own = StatsRow::own(1, 5, Default::default(), 3);
+        let own = StatsRow::own(1, 5, Default::default(), 3, 1);
         s.handle_stats_changed(5, Some(50), true, t0);
         let Some(ParentEffect::ReadReport { report_id: old, .. }) = s.poll_effect(t0) else {
             panic!("a report")

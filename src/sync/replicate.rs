@@ -9,6 +9,11 @@
 //! crashes do, provided the caller stores the change's effect and the new cursor in one
 //! transaction.
 //!
+//! A log has an epoch: a random id made when the log is created, and again when its
+//! database is restored from a backup (whose log is shorter than what children applied). A
+//! child's cursor counts in the epoch it was applied from; when the parent's epoch is
+//! another, the child resynchronises from the parent's whole log ([`Cursor::resync_with`]).
+//!
 //! Nothing here does I/O or reads the clock: the runtime feeds in what arrived and the time,
 //! and sends what the `poll_*` methods return.
 
@@ -17,6 +22,45 @@ use std::time::{Duration, Instant};
 
 #[cfg(test)]
 use crate::model::link::Change;
+
+/// A server's change log as its children see it: its epoch and its last sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogState {
+    pub epoch: u64,
+    pub last_seq: u64,
+}
+
+/// Where a child stands in its parent's log: the last entry applied, and the epoch of the
+/// log that number counts in (0: none yet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub last_applied: u64,
+    pub epoch: u64,
+}
+
+impl Cursor {
+    /// Whether the child must resynchronise with a parent whose log is `log`: its cursor
+    /// counts in another log (the parent's was restored or recreated, or the child never
+    /// applied any), so the parent replays it all, from 0.
+    pub fn resync_with(&self, log: &LogState) -> bool {
+        self.epoch != log.epoch
+    }
+
+    /// Whether the child held anything from an earlier log of its parent: a resync is then
+    /// news for the administrators.
+    pub fn held_anything(&self) -> bool {
+        self.last_applied > 0 || self.epoch != 0
+    }
+
+    /// Where the feed starts for a child at this cursor.
+    pub fn start_in(&self, log: &LogState) -> u64 {
+        if self.resync_with(log) {
+            0
+        } else {
+            self.last_applied
+        }
+    }
+}
 
 /// How a parent paces one child's feed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -74,7 +74,10 @@ impl Rollup {
             .cloned()
             .collect();
         let mut totals = rows.totals(own);
-        add_counters(&mut totals, &pending(missing.iter().map(|(_, d)| d).sum()));
+        let missing_devices = missing
+            .iter()
+            .fold(0u64, |sum, (_, d)| sum.saturating_add(*d));
+        add_counters(&mut totals, &pending(missing_devices));
         Rollup {
             totals,
             missing,
@@ -109,6 +112,7 @@ impl Rollup {
             run_id: 0,
             counters: pending(*devices),
             version: 0,
+            epoch: 0,
         })
     }
 }
@@ -147,6 +151,7 @@ mod tests {
             run_id: 1,
             counters: counters(0, succeeded),
             version: 1,
+            epoch: 1,
         }
     }
 
@@ -217,5 +222,24 @@ mod tests {
         };
         assert_eq!(expected_below(Some(root), &children, is_below).len(), 4);
         assert!(expected_below(None, &children, is_below).is_empty());
+    }
+
+    #[test]
+    fn counts_a_child_made_up_saturate_instead_of_overflowing() {
+        let mut huge = row(&["a"], 0);
+        huge.counters.by_state = [u64::MAX; 7];
+        huge.counters.need_restart = u64::MAX;
+        let mut also = huge.clone();
+        also.path = path(&["a", "b"]);
+        also.depth = 2;
+        let table = StatsTable::from_rows([huge, also]);
+        let expected = [(path(&["c"]), u64::MAX), (path(&["d"]), u64::MAX)];
+        let r = Rollup::of(&counters(1, 1), false, &table, &expected);
+        assert_eq!(r.totals.count(DeviceState::Pending), u64::MAX);
+        assert_eq!(r.totals.total(), u64::MAX);
+        assert_eq!(r.totals.need_restart, u64::MAX);
+        assert_eq!(table.subtree_totals(&path(&["a"])).total(), u64::MAX);
+        let _ = r.is_complete();
+        let _ = r.state();
     }
 }

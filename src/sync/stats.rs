@@ -7,19 +7,40 @@
 //! out of order, and each device is counted exactly once at every level. A [`Reporter`]
 //! decides when to send: at most a few reports per second per run, at once when the run
 //! completes, again until the parent acknowledges.
+//!
+//! A row's version counts in the epoch of the server it describes: a server whose database
+//! is created anew or restored from a backup starts a new epoch, and its first row replaces
+//! what was held whatever the versions. A parent takes a child's rows only for the runs that
+//! concern the child ([`accepts_report`]); counts from below are added saturating.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::model::link::StatsRow;
+use crate::model::link::{Audience, StatsRow};
 use crate::model::task::RunCounters;
 
-/// Adds `other` into `into`, state by state.
+/// Adds `other` into `into`, state by state. Saturating: a child's rows carry counts it
+/// could make up.
 pub fn add_counters(into: &mut RunCounters, other: &RunCounters) {
     for (a, b) in into.by_state.iter_mut().zip(other.by_state.iter()) {
-        *a += b;
+        *a = a.saturating_add(*b);
     }
-    into.need_restart += other.need_restart;
+    into.need_restart = into.need_restart.saturating_add(other.need_restart);
+}
+
+/// Whether a parent takes a child's report about one of its runs: only if the run's task
+/// (`audience`: who it goes to, `None` for a task no child gets) concerns the child, placed
+/// in group `child_group` (`None`: the child is not registered, or its group is gone).
+/// `is_below(a, b)`: group `a` is a descendant of group `b`.
+pub fn accepts_report(
+    audience: Option<Audience>,
+    child_group: Option<u64>,
+    is_below: impl Fn(u64, u64) -> bool,
+) -> bool {
+    match (audience, child_group) {
+        (Some(audience), Some(group)) => audience.concerns(group, is_below),
+        _ => false,
+    }
 }
 
 /// The rows one server holds for one run, about the servers below it. The runtime stores
@@ -50,7 +71,10 @@ impl StatsTable {
             return false;
         }
         match self.rows.get(&row.path) {
-            Some(held) if held.rank() >= row.rank() => false,
+            // Of one installation of that server: the newest version wins.
+            Some(held) if held.epoch == row.epoch && held.rank() >= row.rank() => false,
+            // Of another: that server was reinstalled or restored, and counts again from
+            // the start. The row that arrives describes it as it is now.
             _ => {
                 self.rows.insert(row.path.clone(), row);
                 true
@@ -277,6 +301,7 @@ mod tests {
             run_id: 1,
             counters: counters(3 - succeeded, succeeded),
             version,
+            epoch: 1,
         }
     }
 
@@ -310,6 +335,58 @@ mod tests {
     }
 
     #[test]
+    fn a_row_of_a_new_epoch_replaces_one_with_a_higher_version() {
+        // The child was reinstalled: its versions start again.
+        let mut t = StatsTable::from_rows([row(&["a"], 40, 3)]);
+        let mut new = row(&["a"], 2, 0);
+        new.epoch = 2;
+        assert!(t.merge(new.clone()));
+        assert_eq!(t.get(&path(&["a"])), Some(&new));
+        let mut newer = row(&["a"], 3, 1);
+        newer.epoch = 2;
+        assert!(t.merge(newer));
+        new.version = 1;
+        assert!(!t.merge(new), "within the epoch, versions order");
+    }
+
+    #[test]
+    fn a_report_is_taken_only_for_runs_that_concern_the_child() {
+        // Groups: 1 the root, 2 below it, 3 beside 2.
+        let is_below = |a: u64, b: u64| b == 1 && a != 1;
+        let group = |group_id, include_subgroups| {
+            Some(Audience::Group {
+                group_id,
+                include_subgroups,
+            })
+        };
+        assert!(accepts_report(group(2, false), Some(2), is_below));
+        assert!(accepts_report(group(1, true), Some(2), is_below));
+        assert!(!accepts_report(group(1, false), Some(2), is_below));
+        assert!(!accepts_report(group(3, true), Some(2), is_below));
+        assert!(accepts_report(
+            Some(Audience::AllChildren),
+            Some(2),
+            is_below
+        ));
+        assert!(
+            !accepts_report(None, Some(2), is_below),
+            "a task of this server only"
+        );
+        assert!(
+            !accepts_report(Some(Audience::AllChildren), None, is_below),
+            "not registered"
+        );
+    }
+
+    #[test]
+    fn counts_add_up_saturating() {
+        let mut big = row(&["a"], 1, 0);
+        big.counters.by_state = [u64::MAX; 7];
+        let t = StatsTable::from_rows([big]);
+        assert_eq!(t.totals(&counters(5, 5)).total(), u64::MAX);
+    }
+
+    #[test]
     fn conflicting_rows_of_one_version_still_merge_commutatively() {
         let (x, y) = (row(&["a"], 4, 1), row(&["a"], 4, 2));
         let mut one = StatsTable::new();
@@ -334,7 +411,7 @@ mod tests {
     #[test]
     fn a_report_prefixes_every_path_with_the_reporters_name() {
         let t = StatsTable::from_rows([row(&["b"], 2, 1), row(&["b", "c"], 1, 0)]);
-        let own = StatsRow::own(9, 1, counters(2, 0), 11);
+        let own = StatsRow::own(9, 1, counters(2, 0), 11, 1);
         let report = t.report("a", &own);
         let summary: Vec<_> = report
             .iter()

@@ -3,9 +3,10 @@
 
 use crate::model::{SecondaryRecord, ServerRow, ServerStatus, UnixMillis};
 
-/// A registered secondary and whether its link is up right now.
+/// A registered secondary, the path of its group now, and whether its link is up.
 pub struct SecondaryView<'a> {
     pub record: &'a SecondaryRecord,
+    pub group: String,
     pub connected: bool,
 }
 
@@ -21,7 +22,7 @@ pub fn subtree_rows(secondaries: &[SecondaryView<'_>]) -> Vec<ServerRow> {
             path: r.name.clone(),
             depth: 1,
             name: r.name.clone(),
-            group: r.group.clone(),
+            group: s.group.clone(),
             status: if s.connected {
                 ServerStatus::Active
             } else {
@@ -96,7 +97,7 @@ mod tests {
     fn record(name: &str, subtree: Vec<ServerRow>) -> SecondaryRecord {
         SecondaryRecord {
             name: name.into(),
-            group: "Managed devices".into(),
+            group_id: 1,
             cert_der: vec![],
             fingerprint: Fingerprint([0; 32]),
             registered_at: 0,
@@ -116,6 +117,7 @@ mod tests {
         let bottom = record("branch-1a", vec![]);
         let middle_rows = subtree_rows(&[SecondaryView {
             record: &bottom,
+            group: "Managed devices".into(),
             connected: true,
         }]);
         let middle = record("branch-1", middle_rows);
@@ -133,10 +135,12 @@ mod tests {
             &[
                 SecondaryView {
                     record: &other,
+                    group: "Managed devices".into(),
                     connected: true,
                 },
                 SecondaryView {
                     record: &middle,
+                    group: "Managed devices".into(),
                     connected: true,
                 },
             ],
@@ -156,6 +160,7 @@ mod tests {
         );
         let rows = subtree_rows(&[SecondaryView {
             record: &middle,
+            group: "Managed devices".into(),
             connected: false,
         }]);
         assert_eq!(rows[0].status, ServerStatus::Inactive);

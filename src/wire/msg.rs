@@ -33,6 +33,10 @@ pub struct ChildHello {
     pub software_version: String,
     /// The last change of the parent's log the secondary applied.
     pub last_applied: u64,
+    /// The epoch of the parent's log that `last_applied` counts in (0: none yet).
+    pub parent_epoch: u64,
+    /// The epoch of the secondary's own change log: its statistics rows carry it.
+    pub epoch: u64,
 }
 
 /// Parent to secondary, on the link stream.
@@ -44,6 +48,10 @@ pub enum ParentMsg {
         /// The display name the parent registered the secondary under.
         registered_name: String,
         group: String,
+        /// The parent's change log: its epoch and last sequence number. A secondary whose
+        /// cursor counts in another epoch resynchronises.
+        log_epoch: u64,
+        log_last_seq: u64,
     },
     /// Entry `seq` of the parent's change log, as it concerns this secondary.
     Change { seq: u64, change: Box<TaskChange> },

@@ -12,6 +12,7 @@ use super::{ChildLink, sleep_until_some};
 use crate::model::Severity;
 use crate::server::Node;
 use crate::sync::child_session::{ChildEffect, ChildSession};
+use crate::sync::replicate::LogState;
 use crate::wire::msg::AdminResponse;
 
 /// Runs the parent's side of a child's link until it ends: streams the change log, stores
@@ -20,20 +21,27 @@ use crate::wire::msg::AdminResponse;
 pub(in crate::server) async fn serve_child_link(node: &Arc<Node>, link: ChildLink) -> String {
     let ChildLink {
         name,
-        group,
-        last_applied,
+        group_id,
+        cursor,
+        child_epoch,
         mut rx,
         tx,
         mut requests,
     } = link;
     let mut log = node.store.signals().log_last_seq();
     let last_seq = *log.borrow_and_update();
-    let mut session = ChildSession::new(&name, last_applied, last_seq, Instant::now());
+    let epoch = match node.store.log_state().await {
+        Ok(state) => state.epoch,
+        Err(e) => return format!("cannot read the change log: {e}"),
+    };
+    let state = LogState { epoch, last_seq };
+    let mut session = ChildSession::new(&name, cursor, child_epoch, state, Instant::now());
     let mut shutdown = node.shutdown.subscribe();
     let mut waiting: HashMap<u64, oneshot::Sender<AdminResponse>> = HashMap::new();
     loop {
         while let Some(effect) = session.poll_effect(Instant::now()) {
-            if let Err(reason) = carry_out(node, &mut session, &group, &mut waiting, effect).await {
+            if let Err(reason) = carry_out(node, &mut session, group_id, &mut waiting, effect).await
+            {
                 return reason;
             }
         }
@@ -73,7 +81,7 @@ pub(in crate::server) async fn serve_child_link(node: &Arc<Node>, link: ChildLin
 async fn carry_out(
     node: &Node,
     session: &mut ChildSession,
-    group: &str,
+    group_id: u64,
     waiting: &mut HashMap<u64, oneshot::Sender<AdminResponse>>,
     effect: ChildEffect,
 ) -> Result<(), String> {
@@ -90,10 +98,11 @@ async fn carry_out(
                 .group_tree()
                 .await
                 .map_err(|e| format!("cannot read groups: {e}"))?;
-            let child_group = tree.resolve(group);
+            // By id: a rename or a move of the group leaves the child where it was.
+            let child_group = tree.path_of(group_id).map(|_| group_id);
             if child_group.is_none() {
                 tracing::warn!(
-                    "secondary {} is placed in {group:?}, which no longer exists",
+                    "secondary {} is placed in group #{group_id}, which no longer exists",
                     session.name()
                 );
             }
@@ -116,10 +125,18 @@ async fn carry_out(
             run_id,
             report_id,
             rows,
-        } => match node.store.merge_stats(run_id, rows).await {
+        } => match node
+            .store
+            .merge_stats(run_id, session.name().to_string(), rows)
+            .await
+        {
             Ok(merged) => {
                 if merged.is_none() {
-                    tracing::debug!("statistics for unknown run {run_id}");
+                    tracing::debug!(
+                        "statistics of {} for run {run_id} not taken: an unknown run, or one \
+                         that does not concern it",
+                        session.name()
+                    );
                 }
                 session.handle_stats_merged(run_id, report_id);
             }

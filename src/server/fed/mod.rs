@@ -23,6 +23,7 @@ use crate::net::conn::{describe_connection_error, describe_io};
 use crate::net::resolve::AddressResolver;
 use crate::net::tls::{self, ClientTrust};
 use crate::sync::link::{LinkHealth, UpstreamLink};
+use crate::sync::replicate::{Cursor, LogState};
 use crate::wire::frame::MAX_FRAME;
 use crate::wire::msg::{ChildHello, ChildMsg, ParentLinkView, ParentMsg};
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
@@ -87,7 +88,7 @@ pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
     };
     let name = record.name.clone();
     let span = info_span!("secondary", name = %name, %remote);
-    serve_registered_child(node, conn, record.name, record.group)
+    serve_registered_child(node, conn, record.name, record.group_id)
         .instrument(span)
         .await;
 }
@@ -96,7 +97,7 @@ async fn serve_registered_child(
     node: Arc<Node>,
     conn: quinn::Connection,
     name: String,
-    group: String,
+    group_id: u64,
 ) {
     let remote = conn.remote_address();
     let (mut send, mut recv) = match timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
@@ -132,10 +133,20 @@ async fn serve_registered_child(
                 return;
             }
         };
+    let log = match node.store.log_state().await {
+        Ok(log) => log,
+        Err(e) => {
+            tracing::error!("cannot read the change log: {e}");
+            refuse(&conn, close::PROTOCOL, "internal error");
+            return;
+        }
+    };
     let welcome = ParentMsg::Welcome {
         parent_name: node.name().to_string(),
         registered_name: name.clone(),
-        group: group.clone(),
+        group: node.group_path(group_id).await,
+        log_epoch: log.epoch,
+        log_last_seq: log.last_seq,
     };
     if let Err(e) = wire::write_frame(&mut send, &welcome).await {
         tracing::debug!("secondary left during the hello: {e}");
@@ -179,8 +190,12 @@ async fn serve_registered_child(
     let (rx, tx) = bridge::<ChildMsg, ParentMsg>(&conn, send, recv);
     let link = ChildLink {
         name: name.clone(),
-        group,
-        last_applied: hello.last_applied,
+        group_id,
+        cursor: Cursor {
+            last_applied: hello.last_applied,
+            epoch: hello.parent_epoch,
+        },
+        child_epoch: hello.epoch,
         rx,
         tx,
         requests,
@@ -262,9 +277,12 @@ where
 /// The parent's end of one child's link, whatever carries it.
 pub(super) struct ChildLink {
     pub name: String,
-    /// The group of this server the child is placed in (a path).
-    pub group: String,
-    pub last_applied: u64,
+    /// The group of this server the child is placed in, by id.
+    pub group_id: u64,
+    /// Where the child stands in this server's log, as its hello says.
+    pub cursor: Cursor,
+    /// The child's own log epoch, as its hello says.
+    pub child_epoch: u64,
     pub rx: Inbox<ChildMsg>,
     pub tx: mpsc::Sender<ParentMsg>,
     pub requests: mpsc::Receiver<super::Relayed>,
@@ -306,7 +324,7 @@ pub(super) async fn upstream(node: Arc<Node>) {
         }
         let attempt = connect_parent(&node, &mut resolver, &parent).await;
         let error = match attempt {
-            Ok((conn, send, recv, parent_name, registered_name)) => {
+            Ok((conn, send, recv, parent_name, registered_name, log)) => {
                 last_refusal = None;
                 link.handle_connected(Instant::now());
                 publish_link(&node, &link, &target);
@@ -318,6 +336,7 @@ pub(super) async fn upstream(node: Arc<Node>) {
                 let link = ParentLink {
                     parent_name: parent_name.clone(),
                     registered_name,
+                    log,
                     rx,
                     tx,
                 };
@@ -377,6 +396,7 @@ type ParentStreams = (
     quinn::RecvStream,
     String,
     String,
+    LogState,
 );
 
 async fn connect_parent(
@@ -404,11 +424,17 @@ async fn connect_parent(
         .await
         .map_err(|_| "timed out connecting".to_string())?
         .map_err(|e| describe_connection_error(&e))?;
-    let last_applied = node
+    let cursor = node
         .store
-        .parent_cursor()
+        .parent_position()
         .await
         .map_err(|e| format!("cannot read the parent's cursor: {e}"))?;
+    let epoch = node
+        .store
+        .log_state()
+        .await
+        .map_err(|e| format!("cannot read the change log: {e}"))?
+        .epoch;
     let handshake = async {
         let (mut send, mut recv) = conn
             .open_bi()
@@ -417,7 +443,9 @@ async fn connect_parent(
         let hello = ChildHello {
             name: node.name().to_string(),
             software_version: SOFTWARE_VERSION.to_string(),
-            last_applied,
+            last_applied: cursor.last_applied,
+            parent_epoch: cursor.epoch,
+            epoch,
         };
         wire::write_hello(&mut send, &hello)
             .await
@@ -426,8 +454,16 @@ async fn connect_parent(
             Ok(Some(ParentMsg::Welcome {
                 parent_name,
                 registered_name,
+                log_epoch,
+                log_last_seq,
                 ..
-            })) => Ok((send, recv, parent_name, registered_name)),
+            })) => {
+                let log = LogState {
+                    epoch: log_epoch,
+                    last_seq: log_last_seq,
+                };
+                Ok((send, recv, parent_name, registered_name, log))
+            }
             Ok(Some(_)) => Err("the parent sent something else than its welcome".to_string()),
             Ok(None) => Err("the parent closed the link during the hello".to_string()),
             Err(FrameError::Io(e)) => Err(describe_io(&e)),
@@ -435,8 +471,8 @@ async fn connect_parent(
         }
     };
     match timeout(HELLO_TIMEOUT, handshake).await {
-        Ok(Ok((send, recv, parent_name, registered_name))) => {
-            Ok((conn, send, recv, parent_name, registered_name))
+        Ok(Ok((send, recv, parent_name, registered_name, log))) => {
+            Ok((conn, send, recv, parent_name, registered_name, log))
         }
         Ok(Err(e)) => {
             // The parent may have closed the connection with a reason that says more.
@@ -456,6 +492,8 @@ pub(super) struct ParentLink {
     /// The name the parent registered this server under: the first element of the paths
     /// of its statistics rows there.
     pub registered_name: String,
+    /// The parent's log as its welcome said.
+    pub log: LogState,
     pub rx: Inbox<ParentMsg>,
     pub tx: mpsc::Sender<ChildMsg>,
 }

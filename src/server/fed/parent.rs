@@ -26,23 +26,29 @@ pub(in crate::server) async fn serve_parent_link(node: &Arc<Node>, link: ParentL
     let ParentLink {
         parent_name,
         registered_name,
+        log,
         mut rx,
         tx,
     } = link;
-    let cursor = match node.store.parent_cursor().await {
+    let cursor = match node.store.parent_position().await {
         Ok(cursor) => cursor,
         Err(e) => return format!("cannot read the parent's cursor: {e}"),
     };
     let runs = reporting_runs(node).await;
     let policy = ParentPolicy::default();
-    let mut session = ParentSession::new(policy, &registered_name, cursor, runs, Instant::now());
+    let now = Instant::now();
+    let mut session = ParentSession::new(policy, &registered_name, cursor, log, runs, now);
     let signals = node.store.signals();
     let mut subtree = node.subtree_changed.subscribe();
     let mut shutdown = node.shutdown.subscribe();
     let (answers_tx, mut answers) = mpsc::channel::<(u64, AdminResponse)>(16);
     loop {
         while let Some(effect) = session.poll_effect(Instant::now()) {
-            carry_out(node, &mut session, &parent_name, &answers_tx, effect).await;
+            if let Err(reason) =
+                carry_out(node, &mut session, &parent_name, &answers_tx, effect).await
+            {
+                return reason;
+            }
         }
         while let Some(msg) = session.poll_transmit(Instant::now()) {
             if tx.send(msg).await.is_err() {
@@ -141,8 +147,28 @@ async fn carry_out(
     parent_name: &str,
     answers: &mpsc::Sender<(u64, AdminResponse)>,
     effect: ParentEffect,
-) {
+) -> Result<(), String> {
     match effect {
+        ParentEffect::Resync { from, epoch, until } => {
+            let applied = node
+                .store
+                .begin_resync(parent_name.to_string(), epoch, until, now_ms())
+                .await
+                .map_err(|e| format!("cannot start resynchronising: {e}"))?;
+            if from.held_anything() {
+                let msg = format!(
+                    "resynchronising from the parent server {parent_name}: its change log is \
+                     another one than the {} change(s) applied here counted in (it was restored \
+                     from a backup or created anew); applying all {until} change(s) of its log, \
+                     then dropping what it no longer has",
+                    from.last_applied
+                );
+                node.event(Severity::Warning, EventKind::ReplayStarted, msg)
+                    .await;
+            }
+            after_applied(node, applied).await;
+            session.handle_resynced();
+        }
         ParentEffect::Apply(batch) => {
             let stored = apply_changes(node, parent_name, batch).await;
             session.handle_applied(stored);
@@ -172,6 +198,7 @@ async fn carry_out(
             });
         }
     }
+    Ok(())
 }
 
 /// Applies a batch of the parent's changes with the cursor, then does what they ask of the
@@ -192,6 +219,13 @@ async fn apply_changes(
             return Err(());
         }
     };
+    after_applied(node, applied).await;
+    Ok(())
+}
+
+/// What applied changes ask of the runtime: events, orders to connected devices,
+/// cancellations.
+async fn after_applied(node: &Arc<Node>, applied: crate::store::replication::AppliedChanges) {
     for line in applied.described {
         node.event(Severity::Info, EventKind::TaskChanged, line)
             .await;
@@ -203,7 +237,6 @@ async fn apply_changes(
         node.tell_device(&device_id, ServerToAgent::Cancel { run_id })
             .await;
     }
-    Ok(())
 }
 
 /// A run's own row and the rows held from below; `None` when the run is gone.
@@ -215,6 +248,7 @@ async fn report(
         return Ok(None);
     };
     let rows = node.store.stats_rows(run_id).await?;
-    let own = StatsRow::own(run.task_id, run.run_id, run.counters, run.version);
+    let epoch = node.store.log_state().await?.epoch;
+    let own = StatsRow::own(run.task_id, run.run_id, run.counters, run.version, epoch);
     Ok(Some((own, rows)))
 }

@@ -42,7 +42,7 @@ pub(super) async fn expected_below(node: &Node, task: &TaskRecord) -> Vec<(Vec<S
         .iter()
         .map(|r| ChildPlacement {
             name: r.name.clone(),
-            group: tree.resolve(&r.group),
+            group: tree.path_of(r.group_id).map(|_| r.group_id),
             devices: r.devices,
             subtree: r
                 .subtree

@@ -26,7 +26,7 @@ use self::topology::Topology;
 use super::child_session::ChildSession;
 use super::inherit;
 use super::parent_session::{InheritedRun, ParentPolicy, ParentSession};
-use super::replicate::{ApplierPolicy, FeedPolicy};
+use super::replicate::{ApplierPolicy, Cursor, FeedPolicy, LogState};
 use super::rollup::{self, Rollup};
 use super::stats::ReporterPolicy;
 use crate::model::group::MANAGED_DEVICES;
@@ -200,8 +200,9 @@ impl Sim {
         // Only differences of instants matter, so the base is arbitrary.
         let base = Instant::now();
         let nodes = (0..n)
-            .map(|_| Node {
-                store: Store::default(),
+            .enumerate()
+            .map(|(i, _)| Node {
+                store: Store::with_epoch(i as u64 + 1),
                 vol: Some(Volatile::default()),
                 restart_at: None,
                 wake: None,
@@ -507,7 +508,17 @@ impl Sim {
         let name = format!("s{c}");
         let cursor = self.nodes[c].store.cursor;
         let log_last = self.nodes[p].store.log.len() as u64;
-        let mut child = ChildSession::with_policy(feed_policy(), &name, cursor, log_last, now);
+        let cursor = Cursor {
+            last_applied: cursor,
+            epoch: self.nodes[c].store.parent_epoch,
+        };
+        let log = LogState {
+            epoch: self.nodes[p].store.epoch,
+            last_seq: log_last,
+        };
+        let child_epoch = self.nodes[c].store.epoch;
+        let mut child =
+            ChildSession::with_policy(feed_policy(), &name, cursor, child_epoch, log, now);
         child.sabotage_routing = self.sabotage == Sabotage::IgnoreAudience;
         let runs: Vec<InheritedRun> = self.nodes[c]
             .store
@@ -521,7 +532,7 @@ impl Sim {
                 })
             })
             .collect();
-        let mut parent = ParentSession::new(parent_policy(), &name, cursor, runs, now);
+        let mut parent = ParentSession::new(parent_policy(), &name, cursor, log, runs, now);
         parent.sabotage_apply_duplicates = self.sabotage == Sabotage::ApplyDuplicates;
         if let Some(vol) = self.nodes[p].vol.as_mut() {
             vol.children.insert(c, child);

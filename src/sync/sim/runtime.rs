@@ -10,6 +10,7 @@ use crate::model::EventKind;
 use crate::model::link::StatsRow;
 use crate::sync::child_session::{ChildEffect, ChildSession};
 use crate::sync::parent_session::{ParentEffect, ParentSession};
+use crate::sync::{inherit, stats};
 use crate::wire::msg::ChildMsg;
 
 impl Sim {
@@ -54,7 +55,17 @@ impl Sim {
                         report_id,
                         rows,
                     } => {
-                        node.store.merge_stats(run_id, rows, sabotage_rows);
+                        // Taken only for a run that concerns the child, as the store does.
+                        let audience = node
+                            .store
+                            .runs
+                            .get(&run_id)
+                            .and_then(|run| node.store.tasks.get(&run.task_id))
+                            .and_then(inherit::audience);
+                        let placed = Some(self.topo.placed[c]);
+                        if stats::accepts_report(audience, placed, is_below) {
+                            node.store.merge_stats(run_id, rows, sabotage_rows);
+                        }
                         session.handle_stats_merged(run_id, report_id);
                     }
                     ChildEffect::Event { kind, .. } => {
@@ -127,6 +138,7 @@ impl Sim {
     /// The link to the parent: its effects and messages.
     fn pump_parent(&mut self, x: usize, out: &mut Vec<(usize, Msg)>) {
         let now = self.now;
+        let now_ms = self.millis();
         let devices = self.topo.devices[x] as u64;
         let node = &mut self.nodes[x];
         let Some(vol) = node.vol.as_mut() else {
@@ -141,10 +153,18 @@ impl Sim {
                 ParentEffect::Apply(batch) => vol.applying = Some(batch),
                 ParentEffect::ReadReport { run_id, report_id } => {
                     let read = node.store.runs.get(&run_id).map(|run| {
-                        let own = StatsRow::own(run.task_id, run_id, run.counters, run.version);
+                        let epoch = node.store.epoch;
+                        let own =
+                            StatsRow::own(run.task_id, run_id, run.counters, run.version, epoch);
                         (own, run.table.rows().cloned().collect())
                     });
                     session.handle_report(run_id, report_id, read);
+                }
+                ParentEffect::Resync { epoch, until, .. } => {
+                    // One transaction, done at once: nothing of the parent's is being
+                    // applied (a link is only set up once the batch in flight is stored).
+                    node.store.begin_resync(epoch, until, now_ms);
+                    session.handle_resynced();
                 }
                 ParentEffect::ReadSubtree => session.handle_subtree(devices, Vec::new()),
                 ParentEffect::Serve { .. } => {}

@@ -3,7 +3,7 @@
 //! parent's log means is decided by the same `inherit::plan` the store carries out; what is
 //! logged for the children comes from the same `inherit::log_*` rules.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 
 use crate::model::UnixMillis;
@@ -13,7 +13,7 @@ use crate::model::task::{
     AGENT_APPLICATION, ChangedBy, DeviceProgress, DeviceRunRecord, DeviceState, RunCounters, RunId,
     TaskId, TaskPayload, TaskRecord, TaskSettings, TaskType,
 };
-use crate::sync::inherit::{self, Holdings, Plan};
+use crate::sync::inherit::{self, Confirmable, Holdings, Plan};
 use crate::sync::stats::StatsTable;
 use crate::wire::msg::TaskChange;
 
@@ -54,6 +54,12 @@ pub(super) struct Store {
     pub inherited_runs: BTreeMap<RunId, RunId>,
     pub runs: BTreeMap<RunId, RunData>,
     next_id: u64,
+    /// This server's log epoch.
+    pub epoch: u64,
+    /// The epoch of the parent's log the cursor counts in.
+    pub parent_epoch: u64,
+    /// While resynchronising: where it ends, and what the parent's log confirmed so far.
+    pub resync: Option<(u64, BTreeSet<Confirmable>)>,
     /// Runs changed by transactions since the runtime last looked: the store's signals.
     /// Volatile in a real server; the harness clears them on a crash.
     pub noted: Vec<RunId>,
@@ -84,6 +90,14 @@ impl Holdings for Store {
     fn run_for(&self, parent_run: RunId) -> Result<Option<RunId>, Infallible> {
         Ok(self.inherited_runs.get(&parent_run).copied())
     }
+
+    fn confirmed(&self, item: Confirmable) -> Result<Option<bool>, Infallible> {
+        Ok(self.resync.as_ref().map(|(_, c)| c.contains(&item)))
+    }
+
+    fn run_task(&self, local_run: RunId) -> Result<Option<TaskId>, Infallible> {
+        Ok(self.runs.get(&local_run).map(|r| r.task_id))
+    }
 }
 
 fn infallible<T>(r: Result<T, Infallible>) -> T {
@@ -94,6 +108,14 @@ fn infallible<T>(r: Result<T, Infallible>) -> T {
 }
 
 impl Store {
+    /// A new server's store, its log in epoch `epoch`.
+    pub fn with_epoch(epoch: u64) -> Self {
+        Store {
+            epoch,
+            ..Store::default()
+        }
+    }
+
     fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -254,6 +276,32 @@ impl Store {
 
     // ---- The link ----
 
+    /// Starts resynchronising with a parent whose log (epoch `epoch`) ends at `until`.
+    pub fn begin_resync(&mut self, epoch: u64, until: u64, now: UnixMillis) {
+        self.cursor = 0;
+        self.parent_epoch = epoch;
+        self.resync = Some((until, BTreeSet::new()));
+        self.end_resync_if_done(now);
+    }
+
+    /// Drops what the parent's new log did not confirm once the cursor reached its end.
+    fn end_resync_if_done(&mut self, now: UnixMillis) {
+        let Some((until, confirmed)) = &self.resync else {
+            return;
+        };
+        if self.cursor < *until {
+            return;
+        }
+        let copies: Vec<(TaskId, TaskId)> =
+            self.inherited_tasks.iter().map(|(p, l)| (*p, *l)).collect();
+        let runs: Vec<(RunId, RunId)> = self.inherited_runs.iter().map(|(p, l)| (*p, *l)).collect();
+        let leftovers = inherit::resync_leftovers(&copies, &runs, |c| confirmed.contains(&c));
+        self.resync = None;
+        for plan in leftovers {
+            self.carry_out(plan, 0, 0, now, &mut Applied::default());
+        }
+    }
+
     /// Applies a batch of the parent's changes and stores the cursor, in one transaction.
     pub fn apply_batch(
         &mut self,
@@ -265,8 +313,29 @@ impl Store {
     ) -> Applied {
         let mut applied = Applied::default();
         for (seq, change) in batch {
-            match infallible(inherit::plan(parent, change, &*self, now)) {
-                Plan::Nothing => {}
+            let plan = infallible(inherit::plan(parent, change, &*self, now));
+            if let (Some(item), Some((_, confirmed))) = (plan.confirms(), self.resync.as_mut()) {
+                confirmed.insert(item);
+            }
+            self.carry_out(plan, server, devices, now, &mut applied);
+            self.cursor = *seq;
+            self.applied.push(*seq);
+        }
+        self.end_resync_if_done(now);
+        applied
+    }
+
+    fn carry_out(
+        &mut self,
+        plan: Plan,
+        server: usize,
+        devices: usize,
+        now: UnixMillis,
+        applied: &mut Applied,
+    ) {
+        {
+            match plan {
+                Plan::Nothing | Plan::Keep(_) => {}
                 Plan::Upsert {
                     parent_task,
                     copy,
@@ -282,8 +351,12 @@ impl Store {
                 Plan::StartRun {
                     parent_run,
                     local_task,
+                    replaces,
                     ..
                 } => {
+                    if let Some(local_run) = replaces {
+                        self.forget(parent_run, local_run, now);
+                    }
                     // Every device of a simulated server is a managed device.
                     if let Some(run) = self.start(local_task, 0..devices, server, Some(parent_run))
                     {
@@ -292,11 +365,23 @@ impl Store {
                     }
                 }
                 Plan::StopRun { local_run } => self.stop(local_run, now),
+                Plan::ForgetRun {
+                    parent_run,
+                    local_run,
+                } => self.forget(parent_run, local_run, now),
             }
-            self.cursor = *seq;
-            self.applied.push(*seq);
         }
-        applied
+    }
+
+    /// The parent no longer has run `parent_run`: `local_run` stops and stays as history.
+    fn forget(&mut self, parent_run: RunId, local_run: RunId, now: UnixMillis) {
+        self.inherited_runs.remove(&parent_run);
+        if self.runs.get(&local_run).is_some_and(|r| !r.own_over()) {
+            self.stop(local_run, now);
+        }
+        if let Some(run) = self.runs.get_mut(&local_run) {
+            run.parent_run = None;
+        }
     }
 
     /// Merges a child's report into a run's rows; `sabotage`: every row replaces the one
