@@ -295,8 +295,10 @@ impl RunningServer {
             tokio::task::spawn_blocking(move || Store::open_server(&path)).await??
         };
         let secrets = secrets::SecretKey::load_or_create(&secrets::key_path(&config.data))?;
-        let endpoint = crate::net::socket::server_endpoint(server_config, config.listen)
-            .with_context(|| format!("cannot listen on {} (udp)", config.listen))?;
+        let endpoint_config = tls::endpoint_config(&key)?;
+        let endpoint =
+            crate::net::socket::server_endpoint(endpoint_config, server_config, config.listen)
+                .with_context(|| format!("cannot listen on {} (udp)", config.listen))?;
         let listen = endpoint.local_addr()?;
         let shared = Shared {
             fingerprint,
