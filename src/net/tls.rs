@@ -74,14 +74,42 @@ impl Default for Transport {
     }
 }
 
+/// Unread bytes one stream may hold at the receiver: quinn's default, enough for about
+/// 100 Mbit/s at 100 ms of round trip. Frames may be larger (4 MiB on the federation link);
+/// flow control then only paces them.
+const STREAM_WINDOW: u32 = 1_250_000;
+/// Unread bytes one connection may hold at the receiver over all its streams. quinn's
+/// default is unlimited, which lets one peer fill memory with many half-written streams.
+const CONNECTION_WINDOW: u32 = 2 * STREAM_WINDOW;
+/// Requests an administrator may have in flight on one connection once logged in.
+pub const ADMIN_STREAMS: u32 = 16;
+
 impl Transport {
-    pub fn to_quinn(&self) -> Result<Arc<quinn::TransportConfig>, TlsError> {
+    /// The transport of a server's connections, before their ALPN is known. Every protocol
+    /// begins with its client opening one bidirectional stream for the hello; the
+    /// federation and device links need no other, and the admin API raises its count after
+    /// a login (see [`ADMIN_STREAMS`]). Nothing uses unidirectional streams or datagrams.
+    pub fn to_quinn_server(&self) -> Result<Arc<quinn::TransportConfig>, TlsError> {
+        self.quinn_config(1)
+    }
+
+    /// The transport of a client's connection: servers never open streams.
+    pub fn to_quinn_client(&self) -> Result<Arc<quinn::TransportConfig>, TlsError> {
+        self.quinn_config(0)
+    }
+
+    fn quinn_config(&self, peer_bi_streams: u32) -> Result<Arc<quinn::TransportConfig>, TlsError> {
         let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
             .map_err(|_| TlsError::IdleTimeout(self.idle_timeout))?;
         let mut config = quinn::TransportConfig::default();
         config
             .keep_alive_interval((!self.keep_alive.is_zero()).then_some(self.keep_alive))
-            .max_idle_timeout(Some(idle));
+            .max_idle_timeout(Some(idle))
+            .max_concurrent_bidi_streams(peer_bi_streams.into())
+            .max_concurrent_uni_streams(0u32.into())
+            .stream_receive_window(STREAM_WINDOW.into())
+            .receive_window(CONNECTION_WINDOW.into())
+            .datagram_receive_buffer_size(None);
         Ok(Arc::new(config))
     }
 }
@@ -119,7 +147,7 @@ pub fn server_config(
     // Clients never resume (see `client_config`), so tickets would only cost bytes.
     tls.send_tls13_tickets = 0;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-    config.transport_config(transport.to_quinn()?);
+    config.transport_config(transport.to_quinn_server()?);
     Ok(config)
 }
 
@@ -269,7 +297,7 @@ pub fn client_config(
     // A resumed session skips certificate verification, and with it the pin check.
     tls.resumption = rustls::client::Resumption::disabled();
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-    config.transport_config(transport.to_quinn()?);
+    config.transport_config(transport.to_quinn_client()?);
     Ok(config)
 }
 
@@ -606,7 +634,10 @@ mod tests {
             idle_timeout: Duration::MAX,
             ..Transport::default()
         };
-        assert!(matches!(huge.to_quinn(), Err(TlsError::IdleTimeout(_))));
+        assert!(matches!(
+            huge.to_quinn_server(),
+            Err(TlsError::IdleTimeout(_))
+        ));
         assert!(
             CaVerifier::new(&trust.roots)
                 .unwrap()
