@@ -45,6 +45,8 @@ struct RawServer {
     #[serde(default)]
     admin: RawAdmin,
     #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
     enrollment: Vec<RawEnrollment>,
 }
 
@@ -109,12 +111,33 @@ impl Default for RawLink {
 #[serde(deny_unknown_fields, default)]
 struct RawAdmin {
     session_ttl_minutes: u64,
+    login_timeout_s: u64,
 }
 
 impl Default for RawAdmin {
     fn default() -> Self {
         RawAdmin {
             session_ttl_minutes: 60,
+            login_timeout_s: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    max_connections: usize,
+    max_connections_per_address: usize,
+    pending_device_wait_s: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let limits = Limits::default();
+        RawLimits {
+            max_connections: limits.max_connections,
+            max_connections_per_address: limits.max_connections_per_address,
+            pending_device_wait_s: limits.pending_device_wait.as_secs(),
         }
     }
 }
@@ -172,8 +195,33 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     pub link: LinkPolicy,
     pub session_ttl: Duration,
+    /// An admin connection that has not logged in this long after its hello is closed.
+    pub login_timeout: Duration,
+    pub limits: Limits,
     /// Enrollment tokens: a device that presents one is accepted into its group.
     pub enrollment: Vec<EnrollmentToken>,
+}
+
+/// What one server holds for its peers at most (`[limits]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections (handshakes included) at once, from everyone.
+    pub max_connections: usize,
+    /// Connections (handshakes included) at once from one IP address.
+    pub max_connections_per_address: usize,
+    /// How long a pending device's connection waits for an administrator's decision before
+    /// the server closes it; the agent then reconnects and waits again.
+    pub pending_device_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 50_000,
+            max_connections_per_address: 1_000,
+            pending_device_wait: Duration::from_secs(600),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -269,6 +317,31 @@ impl ServerConfig {
                 "must be at least 1".into(),
             ));
         }
+        if raw.admin.login_timeout_s == 0 {
+            return Err(invalid(
+                "admin.login_timeout_s",
+                "must be at least 1".into(),
+            ));
+        }
+        let limits = raw.limits;
+        if limits.max_connections == 0 {
+            return Err(invalid(
+                "limits.max_connections",
+                "must be at least 1".into(),
+            ));
+        }
+        if limits.max_connections_per_address == 0 {
+            return Err(invalid(
+                "limits.max_connections_per_address",
+                "must be at least 1".into(),
+            ));
+        }
+        if limits.pending_device_wait_s == 0 {
+            return Err(invalid(
+                "limits.pending_device_wait_s",
+                "must be at least 1".into(),
+            ));
+        }
         let mut enrollment = Vec::new();
         for e in raw.enrollment {
             if e.token.chars().count() < 16 {
@@ -324,6 +397,12 @@ impl ServerConfig {
                 failed_after: l.failed_after,
             },
             session_ttl: Duration::from_secs(raw.admin.session_ttl_minutes * 60),
+            login_timeout: Duration::from_secs(raw.admin.login_timeout_s),
+            limits: Limits {
+                max_connections: limits.max_connections,
+                max_connections_per_address: limits.max_connections_per_address,
+                pending_device_wait: Duration::from_secs(limits.pending_device_wait_s),
+            },
             enrollment,
         })
     }
@@ -373,6 +452,10 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         assert!(error_of(&with_link).contains("`link.failed_after`"));
         let short = format!("{GOOD}\n[[enrollment]]\ntoken = \"short\"\n");
         assert!(error_of(&short).contains("`enrollment.token`"));
+        let no_conns = format!("{GOOD}\n[limits]\nmax_connections_per_address = 0\n");
+        assert!(error_of(&no_conns).contains("`limits.max_connections_per_address`"));
+        let no_login = format!("{GOOD}\n[admin]\nlogin_timeout_s = 0\n");
+        assert!(error_of(&no_login).contains("`admin.login_timeout_s`"));
     }
 
     #[test]

@@ -29,13 +29,15 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-/// A server endpoint (which also connects out, to a parent) on `addr`.
+/// A server endpoint (which also connects out, to a parent) on `addr`; `endpoint` holds the
+/// keys that must survive a restart (see `tls::endpoint_config`).
 pub fn server_endpoint(
+    endpoint: quinn::EndpointConfig,
     config: quinn::ServerConfig,
     addr: SocketAddr,
 ) -> std::io::Result<quinn::Endpoint> {
     quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        endpoint,
         Some(config),
         bind(addr)?,
         Arc::new(quinn::TokioRuntime),

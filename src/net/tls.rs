@@ -52,6 +52,8 @@ pub enum TlsError {
     NoPeerCertificate,
     #[error("peer certificate is not trusted: {0}")]
     UntrustedPeer(String),
+    #[error("cannot derive the endpoint's keys from the server's key")]
+    KeyDerivation,
 }
 
 /// QUIC liveness settings shared by both ends.
@@ -72,14 +74,42 @@ impl Default for Transport {
     }
 }
 
+/// Unread bytes one stream may hold at the receiver: quinn's default, enough for about
+/// 100 Mbit/s at 100 ms of round trip. Frames may be larger (4 MiB on the federation link);
+/// flow control then only paces them.
+const STREAM_WINDOW: u32 = 1_250_000;
+/// Unread bytes one connection may hold at the receiver over all its streams. quinn's
+/// default is unlimited, which lets one peer fill memory with many half-written streams.
+const CONNECTION_WINDOW: u32 = 2 * STREAM_WINDOW;
+/// Requests an administrator may have in flight on one connection once logged in.
+pub const ADMIN_STREAMS: u32 = 16;
+
 impl Transport {
-    pub fn to_quinn(&self) -> Result<Arc<quinn::TransportConfig>, TlsError> {
+    /// The transport of a server's connections, before their ALPN is known. Every protocol
+    /// begins with its client opening one bidirectional stream for the hello; the
+    /// federation and device links need no other, and the admin API raises its count after
+    /// a login (see [`ADMIN_STREAMS`]). Nothing uses unidirectional streams or datagrams.
+    pub fn to_quinn_server(&self) -> Result<Arc<quinn::TransportConfig>, TlsError> {
+        self.quinn_config(1)
+    }
+
+    /// The transport of a client's connection: servers never open streams.
+    pub fn to_quinn_client(&self) -> Result<Arc<quinn::TransportConfig>, TlsError> {
+        self.quinn_config(0)
+    }
+
+    fn quinn_config(&self, peer_bi_streams: u32) -> Result<Arc<quinn::TransportConfig>, TlsError> {
         let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
             .map_err(|_| TlsError::IdleTimeout(self.idle_timeout))?;
         let mut config = quinn::TransportConfig::default();
         config
             .keep_alive_interval((!self.keep_alive.is_zero()).then_some(self.keep_alive))
-            .max_idle_timeout(Some(idle));
+            .max_idle_timeout(Some(idle))
+            .max_concurrent_bidi_streams(peer_bi_streams.into())
+            .max_concurrent_uni_streams(0u32.into())
+            .stream_receive_window(STREAM_WINDOW.into())
+            .receive_window(CONNECTION_WINDOW.into())
+            .datagram_receive_buffer_size(None);
         Ok(Arc::new(config))
     }
 }
@@ -117,7 +147,42 @@ pub fn server_config(
     // Clients never resume (see `client_config`), so tickets would only cost bytes.
     tls.send_tls13_tickets = 0;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-    config.transport_config(transport.to_quinn()?);
+    config.transport_config(transport.to_quinn_server()?);
+    Ok(config)
+}
+
+/// The endpoint config of a server: its stateless-reset key and the key of its connection
+/// ids are derived from the server's private key, so they are the same after a restart. A
+/// peer of a process that was killed then gets a stateless reset for its first packet to the
+/// new process and reconnects at once, instead of waiting out its idle timeout.
+pub fn endpoint_config(key: &PrivateKeyDer<'_>) -> Result<quinn::EndpointConfig, TlsError> {
+    use ring::{hkdf, hmac};
+    struct Len(usize);
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let prk =
+        hkdf::Salt::new(hkdf::HKDF_SHA256, b"canopy quic endpoint v1").extract(key.secret_der());
+    let reset: hmac::Key = prk
+        .expand(&[b"stateless reset"], hmac::HMAC_SHA256)
+        .map_err(|_| TlsError::KeyDerivation)?
+        .into();
+    let mut cid_key = [0u8; 8];
+    prk.expand(&[b"connection id"], Len(cid_key.len()))
+        .and_then(|okm| okm.fill(&mut cid_key))
+        .map_err(|_| TlsError::KeyDerivation)?;
+    let cid_key = u64::from_be_bytes(cid_key);
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+    // The old process's connection ids must pass the new one's check, or it drops the
+    // packets of old peers instead of answering them with a reset.
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    // A reset is always smaller than the packet that caused it, so it amplifies nothing;
+    // quinn's default of one per 20 ms would leave most devices of a large server waiting.
+    config.min_reset_interval(Duration::from_millis(1));
     Ok(config)
 }
 
@@ -232,7 +297,7 @@ pub fn client_config(
     // A resumed session skips certificate verification, and with it the pin check.
     tls.resumption = rustls::client::Resumption::disabled();
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-    config.transport_config(transport.to_quinn()?);
+    config.transport_config(transport.to_quinn_client()?);
     Ok(config)
 }
 
@@ -569,7 +634,10 @@ mod tests {
             idle_timeout: Duration::MAX,
             ..Transport::default()
         };
-        assert!(matches!(huge.to_quinn(), Err(TlsError::IdleTimeout(_))));
+        assert!(matches!(
+            huge.to_quinn_server(),
+            Err(TlsError::IdleTimeout(_))
+        ));
         assert!(
             CaVerifier::new(&trust.roots)
                 .unwrap()

@@ -13,7 +13,7 @@ use super::reply::{error, internal};
 use super::{Node, lock, now_ms};
 use crate::model::Fingerprint;
 use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
-use crate::net::pki;
+use crate::net::{pki, tls};
 use crate::wire::msg::{
     AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, DeviceRequest,
     ErrorKind, ForwardedRequest, GroupRequest, Secret, ServerStatusView, TaskRequest,
@@ -28,6 +28,7 @@ const MAX_REQUEST: usize = 256 * 1024;
 
 pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
     let remote = conn.remote_address();
+    let login_timeout = node.config.login_timeout;
     let hello = async {
         let (mut send, mut recv) = conn
             .accept_bi()
@@ -74,13 +75,30 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
             return;
         }
     };
+    // Until a request is authenticated, the connection may have one stream open at a time
+    // and is closed after `login_timeout`: without credentials it costs the server little.
+    let (authenticated, authenticated_rx) = tokio::sync::watch::channel(false);
+    let login_deadline = tokio::time::sleep(login_timeout);
+    tokio::pin!(login_deadline);
     loop {
-        let (mut send, mut recv) = match conn.accept_bi().await {
+        let accepted = tokio::select! {
+            streams = conn.accept_bi() => streams,
+            _ = &mut login_deadline, if !*authenticated_rx.borrow() => {
+                if *authenticated_rx.borrow() {
+                    continue;
+                }
+                let reason = format!("did not log in within {} s", login_timeout.as_secs());
+                conn.close(close::TIMEOUT.into(), reason.as_bytes());
+                return;
+            }
+        };
+        let (mut send, mut recv) = match accepted {
             Ok(streams) => streams,
             Err(_) => return,
         };
         let node = node.clone();
         let conn = conn.clone();
+        let authenticated = authenticated.clone();
         tokio::spawn(async move {
             let call = match timeout(
                 REQUEST_TIMEOUT,
@@ -100,7 +118,19 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
                 }
                 Err(_) => return,
             };
+            let login = matches!(call.request, AdminRequest::Login { .. });
             let response = handle(&node, call, remote).await;
+            let authorized = match &response {
+                AdminResponse::LoggedIn { .. } => true,
+                AdminResponse::Error {
+                    kind: ErrorKind::Unauthenticated,
+                    ..
+                } => false,
+                _ => !login,
+            };
+            if authorized && !authenticated.send_replace(true) {
+                conn.set_max_concurrent_bi_streams(tls::ADMIN_STREAMS.into());
+            }
             if wire::write_frame(&mut send, &response).await.is_ok() {
                 let _ = send.finish();
             }

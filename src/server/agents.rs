@@ -245,7 +245,10 @@ async fn admit(
     session(&node, &conn, send, recv, &record, admitted.orders).await;
 }
 
-/// Keeps a pending device's connection until an administrator approves or rejects it.
+/// Keeps a pending device's connection until an administrator approves or rejects it, or
+/// until `limits.pending_device_wait`: then the connection is closed and the agent, which
+/// reconnects with backoff, waits again on a new one. So no connection is held for ever by
+/// a device nobody decides about.
 async fn wait_for_approval(
     node: &Node,
     conn: &quinn::Connection,
@@ -259,10 +262,18 @@ async fn wait_for_approval(
         return None;
     }
     let woken = node.waiting.register(&record.id);
+    let wait = node.config.limits.pending_device_wait;
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
     let decided = loop {
         tokio::select! {
             _ = woken.notified() => {}
             _ = conn.closed() => break None,
+            _ = &mut deadline => {
+                let reason = format!("still waiting for approval after {} s; reconnect", wait.as_secs());
+                refuse(conn, close::TIMEOUT, &reason);
+                break None;
+            }
         }
         match node.store.device(&record.id).await {
             Ok(Some(r)) if r.enrollment == crate::model::device::Enrollment::Approved => {

@@ -1,6 +1,7 @@
 //! The Administration Server runtime: wires the endpoint, the store, the federation links and
 //! the admin API together. Decisions about links live in `sync`; bytes live in `wire`.
 
+mod accept;
 mod admin;
 mod agents;
 pub mod auth;
@@ -88,6 +89,8 @@ pub struct Node {
     virtual_host: Option<String>,
     /// This server's running virtual servers, by name.
     tenants: Mutex<HashMap<String, vservers::Tenant>>,
+    /// Handshakes and connections in progress, counted against the limits.
+    gate: Arc<accept::Gate>,
 }
 
 /// What a server shares with the virtual servers it hosts: its identity and its endpoint.
@@ -138,6 +141,7 @@ impl Node {
             config,
             virtual_host,
             tenants: Mutex::new(HashMap::new()),
+            gate: Arc::default(),
         };
         if node.reports_up() {
             // The upstream link reports the runs whose statistics change.
@@ -260,6 +264,12 @@ impl Node {
         lock(&self.upstream).clone()
     }
 
+    /// Test support: handshakes this server's endpoint has in progress.
+    #[cfg(feature = "test-support")]
+    pub fn handshakes_in_progress(&self) -> usize {
+        self.gate.handshakes()
+    }
+
     fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }
@@ -317,8 +327,10 @@ impl RunningServer {
             tokio::task::spawn_blocking(move || Store::open_server(&path)).await??
         };
         let secrets = secrets::SecretKey::load_or_create(&secrets::key_path(&config.data))?;
-        let endpoint = crate::net::socket::server_endpoint(server_config, config.listen)
-            .with_context(|| format!("cannot listen on {} (udp)", config.listen))?;
+        let endpoint_config = tls::endpoint_config(&key)?;
+        let endpoint =
+            crate::net::socket::server_endpoint(endpoint_config, server_config, config.listen)
+                .with_context(|| format!("cannot listen on {} (udp)", config.listen))?;
         let listen = endpoint.local_addr()?;
         let shared = Shared {
             fingerprint,
@@ -344,7 +356,7 @@ impl RunningServer {
         .instrument(span.clone())
         .await;
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(accept_loop(node.clone()).instrument(span.clone()));
+        tasks.spawn(accept::accept_loop(node.clone()).instrument(span.clone()));
         tasks.spawn(tasks::prune_loop(node.clone()).instrument(span.clone()));
         if node.config.parent.is_some() {
             tasks.spawn(fed::upstream(node.clone()).instrument(span));
@@ -388,49 +400,6 @@ impl RunningServer {
             _ = term.recv() => info!("SIGTERM received"),
         }
         self.shutdown().await
-    }
-}
-
-/// Handshakes in progress beyond which new ones are refused at once. A refused peer backs
-/// off with jitter; an overloaded server that accepted everything would instead drop
-/// packets, and every dropped handshake packet costs its peer a retransmission timeout.
-const MAX_HANDSHAKES: usize = 256;
-
-async fn accept_loop(node: Arc<Node>) {
-    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    while let Some(incoming) = node.endpoint.accept().await {
-        use std::sync::atomic::Ordering;
-        if handshakes.load(Ordering::Relaxed) >= MAX_HANDSHAKES {
-            incoming.refuse();
-            continue;
-        }
-        handshakes.fetch_add(1, Ordering::Relaxed);
-        let in_progress = handshakes.clone();
-        let node = node.clone();
-        tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            let handshake = incoming.await;
-            in_progress.fetch_sub(1, Ordering::Relaxed);
-            let conn = match handshake {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // A failed handshake (a peer that does not trust our CA, a port scan).
-                    tracing::debug!(%remote, "handshake failed: {e}");
-                    return;
-                }
-            };
-            match tls::alpn_of(&conn).as_deref() {
-                Some(tls::ALPN_FED) => fed::serve_child(node, conn).await,
-                Some(tls::ALPN_ADMIN) => admin::serve(node, conn).await,
-                Some(tls::ALPN_AGENT) => agents::serve_agent(node, conn).await,
-                _ => {
-                    let msg = format!("peer {remote} refused: unknown protocol");
-                    node.event(Severity::Warning, EventKind::PeerRefused, msg)
-                        .await;
-                    conn.close(close::UNSUPPORTED.into(), b"unknown protocol");
-                }
-            }
-        });
     }
 }
 

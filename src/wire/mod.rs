@@ -29,6 +29,8 @@ pub mod close {
     pub const REPLACED: u32 = 8;
     pub const REMOVED: u32 = 9;
     pub const UNSUPPORTED: u32 = 10;
+    pub const LIMIT: u32 = 11;
+    pub const TIMEOUT: u32 = 12;
 
     /// A name for a close code, for messages.
     pub fn describe(code: u64) -> &'static str {
@@ -44,6 +46,8 @@ pub mod close {
             REPLACED => "replaced by a newer connection",
             REMOVED => "registration removed",
             UNSUPPORTED => "unsupported",
+            LIMIT => "server limit reached",
+            TIMEOUT => "timed out",
             _ => "unknown reason",
         }
     }

@@ -108,8 +108,9 @@ async fn connect_once(devices: u32) -> anyhow::Result<ConnectRun> {
     let d = Deployment::create(dir.path())?;
     let port = free_port()?;
     let text = format!(
-        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
-        config_text("bench", port, None)
+        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n{}",
+        config_text("bench", port, None),
+        crate::cli::bench::BENCH_LIMITS,
     )
     .replace("keep_alive_ms = 1000", "keep_alive_ms = 5000")
     .replace("idle_timeout_ms = 5000", "idle_timeout_ms = 30000");

@@ -63,8 +63,9 @@ pub(super) async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Resul
     let dir = tempfile::Builder::new().prefix("canopy-bench-").tempdir()?;
     let d = Deployment::create(dir.path())?;
     let text = format!(
-        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
-        config_text("bench", 0, None)
+        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n{}",
+        config_text("bench", 0, None),
+        crate::cli::bench::BENCH_LIMITS,
     )
     .replace("keep_alive_ms = 1000", "keep_alive_ms = 5000")
     .replace("idle_timeout_ms = 5000", "idle_timeout_ms = 30000");

@@ -176,12 +176,17 @@ async fn wait_connected(admin: &AdminClient, devices: u32, limit: Duration) -> a
     }
 }
 
+/// Every simulated device of a bench connects from 127.0.0.1, so the bench lifts the
+/// per-address cap (default 1000) to what its largest runs need.
+pub(crate) const BENCH_LIMITS: &str = "\n[limits]\nmax_connections_per_address = 50000\n";
+
 /// A server config for the bench: the deployment's config with the enrollment token, and
 /// keep-alive 5 s / idle timeout 30 s, as `connect` and `ingest` use for 10,000 devices.
 fn bench_server_text(name: &str, port: u16, parent: Option<(SocketAddr, Fingerprint)>) -> String {
     format!(
-        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
-        config_text(name, port, parent)
+        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n{}",
+        config_text(name, port, parent),
+        crate::cli::bench::BENCH_LIMITS,
     )
     .replace("keep_alive_ms = 1000", "keep_alive_ms = 5000")
     .replace("idle_timeout_ms = 5000", "idle_timeout_ms = 30000")
