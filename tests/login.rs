@@ -21,13 +21,14 @@ use common::{
     wait_finished,
 };
 
-/// A client that only ever tries to log in, from `source`, with `streams` attempts at a time,
-/// until `stop` is set; returns how many answers it got.
+/// A client that only ever tries to log in, from `source`, over `connections` connections
+/// (an unauthenticated connection takes one request at a time), until `stop` is set; returns
+/// how many answers it got.
 async fn flood(
     ca: Vec<rustls_pki_types::CertificateDer<'static>>,
     server: SocketAddr,
     source: &str,
-    streams: usize,
+    connections: usize,
     stop: Arc<AtomicBool>,
 ) -> usize {
     let trust = ClientTrust {
@@ -37,29 +38,28 @@ async fn flood(
     };
     let config = tls::client_config(&trust, None, tls::ALPN_ADMIN, &Transport::default()).unwrap();
     let endpoint = quinn::Endpoint::client(format!("{source}:0").parse().unwrap()).unwrap();
-    let Ok(Ok(conn)) = tokio::time::timeout(
-        Duration::from_secs(5),
-        endpoint
-            .connect_with(config, server, "canopy-server")
-            .unwrap(),
-    )
-    .await
-    else {
-        return 0;
-    };
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let hello = AdminHello {
-        client_version: "flood".into(),
-        virtual_server: None,
-    };
-    canopy::wire::write_hello(&mut send, &hello).await.unwrap();
-    let _: Option<AdminWelcome> = canopy::wire::read_frame(&mut recv, 1 << 16).await.unwrap();
     let mut set = tokio::task::JoinSet::new();
-    for worker in 0..streams {
-        let conn = conn.clone();
+    for worker in 0..connections {
+        let (endpoint, config) = (endpoint.clone(), config.clone());
         let source = source.to_string();
         let stop = stop.clone();
         set.spawn(async move {
+            let connecting = endpoint
+                .connect_with(config, server, "canopy-server")
+                .unwrap();
+            let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(5), connecting).await
+            else {
+                return 0;
+            };
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            let hello = AdminHello {
+                client_version: "flood".into(),
+                virtual_server: None,
+            };
+            canopy::wire::write_hello(&mut send, &hello).await.unwrap();
+            let _ = send.finish();
+            let _: Option<AdminWelcome> =
+                canopy::wire::read_frame(&mut recv, 1 << 16).await.unwrap();
             let mut answers = 0;
             let mut attempt = 0u32;
             while !stop.load(Ordering::Relaxed) {
@@ -84,6 +84,7 @@ async fn flood(
                     _ => break,
                 }
             }
+            conn.close(0u32.into(), b"done");
             answers
         });
     }
@@ -91,7 +92,6 @@ async fn flood(
     while let Some(Ok(n)) = set.join_next().await {
         answers += n;
     }
-    conn.close(0u32.into(), b"done");
     answers
 }
 
@@ -109,7 +109,7 @@ async fn a_login_flood_starves_neither_devices_nor_administrators() {
     )
     .await;
 
-    // Eight addresses, sixteen guesses at a time each, until the measurements are done.
+    // Eight addresses, sixteen connections guessing each, until the measurements are done.
     let stop = Arc::new(AtomicBool::new(false));
     let mut flooders = tokio::task::JoinSet::new();
     for k in 2..10 {
