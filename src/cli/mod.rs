@@ -551,9 +551,7 @@ async fn account_command(session_path: &Path, cmd: AccountCommand) -> anyhow::Re
             };
             let data = config.data.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                if let Some(dir) = data.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
+                crate::store::private::create_parent(&data)?;
                 let store = Store::open_server(&data)?;
                 let result = store.bootstrap_account(account);
                 store.close()?;

@@ -19,6 +19,7 @@ mod change_log;
 pub mod devices;
 mod groups;
 pub mod maintenance;
+pub mod private;
 pub mod replication;
 mod schema;
 mod server;
@@ -170,6 +171,11 @@ impl Store {
     /// Opens or creates the database file, checks (or, on a new file, sets) the schema version
     /// and starts the writer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        // Owner only before redb writes a byte: it holds hashes, tokens, tenants' data.
+        private::claim_file(path).map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            message: format!("cannot create it readable by its owner only: {e}"),
+        })?;
         let db = Database::builder()
             .set_cache_size(CACHE_SIZE)
             .create(path)
