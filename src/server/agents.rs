@@ -20,14 +20,41 @@ use crate::wire::{self, FrameError, FrameReader, close};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_AGENT_FRAME: usize = 1024 * 1024;
-/// Messages queued for one device before senders wait.
+/// Messages queued for one device. Senders never wait: a device whose queue is full is
+/// disconnected, and catches up from its stored orders when it reconnects.
 const QUEUE: usize = 64;
+const TOO_SLOW: &str = "the device did not keep up with the messages sent to it; \
+                        reconnect to get its orders again";
 
 /// A connected, approved device.
 pub(super) struct LiveDevice {
     conn_id: usize,
     pub(super) conn: quinn::Connection,
-    pub(super) tx: mpsc::Sender<ServerToAgent>,
+    tx: mpsc::Sender<ServerToAgent>,
+}
+
+impl LiveDevice {
+    /// Queues `msg` for the device without waiting, so that no admin request, federation
+    /// link or other device ever waits for one device. If its queue is full, the device is
+    /// disconnected: what it misses is either stored (run orders, replayed when it
+    /// reconnects) or sent again at connect (its local tasks).
+    pub(super) fn offer(&self, device_id: &str, msg: ServerToAgent) {
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            // Its session is ending; it gets the stored orders when it reconnects.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.conn.close_reason().is_none() {
+                    tracing::warn!(
+                        device = device_id,
+                        queued = QUEUE,
+                        "device disconnected: {TOO_SLOW}"
+                    );
+                    self.conn.close(close::TOO_SLOW.into(), TOO_SLOW.as_bytes());
+                }
+            }
+        }
+    }
 }
 
 /// Devices waiting for approval, woken when an administrator decides.
@@ -330,6 +357,15 @@ async fn session(
         old.conn
             .close(close::REPLACED.into(), b"replaced by a newer connection");
     }
+    // Read again now that the device is registered above: a run started since its admission
+    // is then in this read, or offered through the queue, or both (the agent runs a run once).
+    let orders = match node.store.orders_for(&id).await {
+        Ok(now) => now,
+        Err(e) => {
+            tracing::error!("cannot read the device's orders again: {e}");
+            orders
+        }
+    };
     let local_tasks = node.local_tasks_of(&id).await;
     let queued = local_tasks
         .into_iter()

@@ -29,6 +29,8 @@ pub mod close {
     pub const REPLACED: u32 = 8;
     pub const REMOVED: u32 = 9;
     pub const UNSUPPORTED: u32 = 10;
+    /// The peer did not read what it was sent fast enough; it catches up when it reconnects.
+    pub const TOO_SLOW: u32 = 11;
 
     /// A name for a close code, for messages.
     pub fn describe(code: u64) -> &'static str {
@@ -44,6 +46,7 @@ pub mod close {
             REPLACED => "replaced by a newer connection",
             REMOVED => "registration removed",
             UNSUPPORTED => "unsupported",
+            TOO_SLOW => "too slow to keep up",
             _ => "unknown reason",
         }
     }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod raw_agent;
+
 use std::time::Duration;
 
 use canopy::cli::client::AdminClient;
