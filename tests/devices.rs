@@ -11,8 +11,9 @@ use canopy::cli::deployment::{
     Deployment, config_text, free_port, parent_of, start, wait_for_tree,
 };
 use canopy::model::device::{DeviceView, Enrollment};
+use canopy::model::limits;
 use canopy::model::task::DeviceProgress;
-use canopy::model::task::Outcome;
+use canopy::model::task::{Details, Outcome};
 use canopy::model::task::{DeviceState, TaskPayload};
 use canopy::model::{EventKind, ServerStatus};
 use canopy::server::RunningServer;
@@ -408,17 +409,15 @@ async fn a_few_hundred_simulated_devices_connect_are_listed_and_leave_cleanly() 
             after: after.clone(),
             limit: 128,
         };
-        let AdminResponse::Devices(page) = admin.call(AdminRequest::Device(request)).await.unwrap()
+        let AdminResponse::Devices { devices, next } =
+            admin.call(AdminRequest::Device(request)).await.unwrap()
         else {
             panic!()
         };
-        after = page.last().map(|d| canopy::wire::msg::DeviceCursor {
-            name: d.name.clone(),
-            id: d.id.clone(),
-        });
-        let last = page.len() < 128;
-        paged.extend(page);
-        if last {
+        assert!(devices.len() == 128 || next.is_none());
+        paged.extend(devices);
+        after = next;
+        if after.is_none() {
             break;
         }
     }
@@ -477,11 +476,20 @@ async fn catch_up(agent: &mut RawAgent, task: &str, run_id: Option<u64>) {
             _ => {}
         }
     };
+    // More than the server keeps: it cuts the description and the output, visibly.
+    let mut outcome = Outcome::failed(format!("ran late {}", "x".repeat(300_000)));
+    outcome.details = Details::Command {
+        exit_code: Some(1),
+        stdout: "o".repeat(300_000),
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+    };
     let result = RunResult {
         run_id: order.run_id,
         started: 1,
         finished: 2,
-        outcome: Outcome::failed("ran late, after catching up"),
+        outcome,
     };
     agent
         .send(&AgentToServer::Received {
@@ -615,6 +623,27 @@ async fn a_device_that_never_reads_is_dropped_and_blocks_neither_admins_nor_the_
     })
     .await;
     assert_eq!(fleet.counts().connected, 3, "the other devices stayed");
+    let records = common::results(&admin, "T").await;
+    let late = records
+        .iter()
+        .find(|r| r.device_name == "slow-primary")
+        .unwrap();
+    assert_eq!(late.description.len(), limits::DESCRIPTION_MAX);
+    assert!(late.description.ends_with(limits::CUT_MARK));
+    match &late.details {
+        Some(Details::Command {
+            stdout,
+            stdout_truncated: true,
+            ..
+        }) => assert_eq!(stdout.len(), limits::OUTPUT_MAX),
+        other => panic!("{other:?}"),
+    }
+    let events = common::events(&admin).await;
+    assert!(
+        events
+            .iter()
+            .all(|e| e.message.len() < 2 * limits::DESCRIPTION_MAX)
+    );
 
     again.close().await;
     again_branch.close().await;

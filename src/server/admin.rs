@@ -15,7 +15,8 @@ use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
 use crate::net::pki;
 use crate::wire::msg::{
     AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, DeviceRequest,
-    ErrorKind, ForwardedRequest, GroupRequest, ServerStatusView, TaskRequest, VirtualServerRequest,
+    ErrorKind, ForwardedRequest, GroupRequest, PAGE_MAX, ServerStatusView, TaskRequest,
+    VirtualServerRequest,
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
 
@@ -98,7 +99,7 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
                 }
                 Err(_) => return,
             };
-            let response = handle(&node, call, remote).await;
+            let response = super::reply::fit(handle(&node, call, remote).await);
             if wire::write_frame(&mut send, &response).await.is_ok() {
                 let _ = send.finish();
             }
@@ -123,7 +124,7 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
         Device(DeviceRequest::List { .. } | DeviceRequest::Show { .. }) => true,
         Device(_) => role != Role::Auditor,
         Task(
-            TaskRequest::List
+            TaskRequest::List { .. }
             | TaskRequest::Show { .. }
             | TaskRequest::Results { .. }
             | TaskRequest::Stats { .. },
@@ -186,8 +187,12 @@ async fn dispatch(node: &Arc<Node>, session: &Session, call: AdminCall) -> Admin
         } => add_secondary(node, session, name, group, cert_pem).await,
         AdminRequest::RemoveSecondary { name } => remove_secondary(node, session, name).await,
         AdminRequest::EventList { after, limit } => {
-            match node.store.events(after, limit.clamp(1, 10_000)).await {
-                Ok(events) => AdminResponse::Events(events),
+            match node.store.events(after, limit.clamp(1, PAGE_MAX)).await {
+                Ok(events) => {
+                    let (events, more) = super::reply::fill_page(events, usize::MAX);
+                    let next = more.then(|| events.last().map(|e| e.seq)).flatten();
+                    AdminResponse::Events { events, next }
+                }
                 Err(e) => internal(e),
             }
         }

@@ -104,7 +104,7 @@ pub(super) async fn serve_agent(node: Arc<Node>, conn: quinn::Connection) {
             return;
         }
     };
-    let hello: AgentHello =
+    let mut hello: AgentHello =
         match timeout(HELLO_TIMEOUT, wire::read_hello(&mut recv, MAX_AGENT_FRAME)).await {
             Ok(Ok(hello)) => hello,
             Ok(Err(FrameError::Io(_))) | Err(_) => return,
@@ -120,6 +120,8 @@ pub(super) async fn serve_agent(node: Arc<Node>, conn: quinn::Connection) {
         refuse(&conn, close::PROTOCOL, &e);
         return;
     }
+    // Only this much of what a device says about itself is kept (`model::limits`).
+    hello.facts = hello.facts.capped();
     // A device of a virtual server is served by that server, on this one's port.
     let node = match &hello.virtual_server {
         None => node,
@@ -403,7 +405,8 @@ async fn session(
                         let progress = DeviceProgress::Finished {
                             started: result.started,
                             finished: result.finished,
-                            outcome: result.outcome,
+                            // Cut to what the server keeps (`model::limits`).
+                            outcome: result.outcome.capped(),
                         };
                         // Acknowledged once durable, also when it was known already (or its
                         // task is gone), so the device stops resending it.
