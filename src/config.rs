@@ -44,6 +44,23 @@ struct RawServer {
     admin: RawAdmin,
     #[serde(default)]
     enrollment: Vec<RawEnrollment>,
+    #[serde(default)]
+    events: RawEvents,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEvents {
+    keep: u64,
+}
+
+/// Events a server keeps by default; the oldest go first.
+pub const EVENTS_KEEP: u64 = 100_000;
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        RawEvents { keep: EVENTS_KEEP }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +184,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     pub link: LinkPolicy,
     pub session_ttl: Duration,
+    /// Events kept in the event log (`events.keep`); the oldest go first.
+    pub events_keep: u64,
     /// Enrollment tokens: a device that presents one is accepted into its group.
     pub enrollment: Vec<EnrollmentToken>,
 }
@@ -264,6 +283,12 @@ impl ServerConfig {
                 "must be at least 1".into(),
             ));
         }
+        if raw.events.keep < 100 {
+            return Err(invalid(
+                "events.keep",
+                format!("({}) must be at least 100", raw.events.keep),
+            ));
+        }
         let mut enrollment = Vec::new();
         for e in raw.enrollment {
             if e.token.chars().count() < 16 {
@@ -304,6 +329,7 @@ impl ServerConfig {
                 failed_after: l.failed_after,
             },
             session_ttl: Duration::from_secs(raw.admin.session_ttl_minutes * 60),
+            events_keep: raw.events.keep,
             enrollment,
         })
     }
@@ -353,6 +379,11 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         assert!(error_of(&with_link).contains("`link.failed_after`"));
         let short = format!("{GOOD}\n[[enrollment]]\ntoken = \"short\"\n");
         assert!(error_of(&short).contains("`enrollment.token`"));
+        let few = format!("{GOOD}\n[events]\nkeep = 5\n");
+        assert!(error_of(&few).contains("`events.keep`"));
+        assert_eq!(parse(GOOD).unwrap().events_keep, EVENTS_KEEP);
+        let kept = format!("{GOOD}\n[events]\nkeep = 500\n");
+        assert_eq!(parse(&kept).unwrap().events_keep, 500);
     }
 
     #[test]

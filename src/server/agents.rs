@@ -416,7 +416,13 @@ async fn session(
                                     break e.to_string();
                                 }
                             }
-                            Err(e) => tracing::error!(run_id, "cannot store a result: {e}"),
+                            Err(e) => {
+                                // Not acknowledged: the device keeps it and offers it again
+                                // when it reconnects, by when the store may work again.
+                                tracing::error!(run_id, "cannot store a result: {e}; disconnecting the device so that it sends it again later");
+                                refuse(conn, close::UNAVAILABLE, "the server cannot store results now; send them again later");
+                                break format!("cannot store a result: {e}");
+                            }
                         }
                     }
                     Ok(Some(AgentToServer::LocalTaskEdit { task_id, base_revision, schedule })) => {

@@ -167,7 +167,8 @@ impl Node {
             kind,
             message,
         };
-        if let Err(e) = self.store.append_event(event).await {
+        let keep = self.config.events_keep;
+        if let Err(e) = self.store.append_event(event, keep).await {
             tracing::error!("cannot record event: {e}");
         }
     }

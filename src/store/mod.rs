@@ -199,12 +199,26 @@ impl Store {
                 let db = db.clone();
                 let counters = counters.clone();
                 let signals = signals.clone();
+                let path = path.to_owned();
                 move || {
-                    let run = std::panic::AssertUnwindSafe(|| {
-                        writer::run(db, receiver, counters, signals)
-                    });
-                    if std::panic::catch_unwind(run).is_err() {
-                        tracing::error!("the database writer thread panicked; writes now fail");
+                    // A panic in the writer itself (write closures have their own guard) fails
+                    // the jobs it held, unacknowledged, and the writer starts again.
+                    loop {
+                        let run = std::panic::AssertUnwindSafe(|| {
+                            writer::run(
+                                db.clone(),
+                                &path,
+                                &receiver,
+                                counters.clone(),
+                                signals.clone(),
+                            )
+                        });
+                        match std::panic::catch_unwind(run) {
+                            Ok(()) => break,
+                            Err(_) => tracing::error!(
+                                "the database writer panicked; it starts again (the writes it held failed)"
+                            ),
+                        }
                     }
                 }
             })

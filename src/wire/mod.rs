@@ -31,6 +31,8 @@ pub mod close {
     pub const UNSUPPORTED: u32 = 10;
     /// The peer did not read what it was sent fast enough; it catches up when it reconnects.
     pub const TOO_SLOW: u32 = 11;
+    /// The server cannot do what was asked now (its storage failed); try again later.
+    pub const UNAVAILABLE: u32 = 12;
 
     /// A name for a close code, for messages.
     pub fn describe(code: u64) -> &'static str {
@@ -47,6 +49,7 @@ pub mod close {
             REMOVED => "registration removed",
             UNSUPPORTED => "unsupported",
             TOO_SLOW => "too slow to keep up",
+            UNAVAILABLE => "temporarily unavailable",
             _ => "unknown reason",
         }
     }
