@@ -48,6 +48,23 @@ struct RawServer {
     limits: RawLimits,
     #[serde(default)]
     enrollment: Vec<RawEnrollment>,
+    #[serde(default)]
+    events: RawEvents,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEvents {
+    keep: u64,
+}
+
+/// Events a server keeps by default; the oldest go first.
+pub const EVENTS_KEEP: u64 = 100_000;
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        RawEvents { keep: EVENTS_KEEP }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +215,8 @@ pub struct ServerConfig {
     /// An admin connection that has not logged in this long after its hello is closed.
     pub login_timeout: Duration,
     pub limits: Limits,
+    /// Events kept in the event log (`events.keep`); the oldest go first.
+    pub events_keep: u64,
     /// Enrollment tokens: a device that presents one is accepted into its group.
     pub enrollment: Vec<EnrollmentToken>,
 }
@@ -342,6 +361,12 @@ impl ServerConfig {
                 "must be at least 1".into(),
             ));
         }
+        if raw.events.keep < 100 {
+            return Err(invalid(
+                "events.keep",
+                format!("({}) must be at least 100", raw.events.keep),
+            ));
+        }
         let mut enrollment = Vec::new();
         for e in raw.enrollment {
             if e.token.chars().count() < 16 {
@@ -403,6 +428,7 @@ impl ServerConfig {
                 max_connections_per_address: limits.max_connections_per_address,
                 pending_device_wait: Duration::from_secs(limits.pending_device_wait_s),
             },
+            events_keep: raw.events.keep,
             enrollment,
         })
     }
@@ -456,6 +482,11 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         assert!(error_of(&no_conns).contains("`limits.max_connections_per_address`"));
         let no_login = format!("{GOOD}\n[admin]\nlogin_timeout_s = 0\n");
         assert!(error_of(&no_login).contains("`admin.login_timeout_s`"));
+        let few = format!("{GOOD}\n[events]\nkeep = 5\n");
+        assert!(error_of(&few).contains("`events.keep`"));
+        assert_eq!(parse(GOOD).unwrap().events_keep, EVENTS_KEEP);
+        let kept = format!("{GOOD}\n[events]\nkeep = 500\n");
+        assert_eq!(parse(&kept).unwrap().events_keep, 500);
     }
 
     #[test]

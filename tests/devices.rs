@@ -5,15 +5,26 @@ mod common;
 
 use canopy::agent::{AgentCounts, Agents};
 use canopy::cli::client::AdminClient;
-use canopy::cli::deployment::{Deployment, config_text, free_port, start};
-use canopy::model::EventKind;
+use std::time::Duration;
+
+use canopy::cli::deployment::{
+    Deployment, config_text, free_port, parent_of, start, wait_for_tree,
+};
 use canopy::model::device::{DeviceView, Enrollment};
+use canopy::model::limits;
 use canopy::model::task::DeviceProgress;
+use canopy::model::task::{Details, Outcome};
 use canopy::model::task::{DeviceState, TaskPayload};
+use canopy::model::{EventKind, ServerStatus};
 use canopy::server::RunningServer;
 use canopy::store::Store;
 use canopy::store::agent::{Identity, LocalRunState};
-use canopy::wire::msg::{AdminRequest, AdminResponse, DeviceRequest, ScopeSpec};
+use canopy::wire::close;
+use canopy::wire::msg::{
+    AdminRequest, AdminResponse, AgentToServer, DeviceRequest, RunResult, ScopeSpec, ServerToAgent,
+    TaskRequest,
+};
+use common::raw_agent::{RawAgent, RawIdentity, facts};
 use common::{until, wait_event};
 
 const TOKEN: &str = "branch-token-0123456789";
@@ -398,17 +409,15 @@ async fn a_few_hundred_simulated_devices_connect_are_listed_and_leave_cleanly() 
             after: after.clone(),
             limit: 128,
         };
-        let AdminResponse::Devices(page) = admin.call(AdminRequest::Device(request)).await.unwrap()
+        let AdminResponse::Devices { devices, next } =
+            admin.call(AdminRequest::Device(request)).await.unwrap()
         else {
             panic!()
         };
-        after = page.last().map(|d| canopy::wire::msg::DeviceCursor {
-            name: d.name.clone(),
-            id: d.id.clone(),
-        });
-        let last = page.len() < 128;
-        paged.extend(page);
-        if last {
+        assert!(devices.len() == 128 || next.is_none());
+        paged.extend(devices);
+        after = next;
+        if after.is_none() {
             break;
         }
     }
@@ -444,4 +453,203 @@ async fn run_started(agent: &Agents, device_id: &str) {
             .any(|r| r.state == LocalRunState::Started)
     })
     .await;
+}
+
+/// Whether the device with display name `name` is connected, as `admin`'s server sees it.
+async fn connected(admin: &AdminClient, name: &str) -> bool {
+    devices(admin)
+        .await
+        .iter()
+        .any(|d| d.name == name && d.connected)
+}
+
+/// Reads the slow device's messages until an order of the task named `task` (and of run
+/// `run_id`, if given) arrives, then answers it as a device that ran it.
+async fn catch_up(agent: &mut RawAgent, task: &str, run_id: Option<u64>) {
+    let order = loop {
+        match agent.next().await {
+            ServerToAgent::Run(order)
+                if order.task_name == task && run_id.is_none_or(|id| id == order.run_id) =>
+            {
+                break order;
+            }
+            _ => {}
+        }
+    };
+    // More than the server keeps: it cuts the description and the output, visibly.
+    let mut outcome = Outcome::failed(format!("ran late {}", "x".repeat(300_000)));
+    outcome.details = Details::Command {
+        exit_code: Some(1),
+        stdout: "o".repeat(300_000),
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+    };
+    let result = RunResult {
+        run_id: order.run_id,
+        started: 1,
+        finished: 2,
+        outcome,
+    };
+    agent
+        .send(&AgentToServer::Received {
+            run_id: order.run_id,
+        })
+        .await;
+    agent.send(&AgentToServer::Result(result)).await;
+    loop {
+        if let ServerToAgent::ResultStored { run_id } = agent.next().await
+            && run_id == order.run_id
+        {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_never_reads_is_dropped_and_blocks_neither_admins_nor_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let (_, primary) = server_with_token(&d, 0).await;
+    let link = Some(parent_of(&primary));
+    d.add_server("branch", 0, link).await.unwrap();
+    let text = format!(
+        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
+        config_text("branch", 0, link)
+    );
+    let config = d.write_config("branch", &text).await.unwrap();
+    d.register(primary.local_addr(), "branch", "Managed devices")
+        .await
+        .unwrap();
+    let branch = start(&config).await.unwrap();
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+    wait_for_tree(&admin, common::LIMIT, "the branch linked", |rows| {
+        rows.len() == 2 && rows.iter().all(|r| r.status == ServerStatus::Active)
+    })
+    .await
+    .unwrap();
+    let branch_admin = d.admin(branch.local_addr()).await.unwrap();
+    let fleet = common::fleet(&d, branch.local_addr(), TOKEN, 3, 7).await;
+
+    // One device on each server enrolls, then never reads: the server's writes to it stall
+    // once its 1 KiB window is full.
+    let ids = [
+        RawIdentity::new("slow-primary"),
+        RawIdentity::new("slow-branch"),
+    ];
+    let slow_primary = RawAgent::connect(
+        &d,
+        primary.local_addr(),
+        &ids[0],
+        Some(TOKEN),
+        facts("slow-primary"),
+        Some(1024),
+    )
+    .await;
+    let slow_branch = RawAgent::connect(
+        &d,
+        branch.local_addr(),
+        &ids[1],
+        Some(TOKEN),
+        facts("slow-branch"),
+        Some(1024),
+    )
+    .await;
+    until("the slow devices connected", || async {
+        connected(&admin, "slow-primary").await && connected(&branch_admin, "slow-branch").await
+    })
+    .await;
+
+    // Every start sends each slow device an order: far more than its queue holds.
+    let spec = common::simulate_spec("T", common::tree_scope("Managed devices"), 20, [1, 0, 0]);
+    common::create_task(&admin, spec).await;
+    let prompt = Duration::from_secs(5);
+    for i in 0..120 {
+        tokio::time::timeout(prompt, common::start_task(&admin, "T", None))
+            .await
+            .unwrap_or_else(|_| panic!("task start {i} did not answer within {prompt:?}"));
+        let stop = AdminRequest::Task(TaskRequest::Stop { task: "T".into() });
+        tokio::time::timeout(prompt, admin.call(stop))
+            .await
+            .unwrap_or_else(|_| panic!("task stop {i} did not answer within {prompt:?}"))
+            .unwrap();
+    }
+    // The branch still applies its parent's changes: a last run reaches its fleet.
+    let (last, _) = tokio::time::timeout(prompt, common::start_task(&admin, "T", None))
+        .await
+        .expect("the last task start answers promptly");
+    until("the branch's fleet finished the last run", || async {
+        common::stats(&admin, "T")
+            .await
+            .counters
+            .count(DeviceState::Succeeded)
+            == 3
+    })
+    .await;
+
+    // The slow devices were disconnected, and told why.
+    for slow in [&slow_primary, &slow_branch] {
+        let (code, reason) = slow.closed().await;
+        assert_eq!(code, u64::from(close::TOO_SLOW), "{reason}");
+        assert!(reason.contains("did not keep up"), "{reason}");
+    }
+    slow_primary.close().await;
+    slow_branch.close().await;
+
+    // Connected again, each gets the order it missed from the stored orders.
+    let mut again = RawAgent::connect(
+        &d,
+        primary.local_addr(),
+        &ids[0],
+        Some(TOKEN),
+        facts("slow-primary"),
+        None,
+    )
+    .await;
+    catch_up(&mut again, "T", Some(last.run_id)).await;
+    let mut again_branch = RawAgent::connect(
+        &d,
+        branch.local_addr(),
+        &ids[1],
+        Some(TOKEN),
+        facts("slow-branch"),
+        None,
+    )
+    .await;
+    catch_up(&mut again_branch, "T", None).await;
+    until("every device of the last run finished", || async {
+        let run = common::stats(&admin, "T").await;
+        run.run_id == last.run_id && run.counters.finished() == 5 && run.counters.total() == 5
+    })
+    .await;
+    assert_eq!(fleet.counts().connected, 3, "the other devices stayed");
+    let records = common::results(&admin, "T").await;
+    let late = records
+        .iter()
+        .find(|r| r.device_name == "slow-primary")
+        .unwrap();
+    assert_eq!(late.description.len(), limits::DESCRIPTION_MAX);
+    assert!(late.description.ends_with(limits::CUT_MARK));
+    match &late.details {
+        Some(Details::Command {
+            stdout,
+            stdout_truncated: true,
+            ..
+        }) => assert_eq!(stdout.len(), limits::OUTPUT_MAX),
+        other => panic!("{other:?}"),
+    }
+    let events = common::events(&admin).await;
+    assert!(
+        events
+            .iter()
+            .all(|e| e.message.len() < 2 * limits::DESCRIPTION_MAX)
+    );
+
+    again.close().await;
+    again_branch.close().await;
+    fleet.stop().await.unwrap();
+    admin.close().await;
+    branch_admin.close().await;
+    branch.shutdown().await.unwrap();
+    primary.shutdown().await.unwrap();
 }

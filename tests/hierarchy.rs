@@ -233,8 +233,8 @@ async fn a_group_task_runs_once_on_every_device_of_the_tree_and_rolls_up() {
     admin.call(AdminRequest::Task(delete)).await.unwrap();
     until("the delete at the deepest server", || async {
         matches!(
-            below.call(AdminRequest::Task(TaskRequest::List)).await,
-            Ok(AdminResponse::Tasks(tasks)) if tasks.iter().all(|t| t.name == "Long scan")
+            below.tasks().await,
+            Ok(tasks) if tasks.iter().all(|t| t.name == "Long scan")
         )
     })
     .await;
@@ -564,8 +564,7 @@ async fn tenants_see_only_themselves_and_equal_names_stay_apart() {
 
     let devices = a.devices(None, true).await.unwrap();
     assert_eq!(devices.len(), 6);
-    let tasks = a.call(AdminRequest::Task(TaskRequest::List)).await.unwrap();
-    assert!(matches!(tasks, AdminResponse::Tasks(t) if t.is_empty()));
+    assert!(a.tasks().await.unwrap().is_empty());
     let (kind, _) = server_error(
         a.call(AdminRequest::Task(TaskRequest::Show {
             task: "Only in B".into(),
@@ -610,7 +609,10 @@ async fn tenants_see_only_themselves_and_equal_names_stay_apart() {
     );
     assert_eq!(kind, ErrorKind::Forbidden, "{message}");
     assert!(message.contains("virtual server"), "{message}");
-    let forward = a.call_at(Some("tenant-b"), AdminRequest::Task(TaskRequest::List));
+    let forward = a.call_at(Some("tenant-b"), AdminRequest::Task(TaskRequest::List {
+            after: None,
+            limit: 100,
+        }));
     let (kind, _) = server_error(forward.await);
     assert_eq!(kind, ErrorKind::NotFound);
     let (_, message) = server_error(
@@ -666,17 +668,9 @@ async fn tenants_see_only_themselves_and_equal_names_stay_apart() {
     };
     assert_eq!(names(&b_devices), names(&devices));
     assert!(b_devices.iter().all(|d| d.group == "Managed devices"));
-    match host
-        .call(AdminRequest::Task(TaskRequest::List))
-        .await
-        .unwrap()
-    {
-        AdminResponse::Tasks(tasks) => {
-            let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
-            assert_eq!(names, ["Only in B"]);
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    let tasks = host.tasks().await.unwrap();
+    let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["Only in B"]);
     host.forward_to(None);
     // Disabled, a tenant refuses its administrators and devices; enabled, it is back.
     host.call(AdminRequest::VirtualServer(VirtualServerRequest::Disable {

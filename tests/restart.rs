@@ -213,6 +213,8 @@ async fn peers_of_a_killed_server_reconnect_at_once_and_a_stop_reaches_every_dev
             state: None,
             details: false,
             server: Some(path.into()),
+            after: None,
+            limit: canopy::wire::msg::PAGE_MAX,
         };
         let deadline = Instant::now() + common::LIMIT;
         loop {

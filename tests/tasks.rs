@@ -15,8 +15,7 @@ use canopy::model::scope::Scope;
 use canopy::model::task::{DeviceState, RunCounters, RunState, TaskKind, TaskPayload, TaskType};
 use canopy::server::RunningServer;
 use canopy::wire::msg::{
-    AdminRequest, AdminResponse, DeviceRequest, GroupRequest, ScopeSpec, Secret, TaskChanges,
-    TaskRequest,
+    AdminRequest, DeviceRequest, GroupRequest, ScopeSpec, Secret, TaskChanges, TaskRequest,
 };
 use common::{
     create_task, group_scope, refused, results, show_task, simulate_spec, start_task, stats,
@@ -471,13 +470,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert!(message.contains("no such task"), "{message}");
 
     // Nothing was created, and the task ids were not used up by the failures.
-    let AdminResponse::Tasks(tasks) = admin
-        .call(AdminRequest::Task(TaskRequest::List))
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let tasks = admin.tasks().await.unwrap();
     assert!(tasks.is_empty(), "{tasks:?}");
     let spec = simulate_spec("fine", group_scope("Managed devices", true), 1, [1, 0, 0]);
     assert_eq!(create_task(&admin, spec).await.id, 1);

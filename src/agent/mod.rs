@@ -92,9 +92,8 @@ impl Agents {
         simulation: Option<Simulation>,
     ) -> anyhow::Result<Agents> {
         let roots = pki::load_certs(&config.ca)?;
-        if let Some(dir) = config.data.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
+        crate::store::private::create_parent(&config.data)
+            .with_context(|| format!("creating the directory of {}", config.data.display()))?;
         let store = {
             let path = config.data.clone();
             tokio::task::spawn_blocking(move || Store::open_agent(&path)).await??

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
+use crate::model::task::DeviceRunRecord;
 use crate::model::{Role, UnixMillis};
 use crate::net::tls::{self, ClientTrust, Transport};
 use crate::wire::msg::{
@@ -222,7 +223,7 @@ impl AdminClient {
         group: Option<String>,
         recursive: bool,
     ) -> Result<Vec<crate::model::device::DeviceView>, ClientError> {
-        use crate::wire::msg::{DEVICE_PAGE_MAX, DeviceCursor, DeviceRequest};
+        use crate::wire::msg::{DEVICE_PAGE_MAX, DeviceRequest};
         let mut all = Vec::new();
         let mut after = None;
         loop {
@@ -232,18 +233,85 @@ impl AdminClient {
                 after,
                 limit: DEVICE_PAGE_MAX,
             };
-            let AdminResponse::Devices(page) = self.call(AdminRequest::Device(request)).await?
+            let AdminResponse::Devices { devices, next } =
+                self.call(AdminRequest::Device(request)).await?
             else {
                 return Err(ClientError::Unexpected);
             };
-            let full = page.len() as u32 >= DEVICE_PAGE_MAX;
-            after = page.last().map(|d| DeviceCursor {
-                name: d.name.clone(),
-                id: d.id.clone(),
-            });
-            all.extend(page);
-            if !full {
+            all.extend(devices);
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Every task, fetched page by page.
+    pub async fn tasks(&self) -> Result<Vec<crate::wire::msg::TaskView>, ClientError> {
+        use crate::wire::msg::{PAGE_MAX, TaskRequest};
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let request = TaskRequest::List {
+                after,
+                limit: PAGE_MAX,
+            };
+            let AdminResponse::Tasks { tasks, next } =
+                self.call(AdminRequest::Task(request)).await?
+            else {
+                return Err(ClientError::Unexpected);
+            };
+            all.extend(tasks);
+            match next {
+                Some(id) => after = Some(id),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// The events `after` asks for (the newest ones without it), at most `limit`, fetched page
+    /// by page; oldest first.
+    pub async fn events(
+        &self,
+        mut after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<crate::model::Event>, ClientError> {
+        let mut all = Vec::new();
+        loop {
+            let want = limit.saturating_sub(all.len() as u32);
+            if want == 0 {
                 return Ok(all);
+            }
+            let request = AdminRequest::EventList { after, limit: want };
+            let AdminResponse::Events { events, next } = self.call(request).await? else {
+                return Err(ClientError::Unexpected);
+            };
+            all.extend(events);
+            match next {
+                Some(seq) => after = Some(seq),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Every record of a run that `request` (a `TaskRequest::Results`) asks for, fetched page
+    /// by page, with the run.
+    pub async fn results(
+        &self,
+        mut request: crate::wire::msg::TaskRequest,
+    ) -> Result<(crate::wire::msg::RunView, Vec<DeviceRunRecord>), ClientError> {
+        use crate::wire::msg::TaskRequest;
+        let mut all = Vec::new();
+        loop {
+            let AdminResponse::TaskResults { run, records, next } =
+                self.call(AdminRequest::Task(request.clone())).await?
+            else {
+                return Err(ClientError::Unexpected);
+            };
+            all.extend(records);
+            match (next, &mut request) {
+                (Some(device), TaskRequest::Results { after, .. }) => *after = Some(device),
+                _ => return Ok((run, all)),
             }
         }
     }

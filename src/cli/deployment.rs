@@ -55,7 +55,9 @@ impl Deployment {
     /// Writes `name.toml` with `text` and bootstraps the administrator in its database.
     pub async fn write_config(&self, name: &str, text: &str) -> anyhow::Result<ServerConfig> {
         let path = self.dir.join(format!("{name}.toml"));
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        // Owner only: it holds enrollment tokens.
+        crate::store::private::write(&path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
         let config = ServerConfig::load(&path)?;
         let data = config.data.clone();
         tokio::task::spawn_blocking(move || bootstrap_admin(&data)).await??;
@@ -134,7 +136,8 @@ impl Deployment {
              idle_timeout_ms = 5000\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\nrejected_retry_s = 600\n",
         );
         let path = self.dir.join(format!("{name}.agent.toml"));
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        crate::store::private::write(&path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(crate::agent::config::AgentConfig::load(&path)?)
     }
 }
@@ -161,9 +164,7 @@ pub fn config_text(name: &str, port: u16, parent: Option<(SocketAddr, Fingerprin
 
 /// Creates the demo administrator in a server's database if it has no account yet.
 fn bootstrap_admin(data: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = data.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    crate::store::private::create_parent(data)?;
     let store = Store::open_server(data)?;
     let hash = auth::hash_password(ADMIN_PASSWORD).map_err(anyhow::Error::msg)?;
     let account = Account {

@@ -101,7 +101,7 @@ pub async fn run(session: &Path, cmd: DeviceCommand) -> anyhow::Result<()> {
 
 async fn devices(session: &Path, request: DeviceRequest) -> anyhow::Result<Vec<DeviceView>> {
     match call(session, AdminRequest::Device(request)).await? {
-        AdminResponse::Devices(devices) => Ok(devices),
+        AdminResponse::Devices { devices, .. } => Ok(devices),
         _ => bail!("unexpected answer from the server"),
     }
 }

@@ -385,10 +385,10 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
         }
         Command::Server(cmd) => server_command(&session_path, cmd).await,
         Command::Event(EventCommand::List { limit, after, json }) => {
-            let response = call(&session_path, AdminRequest::EventList { after, limit }).await?;
-            let AdminResponse::Events(events) = response else {
-                bail!("unexpected answer")
-            };
+            let client = connect(&session_path).await?;
+            let events = client.events(after, limit).await;
+            client.close().await;
+            let events = events?;
             if json {
                 return print_json(&events);
             }
@@ -551,9 +551,7 @@ async fn account_command(session_path: &Path, cmd: AccountCommand) -> anyhow::Re
             };
             let data = config.data.clone();
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-                if let Some(dir) = data.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
+                crate::store::private::create_parent(&data)?;
                 let store = Store::open_server(&data)?;
                 let result = store.bootstrap_account(account);
                 store.close()?;

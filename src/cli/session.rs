@@ -39,9 +39,7 @@ impl SessionFile {
 
     /// Writes the file readable by its owner only: the token is as good as the password.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
+        crate::store::private::create_parent(path)?;
         let text = toml::to_string(self)?;
         let _ = std::fs::remove_file(path);
         let mut file = std::fs::OpenOptions::new()
@@ -95,5 +93,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(SessionFile::load(&path).unwrap().virtual_server, None);
+    }
+
+    #[test]
+    fn the_session_and_its_new_directory_are_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".canopy/session.toml");
+        session(None).save(&path).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join(".canopy")), 0o700);
     }
 }

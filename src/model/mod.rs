@@ -4,6 +4,7 @@ pub mod device;
 pub mod event;
 pub mod fingerprint;
 pub mod group;
+pub mod limits;
 pub mod link;
 pub mod schedule;
 pub mod scope;

@@ -16,7 +16,7 @@ use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
 use crate::net::{pki, tls};
 use crate::wire::msg::{
     AccountView, AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, DeviceRequest,
-    ErrorKind, ForwardedRequest, GroupRequest, Secret, ServerStatusView, TaskRequest,
+    ErrorKind, ForwardedRequest, GroupRequest, PAGE_MAX, Secret, ServerStatusView, TaskRequest,
     VirtualServerRequest,
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
@@ -119,7 +119,7 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
                 Err(_) => return,
             };
             let login = matches!(call.request, AdminRequest::Login { .. });
-            let response = handle(&node, call, remote).await;
+            let response = super::reply::fit(handle(&node, call, remote).await);
             let authorized = match &response {
                 AdminResponse::LoggedIn { .. } => true,
                 AdminResponse::Error {
@@ -155,7 +155,7 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
         Device(DeviceRequest::List { .. } | DeviceRequest::Show { .. }) => true,
         Device(_) => role != Role::Auditor,
         Task(
-            TaskRequest::List
+            TaskRequest::List { .. }
             | TaskRequest::Show { .. }
             | TaskRequest::Results { .. }
             | TaskRequest::Stats { .. },
@@ -246,8 +246,12 @@ async fn dispatch(
         } => add_secondary(node, session, name, group, cert_pem).await,
         AdminRequest::RemoveSecondary { name } => remove_secondary(node, session, name).await,
         AdminRequest::EventList { after, limit } => {
-            match node.store.events(after, limit.clamp(1, 10_000)).await {
-                Ok(events) => AdminResponse::Events(events),
+            match node.store.events(after, limit.clamp(1, PAGE_MAX)).await {
+                Ok(events) => {
+                    let (events, more) = super::reply::fill_page(events, usize::MAX);
+                    let next = more.then(|| events.last().map(|e| e.seq)).flatten();
+                    AdminResponse::Events { events, next }
+                }
                 Err(e) => internal(e),
             }
         }

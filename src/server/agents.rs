@@ -20,14 +20,41 @@ use crate::wire::{self, FrameError, FrameReader, close};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_AGENT_FRAME: usize = 1024 * 1024;
-/// Messages queued for one device before senders wait.
+/// Messages queued for one device. Senders never wait: a device whose queue is full is
+/// disconnected, and catches up from its stored orders when it reconnects.
 const QUEUE: usize = 64;
+const TOO_SLOW: &str = "the device did not keep up with the messages sent to it; \
+                        reconnect to get its orders again";
 
 /// A connected, approved device.
 pub(super) struct LiveDevice {
     conn_id: usize,
     pub(super) conn: quinn::Connection,
-    pub(super) tx: mpsc::Sender<ServerToAgent>,
+    tx: mpsc::Sender<ServerToAgent>,
+}
+
+impl LiveDevice {
+    /// Queues `msg` for the device without waiting, so that no admin request, federation
+    /// link or other device ever waits for one device. If its queue is full, the device is
+    /// disconnected: what it misses is either stored (run orders, replayed when it
+    /// reconnects) or sent again at connect (its local tasks).
+    pub(super) fn offer(&self, device_id: &str, msg: ServerToAgent) {
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            // Its session is ending; it gets the stored orders when it reconnects.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.conn.close_reason().is_none() {
+                    tracing::warn!(
+                        device = device_id,
+                        queued = QUEUE,
+                        "device disconnected: {TOO_SLOW}"
+                    );
+                    self.conn.close(close::TOO_SLOW.into(), TOO_SLOW.as_bytes());
+                }
+            }
+        }
+    }
 }
 
 /// Devices waiting for approval, woken when an administrator decides.
@@ -77,7 +104,7 @@ pub(super) async fn serve_agent(node: Arc<Node>, conn: quinn::Connection) {
             return;
         }
     };
-    let hello: AgentHello =
+    let mut hello: AgentHello =
         match timeout(HELLO_TIMEOUT, wire::read_hello(&mut recv, MAX_AGENT_FRAME)).await {
             Ok(Ok(hello)) => hello,
             Ok(Err(FrameError::Io(_))) | Err(_) => return,
@@ -93,6 +120,8 @@ pub(super) async fn serve_agent(node: Arc<Node>, conn: quinn::Connection) {
         refuse(&conn, close::PROTOCOL, &e);
         return;
     }
+    // Only this much of what a device says about itself is kept (`model::limits`).
+    hello.facts = hello.facts.capped();
     // A device of a virtual server is served by that server, on this one's port.
     let node = match &hello.virtual_server {
         None => node,
@@ -341,6 +370,15 @@ async fn session(
         old.conn
             .close(close::REPLACED.into(), b"replaced by a newer connection");
     }
+    // Read again now that the device is registered above: a run started since its admission
+    // is then in this read, or offered through the queue, or both (the agent runs a run once).
+    let orders = match node.store.orders_for(&id).await {
+        Ok(now) => now,
+        Err(e) => {
+            tracing::error!("cannot read the device's orders again: {e}");
+            orders
+        }
+    };
     let local_tasks = node.local_tasks_of(&id).await;
     let queued = local_tasks
         .into_iter()
@@ -378,7 +416,8 @@ async fn session(
                         let progress = DeviceProgress::Finished {
                             started: result.started,
                             finished: result.finished,
-                            outcome: result.outcome,
+                            // Cut to what the server keeps (`model::limits`).
+                            outcome: result.outcome.capped(),
                         };
                         // Acknowledged once durable, also when it was known already (or its
                         // task is gone), so the device stops resending it.
@@ -388,7 +427,13 @@ async fn session(
                                     break e.to_string();
                                 }
                             }
-                            Err(e) => tracing::error!(run_id, "cannot store a result: {e}"),
+                            Err(e) => {
+                                // Not acknowledged: the device keeps it and offers it again
+                                // when it reconnects, by when the store may work again.
+                                tracing::error!(run_id, "cannot store a result: {e}; disconnecting the device so that it sends it again later");
+                                refuse(conn, close::UNAVAILABLE, "the server cannot store results now; send them again later");
+                                break format!("cannot store a result: {e}");
+                            }
                         }
                     }
                     Ok(Some(AgentToServer::LocalTaskEdit { task_id, base_revision, schedule })) => {

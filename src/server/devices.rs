@@ -22,7 +22,10 @@ pub(super) async fn handle(
             limit,
         } => list(node, group, recursive, after, limit).await,
         DeviceRequest::Show { device } => match find(node, &device).await {
-            Ok(record) => AdminResponse::Devices(vec![view(node, &record).await]),
+            Ok(record) => AdminResponse::Devices {
+                devices: vec![view(node, &record).await],
+                next: None,
+            },
             Err(e) => e,
         },
         DeviceRequest::Move { device, group } => {
@@ -176,8 +179,15 @@ async fn list(
         Some(cursor) => views.partition_point(|v| (&v.name, &v.id) <= (&cursor.name, &cursor.id)),
     };
     let limit = limit.clamp(1, DEVICE_PAGE_MAX) as usize;
-    let views: Vec<DeviceView> = views.into_iter().skip(start).take(limit).collect();
-    AdminResponse::Devices(views)
+    let (devices, more) = super::reply::fill_page(views.into_iter().skip(start), limit);
+    let next = more
+        .then(|| devices.last())
+        .flatten()
+        .map(|d| DeviceCursor {
+            name: d.name.clone(),
+            id: d.id.clone(),
+        });
+    AdminResponse::Devices { devices, next }
 }
 
 async fn view(node: &Node, record: &DeviceRecord) -> DeviceView {

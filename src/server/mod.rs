@@ -180,7 +180,8 @@ impl Node {
             kind,
             message,
         };
-        if let Err(e) = self.store.append_event(event).await {
+        let keep = self.config.events_keep;
+        if let Err(e) = self.store.append_event(event, keep).await {
             tracing::error!("cannot record event: {e}");
         }
     }
@@ -319,9 +320,8 @@ impl RunningServer {
             idle_timeout: config.idle_timeout,
         };
         let server_config = tls::server_config(chain.clone(), key.clone_key(), &transport)?;
-        if let Some(dir) = config.data.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
+        crate::store::private::create_parent(&config.data)
+            .with_context(|| format!("creating the directory of {}", config.data.display()))?;
         let store = {
             let path = config.data.clone();
             tokio::task::spawn_blocking(move || Store::open_server(&path)).await??

@@ -69,9 +69,7 @@ fn start<'a>(
 
 async fn start_tenant(host: &Arc<Node>, record: &SecondaryRecord) -> anyhow::Result<()> {
     let path = data_path(host, &record.name);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
+    crate::store::private::create_parent(&path)?;
     let store = {
         let path = path.clone();
         tokio::task::spawn_blocking(move || Store::open_server(&path)).await??

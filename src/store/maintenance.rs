@@ -9,7 +9,7 @@
 //!   while a read transaction begun earlier is still live (e.g. a backup), so it waits a little
 //!   for those to end and otherwise reports the database as busy.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -169,15 +169,11 @@ fn backup_blocking(store: &Store, destination: &Path) -> Result<BackupReport, St
         )));
     }
     if let Some(parent) = destination.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| io_error("cannot create directory", parent, e))?;
+        super::private::create_dir_all(parent)
+            .map_err(|e| io_error("cannot create directory", parent, e))?;
     }
     // create_new claims the name atomically: two backups never write the same partial file.
-    let file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&partial)
-    {
+    let file = match super::private::create_new(&partial) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             return Err(StoreError::Rejected(format!(

@@ -20,6 +20,7 @@ pub mod devices;
 mod groups;
 pub mod maintenance;
 mod migrate;
+pub mod private;
 pub mod replication;
 mod schema;
 mod server;
@@ -177,6 +178,11 @@ impl Store {
     /// Opens or creates the database file, checks (or, on a new file, sets) the schema version
     /// and starts the writer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        // Owner only before redb writes a byte: it holds hashes, tokens, tenants' data.
+        private::claim_file(path).map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            message: format!("cannot create it readable by its owner only: {e}"),
+        })?;
         let db = Database::builder()
             .set_cache_size(CACHE_SIZE)
             .create(path)
@@ -200,12 +206,26 @@ impl Store {
                 let db = db.clone();
                 let counters = counters.clone();
                 let signals = signals.clone();
+                let path = path.to_owned();
                 move || {
-                    let run = std::panic::AssertUnwindSafe(|| {
-                        writer::run(db, receiver, counters, signals)
-                    });
-                    if std::panic::catch_unwind(run).is_err() {
-                        tracing::error!("the database writer thread panicked; writes now fail");
+                    // A panic in the writer itself (write closures have their own guard) fails
+                    // the jobs it held, unacknowledged, and the writer starts again.
+                    loop {
+                        let run = std::panic::AssertUnwindSafe(|| {
+                            writer::run(
+                                db.clone(),
+                                &path,
+                                &receiver,
+                                counters.clone(),
+                                signals.clone(),
+                            )
+                        });
+                        match std::panic::catch_unwind(run) {
+                            Ok(()) => break,
+                            Err(_) => tracing::error!(
+                                "the database writer panicked; it starts again (the writes it held failed)"
+                            ),
+                        }
                     }
                 }
             })

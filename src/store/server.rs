@@ -168,13 +168,22 @@ impl Store {
     }
 
     /// Appends an event; returns its sequence number.
-    pub async fn append_event(&self, event: Event) -> Result<u64, StoreError> {
+    /// Appends an event, and drops the oldest beyond the newest `keep` (in the same
+    /// transaction, so the log never grows past it).
+    pub async fn append_event(&self, event: Event, keep: u64) -> Result<u64, StoreError> {
         self.write(move |txn| {
             let mut table = txn.open_table(EVENTS)?;
             let seq = last_key_u64(&table)?.map_or(1, |last| last + 1);
             let mut event = event.clone();
             event.seq = seq;
             put_u64(&mut table, seq, &event)?;
+            let mut len = table.len()?;
+            while len > keep.max(1) {
+                if table.pop_first()?.is_none() {
+                    break;
+                }
+                len -= 1;
+            }
             Ok(seq)
         })
         .await

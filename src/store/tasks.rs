@@ -260,6 +260,47 @@ impl Store {
         .await
     }
 
+    /// One page of a run's records in device id order, after the device `after`: those
+    /// `keep` takes (it may also trim them), until `full` says the page is full. Reads only
+    /// as far as the page goes. Also says whether a record was left over.
+    pub async fn run_records_page<K, F>(
+        &self,
+        run_id: RunId,
+        after: Option<String>,
+        mut keep: K,
+        mut full: F,
+    ) -> Result<(Vec<DeviceRunRecord>, bool), StoreError>
+    where
+        K: FnMut(DeviceRunRecord) -> Option<DeviceRunRecord> + Send + 'static,
+        F: FnMut(&[DeviceRunRecord], &DeviceRunRecord) -> bool + Send + 'static,
+    {
+        self.read(move |txn| {
+            let table = txn.open_table(RUN_DEVICES)?;
+            let prefix = format!("{run_id:020}/");
+            let start = match &after {
+                // The smallest key after `after`'s.
+                Some(device) => format!("{}\0", record_key(run_id, device)),
+                None => prefix.clone(),
+            };
+            let mut page = Vec::new();
+            for entry in table.range::<&str>(start.as_str()..)? {
+                let (key, value) = entry?;
+                if !key.value().starts_with(&prefix) {
+                    break;
+                }
+                let Some(record) = keep(super::decode(value.value())?) else {
+                    continue;
+                };
+                if full(&page, &record) {
+                    return Ok((page, true));
+                }
+                page.push(record);
+            }
+            Ok((page, false))
+        })
+        .await
+    }
+
     /// Deletes the runs (and their records) that ended more than their task's store-history
     /// days before `now`. Returns how many runs went.
     pub async fn prune_history(&self, now: UnixMillis) -> Result<u64, StoreError> {

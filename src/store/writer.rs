@@ -13,9 +13,11 @@
 //! meanwhile wait in the queue and are batched as usual afterwards.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
@@ -156,18 +158,35 @@ where
 }
 
 /// The body of the "store-writer" thread. Returns when every sender is gone and the queue is
-/// drained.
+/// drained. `path` is the file, for reopening it after a storage failure.
 pub(super) fn run(
     db: DbSlot,
-    rx: Receiver<Box<dyn Job>>,
+    path: &Path,
+    rx: &Receiver<Box<dyn Job>>,
     counters: Arc<Counters>,
     signals: Arc<Signals>,
 ) {
+    let mut writer = Writer {
+        db: &db,
+        path,
+        counters: &counters,
+        signals: &signals,
+        broken: None,
+    };
     // A maintenance job met while draining the queue: it runs after the batch before it.
     let mut held: Option<Box<dyn Job>> = None;
     loop {
         let first = match held.take() {
             Some(job) => job,
+            // While the file is broken, it is reopened as soon as it can be, jobs or not.
+            None if writer.broken.is_some() => match rx.recv_timeout(REOPEN_EVERY) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = writer.reopen();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
             None => match rx.recv() {
                 Ok(job) => job,
                 Err(_) => break,
@@ -189,9 +208,24 @@ pub(super) fn run(
             }
         }
         tracing::debug!(jobs = batch.len(), "store writer: running a batch");
-        run_batch(&db, batch, &counters, &signals);
+        writer.run_batch(batch);
     }
     tracing::debug!("store writer: queue closed and drained, stopping");
+}
+
+/// How often a broken file is reopened while no job comes.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// The writer's state.
+struct Writer<'a> {
+    db: &'a DbSlot,
+    path: &'a Path,
+    counters: &'a Counters,
+    signals: &'a Signals,
+    /// Why the file is broken: after a failed commit (a full disk, an I/O error) redb refuses
+    /// every later transaction until the file is opened again. Nothing of the failed commit
+    /// was acknowledged, so reopening loses nothing that was.
+    broken: Option<String>,
 }
 
 /// Runs a maintenance job alone, holding the [`DbSlot`] write lock: no read transaction begins
@@ -212,18 +246,145 @@ fn run_maintenance(db: &DbSlot, mut job: Box<dyn Job>) {
     job.finish(result);
 }
 
-fn begin(db: &DbSlot) -> Result<WriteTransaction, StoreError> {
-    // What an earlier, aborted or failed, transaction noted was never stored.
-    signals::clear();
-    let guard = db.read().unwrap_or_else(PoisonError::into_inner);
-    let db = guard.as_ref().ok_or(StoreError::Closed)?;
-    let mut txn = db.begin_write()?;
-    // Quick-repair: each commit also saves the allocator state and commits in two phases (one
-    // more fsync). Group commit amortises that cost over the batch, and in exchange the restart
-    // after a crash does not walk and checksum the whole file, and the two-phase commit closes
-    // redb's documented partial-commit attack on the one-phase scheme.
-    txn.set_quick_repair(true);
-    Ok(txn)
+impl Writer<'_> {
+    /// Notes a storage failure and reopens the file at once if it can.
+    fn failed(&mut self, e: &StoreError) {
+        if matches!(e, StoreError::Closed) {
+            return;
+        }
+        if self.broken.is_none() {
+            tracing::error!(
+                path = %self.path.display(),
+                error = %e,
+                "storage failure: the database is reopened, and writes fail until it is"
+            );
+        }
+        self.broken = Some(e.to_string());
+        let _ = self.reopen();
+    }
+
+    /// Opens the file again after a storage failure (readers meanwhile get `Closed`).
+    fn reopen(&mut self) -> Result<(), StoreError> {
+        let Some(why) = self.broken.clone() else {
+            return Ok(());
+        };
+        let mut guard = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        drop(guard.take());
+        match Database::builder()
+            .set_cache_size(super::CACHE_SIZE)
+            .create(self.path)
+        {
+            Ok(db) => {
+                *guard = Some(db);
+                self.broken = None;
+                tracing::warn!(path = %self.path.display(), "database reopened after a storage failure ({why}); writes work again");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "store writer: the database cannot be reopened yet");
+                Err(StoreError::Redb(format!(
+                    "the database is unavailable after a storage failure ({why}); reopening it failed: {e}"
+                )))
+            }
+        }
+    }
+
+    fn begin(&mut self) -> Result<WriteTransaction, StoreError> {
+        // What an earlier, aborted or failed, transaction noted was never stored.
+        signals::clear();
+        self.reopen()?;
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+        let mut txn = db.begin_write()?;
+        // Quick-repair: each commit also saves the allocator state and commits in two phases (one
+        // more fsync). Group commit amortises that cost over the batch, and in exchange the restart
+        // after a crash does not walk and checksum the whole file, and the two-phase commit closes
+        // redb's documented partial-commit attack on the one-phase scheme.
+        txn.set_quick_repair(true);
+        Ok(txn)
+    }
+
+    /// [`Writer::begin`], noting a failure to begin as a storage failure.
+    fn begin_or_note(&mut self) -> Result<WriteTransaction, StoreError> {
+        let begun = self.begin();
+        if let Err(e) = &begun
+            && self.broken.is_none()
+        {
+            self.failed(e);
+        }
+        begun
+    }
+
+    fn run_batch(&mut self, mut batch: Vec<Box<dyn Job>>) {
+        if batch.len() == 1 {
+            for job in batch {
+                self.run_alone(job);
+            }
+            return;
+        }
+        let txn = match self.begin_or_note() {
+            Ok(txn) => txn,
+            Err(e) => {
+                tracing::error!(error = %e, jobs = batch.len(), "store writer: cannot begin a write transaction");
+                return fail_all(batch, &e);
+            }
+        };
+        let failed = batch.iter_mut().position(|job| job.apply(&txn).is_err());
+        if let Some(index) = failed {
+            abort(txn);
+            tracing::debug!(
+                jobs = batch.len(),
+                failed = index,
+                "store writer: a job failed, running each job of the batch alone"
+            );
+            for job in batch {
+                self.run_alone(job);
+            }
+            return;
+        }
+        match txn.commit() {
+            Ok(()) => {
+                self.counters.committed(batch.len());
+                self.signals.publish(signals::take());
+                for job in batch {
+                    job.finish(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = batch.len(), "store writer: commit failed");
+                let e = StoreError::from(e);
+                fail_all(batch, &e);
+                self.failed(&e);
+            }
+        }
+    }
+
+    fn run_alone(&mut self, mut job: Box<dyn Job>) {
+        let txn = match self.begin_or_note() {
+            Ok(txn) => txn,
+            Err(e) => {
+                tracing::error!(error = %e, "store writer: cannot begin a write transaction");
+                return job.finish(Err(e));
+            }
+        };
+        if let Err(e) = job.apply(&txn) {
+            abort(txn);
+            return job.finish(Err(e));
+        }
+        match txn.commit() {
+            Ok(()) => {
+                self.counters.committed(1);
+                self.signals.publish(signals::take());
+                job.finish(Ok(()));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store writer: commit failed");
+                let e = StoreError::from(e);
+                job.finish(Err(duplicate(&e)));
+                self.failed(&e);
+            }
+        }
+    }
 }
 
 fn abort(txn: WriteTransaction) {
@@ -245,72 +406,5 @@ fn duplicate(e: &StoreError) -> StoreError {
 fn fail_all(batch: Vec<Box<dyn Job>>, e: &StoreError) {
     for job in batch {
         job.finish(Err(duplicate(e)));
-    }
-}
-
-fn run_batch(db: &DbSlot, mut batch: Vec<Box<dyn Job>>, counters: &Counters, signals: &Signals) {
-    if batch.len() == 1 {
-        for job in batch {
-            run_alone(db, job, counters, signals);
-        }
-        return;
-    }
-    let txn = match begin(db) {
-        Ok(txn) => txn,
-        Err(e) => {
-            tracing::error!(error = %e, jobs = batch.len(), "store writer: cannot begin a write transaction");
-            return fail_all(batch, &e);
-        }
-    };
-    let failed = batch.iter_mut().position(|job| job.apply(&txn).is_err());
-    if let Some(index) = failed {
-        abort(txn);
-        tracing::debug!(
-            jobs = batch.len(),
-            failed = index,
-            "store writer: a job failed, running each job of the batch alone"
-        );
-        for job in batch {
-            run_alone(db, job, counters, signals);
-        }
-        return;
-    }
-    match txn.commit() {
-        Ok(()) => {
-            counters.committed(batch.len());
-            signals.publish(signals::take());
-            for job in batch {
-                job.finish(Ok(()));
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, jobs = batch.len(), "store writer: commit failed");
-            fail_all(batch, &StoreError::from(e));
-        }
-    }
-}
-
-fn run_alone(db: &DbSlot, mut job: Box<dyn Job>, counters: &Counters, signals: &Signals) {
-    let txn = match begin(db) {
-        Ok(txn) => txn,
-        Err(e) => {
-            tracing::error!(error = %e, "store writer: cannot begin a write transaction");
-            return job.finish(Err(e));
-        }
-    };
-    if let Err(e) = job.apply(&txn) {
-        abort(txn);
-        return job.finish(Err(e));
-    }
-    match txn.commit() {
-        Ok(()) => {
-            counters.committed(1);
-            signals.publish(signals::take());
-            job.finish(Ok(()));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "store writer: commit failed");
-            job.finish(Err(e.into()));
-        }
     }
 }

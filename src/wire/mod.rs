@@ -31,6 +31,10 @@ pub mod close {
     pub const UNSUPPORTED: u32 = 10;
     pub const LIMIT: u32 = 11;
     pub const TIMEOUT: u32 = 12;
+    /// The peer did not read what it was sent fast enough; it catches up when it reconnects.
+    pub const TOO_SLOW: u32 = 13;
+    /// The server cannot do what was asked now (its storage failed); try again later.
+    pub const UNAVAILABLE: u32 = 14;
 
     /// A name for a close code, for messages.
     pub fn describe(code: u64) -> &'static str {
@@ -48,6 +52,8 @@ pub mod close {
             UNSUPPORTED => "unsupported",
             LIMIT => "server limit reached",
             TIMEOUT => "timed out",
+            TOO_SLOW => "too slow to keep up",
+            UNAVAILABLE => "temporarily unavailable",
             _ => "unknown reason",
         }
     }

@@ -295,7 +295,11 @@ pub struct VirtualServerView {
 /// Tasks are named by their display name or their id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskRequest {
-    List,
+    /// One page of tasks in id order, after the task id `after` (see [`PAGE_MAX`]).
+    List {
+        after: Option<u64>,
+        limit: u32,
+    },
     Show {
         task: String,
     },
@@ -325,6 +329,9 @@ pub enum TaskRequest {
         /// The records held by that server of the subtree (a path of names below this
         /// server, as `--by-server` shows it), fetched through the tree.
         server: Option<String>,
+        /// One page, in device id order, after the device id `after` (see [`PAGE_MAX`]).
+        after: Option<String>,
+        limit: u32,
     },
     Stats {
         task: String,
@@ -453,7 +460,16 @@ pub struct ServerStatsView {
     pub reported: bool,
 }
 
-/// The largest page of devices one response carries, so any fleet fits the frame cap.
+/// Paging, the same for every long list (tasks, a run's records, devices, events): the
+/// request says where the page starts (`after`, the cursor the previous answer gave) and how
+/// many items it may hold (`limit`, capped by the server at `PAGE_MAX`, or `DEVICE_PAGE_MAX`
+/// for devices). The server also ends a page before its items pass `PAGE_BYTES` when encoded,
+/// so any page fits a frame whatever the items hold. The answer's `next` is the cursor of the
+/// next page, `None` when nothing follows.
+pub const PAGE_MAX: u32 = 10_000;
+/// See [`PAGE_MAX`].
+pub const PAGE_BYTES: usize = 1024 * 1024;
+/// The largest page of devices one response carries.
 pub const DEVICE_PAGE_MAX: u32 = 2000;
 
 /// Where a page of devices ends: the (name, id) of its last device.
@@ -466,8 +482,7 @@ pub struct DeviceCursor {
 /// Devices are named by their display name or their id (or a unique prefix of it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeviceRequest {
-    /// One page of devices in (name, id) order, after the cursor; a page shorter than
-    /// `limit` is the last. The server caps `limit` at `DEVICE_PAGE_MAX`.
+    /// One page of devices in (name, id) order, after the cursor (see [`PAGE_MAX`]).
     List {
         group: Option<String>,
         recursive: bool,
@@ -547,7 +562,7 @@ impl AdminRequest {
             AdminRequest::Device(DeviceRequest::Approve { .. }) => "device approve",
             AdminRequest::Device(DeviceRequest::Reject { .. }) => "device reject",
             AdminRequest::Device(DeviceRequest::Delete { .. }) => "device delete",
-            AdminRequest::Task(TaskRequest::List) => "task list",
+            AdminRequest::Task(TaskRequest::List { .. }) => "task list",
             AdminRequest::Task(TaskRequest::Show { .. }) => "task show",
             AdminRequest::Task(TaskRequest::Create(_)) => "task create",
             AdminRequest::Task(TaskRequest::Edit { .. }) => "task edit",
@@ -596,11 +611,21 @@ pub enum AdminResponse {
     },
     Status(ServerStatusView),
     Servers(Vec<ServerRow>),
-    Events(Vec<Event>),
+    /// A page of events, oldest first; `next`: the sequence number to ask after.
+    Events {
+        events: Vec<Event>,
+        next: Option<u64>,
+    },
     Accounts(Vec<AccountView>),
     Groups(Vec<GroupView>),
-    Devices(Vec<DeviceView>),
-    Tasks(Vec<TaskView>),
+    Devices {
+        devices: Vec<DeviceView>,
+        next: Option<DeviceCursor>,
+    },
+    Tasks {
+        tasks: Vec<TaskView>,
+        next: Option<u64>,
+    },
     Task(Box<TaskView>),
     /// A run was started: what it targets, and what was left out and why.
     TaskStarted {
@@ -610,6 +635,8 @@ pub enum AdminResponse {
     TaskResults {
         run: RunView,
         records: Vec<DeviceRunRecord>,
+        /// The device id to ask after for the next page.
+        next: Option<String>,
     },
     TaskStats(RunView),
     VirtualServers(Vec<VirtualServerView>),

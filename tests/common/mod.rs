@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod raw_agent;
+
 use std::time::Duration;
 
 use canopy::cli::client::AdminClient;
@@ -25,7 +27,7 @@ pub async fn events(client: &AdminClient) -> Vec<Event> {
         .await
         .unwrap()
     {
-        AdminResponse::Events(events) => events,
+        AdminResponse::Events { events, .. } => events,
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -159,7 +161,7 @@ pub async fn show_task(admin: &AdminClient, task: &str) -> TaskView {
     }
 }
 
-/// The per-device records of the task's last run, with details.
+/// The per-device records of the task's last run, with details (every page).
 pub async fn results(admin: &AdminClient, task: &str) -> Vec<DeviceRunRecord> {
     let request = TaskRequest::Results {
         task: task.into(),
@@ -167,11 +169,10 @@ pub async fn results(admin: &AdminClient, task: &str) -> Vec<DeviceRunRecord> {
         state: None,
         details: true,
         server: None,
+        after: None,
+        limit: canopy::wire::msg::PAGE_MAX,
     };
-    match admin.call(AdminRequest::Task(request)).await.unwrap() {
-        AdminResponse::TaskResults { records, .. } => records,
-        other => panic!("unexpected {other:?}"),
-    }
+    admin.results(request).await.unwrap().1
 }
 
 /// Waits until every targeted device of the task's last run has finished.
@@ -236,11 +237,10 @@ pub async fn results_at(admin: &AdminClient, task: &str, server: &str) -> Vec<De
         state: None,
         details: false,
         server: Some(server.into()),
+        after: None,
+        limit: canopy::wire::msg::PAGE_MAX,
     };
-    match admin.call(AdminRequest::Task(request)).await.unwrap() {
-        AdminResponse::TaskResults { records, .. } => records,
-        other => panic!("unexpected {other:?}"),
-    }
+    admin.results(request).await.unwrap().1
 }
 
 /// Waits until the task's last run has `devices` devices, all finished, across the tree.

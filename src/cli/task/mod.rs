@@ -28,7 +28,9 @@ use super::client::AdminClient;
 use super::{JsonFlag, call, print_done, print_json};
 use crate::model::scope::Scope;
 use crate::model::task::RunState;
-use crate::wire::msg::{AdminRequest, AdminResponse, RunView, TaskChanges, TaskRequest, TaskView};
+use crate::wire::msg::{
+    AdminRequest, AdminResponse, PAGE_MAX, RunView, TaskChanges, TaskRequest, TaskView,
+};
 pub use args::TaskCommand;
 use args::{EditArgs, create_spec, edit_account, edit_changes};
 pub(super) use render::{counts_json, servers_text, stats_json, stats_text};
@@ -44,9 +46,10 @@ const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(2);
 pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
     match cmd {
         TaskCommand::List(JsonFlag { json }) => {
-            let AdminResponse::Tasks(tasks) = task_call(session, TaskRequest::List).await? else {
-                bail!("unexpected answer from the server")
-            };
+            let client = super::connect(session).await?;
+            let tasks = client.tasks().await;
+            client.close().await;
+            let tasks = tasks?;
             if json {
                 return print_json(&tasks);
             }
@@ -103,14 +106,14 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
                     state: state.map(|s| s.0),
                     details,
                     server,
+                    after: None,
+                    limit: PAGE_MAX,
                 };
-                Ok::<_, anyhow::Error>(client.call(AdminRequest::Task(request)).await?)
+                Ok::<_, anyhow::Error>(client.results(request).await?)
             }
             .await;
             client.close().await;
-            let AdminResponse::TaskResults { run, records } = answer? else {
-                bail!("unexpected answer from the server")
-            };
+            let (run, records) = answer?;
             if json {
                 return print_json(&serde_json::json!({
                     "run": stats_json(&run)?,

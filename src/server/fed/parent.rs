@@ -194,6 +194,8 @@ async fn carry_out(
             let answers = answers.clone();
             tokio::spawn(async move {
                 let response = crate::server::admin::serve_forwarded(&node, *request).await;
+                // An answer too large for the link would end it: an error goes instead.
+                let response = crate::server::reply::fit(response);
                 let _ = answers.send((id, response)).await;
             });
         }

@@ -39,16 +39,12 @@ impl Node {
     pub(in crate::server) async fn deliver_run(self: &Arc<Self>, started: &StartedRun) {
         match &started.order {
             Some(order) => {
-                let senders: Vec<_> = {
-                    let live = lock(&self.devices);
-                    started
-                        .device_ids
-                        .iter()
-                        .filter_map(|id| live.get(id).map(|d| d.tx.clone()))
-                        .collect()
-                };
-                for tx in senders {
-                    let _ = tx.send(ServerToAgent::Run(order.clone())).await;
+                // Never waits for a device (see `LiveDevice::offer`).
+                let live = lock(&self.devices);
+                for id in &started.device_ids {
+                    if let Some(device) = live.get(id) {
+                        device.offer(id, ServerToAgent::Run(order.clone()));
+                    }
                 }
             }
             None => {
@@ -138,11 +134,11 @@ impl Node {
         }
     }
 
-    /// Sends a message to a device if it is connected now.
+    /// Sends a message to a device if it is connected now, without waiting for it (see
+    /// `LiveDevice::offer`).
     pub(in crate::server) async fn tell_device(&self, device_id: &str, msg: ServerToAgent) {
-        let tx = lock(&self.devices).get(device_id).map(|d| d.tx.clone());
-        if let Some(tx) = tx {
-            let _ = tx.send(msg).await;
+        if let Some(device) = lock(&self.devices).get(device_id) {
+            device.offer(device_id, msg);
         }
     }
 

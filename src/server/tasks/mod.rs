@@ -17,17 +17,17 @@ use std::sync::Arc;
 
 use crate::model::scope::Scope;
 use crate::model::task::{
-    AGENT_APPLICATION, ChangedBy, DeviceState, RunId, RunRecord, RunState, SERVER_APPLICATION,
-    TaskAccount, TaskRecord, TaskSettings, TaskType,
+    AGENT_APPLICATION, ChangedBy, DeviceRunRecord, DeviceState, RunId, RunRecord, RunState,
+    SERVER_APPLICATION, TaskAccount, TaskRecord, TaskSettings, TaskType,
 };
 use crate::model::{EventKind, Role, Severity};
 use crate::server::auth::Session;
-use crate::server::reply::{Reply, error, internal, invalid};
+use crate::server::reply::{PageBudget, Reply, error, internal, invalid};
 use crate::server::{Node, now_ms};
 use crate::store::StoreError;
 use crate::wire::msg::{
-    AccountSpec, AdminRequest, AdminResponse, ErrorKind, RunView, ServerToAgent, TaskChanges,
-    TaskRequest, TaskSpec,
+    AccountSpec, AdminRequest, AdminResponse, ErrorKind, PAGE_MAX, RunView, ServerToAgent,
+    TaskChanges, TaskRequest, TaskSpec, TaskView,
 };
 use targeting::{device_list, expected_below, resolve_scope, targets};
 use view::{run_view, view};
@@ -38,7 +38,7 @@ pub(super) async fn handle(
     request: TaskRequest,
 ) -> AdminResponse {
     let reply = match request {
-        TaskRequest::List => list(node).await,
+        TaskRequest::List { after, limit } => list(node, after, limit).await,
         TaskRequest::Show { task } => match find(node, &task).await {
             Ok(task) => Ok(AdminResponse::Task(Box::new(view(node, &task).await))),
             Err(e) => Err(e),
@@ -54,14 +54,34 @@ pub(super) async fn handle(
             state,
             details,
             server: Some(path),
-        } => results_below(node, session, &task, run, state, details, &path).await,
+            after,
+            limit,
+        } => {
+            let page = Page {
+                state,
+                details,
+                after,
+                limit,
+            };
+            results_below(node, session, &task, run, &path, page).await
+        }
         TaskRequest::Results {
             task,
             run,
             state,
             details,
             server: None,
-        } => results(node, &task, run, state, details).await,
+            after,
+            limit,
+        } => {
+            let page = Page {
+                state,
+                details,
+                after,
+                limit,
+            };
+            results(node, &task, run, page).await
+        }
         TaskRequest::Stats { task, run } => {
             let task = match find(node, &task).await {
                 Ok(task) => task,
@@ -146,13 +166,24 @@ fn server_task_allowed(node: &Node, session: &Session, task_type: &TaskType) -> 
     Ok(())
 }
 
-async fn list(node: &Node) -> Reply<AdminResponse> {
-    let tasks = node.store.tasks().await.map_err(internal)?;
-    let mut views = Vec::with_capacity(tasks.len());
-    for task in &tasks {
-        views.push(view(node, task).await);
+/// One page of tasks in id order.
+async fn list(node: &Node, after: Option<u64>, limit: u32) -> Reply<AdminResponse> {
+    let mut tasks = node.store.tasks().await.map_err(internal)?;
+    tasks.sort_by_key(|t| t.id);
+    let mut budget = PageBudget::new(limit.clamp(1, PAGE_MAX) as usize);
+    let mut views = Vec::new();
+    for task in tasks.iter().filter(|t| after.is_none_or(|a| t.id > a)) {
+        let view = view(node, task).await;
+        if !budget.take(&view) {
+            let next = views.last().map(|v: &TaskView| v.id);
+            return Ok(AdminResponse::Tasks { tasks: views, next });
+        }
+        views.push(view);
     }
-    Ok(AdminResponse::Tasks(views))
+    Ok(AdminResponse::Tasks {
+        tasks: views,
+        next: None,
+    })
 }
 
 // ---- Create, edit, delete ----
@@ -489,25 +520,46 @@ async fn run_of(node: &Node, task: &TaskRecord, run: Option<RunId>) -> Reply<Run
     }
 }
 
-async fn results(
-    node: &Node,
-    key: &str,
-    run: Option<RunId>,
+/// Which of a run's records a page holds, where it starts and how long it may be.
+struct Page {
     state: Option<DeviceState>,
     details: bool,
-) -> Reply<AdminResponse> {
+    after: Option<String>,
+    limit: u32,
+}
+
+/// One page of a run's records, in device id order.
+async fn results(node: &Node, key: &str, run: Option<RunId>, page: Page) -> Reply<AdminResponse> {
     let task = find(node, key).await?;
     let run = run_of(node, &task, run).await?;
-    let mut records = node.store.run_records(run.run_id).await.map_err(internal)?;
-    if let Some(state) = state {
-        records.retain(|r| r.state == state);
-    }
-    if !details {
-        for r in &mut records {
+    let Page {
+        state,
+        details,
+        after,
+        limit,
+    } = page;
+    let keep = move |mut r: DeviceRunRecord| {
+        if state.is_some_and(|s| r.state != s) {
+            return None;
+        }
+        if !details {
             r.details = None;
         }
-    }
-    Ok(AdminResponse::TaskResults { run, records })
+        Some(r)
+    };
+    let mut budget = PageBudget::new(limit.clamp(1, PAGE_MAX) as usize);
+    let full = move |_: &[DeviceRunRecord], r: &DeviceRunRecord| !budget.take(r);
+    let (records, more) = node
+        .store
+        .run_records_page(run.run_id, after, keep, full)
+        .await
+        .map_err(internal)?;
+    let next = if more {
+        records.last().map(|r| r.device_id.clone())
+    } else {
+        None
+    };
+    Ok(AdminResponse::TaskResults { run, records, next })
 }
 
 /// The records of a run held by a server below this one: the row that server reported
@@ -517,9 +569,8 @@ async fn results_below(
     session: &Session,
     key: &str,
     run: Option<RunId>,
-    state: Option<DeviceState>,
-    details: bool,
     server: &str,
+    page: Page,
 ) -> Reply<AdminResponse> {
     let task = find(node, key).await?;
     let run = run_of(node, &task, run).await?;
@@ -529,7 +580,7 @@ async fn results_below(
         .map(str::to_string)
         .collect();
     if path.is_empty() {
-        return results(node, key, Some(run.run_id), state, details).await;
+        return results(node, key, Some(run.run_id), page).await;
     }
     let rows = node.store.stats_rows(run.run_id).await.map_err(internal)?;
     let Some(row) = rows.iter().find(|r| r.path == path) else {
@@ -544,9 +595,11 @@ async fn results_below(
     let request = AdminRequest::Task(TaskRequest::Results {
         task: format!("#{}", row.task_id),
         run: Some(row.run_id),
-        state,
-        details,
+        state: page.state,
+        details: page.details,
         server: None,
+        after: page.after,
+        limit: page.limit,
     });
     Ok(node
         .forward(&path, &session.user, session.role, request)
