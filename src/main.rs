@@ -23,7 +23,9 @@ fn main() -> ExitCode {
     match runtime.block_on(canopy::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Server errors may quote what devices named themselves.
+            let message = format!("error: {e:#}");
+            eprintln!("{}", canopy::cli::table::printable(&message));
             ExitCode::FAILURE
         }
     }

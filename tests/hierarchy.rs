@@ -609,10 +609,13 @@ async fn tenants_see_only_themselves_and_equal_names_stay_apart() {
     );
     assert_eq!(kind, ErrorKind::Forbidden, "{message}");
     assert!(message.contains("virtual server"), "{message}");
-    let forward = a.call_at(Some("tenant-b"), AdminRequest::Task(TaskRequest::List {
+    let forward = a.call_at(
+        Some("tenant-b"),
+        AdminRequest::Task(TaskRequest::List {
             after: None,
             limit: 100,
-        }));
+        }),
+    );
     let (kind, _) = server_error(forward.await);
     assert_eq!(kind, ErrorKind::NotFound);
     let (_, message) = server_error(

@@ -44,14 +44,14 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!("The tree as the primary sees it:\n");
-        print!("{}", table::servers(&rows));
+        crate::cli::table::show(&table::servers(&rows));
         println!(
             "\nGroup task {TASK:?} created and started at the primary, on the {} simulated devices of the tree, when all finished:\n",
             demo.total_devices()
         );
-        print!("{}", super::task::servers_text(&run));
+        crate::cli::table::show(&super::task::servers_text(&run));
         println!();
-        print!("{}", super::task::stats_text(&run));
+        crate::cli::table::show(&super::task::stats_text(&run));
     }
     demo.stop().await
 }

@@ -69,7 +69,7 @@ pub async fn run(session: &Path, cmd: DeviceCommand) -> anyhow::Result<()> {
             if json {
                 return print_json(&devices);
             }
-            print!("{}", list_table(&devices));
+            crate::cli::table::show(&list_table(&devices));
             return Ok(());
         }
         DeviceCommand::Show { device, json } => {
@@ -78,7 +78,7 @@ pub async fn run(session: &Path, cmd: DeviceCommand) -> anyhow::Result<()> {
                 return print_json(&devices.first());
             }
             for d in &devices {
-                print!("{}", show(d));
+                crate::cli::table::show(&show(d));
             }
             return Ok(());
         }

@@ -57,7 +57,7 @@ pub async fn run(session_path: &Path, cmd: GroupCommand) -> anyhow::Result<()> {
             if json {
                 return print_json(&groups);
             }
-            print!("{}", groups_table(&groups));
+            crate::cli::table::show(&groups_table(&groups));
             return Ok(());
         }
         GroupCommand::Create { path } => GroupRequest::Create { path },

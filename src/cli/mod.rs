@@ -9,7 +9,7 @@ pub mod deployment;
 mod device;
 mod group;
 mod session;
-pub(crate) mod table;
+pub mod table;
 mod task;
 mod vserver;
 
@@ -392,7 +392,7 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
             if json {
                 return print_json(&events);
             }
-            print!("{}", table::events(&events));
+            crate::cli::table::show(&table::events(&events));
             Ok(())
         }
         Command::Account(cmd) => account_command(&session_path, cmd).await,
@@ -479,7 +479,7 @@ pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 pub(crate) fn print_done(response: AdminResponse) -> anyhow::Result<()> {
     match response {
         AdminResponse::Done { message } => {
-            println!("{message}");
+            crate::cli::table::show(&format!("{message}\n"));
             Ok(())
         }
         _ => bail!("unexpected answer from the server"),
@@ -496,7 +496,7 @@ async fn server_command(session_path: &Path, cmd: ServerCommand) -> anyhow::Resu
             if json {
                 return print_json(&rows);
             }
-            print!("{}", table::servers(&rows));
+            crate::cli::table::show(&table::servers(&rows));
             Ok(())
         }
         ServerCommand::Status(JsonFlag { json }) => {
@@ -508,7 +508,7 @@ async fn server_command(session_path: &Path, cmd: ServerCommand) -> anyhow::Resu
             if json {
                 return print_json(&status);
             }
-            print!("{}", table::status(&status));
+            crate::cli::table::show(&table::status(&status));
             Ok(())
         }
         ServerCommand::AddSecondary { name, group, cert } => {
@@ -570,7 +570,7 @@ async fn account_command(session_path: &Path, cmd: AccountCommand) -> anyhow::Re
             if json {
                 return print_json(&accounts);
             }
-            print!("{}", table::accounts(&accounts));
+            crate::cli::table::show(&table::accounts(&accounts));
             Ok(())
         }
         AccountCommand::Create {

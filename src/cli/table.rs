@@ -1,7 +1,36 @@
-//! Plain-text tables for people.
+//! Plain-text tables for people, and the one gate every text for a terminal passes.
+
+use std::borrow::Cow;
 
 use crate::model::{Event, ServerRow, format_time};
 use crate::wire::msg::{AccountView, ServerStatusView};
+
+/// `text` safe for a terminal: devices and other servers choose names, descriptions and
+/// outputs, so control characters (escape sequences, carriage returns, bells) and the
+/// invisible bidirectional overrides are shown as escapes. New lines and tabs stay.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Prints text for people to standard output, through [`printable`].
+pub fn show(text: &str) {
+    print!("{}", printable(text));
+}
 
 /// Left-aligned columns, two spaces apart, a header line first.
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -192,5 +221,21 @@ primary     primary           0      physical  Active  200      -        -      
   tenant-a  primary/tenant-a  1      virtual   Active  12       -        -        never
 ";
         assert_eq!(t, expected);
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_from_devices_are_shown_not_obeyed() {
+        let name = "pc-1\u{1b}]0;owned\u{7}\u{1b}[2J\r\u{202e}gpj.exe";
+        let shown = printable(name);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown}");
+        assert!(shown.contains("\\u{1b}]0;owned"), "{shown}");
+        assert!(shown.contains("\\u{202e}"), "{shown}");
+        assert_eq!(printable("two\nlines\tand a tab"), "two\nlines\tand a tab");
+        assert!(matches!(printable("plain"), Cow::Borrowed(_)));
     }
 }

@@ -67,7 +67,7 @@ async fn run_on(client: &mut AdminClient, cmd: VserverCommand) -> anyhow::Result
             if json {
                 return print_json(&views);
             }
-            print!("{}", list_text(&views));
+            crate::cli::table::show(&list_text(&views));
             return Ok(());
         }
         VserverCommand::Delete { name } => {
@@ -81,7 +81,7 @@ async fn run_on(client: &mut AdminClient, cmd: VserverCommand) -> anyhow::Result
                 return print_json(&view);
             }
             let address = host_address(client).await;
-            print!("{}", created_text(&view, &address));
+            crate::cli::table::show(&created_text(&view, &address));
             return Ok(());
         }
         VserverCommand::Enable { name, json } => (VirtualServerRequest::Enable { name }, json),
@@ -91,7 +91,7 @@ async fn run_on(client: &mut AdminClient, cmd: VserverCommand) -> anyhow::Result
     if json {
         return print_json(&view);
     }
-    print!("{}", view_text(&view));
+    crate::cli::table::show(&view_text(&view));
     Ok(())
 }
 

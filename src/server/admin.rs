@@ -395,12 +395,14 @@ async fn login(
     match account {
         Some(account) if ok => {
             lock(&node.login_guard).succeeded(&user);
-            let expires = now_ms() + node.config.session_ttl.as_millis() as i64;
-            let token = node.sessions.open(Session {
+            let now = now_ms();
+            let expires = now + node.config.session_ttl.as_millis() as i64;
+            let session = Session {
                 user: user.clone(),
                 role: account.role,
                 expires,
-            });
+            };
+            let token = node.sessions.open(session, now);
             let msg = format!("{user} logged in from {remote}");
             node.event(Severity::Info, EventKind::LoginSucceeded, msg)
                 .await;

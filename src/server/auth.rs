@@ -117,18 +117,27 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn open(&self, session: Session) -> String {
+    pub fn open(&self, session: Session, now: UnixMillis) -> String {
         let token = new_token();
         let mut map = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
+        // A login is rare next to the requests it serves; this is where the expired go.
+        map.retain(|_, s| s.expires > now);
         map.insert(token.clone(), session);
         token
     }
 
-    /// The session for `token` if it exists and has not expired; expired ones are dropped.
+    /// The session for `token` if it exists and has not expired. One lookup: expired
+    /// sessions are dropped when they are found and when a session is opened.
     pub fn check(&self, token: &str, now: UnixMillis) -> Option<Session> {
         let mut map = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, s| s.expires > now);
-        map.get(token).cloned()
+        match map.get(token) {
+            Some(s) if s.expires > now => Some(s.clone()),
+            Some(_) => {
+                map.remove(token);
+                None
+            }
+            None => None,
+        }
     }
 
     pub fn close(&self, token: &str) {
@@ -202,11 +211,14 @@ mod tests {
     #[test]
     fn sessions_expire() {
         let s = Sessions::default();
-        let t = s.open(Session {
-            user: "a".into(),
-            role: Role::Auditor,
-            expires: 100,
-        });
+        let t = s.open(
+            Session {
+                user: "a".into(),
+                role: Role::Auditor,
+                expires: 100,
+            },
+            0,
+        );
         assert!(s.check(&t, 99).is_some());
         assert!(s.check(&t, 100).is_none());
         assert!(s.check("nope", 0).is_none());

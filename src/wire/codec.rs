@@ -20,18 +20,27 @@ pub enum CodecError {
     TrailingBytes(usize),
 }
 
-type Config = bincode::config::Configuration<
+/// bincode's limit counts every allocation a value claims. It is a type parameter, so a few
+/// steps are compiled in and a decode takes the smallest that covers its caller's limit.
+type Config<const LIMIT: usize> = bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
-    bincode::config::Limit<MAX_VALUE>,
+    bincode::config::Limit<LIMIT>,
 >;
 
-const fn config() -> Config {
-    bincode::config::standard().with_limit::<MAX_VALUE>()
+const fn config<const LIMIT: usize>() -> Config<LIMIT> {
+    bincode::config::standard().with_limit::<LIMIT>()
+}
+
+fn decode_within<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice::<T, _>(bytes, config::<LIMIT>())
 }
 
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
+    bincode::serde::encode_to_vec(value, config::<MAX_VALUE>())
+        .map_err(|e| CodecError::Encode(e.to_string()))
 }
 
 /// Decodes exactly one value that fills `bytes`; `limit` bounds what the decoder may allocate.
@@ -45,8 +54,15 @@ pub fn decode_bounded<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result
     }
     // bincode's own limit counts every allocation the value claims, so a short frame that
     // announces a huge vector fails here instead of allocating.
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    const K: usize = 1024;
+    let decoded = match limit {
+        0..=65_536 => decode_within::<T, { 64 * K }>(bytes),
+        65_537..=262_144 => decode_within::<T, { 256 * K }>(bytes),
+        262_145..=1_048_576 => decode_within::<T, { K * K }>(bytes),
+        1_048_577..=4_194_304 => decode_within::<T, { 4 * K * K }>(bytes),
+        _ => decode_within::<T, MAX_VALUE>(bytes),
+    };
+    let (value, used) = decoded.map_err(|e| CodecError::Decode(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError::TrailingBytes(bytes.len() - used));
     }
@@ -99,6 +115,20 @@ mod tests {
             decode::<String>(&bytes),
             Err(CodecError::Decode(_))
         ));
+    }
+
+    #[test]
+    fn what_a_value_may_claim_is_its_caller_s_limit_not_the_codec_s() {
+        // Ten bytes that announce a string of a million bytes: within the codec's 16 MiB, so
+        // bincode would allocate it before finding the bytes missing, but not within a 64 KiB
+        // link's cap, so the claim fails first.
+        let mut bytes = vec![0xfc];
+        bytes.extend_from_slice(&1_000_000u32.to_le_bytes());
+        bytes.extend_from_slice(&[1, 2, 3, 4, 5]);
+        let e = decode_bounded::<String>(&bytes, 64 * 1024).unwrap_err();
+        assert!(e.to_string().contains("LimitExceeded"), "{e}");
+        let e = decode_bounded::<String>(&bytes, MAX_VALUE).unwrap_err();
+        assert!(e.to_string().contains("UnexpectedEnd"), "{e}");
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
             if json {
                 return print_json(&tasks);
             }
-            print!("{}", list_text(&tasks));
+            crate::cli::table::show(&list_text(&tasks));
             Ok(())
         }
         TaskCommand::Show { task, json } => {
@@ -61,7 +61,7 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
             if json {
                 return print_json(&view);
             }
-            print!("{}", show_text(&view));
+            crate::cli::table::show(&show_text(&view));
             Ok(())
         }
         TaskCommand::Create(args) => {
@@ -75,7 +75,7 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
         }
         TaskCommand::Stop { task } => match task_call(session, TaskRequest::Stop { task }).await? {
             AdminResponse::TaskStats(run) => {
-                print!("{}", stats_text(&run));
+                crate::cli::table::show(&stats_text(&run));
                 Ok(())
             }
             response => print_done(response),
@@ -120,7 +120,7 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
                     "records": records,
                 }));
             }
-            print!("{}", results_text(&run, &records, details));
+            crate::cli::table::show(&results_text(&run, &records, details));
             Ok(())
         }
         TaskCommand::Stats {
@@ -138,9 +138,9 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
                 return print_json(&stats_json(&run)?);
             }
             if by_server {
-                print!("{}", servers_text(&run));
+                crate::cli::table::show(&servers_text(&run));
             } else {
-                print!("{}", stats_text(&run));
+                crate::cli::table::show(&stats_text(&run));
             }
             Ok(())
         }
@@ -231,7 +231,7 @@ fn print_task_answer(response: AdminResponse, json: bool, warn: bool) -> anyhow:
     if json {
         return print_json(&view);
     }
-    print!("{}", show_text(&view));
+    crate::cli::table::show(&show_text(&view));
     Ok(())
 }
 
@@ -275,7 +275,7 @@ async fn start_on(
         bail!("unexpected answer from the server")
     };
     if !json {
-        print!("{}", started_text(&run, &skipped));
+        crate::cli::table::show(&started_text(&run, &skipped));
     }
     if !wait {
         if json {
@@ -294,7 +294,7 @@ async fn start_on(
     if json {
         return print_json(&serde_json::json!({ "run": stats_json(&run)?, "skipped": skipped }));
     }
-    print!("{}", stats_text(&run));
+    crate::cli::table::show(&stats_text(&run));
     Ok(())
 }
 
