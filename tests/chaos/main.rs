@@ -59,7 +59,7 @@ impl Settings {
 
     fn replay(&self, seed: u64) -> String {
         format!(
-            "CANOPY_CHAOS_FIRST={seed} CANOPY_CHAOS_DEVICES={} CANOPY_CHAOS_SECS={} make chaos SEEDS=1",
+            "CANOPY_CHAOS_FIRST={seed} make chaos SEEDS=1 DEVICES={} SECS={}",
             self.devices,
             self.chaos.as_secs()
         )

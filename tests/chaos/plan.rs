@@ -62,7 +62,7 @@ fn simulate(rng: &mut StdRng) -> TaskType {
 
 impl Plan {
     /// The schedule of seed `seed` over `chaos`: a kill every 1 to 3 s (a server 60 % of the
-    /// time, else a fleet; down for 0.2 to 3 s), an operation every 0.3 to 1.5 s.
+    /// time, else a fleet; down for 0.2 to 6 s, past the 5 s idle timeout), an operation every 0.3 to 1.5 s.
     pub fn of(seed: u64, chaos: Duration) -> Plan {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut kills = Vec::new();
@@ -73,7 +73,7 @@ impl Plan {
             } else {
                 Target::Fleet(rng.random_range(0..4))
             };
-            let down = Duration::from_millis(rng.random_range(200..3000));
+            let down = Duration::from_millis(rng.random_range(200..6000));
             kills.push(Kill {
                 at: t,
                 target,

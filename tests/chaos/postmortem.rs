@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use canopy::model::link::{Change, LogEntry};
+use canopy::model::link::{Change, LogEntry, StatsRow};
 use canopy::model::task::{RunCounters, RunRecord, TaskRecord};
 use canopy::store::Store;
 
@@ -21,10 +21,19 @@ struct Held {
     /// The parent's log epoch and the last sequence number applied.
     cursor: (u64, u64),
     tasks: BTreeMap<u64, TaskRecord>,
-    /// Every run started here (its own and inherited), by id, with its records.
-    runs: BTreeMap<u64, (RunRecord, RunCounters, usize, usize, usize)>,
-    /// Rows held per run: (path, run id there, counters, version).
-    rows: BTreeMap<u64, Vec<(Vec<String>, u64, RunCounters, u64)>>,
+    /// Every run started here (its own and inherited), by id.
+    runs: BTreeMap<u64, HeldRun>,
+    /// The statistics rows held per run.
+    rows: BTreeMap<u64, Vec<StatsRow>>,
+}
+
+/// A run and what its records say.
+struct HeldRun {
+    run: RunRecord,
+    counted: RunCounters,
+    records: usize,
+    devices: usize,
+    open: usize,
 }
 
 async fn read(path: std::path::PathBuf) -> anyhow::Result<Held> {
@@ -51,16 +60,15 @@ async fn read(path: std::path::PathBuf) -> anyhow::Result<Held> {
         };
         let records = store.run_records(run_id).await?;
         let ids: BTreeSet<&str> = records.iter().map(|r| r.device_id.as_str()).collect();
-        let open = records.iter().filter(|r| !r.state.is_finished()).count();
-        let counted = RunCounters::of(&records);
-        runs.insert(run_id, (run, counted, records.len(), ids.len(), open));
-        let held = store.stats_rows(run_id).await?;
-        rows.insert(
-            run_id,
-            held.into_iter()
-                .map(|r| (r.path, r.run_id, r.counters, r.version))
-                .collect(),
-        );
+        let held = HeldRun {
+            counted: RunCounters::of(&records),
+            records: records.len(),
+            devices: ids.len(),
+            open: records.iter().filter(|r| !r.state.is_finished()).count(),
+            run,
+        };
+        runs.insert(run_id, held);
+        rows.insert(run_id, store.stats_rows(run_id).await?);
     }
     tokio::task::spawn_blocking(move || store.close()).await??;
     Ok(Held {
@@ -107,7 +115,7 @@ fn as_parents(child: &Held, entry: &LogEntry<TaskRecord>) -> Option<Seen> {
             .and_then(|t| t.inherited.as_ref())
             .map(|i| i.parent_task_id)
     };
-    let parent_run = |run: u64| child.runs.get(&run).and_then(|(r, ..)| r.parent_run);
+    let parent_run = |run: u64| child.runs.get(&run).and_then(|h| h.run.parent_run);
     Some(match &entry.change {
         Change::TaskUpsert { task, .. } => {
             let from = task.inherited.as_ref()?;
@@ -128,11 +136,11 @@ fn as_parents(child: &Held, entry: &LogEntry<TaskRecord>) -> Option<Seen> {
 /// and what is wrong.
 pub async fn check(tree: &Tree) -> (String, Vec<String>) {
     let mut held = Vec::new();
-    for n in 0..NODES.len() {
+    for (n, node) in NODES.iter().enumerate() {
         match read(tree.data(n)).await {
             Ok(h) => held.push(h),
             Err(e) => {
-                let failure = format!("{}: cannot read its database: {e:#}", NODES[n].name);
+                let failure = format!("{}: cannot read its database: {e:#}", node.name);
                 return (String::new(), vec![failure]);
             }
         }
@@ -140,13 +148,17 @@ pub async fn check(tree: &Tree) -> (String, Vec<String>) {
     let mut failures = Vec::new();
     for (n, node) in NODES.iter().enumerate() {
         let here = &held[n];
-        for (id, (run, counted, records, ids, open)) in &here.runs {
+        for (id, h) in &here.runs {
             let devices = tree.devices[n] as usize;
-            if *records != devices || *ids != devices || *open > 0 || *counted != run.counters {
+            if h.records != devices
+                || h.devices != devices
+                || h.open > 0
+                || h.counted != h.run.counters
+            {
                 failures.push(format!(
-                    "{}: run {id} has {records} records of {ids} devices ({devices} expected), \
-                     {open} not final; counters {:?}, records {counted:?}",
-                    node.name, run.counters
+                    "{}: run {id} has {} records of {} devices ({devices} expected), {} not \
+                     final; counters {:?}, records {:?}",
+                    node.name, h.records, h.devices, h.open, h.run.counters, h.counted
                 ));
             }
         }
@@ -223,7 +235,7 @@ pub async fn check(tree: &Tree) -> (String, Vec<String>) {
             let carried: Vec<u64> = here
                 .runs
                 .iter()
-                .filter(|(_, (r, ..))| r.parent_run == Some(*id))
+                .filter(|(_, h)| h.run.parent_run == Some(*id))
                 .map(|(local, _)| *local)
                 .collect();
             if carried.len() != 1 {
@@ -250,8 +262,8 @@ fn rows(held: &[Held]) -> (usize, Vec<String>) {
         held[n]
             .runs
             .iter()
-            .find(|(_, (r, ..))| r.parent_run == Some(run))
-            .map(|(id, (r, ..))| (*id, r.counters, r.version))
+            .find(|(_, h)| h.run.parent_run == Some(run))
+            .map(|(id, h)| (*id, h.run.counters, h.run.version))
     };
     for (n, node) in NODES.iter().enumerate() {
         for id in held[n].runs.keys() {
@@ -272,10 +284,10 @@ fn rows(held: &[Held]) -> (usize, Vec<String>) {
                     run = run.and_then(|(r, ..)| below(c, r));
                 }
                 let path: Vec<String> = chain.iter().map(|&c| NODES[c].name.to_string()).collect();
-                let row = rows.iter().find(|r| r.0 == path);
+                let row = rows.iter().find(|r| r.path == path);
                 let ok = match (run, row) {
                     (Some((run_id, counters, version)), Some(row)) => {
-                        row.1 == run_id && row.2 == counters && row.3 == version
+                        row.run_id == run_id && row.counters == counters && row.version == version
                     }
                     _ => false,
                 };
