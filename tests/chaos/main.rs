@@ -10,7 +10,8 @@
 //! `make test` runs one short seed; `make chaos SEEDS=N` runs N in release mode. The
 //! environment: CANOPY_CHAOS_SEEDS (1), CANOPY_CHAOS_FIRST (1), CANOPY_CHAOS_DEVICES (per
 //! server, 20), CANOPY_CHAOS_SECS (how long the faults last, 15). A failing seed's directory
-//! (configs, databases, every process's log) is kept and named.
+//! (configs, databases, every process's log) is kept and named; CANOPY_CHAOS_KEEP=1 keeps
+//! every seed's.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -36,6 +37,8 @@ struct Settings {
     seeds: u64,
     devices: u32,
     chaos: Duration,
+    /// Keep every seed's directory, not only a failing one's.
+    keep: bool,
 }
 
 fn env(name: &str, default: u64) -> u64 {
@@ -54,6 +57,7 @@ impl Settings {
             seeds: env("CANOPY_CHAOS_SEEDS", 1),
             devices: env("CANOPY_CHAOS_DEVICES", 20) as u32,
             chaos: Duration::from_secs(env("CANOPY_CHAOS_SECS", 15)),
+            keep: env("CANOPY_CHAOS_KEEP", 0) != 0,
         }
     }
 
@@ -158,6 +162,9 @@ async fn a_tree_of_processes_counts_every_device_once_whatever_the_faults() {
         });
         if failures.is_empty() {
             eprintln!("chaos seed {seed} passed: {summary}");
+            if s.keep {
+                eprintln!("  its directory: {}", dir.keep().display());
+            }
             continue;
         }
         let kept = dir.keep();

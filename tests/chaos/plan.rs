@@ -52,7 +52,7 @@ pub struct Plan {
 
 fn simulate(rng: &mut StdRng) -> TaskType {
     TaskType::Device(TaskPayload::Simulate {
-        duration_ms: rng.random_range(200..2500),
+        duration_ms: rng.random_range(300..5000),
         succeeded: rng.random_range(50..100),
         warning: rng.random_range(0..20),
         failed: rng.random_range(0..20),
