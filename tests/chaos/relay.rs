@@ -52,6 +52,18 @@ struct Shared {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
+/// A socket on 127.0.0.1 with buffers as large as the servers ask for theirs, so that a
+/// reconnect storm overflows none and every loss is the relay's decision.
+fn bind() -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(8 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 /// A running relay; dropping it stops it.
 pub struct Relay {
     pub addr: SocketAddr,
@@ -61,7 +73,7 @@ pub struct Relay {
 impl Relay {
     /// A relay on 127.0.0.1 (any port) to `target`, clean until [`Relay::set_faulty`].
     pub async fn start(target: SocketAddr, seed: u64) -> std::io::Result<Relay> {
-        let listen = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        let listen = Arc::new(bind()?);
         let addr = listen.local_addr()?;
         let shared = Arc::new(Shared {
             listen,
@@ -114,7 +126,7 @@ async fn from_clients(shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Ok(uplink) = uplink(&shared, client).await else {
+        let Ok(uplink) = uplink(&shared, client) else {
             continue;
         };
         forward(&shared, uplink, buf[..n].to_vec(), shared.target);
@@ -123,11 +135,11 @@ async fn from_clients(shared: Arc<Shared>) {
 
 /// The upstream socket of `client`, made (with its task forwarding the server's answers)
 /// on its first datagram.
-async fn uplink(shared: &Arc<Shared>, client: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
+fn uplink(shared: &Arc<Shared>, client: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
     if let Some(socket) = shared.uplinks.lock().unwrap().get(&client) {
         return Ok(socket.clone());
     }
-    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    let socket = Arc::new(bind()?);
     shared
         .uplinks
         .lock()
@@ -178,4 +190,60 @@ fn forward(shared: &Shared, socket: Arc<UdpSocket>, data: Vec<u8>, to: SocketAdd
             let _ = socket.send_to(&data, to).await;
         });
     }
+}
+
+#[tokio::test]
+async fn a_faulty_relay_drops_duplicates_and_reorders_both_ways_and_a_clean_one_does_not() {
+    let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let relay = Relay::start(server.local_addr().unwrap(), 7).await.unwrap();
+    let echo = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        loop {
+            let (n, from) = server.recv_from(&mut buf).await.unwrap();
+            server.send_to(&buf[..n], from).await.unwrap();
+        }
+    });
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // Sends `n` numbered datagrams while it collects the echoes (so that no socket buffer
+    // overflows), until none came for a moment.
+    let exchange = |n: u32| {
+        let (client, to) = (&client, relay.addr);
+        async move {
+            let send = async {
+                for i in 0..n {
+                    client.send_to(&i.to_be_bytes(), to).await.unwrap();
+                    if i % 10 == 0 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+            };
+            let receive = async {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 64];
+                while let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_millis(500), client.recv(&mut buf)).await
+                {
+                    got.push(u32::from_be_bytes(buf[..n].try_into().unwrap()));
+                }
+                got
+            };
+            tokio::join!(send, receive).1
+        }
+    };
+    let clean = exchange(500).await;
+    assert_eq!(clean.len(), 500, "a clean relay forwards everything");
+    relay.set_faulty(true);
+    let faulty = exchange(2000).await;
+    let distinct: std::collections::BTreeSet<u32> = faulty.iter().copied().collect();
+    let lost = 2000 - distinct.len();
+    // Each way drops 5 %: about 195 of 2000 lost on the round trip.
+    assert!((100..300).contains(&lost), "{lost} lost");
+    assert!(faulty.len() > distinct.len(), "some duplicated");
+    assert!(faulty.windows(2).any(|w| w[1] < w[0]), "some reordered");
+    assert_eq!(
+        relay.counts().clients,
+        1,
+        "one upstream socket for the one client"
+    );
+    echo.abort();
 }
