@@ -54,12 +54,12 @@ async fn state_and_secrets_are_readable_by_their_owner_only() {
     }
     let tenants = data.join("primary.redb.vservers");
 
-    // A backup, into a directory the server creates.
-    let backups = dir.path().join("backups");
+    // A backup, into a directory the server creates inside its `backups` directory.
+    let backups = server.node.config.backups.join("nightly");
     let spec = task_spec(
         "backup",
         TaskType::Backup {
-            directory: Some(backups.display().to_string()),
+            directory: Some("nightly".into()),
         },
         ScopeSpec::Server,
     );

@@ -258,12 +258,10 @@ async fn a_parent_restored_from_its_backup_resynchronises_its_child() {
     .await;
 
     // The backup task, then two tasks the backup does not hold.
-    let backups = dir.path().join("backups");
+    let backups = config.backups.clone();
     let spec = task_spec(
         "Backup",
-        TaskType::Backup {
-            directory: Some(backups.display().to_string()),
-        },
+        TaskType::Backup { directory: None },
         ScopeSpec::Server,
     );
     create_task(&admin, spec).await;
