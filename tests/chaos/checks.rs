@@ -191,9 +191,16 @@ pub async fn check_run(
                 state: None,
                 details: false,
                 server: (!below.is_empty()).then(|| below.join("/")),
+                after: None,
+                limit: canopy::wire::msg::PAGE_MAX,
             };
+            // A fleet here is far below a page, so one page holds every record.
             let (target, records) = match task_call(admin, at, request).await {
-                Ok(AdminResponse::TaskResults { run, records }) => (run, records),
+                Ok(AdminResponse::TaskResults {
+                    run,
+                    records,
+                    next: None,
+                }) => (run, records),
                 other => {
                     failures.push(format!(
                         "{here}: task results --server {}: {other:?}",
