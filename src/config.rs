@@ -178,6 +178,27 @@ pub(crate) fn check_link_timers(
     Ok(())
 }
 
+/// `path` with `.` left out and each `..` taking off the name before it, on the words of the
+/// path (a `..` at the root stays there; one that climbs above a relative start is kept).
+fn resolve_dots(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// A checked server configuration: every path absolute, every number in range.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -245,8 +266,14 @@ impl ServerConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, path, base)
+        // Relative paths start from the file's directory as it really is (no link, no `..`),
+        // so that the backup directory's `..` can be resolved on its words (see `parse`).
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let base = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        Self::parse(&text, path, &base)
     }
 
     /// Parses `text`; `path` names the file in errors, `base` anchors relative paths.
@@ -366,10 +393,13 @@ impl ServerConfig {
         }
         let anchored = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let data = anchored(raw.data);
-        let backups = match raw.backups {
+        // Compared by prefix with each backup task's directory: its `..` are resolved here
+        // (`../data/backups` from the config's directory is the examples' layout), and one
+        // that climbs above a relative start is refused.
+        let backups = resolve_dots(&match raw.backups {
             Some(dir) => anchored(dir),
             None => data.parent().unwrap_or(base).join("backups"),
-        };
+        });
         if backups
             .components()
             .any(|c| matches!(c, std::path::Component::ParentDir))
@@ -456,6 +486,48 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         assert!(error_of(&no_conns).contains("`limits.max_connections_per_address`"));
         let no_login = format!("{GOOD}\n[admin]\nlogin_timeout_s = 0\n");
         assert!(error_of(&no_login).contains("`admin.login_timeout_s`"));
+    }
+
+    /// The examples in `config/`, as README's quick start uses them, with a fingerprint in
+    /// place of the placeholder; and with the `backups` line of the primary's uncommented.
+    fn examples() -> Vec<(&'static str, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut out = Vec::new();
+        for name in ["primary", "secondary", "secondary-of-secondary"] {
+            let text = std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap();
+            let fixed: String = text
+                .lines()
+                .map(|line| match line.starts_with("fingerprint") {
+                    true => format!("fingerprint = \"sha256:{}\"\n", "00".repeat(32)),
+                    false => format!("{line}\n"),
+                })
+                .collect();
+            out.push((name, fixed));
+        }
+        let primary = out[0].1.replace("# backups = ", "backups = ");
+        assert!(primary.contains("\nbackups = \"../data/backups\""));
+        out.push(("primary with backups", primary));
+        out
+    }
+
+    #[test]
+    fn the_example_configs_load_from_any_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let conf = root.path().join("config");
+        std::fs::create_dir(&conf).unwrap();
+        let real = std::fs::canonicalize(root.path()).unwrap();
+        for (name, text) in examples() {
+            // As `parse` is given them: relative paths from the file's directory.
+            let c = ServerConfig::parse(&text, Path::new("x.toml"), &conf)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(c.backups, root.path().join("data/backups"), "{name}");
+            // As `canopy serve --config` loads them.
+            let file = conf.join("server.toml");
+            std::fs::write(&file, &text).unwrap();
+            let c = ServerConfig::load(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(c.backups, real.join("data/backups"), "{name}");
+            assert_eq!(c.data.parent(), Some(real.join("config/../data").as_path()));
+        }
     }
 
     #[test]
