@@ -253,6 +253,21 @@ impl ListEntry {
     }
 }
 
+/// The items of a device list file (`--devices-file`): its lines, trimmed, blank ones left
+/// out, after an optional byte order mark; `None` if it is not UTF-8 text. Comment lines stay
+/// for [`parse_list`], which skips them.
+pub fn list_file_items(bytes: &[u8]) -> Option<Vec<String>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    Some(
+        text.trim_start_matches('\u{feff}')
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 /// Parses a device list, one entry per item (blank items skipped); at most
 /// [`MAX_LIST_ENTRIES`]. Returns each entry as typed (trimmed) with its parse.
 ///
