@@ -142,6 +142,9 @@ impl Default for RawLimits {
     }
 }
 
+/// The longest a session may live: a year, so that its end is a time (no overflow).
+const MAX_SESSION_TTL_MINUTES: u64 = 365 * 24 * 60;
+
 /// Parses TOML, refusing unknown keys; toml's message names the key and the line.
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
     text: &str,
@@ -338,10 +341,13 @@ impl ServerConfig {
                 ),
             ));
         }
-        if raw.admin.session_ttl_minutes == 0 {
+        if !(1..=MAX_SESSION_TTL_MINUTES).contains(&raw.admin.session_ttl_minutes) {
             return Err(invalid(
                 "admin.session_ttl_minutes",
-                "must be at least 1".into(),
+                format!(
+                    "{} is not from 1 to {MAX_SESSION_TTL_MINUTES} (a year)",
+                    raw.admin.session_ttl_minutes
+                ),
             ));
         }
         if raw.admin.login_timeout_s == 0 {
@@ -486,6 +492,16 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         assert!(error_of(&no_conns).contains("`limits.max_connections_per_address`"));
         let no_login = format!("{GOOD}\n[admin]\nlogin_timeout_s = 0\n");
         assert!(error_of(&no_login).contains("`admin.login_timeout_s`"));
+        // Found by fuzzing: minutes times 60 overflowed (a panic, or a wrapped-around TTL).
+        for minutes in ["9223372036854775807", "307445734561825861", "525601"] {
+            let ttl = format!("{GOOD}\n[admin]\nsession_ttl_minutes = {minutes}\n");
+            assert!(
+                error_of(&ttl).contains("`admin.session_ttl_minutes`"),
+                "{minutes}"
+            );
+        }
+        let year = format!("{GOOD}\n[admin]\nsession_ttl_minutes = 525600\n");
+        assert_eq!(parse(&year).unwrap().session_ttl.as_secs(), 525_600 * 60);
     }
 
     /// The examples in `config/`, as README's quick start uses them, with a fingerprint in

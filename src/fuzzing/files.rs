@@ -61,8 +61,11 @@ pub fn server_config(data: &[u8]) -> Verdict {
     let link = &config.link;
     assert!(link.backoff_initial > Duration::ZERO && link.backoff_max >= link.backoff_initial);
     assert!(link.degraded_after >= 1 && link.failed_after > link.degraded_after);
+    let year = Duration::from_secs(365 * 24 * 3600);
     assert!(
-        config.session_ttl >= Duration::from_secs(60) && config.session_ttl.as_secs() % 60 == 0,
+        config.session_ttl >= Duration::from_secs(60)
+            && config.session_ttl <= year
+            && config.session_ttl.as_secs() % 60 == 0,
         "session_ttl_minutes came out as {:?}",
         config.session_ttl
     );
