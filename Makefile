@@ -1,7 +1,7 @@
 # The whole set-up: `make demo` and `make test`. Cargo fetches every crate the project needs.
 CARGO ?= cargo
 
-.PHONY: demo test sim chaos lint fmt build release clean
+.PHONY: demo test sim chaos lint fmt build release clean fuzz fuzz-tools fuzz-seeds fuzz-cmin
 
 # A primary, a secondary and its secondary on loopback, in one process; prints the tree.
 demo:
@@ -32,6 +32,45 @@ chaos: SEEDS = 20
 chaos:
 	CANOPY_CHAOS_SEEDS=$(SEEDS) CANOPY_CHAOS_DEVICES=$(DEVICES) CANOPY_CHAOS_SECS=$(SECS) \
 		$(CARGO) test --locked --release --test chaos -- --nocapture --quiet
+
+# Fuzzing (README, "Fuzzing"): each `cargo fuzz` target of fuzz/fuzz_targets/ for FUZZ_SECONDS
+# on the nightly toolchain, from the committed corpus (fuzz/corpus/TARGET, read only) and the
+# one earlier runs grew (fuzz/work/corpus/TARGET, not committed). A failing input lands in
+# fuzz/artifacts/TARGET/ and stops the run. `make fuzz FUZZ_TARGETS=hello` runs one target.
+# `make test` replays fuzz/corpus/ on stable (tests/fuzz_corpus.rs).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs)))
+FUZZ_FLAGS ?= --release --debug-assertions --sanitizer none
+FUZZ_ARGS ?= -timeout=10 -rss_limit_mb=2048
+NIGHTLY ?= nightly
+fuzz: fuzz-tools
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/work/corpus/$$target fuzz/corpus/$$target || exit 1; \
+		echo "== $$target: $(FUZZ_SECONDS) s"; \
+		$(CARGO) +$(NIGHTLY) fuzz run $(FUZZ_FLAGS) $$target \
+			fuzz/work/corpus/$$target fuzz/corpus/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_ARGS) || exit 1; \
+	done
+
+# What `make fuzz` needs: the nightly toolchain and cargo-fuzz, installed when missing.
+fuzz-tools:
+	@rustup run $(NIGHTLY) rustc --version >/dev/null 2>&1 || \
+		rustup toolchain install $(NIGHTLY) --profile minimal
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+
+# Writes the seed corpus (fuzz/corpus/TARGET/seed-*) again from `canopy::fuzzing::seeds`,
+# after a message, a stored value or a config example changed shape.
+fuzz-seeds:
+	CANOPY_FUZZ_WRITE_SEEDS=1 $(CARGO) test --locked --test fuzz_corpus -- \
+		--exact the_committed_seeds_are_the_generated_ones
+
+# Merges what runs found (fuzz/work/corpus) into fuzz/corpus: only inputs that add coverage.
+fuzz-cmin: fuzz-tools
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/work/corpus/$$target || exit 1; \
+		$(CARGO) +$(NIGHTLY) fuzz run $(FUZZ_FLAGS) $$target fuzz/corpus/$$target \
+			fuzz/work/corpus/$$target -- -merge=1 || exit 1; \
+	done
 
 lint:
 	$(CARGO) fmt --all -- --check

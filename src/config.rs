@@ -159,6 +159,9 @@ impl Default for RawLimits {
     }
 }
 
+/// The longest a session may live: a year, so that its end is a time (no overflow).
+const MAX_SESSION_TTL_MINUTES: u64 = 365 * 24 * 60;
+
 /// Parses TOML, refusing unknown keys; toml's message names the key and the line.
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
     text: &str,
@@ -357,10 +360,13 @@ impl ServerConfig {
                 ),
             ));
         }
-        if raw.admin.session_ttl_minutes == 0 {
+        if !(1..=MAX_SESSION_TTL_MINUTES).contains(&raw.admin.session_ttl_minutes) {
             return Err(invalid(
                 "admin.session_ttl_minutes",
-                "must be at least 1".into(),
+                format!(
+                    "{} is not from 1 to {MAX_SESSION_TTL_MINUTES} (a year)",
+                    raw.admin.session_ttl_minutes
+                ),
             ));
         }
         if raw.admin.login_timeout_s == 0 {
@@ -517,6 +523,16 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         assert_eq!(parse(GOOD).unwrap().events_keep, EVENTS_KEEP);
         let kept = format!("{GOOD}\n[events]\nkeep = 500\n");
         assert_eq!(parse(&kept).unwrap().events_keep, 500);
+        // Found by fuzzing: minutes times 60 overflowed (a panic, or a wrapped-around TTL).
+        for minutes in ["9223372036854775807", "307445734561825861", "525601"] {
+            let ttl = format!("{GOOD}\n[admin]\nsession_ttl_minutes = {minutes}\n");
+            assert!(
+                error_of(&ttl).contains("`admin.session_ttl_minutes`"),
+                "{minutes}"
+            );
+        }
+        let year = format!("{GOOD}\n[admin]\nsession_ttl_minutes = 525600\n");
+        assert_eq!(parse(&year).unwrap().session_ttl.as_secs(), 525_600 * 60);
     }
 
     /// The examples in `config/`, as README's quick start uses them, with a fingerprint in

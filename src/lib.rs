@@ -6,6 +6,8 @@ pub mod agent;
 pub mod cli;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod model;
 pub mod net;
 pub mod server;

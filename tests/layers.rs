@@ -25,9 +25,11 @@ const LAYERS: &[(&str, May)] = &[
     ("store", May::Use(&["model", "wire", "sync", "clock"])),
     // `sync`: the config holds the policy of the link to the parent (sync::link::LinkPolicy).
     ("config", May::Use(&["model", "net", "sync"])),
-    ("server", May::UseAllBut(&["agent", "cli"])),
-    ("agent", May::UseAllBut(&["server", "cli"])),
-    ("cli", May::UseAllBut(&[])),
+    ("server", May::UseAllBut(&["agent", "cli", "fuzzing"])),
+    ("agent", May::UseAllBut(&["server", "cli", "fuzzing"])),
+    ("cli", May::UseAllBut(&["fuzzing"])),
+    // The checks of the fuzz targets: the decoders of every layer, as the runtimes call them.
+    ("fuzzing", May::UseAllBut(&["server", "cli"])),
 ];
 
 /// Uses against the layers, each until the change that removes it lands; no other.

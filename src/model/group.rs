@@ -241,13 +241,17 @@ impl GroupTree {
         out
     }
 
+    /// `id`, then each of its subgroups' subtrees in order, skipping groups already `seen`.
+    /// A stack of its own, not recursion: groups nest as deep as operators make them.
     fn walk(&self, id: u64, seen: &mut HashSet<u64>, out: &mut Vec<u64>) {
-        if !self.groups.contains_key(&id) || !seen.insert(id) {
-            return;
-        }
-        out.push(id);
-        for child in self.children.get(&id).into_iter().flatten() {
-            self.walk(*child, seen, out);
+        let mut stack = vec![id];
+        while let Some(id) = stack.pop() {
+            if !self.groups.contains_key(&id) || !seen.insert(id) {
+                continue;
+            }
+            out.push(id);
+            // The first subgroup on top, so that it is walked first.
+            stack.extend(self.children.get(&id).into_iter().flatten().rev());
         }
     }
 
@@ -456,6 +460,26 @@ mod tests {
         let mut below = t.subtree(3);
         below.sort();
         assert_eq!(below, [3, 4, 5]);
+    }
+
+    #[test]
+    fn a_deep_tree_is_walked_without_recursion() {
+        // Any operator (a tenant's, on a virtual server) can nest groups without a limit, one
+        // request a level: walking them must not take a stack frame a level.
+        const DEPTH: u64 = 100_000;
+        let mut groups = Group::roots().to_vec();
+        groups.extend((3..3 + DEPTH).map(|id| g(id, id - 1, "g")));
+        groups[2].parent = Some(MANAGED_DEVICES);
+        let walked = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let t = GroupTree::new(groups);
+                (t.subtree(MANAGED_DEVICES).len(), t.in_tree_order().len())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(walked, (DEPTH as usize + 1, DEPTH as usize + 2));
     }
 
     #[test]

@@ -200,8 +200,10 @@ fn host_name(text: &str) -> Option<&str> {
 }
 
 /// Whether text that holds a '-' or '/' was meant as a range rather than a name: names hold
-/// no '/', ':' or spaces, and a name is not made of digits, dots and dashes only.
+/// no '/', ':' or spaces, and a name is not made of digits, dots and dashes only. A name's
+/// final dot is left out first, as [`host_name`] leaves it out, so that both forms read alike.
 fn looks_like_range(text: &str) -> bool {
+    let text = text.strip_suffix('.').unwrap_or(text);
     text.contains(['/', ':'])
         || text.contains(char::is_whitespace)
         || text
@@ -251,6 +253,21 @@ impl ListEntry {
             ListEntry::Name(name) => format!("n:{}", name.to_ascii_lowercase()),
         }
     }
+}
+
+/// The items of a device list file (`--devices-file`): its lines, trimmed, blank ones left
+/// out, after an optional byte order mark; `None` if it is not UTF-8 text. Comment lines stay
+/// for [`parse_list`], which skips them.
+pub fn list_file_items(bytes: &[u8]) -> Option<Vec<String>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    Some(
+        text.trim_start_matches('\u{feff}')
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// Parses a device list, one entry per item (blank items skipped); at most

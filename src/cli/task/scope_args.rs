@@ -164,13 +164,6 @@ fn read_devices_file(path: &Path) -> anyhow::Result<Vec<String>> {
     if bytes.len() as u64 > MAX_DEVICES_FILE_BYTES {
         return Err(too_big());
     }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| anyhow!("{} is not a text file (UTF-8)", path.display()))?;
-    Ok(text
-        .trim_start_matches('\u{feff}')
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .map(str::to_string)
-        .collect())
+    scope::list_file_items(&bytes)
+        .ok_or_else(|| anyhow!("{} is not a text file (UTF-8)", path.display()))
 }

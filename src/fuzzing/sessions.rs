@@ -1,0 +1,107 @@
+//! What a federation link does with the messages it decodes: each end's sans-IO session
+//! takes them as the runtime hands them over, and its decisions must keep the protocol's
+//! rules whatever the peer sent.
+
+use std::time::{Duration, Instant};
+
+use crate::model::link::StatsRow;
+use crate::sync::child_session::{ChildEffect, ChildSession};
+use crate::sync::parent_session::{InheritedRun, ParentEffect, ParentPolicy, ParentSession};
+use crate::sync::replicate::{Cursor, LogState};
+use crate::wire::msg::{ChildMsg, ParentMsg};
+
+/// The child, as its parent registered it; its log's epoch; the parent's log.
+const CHILD: &str = "branch-1";
+const CHILD_EPOCH: u64 = 0x9abc_def0;
+const LOG: LogState = LogState {
+    epoch: 0x1234_5678,
+    last_seq: 57,
+};
+const CURSOR: Cursor = Cursor {
+    last_applied: 41,
+    epoch: 0x1234_5678,
+};
+
+/// The most effects taken after one message: a session never asks for more.
+const MOST_EFFECTS: usize = 1024;
+
+/// A secondary's session takes what its parent sent. It applies exactly the next changes
+/// after its cursor, in order, once each, in batches that the store then confirms; and it
+/// acknowledges only what it stored.
+pub(super) fn secondary_takes(messages: Vec<ParentMsg>) {
+    let start = Instant::now();
+    let runs = [InheritedRun {
+        run_id: 3,
+        parent_run: 9,
+        complete: true,
+    }];
+    let mut session = ParentSession::new(ParentPolicy::default(), CHILD, CURSOR, LOG, runs, start);
+    let mut applied = CURSOR.last_applied;
+    for (i, message) in messages.into_iter().enumerate() {
+        let now = start + Duration::from_millis(100 * i as u64);
+        session.handle_message(message, now);
+        for _ in 0..MOST_EFFECTS {
+            let Some(effect) = session.poll_effect(now) else {
+                break;
+            };
+            match effect {
+                ParentEffect::Apply(batch) => {
+                    for (seq, _) in &batch {
+                        assert_eq!(*seq, applied + 1, "change {seq} applied after {applied}");
+                        applied = *seq;
+                    }
+                    session.handle_applied(Ok(()));
+                }
+                ParentEffect::Resync { .. } => session.handle_resynced(),
+                ParentEffect::ReadReport { run_id, report_id } => {
+                    let own = StatsRow::own(1, run_id, Default::default(), 1, CHILD_EPOCH);
+                    session.handle_report(run_id, report_id, Some((own, Vec::new())));
+                }
+                ParentEffect::ReadSubtree => session.handle_subtree(0, Vec::new()),
+                ParentEffect::Serve { .. } => {}
+            }
+        }
+        assert_eq!(session.last_applied(), applied);
+        while let Some(sent) = session.poll_transmit(now) {
+            if let ChildMsg::Ack(seq) = sent {
+                assert!(seq <= applied, "acknowledged {seq}, stored up to {applied}");
+            }
+        }
+    }
+}
+
+/// A parent's session takes what its secondary sent. It keeps only statistics rows of the
+/// secondary's own subtree (its own row in the epoch of its hello), and asks to read only
+/// entries that exist in its log.
+pub(super) fn parent_takes(messages: Vec<ChildMsg>) {
+    let start = Instant::now();
+    let mut session = ChildSession::new(CHILD, CURSOR, CHILD_EPOCH, LOG, start);
+    for (i, message) in messages.into_iter().enumerate() {
+        let now = start + Duration::from_millis(100 * i as u64);
+        session.handle_message(message, now);
+        for _ in 0..MOST_EFFECTS {
+            let Some(effect) = session.poll_effect(now) else {
+                break;
+            };
+            match effect {
+                ChildEffect::ReadLog(range) => {
+                    assert!(
+                        *range.start() >= 1 && *range.end() <= LOG.last_seq,
+                        "asked to read {range:?} of a log of {}",
+                        LOG.last_seq
+                    );
+                    // Read and sent; only an acknowledgement moves the feed on.
+                    session.handle_entries(Vec::new(), Some(1), |_, _| false);
+                }
+                ChildEffect::MergeStats { rows, .. } => {
+                    for row in rows {
+                        assert_eq!(row.path.first().map(String::as_str), Some(CHILD));
+                        assert!(row.path.len() > 1 || row.epoch == CHILD_EPOCH, "{row:?}");
+                    }
+                }
+                _ => {}
+            }
+        }
+        while session.poll_transmit().is_some() {}
+    }
+}
