@@ -31,6 +31,7 @@ pub mod close {
     pub const UNSUPPORTED: u32 = 10;
     pub const LIMIT: u32 = 11;
     pub const TIMEOUT: u32 = 12;
+    pub const REVOKED: u32 = 13;
 
     /// A name for a close code, for messages.
     pub fn describe(code: u64) -> &'static str {
@@ -48,6 +49,7 @@ pub mod close {
             UNSUPPORTED => "unsupported",
             LIMIT => "server limit reached",
             TIMEOUT => "timed out",
+            REVOKED => "certificate revoked",
             _ => "unknown reason",
         }
     }
