@@ -37,13 +37,11 @@ async fn server_on(d: &Deployment, name: &str, port: u16, cert_of: Option<&str>)
     );
     if let Some(other) = cert_of {
         text = text
+            .replace(&format!("certs/{name}.pem"), &format!("certs/{other}.pem"))
+            .replace(&format!("certs/{name}.key"), &format!("certs/{other}.key"))
             .replace(
-                &format!("certs/{name}.pem"),
-                &format!("certs/{other}.pem"),
-            )
-            .replace(
-                &format!("certs/{name}.key"),
-                &format!("certs/{other}.key"),
+                &format!("data/{name}.redb"),
+                &format!("data/{name}-as-{other}.redb"),
             );
     }
     let config = d
@@ -116,10 +114,7 @@ async fn an_agent_refuses_a_server_presenting_another_server_s_certificate() {
     }
     let admin = d.admin(impostor.local_addr()).await.unwrap();
     let devices = admin.devices(None, true).await.unwrap();
-    assert!(
-        devices.is_empty(),
-        "the impostor heard from {devices:#?}"
-    );
+    assert!(devices.is_empty(), "the impostor heard from {devices:#?}");
     // A new agent that knows nothing of the server trusts the first one it meets.
     let newcomer = Agents::start(agent_config(&d, "newcomer", &addr, ""), None)
         .await
