@@ -8,6 +8,7 @@ pub mod demo;
 pub mod deployment;
 mod device;
 mod group;
+mod login;
 mod session;
 pub(crate) mod table;
 mod task;
@@ -352,64 +353,16 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
             user,
             password_stdin,
         } => {
-            // Checked before the password is asked for.
-            let virtual_server = login_vserver(&server, vserver)?;
-            if let Some(name) = &server_name {
-                model::check_node_name(name).map_err(|e| anyhow::anyhow!("--server-name: {e}"))?;
-            }
-            let known_path = session::KnownServers::path_for(&session_path);
-            let mut known = session::KnownServers::load(&known_path)?;
-            let pinned = known.get(server.addr)?;
-            let password = read_password("Password: ", password_stdin, false)?;
-            let ca = std::path::absolute(&ca).with_context(|| format!("{}", ca.display()))?;
-            let mut client = login_connect(
-                server.addr,
-                pki::load_certs(&ca)?,
-                virtual_server.clone(),
-                server_name.clone(),
-                fingerprint.or(pinned.filter(|_| server_name.is_none())),
-                pinned.is_some() && fingerprint.is_none() && server_name.is_none(),
-            )
-            .await?;
-            let seen = client.server_fingerprint;
-            let (token, role, expires) = client.login(&user, &password).await?;
-            let name = match &virtual_server {
-                // The welcome names the virtual server itself, not its host.
-                Some(v) => format!("virtual server {v} at {}", server.addr),
-                None => client.server_name.clone(),
-            };
-            client.close().await;
-            SessionFile {
-                server: server.addr,
-                virtual_server,
+            let args = login::LoginArgs {
+                server,
+                vserver,
                 ca,
                 server_name,
-                fingerprint: Some(seen.to_string()),
-                user: user.clone(),
-                token: token.0,
-                expires,
-            }
-            .save(&session_path)?;
-            known.set(server.addr, seen);
-            known.save(&known_path)?;
-            println!(
-                "logged in to {name} as {user} ({}) until {}",
-                role.as_str(),
-                model::format_time(expires)
-            );
-            match pinned {
-                None => println!(
-                    "the server's certificate fingerprint {seen} is pinned: later logins to {} \
-                     refuse another (kept in {})",
-                    server.addr,
-                    known_path.display()
-                ),
-                Some(old) if old != seen => {
-                    println!("the server's certificate fingerprint is now {seen} (was {old})")
-                }
-                Some(_) => {}
-            }
-            Ok(())
+                fingerprint,
+                user,
+                password_stdin,
+            };
+            login::run(&session_path, args).await
         }
         Command::Logout => {
             if let Ok(client) = connect(&session_path).await {
@@ -505,28 +458,6 @@ pub(crate) async fn connect(session_path: &Path) -> anyhow::Result<AdminClient> 
     client.set_token(Secret(session.token));
     client.forward_to(AT.try_with(Clone::clone).ok().flatten());
     Ok(client)
-}
-
-/// `canopy login`'s connection. `known`: the fingerprint checked is the one remembered from
-/// an earlier login, so a refusal says that the server changed.
-async fn login_connect(
-    addr: SocketAddr,
-    ca: Vec<rustls_pki_types::CertificateDer<'static>>,
-    virtual_server: Option<String>,
-    name: Option<String>,
-    fingerprint: Option<Fingerprint>,
-    known: bool,
-) -> anyhow::Result<AdminClient> {
-    let identity = client::ServerIdentity { name, fingerprint };
-    match AdminClient::connect_checked(addr, ca, virtual_server, &identity).await {
-        Ok(client) => Ok(client),
-        Err(client::ClientError::Connect { message, .. }) if known => bail!(
-            "the server at {addr} changed since the last login to it: {message}. Refused. If \
-             its certificate was renewed, check the new one (`canopy pki fingerprint` on it) and \
-             log in with --fingerprint NEW-FINGERPRINT or --server-name NAME"
-        ),
-        Err(e) => Err(e.into()),
-    }
 }
 
 pub(crate) async fn call(
