@@ -369,7 +369,8 @@ async fn rows_go_with_the_registration_and_a_reinstalled_child_is_not_frozen() {
     start_task(&admin, "Scan", None).await;
     wait_tree_finished(&admin, "Scan", 3).await;
 
-    // Removed, then registered again under another name: counted once, under the new name.
+    // Removed, then registered again under another name (with a new certificate, as the
+    // old one is revoked): counted once, under the new name.
     call(
         &admin,
         AdminRequest::RemoveSecondary {
@@ -383,6 +384,15 @@ async fn rows_go_with_the_registration_and_a_reinstalled_child_is_not_frozen() {
         "the removed secondary's rows are gone: {run:#?}"
     );
     assert_eq!(run.counters.total(), 0, "{run:#?}");
+    // Its certificate is revoked with the registration: it comes back with a new one.
+    let branch = {
+        branch.shutdown().await.unwrap();
+        for ext in ["pem", "key"] {
+            std::fs::remove_file(d.certs.join(format!("branch-1.{ext}"))).unwrap();
+        }
+        pki::issue_server(&d.certs, "branch-1", &["127.0.0.1".into()], 30).unwrap();
+        start(&branch_config).await.unwrap()
+    };
     let cert_pem = std::fs::read_to_string(d.certs.join("branch-1.pem")).unwrap();
     call(
         &admin,

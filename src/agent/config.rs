@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
+use crate::model::Fingerprint;
 use crate::model::device::Application;
 use crate::sync::link::LinkPolicy;
 
@@ -15,6 +16,8 @@ use crate::sync::link::LinkPolicy;
 #[serde(deny_unknown_fields)]
 struct RawAgent {
     server: String,
+    server_name: Option<String>,
+    server_fingerprint: Option<String>,
     ca: PathBuf,
     data: PathBuf,
     name: Option<String>,
@@ -67,6 +70,11 @@ pub struct AgentConfig {
     /// The virtual server of that server the device belongs to (`server = "host:port/NAME"`);
     /// the agent names it in its hello.
     pub virtual_server: Option<String>,
+    /// The name the server's certificate must carry (`server_name`): the node name it was
+    /// issued for. Survives the renewal of the server's certificate.
+    pub server_name: Option<String>,
+    /// The fingerprint the server's certificate must have (`server_fingerprint`).
+    pub server_fingerprint: Option<Fingerprint>,
     pub ca: PathBuf,
     pub data: PathBuf,
     pub name: Option<String>,
@@ -113,6 +121,16 @@ impl AgentConfig {
                 ),
             )
         })?;
+        if let Some(name) = &raw.server_name {
+            crate::net::pki::check_node_name(name)
+                .map_err(|e| invalid("server_name", e.to_string()))?;
+        }
+        let server_fingerprint = raw
+            .server_fingerprint
+            .as_deref()
+            .map(str::parse::<Fingerprint>)
+            .transpose()
+            .map_err(|e| invalid("server_fingerprint", e.to_string()))?;
         if let Some(name) = &raw.name {
             crate::model::check_display_name("name", name).map_err(|e| invalid("name", e))?;
         }
@@ -167,6 +185,8 @@ impl AgentConfig {
             server_host: host,
             server_port: port,
             virtual_server,
+            server_name: raw.server_name,
+            server_fingerprint,
             ca: anchored(raw.ca),
             data: anchored(raw.data),
             name: raw.name,
@@ -255,6 +275,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`link.keep_alive_ms`"), "{e}");
+    }
+
+    #[test]
+    fn the_server_s_name_or_fingerprint() {
+        let head = "server = \"h:1\"\nca = \"c\"\ndata = \"d\"\n";
+        let c = parse(head).unwrap();
+        assert_eq!((c.server_name, c.server_fingerprint), (None, None));
+        let fp = "sha256:".to_string() + &"ab".repeat(32);
+        let c = parse(&format!(
+            "server_name = \"primary\"\nserver_fingerprint = \"{fp}\"\n{head}"
+        ))
+        .unwrap();
+        assert_eq!(c.server_name.as_deref(), Some("primary"));
+        assert_eq!(c.server_fingerprint, Some(Fingerprint([0xab; 32])));
+        for (line, key) in [
+            ("server_name = \"not a name\"", "`server_name`"),
+            ("server_fingerprint = \"zz\"", "`server_fingerprint`"),
+        ] {
+            let e = parse(&format!("{line}\n{head}")).unwrap_err().to_string();
+            assert!(e.contains(key), "{line}: {e}");
+        }
     }
 
     #[test]

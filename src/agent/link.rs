@@ -16,13 +16,15 @@ use tracing::Instrument;
 use super::apps::Applications;
 use super::run::{APPLICATION_CHECK_EVERY, Runner};
 use super::{DeviceLinkState, Shared, client_config};
+use crate::model::Fingerprint;
 use crate::model::device::DeviceFacts;
 use crate::model::task::Outcome;
 use crate::net::conn::{describe_connection_error, describe_io};
+use crate::net::tls;
 use crate::store::agent::{Identity, LocalRunState, LocalTaskStored, PendingEdit};
 use crate::sync::link::UpstreamLink;
 use crate::wire::msg::{AgentHello, AgentToServer, LocalTaskDef, RunOrder, Secret, ServerToAgent};
-use crate::wire::{self, FrameError, FrameReader};
+use crate::wire::{self, FrameError, FrameReader, close};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_FRAME: usize = 1024 * 1024;
@@ -168,6 +170,17 @@ impl Device {
             Ok(Err(e)) => return Ended::Failed(describe_connection_error(&e)),
             Err(_) => return Ended::Failed("timed out connecting".into()),
         };
+        // Who the server is, before it is told anything (the hello carries the token).
+        let Some(seen) =
+            tls::peer_chain(&conn).and_then(|c| c.first().map(|leaf| Fingerprint::of(leaf)))
+        else {
+            return Ended::Failed("the server presented no certificate".into());
+        };
+        if let Err(reason) = self.shared.server_check.check(seen) {
+            tracing::warn!("{reason}");
+            conn.close(close::UNTRUSTED.into(), b"untrusted server certificate");
+            return Ended::Failed(reason);
+        }
         let (mut send, mut recv) = match conn.open_bi().await {
             Ok(streams) => streams,
             Err(e) => return Ended::Failed(describe_connection_error(&e)),
@@ -191,8 +204,18 @@ impl Device {
         loop {
             let frame = frames.read_frame::<ServerToAgent>(&mut recv).await;
             match frame {
-                Ok(Some(ServerToAgent::Accepted { .. })) => break,
+                Ok(Some(ServerToAgent::Accepted { revoked, .. })) => {
+                    if let Err(reason) = self.learn(seen).await {
+                        return Ended::Failed(reason);
+                    }
+                    let check = &self.shared.server_check;
+                    check.learn_revoked(&self.shared.store, revoked).await;
+                    break;
+                }
                 Ok(Some(ServerToAgent::Pending)) => {
+                    if let Err(reason) = self.learn(seen).await {
+                        return Ended::Failed(reason);
+                    }
                     self.shared.set_state(self.index, DeviceLinkState::Pending);
                     link.handle_connected(Instant::now());
                 }
@@ -215,6 +238,16 @@ impl Device {
             conn.close(0u32.into(), b"agent stopping");
         }
         ended
+    }
+
+    /// After the server's first answer: pins its fingerprint if the agent learns it.
+    async fn learn(&self, seen: Fingerprint) -> Result<(), String> {
+        let check = &self.shared.server_check;
+        let learned = check.learn(&self.shared.store, seen).await;
+        if let Err(reason) = &learned {
+            tracing::warn!("{reason}");
+        }
+        learned
     }
 
     /// The accepted link: unacknowledged results first, then orders down and results up.

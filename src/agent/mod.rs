@@ -11,6 +11,7 @@ mod link;
 pub mod local;
 pub mod run;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -19,6 +20,7 @@ use anyhow::Context;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::sync::watch;
 
+use crate::model::Fingerprint;
 use crate::net::pki;
 use crate::net::resolve::AddressResolver;
 use crate::net::tls::{self, ClientTrust, Transport};
@@ -56,6 +58,81 @@ struct Shared {
     states: Vec<AtomicU8>,
     /// The real device's side for its user (none for a simulated fleet).
     desk: Option<Arc<Desk>>,
+    /// Who the server is, beyond its chain to the CA.
+    server_check: ServerCheck,
+}
+
+/// What the agent knows of its server's identity besides the CA. A name or fingerprint of
+/// the config is checked by TLS ([`ClientTrust`]); without either, the fingerprint seen at
+/// the first enrollment is pinned in the agent's database and checked here after each
+/// handshake, before the hello (and its token) is sent. Revoked certificates, as servers
+/// told, are refused whatever the config says.
+struct ServerCheck {
+    /// The config's `server`, which the pin is stored under.
+    key: String,
+    /// Neither `server_name` nor `server_fingerprint` is configured: trust on first use.
+    learns: bool,
+    pinned: std::sync::Mutex<Option<Fingerprint>>,
+    revoked: std::sync::Mutex<HashSet<Fingerprint>>,
+}
+
+impl ServerCheck {
+    /// Whether the server presenting `seen` may be sent the hello.
+    fn check(&self, seen: Fingerprint) -> Result<(), String> {
+        if lock(&self.revoked).contains(&seen) {
+            return Err(format!(
+                "the server at {} presents certificate {seen}, which is revoked in the deployment",
+                self.key
+            ));
+        }
+        match *lock(&self.pinned) {
+            Some(pinned) if self.learns && pinned != seen => Err(format!(
+                "the server at {} presents certificate {seen}, not {pinned} pinned at the first \
+                 enrollment: refused (if the server's certificate was renewed, set server_name \
+                 or server_fingerprint in the agent's config)",
+                self.key
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// After the server's first answer: pins `seen` if nothing is pinned yet.
+    async fn learn(&self, store: &Store, seen: Fingerprint) -> Result<(), String> {
+        if !self.learns || lock(&self.pinned).is_some() {
+            return Ok(());
+        }
+        let pinned = store
+            .pin_server(&self.key, seen)
+            .await
+            .map_err(|e| format!("cannot pin the server's fingerprint: {e}"))?;
+        if pinned == seen {
+            tracing::info!(
+                "pinned the fingerprint {seen} of the server at {}",
+                self.key
+            );
+        }
+        *lock(&self.pinned) = Some(pinned);
+        self.check(seen)
+    }
+
+    /// Adds the revoked certificates a server told of, in memory and in the database.
+    async fn learn_revoked(&self, store: &Store, revoked: Vec<Fingerprint>) {
+        let new: Vec<Fingerprint> = {
+            let mut known = lock(&self.revoked);
+            revoked.into_iter().filter(|f| known.insert(*f)).collect()
+        };
+        if !new.is_empty()
+            && let Err(e) = store.add_revoked_servers(new).await
+        {
+            tracing::error!("cannot store revoked server certificates: {e}");
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Shared {
@@ -130,6 +207,13 @@ impl Agents {
                 .map(|f| Arc::new(apps::Applications::fixed(&f.applications)))
                 .collect(),
         };
+        let key = server_key(&config);
+        let server_check = ServerCheck {
+            learns: config.server_name.is_none() && config.server_fingerprint.is_none(),
+            pinned: std::sync::Mutex::new(store.server_pin(&key).await?),
+            revoked: std::sync::Mutex::new(store.revoked_servers().await?.into_iter().collect()),
+            key,
+        };
         let mut resolver = AddressResolver::system();
         let bind: SocketAddr = "0.0.0.0:0".parse()?;
         let server = resolver
@@ -143,9 +227,10 @@ impl Agents {
         let shared = Arc::new(Shared {
             trust: ClientTrust {
                 roots,
-                pin: None,
-                expected_name: None,
+                pin: config.server_fingerprint,
+                expected_name: config.server_name.clone(),
             },
+            server_check,
             transport: Transport {
                 keep_alive: config.keep_alive,
                 idle_timeout: config.idle_timeout,
@@ -239,6 +324,20 @@ impl Agents {
         let store = self.shared.store.clone();
         tokio::task::spawn_blocking(move || store.close()).await??;
         Ok(())
+    }
+}
+
+/// The config's `server` as written: what a learned fingerprint is pinned under.
+fn server_key(config: &AgentConfig) -> String {
+    let host = &config.server_host;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    match &config.virtual_server {
+        Some(name) => format!("{host}:{}/{name}", config.server_port),
+        None => format!("{host}:{}", config.server_port),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rustls_pki_types::CertificateDer;
 
 use crate::model::task::DeviceRunRecord;
-use crate::model::{Role, UnixMillis};
+use crate::model::{Fingerprint, Role, UnixMillis};
 use crate::net::tls::{self, ClientTrust, Transport};
 use crate::wire::msg::{
     AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, ErrorKind, Secret,
@@ -32,6 +32,15 @@ pub enum ClientError {
     Timeout(Duration),
 }
 
+/// Who the server must be, beyond its chain to the deployment CA.
+#[derive(Clone, Debug, Default)]
+pub struct ServerIdentity {
+    /// The name its certificate must carry (the node name it was issued for).
+    pub name: Option<String>,
+    /// The fingerprint its certificate must have.
+    pub fingerprint: Option<Fingerprint>,
+}
+
 pub struct AdminClient {
     endpoint: quinn::Endpoint,
     conn: quinn::Connection,
@@ -42,6 +51,8 @@ pub struct AdminClient {
     forward: Option<String>,
     pub server_name: String,
     pub server_version: String,
+    /// The fingerprint of the certificate the server presented.
+    pub server_fingerprint: Fingerprint,
 }
 
 impl AdminClient {
@@ -60,11 +71,23 @@ impl AdminClient {
         ca: Vec<CertificateDer<'static>>,
         virtual_server: Option<String>,
     ) -> Result<Self, ClientError> {
+        Self::connect_checked(addr, ca, virtual_server, &ServerIdentity::default()).await
+    }
+
+    /// Like [`AdminClient::connect_virtual`], and the server's certificate must also carry
+    /// `identity`'s name and have its fingerprint, where given. Nothing is sent to a server
+    /// that fails the check.
+    pub async fn connect_checked(
+        addr: SocketAddr,
+        ca: Vec<CertificateDer<'static>>,
+        virtual_server: Option<String>,
+        identity: &ServerIdentity,
+    ) -> Result<Self, ClientError> {
         let fail = |message: String| ClientError::Connect { addr, message };
         let trust = ClientTrust {
             roots: ca,
-            pin: None,
-            expected_name: None,
+            pin: identity.fingerprint,
+            expected_name: identity.name.clone(),
         };
         let config = tls::client_config(&trust, None, tls::ALPN_ADMIN, &Transport::default())
             .map_err(|e| fail(e.to_string()))?;
@@ -83,6 +106,9 @@ impl AdminClient {
             .await
             .map_err(|_| fail("timed out".into()))?
             .map_err(|e| fail(crate::net::conn::describe_connection_error(&e)))?;
+        let server_fingerprint = tls::peer_chain(&conn)
+            .and_then(|chain| chain.first().map(|leaf| Fingerprint::of(leaf)))
+            .ok_or_else(|| fail("the server presented no certificate".into()))?;
         let mut client = AdminClient {
             endpoint,
             conn,
@@ -91,6 +117,7 @@ impl AdminClient {
             forward: None,
             server_name: String::new(),
             server_version: String::new(),
+            server_fingerprint,
         };
         let welcome = client.hello().await?;
         client.server_name = welcome.server_name;

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod deployment;
 mod device;
 mod group;
+mod login;
 mod session;
 pub mod table;
 mod task;
@@ -75,6 +76,15 @@ enum Command {
         /// The deployment CA the server's certificate must chain to.
         #[arg(long, default_value = "certs/ca.pem")]
         ca: PathBuf,
+        /// The name the server's certificate must carry (the name it was issued for, as in
+        /// `canopy pki issue --name`).
+        #[arg(long, value_name = "NAME")]
+        server_name: Option<String>,
+        /// The fingerprint the server's certificate must have (`canopy pki fingerprint`).
+        /// Without this or --server-name, the first login to an address trusts the server's
+        /// certificate and remembers its fingerprint; later logins refuse another one.
+        #[arg(long, value_name = "SHA256")]
+        fingerprint: Option<Fingerprint>,
         #[arg(long)]
         user: String,
         /// Read the password from the first line of standard input.
@@ -338,41 +348,21 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
             server,
             vserver,
             ca,
+            server_name,
+            fingerprint,
             user,
             password_stdin,
         } => {
-            // Checked before the password is asked for.
-            let virtual_server = login_vserver(&server, vserver)?;
-            let password = read_password("Password: ", password_stdin, false)?;
-            let ca = std::path::absolute(&ca).with_context(|| format!("{}", ca.display()))?;
-            let mut client = AdminClient::connect_virtual(
-                server.addr,
-                pki::load_certs(&ca)?,
-                virtual_server.clone(),
-            )
-            .await?;
-            let (token, role, expires) = client.login(&user, &password).await?;
-            let name = match &virtual_server {
-                // The welcome names the virtual server itself, not its host.
-                Some(v) => format!("virtual server {v} at {}", server.addr),
-                None => client.server_name.clone(),
-            };
-            client.close().await;
-            SessionFile {
-                server: server.addr,
-                virtual_server,
+            let args = login::LoginArgs {
+                server,
+                vserver,
                 ca,
-                user: user.clone(),
-                token: token.0,
-                expires,
-            }
-            .save(&session_path)?;
-            println!(
-                "logged in to {name} as {user} ({}) until {}",
-                role.as_str(),
-                model::format_time(expires)
-            );
-            Ok(())
+                server_name,
+                fingerprint,
+                user,
+                password_stdin,
+            };
+            login::run(&session_path, args).await
         }
         Command::Logout => {
             if let Ok(client) = connect(&session_path).await {
@@ -454,8 +444,17 @@ pub(crate) async fn connect(session_path: &Path) -> anyhow::Result<AdminClient> 
         );
     }
     let ca = pki::load_certs(&session.ca)?;
+    let identity = session.identity()?;
     let mut client =
-        AdminClient::connect_virtual(session.server, ca, session.virtual_server).await?;
+        AdminClient::connect_checked(session.server, ca, session.virtual_server, &identity)
+            .await
+            .map_err(|e| match (&identity.fingerprint, e) {
+                (Some(_), client::ClientError::Connect { addr, message }) => anyhow::anyhow!(
+                    "cannot connect to {addr}: {message} (the fingerprint was pinned at login: \
+                     if the server's certificate was renewed, run `canopy login` again)"
+                ),
+                (_, e) => e.into(),
+            })?;
     client.set_token(Secret(session.token));
     client.forward_to(AT.try_with(Clone::clone).ok().flatten());
     Ok(client)

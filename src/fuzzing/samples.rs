@@ -405,8 +405,19 @@ pub(super) fn changes() -> Vec<Change<TaskRecord>> {
             task_id: 1,
             run_id: 9,
         },
+        Change::Revoke(revocation()),
         Change::Noop,
     ]
+}
+
+pub(super) fn revocation() -> crate::model::server::Revocation {
+    crate::model::server::Revocation {
+        fingerprint: crate::model::Fingerprint([0x5a; 32]),
+        name: "branch-2".into(),
+        by: "primary".into(),
+        revoked_at: NOW,
+        reason: "removed by admin".into(),
+    }
 }
 
 pub(super) fn log_entries() -> Vec<LogEntry<TaskRecord>> {

@@ -235,6 +235,7 @@ fn links(out: &mut Vec<Seed>) {
         ServerToAgent::Accepted {
             server_name: "branch-1".into(),
             group: "Managed devices/Branch".into(),
+            revoked: vec![Fingerprint([0x5a; 32])],
         },
         ServerToAgent::Pending,
         ServerToAgent::Rejected {
@@ -335,7 +336,8 @@ fn admin_requests() -> Vec<AdminRequest> {
             after: Some(3),
             limit: 50,
         },
-        TaskRequest::Show { task: task() }];
+        TaskRequest::Show { task: task() },
+    ];
     tasks.extend(
         s::task_specs()
             .into_iter()
@@ -455,6 +457,7 @@ fn stored(out: &mut Vec<Seed>) {
     add("TaskRecord", all(s::tasks()));
     add("RunRecord", all(s::runs()));
     add("DeviceRunRecord", all(s::records()));
+    add("Revocation", all(vec![s::revocation()]));
     add("DeviceRecord", all(s::devices()));
     add("Group", all(s::groups()));
     add("Vec<Group>", vec![encode(&s::groups())]);

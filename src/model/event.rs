@@ -57,6 +57,8 @@ pub enum EventKind {
     ReplayFinished,
     /// A virtual server was created, enabled, disabled or deleted.
     VirtualServerChanged,
+    /// A server certificate was revoked here, or learned revoked from the parent.
+    CertificateRevoked,
 }
 
 impl EventKind {
@@ -91,6 +93,7 @@ impl EventKind {
             EventKind::ReplayStarted => "replay-started",
             EventKind::ReplayFinished => "replay-finished",
             EventKind::VirtualServerChanged => "virtual-server-changed",
+            EventKind::CertificateRevoked => "certificate-revoked",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::server::Revocation;
 use super::task::RunCounters;
 
 /// One entry of a server's change log. `T` is the task definition as the runtime stores it
@@ -32,6 +33,9 @@ pub enum Change<T> {
     /// An entry of the parent's log that does not concern this child. It only moves the
     /// child's cursor, so that the child's sequence has no holes.
     Noop,
+    /// A server certificate revoked at the parent or above: every child keeps it and logs
+    /// it for its own children.
+    Revoke(Revocation),
 }
 
 impl<T> Change<T> {
@@ -42,7 +46,7 @@ impl<T> Change<T> {
             | Change::TaskDelete { task_id }
             | Change::RunStart { task_id, .. }
             | Change::RunStop { task_id, .. } => Some(*task_id),
-            Change::Noop => None,
+            Change::Noop | Change::Revoke(_) => None,
         }
     }
 

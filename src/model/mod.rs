@@ -13,7 +13,7 @@ pub mod task;
 
 pub use event::{Event, EventKind, Severity};
 pub use fingerprint::Fingerprint;
-pub use server::{Account, Role, SecondaryRecord, ServerRow, ServerStatus};
+pub use server::{Account, Revocation, Role, SecondaryRecord, ServerRow, ServerStatus};
 
 /// Milliseconds since the Unix epoch, UTC. Time is always passed in, never read here.
 pub type UnixMillis = i64;

@@ -5,6 +5,35 @@ use serde::{Deserialize, Serialize};
 use super::UnixMillis;
 use crate::model::Fingerprint;
 
+/// A server certificate revoked in the deployment: when a secondary's registration is
+/// removed, its certificate is revoked at that server and the revocation goes down the tree
+/// in the change log. Every server that holds it refuses the certificate as a federation
+/// peer, and tells its agents, which refuse a server presenting it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub fingerprint: Fingerprint,
+    /// The name the certificate was registered under where it was revoked.
+    pub name: String,
+    /// The server where it was revoked.
+    pub by: String,
+    pub revoked_at: UnixMillis,
+    pub reason: String,
+}
+
+impl Revocation {
+    /// The revocation in words, for events and refusals.
+    pub fn describe(&self) -> String {
+        format!(
+            "certificate {} (registered as {}) revoked by {} at {}: {}",
+            self.fingerprint,
+            self.name,
+            self.by,
+            super::format_time(self.revoked_at),
+            self.reason
+        )
+    }
+}
+
 /// How a server of the tree looks from the server asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerStatus {

@@ -309,7 +309,7 @@ fn common_name_dn(common_name: &str) -> DistinguishedName {
 }
 
 /// Node names become file names and DNS SANs, hence the strict alphabet.
-fn check_node_name(name: &str) -> Result<(), PkiError> {
+pub fn check_node_name(name: &str) -> Result<(), PkiError> {
     let alphabet_ok = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));

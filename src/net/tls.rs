@@ -329,12 +329,19 @@ impl PinnedServerVerifier {
     }
 }
 
-/// Carried inside a rustls error so the connection failure says what went wrong.
-#[derive(Debug, thiserror::Error)]
+/// Carried inside a rustls error so the connection failure says what went wrong (rustls
+/// shows it with `Debug`, which therefore says it in words too).
+#[derive(thiserror::Error)]
 #[error("server certificate fingerprint {actual} does not match the pinned {pinned}")]
 struct PinMismatch {
     actual: Fingerprint,
     pinned: Fingerprint,
+}
+
+impl std::fmt::Debug for PinMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl ServerCertVerifier for PinnedServerVerifier {

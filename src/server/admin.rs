@@ -544,26 +544,47 @@ async fn remove_secondary(node: &Node, session: &Session, name: String) -> Admin
             format!("{name} is a virtual server: delete it with `canopy vserver delete {name}`"),
         );
     }
-    match node.store.remove_secondary(&name).await {
-        Ok(Some(_)) => {}
+    // The fingerprint and name are the registration's; the store fills them in.
+    let revocation = crate::model::Revocation {
+        fingerprint: Fingerprint([0; 32]),
+        name: name.clone(),
+        by: node.name().to_string(),
+        revoked_at: now_ms(),
+        reason: format!("secondary removed by {}", session.user),
+    };
+    let revocation = match node
+        .store
+        .remove_and_revoke_secondary(&name, revocation)
+        .await
+    {
+        Ok(Some((_, revocation))) => revocation,
         Ok(None) => return error(ErrorKind::NotFound, format!("no secondary named {name:?}")),
         Err(e) => return internal(e),
-    }
+    };
     if let Some(child) = lock(&node.children).remove(&name)
         && let Some(conn) = child.conn
     {
         conn.close(
-            close::REMOVED.into(),
-            b"registration removed by an administrator",
+            close::REVOKED.into(),
+            b"registration removed and certificate revoked by an administrator",
         );
     }
     let msg = format!("secondary {name} removed by {}", session.user);
     node.event(Severity::Info, EventKind::SecondaryRemoved, msg)
         .await;
+    let msg = format!(
+        "{}; it goes down the tree to every server below",
+        revocation.describe()
+    );
+    node.event(Severity::Warning, EventKind::CertificateRevoked, msg)
+        .await;
     node.bump_subtree();
     AdminResponse::Done {
         message: format!(
-            "secondary {name} removed; it keeps running on its own until its [parent] section is removed"
+            "secondary {name} removed and its certificate {} revoked in the whole subtree; it \
+             keeps running on its own until its [parent] section is removed, and needs a new \
+             certificate to be registered anywhere again",
+            revocation.fingerprint
         ),
     }
 }

@@ -266,12 +266,33 @@ async fn admit(
     let accepted = ServerToAgent::Accepted {
         server_name: node.name().to_string(),
         group,
+        revoked: revoked_for_agents(&node).await,
     };
     if wire::write_frame(&mut send, &accepted).await.is_err() {
         return;
     }
     record.last_seen = Some(now_ms());
     session(&node, &conn, send, recv, &record, admitted.orders).await;
+}
+
+/// At most this many revoked certificates are told to an agent (32 bytes each), the newest.
+const REVOKED_TO_AGENTS: usize = 1000;
+
+/// The server certificates revoked in the deployment as this server knows them, for an
+/// agent's `Accepted`.
+async fn revoked_for_agents(node: &Node) -> Vec<crate::model::Fingerprint> {
+    match node.store.revocations().await {
+        Ok(all) => all
+            .into_iter()
+            .rev()
+            .take(REVOKED_TO_AGENTS)
+            .map(|r| r.fingerprint)
+            .collect(),
+        Err(e) => {
+            tracing::error!("cannot read the revoked certificates: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// Keeps a pending device's connection until an administrator approves or rejects it, or

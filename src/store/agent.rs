@@ -7,6 +7,7 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, StrTable, entries_with_prefix, get, put, remove};
+use crate::model::Fingerprint;
 use crate::model::schedule::Schedule;
 use crate::wire::msg::{LocalTaskDef, RunOrder, RunResult};
 
@@ -16,6 +17,11 @@ const IDENTITIES: StrTable = TableDefinition::new("identities");
 const RUNS: StrTable = TableDefinition::new("runs");
 /// Local tasks by "device id/task id" (the id zero-padded to 20 digits).
 const LOCAL_TASKS: StrTable = TableDefinition::new("local_tasks");
+/// The fingerprint of the server learned at the first enrollment, by the `server` of the
+/// config (trust on first use; see [`Store::pin_server`]).
+const SERVER_PINS: StrTable = TableDefinition::new("server_pins");
+/// Certificates of servers revoked in the deployment, as servers told: fingerprint to ().
+const REVOKED_SERVERS: StrTable = TableDefinition::new("revoked_servers");
 
 /// A device's identity: made at its first start and kept for its life.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -90,9 +96,65 @@ impl Store {
             txn.open_table(IDENTITIES)?;
             txn.open_table(RUNS)?;
             txn.open_table(LOCAL_TASKS)?;
+            txn.open_table(SERVER_PINS)?;
+            txn.open_table(REVOKED_SERVERS)?;
             Ok(())
         })?;
         Ok(store)
+    }
+
+    /// The fingerprint pinned for `server` (as the config names it), if any.
+    pub async fn server_pin(&self, server: &str) -> Result<Option<Fingerprint>, StoreError> {
+        let server = server.to_string();
+        self.read(move |txn| get(&txn.open_table(SERVER_PINS)?, &server))
+            .await
+    }
+
+    /// Pins `fingerprint` for `server` unless a fingerprint is pinned already; returns the
+    /// one pinned, which the caller compares with what it saw (two devices of a fleet may
+    /// race to pin).
+    pub async fn pin_server(
+        &self,
+        server: &str,
+        fingerprint: Fingerprint,
+    ) -> Result<Fingerprint, StoreError> {
+        let server = server.to_string();
+        self.write(move |txn| {
+            let mut table = txn.open_table(SERVER_PINS)?;
+            if let Some(pinned) = get::<Fingerprint>(&table, &server)? {
+                return Ok(pinned);
+            }
+            put(&mut table, &server, &fingerprint)?;
+            Ok(fingerprint)
+        })
+        .await
+    }
+
+    /// The server certificates known to be revoked.
+    pub async fn revoked_servers(&self) -> Result<Vec<Fingerprint>, StoreError> {
+        self.read(|txn| {
+            let table = txn.open_table(REVOKED_SERVERS)?;
+            Ok(super::entries::<()>(&table)?
+                .into_iter()
+                .filter_map(|(key, ())| key.parse().ok())
+                .collect())
+        })
+        .await
+    }
+
+    /// Adds revoked server certificates (a set: adding one twice changes nothing).
+    pub async fn add_revoked_servers(
+        &self,
+        fingerprints: Vec<Fingerprint>,
+    ) -> Result<(), StoreError> {
+        self.write(move |txn| {
+            let mut table = txn.open_table(REVOKED_SERVERS)?;
+            for fingerprint in &fingerprints {
+                put(&mut table, &fingerprint.to_string(), &())?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// The identities of `slots`, making and storing those that do not exist yet with `make`.

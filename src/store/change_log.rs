@@ -7,6 +7,7 @@ use super::schema::CHANGE_LOG;
 use super::{
     META, Store, StoreError, entries_u64, get, last_key_u64, put, put_u64, remove, signals,
 };
+use crate::model::Revocation;
 use crate::model::link::Change;
 use crate::model::task::{RunId, TaskRecord};
 use crate::sync::inherit;
@@ -116,6 +117,14 @@ pub(crate) fn log_run_stopped(
         run_id,
     };
     log_for(txn, task, change)
+}
+
+/// Logs a server certificate revoked here or above, for every child.
+pub(crate) fn log_revocation(
+    txn: &WriteTransaction,
+    revocation: Revocation,
+) -> Result<(), StoreError> {
+    append(txn, Some(inherit::log_revocation(revocation)))
 }
 
 impl Store {

@@ -5,7 +5,7 @@
 use redb::{TableHandle, WriteTransaction};
 use serde::Deserialize;
 
-use super::schema::{GROUPS, RUN_ROWS, SECONDARIES};
+use super::schema::{CHANGE_LOG, GROUPS, REVOCATIONS, RUN_ROWS, SECONDARIES};
 use super::{StoreError, entries, put};
 use crate::model::group::GroupTree;
 use crate::model::link::StatsRow;
@@ -94,6 +94,17 @@ pub(super) fn from_2(txn: &WriteTransaction) -> Result<(), StoreError> {
             };
             put(&mut table, &key, &row)?;
         }
+    }
+    Ok(())
+}
+
+/// Schema 3 to 4: server files get the table of revoked certificates, and their change logs
+/// may hold revocations (a new kind of entry, which a binary of schema 3 could not read;
+/// hence the new version). Nothing stored changes shape. Agent files get their tables of
+/// pinned and revoked servers when the agent opens them.
+pub(super) fn from_3(txn: &WriteTransaction) -> Result<(), StoreError> {
+    if has_table(txn, CHANGE_LOG.name())? {
+        txn.open_table(REVOCATIONS)?;
     }
     Ok(())
 }

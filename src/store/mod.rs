@@ -22,6 +22,7 @@ pub mod maintenance;
 mod migrate;
 pub mod private;
 pub mod replication;
+mod revocations;
 mod schema;
 mod server;
 pub mod signals;
@@ -49,8 +50,9 @@ use writer::{Counters, DbSlot, Job, WriteJob};
 pub use writer::MAX_BATCH;
 
 /// The schema this binary writes; a file with a newer one is refused, an older one migrated
-/// (`migrate.rs`). 3: secondaries placed by group id, statistics rows with an epoch.
-pub const SCHEMA_VERSION: u32 = 3;
+/// (`migrate.rs`). 3: secondaries placed by group id, statistics rows with an epoch. 4:
+/// revoked certificates, and revocations in the change log.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Page cache of the database.
 const CACHE_SIZE: usize = 64 * 1024 * 1024;
@@ -153,10 +155,13 @@ fn check_schema(db: &Database) -> Result<(), StoreError> {
                 });
             }
             Some(SCHEMA_VERSION) => false,
-            Some(2) => {
-                migrate::from_2(&txn)?;
+            Some(found @ (2 | 3)) => {
+                if found == 2 {
+                    migrate::from_2(&txn)?;
+                }
+                migrate::from_3(&txn)?;
                 put(&mut meta, SCHEMA_VERSION_KEY, &SCHEMA_VERSION)?;
-                tracing::info!("database migrated from schema 2 to {SCHEMA_VERSION}");
+                tracing::info!("database migrated from schema {found} to {SCHEMA_VERSION}");
                 true
             }
             Some(found) => {

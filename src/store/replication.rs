@@ -18,7 +18,7 @@ use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::UNASSIGNED_DEVICES;
 use crate::model::link::StatsRow;
 use crate::model::task::{RunId, RunRecord, TaskId, TaskRecord};
-use crate::model::{SecondaryRecord, UnixMillis};
+use crate::model::{Revocation, SecondaryRecord, UnixMillis};
 use crate::sync::inherit::{self, Confirmable, Holdings, Plan};
 use crate::sync::replicate::Cursor;
 use crate::sync::stats::{self, StatsTable};
@@ -81,6 +81,8 @@ pub struct AppliedChanges {
     pub cancel: Vec<(String, RunId)>,
     /// Runs stopped: their statistics changed.
     pub stopped: Vec<RunId>,
+    /// Server certificates revoked by the batch (new here): their links are closed.
+    pub revoked: Vec<Revocation>,
     /// One line per change that did something, for the event log.
     pub described: Vec<String>,
     /// The cursor after the batch.
@@ -434,6 +436,11 @@ fn carry_out(
             parent_run,
             local_run,
         } => forget(txn, parent, parent_run, local_run, now, out)?,
+        Plan::Revoke(revocation) => {
+            if super::revocations::revoke_in(txn, &revocation)? {
+                out.revoked.push(revocation);
+            }
+        }
     }
     Ok(())
 }

@@ -37,6 +37,8 @@ pub(crate) const INHERITED_TASKS: StrTable = TableDefinition::new("inherited_tas
 pub(crate) const INHERITED_RUNS: StrTable = TableDefinition::new("inherited_runs");
 /// Statistics rows reported from below, by "run id/path".
 pub(crate) const RUN_ROWS: StrTable = TableDefinition::new("run_rows");
+/// Server certificates revoked in the deployment, by fingerprint (hex).
+pub(crate) const REVOCATIONS: StrTable = TableDefinition::new("revocations");
 /// While resynchronising with the parent: what an entry of its new log confirmed, by
 /// "t/parent task id" and "r/parent run id" (empty values).
 pub(crate) const RESYNC_CONFIRMED: StrTable = TableDefinition::new("resync_confirmed");

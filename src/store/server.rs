@@ -5,7 +5,7 @@ use redb::{ReadableTable, ReadableTableMetadata};
 use super::schema::*;
 use super::{Store, StoreError, entries_u64, get, last_key_u64, put, put_u64, remove, values};
 use crate::model::Fingerprint;
-use crate::model::{Account, Event, Role, SecondaryRecord};
+use crate::model::{Account, Event, Revocation, Role, SecondaryRecord};
 
 impl Store {
     /// Opens a server's database and makes sure every table exists, so reads never find a
@@ -20,6 +20,7 @@ impl Store {
             super::groups::create_tables(txn)?;
             super::tasks::create_tables(txn)?;
             super::replication::create_tables(txn)?;
+            super::revocations::create_tables(txn)?;
             Ok(super::change_log::ensure_epoch(txn)?.1)
         })?;
         if restored {
@@ -46,9 +47,18 @@ impl Store {
             .find(|s| !s.virtual_server && s.fingerprint == fingerprint))
     }
 
-    /// Registers a secondary; refused if the name or the certificate is already registered.
+    /// Registers a secondary; refused if the name or the certificate is already registered,
+    /// or if the certificate is revoked.
     pub async fn add_secondary(&self, record: SecondaryRecord) -> Result<(), StoreError> {
         self.write(move |txn| {
+            if !record.virtual_server
+                && let Some(revoked) = super::revocations::revocation_in(txn, record.fingerprint)?
+            {
+                return Err(StoreError::Rejected(format!(
+                    "that certificate is revoked ({}): issue the server a new certificate",
+                    revoked.describe()
+                )));
+            }
             let mut table = txn.open_table(SECONDARIES)?;
             let existing: Vec<SecondaryRecord> = values(&table)?;
             if existing.iter().any(|s| s.name == record.name) {
@@ -105,6 +115,36 @@ impl Store {
                 super::replication::drop_rows_of(txn, &name)?;
             }
             Ok(record)
+        })
+        .await
+    }
+
+    /// Removes a secondary's registration as [`Store::remove_secondary`] does and, in the
+    /// same transaction, revokes its certificate for the whole subtree (`revocation` names
+    /// who, when and why; its fingerprint and name are the registration's).
+    pub async fn remove_and_revoke_secondary(
+        &self,
+        name: &str,
+        revocation: Revocation,
+    ) -> Result<Option<(SecondaryRecord, Revocation)>, StoreError> {
+        let name = name.to_string();
+        self.write(move |txn| {
+            let mut table = txn.open_table(SECONDARIES)?;
+            let Some(record) = get::<SecondaryRecord>(&table, &name)? else {
+                return Ok(None);
+            };
+            remove(&mut table, &name)?;
+            drop(table);
+            super::replication::drop_rows_of(txn, &name)?;
+            let revocation = Revocation {
+                fingerprint: record.fingerprint,
+                name: record.name.clone(),
+                ..revocation.clone()
+            };
+            if !record.virtual_server {
+                super::revocations::revoke_in(txn, &revocation)?;
+            }
+            Ok(Some((record, revocation)))
         })
         .await
     }

@@ -9,11 +9,11 @@
 //! replaced whatever its revision, since the parent's revisions and ids start again), and at
 //! its end what no entry confirmed is dropped ([`resync_leftovers`]).
 
-use crate::model::UnixMillis;
 use crate::model::group::MANAGED_DEVICES;
 use crate::model::link::{Audience, Change, LogEntry};
 use crate::model::scope::Scope;
 use crate::model::task::{ChangedBy, Inherited, RunId, TaskAccount, TaskId, TaskRecord};
+use crate::model::{Revocation, UnixMillis};
 
 /// The children a task goes to: a group task that includes secondary and virtual servers,
 /// or a task this server inherited (which goes on down the whole subtree).
@@ -68,6 +68,14 @@ pub fn log_upsert(before: Option<&TaskRecord>, task: &TaskRecord) -> Option<LogE
 /// concerns any child.
 pub fn log_about(task: &TaskRecord, change: Change<TaskRecord>) -> Option<LogEntry<TaskRecord>> {
     audience(task).map(|audience| LogEntry { change, audience })
+}
+
+/// The log entry for a server certificate revoked here or above: for every child.
+pub fn log_revocation(revocation: Revocation) -> LogEntry<TaskRecord> {
+    LogEntry {
+        change: Change::Revoke(revocation),
+        audience: Audience::AllChildren,
+    }
 }
 
 /// Something of the parent's a child holds, which a resynchronisation confirms.
@@ -129,6 +137,9 @@ pub enum Plan {
     /// Resynchronising: the parent no longer has run `parent_run`. Stop `local_run` if it
     /// is going, and forget that it carried out a run of the parent (it stays as history).
     ForgetRun { parent_run: RunId, local_run: RunId },
+    /// Keep the revocation (a set: one held already changes nothing) and, if it is new
+    /// here, log it for this server's own children. A resynchronisation never drops one.
+    Revoke(Revocation),
 }
 
 impl Plan {
@@ -174,6 +185,7 @@ pub fn plan<H: Holdings>(
 ) -> Result<Plan, H::Error> {
     Ok(match change {
         Change::Noop => Plan::Nothing,
+        Change::Revoke(revocation) => Plan::Revoke(revocation.clone()),
         Change::TaskUpsert {
             task_id,
             revision,
@@ -404,6 +416,24 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_revocation_goes_to_every_child_and_is_kept_as_it_is() {
+        let revocation = Revocation {
+            fingerprint: crate::model::Fingerprint([3; 32]),
+            name: "branch-1".into(),
+            by: "primary".into(),
+            revoked_at: 4,
+            reason: "removed by admin".into(),
+        };
+        let entry = log_revocation(revocation.clone());
+        assert_eq!(entry.audience, Audience::AllChildren);
+        assert_eq!(entry.change.as_seen_by(false), entry.change);
+        assert_eq!(entry.change.task_id(), None);
+        let plan = plan_of(&Held::default(), &entry.change);
+        assert_eq!(plan, Plan::Revoke(revocation));
+        assert_eq!(plan.confirms(), None);
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod close {
     pub const TOO_SLOW: u32 = 13;
     /// The server cannot do what was asked now (its storage failed); try again later.
     pub const UNAVAILABLE: u32 = 14;
+    pub const REVOKED: u32 = 15;
 
     /// A name for a close code, for messages.
     pub fn describe(code: u64) -> &'static str {
@@ -54,6 +55,7 @@ pub mod close {
             TIMEOUT => "timed out",
             TOO_SLOW => "too slow to keep up",
             UNAVAILABLE => "temporarily unavailable",
+            REVOKED => "certificate revoked",
             _ => "unknown reason",
         }
     }

@@ -11,7 +11,7 @@ use crate::model::task::{
     DeviceRunRecord, DeviceState, Notify, Outcome, RestartPolicy, RunCounters, RunState, TaskKind,
     TaskPayload, TaskType,
 };
-use crate::model::{Account, Event, Role, ServerRow, UnixMillis};
+use crate::model::{Account, Event, Fingerprint, Role, ServerRow, UnixMillis};
 
 /// A value that must never be printed or logged: its `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -120,7 +120,13 @@ pub struct AgentHello {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerToAgent {
     /// Enrolled: the device is managed by this server.
-    Accepted { server_name: String, group: String },
+    /// `revoked`: the server certificates revoked in the deployment, as this server knows
+    /// them (the newest 1000): the agent refuses servers presenting them from then on.
+    Accepted {
+        server_name: String,
+        group: String,
+        revoked: Vec<Fingerprint>,
+    },
     /// Known but not approved yet; the server says `Accepted` on this stream once it is.
     Pending,
     /// Refused by an administrator; the agent retries only rarely.

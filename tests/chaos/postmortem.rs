@@ -89,6 +89,8 @@ enum Seen {
     Delete(u64),
     Start(u64, u64),
     Stop(u64, u64),
+    /// A revoked certificate, relayed as it came.
+    Revoke(String),
 }
 
 fn parents_view(entry: &LogEntry<TaskRecord>) -> Option<Seen> {
@@ -101,6 +103,7 @@ fn parents_view(entry: &LogEntry<TaskRecord>) -> Option<Seen> {
             task_id, run_id, ..
         } => Seen::Start(*task_id, *run_id),
         Change::RunStop { task_id, run_id } => Seen::Stop(*task_id, *run_id),
+        Change::Revoke(revocation) => Seen::Revoke(revocation.fingerprint.to_string()),
         Change::Noop => return None,
     })
 }
@@ -128,6 +131,7 @@ fn as_parents(child: &Held, entry: &LogEntry<TaskRecord>) -> Option<Seen> {
         Change::RunStop { task_id, run_id } => {
             Seen::Stop(parent_task(*task_id)?, parent_run(*run_id)?)
         }
+        Change::Revoke(revocation) => Seen::Revoke(revocation.fingerprint.to_string()),
         Change::Noop => return None,
     })
 }

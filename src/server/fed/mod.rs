@@ -65,7 +65,36 @@ pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
         return;
     }
     let fingerprint = Fingerprint::of(&chain[0]);
-    let record = match node.store.secondary_by_fingerprint(fingerprint).await {
+    let registered = node.store.secondary_by_fingerprint(fingerprint).await;
+    match node.store.revocation(fingerprint).await {
+        Ok(None) => {}
+        Ok(Some(revocation)) => {
+            let registered = match &registered {
+                Ok(Some(record)) => format!(" (registered here as {})", record.name),
+                _ => String::new(),
+            };
+            let msg = format!(
+                "secondary refused from {remote}{registered}: {}",
+                revocation.describe()
+            );
+            node.event(Severity::Warning, EventKind::SecondaryRefused, msg)
+                .await;
+            let reason = format!(
+                "certificate revoked by {} at {}: {}",
+                revocation.by,
+                crate::model::format_time(revocation.revoked_at),
+                revocation.reason
+            );
+            refuse(&conn, close::REVOKED, &reason);
+            return;
+        }
+        Err(e) => {
+            tracing::error!("cannot look up revocations: {e}");
+            refuse(&conn, close::PROTOCOL, "internal error");
+            return;
+        }
+    }
+    let record = match registered {
         Ok(Some(record)) => record,
         Ok(None) => {
             let msg = format!(
@@ -222,6 +251,35 @@ async fn serve_registered_child(
         )
         .await;
         node.bump_subtree();
+    }
+}
+
+impl Node {
+    /// A certificate revoked by the parent or above, new here: an event, and the link of a
+    /// secondary registered here with that certificate is closed (it is refused from now on).
+    pub(super) async fn revoked(&self, revocation: &crate::model::Revocation) {
+        let msg = format!("learned from the parent: {}", revocation.describe());
+        self.event(Severity::Warning, EventKind::CertificateRevoked, msg)
+            .await;
+        let registered = match self
+            .store
+            .secondary_by_fingerprint(revocation.fingerprint)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!("cannot look up secondary: {e}");
+                None
+            }
+        };
+        let Some(record) = registered else {
+            return;
+        };
+        let live = lock(&self.children).remove(&record.name);
+        if let Some(conn) = live.and_then(|c| c.conn) {
+            refuse(&conn, close::REVOKED, "certificate revoked");
+            self.bump_subtree();
+        }
     }
 }
 
@@ -408,6 +466,16 @@ async fn connect_parent(
         .resolve(&parent.address, parent.port, node.listen)
         .await
         .map_err(|e| e.to_string())?;
+    match node.store.revocation(parent.fingerprint).await {
+        Ok(None) => {}
+        Ok(Some(revocation)) => {
+            return Err(format!(
+                "the parent's pinned certificate is revoked: {}",
+                revocation.describe()
+            ));
+        }
+        Err(e) => return Err(format!("cannot read the revoked certificates: {e}")),
+    }
     let trust = ClientTrust {
         roots: node.ca_certs.clone(),
         pin: Some(parent.fingerprint),

@@ -232,6 +232,9 @@ async fn after_applied(node: &Arc<Node>, applied: crate::store::replication::App
         node.event(Severity::Info, EventKind::TaskChanged, line)
             .await;
     }
+    for revocation in &applied.revoked {
+        node.revoked(revocation).await;
+    }
     for started in &applied.started {
         node.deliver_run(started).await;
     }

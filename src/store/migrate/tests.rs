@@ -1,4 +1,4 @@
-//! A file of schema 2 opens as schema 3 with what it held; a backup copy opens in a new
+//! A file of schema 2 or 3 opens as the current schema with what it held; a backup copy opens in a new
 //! epoch of its log.
 
 use redb::Database;
@@ -155,4 +155,43 @@ fn a_backup_copy_opens_in_a_new_epoch_and_the_original_keeps_its_own() {
         "once"
     );
     restored.close().unwrap();
+}
+
+#[test]
+fn a_schema_3_file_opens_with_no_revocation_and_its_log_as_it_was() {
+    use crate::model::link::{Audience, Change, LogEntry};
+    use crate::model::task::TaskRecord;
+    use crate::store::schema::CHANGE_LOG;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    let entry: LogEntry<TaskRecord> = LogEntry {
+        change: Change::RunStop {
+            task_id: 1,
+            run_id: 2,
+        },
+        audience: Audience::AllChildren,
+    };
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn.open_table(META).unwrap();
+            put(&mut meta, SCHEMA_VERSION_KEY, &3u32).unwrap();
+            put_u64(&mut txn.open_table(CHANGE_LOG).unwrap(), 1, &entry).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = open(&path);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert!(rt.block_on(store.revocations()).unwrap().is_empty());
+    let log = rt.block_on(store.log_entries(1..=1, 10)).unwrap();
+    assert_eq!(log, vec![(1, entry)]);
+    let version: Option<u32> = store
+        .read_blocking(|txn| get(&txn.open_table(META)?, SCHEMA_VERSION_KEY))
+        .unwrap();
+    assert_eq!(version, Some(SCHEMA_VERSION));
+    store.close().unwrap();
 }

@@ -118,6 +118,15 @@ impl Sim {
                     node.store.cursor
                 ));
             }
+            // It holds every certificate revoked at its parent or above.
+            let parent = &self.nodes[p].store;
+            if let Some(missing) = parent
+                .revoked
+                .values()
+                .find(|r| !node.store.revoked.contains_key(&r.fingerprint.0))
+            {
+                return Err(format!("s{x} does not hold {}", missing.describe()));
+            }
             // It holds a copy of exactly the parent's tasks that reach it, at their
             // revision, and a run for exactly their runs.
             let parent = &self.nodes[p].store;

@@ -659,9 +659,23 @@ impl Sim {
         } else if roll < 95 {
             let run = stoppable[self.rng.random_range(0..stoppable.len())];
             self.nodes[0].store.stop_run(run, now);
-        } else {
+        } else if roll < 98 {
             let task = live[self.rng.random_range(0..live.len())];
             self.nodes[0].store.delete(task);
+        } else {
+            // A server (any one that is up) revokes a certificate: it goes down its subtree.
+            let x = self.rng.random_range(0..self.topo.len());
+            let x = if self.up(x) { x } else { 0 };
+            let revocation = crate::model::Revocation {
+                fingerprint: crate::model::Fingerprint(self.rng.random()),
+                name: format!("removed-by-s{x}"),
+                by: format!("s{x}"),
+                revoked_at: now,
+                reason: "simulated".into(),
+            };
+            self.nodes[x].store.revoke(revocation);
+            self.touch(x);
+            return;
         }
         self.touch(0);
     }

@@ -60,6 +60,8 @@ pub(super) struct Store {
     pub parent_epoch: u64,
     /// While resynchronising: where it ends, and what the parent's log confirmed so far.
     pub resync: Option<(u64, BTreeSet<Confirmable>)>,
+    /// Server certificates revoked here or above, by fingerprint.
+    pub revoked: BTreeMap<[u8; 32], crate::model::Revocation>,
     /// Runs changed by transactions since the runtime last looked: the store's signals.
     /// Volatile in a real server; the harness clears them on a crash.
     pub noted: Vec<RunId>,
@@ -369,8 +371,20 @@ impl Store {
                     parent_run,
                     local_run,
                 } => self.forget(parent_run, local_run, now),
+                Plan::Revoke(revocation) => self.revoke(revocation),
             }
         }
+    }
+
+    /// Keeps a revocation and, if it is new here, logs it for the children (as the store
+    /// does, in one transaction).
+    pub fn revoke(&mut self, revocation: crate::model::Revocation) {
+        let key = revocation.fingerprint.0;
+        if self.revoked.contains_key(&key) {
+            return;
+        }
+        self.revoked.insert(key, revocation.clone());
+        self.log.push(inherit::log_revocation(revocation));
     }
 
     /// The parent no longer has run `parent_run`: `local_run` stops and stays as history.
