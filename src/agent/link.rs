@@ -302,7 +302,7 @@ impl Device {
                         }
                     }
                     Ok(Some(ServerToAgent::Cancel { run_id })) => self.cancel(run_id).await,
-                    Ok(Some(ServerToAgent::LocalTask(def))) => self.local_task(def).await,
+                    Ok(Some(ServerToAgent::LocalTask(def))) => self.local_task(def, &edits_sent).await,
                     Ok(Some(ServerToAgent::LocalTaskDeleted { task_id })) => self.local_task_deleted(task_id).await,
                     Ok(Some(ServerToAgent::Rejected { reason })) => return Ended::Rejected(reason),
                     Ok(Some(_)) => {}
@@ -392,8 +392,8 @@ impl Device {
     }
 
     /// The server's current revision of a local task: it replaces the one held, and answers
-    /// the user's pending change of it, if any.
-    async fn local_task(&mut self, def: LocalTaskDef) {
+    /// the user's pending change of it, if any. `sent`: the changes sent on this link.
+    async fn local_task(&mut self, def: LocalTaskDef, sent: &HashMap<u64, PendingEdit>) {
         let (task_id, revision) = (def.task_id, def.revision);
         let schedule = def.schedule.clone();
         let stored = self
@@ -426,6 +426,15 @@ impl Device {
                          administrator changed the task, and that change takes precedence ({schedule})",
                         edit.schedule
                     );
+                    // A change settled before it was sent is still told to the server, which
+                    // records that the administrator's change won over it.
+                    if sent.get(&task_id) != Some(&edit) {
+                        let _ = self.runner.outbox.send(AgentToServer::LocalTaskEdit {
+                            task_id,
+                            base_revision: edit.base_revision,
+                            schedule: edit.schedule,
+                        });
+                    }
                 }
             }
             Err(e) => {
