@@ -146,6 +146,7 @@ struct RawLimits {
     max_connections: usize,
     max_connections_per_address: usize,
     pending_device_wait_s: u64,
+    max_pending_devices: u64,
 }
 
 impl Default for RawLimits {
@@ -155,6 +156,7 @@ impl Default for RawLimits {
             max_connections: limits.max_connections,
             max_connections_per_address: limits.max_connections_per_address,
             pending_device_wait_s: limits.pending_device_wait.as_secs(),
+            max_pending_devices: limits.max_pending_devices,
         }
     }
 }
@@ -255,6 +257,9 @@ pub struct Limits {
     /// How long a pending device's connection waits for an administrator's decision before
     /// the server closes it; the agent then reconnects and waits again.
     pub pending_device_wait: Duration,
+    /// Devices registered without a token that wait for an administrator's decision; beyond
+    /// it, unknown devices are refused, so that nobody can fill the disk with them.
+    pub max_pending_devices: u64,
 }
 
 impl Default for Limits {
@@ -263,6 +268,7 @@ impl Default for Limits {
             max_connections: 50_000,
             max_connections_per_address: 1_000,
             pending_device_wait: Duration::from_secs(600),
+            max_pending_devices: 10_000,
         }
     }
 }
@@ -394,6 +400,12 @@ impl ServerConfig {
                 "must be at least 1".into(),
             ));
         }
+        if limits.max_pending_devices == 0 {
+            return Err(invalid(
+                "limits.max_pending_devices",
+                "must be at least 1".into(),
+            ));
+        }
         if raw.events.keep < 100 {
             return Err(invalid(
                 "events.keep",
@@ -463,6 +475,7 @@ impl ServerConfig {
                 max_connections: limits.max_connections,
                 max_connections_per_address: limits.max_connections_per_address,
                 pending_device_wait: Duration::from_secs(limits.pending_device_wait_s),
+                max_pending_devices: limits.max_pending_devices,
             },
             events_keep: raw.events.keep,
             enrollment,
@@ -516,6 +529,8 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         assert!(error_of(&short).contains("`enrollment.token`"));
         let no_conns = format!("{GOOD}\n[limits]\nmax_connections_per_address = 0\n");
         assert!(error_of(&no_conns).contains("`limits.max_connections_per_address`"));
+        let no_pending = format!("{GOOD}\n[limits]\nmax_pending_devices = 0\n");
+        assert!(error_of(&no_pending).contains("`limits.max_pending_devices`"));
         let no_login = format!("{GOOD}\n[admin]\nlogin_timeout_s = 0\n");
         assert!(error_of(&no_login).contains("`admin.login_timeout_s`"));
         let few = format!("{GOOD}\n[events]\nkeep = 5\n");

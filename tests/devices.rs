@@ -653,3 +653,75 @@ async fn a_device_that_never_reads_is_dropped_and_blocks_neither_admins_nor_the_
     branch.shutdown().await.unwrap();
     primary.shutdown().await.unwrap();
 }
+
+/// Devices without a token wait for an administrator, and each holds a record: beyond
+/// `limits.max_pending_devices` an unknown device is refused (and stored nowhere) until an
+/// administrator decides about the ones that wait. Devices already known are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_devices_beyond_the_pending_cap_are_refused_until_an_administrator_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let text = format!(
+        "{}\n[limits]\nmax_pending_devices = 3\n",
+        config_text("primary", 0, None)
+    );
+    let config = d.write_config("primary", &text).await.unwrap();
+    canopy::net::pki::issue_server(&d.certs, "primary", &["127.0.0.1".into()], 30).unwrap();
+    let primary = start(&config).await.unwrap();
+    let addr = primary.local_addr();
+    let admin = d.admin(addr).await.unwrap();
+
+    let ids: Vec<RawIdentity> = (0..5)
+        .map(|i| RawIdentity::new(&format!("waiting-{i}")))
+        .collect();
+    let mut waiting = Vec::new();
+    for id in &ids[..3] {
+        let name = format!("waiting-{}", waiting.len());
+        let mut agent = RawAgent::connect(&d, addr, id, None, facts(&name), None).await;
+        assert_eq!(agent.next().await, ServerToAgent::Pending);
+        waiting.push(agent);
+    }
+    // The fourth unknown device is refused with LIMIT and not registered.
+    let refused = RawAgent::connect(&d, addr, &ids[3], None, facts("waiting-3"), None).await;
+    let (code, reason) = refused.closed().await;
+    assert_eq!(code, u64::from(close::LIMIT), "{reason}");
+    assert!(reason.contains("approval"), "{reason}");
+    let names: Vec<String> = devices(&admin).await.into_iter().map(|v| v.name).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(!names.contains(&"waiting-3".to_string()), "{names:?}");
+    wait_event(&admin, EventKind::DeviceRefused, "wait for approval").await;
+
+    // A pending device that reconnects is still known, and still waits.
+    waiting.remove(0).close().await;
+    let mut again = RawAgent::connect(&d, addr, &ids[0], None, facts("waiting-0"), None).await;
+    assert_eq!(again.next().await, ServerToAgent::Pending);
+
+    // Once an administrator approves one and rejects another, two more may wait.
+    let approve = DeviceRequest::Approve {
+        device: "waiting-1".into(),
+        group: None,
+    };
+    admin.call(AdminRequest::Device(approve)).await.unwrap();
+    let reject = DeviceRequest::Reject {
+        device: "waiting-2".into(),
+    };
+    admin.call(AdminRequest::Device(reject)).await.unwrap();
+    for (i, id) in ids.iter().enumerate().skip(3) {
+        let name = format!("waiting-{i}");
+        let mut agent = RawAgent::connect(&d, addr, id, None, facts(&name), None).await;
+        assert_eq!(agent.next().await, ServerToAgent::Pending, "{name}");
+        waiting.push(agent);
+    }
+    // Deleting a waiting device frees its place too; the cap holds again after that.
+    let delete = DeviceRequest::Delete {
+        device: "waiting-3".into(),
+    };
+    admin.call(AdminRequest::Device(delete)).await.unwrap();
+    let late = RawIdentity::new("waiting-5");
+    let mut agent = RawAgent::connect(&d, addr, &late, None, facts("waiting-5"), None).await;
+    assert_eq!(agent.next().await, ServerToAgent::Pending);
+    let over = RawIdentity::new("waiting-6");
+    let refused = RawAgent::connect(&d, addr, &over, None, facts("waiting-6"), None).await;
+    assert_eq!(refused.closed().await.0, u64::from(close::LIMIT));
+    primary.shutdown().await;
+}

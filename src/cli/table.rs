@@ -125,7 +125,7 @@ pub fn servers(rows: &[ServerRow]) -> String {
 
 pub fn status(s: &ServerStatusView) -> String {
     let mut out = format!(
-        "server       {}\nversion      {}\nlisten       {} (udp)\nfingerprint  {}\nstarted      {}\nsecondaries  {} connected\ndevices      {} registered, {} connected\n",
+        "server       {}\nversion      {}\nlisten       {} (udp)\nfingerprint  {}\nstarted      {}\nsecondaries  {} connected\ndevices      {} registered, {} connected, {} waiting for approval\n",
         s.name,
         s.software_version,
         s.listen,
@@ -133,7 +133,8 @@ pub fn status(s: &ServerStatusView) -> String {
         format_time(s.started),
         s.secondaries,
         s.devices,
-        s.devices_connected
+        s.devices_connected,
+        s.devices_pending
     );
     match &s.parent {
         None => out.push_str("parent       none (this is a primary server)\n"),

@@ -609,6 +609,7 @@ pub(super) fn status() -> ServerStatusView {
         secondaries: 1,
         devices: 120,
         devices_connected: 97,
+        devices_pending: 4,
     }
 }
 

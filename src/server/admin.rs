@@ -444,6 +444,10 @@ async fn status(node: &Node) -> AdminResponse {
         Ok(n) => n as u32,
         Err(e) => return internal(e),
     };
+    let devices_pending = match node.store.pending_device_count().await {
+        Ok(n) => n as u32,
+        Err(e) => return internal(e),
+    };
     let devices_connected = lock(&node.devices).len() as u32;
     AdminResponse::Status(ServerStatusView {
         name: node.name().to_string(),
@@ -455,6 +459,7 @@ async fn status(node: &Node) -> AdminResponse {
         secondaries,
         devices,
         devices_connected,
+        devices_pending,
     })
 }
 

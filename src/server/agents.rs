@@ -61,6 +61,9 @@ impl LiveDevice {
 #[derive(Default)]
 pub(super) struct Waiting {
     by_id: std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>,
+    /// When an event last said that devices were refused for the cap on pending devices:
+    /// one a minute at most, since the refused may be many.
+    full_noted_at: std::sync::atomic::AtomicI64,
 }
 
 impl Waiting {
@@ -72,6 +75,17 @@ impl Waiting {
     fn forget(&self, id: &str) {
         let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(id);
+    }
+
+    /// Whether a refusal for the cap on pending devices at `now` deserves an event.
+    fn note_full(&self, now: i64) -> bool {
+        use std::sync::atomic::Ordering;
+        let last = self.full_noted_at.load(Ordering::Relaxed);
+        (last == 0 || now.saturating_sub(last) >= 60_000)
+            && self
+                .full_noted_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Wakes the connection of a pending device after an administrator decided about it.
@@ -180,6 +194,7 @@ async fn admit(
             fingerprint,
             hello.facts.clone(),
             token_group,
+            node.config.limits.max_pending_devices,
             now_ms(),
         )
         .await;
@@ -229,6 +244,22 @@ async fn admit(
         }
         Admission::Rejected(record) => {
             tell_rejected(&conn, &mut send, &record).await;
+            return;
+        }
+        Admission::TooManyPending { max_pending } => {
+            tracing::warn!(device = %name, %remote, "device refused: {max_pending} devices already wait for approval");
+            if node.waiting.note_full(now_ms()) {
+                let msg = format!(
+                    "device {name} at {remote} refused, and others may be: {max_pending} devices already wait for approval (limits.max_pending_devices); approve, reject or delete some"
+                );
+                node.event(Severity::Warning, EventKind::DeviceRefused, msg)
+                    .await;
+            }
+            refuse(
+                &conn,
+                close::LIMIT,
+                "too many devices wait for approval; try later",
+            );
             return;
         }
         Admission::Approved { record, new } => {

@@ -11,7 +11,20 @@ use crate::wire::msg::RunOrder;
 pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DEVICES)?;
     txn.open_table(FINGERPRINTS)?;
+    txn.open_table(PENDING_DEVICES)?;
     txn.open_table(ORDERS)?;
+    Ok(())
+}
+
+/// Writes a device's record and keeps [`PENDING_DEVICES`] in step with its enrollment.
+fn save(txn: &redb::WriteTransaction, record: &DeviceRecord) -> Result<(), StoreError> {
+    put(&mut txn.open_table(DEVICES)?, &record.id, record)?;
+    let mut pending = txn.open_table(PENDING_DEVICES)?;
+    if record.enrollment == Enrollment::Pending {
+        put(&mut pending, &record.id, &())?;
+    } else {
+        remove(&mut pending, &record.id)?;
+    }
     Ok(())
 }
 
@@ -36,6 +49,11 @@ pub enum Admission {
     /// This key is enrolled under another device id.
     KeyInUse {
         other_id: String,
+    },
+    /// An unknown device without a token, while `max_pending` devices already wait: it is
+    /// not registered.
+    TooManyPending {
+        max_pending: u64,
     },
 }
 
@@ -64,6 +82,7 @@ impl Store {
         fingerprint: Fingerprint,
         facts: DeviceFacts,
         token: Option<TokenGroup>,
+        max_pending: u64,
         now: i64,
     ) -> Result<Admitted, StoreError> {
         self.write(move |txn| {
@@ -76,7 +95,7 @@ impl Store {
                     UNASSIGNED_DEVICES
                 }),
             });
-            let admission = admit_in(txn, &id, fingerprint, &facts, token_group, now)?;
+            let admission = admit_in(txn, &id, fingerprint, &facts, token_group, max_pending, now)?;
             let group_id = match &admission {
                 Admission::Approved { record, .. } | Admission::Pending { record, .. } => {
                     record.group_id
@@ -107,6 +126,16 @@ impl Store {
             .await
     }
 
+    /// How many devices wait for an administrator's decision.
+    pub async fn pending_device_count(&self) -> Result<u64, StoreError> {
+        self.read(|txn| {
+            Ok(redb::ReadableTableMetadata::len(
+                &txn.open_table(PENDING_DEVICES)?,
+            )?)
+        })
+        .await
+    }
+
     pub async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
         self.read(|txn| values(&txn.open_table(DEVICES)?)).await
     }
@@ -126,12 +155,11 @@ impl Store {
         let id = id.to_string();
         let mut change = change;
         self.write(move |txn| {
-            let mut devices = txn.open_table(DEVICES)?;
-            let Some(mut record) = get::<DeviceRecord>(&devices, &id)? else {
+            let Some(mut record) = get::<DeviceRecord>(&txn.open_table(DEVICES)?, &id)? else {
                 return Ok(None);
             };
             change(&mut record)?;
-            put(&mut devices, &id, &record)?;
+            save(txn, &record)?;
             Ok(Some(record))
         })
         .await
@@ -146,6 +174,7 @@ impl Store {
                 return Ok(None);
             };
             remove(&mut devices, &id)?;
+            remove(&mut txn.open_table(PENDING_DEVICES)?, &id)?;
             remove(
                 &mut txn.open_table(FINGERPRINTS)?,
                 &record.fingerprint.to_string(),
@@ -184,6 +213,7 @@ fn admit_in(
     fingerprint: Fingerprint,
     facts: &DeviceFacts,
     token_group: Option<u64>,
+    max_pending: u64,
     now: i64,
 ) -> Result<Admission, StoreError> {
     let mut devices = txn.open_table(DEVICES)?;
@@ -205,6 +235,11 @@ fn admit_in(
     if let Some(other_id) = get::<String>(&fingerprints, &fp)? {
         return Ok(Admission::KeyInUse { other_id });
     }
+    if token_group.is_none()
+        && redb::ReadableTableMetadata::len(&txn.open_table(PENDING_DEVICES)?)? >= max_pending
+    {
+        return Ok(Admission::TooManyPending { max_pending });
+    }
     let record = DeviceRecord {
         id: id.to_string(),
         fingerprint,
@@ -220,7 +255,8 @@ fn admit_in(
         enrolled: now,
         last_seen: Some(now),
     };
-    put(&mut devices, id, &record)?;
+    drop(devices);
+    save(txn, &record)?;
     put(&mut fingerprints, &fp, &id.to_string())?;
     Ok(match record.enrollment {
         Enrollment::Approved => Admission::Approved { record, new: true },

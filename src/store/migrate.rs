@@ -5,8 +5,11 @@
 use redb::{TableHandle, WriteTransaction};
 use serde::Deserialize;
 
-use super::schema::{CHANGE_LOG, GROUPS, REVOCATIONS, RUN_ROWS, SECONDARIES};
+use super::schema::{
+    CHANGE_LOG, DEVICES, GROUPS, PENDING_DEVICES, REVOCATIONS, RUN_ROWS, SECONDARIES,
+};
 use super::{StoreError, entries, put};
+use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::GroupTree;
 use crate::model::link::StatsRow;
 use crate::model::task::RunCounters;
@@ -105,6 +108,24 @@ pub(super) fn from_2(txn: &WriteTransaction) -> Result<(), StoreError> {
 pub(super) fn from_3(txn: &WriteTransaction) -> Result<(), StoreError> {
     if has_table(txn, CHANGE_LOG.name())? {
         txn.open_table(REVOCATIONS)?;
+    }
+    Ok(())
+}
+
+/// Schema 4 to 5: server files get the set of pending devices, filled from the registry, so
+/// that the cap on them (`limits.max_pending_devices`) counts the ones that already wait.
+pub(super) fn from_4(txn: &WriteTransaction) -> Result<(), StoreError> {
+    if !has_table(txn, DEVICES.name())? {
+        return Ok(());
+    }
+    let pending: Vec<String> = entries::<DeviceRecord>(&txn.open_table(DEVICES)?)?
+        .into_iter()
+        .filter(|(_, device)| device.enrollment == Enrollment::Pending)
+        .map(|(id, _)| id)
+        .collect();
+    let mut table = txn.open_table(PENDING_DEVICES)?;
+    for id in pending {
+        put(&mut table, &id, &())?;
     }
     Ok(())
 }

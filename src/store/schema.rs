@@ -11,6 +11,9 @@ use crate::model::task::{RunId, TaskId};
 pub(crate) const DEVICES: StrTable = TableDefinition::new("devices");
 /// Device id by certificate fingerprint, so a key is never enrolled twice.
 pub(crate) const FINGERPRINTS: StrTable = TableDefinition::new("device_fingerprints");
+/// The ids of the devices waiting for an administrator's decision (values empty), so that
+/// their number is known without reading the registry.
+pub(crate) const PENDING_DEVICES: StrTable = TableDefinition::new("pending_devices");
 /// Orders not yet answered, by "device id/run id".
 pub(crate) const ORDERS: StrTable = TableDefinition::new("device_orders");
 /// Groups by id.

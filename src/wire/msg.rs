@@ -662,6 +662,8 @@ pub struct ServerStatusView {
     /// Devices registered on this server, and how many are connected now.
     pub devices: u32,
     pub devices_connected: u32,
+    /// Devices waiting for an administrator's decision (`device approve`/`reject`).
+    pub devices_pending: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

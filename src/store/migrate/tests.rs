@@ -1,4 +1,4 @@
-//! A file of schema 2 or 3 opens as the current schema with what it held; a backup copy opens in a new
+//! A file of schema 2, 3 or 4 opens as the current schema with what it held; a backup copy opens in a new
 //! epoch of its log.
 
 use redb::Database;
@@ -193,5 +193,54 @@ fn a_schema_3_file_opens_with_no_revocation_and_its_log_as_it_was() {
         .read_blocking(|txn| get(&txn.open_table(META)?, SCHEMA_VERSION_KEY))
         .unwrap();
     assert_eq!(version, Some(SCHEMA_VERSION));
+    store.close().unwrap();
+}
+
+#[test]
+fn a_schema_4_file_counts_the_devices_that_already_wait_for_approval() {
+    use crate::model::device::{DeviceFacts, DeviceRecord, Enrollment};
+    use crate::store::schema::DEVICES;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    let device = |id: &str, enrollment| DeviceRecord {
+        id: id.into(),
+        fingerprint: Fingerprint([id.len() as u8; 32]),
+        name: id.into(),
+        enrollment,
+        group_id: 1,
+        tags: vec![],
+        facts: DeviceFacts::default(),
+        enrolled: 0,
+        last_seen: None,
+    };
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            put(
+                &mut txn.open_table(META).unwrap(),
+                SCHEMA_VERSION_KEY,
+                &4u32,
+            )
+            .unwrap();
+            let mut devices = txn.open_table(DEVICES).unwrap();
+            for (id, enrollment) in [
+                ("a", Enrollment::Pending),
+                ("bb", Enrollment::Approved),
+                ("ccc", Enrollment::Pending),
+                ("dddd", Enrollment::Rejected),
+            ] {
+                put(&mut devices, id, &device(id, enrollment)).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let store = open(&path);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(rt.block_on(store.pending_device_count()).unwrap(), 2);
+    assert_eq!(rt.block_on(store.device_count()).unwrap(), 4);
     store.close().unwrap();
 }
