@@ -248,3 +248,81 @@ async fn peers_of_a_killed_server_reconnect_at_once_and_a_stop_reaches_every_dev
     leaf.shutdown().await.unwrap();
     primary.shutdown().await.unwrap();
 }
+
+/// A stop given while a device that runs the run is away reaches it when it connects again:
+/// its order comes again, then the cancel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_given_while_a_device_is_away_reaches_it_when_it_connects_again() {
+    use canopy::wire::msg::{AgentToServer, RunResult, ServerToAgent};
+    use common::raw_agent::{RawAgent, RawIdentity, facts};
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let text = format!(
+        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
+        canopy::cli::deployment::config_text("primary", 0, None)
+    );
+    let config = d.write_config("primary", &text).await.unwrap();
+    canopy::net::pki::issue_server(&d.certs, "primary", &["127.0.0.1".into()], 30).unwrap();
+    let primary = start(&config).await.unwrap();
+    let addr = primary.local_addr();
+    let admin = d.admin(addr).await.unwrap();
+    let id = RawIdentity::new("away");
+    let mut agent = RawAgent::connect(&d, addr, &id, Some(TOKEN), facts("away"), None).await;
+    assert!(matches!(agent.next().await, ServerToAgent::Accepted { .. }));
+
+    let scope = common::group_scope("Managed devices", true);
+    create_task(&admin, simulate_spec("long", scope, 600_000, [1, 0, 0])).await;
+    let (run, _) = start_task(&admin, "long", None).await;
+    let order = loop {
+        if let ServerToAgent::Run(order) = agent.next().await {
+            break order;
+        }
+    };
+    assert_eq!(order.run_id, run.run_id);
+    let run_id = order.run_id;
+    agent.send(&AgentToServer::Received { run_id }).await;
+    agent.send(&AgentToServer::Started { run_id, at: 1 }).await;
+    until("the device runs the run", || async {
+        stats(&admin, "long")
+            .await
+            .counters
+            .count(DeviceState::Running)
+            == 1
+    })
+    .await;
+    agent.close().await;
+    until("the device is away", || async {
+        connected_devices(&d, addr).await == Some(0)
+    })
+    .await;
+    stop(&admin, "long").await;
+
+    // Back: the order again (it may have missed it), then the cancel.
+    let mut agent = RawAgent::connect(&d, addr, &id, Some(TOKEN), facts("away"), None).await;
+    let mut seen = Vec::new();
+    loop {
+        let msg = agent.next().await;
+        seen.push(format!("{msg:?}"));
+        if msg == (ServerToAgent::Cancel { run_id }) {
+            break;
+        }
+        assert!(seen.len() < 10, "no cancel in {seen:#?}");
+    }
+    let result = RunResult {
+        run_id,
+        started: 1,
+        finished: 2,
+        outcome: canopy::model::task::Outcome::failed(CANCELLED_BY_ADMIN),
+    };
+    agent.send(&AgentToServer::Result(result)).await;
+    until("the device ended cancelled", || async {
+        stats(&admin, "long")
+            .await
+            .counters
+            .count(DeviceState::Failed)
+            == 1
+    })
+    .await;
+    agent.close().await;
+    primary.shutdown().await.unwrap();
+}

@@ -431,11 +431,26 @@ async fn session(
             orders
         }
     };
+    // A run stopped while the device was away: its cancel was not delivered, and the device
+    // may still run it. The order goes again (the device runs a run once), then the cancel.
+    let run_ids = orders.iter().map(|o| o.run_id).collect();
+    let stopped = match node.store.stopped_among(run_ids).await {
+        Ok(stopped) => stopped,
+        Err(e) => {
+            tracing::error!("cannot read which of the device's runs were stopped: {e}");
+            Vec::new()
+        }
+    };
     let local_tasks = node.local_tasks_of(&id).await;
     let queued = local_tasks
         .into_iter()
         .map(ServerToAgent::LocalTask)
-        .chain(orders.into_iter().map(ServerToAgent::Run));
+        .chain(orders.into_iter().map(ServerToAgent::Run))
+        .chain(
+            stopped
+                .into_iter()
+                .map(|run_id| ServerToAgent::Cancel { run_id }),
+        );
     for msg in queued {
         if wire::write_frame(&mut send, &msg).await.is_err() {
             break;

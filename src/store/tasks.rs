@@ -246,6 +246,20 @@ impl Store {
         self.read(move |txn| run_read(txn, run_id)).await
     }
 
+    /// Those of `run_ids` that an administrator stopped (or whose task was deleted since).
+    pub async fn stopped_among(&self, run_ids: Vec<RunId>) -> Result<Vec<RunId>, StoreError> {
+        self.read(move |txn| {
+            let mut stopped = Vec::new();
+            for run_id in run_ids {
+                if run_read(txn, run_id)?.is_none_or(|run| run.stopped.is_some()) {
+                    stopped.push(run_id);
+                }
+            }
+            Ok(stopped)
+        })
+        .await
+    }
+
     /// The per-device records of a run, in device id order.
     pub async fn run_records(&self, run_id: RunId) -> Result<Vec<DeviceRunRecord>, StoreError> {
         self.read(move |txn| {
