@@ -9,8 +9,7 @@ use crate::model::task::DeviceRunRecord;
 use crate::model::{Fingerprint, Role, UnixMillis};
 use crate::net::tls::{self, ClientTrust, Transport};
 use crate::wire::msg::{
-    AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, ErrorKind, PAGE_MAX,
-    Secret,
+    AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, ErrorKind, PAGE_MAX, Secret,
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION};
 
@@ -289,10 +288,16 @@ impl AdminClient {
                 limit,
             })
         };
-        self.pages(None, DEVICE_PAGE_MAX, usize::MAX, ask, |response| match response {
-            AdminResponse::Devices { devices, next } => Some((devices, next)),
-            _ => None,
-        })
+        self.pages(
+            None,
+            DEVICE_PAGE_MAX,
+            usize::MAX,
+            ask,
+            |response| match response {
+                AdminResponse::Devices { devices, next } => Some((devices, next)),
+                _ => None,
+            },
+        )
         .await
     }
 
@@ -307,6 +312,54 @@ impl AdminClient {
         .await
     }
 
+    /// Every server of the tree, in tree order, fetched page by page.
+    pub async fn servers(&self) -> Result<Vec<crate::model::ServerRow>, ClientError> {
+        let ask = |after, limit| AdminRequest::ServerList { after, limit };
+        self.pages(None, PAGE_MAX, usize::MAX, ask, |response| match response {
+            AdminResponse::Servers { servers, next } => Some((servers, next)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every account, fetched page by page.
+    pub async fn accounts(&self) -> Result<Vec<crate::wire::msg::AccountView>, ClientError> {
+        let ask = |after, limit| AdminRequest::AccountList { after, limit };
+        self.pages(None, PAGE_MAX, usize::MAX, ask, |response| match response {
+            AdminResponse::Accounts { accounts, next } => Some((accounts, next)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every group, in tree order, fetched page by page.
+    pub async fn groups(&self) -> Result<Vec<crate::wire::msg::GroupView>, ClientError> {
+        use crate::wire::msg::GroupRequest;
+        let ask = |after, limit| AdminRequest::Group(GroupRequest::List { after, limit });
+        self.pages(None, PAGE_MAX, usize::MAX, ask, |response| match response {
+            AdminResponse::Groups { groups, next } => Some((groups, next)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every virtual server, fetched page by page.
+    pub async fn virtual_servers(
+        &self,
+    ) -> Result<Vec<crate::wire::msg::VirtualServerView>, ClientError> {
+        use crate::wire::msg::VirtualServerRequest;
+        let ask =
+            |after, limit| AdminRequest::VirtualServer(VirtualServerRequest::List { after, limit });
+        self.pages(None, PAGE_MAX, usize::MAX, ask, |response| match response {
+            AdminResponse::VirtualServers {
+                virtual_servers,
+                next,
+            } => Some((virtual_servers, next)),
+            _ => None,
+        })
+        .await
+    }
+
     /// The events `after` asks for (the newest ones without it), at most `limit`, fetched page
     /// by page; oldest first.
     pub async fn events(
@@ -315,10 +368,16 @@ impl AdminClient {
         limit: u32,
     ) -> Result<Vec<crate::model::Event>, ClientError> {
         let ask = |after, limit| AdminRequest::EventList { after, limit };
-        self.pages(after, PAGE_MAX, limit as usize, ask, |response| match response {
-            AdminResponse::Events { events, next } => Some((events, next)),
-            _ => None,
-        })
+        self.pages(
+            after,
+            PAGE_MAX,
+            limit as usize,
+            ask,
+            |response| match response {
+                AdminResponse::Events { events, next } => Some((events, next)),
+                _ => None,
+            },
+        )
         .await
     }
 
@@ -386,9 +445,13 @@ mod tests {
 
     #[test]
     fn at_names_the_servers_below_for_every_request_but_the_session_s_own() {
-        assert!(at(None, &AdminRequest::ServerList).is_empty());
+        let list = AdminRequest::ServerList {
+            after: None,
+            limit: PAGE_MAX,
+        };
+        assert!(at(None, &list).is_empty());
         assert_eq!(
-            at(Some("branch-1/branch-1a"), &AdminRequest::ServerList),
+            at(Some("branch-1/branch-1a"), &list),
             ["branch-1", "branch-1a"]
         );
         assert!(at(Some("b"), &AdminRequest::Logout).is_empty());
