@@ -304,6 +304,24 @@ fn an_administrator_builds_a_tree_from_the_command_line() {
         "{events}"
     );
 
+    // `group list` asks for pages until the last and prints every group, once.
+    let groups: Vec<String> = (0..30)
+        .map(|i| format!("Managed devices/g{i:02}"))
+        .collect();
+    for path in &groups {
+        c.ok(&["group", "create", path], None);
+    }
+    let table = c.ok(&["group", "list"], None);
+    assert!(
+        groups.iter().all(|g| table.matches(g).count() == 1),
+        "{table}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&c.ok(&["group", "list", "--json"], None)).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(32), "{listed}");
+    let accounts = c.ok(&["account", "list"], None);
+    assert!(accounts.contains("admin"), "{accounts}");
+
     assert!(branch.terminate(), "branch-1 exits 0 on SIGTERM");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !c.ok(&["server", "list"], None).contains("Inactive") {

@@ -723,5 +723,5 @@ async fn unknown_devices_beyond_the_pending_cap_are_refused_until_an_administrat
     let over = RawIdentity::new("waiting-6");
     let refused = RawAgent::connect(&d, addr, &over, None, facts("waiting-6"), None).await;
     assert_eq!(refused.closed().await.0, u64::from(close::LIMIT));
-    primary.shutdown().await;
+    primary.shutdown().await.unwrap();
 }

@@ -235,7 +235,7 @@ async fn refused_peers_get_the_right_error_and_the_server_keeps_serving() {
         ),
         "{err}"
     );
-    let err = client.call(AdminRequest::ServerList).await.unwrap_err();
+    let err = client.servers().await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -247,7 +247,7 @@ async fn refused_peers_get_the_right_error_and_the_server_keeps_serving() {
         "{err}"
     );
     client.set_token(Secret("forged".into()));
-    assert!(client.call(AdminRequest::ServerList).await.is_err());
+    assert!(client.servers().await.is_err());
     client.close().await;
     wait_event(&admin, EventKind::LoginFailed, "\"admin\"").await;
 
@@ -374,10 +374,7 @@ async fn a_restarted_server_keeps_its_secondaries_accounts_and_events() {
         status_of(&rows, "primary/branch-1"),
         Some(ServerStatus::Inactive)
     );
-    let AdminResponse::Accounts(accounts) = admin.call(AdminRequest::AccountList).await.unwrap()
-    else {
-        panic!()
-    };
+    let accounts = admin.accounts().await.unwrap();
     let names: Vec<_> = accounts.iter().map(|a| (a.name.as_str(), a.role)).collect();
     assert_eq!(
         names,
@@ -405,7 +402,7 @@ async fn a_restarted_server_keeps_its_secondaries_accounts_and_events() {
         .login("auditor-1", "auditor password")
         .await
         .unwrap();
-    assert!(auditor.call(AdminRequest::ServerList).await.is_ok());
+    assert!(auditor.servers().await.is_ok());
     let err = auditor
         .call(AdminRequest::RemoveSecondary {
             name: "branch-1".into(),
@@ -484,10 +481,7 @@ async fn a_deeply_nested_request_is_refused_and_the_server_keeps_serving() {
     );
 
     let admin = d.admin(addr).await.unwrap();
-    let rows = match admin.call(AdminRequest::ServerList).await.unwrap() {
-        AdminResponse::Servers(rows) => rows,
-        other => panic!("{other:?}"),
-    };
+    let rows = admin.servers().await.unwrap();
     assert_eq!(status_of(&rows, "primary"), Some(ServerStatus::Active));
     admin.close().await;
     primary.shutdown().await.unwrap();

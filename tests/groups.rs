@@ -2,7 +2,9 @@
 
 use canopy::cli::client::{AdminClient, ClientError};
 use canopy::cli::deployment::{Deployment, free_port, parent_of, start, tree};
-use canopy::wire::msg::{AdminRequest, AdminResponse, ErrorKind, GroupRequest, GroupView};
+use canopy::wire::msg::{
+    AdminRequest, AdminResponse, ErrorKind, GroupRequest, GroupView, PAGE_MAX,
+};
 
 async fn group(client: &AdminClient, request: GroupRequest) -> Result<String, ClientError> {
     match client.call(AdminRequest::Group(request)).await? {
@@ -11,13 +13,20 @@ async fn group(client: &AdminClient, request: GroupRequest) -> Result<String, Cl
     }
 }
 
+/// Every group, page by page.
 async fn list(client: &AdminClient) -> Vec<GroupView> {
-    match client
-        .call(AdminRequest::Group(GroupRequest::List))
-        .await
-        .unwrap()
-    {
-        AdminResponse::Groups(groups) => groups,
+    client.groups().await.unwrap()
+}
+
+/// One page of at most `limit` groups after the group path `after`, and its `next`.
+async fn page(
+    client: &AdminClient,
+    after: Option<String>,
+    limit: u32,
+) -> (Vec<GroupView>, Option<String>) {
+    let request = AdminRequest::Group(GroupRequest::List { after, limit });
+    match client.call(request).await.unwrap() {
+        AdminResponse::Groups { groups, next } => (groups, next),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -343,6 +352,82 @@ async fn auditors_may_list_groups_but_not_change_them() {
     );
     assert_eq!(list(&admin).await.len(), 2);
     auditor.close().await;
+    admin.close().await;
+    primary.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_come_in_pages_in_tree_order_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let primary = start(&d.add_server("primary", 0, None).await.unwrap())
+        .await
+        .unwrap();
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+    // 25 groups: five parents with four subgroups each. "p1 x" and "p1-x" sort before
+    // "p1/c0" as strings (' ' and '-' come before '/'), but after p1's subtree in the tree.
+    let mut created = Vec::new();
+    for parent in ["p0", "p1", "p1 x", "p1-x", "p2"] {
+        created.push(format!("Managed devices/{parent}"));
+        for child in 0..4 {
+            created.push(format!("Managed devices/{parent}/c{child}"));
+        }
+    }
+    for path in &created {
+        group(&admin, create(path)).await.unwrap();
+    }
+    let mut expected = vec!["Managed devices".to_string()];
+    expected.extend(created);
+    expected.push("Unassigned devices".into());
+
+    // One page holds everything: the tree's order, and nothing follows.
+    let (whole, next) = page(&admin, None, PAGE_MAX).await;
+    let whole_paths: Vec<&str> = whole.iter().map(|g| g.path.as_str()).collect();
+    assert_eq!(whole_paths, expected);
+    assert_eq!(next, None);
+
+    // Pages of 10, each cursor the path of the page's last group: every group once, in order.
+    let mut paged = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let (groups, next) = page(&admin, after, 10).await;
+        pages += 1;
+        assert!(groups.len() == 10 || next.is_none(), "{}", groups.len());
+        assert_eq!(
+            next.as_ref(),
+            next.as_ref().and(groups.last().map(|g| &g.path))
+        );
+        paged.extend(groups);
+        match next {
+            Some(path) => after = Some(path),
+            None => break,
+        }
+    }
+    assert_eq!((pages, &paged), (3, &whole));
+
+    // The cursor is a position, not a group: it holds after the group it names is deleted.
+    let (first, next) = page(&admin, None, 5).await;
+    assert_eq!(next.as_deref(), Some("Managed devices/p0/c2"));
+    group(
+        &admin,
+        GroupRequest::Delete {
+            path: "Managed devices/p0/c2".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let (second, _) = page(&admin, next, 2).await;
+    assert_eq!(first.len(), 5);
+    let second: Vec<&str> = second.iter().map(|g| g.path.as_str()).collect();
+    assert_eq!(second, ["Managed devices/p0/c3", "Managed devices/p1"]);
+
+    // A limit beyond PAGE_MAX is capped (all 26 fit); a limit of 0 still gives one group.
+    let (capped, next) = page(&admin, None, u32::MAX).await;
+    assert_eq!((capped.len(), next), (26, None));
+    let (one, next) = page(&admin, None, 0).await;
+    assert_eq!(one.len(), 1);
+    assert_eq!(next.as_deref(), Some("Managed devices"));
     admin.close().await;
     primary.shutdown().await.unwrap();
 }

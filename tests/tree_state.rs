@@ -215,10 +215,7 @@ async fn renaming_or_moving_the_group_of_a_secondary_or_virtual_server_keeps_the
     let run = stats(&admin, "Patch").await;
     assert_eq!(run.counters.total(), 7, "{run:#?}");
     // The server list shows the groups as they are now.
-    let rows = match call(&admin, AdminRequest::ServerList).await {
-        AdminResponse::Servers(rows) => rows,
-        other => panic!("unexpected {other:?}"),
-    };
+    let rows = admin.servers().await.unwrap();
     let group_of = |name: &str| rows.iter().find(|r| r.name == name).unwrap().group.clone();
     assert_eq!(group_of("branch-1"), "Managed devices/Regions");
     assert_eq!(group_of("tenant-a"), "Managed devices/Other/Paris");

@@ -9,7 +9,7 @@ use crate::model::task::DeviceRunRecord;
 use crate::model::{Fingerprint, Role, UnixMillis};
 use crate::net::tls::{self, ClientTrust, Transport};
 use crate::wire::msg::{
-    AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, ErrorKind, Secret,
+    AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, ErrorKind, PAGE_MAX, Secret,
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION};
 
@@ -244,28 +244,28 @@ impl AdminClient {
             .map_err(|_| ClientError::Timeout(TIMEOUT))?
     }
 
-    /// Every device (of `group`), fetched page by page.
-    pub async fn devices(
+    /// At most `total` items of a paged list from the cursor `after` on, asked for page by
+    /// page until an answer has no `next`: the one paging loop of the client. `ask(after,
+    /// limit)` makes the request for the page after a cursor, of at most `limit` items
+    /// (`page`, or fewer to stop at `total`); `split` takes an answer apart into its items
+    /// and its `next`, and `None` means it was not the answer expected.
+    pub async fn pages<C, T>(
         &self,
-        group: Option<String>,
-        recursive: bool,
-    ) -> Result<Vec<crate::model::device::DeviceView>, ClientError> {
-        use crate::wire::msg::{DEVICE_PAGE_MAX, DeviceRequest};
+        mut after: Option<C>,
+        page: u32,
+        total: usize,
+        mut ask: impl FnMut(Option<C>, u32) -> AdminRequest,
+        mut split: impl FnMut(AdminResponse) -> Option<(Vec<T>, Option<C>)>,
+    ) -> Result<Vec<T>, ClientError> {
         let mut all = Vec::new();
-        let mut after = None;
         loop {
-            let request = DeviceRequest::List {
-                group: group.clone(),
-                recursive,
-                after,
-                limit: DEVICE_PAGE_MAX,
-            };
-            let AdminResponse::Devices { devices, next } =
-                self.call(AdminRequest::Device(request)).await?
-            else {
-                return Err(ClientError::Unexpected);
-            };
-            all.extend(devices);
+            let left = u32::try_from(total.saturating_sub(all.len())).unwrap_or(u32::MAX);
+            if left == 0 {
+                return Ok(all);
+            }
+            let response = self.call(ask(after, page.min(left))).await?;
+            let (items, next) = split(response).ok_or(ClientError::Unexpected)?;
+            all.extend(items);
             match next {
                 Some(cursor) => after = Some(cursor),
                 None => return Ok(all),
@@ -273,74 +273,144 @@ impl AdminClient {
         }
     }
 
+    /// Every device (of `group`), fetched page by page.
+    pub async fn devices(
+        &self,
+        group: Option<String>,
+        recursive: bool,
+    ) -> Result<Vec<crate::model::device::DeviceView>, ClientError> {
+        use crate::wire::msg::{DEVICE_PAGE_MAX, DeviceRequest};
+        let ask = |after, limit| {
+            AdminRequest::Device(DeviceRequest::List {
+                group: group.clone(),
+                recursive,
+                after,
+                limit,
+            })
+        };
+        self.pages(
+            None,
+            DEVICE_PAGE_MAX,
+            usize::MAX,
+            ask,
+            |response| match response {
+                AdminResponse::Devices { devices, next } => Some((devices, next)),
+                _ => None,
+            },
+        )
+        .await
+    }
+
     /// Every task, fetched page by page.
     pub async fn tasks(&self) -> Result<Vec<crate::wire::msg::TaskView>, ClientError> {
-        use crate::wire::msg::{PAGE_MAX, TaskRequest};
-        let mut all = Vec::new();
-        let mut after = None;
-        loop {
-            let request = TaskRequest::List {
-                after,
-                limit: PAGE_MAX,
-            };
-            let AdminResponse::Tasks { tasks, next } =
-                self.call(AdminRequest::Task(request)).await?
-            else {
-                return Err(ClientError::Unexpected);
-            };
-            all.extend(tasks);
-            match next {
-                Some(id) => after = Some(id),
-                None => return Ok(all),
-            }
-        }
+        use crate::wire::msg::TaskRequest;
+        let ask = |after, limit| AdminRequest::Task(TaskRequest::List { after, limit });
+        self.pages(None, PAGE_MAX, usize::MAX, ask, |response| match response {
+            AdminResponse::Tasks { tasks, next } => Some((tasks, next)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every server of the tree, in tree order, fetched page by page.
+    pub async fn servers(&self) -> Result<Vec<crate::model::ServerRow>, ClientError> {
+        let ask = |after, limit| AdminRequest::ServerList { after, limit };
+        self.pages(None, PAGE_MAX, usize::MAX, ask, |response| match response {
+            AdminResponse::Servers { servers, next } => Some((servers, next)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every account, fetched page by page.
+    pub async fn accounts(&self) -> Result<Vec<crate::wire::msg::AccountView>, ClientError> {
+        let ask = |after, limit| AdminRequest::AccountList { after, limit };
+        self.pages(None, PAGE_MAX, usize::MAX, ask, |response| match response {
+            AdminResponse::Accounts { accounts, next } => Some((accounts, next)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every group, in tree order, fetched page by page.
+    pub async fn groups(&self) -> Result<Vec<crate::wire::msg::GroupView>, ClientError> {
+        use crate::wire::msg::GroupRequest;
+        let ask = |after, limit| AdminRequest::Group(GroupRequest::List { after, limit });
+        self.pages(None, PAGE_MAX, usize::MAX, ask, |response| match response {
+            AdminResponse::Groups { groups, next } => Some((groups, next)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Every virtual server, fetched page by page.
+    pub async fn virtual_servers(
+        &self,
+    ) -> Result<Vec<crate::wire::msg::VirtualServerView>, ClientError> {
+        use crate::wire::msg::VirtualServerRequest;
+        let ask =
+            |after, limit| AdminRequest::VirtualServer(VirtualServerRequest::List { after, limit });
+        self.pages(None, PAGE_MAX, usize::MAX, ask, |response| match response {
+            AdminResponse::VirtualServers {
+                virtual_servers,
+                next,
+            } => Some((virtual_servers, next)),
+            _ => None,
+        })
+        .await
     }
 
     /// The events `after` asks for (the newest ones without it), at most `limit`, fetched page
     /// by page; oldest first.
     pub async fn events(
         &self,
-        mut after: Option<u64>,
+        after: Option<u64>,
         limit: u32,
     ) -> Result<Vec<crate::model::Event>, ClientError> {
-        let mut all = Vec::new();
-        loop {
-            let want = limit.saturating_sub(all.len() as u32);
-            if want == 0 {
-                return Ok(all);
-            }
-            let request = AdminRequest::EventList { after, limit: want };
-            let AdminResponse::Events { events, next } = self.call(request).await? else {
-                return Err(ClientError::Unexpected);
-            };
-            all.extend(events);
-            match next {
-                Some(seq) => after = Some(seq),
-                None => return Ok(all),
-            }
-        }
+        let ask = |after, limit| AdminRequest::EventList { after, limit };
+        self.pages(
+            after,
+            PAGE_MAX,
+            limit as usize,
+            ask,
+            |response| match response {
+                AdminResponse::Events { events, next } => Some((events, next)),
+                _ => None,
+            },
+        )
+        .await
     }
 
     /// Every record of a run that `request` (a `TaskRequest::Results`) asks for, fetched page
     /// by page, with the run.
     pub async fn results(
         &self,
-        mut request: crate::wire::msg::TaskRequest,
+        request: crate::wire::msg::TaskRequest,
     ) -> Result<(crate::wire::msg::RunView, Vec<DeviceRunRecord>), ClientError> {
         use crate::wire::msg::TaskRequest;
-        let mut all = Vec::new();
-        loop {
-            let AdminResponse::TaskResults { run, records, next } =
-                self.call(AdminRequest::Task(request.clone())).await?
-            else {
-                return Err(ClientError::Unexpected);
-            };
-            all.extend(records);
-            match (next, &mut request) {
-                (Some(device), TaskRequest::Results { after, .. }) => *after = Some(device),
-                _ => return Ok((run, all)),
+        let (first, limit) = match &request {
+            TaskRequest::Results { after, limit, .. } => (after.clone(), *limit),
+            _ => (None, PAGE_MAX),
+        };
+        let ask = |next, page| {
+            let mut request = request.clone();
+            if let TaskRequest::Results { after, limit, .. } = &mut request {
+                *after = next;
+                *limit = page;
             }
-        }
+            AdminRequest::Task(request)
+        };
+        let mut last_run = None;
+        let records = self
+            .pages(first, limit, usize::MAX, ask, |response| match response {
+                AdminResponse::TaskResults { run, records, next } => {
+                    last_run = Some(run);
+                    Some((records, next))
+                }
+                _ => None,
+            })
+            .await?;
+        Ok((last_run.ok_or(ClientError::Unexpected)?, records))
     }
 
     /// Test support: the raw connection, for tests that must send what a well-behaved client
@@ -375,9 +445,13 @@ mod tests {
 
     #[test]
     fn at_names_the_servers_below_for_every_request_but_the_session_s_own() {
-        assert!(at(None, &AdminRequest::ServerList).is_empty());
+        let list = AdminRequest::ServerList {
+            after: None,
+            limit: PAGE_MAX,
+        };
+        assert!(at(None, &list).is_empty());
         assert_eq!(
-            at(Some("branch-1/branch-1a"), &AdminRequest::ServerList),
+            at(Some("branch-1/branch-1a"), &list),
             ["branch-1", "branch-1a"]
         );
         assert!(at(Some("b"), &AdminRequest::Logout).is_empty());

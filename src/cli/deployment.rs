@@ -183,10 +183,7 @@ fn bootstrap_admin(data: &Path) -> anyhow::Result<()> {
 
 /// The tree as `server` sees it.
 pub async fn tree(client: &AdminClient) -> anyhow::Result<Vec<ServerRow>> {
-    match client.call(AdminRequest::ServerList).await? {
-        AdminResponse::Servers(rows) => Ok(rows),
-        _ => bail!("unexpected answer to server list"),
-    }
+    Ok(client.servers().await?)
 }
 
 /// Waits until `check` holds for the tree seen from `server`, or fails after `limit`.

@@ -5,11 +5,10 @@
 
 use std::path::Path;
 
-use anyhow::bail;
 use clap::Subcommand;
 
 use super::{call, print_done, print_json, table};
-use crate::wire::msg::{AdminRequest, AdminResponse, GroupRequest, GroupView};
+use crate::wire::msg::{AdminRequest, GroupRequest, GroupView};
 
 #[derive(Subcommand, Debug)]
 pub enum GroupCommand {
@@ -49,11 +48,10 @@ pub enum GroupCommand {
 pub async fn run(session_path: &Path, cmd: GroupCommand) -> anyhow::Result<()> {
     let request = match cmd {
         GroupCommand::List { json } => {
-            let AdminResponse::Groups(groups) =
-                call(session_path, AdminRequest::Group(GroupRequest::List)).await?
-            else {
-                bail!("unexpected answer from the server")
-            };
+            let client = super::connect(session_path).await?;
+            let groups = client.groups().await;
+            client.close().await;
+            let groups = groups?;
             if json {
                 return print_json(&groups);
             }

@@ -488,10 +488,10 @@ pub(crate) fn print_done(response: AdminResponse) -> anyhow::Result<()> {
 async fn server_command(session_path: &Path, cmd: ServerCommand) -> anyhow::Result<()> {
     match cmd {
         ServerCommand::List(JsonFlag { json }) => {
-            let AdminResponse::Servers(rows) = call(session_path, AdminRequest::ServerList).await?
-            else {
-                bail!("unexpected answer")
-            };
+            let client = connect(session_path).await?;
+            let rows = client.servers().await;
+            client.close().await;
+            let rows = rows?;
             if json {
                 return print_json(&rows);
             }
@@ -561,11 +561,10 @@ async fn account_command(session_path: &Path, cmd: AccountCommand) -> anyhow::Re
             Ok(())
         }
         AccountCommand::List(JsonFlag { json }) => {
-            let AdminResponse::Accounts(accounts) =
-                call(session_path, AdminRequest::AccountList).await?
-            else {
-                bail!("unexpected answer")
-            };
+            let client = connect(session_path).await?;
+            let accounts = client.accounts().await;
+            client.close().await;
+            let accounts = accounts?;
             if json {
                 return print_json(&accounts);
             }

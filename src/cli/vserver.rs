@@ -60,10 +60,7 @@ pub async fn run(session_path: &Path, cmd: VserverCommand) -> anyhow::Result<()>
 async fn run_on(client: &mut AdminClient, cmd: VserverCommand) -> anyhow::Result<()> {
     let (request, json) = match cmd {
         VserverCommand::List { json } => {
-            let request = AdminRequest::VirtualServer(VirtualServerRequest::List);
-            let AdminResponse::VirtualServers(views) = client.call(request).await? else {
-                bail!("unexpected answer from the server")
-            };
+            let views = client.virtual_servers().await?;
             if json {
                 return print_json(&views);
             }
@@ -110,10 +107,10 @@ async fn host_address(client: &mut AdminClient) -> String {
     };
     // `server list` of the server logged in to, not of the one `--at` names.
     client.forward_to(None);
-    let rows = client.call(AdminRequest::ServerList).await;
+    let rows = client.servers().await;
     client.forward_to(Some(at.clone()));
     let address = match rows {
-        Ok(AdminResponse::Servers(rows)) => rows
+        Ok(rows) => rows
             .into_iter()
             .find(|r| r.path.split_once('/').map(|(_, below)| below) == Some(at.as_str()))
             .and_then(|r| r.address),

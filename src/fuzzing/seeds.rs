@@ -261,7 +261,10 @@ fn admin_requests() -> Vec<AdminRequest> {
         },
         AdminRequest::Logout,
         AdminRequest::ServerStatus,
-        AdminRequest::ServerList,
+        AdminRequest::ServerList {
+            after: Some("primary/branch-1".into()),
+            limit: 500,
+        },
         AdminRequest::AddSecondary {
             name: name(),
             group: "Managed devices".into(),
@@ -272,7 +275,10 @@ fn admin_requests() -> Vec<AdminRequest> {
             after: Some(12),
             limit: 100,
         },
-        AdminRequest::AccountList,
+        AdminRequest::AccountList {
+            after: Some("admin".into()),
+            limit: 100,
+        },
         AdminRequest::AccountCreate {
             name: "ops".into(),
             password: Secret("another long password".into()),
@@ -287,7 +293,10 @@ fn admin_requests() -> Vec<AdminRequest> {
     let path = || "Managed devices/Branch".to_string();
     requests.extend(
         [
-            GroupRequest::List,
+            GroupRequest::List {
+                after: Some(path()),
+                limit: 1000,
+            },
             GroupRequest::Create { path: path() },
             GroupRequest::Rename {
                 path: path(),
@@ -372,7 +381,10 @@ fn admin_requests() -> Vec<AdminRequest> {
     let vserver = || "tenant-a".to_string();
     requests.extend(
         [
-            VirtualServerRequest::List,
+            VirtualServerRequest::List {
+                after: None,
+                limit: 10_000,
+            },
             VirtualServerRequest::Create {
                 name: vserver(),
                 group: "Managed devices".into(),
@@ -401,13 +413,22 @@ fn admin_responses() -> Vec<AdminResponse> {
             expires: NOW + 3_600_000,
         },
         AdminResponse::Status(s::status()),
-        AdminResponse::Servers(s::server_rows()),
+        AdminResponse::Servers {
+            servers: s::server_rows(),
+            next: Some("primary/branch-1/branch-1a".into()),
+        },
         AdminResponse::Events {
             events: s::events(),
             next: Some(13),
         },
-        AdminResponse::Accounts(s::account_views()),
-        AdminResponse::Groups(s::group_views()),
+        AdminResponse::Accounts {
+            accounts: s::account_views(),
+            next: None,
+        },
+        AdminResponse::Groups {
+            groups: s::group_views(),
+            next: Some("Managed devices/Branch".into()),
+        },
         AdminResponse::Devices {
             devices: s::device_views(),
             next: None,
@@ -427,7 +448,10 @@ fn admin_responses() -> Vec<AdminResponse> {
             next: Some("d-0002".into()),
         },
         AdminResponse::TaskStats(s::run_view()),
-        AdminResponse::VirtualServers(vec![s::vserver()]),
+        AdminResponse::VirtualServers {
+            virtual_servers: vec![s::vserver()],
+            next: Some("tenant-a".into()),
+        },
         AdminResponse::VirtualServer(Box::new(s::vserver())),
     ]
 }

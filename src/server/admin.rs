@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use super::auth::{self, Session};
 use super::login_guard::LockedFor;
-use super::reply::{error, internal};
+use super::reply::{error, internal, page_by_path};
 use super::{Node, lock, now_ms};
 use crate::model::Fingerprint;
 use crate::model::{self, Account, EventKind, Role, SecondaryRecord, Severity};
@@ -142,15 +142,15 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
 fn allowed(role: Role, request: &AdminRequest) -> bool {
     use AdminRequest::*;
     match request {
-        Login { .. } | Logout | ServerStatus | ServerList | EventList { .. } => true,
-        AccountList => role != Role::Auditor,
+        Login { .. } | Logout | ServerStatus | ServerList { .. } | EventList { .. } => true,
+        AccountList { .. } => role != Role::Auditor,
         AddSecondary { .. }
         | RemoveSecondary { .. }
         | AccountCreate { .. }
         | AccountDelete { .. } => role == Role::Administrator,
         // Anyone may change their own password; only administrators someone else's.
         AccountSetPassword { .. } => true,
-        Group(GroupRequest::List) => true,
+        Group(GroupRequest::List { .. }) => true,
         Group(_) => role != Role::Auditor,
         Device(DeviceRequest::List { .. } | DeviceRequest::Show { .. }) => true,
         Device(_) => role != Role::Auditor,
@@ -161,7 +161,7 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
             | TaskRequest::Stats { .. },
         ) => true,
         Task(_) => role != Role::Auditor,
-        VirtualServer(VirtualServerRequest::List) => role != Role::Auditor,
+        VirtualServer(VirtualServerRequest::List { .. }) => role != Role::Auditor,
         VirtualServer(_) => role == Role::Administrator,
     }
 }
@@ -235,8 +235,12 @@ async fn dispatch(
             }
         }
         AdminRequest::ServerStatus => status(node).await,
-        AdminRequest::ServerList => match node.tree_rows().await {
-            Ok(rows) => AdminResponse::Servers(rows),
+        AdminRequest::ServerList { after, limit } => match node.tree_rows().await {
+            Ok(rows) => {
+                let (servers, next) =
+                    page_by_path(rows, |r| r.path.as_str(), after.as_deref(), limit);
+                AdminResponse::Servers { servers, next }
+            }
             Err(e) => internal(e),
         },
         AdminRequest::AddSecondary {
@@ -255,9 +259,12 @@ async fn dispatch(
                 Err(e) => internal(e),
             }
         }
-        AdminRequest::AccountList => match node.store.accounts().await {
+        AdminRequest::AccountList { after, limit } => match node.store.accounts().await {
             Ok(accounts) => {
-                AdminResponse::Accounts(accounts.iter().map(AccountView::from).collect())
+                let views = accounts.iter().map(AccountView::from).collect();
+                let (accounts, next) =
+                    page_by_path(views, |a| a.name.as_str(), after.as_deref(), limit);
+                AdminResponse::Accounts { accounts, next }
             }
             Err(e) => internal(e),
         },

@@ -3,16 +3,20 @@
 
 use super::Node;
 use super::auth::Session;
-use super::reply::{error, internal};
+use super::reply::{error, internal, page_by_path};
 use crate::model::group::{GroupError, GroupTree, normalize_path};
 use crate::model::{EventKind, Severity};
 use crate::store::StoreError;
 use crate::wire::msg::{AdminResponse, ErrorKind, GroupRequest};
 
 pub(super) async fn handle(node: &Node, session: &Session, request: GroupRequest) -> AdminResponse {
-    if let GroupRequest::List = request {
+    if let GroupRequest::List { after, limit } = &request {
         return match node.store.group_views().await {
-            Ok(views) => AdminResponse::Groups(views),
+            Ok(views) => {
+                let (groups, next) =
+                    page_by_path(views, |g| g.path.as_str(), after.as_deref(), *limit);
+                AdminResponse::Groups { groups, next }
+            }
             Err(e) => internal(e),
         };
     }
@@ -28,7 +32,7 @@ pub(super) async fn handle(node: &Node, session: &Session, request: GroupRequest
     let user = &session.user;
     let store = &node.store;
     let result = match &request {
-        GroupRequest::List => return error(ErrorKind::Internal, "group list handled above"),
+        GroupRequest::List { .. } => return error(ErrorKind::Internal, "group list handled above"),
         GroupRequest::Create { path } => store.create_group(path).await.map(|_| {
             // Names match exactly, so the path as typed (trimmed) is the group's path.
             let path = normalize_path(path);
@@ -81,7 +85,7 @@ pub(super) async fn handle(node: &Node, session: &Session, request: GroupRequest
 /// The model's checks against a snapshot of the tree.
 fn precheck(tree: &GroupTree, request: &GroupRequest) -> Result<(), GroupError> {
     match request {
-        GroupRequest::List => Ok(()),
+        GroupRequest::List { .. } => Ok(()),
         GroupRequest::Create { path } => tree.check_create(path).map(drop),
         GroupRequest::Rename { path, new_name } => tree.check_rename(path, new_name).map(drop),
         GroupRequest::Move { path, new_parent } => tree.check_move(path, new_parent).map(drop),

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::auth::Session;
 use super::fed::{ChildLink, ParentLink, serve_child_link, serve_parent_link};
-use super::reply::{Reply, error, internal};
+use super::reply::{PageBudget, Reply, after_path, error, internal, page_limit};
 use super::{LiveChild, Node, lock, now_ms, secrets};
 use crate::config::EnrollmentToken;
 use crate::model::group::MANAGED_DEVICES_NAME;
@@ -242,7 +242,7 @@ pub(super) async fn handle(
         );
     }
     let reply = match request {
-        VirtualServerRequest::List => list(host).await,
+        VirtualServerRequest::List { after, limit } => list(host, after.as_deref(), limit).await,
         VirtualServerRequest::Create { name, group } => create(host, session, name, group).await,
         VirtualServerRequest::Enable { name } => set_enabled(host, session, &name, true).await,
         VirtualServerRequest::Disable { name } => set_enabled(host, session, &name, false).await,
@@ -280,13 +280,27 @@ async fn view(host: &Node, record: &SecondaryRecord) -> VirtualServerView {
     }
 }
 
-async fn list(host: &Node) -> Reply<AdminResponse> {
-    let records = host.store.secondaries().await.map_err(internal)?;
-    let mut views = Vec::new();
-    for record in records.iter().filter(|r| r.virtual_server) {
-        views.push(view(host, record).await);
+/// One page of virtual servers in name order; only the views the page holds are built.
+async fn list(host: &Node, after: Option<&str>, limit: u32) -> Reply<AdminResponse> {
+    let mut records = host.store.secondaries().await.map_err(internal)?;
+    records.retain(|r| r.virtual_server);
+    let mut budget = PageBudget::new(page_limit(limit));
+    let mut virtual_servers: Vec<VirtualServerView> = Vec::new();
+    for record in after_path(records, |r| r.name.as_str(), after) {
+        let view = view(host, &record).await;
+        if !budget.take(&view) {
+            let next = virtual_servers.last().map(|v| v.name.clone());
+            return Ok(AdminResponse::VirtualServers {
+                virtual_servers,
+                next,
+            });
+        }
+        virtual_servers.push(view);
     }
-    Ok(AdminResponse::VirtualServers(views))
+    Ok(AdminResponse::VirtualServers {
+        virtual_servers,
+        next: None,
+    })
 }
 
 async fn create(

@@ -230,7 +230,12 @@ pub enum AdminRequest {
     },
     Logout,
     ServerStatus,
-    ServerList,
+    /// One page of the servers of the tree, in tree order (their paths compared name by
+    /// name), after the server path `after` (see [`PAGE_MAX`]).
+    ServerList {
+        after: Option<String>,
+        limit: u32,
+    },
     AddSecondary {
         name: String,
         group: String,
@@ -243,7 +248,11 @@ pub enum AdminRequest {
         after: Option<u64>,
         limit: u32,
     },
-    AccountList,
+    /// One page of accounts in name order, after the account name `after` (see [`PAGE_MAX`]).
+    AccountList {
+        after: Option<String>,
+        limit: u32,
+    },
     AccountCreate {
         name: String,
         password: Secret,
@@ -265,7 +274,11 @@ pub enum AdminRequest {
 /// Virtual servers of a physical server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VirtualServerRequest {
-    List,
+    /// One page in name order, after the virtual server name `after` (see [`PAGE_MAX`]).
+    List {
+        after: Option<String>,
+        limit: u32,
+    },
     /// Creates it in `group` of this server, with its own database and an enrollment
     /// token for its devices.
     Create {
@@ -466,7 +479,8 @@ pub struct ServerStatsView {
     pub reported: bool,
 }
 
-/// Paging, the same for every long list (tasks, a run's records, devices, events): the
+/// Paging, the same for every list (tasks, a run's records, devices, events, servers,
+/// accounts, groups, virtual servers): the
 /// request says where the page starts (`after`, the cursor the previous answer gave) and how
 /// many items it may hold (`limit`, capped by the server at `PAGE_MAX`, or `DEVICE_PAGE_MAX`
 /// for devices). The server also ends a page before its items pass `PAGE_BYTES` when encoded,
@@ -523,11 +537,26 @@ pub enum DeviceRequest {
 /// "Managed devices" (or the separate "Unassigned devices").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupRequest {
-    List,
-    Create { path: String },
-    Rename { path: String, new_name: String },
-    Move { path: String, new_parent: String },
-    Delete { path: String },
+    /// One page in tree order (their paths compared name by name), after the group path
+    /// `after` (see [`PAGE_MAX`]).
+    List {
+        after: Option<String>,
+        limit: u32,
+    },
+    Create {
+        path: String,
+    },
+    Rename {
+        path: String,
+        new_name: String,
+    },
+    Move {
+        path: String,
+        new_parent: String,
+    },
+    Delete {
+        path: String,
+    },
 }
 
 /// A group as `canopy group list` shows it.
@@ -548,15 +577,15 @@ impl AdminRequest {
             AdminRequest::Login { .. } => "login",
             AdminRequest::Logout => "logout",
             AdminRequest::ServerStatus => "server status",
-            AdminRequest::ServerList => "server list",
+            AdminRequest::ServerList { .. } => "server list",
             AdminRequest::AddSecondary { .. } => "server add-secondary",
             AdminRequest::RemoveSecondary { .. } => "server remove-secondary",
             AdminRequest::EventList { .. } => "event list",
-            AdminRequest::AccountList => "account list",
+            AdminRequest::AccountList { .. } => "account list",
             AdminRequest::AccountCreate { .. } => "account create",
             AdminRequest::AccountDelete { .. } => "account delete",
             AdminRequest::AccountSetPassword { .. } => "account passwd",
-            AdminRequest::Group(GroupRequest::List) => "group list",
+            AdminRequest::Group(GroupRequest::List { .. }) => "group list",
             AdminRequest::Group(GroupRequest::Create { .. }) => "group create",
             AdminRequest::Group(GroupRequest::Rename { .. }) => "group rename",
             AdminRequest::Group(GroupRequest::Move { .. }) => "group move",
@@ -577,7 +606,7 @@ impl AdminRequest {
             AdminRequest::Task(TaskRequest::Stop { .. }) => "task stop",
             AdminRequest::Task(TaskRequest::Results { .. }) => "task results",
             AdminRequest::Task(TaskRequest::Stats { .. }) => "task stats",
-            AdminRequest::VirtualServer(VirtualServerRequest::List) => "vserver list",
+            AdminRequest::VirtualServer(VirtualServerRequest::List { .. }) => "vserver list",
             AdminRequest::VirtualServer(VirtualServerRequest::Create { .. }) => "vserver create",
             AdminRequest::VirtualServer(VirtualServerRequest::Enable { .. }) => "vserver enable",
             AdminRequest::VirtualServer(VirtualServerRequest::Disable { .. }) => "vserver disable",
@@ -616,14 +645,26 @@ pub enum AdminResponse {
         expires: UnixMillis,
     },
     Status(ServerStatusView),
-    Servers(Vec<ServerRow>),
+    /// A page of the tree's servers; `next`: the server path to ask after.
+    Servers {
+        servers: Vec<ServerRow>,
+        next: Option<String>,
+    },
     /// A page of events, oldest first; `next`: the sequence number to ask after.
     Events {
         events: Vec<Event>,
         next: Option<u64>,
     },
-    Accounts(Vec<AccountView>),
-    Groups(Vec<GroupView>),
+    /// A page of accounts; `next`: the account name to ask after.
+    Accounts {
+        accounts: Vec<AccountView>,
+        next: Option<String>,
+    },
+    /// A page of groups; `next`: the group path to ask after.
+    Groups {
+        groups: Vec<GroupView>,
+        next: Option<String>,
+    },
     Devices {
         devices: Vec<DeviceView>,
         next: Option<DeviceCursor>,
@@ -645,7 +686,11 @@ pub enum AdminResponse {
         next: Option<String>,
     },
     TaskStats(RunView),
-    VirtualServers(Vec<VirtualServerView>),
+    /// A page of virtual servers; `next`: the name to ask after.
+    VirtualServers {
+        virtual_servers: Vec<VirtualServerView>,
+        next: Option<String>,
+    },
     VirtualServer(Box<VirtualServerView>),
 }
 
