@@ -229,6 +229,16 @@ async fn the_cli_refuses_a_server_presenting_another_server_s_certificate() {
 /// Connects to `addr` as a secondary presenting `name`'s certificate and sends a hello:
 /// `Ok(())` if welcomed, or the code the server closed the connection with.
 async fn link_as(d: &Deployment, addr: std::net::SocketAddr, name: &str) -> Result<(), u64> {
+    link_as_after(d, addr, name, async {}).await
+}
+
+/// [`link_as`], with `meanwhile` done between the handshake and the hello.
+async fn link_as_after(
+    d: &Deployment,
+    addr: std::net::SocketAddr,
+    name: &str,
+    meanwhile: impl std::future::Future<Output = ()>,
+) -> Result<(), u64> {
     let identity = (
         pki::load_certs(&d.certs.join(format!("{name}.pem"))).unwrap(),
         pki::load_key(&d.certs.join(format!("{name}.key"))).unwrap(),
@@ -246,6 +256,7 @@ async fn link_as(d: &Deployment, addr: std::net::SocketAddr, name: &str) -> Resu
         .unwrap()
         .await
         .unwrap();
+    meanwhile.await;
     let welcomed = async {
         let (mut send, mut recv) = conn.open_bi().await.ok()?;
         let hello = ChildHello {
@@ -356,5 +367,35 @@ async fn a_removed_secondary_is_revoked_in_the_whole_tree() {
     admin.close().await;
     branch_1.shutdown().await.unwrap();
     branch_2.shutdown().await.unwrap();
+    primary.shutdown().await.unwrap();
+}
+
+/// A secondary removed after its handshake and before its hello is refused, not admitted
+/// because it was registered when its connection began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_removed_during_its_hello_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let primary = start(&d.add_server("primary", 0, None).await.unwrap())
+        .await
+        .unwrap();
+    d.add_server("branch", 0, Some(parent_of(&primary)))
+        .await
+        .unwrap();
+    d.register(primary.local_addr(), "branch", "Managed devices")
+        .await
+        .unwrap();
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+    let remove = async {
+        let request = AdminRequest::RemoveSecondary {
+            name: "branch".into(),
+        };
+        admin.call(request).await.unwrap();
+    };
+    let linked = link_as_after(&d, primary.local_addr(), "branch", remove).await;
+    assert_eq!(linked, Err(u64::from(close::REVOKED)));
+    let rows = admin.servers().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    admin.close().await;
     primary.shutdown().await.unwrap();
 }

@@ -117,7 +117,7 @@ pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
     };
     let name = record.name.clone();
     let span = info_span!("secondary", name = %name, %remote);
-    serve_registered_child(node, conn, record.name, record.group_id)
+    serve_registered_child(node, conn, fingerprint, record.name, record.group_id)
         .instrument(span)
         .await;
 }
@@ -125,6 +125,7 @@ pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
 async fn serve_registered_child(
     node: Arc<Node>,
     conn: quinn::Connection,
+    fingerprint: Fingerprint,
     name: String,
     group_id: u64,
 ) {
@@ -162,10 +163,34 @@ async fn serve_registered_child(
                 return;
             }
         };
+    let (requests_tx, requests) = mpsc::channel(16);
+    // A secondary that reconnects before its old connection timed out replaces it.
+    let live = LiveChild {
+        conn: Some(conn.clone()),
+        requests: requests_tx,
+    };
+    if let Some(old) = lock(&node.children).insert(name.clone(), live)
+        && let Some(old) = old.conn
+    {
+        old.close(close::REPLACED.into(), b"replaced by a newer connection");
+    }
+    // Registered when the connection began, but maybe removed since: a removal deletes the
+    // record before it closes the live link, so a link now in `children` is either closed by
+    // it or sees here that the record is gone.
+    if !still_registered(&node, fingerprint, &name).await {
+        forget_child(&node, &name, &conn);
+        refuse(
+            &conn,
+            close::REVOKED,
+            "registration removed by an administrator",
+        );
+        return;
+    }
     let log = match node.store.log_state().await {
         Ok(log) => log,
         Err(e) => {
             tracing::error!("cannot read the change log: {e}");
+            forget_child(&node, &name, &conn);
             refuse(&conn, close::PROTOCOL, "internal error");
             return;
         }
@@ -179,18 +204,8 @@ async fn serve_registered_child(
     };
     if let Err(e) = wire::write_frame(&mut send, &welcome).await {
         tracing::debug!("secondary left during the hello: {e}");
+        forget_child(&node, &name, &conn);
         return;
-    }
-    let (requests_tx, requests) = mpsc::channel(16);
-    // A secondary that reconnects before its old connection timed out replaces it.
-    let live = LiveChild {
-        conn: Some(conn.clone()),
-        requests: requests_tx,
-    };
-    if let Some(old) = lock(&node.children).insert(name.clone(), live)
-        && let Some(old) = old.conn
-    {
-        old.close(close::REPLACED.into(), b"replaced by a newer connection");
     }
     let address = remote.to_string();
     let version = hello.software_version.clone();
@@ -231,19 +246,7 @@ async fn serve_registered_child(
     };
     let reason = serve_child_link(&node, link).await;
 
-    let still_current = {
-        let mut children = lock(&node.children);
-        let current = children.get(&name).is_some_and(|c| {
-            c.conn
-                .as_ref()
-                .is_some_and(|c| c.stable_id() == conn.stable_id())
-        });
-        if current {
-            children.remove(&name);
-        }
-        current
-    };
-    if still_current {
+    if forget_child(&node, &name, &conn) {
         node.event(
             Severity::Warning,
             EventKind::SecondaryDisconnected,
@@ -252,6 +255,35 @@ async fn serve_registered_child(
         .await;
         node.bump_subtree();
     }
+}
+
+/// Whether the certificate `fingerprint` is still registered here as `name`, and not revoked.
+async fn still_registered(node: &Node, fingerprint: Fingerprint, name: &str) -> bool {
+    let registered = node.store.secondary_by_fingerprint(fingerprint).await;
+    let revoked = node.store.revocation(fingerprint).await;
+    match (registered, revoked) {
+        (Ok(Some(record)), Ok(None)) => record.name == name,
+        (Ok(_), Ok(_)) => false,
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot look up the secondary's registration: {e}");
+            false
+        }
+    }
+}
+
+/// Takes the secondary `name` out of the live links if `conn` is still its link; whether it
+/// was.
+fn forget_child(node: &Node, name: &str, conn: &quinn::Connection) -> bool {
+    let mut children = lock(&node.children);
+    let current = children.get(name).is_some_and(|c| {
+        c.conn
+            .as_ref()
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+    });
+    if current {
+        children.remove(name);
+    }
+    current
 }
 
 impl Node {
