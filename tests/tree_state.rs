@@ -573,3 +573,72 @@ async fn a_child_reports_only_for_runs_that_concern_it_and_cannot_overflow_the_s
     devices.stop().await.unwrap();
     primary.shutdown().await.unwrap();
 }
+
+/// Finding 14: a change of the parent's log that can never apply here (a copy whose every
+/// name is taken) blocked every later change, silently. It is skipped with an event, and the
+/// changes after it apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_can_never_apply_is_skipped_with_an_event_and_the_rest_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    d.add_server("primary", 0, None).await.unwrap();
+    let config = d
+        .write_config("primary", &with_token("primary", 0, None))
+        .await
+        .unwrap();
+    let primary = start(&config).await.unwrap();
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+    let link = Some(parent_of(&primary));
+    let branch_config = d.add_server("branch-1", 0, link).await.unwrap();
+    d.register(primary.local_addr(), "branch-1", "Managed devices")
+        .await
+        .unwrap();
+    let branch = start(&branch_config).await.unwrap();
+    wait_for_tree(&admin, LIMIT, "the branch linked", |rows| {
+        rows.len() == 2 && rows.iter().all(|r| r.status == ServerStatus::Active)
+    })
+    .await
+    .unwrap();
+    let branch_admin = d.admin(branch.local_addr()).await.unwrap();
+    // Every name the copy of the primary's task #1 "Patch" could take is taken below.
+    for name in [
+        "Patch",
+        "Patch (from primary)",
+        "Patch (from primary, #1)",
+        "Patch (from primary, #1, 0)",
+    ] {
+        let scope = ScopeSpec::Group {
+            path: "Managed devices".into(),
+            include_subgroups: true,
+            include_secondaries: false,
+        };
+        create_task(&branch_admin, simulate_spec(name, scope, 10, [1, 0, 0])).await;
+    }
+    let patch = create_task(
+        &admin,
+        simulate_spec("Patch", tree_scope("Managed devices"), 10, [1, 0, 0]),
+    )
+    .await;
+    assert_eq!(patch.id, 1);
+    create_task(
+        &admin,
+        simulate_spec("Scan", tree_scope("Managed devices"), 10, [1, 0, 0]),
+    )
+    .await;
+    let skipped = wait_event(&branch_admin, EventKind::ChangeSkipped, "\"Patch\"").await;
+    assert!(skipped.message.contains("primary"), "{}", skipped.message);
+    until("the change after it applied", || async {
+        revision_of(&branch_admin, "Scan").await.is_some()
+    })
+    .await;
+    // The link is up, and later changes of the skipped task are tried again.
+    let rows = admin.servers().await.unwrap();
+    assert!(
+        rows.iter().all(|r| r.status == ServerStatus::Active),
+        "{rows:?}"
+    );
+    branch_admin.close().await;
+    admin.close().await;
+    branch.shutdown().await.unwrap();
+    primary.shutdown().await.unwrap();
+}

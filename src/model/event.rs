@@ -59,6 +59,8 @@ pub enum EventKind {
     VirtualServerChanged,
     /// A server certificate was revoked here, or learned revoked from the parent.
     CertificateRevoked,
+    /// A change of the parent's log that can never apply here was skipped.
+    ChangeSkipped,
 }
 
 impl EventKind {
@@ -94,6 +96,7 @@ impl EventKind {
             EventKind::ReplayFinished => "replay-finished",
             EventKind::VirtualServerChanged => "virtual-server-changed",
             EventKind::CertificateRevoked => "certificate-revoked",
+            EventKind::ChangeSkipped => "change-skipped",
         }
     }
 }

@@ -82,6 +82,14 @@ pub enum StoreError {
     Closed,
 }
 
+impl StoreError {
+    /// Whether doing the same again fails the same way (a refusal, a value that cannot be
+    /// decoded), rather than maybe succeed once storage works again.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StoreError::Rejected(_) | StoreError::Codec(_))
+    }
+}
+
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {

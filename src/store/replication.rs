@@ -136,6 +136,25 @@ impl Store {
         .await
     }
 
+    /// Moves the cursor past the change `seq` of the parent's log without applying it: one
+    /// that can never apply here (see [`StoreError::is_permanent`]), so that the changes after
+    /// it do.
+    pub async fn skip_parent_change(
+        &self,
+        parent: String,
+        seq: u64,
+        now: UnixMillis,
+    ) -> Result<AppliedChanges, StoreError> {
+        self.write(move |txn| {
+            let mut out = AppliedChanges::default();
+            put(&mut txn.open_table(META)?, PARENT_CURSOR, &seq)?;
+            out.cursor = seq;
+            end_resync_if_done(txn, &parent, seq, now, &mut out)?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// Applies changes of the parent's log (named `parent`) with the cursor, in one
     /// transaction. Which changes, in which order, the link's `ParentSession` decided: it
     /// hands out each sequence number once, in order, after the stored cursor.

@@ -212,10 +212,11 @@ async fn apply_changes(
 ) -> Result<(), ()> {
     let applied = match node
         .store
-        .apply_parent_changes(parent_name.to_string(), batch, now_ms())
+        .apply_parent_changes(parent_name.to_string(), batch.clone(), now_ms())
         .await
     {
         Ok(applied) => applied,
+        Err(e) if e.is_permanent() => return apply_one_by_one(node, parent_name, batch).await,
         Err(e) => {
             tracing::error!("cannot apply the parent's changes: {e}");
             return Err(());
@@ -223,6 +224,68 @@ async fn apply_changes(
     };
     after_applied(node, applied).await;
     Ok(())
+}
+
+/// A batch refused as a whole: each change on its own, and one that can never apply is
+/// skipped with an event, so that it does not stop every change after it.
+async fn apply_one_by_one(
+    node: &Arc<Node>,
+    parent_name: &str,
+    batch: Vec<(u64, TaskChange)>,
+) -> Result<(), ()> {
+    for (seq, change) in batch {
+        let what = describe(&change);
+        let one = vec![(seq, change)];
+        let applied = match node
+            .store
+            .apply_parent_changes(parent_name.to_string(), one, now_ms())
+            .await
+        {
+            Ok(applied) => applied,
+            Err(e) if e.is_permanent() => {
+                let msg = format!(
+                    "change {seq} of the parent server {parent_name}'s log ({what}) cannot be applied here and was skipped: {e}"
+                );
+                tracing::error!("{msg}");
+                node.event(Severity::Error, EventKind::ChangeSkipped, msg)
+                    .await;
+                match node
+                    .store
+                    .skip_parent_change(parent_name.to_string(), seq, now_ms())
+                    .await
+                {
+                    Ok(applied) => applied,
+                    Err(e) => {
+                        tracing::error!("cannot skip the parent's change {seq}: {e}");
+                        return Err(());
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!("cannot apply the parent's change {seq}: {e}");
+                return Err(());
+            }
+        };
+        after_applied(node, applied).await;
+    }
+    Ok(())
+}
+
+/// A change of the parent's log in words, for an event.
+fn describe(change: &TaskChange) -> String {
+    use crate::model::link::Change;
+    match change {
+        Change::TaskUpsert { task, revision, .. } => {
+            format!("task {:?} #{} at revision {revision}", task.name, task.id)
+        }
+        Change::TaskDelete { task_id } => format!("deletion of task #{task_id}"),
+        Change::RunStart {
+            task_id, run_id, ..
+        } => format!("start of run {run_id} of task #{task_id}"),
+        Change::RunStop { task_id, run_id } => format!("stop of run {run_id} of task #{task_id}"),
+        Change::Revoke(revocation) => format!("revocation of {}", revocation.fingerprint),
+        Change::Noop => "nothing".into(),
+    }
 }
 
 /// What applied changes ask of the runtime: events, orders to connected devices,
