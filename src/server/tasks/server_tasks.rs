@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::task::{DeviceProgress, DeviceState, Outcome, RunId, TaskRecord, TaskType};
-use crate::model::{EventKind, Severity, format_time};
+use crate::model::{EventKind, Severity, UnixMillis, format_time};
 use crate::server::{Node, now_ms};
 
 /// How often results older than their task's store-history days are pruned.
@@ -113,10 +113,34 @@ async fn backup(node: &Node, directory: Option<&str>) -> Outcome {
     }
 }
 
+/// The time history is pruned at: the wall clock, but never ahead of the wall clock at
+/// start plus the time elapsed since on the monotonic clock. A clock set years ahead by
+/// mistake would otherwise delete every task's history at once; this way a clock that jumps
+/// makes pruning keep more, never less. The second value: how far the wall clock is ahead,
+/// when that is more than a minute.
+fn pruning_time(
+    wall_at_start: UnixMillis,
+    elapsed: std::time::Duration,
+    wall: UnixMillis,
+) -> (UnixMillis, Option<i64>) {
+    let elapsed = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
+    let steady = wall_at_start.saturating_add(elapsed);
+    let ahead = wall.saturating_sub(steady);
+    (wall.min(steady), (ahead > 60_000).then_some(ahead))
+}
+
 /// Prunes task results older than their task's store-history days, now and every hour.
 pub(in crate::server) async fn prune_loop(node: Arc<Node>) {
+    let (wall_at_start, start) = (now_ms(), std::time::Instant::now());
     loop {
-        match node.store.prune_history(now_ms()).await {
+        let (now, ahead) = pruning_time(wall_at_start, start.elapsed(), now_ms());
+        if let Some(ahead) = ahead {
+            tracing::warn!(
+                "the clock is {} s ahead of the time elapsed since the server started: task history is pruned by the elapsed time",
+                ahead / 1000
+            );
+        }
+        match node.store.prune_history(now).await {
             Ok(0) => {}
             Ok(n) => {
                 let msg = format!("{n} run(s) older than their task's history term pruned");
@@ -131,6 +155,25 @@ pub(in crate::server) async fn prune_loop(node: Arc<Node>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_is_pruned_by_the_time_elapsed_when_the_clock_jumps_ahead() {
+        let start = 1_800_000_000_000;
+        let hour = Duration::from_secs(3600);
+        // A clock that keeps time: the wall clock.
+        assert_eq!(
+            pruning_time(start, hour, start + 3_600_000),
+            (start + 3_600_000, None)
+        );
+        // Set ten years ahead an hour after start: the time elapsed, and how far ahead.
+        let ten_years = 10 * 365 * 86_400_000;
+        let (now, ahead) = pruning_time(start, hour, start + 3_600_000 + ten_years);
+        assert_eq!((now, ahead), (start + 3_600_000, Some(ten_years)));
+        // Set back: the wall clock, which keeps more.
+        assert_eq!(pruning_time(start, hour, start - 5), (start - 5, None));
+        // No overflow, whatever the inputs.
+        assert_eq!(pruning_time(i64::MAX, Duration::MAX, i64::MAX).0, i64::MAX);
+    }
 
     #[test]
     fn a_backup_directory_stays_inside_the_root() {
