@@ -224,3 +224,52 @@ async fn a_full_disk_is_survived_and_no_acknowledged_result_is_lost() {
     server.shutdown().await.unwrap();
     drop(disk);
 }
+
+/// A virtual server's database left behind (a delete interrupted by a crash, a file that
+/// could not be removed) is never taken over by a new virtual server of the same name: its
+/// creation is refused, saying which file to move away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_virtual_server_never_takes_over_a_database_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let server = common::enrolling_primary(&d, TOKEN).await;
+    let admin = d.admin(server.local_addr()).await.unwrap();
+    let create = || {
+        AdminRequest::VirtualServer(VirtualServerRequest::Create {
+            name: "tenant-a".into(),
+            group: "Managed devices".into(),
+        })
+    };
+    let delete = || {
+        AdminRequest::VirtualServer(VirtualServerRequest::Delete {
+            name: "tenant-a".into(),
+        })
+    };
+    admin.call(create()).await.unwrap();
+    let file = dir.path().join("data/primary.redb.vservers/tenant-a.redb");
+    let kept = dir.path().join("tenant-a.redb.kept");
+    std::fs::copy(&file, &kept).unwrap();
+    admin.call(delete()).await.unwrap();
+    assert!(!file.exists());
+
+    // The deleted tenant's database is back where a new tenant-a would keep its own.
+    std::fs::copy(&kept, &file).unwrap();
+    match admin.call(create()).await {
+        Err(canopy::cli::client::ClientError::Server { kind, message }) => {
+            assert_eq!(
+                kind,
+                canopy::wire::msg::ErrorKind::AlreadyExists,
+                "{message}"
+            );
+            assert!(message.contains("tenant-a.redb"), "{message}");
+        }
+        other => panic!("a new tenant took over the old one's database: {other:?}"),
+    }
+    std::fs::remove_file(&file).unwrap();
+    match admin.call(create()).await.unwrap() {
+        AdminResponse::VirtualServer(view) => assert_eq!(view.name, "tenant-a"),
+        other => panic!("unexpected {other:?}"),
+    }
+    admin.close().await;
+    server.shutdown().await.unwrap();
+}

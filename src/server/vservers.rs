@@ -327,6 +327,20 @@ async fn create(
                 format!("no group {group:?}: create it with `canopy group create`"),
             )
         })?;
+    // A database left behind by an interrupted delete holds another tenant's data: a new
+    // virtual server never opens it.
+    let path = data_path(host, &name);
+    for file in [path.clone(), secrets::key_path(&path)] {
+        if file.exists() && !matches!(record(host, &name).await, Ok(_)) {
+            return Err(error(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "{} is left from an earlier virtual server {name:?}: move it away (or choose another name) before creating one",
+                    file.display()
+                ),
+            ));
+        }
+    }
     let record = SecondaryRecord {
         name: name.clone(),
         group_id,
@@ -398,7 +412,8 @@ async fn set_enabled(
 async fn delete(host: &Arc<Node>, session: &Session, name: &str) -> Reply<AdminResponse> {
     record(host, name).await?;
     stop(host, name).await.map_err(internal)?;
-    host.store.remove_secondary(name).await.map_err(internal)?;
+    // The files first: if one cannot be removed, the virtual server stays registered
+    // (stopped), and deleting it again tries again.
     let path = data_path(host, name);
     for file in [path.clone(), secrets::key_path(&path)] {
         if let Err(e) = std::fs::remove_file(&file)
@@ -407,6 +422,7 @@ async fn delete(host: &Arc<Node>, session: &Session, name: &str) -> Reply<AdminR
             return Err(internal(format!("cannot remove {}: {e}", file.display())));
         }
     }
+    host.store.remove_secondary(name).await.map_err(internal)?;
     let msg = format!("virtual server {name} deleted by {}", session.user);
     host.event(Severity::Info, EventKind::VirtualServerChanged, msg)
         .await;
