@@ -1,0 +1,117 @@
+//! What devices send reaches the administrator's terminal as text, never as control
+//! sequences: the `canopy` binary, run as a process, prints a device's name, facts and result
+//! with escape characters shown as `\u{1b}`, not sent to the terminal.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use canopy::cli::deployment::{ADMIN_PASSWORD, Deployment};
+use canopy::model::task::Outcome;
+use canopy::wire::msg::{AgentToServer, RunResult, ServerToAgent};
+use common::raw_agent::{RawAgent, RawIdentity, facts};
+use common::{create_task, simulate_spec, start_task};
+
+const TOKEN: &str = "terminal-tests-token-0123456789";
+/// Clears the screen, sets the window title, and rings the bell.
+const HOSTILE: &str = "\u{1b}[2J\u{1b}]0;owned\u{7}";
+
+fn canopy(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_canopy"))
+        .current_dir(dir)
+        .env("CANOPY_SESSION", dir.join("session.toml"))
+        .env_remove("CANOPY_PASSWORD")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        let _ = child.stdin.take().unwrap().write_all(text.as_bytes());
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `canopy ARGS`, which must succeed; its standard output.
+fn output(dir: &Path, args: &[&str]) -> String {
+    let out = canopy(dir, args, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "canopy {args:?}: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "canopy {args:?} wrote an escape to stderr"
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_cannot_send_control_sequences_to_the_administrator_s_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let server = common::enrolling_primary(&d, TOKEN).await;
+    let addr = server.local_addr();
+    let admin = d.admin(addr).await.unwrap();
+
+    let mut sent = facts(&format!("desk{HOSTILE}"));
+    sent.os = format!("linux{HOSTILE}");
+    sent.tags = vec![format!("tag{HOSTILE}")];
+    let identity = RawIdentity::new("desk");
+    let mut agent = RawAgent::connect(&d, addr, &identity, Some(TOKEN), sent, None).await;
+    assert!(matches!(agent.next().await, ServerToAgent::Accepted { .. }));
+    let scope = common::group_scope("Managed devices", true);
+    create_task(&admin, simulate_spec("probe", scope, 10, [1, 0, 0])).await;
+    start_task(&admin, "probe", None).await;
+    let order = loop {
+        if let ServerToAgent::Run(order) = agent.next().await {
+            break order;
+        }
+    };
+    let result = RunResult {
+        run_id: order.run_id,
+        started: 1,
+        finished: 2,
+        outcome: Outcome::failed(format!("failed{HOSTILE}")),
+    };
+    agent.send(&AgentToServer::Result(result)).await;
+    while !matches!(agent.next().await, ServerToAgent::ResultStored { .. }) {}
+
+    let password = format!("{ADMIN_PASSWORD}\n");
+    let addr = addr.to_string();
+    let login = [
+        "login",
+        "--server",
+        &addr,
+        "--ca",
+        "certs/ca.pem",
+        "--user",
+        "admin",
+        "--password-stdin",
+    ];
+    let out = canopy(dir.path(), &login, Some(&password));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = identity.device_id.clone();
+    for args in [
+        vec!["device", "list"],
+        vec!["device", "show", id.as_str()],
+        vec!["task", "results", "probe", "--details"],
+        vec!["event", "list"],
+    ] {
+        let text = output(dir.path(), &args);
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}']),
+            "canopy {args:?} sent control characters: {text:?}"
+        );
+        assert!(text.contains("\\u{1b}"), "canopy {args:?}: {text}");
+    }
+    agent.close().await;
+    admin.close().await;
+    server.shutdown().await.unwrap();
+}
