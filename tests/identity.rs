@@ -2,7 +2,6 @@
 //! chain to the CA, and a removed secondary's certificate is revoked for the whole tree.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
@@ -18,6 +17,7 @@ use canopy::net::tls::{self, ClientTrust, Transport};
 use canopy::server::RunningServer;
 use canopy::wire::msg::{AdminRequest, ChildHello, ParentMsg};
 use canopy::wire::{self, close};
+use common::binary::{canopy, stderr};
 use common::{LIMIT, status_of, until, wait_event};
 
 const TOKEN: &str = "identity-test-token";
@@ -133,30 +133,6 @@ async fn an_agent_refuses_a_server_presenting_another_server_s_certificate() {
         agent.stop().await.unwrap();
     }
     primary.shutdown().await.unwrap();
-}
-
-/// The `canopy` binary with its session file at `session`.
-fn canopy(dir: &Path, session: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_canopy"))
-        .current_dir(dir)
-        .env("CANOPY_SESSION", session)
-        .env_remove("CANOPY_PASSWORD")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        let _ = child.stdin.take().unwrap().write_all(text.as_bytes());
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,11 +5,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
 use canopy::cli::deployment::{ADMIN_PASSWORD, Deployment};
 use canopy::model::task::Outcome;
 use canopy::wire::msg::{AgentToServer, RunResult, ServerToAgent};
+use common::binary::canopy;
 use common::raw_agent::{RawAgent, RawIdentity, facts};
 use common::{create_task, simulate_spec, start_task};
 
@@ -17,28 +17,9 @@ const TOKEN: &str = "terminal-tests-token-0123456789";
 /// Clears the screen, sets the window title, and rings the bell.
 const HOSTILE: &str = "\u{1b}[2J\u{1b}]0;owned\u{7}";
 
-fn canopy(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_canopy"))
-        .current_dir(dir)
-        .env("CANOPY_SESSION", dir.join("session.toml"))
-        .env_remove("CANOPY_PASSWORD")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(text) = stdin {
-        let _ = child.stdin.take().unwrap().write_all(text.as_bytes());
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
-}
-
 /// Runs `canopy ARGS`, which must succeed; its standard output.
 fn output(dir: &Path, args: &[&str]) -> String {
-    let out = canopy(dir, args, None);
+    let out = canopy(dir, &dir.join("session.toml"), args, None);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "canopy {args:?}: {err}");
     assert!(
@@ -91,7 +72,8 @@ async fn a_device_cannot_send_control_sequences_to_the_administrator_s_terminal(
         "admin",
         "--password-stdin",
     ];
-    let out = canopy(dir.path(), &login, Some(&password));
+    let session = dir.path().join("session.toml");
+    let out = canopy(dir.path(), &session, &login, Some(&password));
     assert!(
         out.status.success(),
         "{}",

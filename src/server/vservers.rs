@@ -331,7 +331,7 @@ async fn create(
     // virtual server never opens it.
     let path = data_path(host, &name);
     for file in [path.clone(), secrets::key_path(&path)] {
-        if file.exists() && !matches!(record(host, &name).await, Ok(_)) {
+        if file.exists() && record(host, &name).await.is_err() {
             return Err(error(
                 ErrorKind::AlreadyExists,
                 format!(

@@ -1,0 +1,28 @@
+//! The `canopy` binary as a process, as an administrator runs it.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// `canopy ARGS` run in `dir`, with its session file at `session` and `stdin` as its input.
+pub fn canopy(dir: &Path, session: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_canopy"))
+        .current_dir(dir)
+        .env("CANOPY_SESSION", session)
+        .env_remove("CANOPY_PASSWORD")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        let _ = child.stdin.take().unwrap().write_all(text.as_bytes());
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
