@@ -466,8 +466,9 @@ async fn a_deeply_nested_request_is_refused_and_the_server_keeps_serving() {
         .unwrap();
     let addr = primary.local_addr();
 
-    // No token, then `Forward { path: "", request: ... }` 100,000 times, then `ServerList`:
-    // the encoding the old request type had (variant 15, an empty path).
+    // No token, then `Forward { path: "", request: ... }` 100,000 times, then variant 3
+    // (`ServerList` when it had no fields): the encoding the old request type had (variant
+    // 15, an empty path). Whatever the innermost request, the nesting alone is refused.
     let mut body = vec![0u8];
     for _ in 0..100_000 {
         body.extend_from_slice(&[15, 0]);
