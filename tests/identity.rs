@@ -375,3 +375,103 @@ async fn a_secondary_removed_during_its_hello_is_refused() {
     admin.close().await;
     primary.shutdown().await.unwrap();
 }
+
+/// `canopy server revoke` at the primary revokes a certificate in the whole tree below it,
+/// registered there or not; a server refuses to revoke its own or its parent's certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_revoked_at_the_primary_is_refused_in_the_whole_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let primary = start(&d.add_server("primary", 0, None).await.unwrap())
+        .await
+        .unwrap();
+    let branch = d
+        .add_server("branch-1", 0, Some(parent_of(&primary)))
+        .await
+        .unwrap();
+    d.register(primary.local_addr(), "branch-1", "Managed devices")
+        .await
+        .unwrap();
+    let branch = start(&branch).await.unwrap();
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+    wait_for_tree(&admin, LIMIT, "the link up", |rows| {
+        rows.len() == 2 && rows.iter().all(|r| r.status == ServerStatus::Active)
+    })
+    .await
+    .unwrap();
+    // "stray" is a secondary of branch-1 only: the primary never registered it.
+    pki::issue_server(&d.certs, "stray", &["127.0.0.1".into()], 30).unwrap();
+    let pem = |name: &str| std::fs::read_to_string(d.certs.join(format!("{name}.pem"))).unwrap();
+    let at_branch = d.admin(branch.local_addr()).await.unwrap();
+    let add = AdminRequest::AddSecondary {
+        name: "stray".into(),
+        group: "Managed devices".into(),
+        cert_pem: pem("stray"),
+    };
+    at_branch.call(add).await.unwrap();
+    assert_eq!(link_as(&d, branch.local_addr(), "stray").await, Ok(()));
+
+    // An administrator at the primary revokes it with the CLI.
+    let session = dir.path().join("admin/session.toml");
+    let addr = primary.local_addr().to_string();
+    let login = [
+        "login",
+        "--server",
+        &addr,
+        "--ca",
+        "certs/ca.pem",
+        "--user",
+        "admin",
+        "--password-stdin",
+    ];
+    let password = format!("{ADMIN_PASSWORD}\n");
+    let out = canopy(dir.path(), &session, &login, Some(&password));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let revoke = [
+        "server",
+        "revoke",
+        "--cert",
+        "certs/stray.pem",
+        "--name",
+        "stray",
+        "--reason",
+        "key lost",
+    ];
+    let out = canopy(dir.path(), &session, &revoke, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+
+    // It reaches branch-1, which closes the link and refuses the certificate from then on.
+    let event = wait_event(&at_branch, EventKind::CertificateRevoked, "stray").await;
+    assert!(event.message.contains("key lost"), "{}", event.message);
+    assert_eq!(
+        link_as(&d, branch.local_addr(), "stray").await,
+        Err(u64::from(close::REVOKED))
+    );
+    // Again: nothing changes. Its own certificate, or its parent's: refused.
+    let out = canopy(dir.path(), &session, &revoke, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already"));
+    let revoke_pem = |name: &str| AdminRequest::RevokeCertificate {
+        name: name.into(),
+        cert_pem: pem(name),
+        reason: String::new(),
+    };
+    let own = admin.call(revoke_pem("primary")).await.unwrap_err();
+    assert!(own.to_string().contains("own certificate"), "{own}");
+    let parent = at_branch.call(revoke_pem("primary")).await.unwrap_err();
+    assert!(parent.to_string().contains("parent"), "{parent}");
+    let rows = admin.servers().await.unwrap();
+    assert_eq!(
+        status_of(&rows, "primary/branch-1"),
+        Some(ServerStatus::Active)
+    );
+    assert_eq!(
+        status_of(&rows, "primary/branch-1/stray"),
+        Some(ServerStatus::Inactive)
+    );
+    at_branch.close().await;
+    admin.close().await;
+    branch.shutdown().await.unwrap();
+    primary.shutdown().await.unwrap();
+}

@@ -184,6 +184,19 @@ enum ServerCommand {
         #[arg(long)]
         name: String,
     },
+    /// Revoke a server certificate for this server and every server below it, registered
+    /// here or not (run it at the primary to revoke it in the whole deployment).
+    Revoke {
+        /// The certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The name it is known by, for the events and the refusals that quote it.
+        #[arg(long)]
+        name: String,
+        /// Why, as the refusals will say.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -527,6 +540,16 @@ async fn server_command(session_path: &Path, cmd: ServerCommand) -> anyhow::Resu
         }
         ServerCommand::RemoveSecondary { name } => {
             print_done(call(session_path, AdminRequest::RemoveSecondary { name }).await?)
+        }
+        ServerCommand::Revoke { cert, name, reason } => {
+            let cert_pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            let request = AdminRequest::RevokeCertificate {
+                name,
+                cert_pem,
+                reason,
+            };
+            print_done(call(session_path, request).await?)
         }
     }
 }

@@ -271,6 +271,11 @@ fn admin_requests() -> Vec<AdminRequest> {
             cert_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
         },
         AdminRequest::RemoveSecondary { name: name() },
+        AdminRequest::RevokeCertificate {
+            name: name(),
+            cert_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            reason: "key lost".into(),
+        },
         AdminRequest::EventList {
             after: Some(12),
             limit: 100,

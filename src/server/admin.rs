@@ -146,6 +146,7 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
         AccountList { .. } => role != Role::Auditor,
         AddSecondary { .. }
         | RemoveSecondary { .. }
+        | RevokeCertificate { .. }
         | AccountCreate { .. }
         | AccountDelete { .. } => role == Role::Administrator,
         // Anyone may change their own password; only administrators someone else's.
@@ -215,7 +216,9 @@ async fn dispatch(
     if node.is_virtual()
         && matches!(
             request,
-            AdminRequest::AddSecondary { .. } | AdminRequest::RemoveSecondary { .. }
+            AdminRequest::AddSecondary { .. }
+                | AdminRequest::RemoveSecondary { .. }
+                | AdminRequest::RevokeCertificate { .. }
         )
     {
         return error(
@@ -249,6 +252,11 @@ async fn dispatch(
             cert_pem,
         } => add_secondary(node, session, name, group, cert_pem).await,
         AdminRequest::RemoveSecondary { name } => remove_secondary(node, session, name).await,
+        AdminRequest::RevokeCertificate {
+            name,
+            cert_pem,
+            reason,
+        } => super::fed::revoke_certificate(node, session, name, cert_pem, reason).await,
         AdminRequest::EventList { after, limit } => {
             match node.store.events(after, limit.clamp(1, PAGE_MAX)).await {
                 Ok(events) => {

@@ -49,6 +49,12 @@ impl Store {
             .await
     }
 
+    /// Keeps `revocation` and logs it for the children, unless its certificate is revoked
+    /// already: whether it was new.
+    pub async fn revoke(&self, revocation: Revocation) -> Result<bool, StoreError> {
+        self.write(move |txn| revoke_in(txn, &revocation)).await
+    }
+
     /// Every revocation this server holds, oldest first.
     pub async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         let mut all: Vec<Revocation> = self

@@ -244,6 +244,13 @@ pub enum AdminRequest {
     RemoveSecondary {
         name: String,
     },
+    /// Revokes a server certificate (PEM) for this server's whole subtree, registered here or
+    /// not: from the primary, for the whole deployment. `name` labels it in events.
+    RevokeCertificate {
+        name: String,
+        cert_pem: String,
+        reason: String,
+    },
     EventList {
         after: Option<u64>,
         limit: u32,
@@ -580,6 +587,7 @@ impl AdminRequest {
             AdminRequest::ServerList { .. } => "server list",
             AdminRequest::AddSecondary { .. } => "server add-secondary",
             AdminRequest::RemoveSecondary { .. } => "server remove-secondary",
+            AdminRequest::RevokeCertificate { .. } => "server revoke",
             AdminRequest::EventList { .. } => "event list",
             AdminRequest::AccountList { .. } => "account list",
             AdminRequest::AccountCreate { .. } => "account create",

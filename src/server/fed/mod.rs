@@ -12,9 +12,11 @@ use tracing::{Instrument, info_span};
 
 mod child;
 mod parent;
+mod revoke;
 
 pub(super) use child::serve_child_link;
 pub(super) use parent::serve_parent_link;
+pub(super) use revoke::revoke_certificate;
 
 use super::{LiveChild, Node, lock, now_ms};
 use crate::model::Fingerprint;
@@ -293,25 +295,7 @@ impl Node {
         let msg = format!("learned from the parent: {}", revocation.describe());
         self.event(Severity::Warning, EventKind::CertificateRevoked, msg)
             .await;
-        let registered = match self
-            .store
-            .secondary_by_fingerprint(revocation.fingerprint)
-            .await
-        {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::error!("cannot look up secondary: {e}");
-                None
-            }
-        };
-        let Some(record) = registered else {
-            return;
-        };
-        let live = lock(&self.children).remove(&record.name);
-        if let Some(conn) = live.and_then(|c| c.conn) {
-            refuse(&conn, close::REVOKED, "certificate revoked");
-            self.bump_subtree();
-        }
+        revoke::close_revoked_link(self, revocation.fingerprint).await;
     }
 }
 
