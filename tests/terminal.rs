@@ -37,7 +37,8 @@ async fn a_device_cannot_send_control_sequences_to_the_administrator_s_terminal(
     let addr = server.local_addr();
     let admin = d.admin(addr).await.unwrap();
 
-    let mut sent = facts(&format!("desk{HOSTILE}"));
+    // A line break in a name would draw a row of its own in a table.
+    let mut sent = facts(&format!("desk{HOSTILE}\nFAKE-ROW"));
     sent.os = format!("linux{HOSTILE}");
     sent.tags = vec![format!("tag{HOSTILE}")];
     let identity = RawIdentity::new("desk");
@@ -92,6 +93,10 @@ async fn a_device_cannot_send_control_sequences_to_the_administrator_s_terminal(
             "canopy {args:?} sent control characters: {text:?}"
         );
         assert!(text.contains("\\u{1b}"), "canopy {args:?}: {text}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("FAKE-ROW")),
+            "canopy {args:?} printed a device's line break: {text}"
+        );
     }
     agent.close().await;
     admin.close().await;

@@ -160,23 +160,29 @@ fn show(d: &DeviceView) -> String {
             )
         })
         .collect();
-    format!(
-        "device       {}\nid           {}\ngroup        {}\nenrollment   {}\nconnected    {}\ndns name     {}\naddresses    {}\nos           {}\nagent        {}\ntime zone    {}\ntags         {}\napplications {}\nlast seen    {}\nfingerprint  {}\n",
-        d.name,
-        d.id,
-        d.group,
-        d.enrollment.as_str(),
-        if d.connected { "yes" } else { "no" },
-        d.dns_name,
-        d.addresses.join(", "),
-        d.os,
-        d.agent_version,
-        d.time_zone,
-        d.tags.join(", "),
-        apps.join(", "),
-        d.last_seen
-            .map(format_time)
-            .unwrap_or_else(|| "never".into()),
-        d.fingerprint,
-    )
+    let rows = [
+        ("device", d.name.clone()),
+        ("id", d.id.clone()),
+        ("group", d.group.clone()),
+        ("enrollment", d.enrollment.as_str().to_string()),
+        (
+            "connected",
+            if d.connected { "yes" } else { "no" }.to_string(),
+        ),
+        ("dns name", d.dns_name.clone()),
+        ("addresses", d.addresses.join(", ")),
+        ("os", d.os.clone()),
+        ("agent", d.agent_version.clone()),
+        ("time zone", d.time_zone.clone()),
+        ("tags", d.tags.join(", ")),
+        ("applications", apps.join(", ")),
+        (
+            "last seen",
+            d.last_seen
+                .map(format_time)
+                .unwrap_or_else(|| "never".into()),
+        ),
+        ("fingerprint", d.fingerprint.clone()),
+    ];
+    super::table::fields(&rows)
 }

@@ -9,8 +9,19 @@ use crate::wire::msg::{AccountView, ServerStatusView};
 /// outputs, so control characters (escape sequences, carriage returns, bells) and the
 /// invisible bidirectional overrides are shown as escapes. New lines and tabs stay.
 pub fn printable(text: &str) -> Cow<'_, str> {
+    escaped(text, |c| c == '\n' || c == '\t')
+}
+
+/// One cell of a table or one value of [`fields`]: [`printable`], and line breaks and tabs
+/// escaped too, so that what a device sent cannot draw a row or a column of its own.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    escaped(text, |_| false)
+}
+
+/// `text` with every control or direction-changing character escaped but those `kept`.
+fn escaped(text: &str, kept: impl Fn(char) -> bool) -> Cow<'_, str> {
     let unsafe_char = |c: char| {
-        (c.is_control() && c != '\n' && c != '\t')
+        (c.is_control() && !kept(c))
             || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
     };
     if !text.chars().any(unsafe_char) {
@@ -34,8 +45,12 @@ pub fn show(text: &str) {
 
 /// Left-aligned columns, two spaces apart, a header line first.
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| one_line(cell)).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
@@ -52,8 +67,8 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.trim_end().to_string() + "\n"
     };
     let mut out = line(&mut headers.iter().copied());
-    for row in rows {
-        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    for row in &rows {
+        out.push_str(&line(&mut row.iter().map(|cell| cell.as_ref())));
     }
     out
 }
@@ -68,7 +83,7 @@ pub fn fields(rows: &[(&str, String)]) -> String {
     let mut out = String::new();
     for (key, value) in rows {
         let pad = width - key.chars().count();
-        let line = format!("{key}{}  {value}", " ".repeat(pad));
+        let line = format!("{key}{}  {}", " ".repeat(pad), one_line(value));
         out.push_str(line.trim_end());
         out.push('\n');
     }
