@@ -109,8 +109,8 @@ fn parents_view(entry: &LogEntry<TaskRecord>) -> Option<Seen> {
 }
 
 /// A child's entry about a copy of its parent's task, in the parent's ids; `None` for its
-/// own tasks' entries.
-fn as_parents(child: &Held, entry: &LogEntry<TaskRecord>) -> Option<Seen> {
+/// own tasks' entries and for the certificates it revoked itself (`name`: the child's).
+fn as_parents(child: &Held, name: &str, entry: &LogEntry<TaskRecord>) -> Option<Seen> {
     let parent_task = |copy: u64| {
         child
             .tasks
@@ -131,6 +131,7 @@ fn as_parents(child: &Held, entry: &LogEntry<TaskRecord>) -> Option<Seen> {
         Change::RunStop { task_id, run_id } => {
             Seen::Stop(parent_task(*task_id)?, parent_run(*run_id)?)
         }
+        Change::Revoke(revocation) if revocation.by == name => return None,
         Change::Revoke(revocation) => Seen::Revoke(revocation.fingerprint.to_string()),
         Change::Noop => return None,
     })
@@ -187,7 +188,7 @@ pub async fn check(tree: &Tree) -> (String, Vec<String>) {
         let applied: Vec<Seen> = here
             .log
             .iter()
-            .filter_map(|(_, e)| as_parents(here, e))
+            .filter_map(|(_, e)| as_parents(here, node.name, e))
             .collect();
         if sent != applied {
             let at = sent
