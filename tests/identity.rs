@@ -9,7 +9,7 @@ mod common;
 use canopy::agent::Agents;
 use canopy::agent::config::AgentConfig;
 use canopy::cli::deployment::{
-    ADMIN_PASSWORD, Deployment, config_text, free_port, parent_of, start, wait_for_tree,
+    Deployment, config_text, free_port, parent_of, start, wait_for_tree,
 };
 use canopy::model::{EventKind, ServerStatus};
 use canopy::net::pki;
@@ -145,20 +145,8 @@ async fn the_cli_refuses_a_server_presenting_another_server_s_certificate() {
     let primary = server_on(&d, "primary", port, None).await;
     let fingerprint = primary.node.fingerprint.to_string();
     let session = dir.path().join("admin/session.toml");
-    let password = format!("{ADMIN_PASSWORD}\n");
     let login = |extra: &[&str], session: &Path| {
-        let mut args = vec![
-            "login",
-            "--server",
-            &addr,
-            "--ca",
-            "certs/ca.pem",
-            "--user",
-            "admin",
-            "--password-stdin",
-        ];
-        args.extend_from_slice(extra);
-        let out = canopy(dir.path(), session, &args, Some(&password));
+        let out = common::binary::login(dir.path(), session, &addr, extra);
         (out.status.success(), stderr(&out), out)
     };
 
@@ -414,18 +402,7 @@ async fn a_certificate_revoked_at_the_primary_is_refused_in_the_whole_tree() {
     // An administrator at the primary revokes it with the CLI.
     let session = dir.path().join("admin/session.toml");
     let addr = primary.local_addr().to_string();
-    let login = [
-        "login",
-        "--server",
-        &addr,
-        "--ca",
-        "certs/ca.pem",
-        "--user",
-        "admin",
-        "--password-stdin",
-    ];
-    let password = format!("{ADMIN_PASSWORD}\n");
-    let out = canopy(dir.path(), &session, &login, Some(&password));
+    let out = common::binary::login(dir.path(), &session, &addr, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let revoke = [
         "server",

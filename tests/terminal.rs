@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use canopy::cli::deployment::{ADMIN_PASSWORD, Deployment};
+use canopy::cli::deployment::Deployment;
 use canopy::model::task::Outcome;
 use canopy::wire::msg::{AgentToServer, RunResult, ServerToAgent};
 use common::binary::canopy;
@@ -61,20 +61,8 @@ async fn a_device_cannot_send_control_sequences_to_the_administrator_s_terminal(
     agent.send(&AgentToServer::Result(result)).await;
     while !matches!(agent.next().await, ServerToAgent::ResultStored { .. }) {}
 
-    let password = format!("{ADMIN_PASSWORD}\n");
-    let addr = addr.to_string();
-    let login = [
-        "login",
-        "--server",
-        &addr,
-        "--ca",
-        "certs/ca.pem",
-        "--user",
-        "admin",
-        "--password-stdin",
-    ];
     let session = dir.path().join("session.toml");
-    let out = canopy(dir.path(), &session, &login, Some(&password));
+    let out = common::binary::login(dir.path(), &session, &addr.to_string(), &[]);
     assert!(
         out.status.success(),
         "{}",

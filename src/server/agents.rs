@@ -433,12 +433,17 @@ async fn session(
     };
     // A run stopped while the device was away: its cancel was not delivered, and the device
     // may still run it. The order goes again (the device runs a run once), then the cancel.
-    let run_ids = orders.iter().map(|o| o.run_id).collect();
-    let stopped = match node.store.stopped_among(run_ids).await {
-        Ok(stopped) => stopped,
-        Err(e) => {
-            tracing::error!("cannot read which of the device's runs were stopped: {e}");
-            Vec::new()
+    let run_ids: Vec<u64> = orders.iter().map(|o| o.run_id).collect();
+    // Most devices connect with nothing waiting: no read for them.
+    let stopped = if run_ids.is_empty() {
+        Vec::new()
+    } else {
+        match node.store.stopped_among(run_ids).await {
+            Ok(stopped) => stopped,
+            Err(e) => {
+                tracing::error!("cannot read which of the device's runs were stopped: {e}");
+                Vec::new()
+            }
         }
     };
     let local_tasks = node.local_tasks_of(&id).await;

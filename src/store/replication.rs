@@ -157,16 +157,17 @@ impl Store {
 
     /// Applies changes of the parent's log (named `parent`) with the cursor, in one
     /// transaction. Which changes, in which order, the link's `ParentSession` decided: it
-    /// hands out each sequence number once, in order, after the stored cursor.
+    /// hands out each sequence number once, in order, after the stored cursor. Shared, so
+    /// that a caller keeps the batch to try its changes one by one if it is refused.
     pub async fn apply_parent_changes(
         &self,
         parent: String,
-        changes: Vec<(u64, TaskChange)>,
+        changes: std::sync::Arc<[(u64, TaskChange)]>,
         now: UnixMillis,
     ) -> Result<AppliedChanges, StoreError> {
         self.write(move |txn| {
             let mut out = AppliedChanges::default();
-            for (_, change) in &changes {
+            for (_, change) in changes.iter() {
                 apply_one(txn, &parent, change, now, &mut out)?;
             }
             if let Some((cursor, _)) = changes.last() {
@@ -552,7 +553,7 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .apply_parent_changes("primary".into(), changes, 5)
+                    .apply_parent_changes("primary".into(), changes.into(), 5)
                     .await
             }
         };

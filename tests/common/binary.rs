@@ -26,3 +26,21 @@ pub fn canopy(dir: &Path, session: &Path, args: &[&str], stdin: Option<&str>) ->
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `canopy login` as `admin` to the server at `addr`, the password on standard input, with
+/// `extra` arguments.
+pub fn login(dir: &Path, session: &Path, addr: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "login",
+        "--server",
+        addr,
+        "--ca",
+        "certs/ca.pem",
+        "--user",
+        "admin",
+        "--password-stdin",
+    ];
+    args.extend_from_slice(extra);
+    let password = format!("{}\n", canopy::cli::deployment::ADMIN_PASSWORD);
+    canopy(dir, session, &args, Some(&password))
+}

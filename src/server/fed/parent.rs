@@ -210,13 +210,14 @@ async fn apply_changes(
     parent_name: &str,
     batch: Vec<(u64, TaskChange)>,
 ) -> Result<(), ()> {
+    let batch: Arc<[(u64, TaskChange)]> = batch.into();
     let applied = match node
         .store
         .apply_parent_changes(parent_name.to_string(), batch.clone(), now_ms())
         .await
     {
         Ok(applied) => applied,
-        Err(e) if e.is_permanent() => return apply_one_by_one(node, parent_name, batch).await,
+        Err(e) if e.is_permanent() => return apply_one_by_one(node, parent_name, &batch).await,
         Err(e) => {
             tracing::error!("cannot apply the parent's changes: {e}");
             return Err(());
@@ -231,11 +232,11 @@ async fn apply_changes(
 async fn apply_one_by_one(
     node: &Arc<Node>,
     parent_name: &str,
-    batch: Vec<(u64, TaskChange)>,
+    batch: &[(u64, TaskChange)],
 ) -> Result<(), ()> {
     for (seq, change) in batch {
-        let what = describe(&change);
-        let one = vec![(seq, change)];
+        let (seq, what) = (*seq, describe(change));
+        let one: Arc<[(u64, TaskChange)]> = Arc::new([(seq, change.clone())]);
         let applied = match node
             .store
             .apply_parent_changes(parent_name.to_string(), one, now_ms())
