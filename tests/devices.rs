@@ -15,7 +15,7 @@ use canopy::model::limits;
 use canopy::model::task::DeviceProgress;
 use canopy::model::task::{Details, Outcome};
 use canopy::model::task::{DeviceState, TaskPayload};
-use canopy::model::{EventKind, ServerStatus};
+use canopy::model::{EventKind, RunRef, ServerStatus};
 use canopy::server::RunningServer;
 use canopy::store::Store;
 use canopy::store::agent::{Identity, LocalRunState};
@@ -278,11 +278,12 @@ async fn unsent_results_are_delivered_once_after_agent_and_server_restart() {
 
     // The same order sent again is not run twice, and a resent result is not stored twice.
     let order = canopy::wire::msg::RunOrder {
-        run_id,
+        run: RunRef::Ordered(run_id),
         task_id: run.task_id,
         task_name: "long run".into(),
         application: canopy::model::task::AGENT_APPLICATION.into(),
         payload: TaskPayload::Inventory,
+        time_limit_secs: None,
     };
     assert!(
         !agent
@@ -469,7 +470,8 @@ async fn catch_up(agent: &mut RawAgent, task: &str, run_id: Option<u64>) {
     let order = loop {
         match agent.next().await {
             ServerToAgent::Run(order)
-                if order.task_name == task && run_id.is_none_or(|id| id == order.run_id) =>
+                if order.task_name == task
+                    && run_id.is_none_or(|id| RunRef::Ordered(id) == order.run) =>
             {
                 break order;
             }
@@ -486,20 +488,18 @@ async fn catch_up(agent: &mut RawAgent, task: &str, run_id: Option<u64>) {
         stderr_truncated: false,
     };
     let result = RunResult {
-        run_id: order.run_id,
+        run: order.run,
         started: 1,
         finished: 2,
         outcome,
     };
     agent
-        .send(&AgentToServer::Received {
-            run_id: order.run_id,
-        })
+        .send(&AgentToServer::Received { run: order.run })
         .await;
     agent.send(&AgentToServer::Result(result)).await;
     loop {
-        if let ServerToAgent::ResultStored { run_id } = agent.next().await
-            && run_id == order.run_id
+        if let ServerToAgent::ResultStored { run } = agent.next().await
+            && run == order.run
         {
             break;
         }

@@ -14,7 +14,7 @@ use canopy::agent::run::CANCELLED_BY_ADMIN;
 use canopy::cli::client::AdminClient;
 use canopy::cli::deployment::{Deployment, free_port, parent_of, start, wait_for_tree};
 use canopy::model::task::DeviceState;
-use canopy::model::{Fingerprint, ServerStatus};
+use canopy::model::{Fingerprint, RunRef, ServerStatus};
 use canopy::wire::msg::{AdminRequest, AdminResponse, TaskRequest};
 use common::{create_task, simulate_spec, start_task, stats, tree_scope, until};
 
@@ -278,10 +278,10 @@ async fn a_stop_given_while_a_device_is_away_reaches_it_when_it_connects_again()
             break order;
         }
     };
-    assert_eq!(order.run_id, run.run_id);
-    let run_id = order.run_id;
-    agent.send(&AgentToServer::Received { run_id }).await;
-    agent.send(&AgentToServer::Started { run_id, at: 1 }).await;
+    assert_eq!(order.run, RunRef::Ordered(run.run_id));
+    let run = order.run;
+    agent.send(&AgentToServer::Received { run }).await;
+    agent.send(&AgentToServer::Started { run, at: 1 }).await;
     until("the device runs the run", || async {
         stats(&admin, "long")
             .await
@@ -303,13 +303,13 @@ async fn a_stop_given_while_a_device_is_away_reaches_it_when_it_connects_again()
     loop {
         let msg = agent.next().await;
         seen.push(format!("{msg:?}"));
-        if msg == (ServerToAgent::Cancel { run_id }) {
+        if msg == (ServerToAgent::Cancel { run }) {
             break;
         }
         assert!(seen.len() < 10, "no cancel in {seen:#?}");
     }
     let result = RunResult {
-        run_id,
+        run,
         started: 1,
         finished: 2,
         outcome: canopy::model::task::Outcome::failed(CANCELLED_BY_ADMIN),

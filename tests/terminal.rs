@@ -53,7 +53,7 @@ async fn a_device_cannot_send_control_sequences_to_the_administrator_s_terminal(
         }
     };
     let result = RunResult {
-        run_id: order.run_id,
+        run: order.run,
         started: 1,
         finished: 2,
         outcome: Outcome::failed(format!("failed{HOSTILE}")),

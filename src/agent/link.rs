@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::apps::Applications;
 use super::run::{APPLICATION_CHECK_EVERY, Runner};
 use super::{DeviceLinkState, Shared, client_config};
-use crate::model::Fingerprint;
+use crate::model::{Fingerprint, RunRef};
 use crate::model::device::DeviceFacts;
 use crate::model::task::Outcome;
 use crate::net::conn::{describe_connection_error, describe_io};
@@ -41,7 +41,7 @@ pub(super) struct Device {
     /// whichever link is up.
     runner: Runner,
     outbox_rx: mpsc::UnboundedReceiver<AgentToServer>,
-    cancels: HashMap<u64, watch::Sender<bool>>,
+    cancels: HashMap<RunRef, watch::Sender<bool>>,
 }
 
 /// How a connection attempt ended.
@@ -147,7 +147,7 @@ impl Device {
                 LocalRunState::Started => {
                     let outcome = Outcome::failed("interrupted: the agent stopped during the run");
                     self.runner
-                        .finish(run.order.run_id, LocalRunState::Started, None, outcome)
+                        .finish(run.order.run, LocalRunState::Started, None, outcome)
                         .await;
                 }
                 LocalRunState::Received => self.start_run(run.order),
@@ -294,14 +294,14 @@ impl Device {
             tokio::select! {
                 frame = frames.read_frame::<ServerToAgent>(&mut recv) => match frame {
                     Ok(Some(ServerToAgent::Run(order))) => self.receive(order).await,
-                    Ok(Some(ServerToAgent::ResultStored { run_id })) => {
-                        self.cancels.remove(&run_id);
-                        let acked = self.shared.store.update_run(&self.identity.device_id, run_id, |r| r.acknowledged = true).await;
+                    Ok(Some(ServerToAgent::ResultStored { run })) => {
+                        self.cancels.remove(&run);
+                        let acked = self.shared.store.update_run(&self.identity.device_id, run, |r| r.acknowledged = true).await;
                         if let Err(e) = acked {
                             tracing::error!("cannot record the acknowledgement: {e}");
                         }
                     }
-                    Ok(Some(ServerToAgent::Cancel { run_id })) => self.cancel(run_id).await,
+                    Ok(Some(ServerToAgent::Cancel { run })) => self.cancel(run).await,
                     Ok(Some(ServerToAgent::LocalTask(def))) => self.local_task(def, &edits_sent).await,
                     Ok(Some(ServerToAgent::LocalTaskDeleted { task_id })) => self.local_task_deleted(task_id).await,
                     Ok(Some(ServerToAgent::Rejected { reason })) => return Ended::Rejected(reason),
@@ -328,7 +328,7 @@ impl Device {
     /// Keeps a new order, acknowledges it and starts it; an order seen before is acknowledged
     /// again (the first acknowledgement may have been lost) but not run again.
     async fn receive(&mut self, order: RunOrder) {
-        let run_id = order.run_id;
+        let run = order.run;
         let known = self
             .shared
             .store
@@ -337,15 +337,15 @@ impl Device {
         match known {
             Ok(new) => {
                 // Queued before the start notice, so the server hears of them in order.
-                let _ = self.runner.outbox.send(AgentToServer::Received { run_id });
+                let _ = self.runner.outbox.send(AgentToServer::Received { run });
                 if new {
-                    tracing::debug!(run_id, task = %order.task_name, "order received");
+                    tracing::debug!(%run, task = %order.task_name, "order received");
                     self.start_run(order);
                 } else {
-                    tracing::debug!(run_id, "order already received");
+                    tracing::debug!(%run, "order already received");
                 }
             }
-            Err(e) => tracing::error!(run_id, "cannot store an order: {e}"),
+            Err(e) => tracing::error!(%run, "cannot store an order: {e}"),
         }
     }
 
@@ -467,30 +467,31 @@ impl Device {
 
     fn start_run(&mut self, order: RunOrder) {
         let (cancel_tx, cancel_rx) = watch::channel(false);
-        self.cancels.insert(order.run_id, cancel_tx);
+        self.cancels.insert(order.run, cancel_tx);
         let runner = self.runner.clone();
-        let seed = seed_of(&self.identity.device_id, order.run_id);
+        let seed = seed_of(&self.identity.device_id, order.run);
         tokio::spawn(async move { runner.run(order, seed, cancel_rx).await }.in_current_span());
     }
 
     /// An administrator cancels a run: a running one is stopped, and one received but not
     /// started never starts.
-    async fn cancel(&mut self, run_id: u64) {
-        if let Some(cancel) = self.cancels.get(&run_id) {
+    async fn cancel(&mut self, run: RunRef) {
+        if let Some(cancel) = self.cancels.get(&run) {
             cancel.send_replace(true);
         }
-        if self.runner.cancel_unstarted(run_id).await {
-            tracing::debug!(run_id, "run cancelled before it started");
+        if self.runner.cancel_unstarted(run).await {
+            tracing::debug!(%run, "run cancelled before it started");
         }
     }
 }
 
 /// A per-(device, run) seed, so a simulated outcome is the same if asked again.
-fn seed_of(device_id: &str, run_id: u64) -> u64 {
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{device_id}/{run_id}").as_bytes(),
-    );
+pub(super) fn seed_of(device_id: &str, run: RunRef) -> u64 {
+    let text = match run {
+        RunRef::Ordered(run_id) => format!("{device_id}/{run_id}"),
+        RunRef::Occurrence { task_id, key } => format!("{device_id}/{task_id}@{key}"),
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest.as_ref()[..8]);
     u64::from_le_bytes(bytes)

@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, watch};
 use super::apps::{AppStatus, Applications};
 use super::exec;
 use crate::clock::now_ms;
+use crate::model::RunRef;
+use crate::model::schedule::duration_text;
 use crate::model::task::Outcome;
 use crate::store::Store;
 use crate::store::agent::LocalRunState;
@@ -24,6 +26,8 @@ use crate::wire::msg::{AgentToServer, RunOrder, RunResult};
 pub const CANCELLED_BY_ADMIN: &str = "cancelled by an administrator";
 /// The description of a run an administrator cancelled before it started.
 pub const CANCELLED_BEFORE_START: &str = "cancelled by an administrator before it started";
+/// How a run stopped at its task's time limit begins its description.
+pub const FAILED_BY_TIMEOUT: &str = "failed by timeout";
 /// How often the application of a running run is checked.
 pub const APPLICATION_CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -46,10 +50,10 @@ impl Runner {
     /// ..."). While it runs, `cancel` turning true (an administrator) or its application
     /// stopping cancels the executor, and the result says which.
     pub async fn run(&self, order: RunOrder, seed: u64, cancel: watch::Receiver<bool>) {
-        let run_id = order.run_id;
+        let run = order.run;
         if *cancel.borrow() {
             let outcome = Outcome::failed(CANCELLED_BEFORE_START);
-            self.finish(run_id, LocalRunState::Received, None, outcome)
+            self.finish(run, LocalRunState::Received, None, outcome)
                 .await;
             return;
         }
@@ -63,7 +67,7 @@ impl Runner {
             let outcome = Outcome::failed(format!(
                 "not started: application \"{application}\" {why} on this device"
             ));
-            self.finish(run_id, LocalRunState::Received, None, outcome)
+            self.finish(run, LocalRunState::Received, None, outcome)
                 .await;
             return;
         }
@@ -73,7 +77,7 @@ impl Runner {
         let recorded = {
             let began = Arc::clone(&began);
             self.store
-                .update_run(&self.device_id, run_id, move |r| {
+                .update_run(&self.device_id, run, move |r| {
                     // The change may be tried more than once: what counts is its last try.
                     let starts = r.state == LocalRunState::Received;
                     if starts {
@@ -85,37 +89,28 @@ impl Runner {
                 .await
         };
         if let Err(e) = recorded {
-            tracing::error!(
-                run_id,
-                "cannot record the start of a run; not running it: {e}"
-            );
+            tracing::error!(%run, "cannot record the start of a run; not running it: {e}");
             return;
         }
         if !began.load(Ordering::Relaxed) {
-            tracing::debug!(
-                run_id,
-                "not starting a run that is no longer waiting to start"
-            );
+            tracing::debug!(%run, "not starting a run that is no longer waiting to start");
             return;
         }
-        let _ = self.outbox.send(AgentToServer::Started {
-            run_id,
-            at: started,
-        });
+        let _ = self.outbox.send(AgentToServer::Started { run, at: started });
         tracing::info!(
             task = %order.task_name,
-            run_id,
+            %run,
             application,
             state = "running",
             "run started"
         );
         let outcome = self.execute(&order, seed, cancel).await;
-        self.finish(run_id, LocalRunState::Started, Some(started), outcome)
+        self.finish(run, LocalRunState::Started, Some(started), outcome)
             .await;
     }
 
-    /// Runs the executor until it ends, or until an administrator or the application stopping
-    /// cancels it; a cancelled executor's outcome then says why.
+    /// Runs the executor until it ends, or until an administrator, the application stopping
+    /// or the task's time limit cancels it; a cancelled executor's outcome then says why.
     async fn execute(
         &self,
         order: &RunOrder,
@@ -125,9 +120,19 @@ impl Runner {
         let (stop, stopped) = watch::channel(false);
         let executing = exec::execute(&order.payload, seed, stopped);
         tokio::pin!(executing);
+        let limit = async {
+            match order.time_limit_secs {
+                Some(secs) => tokio::time::sleep(Duration::from_secs(secs.into())).await,
+                None => std::future::pending().await,
+            }
+        };
         let reason = tokio::select! {
             outcome = &mut executing => return outcome,
             () = exec::cancelled(&mut cancel) => CANCELLED_BY_ADMIN.to_string(),
+            () = limit => format!(
+                "{FAILED_BY_TIMEOUT}: ran longer than its time limit of {}",
+                duration_text(order.time_limit_secs.unwrap_or_default())
+            ),
             () = self.until_stopped(&order.application) => format!(
                 "cancelled: application \"{}\" stopped on this device",
                 order.application
@@ -164,19 +169,19 @@ impl Runner {
 
     /// An order received but not started never starts: it ends Failed, "cancelled by an
     /// administrator before it started". False if it was not waiting to start.
-    pub async fn cancel_unstarted(&self, run_id: u64) -> bool {
+    pub async fn cancel_unstarted(&self, run: RunRef) -> bool {
         let outcome = Outcome::failed(CANCELLED_BEFORE_START);
-        self.finish(run_id, LocalRunState::Received, None, outcome)
+        self.finish(run, LocalRunState::Received, None, outcome)
             .await
     }
 
-    /// Ends run `run_id` with `outcome` if the log has it in state `from`: the result is
+    /// Ends `run` with `outcome` if the log has it in state `from`: the result is
     /// stored in the run log (the spool) before it is offered to the server. `started` is
     /// the log's start time when None (the finish time for a run that never started). True
     /// if this call ended the run.
     pub async fn finish(
         &self,
-        run_id: u64,
+        run: RunRef,
         from: LocalRunState,
         started: Option<i64>,
         outcome: Outcome,
@@ -186,7 +191,7 @@ impl Runner {
         let kept = {
             let ended = Arc::clone(&ended);
             self.store
-                .update_run(&self.device_id, run_id, move |r| {
+                .update_run(&self.device_id, run, move |r| {
                     // The change may be tried more than once: what counts is its last try.
                     let mut ended = ended.lock().unwrap_or_else(|e| e.into_inner());
                     *ended = None;
@@ -194,7 +199,7 @@ impl Runner {
                         return;
                     }
                     let result = RunResult {
-                        run_id,
+                        run,
                         started: started.or(r.started).unwrap_or(finished),
                         finished,
                         outcome: outcome.clone(),
@@ -206,7 +211,7 @@ impl Runner {
                 .await
         };
         if let Err(e) = kept {
-            tracing::error!(run_id, "cannot store a result: {e}");
+            tracing::error!(%run, "cannot store a result: {e}");
             return false;
         }
         let ended = ended.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -215,7 +220,7 @@ impl Runner {
         };
         tracing::info!(
             task = %task,
-            run_id,
+            %run,
             state = result.outcome.state.as_str(),
             description = %result.outcome.description,
             "run finished: {}",
@@ -268,11 +273,12 @@ mod tests {
 
     fn order(run_id: u64, application: &str, payload: TaskPayload) -> RunOrder {
         RunOrder {
-            run_id,
+            run: RunRef::Ordered(run_id),
             task_id: 1,
             task_name: format!("task {run_id}"),
             application: application.to_string(),
             payload,
+            time_limit_secs: None,
         }
     }
 
@@ -289,7 +295,7 @@ mod tests {
     impl Fixture {
         /// Keeps `order` as received and runs it to its end, within 10 s.
         async fn run(&self, order: RunOrder, cancel: watch::Receiver<bool>) -> LocalRun {
-            let run_id = order.run_id;
+            let run = order.run;
             assert!(
                 self.runner
                     .store
@@ -300,13 +306,13 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(10), self.runner.run(order, 7, cancel))
                 .await
                 .expect("the run ends");
-            self.log(run_id).await
+            self.log(run).await
         }
 
-        async fn log(&self, run_id: u64) -> LocalRun {
+        async fn log(&self, run: RunRef) -> LocalRun {
             let runs = self.runner.store.local_runs(DEVICE).await.unwrap();
             runs.into_iter()
-                .find(|r| r.order.run_id == run_id)
+                .find(|r| r.order.run == run)
                 .expect("the run is in the log")
         }
 
@@ -370,10 +376,10 @@ mod tests {
         assert!(marker.exists());
         let sent = f.sent();
         assert!(
-            matches!(sent[1], AgentToServer::Started { run_id: 3, .. }),
+            matches!(sent[1], AgentToServer::Started { run: RunRef::Ordered(3), .. }),
             "{sent:?}"
         );
-        assert!(matches!(&sent[2], AgentToServer::Result(r) if r.run_id == 3));
+        assert!(matches!(&sent[2], AgentToServer::Result(r) if r.run == RunRef::Ordered(3)));
     }
 
     #[tokio::test]
@@ -419,7 +425,7 @@ mod tests {
         assert!(run.started.is_some());
         let sent = f.sent();
         assert!(
-            matches!(sent[0], AgentToServer::Started { run_id: 1, .. }),
+            matches!(sent[0], AgentToServer::Started { run: RunRef::Ordered(1), .. }),
             "{sent:?}"
         );
         assert_eq!(sent[1], AgentToServer::Result(result));
@@ -469,11 +475,11 @@ mod tests {
                 .await
                 .unwrap()
         );
-        assert!(f.runner.cancel_unstarted(1).await);
-        assert!(!f.runner.cancel_unstarted(1).await, "only once");
+        assert!(f.runner.cancel_unstarted(RunRef::Ordered(1)).await);
+        assert!(!f.runner.cancel_unstarted(RunRef::Ordered(1)).await, "only once");
         // The runner comes too late: nothing runs, nothing more is reported.
         f.runner.run(o, 7, no_cancel()).await;
-        let run = f.log(1).await;
+        let run = f.log(RunRef::Ordered(1)).await;
         let result = result_of(&run).clone();
         assert_eq!(result.outcome.description, CANCELLED_BEFORE_START);
         assert_eq!(run.started, None);
@@ -493,9 +499,9 @@ mod tests {
             .run(order(3, AGENT_APPLICATION, simulate(0)), no_cancel())
             .await;
         assert_eq!(result_of(&run).outcome.state, DeviceState::Succeeded);
-        assert!(!f.runner.cancel_unstarted(3).await);
+        assert!(!f.runner.cancel_unstarted(RunRef::Ordered(3)).await);
         assert_eq!(
-            result_of(&f.log(3).await).outcome.state,
+            result_of(&f.log(RunRef::Ordered(3)).await).outcome.state,
             DeviceState::Succeeded
         );
     }

@@ -4,7 +4,8 @@ use crate::model::device::{Application, DeviceFacts, DeviceRecord, DeviceView, E
 use crate::model::group::{Group, MANAGED_DEVICES};
 use crate::model::link::{Audience, Change, LogEntry, StatsRow};
 use crate::model::schedule::{
-    LocalDateTime, PeriodUnit, Schedule, ScheduleOptions, TimeOfDay, WeekOfMonth, Weekday,
+    LocalDateTime, PeriodUnit, RandomDelay, Schedule, ScheduleOptions, TimeOfDay, WeekOfMonth,
+    Weekday,
 };
 use crate::model::scope::{IpRange, Scope, Selection};
 use crate::model::task::{
@@ -13,12 +14,12 @@ use crate::model::task::{
     TaskKind, TaskPayload, TaskRecord, TaskSettings, TaskType,
 };
 use crate::model::{
-    Account, Event, EventKind, Fingerprint, Role, SecondaryRecord, ServerRow, ServerStatus,
-    Severity,
+    Account, Event, EventKind, Fingerprint, Role, RunRef, SecondaryRecord, ServerRow,
+    ServerStatus, Severity,
 };
 use crate::wire::msg::{
     AccountSpec, AccountView, ForwardedRequest, GroupView, LocalTaskDef, ParentLinkView, RunOrder,
-    RunResult, RunView, ScopeSpec, Secret, ServerStatsView, ServerStatusView, TaskChanges,
+    RunResult, RunView, ScheduledTaskDef, ScopeSpec, Secret, ServerStatsView, ServerStatusView, TaskChanges,
     TaskSpec, TaskView, VirtualServerView,
 };
 
@@ -121,8 +122,8 @@ pub(super) fn tasks() -> Vec<TaskRecord> {
         schedule,
         schedule_options: ScheduleOptions {
             run_missed: true,
-            random_delay_minutes: 10,
-            time_limit_minutes: Some(90),
+            random_delay: RandomDelay::Within { seconds: 600 },
+            time_limit_secs: Some(5400),
             cancel_from: None,
         },
         account: TaskAccount::Specified {
@@ -188,7 +189,7 @@ pub(super) fn counters() -> RunCounters {
 }
 
 pub(super) fn runs() -> Vec<RunRecord> {
-    vec![RunRecord {
+    let base = RunRecord {
         run_id: 9,
         task_id: 1,
         task_name: "Task 1".into(),
@@ -201,7 +202,17 @@ pub(super) fn runs() -> Vec<RunRecord> {
         counters: counters(),
         version: 17,
         parent_run: Some(5),
-    }]
+        occurrence: None,
+        device_clock: false,
+    };
+    let scheduled = RunRecord {
+        run_id: 10,
+        parent_run: None,
+        occurrence: Some(at(2026, 12, 4, 19, 0)),
+        device_clock: true,
+        ..base.clone()
+    };
+    vec![base, scheduled]
 }
 
 pub(super) fn outcomes() -> Vec<Outcome> {
@@ -400,6 +411,7 @@ pub(super) fn changes() -> Vec<Change<TaskRecord>> {
             task_id: 1,
             run_id: 9,
             revision: 3,
+            occurrence: None,
         },
         Change::RunStop {
             task_id: 1,
@@ -458,11 +470,16 @@ pub(super) fn orders() -> Vec<RunOrder> {
         .into_iter()
         .enumerate()
         .map(|(i, payload)| RunOrder {
-            run_id: 9 + i as u64,
+            run: if i % 2 == 0 {
+                RunRef::Ordered(9 + i as u64)
+            } else {
+                occurrence_of(1 + i as u64)
+            },
             task_id: 1 + i as u64,
             task_name: format!("Task {}", i + 1),
             application: "Canopy agent".into(),
             payload,
+            time_limit_secs: (i % 2 == 1).then_some(90),
         })
         .collect()
 }
@@ -470,11 +487,55 @@ pub(super) fn orders() -> Vec<RunOrder> {
 pub(super) fn results() -> Vec<RunResult> {
     outcomes()
         .into_iter()
-        .map(|outcome| RunResult {
-            run_id: 9,
+        .enumerate()
+        .map(|(i, outcome)| RunResult {
+            run: if i % 2 == 0 {
+                RunRef::Ordered(9)
+            } else {
+                occurrence_of(3)
+            },
             started: NOW,
             finished: NOW + 5000,
             outcome,
+        })
+        .collect()
+}
+
+/// An occurrence of task `task_id`, as a device names it.
+pub(super) fn occurrence_of(task_id: u64) -> RunRef {
+    RunRef::Occurrence {
+        task_id,
+        key: at(2026, 12, 4, 19, 0),
+    }
+}
+
+fn at(year: i16, month: u8, day: u8, hour: u8, minute: u8) -> LocalDateTime {
+    LocalDateTime {
+        year,
+        month,
+        day,
+        time: TimeOfDay { hour, minute },
+    }
+}
+
+/// Tasks devices run on their own schedule, one per timed schedule of the samples.
+pub(super) fn scheduled_tasks() -> Vec<ScheduledTaskDef> {
+    schedules()
+        .into_iter()
+        .filter(|schedule| schedule.is_timed())
+        .enumerate()
+        .map(|(i, schedule)| ScheduledTaskDef {
+            task_id: 20 + i as u64,
+            name: format!("Scheduled {i}"),
+            revision: 2,
+            since: NOW,
+            application: "Canopy agent".into(),
+            payload: TaskPayload::Inventory,
+            schedule,
+            run_missed: i % 2 == 0,
+            delay_window_secs: 600 * i as u32,
+            time_limit_secs: Some(3600),
+            cancel_from: (i == 1).then(|| at(2030, 1, 1, 0, 0)),
         })
         .collect()
 }

@@ -9,7 +9,7 @@ use super::links::RAW;
 use super::samples::{self as s, NOW};
 use super::stored::TYPES;
 use crate::model::task::DeviceState;
-use crate::model::{Fingerprint, Role};
+use crate::model::{Fingerprint, Role, RunRef};
 use crate::wire::PROTOCOL_VERSION;
 use crate::wire::codec;
 use crate::wire::msg::{
@@ -221,8 +221,13 @@ fn links(out: &mut Vec<Seed>) {
     messages(out, "admin_link", "welcome", 2, &[welcome]);
 
     let mut from_agent = vec![
-        AgentToServer::Received { run_id: 9 },
-        AgentToServer::Started { run_id: 9, at: NOW },
+        AgentToServer::Received {
+            run: RunRef::Ordered(9),
+        },
+        AgentToServer::Started {
+            run: s::occurrence_of(3),
+            at: NOW,
+        },
     ];
     from_agent.extend(s::results().into_iter().map(AgentToServer::Result));
     from_agent.push(AgentToServer::LocalTaskEdit {
@@ -243,10 +248,22 @@ fn links(out: &mut Vec<Seed>) {
         },
     ];
     to_agent.extend(s::orders().into_iter().map(ServerToAgent::Run));
-    to_agent.push(ServerToAgent::ResultStored { run_id: 9 });
-    to_agent.push(ServerToAgent::Cancel { run_id: 9 });
+    to_agent.push(ServerToAgent::ResultStored {
+        run: RunRef::Ordered(9),
+    });
+    to_agent.push(ServerToAgent::Cancel {
+        run: s::occurrence_of(3),
+    });
     to_agent.extend(s::local_tasks().into_iter().map(ServerToAgent::LocalTask));
     to_agent.push(ServerToAgent::LocalTaskDeleted { task_id: 7 });
+    let scheduled = s::scheduled_tasks();
+    let task_ids = scheduled.iter().map(|t| t.task_id).collect();
+    to_agent.extend(
+        scheduled
+            .into_iter()
+            .map(|t| ServerToAgent::ScheduledTask(Box::new(t))),
+    );
+    to_agent.push(ServerToAgent::ScheduledTasks { task_ids });
     messages(out, "agent_link", "to-agent", 1, &to_agent);
 }
 

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::LocalDateTime;
 use super::server::Revocation;
 use super::task::RunCounters;
 
@@ -20,11 +21,13 @@ pub enum Change<T> {
     TaskDelete {
         task_id: u64,
     },
-    /// A start of the task at `revision`.
+    /// A start of the task at `revision`: by hand, or the scheduled `occurrence` (whose
+    /// key the child matches with a run of that occurrence it may have made already).
     RunStart {
         task_id: u64,
         run_id: u64,
         revision: u32,
+        occurrence: Option<LocalDateTime>,
     },
     RunStop {
         task_id: u64,

@@ -6,6 +6,7 @@ pub mod fingerprint;
 pub mod group;
 pub mod limits;
 pub mod link;
+pub mod run_ref;
 pub mod schedule;
 pub mod scope;
 pub mod server;
@@ -13,6 +14,7 @@ pub mod task;
 
 pub use event::{Event, EventKind, Severity};
 pub use fingerprint::Fingerprint;
+pub use run_ref::RunRef;
 pub use server::{Account, Revocation, Role, SecondaryRecord, ServerRow, ServerStatus};
 
 /// Milliseconds since the Unix epoch, UTC. Time is always passed in, never read here.

@@ -5,14 +5,14 @@ use serde::{Deserialize, Serialize};
 
 /// A time of day on the clock of whoever runs the task (the device, or for a selection task
 /// the server).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TimeOfDay {
     pub hour: u8,
     pub minute: u8,
 }
 
 /// A calendar date and time, without a time zone (local to whoever runs the task).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LocalDateTime {
     pub year: i16,
     pub month: u8,
@@ -87,15 +87,30 @@ pub enum Schedule {
     Immediately,
 }
 
+/// How starts of a task are spread so that many devices do not reach the server at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RandomDelay {
+    #[default]
+    Off,
+    /// Each device starts at a moment of its own within this many seconds after the
+    /// scheduled time.
+    Within { seconds: u32 },
+    /// The server chooses the window from the number of devices the task targets
+    /// (`sched::automatic_window_secs`).
+    Automatic,
+}
+
+/// The longest randomized delay and time limit: a week.
+pub const MAX_OPTION_SECS: u32 = 7 * 24 * 3600;
+
 /// The advanced scheduling options.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleOptions {
     /// Start a task that missed its time as soon as the device is back (off by default).
     pub run_missed: bool,
-    /// Spread starts at random over this many minutes (0: off).
-    pub random_delay_minutes: u32,
+    pub random_delay: RandomDelay,
     /// Stop the task if it runs longer than this (failed by timeout).
-    pub time_limit_minutes: Option<u32>,
+    pub time_limit_secs: Option<u32>,
     /// Cancel the schedule from this date on.
     pub cancel_from: Option<LocalDateTime>,
 }
@@ -286,6 +301,20 @@ impl std::fmt::Display for LocalDateTime {
 }
 
 impl Schedule {
+    /// Whether the schedule names dates and times (once, every, weekly, monthly, month
+    /// days), as opposed to a start by hand, on creation, at application start or after
+    /// another task.
+    pub fn is_timed(&self) -> bool {
+        matches!(
+            self,
+            Schedule::Once { .. }
+                | Schedule::Every { .. }
+                | Schedule::ByDaysOfWeek { .. }
+                | Schedule::Monthly { .. }
+                | Schedule::MonthDays { .. }
+        )
+    }
+
     /// `manual`, `immediately`, `app-start`, `after:TASK_ID`, `once:YYYY-MM-DDTHH:MM`,
     /// `every:N(m|h|d|w)[@YYYY-MM-DDTHH:MM]`, `weekly:mon,fri@HH:MM`, `monthly:DAY@HH:MM`,
     /// `monthday:(first|second|third|fourth|last)-WEEKDAY@HH:MM`.
@@ -493,8 +522,8 @@ impl std::fmt::Display for Schedule {
     }
 }
 
-/// A duration in minutes, for people: "45 minutes", "2 hours", "1 hour 30 minutes".
-fn minutes_text(minutes: u32) -> String {
+/// A duration for people: "45 seconds", "2 hours", "1 hour 30 minutes".
+pub fn duration_text(seconds: u32) -> String {
     let plural = |n: u32, one: &str| {
         if n == 1 {
             format!("1 {one}")
@@ -502,11 +531,86 @@ fn minutes_text(minutes: u32) -> String {
             format!("{n} {one}s")
         }
     };
-    let (hours, minutes) = (minutes / 60, minutes % 60);
-    match (hours, minutes) {
-        (0, m) => plural(m, "minute"),
-        (h, 0) => plural(h, "hour"),
-        (h, m) => format!("{} {}", plural(h, "hour"), plural(m, "minute")),
+    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let parts: Vec<String> = [(hours, "hour"), (minutes, "minute"), (seconds, "second")]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| plural(n, unit))
+        .collect();
+    if parts.is_empty() {
+        "0 seconds".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// A duration as an administrator types it: `90s`, `15m`, `2h`, `1:30` (hours and minutes),
+/// or a bare number of minutes. `what` names the option in errors; the result is at most
+/// [`MAX_OPTION_SECS`].
+pub fn parse_duration(text: &str, what: &str) -> Result<u32, String> {
+    let text = text.trim();
+    let bad = || {
+        format!(
+            "{what}: {text:?} is not a duration; give minutes (15), or a number with s, m or h \
+             (90s, 15m, 2h), or H:MM (1:30)"
+        )
+    };
+    let seconds: u64 = if let Some((hours, minutes)) = text.split_once(':') {
+        let hours = u64::from(number(hours, 4).ok_or_else(bad)?);
+        let minutes = number(minutes, 2).filter(|m| *m < 60).ok_or_else(bad)?;
+        hours * 3600 + u64::from(minutes) * 60
+    } else {
+        let (digits, unit) = match text.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_lowercase()),
+            _ => (text, 'm'),
+        };
+        let n = u64::from(number(digits.trim(), 9).ok_or_else(bad)?);
+        match unit {
+            's' => n,
+            'm' => n * 60,
+            'h' => n * 3600,
+            _ => return Err(bad()),
+        }
+    };
+    if seconds > u64::from(MAX_OPTION_SECS) {
+        return Err(format!(
+            "{what}: {text:?} is longer than the most allowed, {}",
+            duration_text(MAX_OPTION_SECS)
+        ));
+    }
+    // At most MAX_OPTION_SECS, which fits.
+    Ok(seconds as u32)
+}
+
+impl RandomDelay {
+    /// `off` (or 0), `auto`, or a window as [`parse_duration`] reads it.
+    pub fn parse(text: &str) -> Result<RandomDelay, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" => Ok(RandomDelay::Off),
+            "auto" | "automatic" => Ok(RandomDelay::Automatic),
+            _ => match parse_duration(text, "the randomized delay")? {
+                0 => Ok(RandomDelay::Off),
+                seconds => Ok(RandomDelay::Within { seconds }),
+            },
+        }
+    }
+}
+
+/// A time limit: `none` (or 0), or a duration as [`parse_duration`] reads it.
+pub fn parse_time_limit(text: &str) -> Result<Option<u32>, String> {
+    if matches!(text.trim().to_ascii_lowercase().as_str(), "none" | "off") {
+        return Ok(None);
+    }
+    Ok(Some(parse_duration(text, "the time limit")?).filter(|s| *s > 0))
+}
+
+impl std::fmt::Display for RandomDelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RandomDelay::Off => f.write_str("off"),
+            RandomDelay::Within { seconds } => write!(f, "within {}", duration_text(*seconds)),
+            RandomDelay::Automatic => f.write_str("automatic (by the number of devices)"),
+        }
     }
 }
 
@@ -514,17 +618,13 @@ impl std::fmt::Display for ScheduleOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "run missed: {}; random delay: ",
-            if self.run_missed { "yes" } else { "no" }
+            "run missed: {}; random delay: {}; time limit: ",
+            if self.run_missed { "yes" } else { "no" },
+            self.random_delay
         )?;
-        match self.random_delay_minutes {
-            0 => f.write_str("off")?,
-            n => write!(f, "within {}", minutes_text(n))?,
-        }
-        f.write_str("; time limit: ")?;
-        match self.time_limit_minutes {
+        match self.time_limit_secs {
             None => f.write_str("none")?,
-            Some(n) => f.write_str(&minutes_text(n))?,
+            Some(n) => f.write_str(&duration_text(n))?,
         }
         f.write_str("; cancel schedule: ")?;
         match self.cancel_from {

@@ -72,6 +72,28 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::device::{DeviceRecord, Enrollment};
 use super::group::GroupTree;
 
+impl Scope {
+    /// Whether a start of this scope reaches `device`, an approved device: a group's devices
+    /// (and its subgroups' unless they are excluded), a list's devices as matched when the
+    /// task was stored, a local task's one device. A selection is decided by the server at
+    /// each start, and a server task reaches no device: false.
+    pub fn reaches(&self, device: &DeviceRecord, tree: &GroupTree) -> bool {
+        match self {
+            Scope::Group {
+                group_id,
+                include_subgroups,
+                ..
+            } => {
+                device.group_id == *group_id
+                    || (*include_subgroups && tree.is_descendant(device.group_id, *group_id))
+            }
+            Scope::DeviceList { device_ids, .. } => device_ids.contains(&device.id),
+            Scope::Local { device_id } => *device_id == device.id,
+            Scope::Selection(_) | Scope::Server => false,
+        }
+    }
+}
+
 /// What a list entry may be, for error messages.
 const ENTRY_FORMS: &str = "an IP address, an IP range (a-b or CIDR) or a host name";
 

@@ -442,6 +442,15 @@ pub enum DeviceEdit {
 }
 
 impl TaskRecord {
+    /// Whether devices start this task by themselves on their own clock: a device task with
+    /// a timed schedule, except for a device selection (the server starts those, on its
+    /// time, on the devices connected then).
+    pub fn runs_on_device_clock(&self) -> bool {
+        matches!(self.task_type, TaskType::Device(_))
+            && !matches!(self.scope, Scope::Selection(_) | Scope::Server)
+            && self.settings.schedule.is_timed()
+    }
+
     /// Decides a device user's change made from `base_revision` of this (local) task.
     pub fn device_edit(&self, base_revision: u32) -> DeviceEdit {
         let changed_since = self.revision != base_revision;
@@ -601,9 +610,26 @@ pub struct RunRecord {
     pub version: u64,
     /// The parent's run this run carries out, on a server that inherited the task.
     pub parent_run: Option<RunId>,
+    /// The scheduled occurrence this run is (its key, the same on every server of the
+    /// tree); `None` for a start by hand.
+    pub occurrence: Option<super::schedule::LocalDateTime>,
+    /// Devices started this run by themselves, on their schedule, and know it by its
+    /// occurrence rather than by its id (they were sent no order).
+    pub device_clock: bool,
 }
 
 impl RunRecord {
+    /// How the devices of this run know it.
+    pub fn device_ref(&self) -> super::RunRef {
+        match self.occurrence {
+            Some(key) if self.device_clock => super::RunRef::Occurrence {
+                task_id: self.task_id,
+                key,
+            },
+            _ => super::RunRef::Ordered(self.run_id),
+        }
+    }
+
     pub fn state(&self) -> RunState {
         if self.stopped.is_some() {
             RunState::Stopped
@@ -707,89 +733,4 @@ impl DeviceRunRecord {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn outcome(state: DeviceState) -> DeviceProgress {
-        DeviceProgress::Finished {
-            started: 1,
-            finished: 2,
-            outcome: Outcome {
-                state,
-                description: String::new(),
-                progress: 100,
-                need_restart: true,
-                details: Details::None,
-            },
-        }
-    }
-
-    #[test]
-    fn a_device_record_only_moves_forward_and_counts_once() {
-        let mut record = DeviceRunRecord::pending("d".into(), "dev".into());
-        let mut counters = RunCounters::default();
-        counters.add(&record);
-        let steps = [
-            DeviceProgress::Delivered,
-            DeviceProgress::Delivered,
-            DeviceProgress::Started { at: 1 },
-            outcome(DeviceState::Warning),
-            outcome(DeviceState::Succeeded),
-            DeviceProgress::Started { at: 3 },
-        ];
-        let applied: Vec<bool> = steps
-            .iter()
-            .map(|step| {
-                let old = record.clone();
-                let changed = record.advance(step);
-                if changed {
-                    counters.replace(&old, &record);
-                }
-                changed
-            })
-            .collect();
-        assert_eq!(applied, [true, false, true, true, false, false]);
-        assert_eq!((record.state, record.tries), (DeviceState::Warning, 1));
-        assert_eq!(counters, RunCounters::of([&record]));
-        assert_eq!(counters.need_restart, 1);
-        assert_eq!(counters.completion_percent(), 100.0);
-    }
-
-    #[test]
-    fn a_result_without_a_start_counts_one_try() {
-        let mut record = DeviceRunRecord::pending("d".into(), "dev".into());
-        assert!(record.advance(&outcome(DeviceState::Failed)));
-        assert_eq!((record.state, record.tries), (DeviceState::Failed, 1));
-    }
-
-    #[test]
-    fn the_administrators_change_to_a_local_task_wins() {
-        let mut task = TaskRecord {
-            id: 1,
-            name: "local".into(),
-            task_type: TaskType::Device(TaskPayload::Inventory),
-            application: AGENT_APPLICATION.into(),
-            scope: Scope::Local {
-                device_id: "d".into(),
-            },
-            settings: TaskSettings::default(),
-            created: 0,
-            modified: 0,
-            revision: 3,
-            changed_by: ChangedBy::Administrator("admin".into()),
-            last_run: None,
-            inherited: None,
-        };
-        assert_eq!(task.device_edit(3), DeviceEdit::Apply);
-        assert_eq!(task.device_edit(2), DeviceEdit::AdministratorWins);
-        task.changed_by = ChangedBy::DeviceUser;
-        assert_eq!(
-            task.device_edit(2),
-            DeviceEdit::Apply,
-            "the user's own later change"
-        );
-        assert!(task.check().is_ok());
-        task.scope = Scope::Server;
-        assert!(task.check().unwrap_err().contains("runs on devices"));
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use super::{Node, lock, now_ms};
 use crate::model::device::{DeviceRecord, check_device_id};
 use crate::model::task::DeviceProgress;
-use crate::model::{EventKind, Fingerprint, Severity};
+use crate::model::{EventKind, Fingerprint, RunRef, Severity};
 use crate::net::conn::describe_io;
 use crate::net::tls;
 use crate::store::devices::Admission;
@@ -433,7 +433,7 @@ async fn session(
     };
     // A run stopped while the device was away: its cancel was not delivered, and the device
     // may still run it. The order goes again (the device runs a run once), then the cancel.
-    let run_ids: Vec<u64> = orders.iter().map(|o| o.run_id).collect();
+    let run_ids: Vec<u64> = orders.iter().filter_map(|o| o.run.ordered()).collect();
     // Most devices connect with nothing waiting: no read for them.
     let stopped = if run_ids.is_empty() {
         Vec::new()
@@ -454,7 +454,9 @@ async fn session(
         .chain(
             stopped
                 .into_iter()
-                .map(|run_id| ServerToAgent::Cancel { run_id }),
+                .map(|run_id| ServerToAgent::Cancel {
+                    run: RunRef::Ordered(run_id),
+                }),
         );
     for msg in queued {
         if wire::write_frame(&mut send, &msg).await.is_err() {
@@ -473,18 +475,18 @@ async fn session(
             }
             frame = frames.read_frame::<AgentToServer>(&mut recv) => {
                 match frame {
-                    Ok(Some(AgentToServer::Received { run_id })) => {
-                        if let Err(e) = node.device_progress(&id, run_id, DeviceProgress::Delivered).await {
-                            tracing::error!(run_id, "cannot record a delivery: {e}");
+                    Ok(Some(AgentToServer::Received { run })) => {
+                        if let Err(e) = node.device_progress(&id, run, DeviceProgress::Delivered).await {
+                            tracing::error!(%run, "cannot record a delivery: {e}");
                         }
                     }
-                    Ok(Some(AgentToServer::Started { run_id, at })) => {
-                        if let Err(e) = node.device_progress(&id, run_id, DeviceProgress::Started { at }).await {
-                            tracing::error!(run_id, "cannot record a start: {e}");
+                    Ok(Some(AgentToServer::Started { run, at })) => {
+                        if let Err(e) = node.device_progress(&id, run, DeviceProgress::Started { at }).await {
+                            tracing::error!(%run, "cannot record a start: {e}");
                         }
                     }
                     Ok(Some(AgentToServer::Result(result))) => {
-                        let run_id = result.run_id;
+                        let run = result.run;
                         let progress = DeviceProgress::Finished {
                             started: result.started,
                             finished: result.finished,
@@ -493,16 +495,16 @@ async fn session(
                         };
                         // Acknowledged once durable, also when it was known already (or its
                         // task is gone), so the device stops resending it.
-                        match node.device_progress(&id, run_id, progress).await {
+                        match node.device_progress(&id, run, progress).await {
                             Ok(()) => {
-                                if let Err(e) = wire::write_frame(&mut send, &ServerToAgent::ResultStored { run_id }).await {
+                                if let Err(e) = wire::write_frame(&mut send, &ServerToAgent::ResultStored { run }).await {
                                     break e.to_string();
                                 }
                             }
                             Err(e) => {
                                 // Not acknowledged: the device keeps it and offers it again
                                 // when it reconnects, by when the store may work again.
-                                tracing::error!(run_id, "cannot store a result: {e}; disconnecting the device so that it sends it again later");
+                                tracing::error!(%run, "cannot store a result: {e}; disconnecting the device so that it sends it again later");
                                 refuse(conn, close::UNAVAILABLE, "the server cannot store results now; send them again later");
                                 break format!("cannot store a result: {e}");
                             }

@@ -7,7 +7,7 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, StrTable, entries_with_prefix, get, put, remove};
-use crate::model::Fingerprint;
+use crate::model::{Fingerprint, RunRef};
 use crate::model::schedule::Schedule;
 use crate::wire::msg::{LocalTaskDef, RunOrder, RunResult};
 
@@ -53,8 +53,13 @@ pub struct LocalRun {
     pub acknowledged: bool,
 }
 
-fn run_key(device_id: &str, run_id: u64) -> String {
-    format!("{device_id}/{run_id:020}")
+/// "device id/run id" for an ordered run, "device id/o/task id/key" for an occurrence; so the
+/// runs of a device are the keys under "device id/".
+fn run_key(device_id: &str, run: RunRef) -> String {
+    match run {
+        RunRef::Ordered(run_id) => format!("{device_id}/{run_id:020}"),
+        RunRef::Occurrence { task_id, key } => format!("{device_id}/o/{task_id:020}/{key}"),
+    }
 }
 
 /// A schedule the device's user set, not confirmed by the server yet.
@@ -203,7 +208,7 @@ impl Store {
         device_id: &str,
         order: RunOrder,
     ) -> Result<bool, StoreError> {
-        let key = run_key(device_id, order.run_id);
+        let key = run_key(device_id, order.run);
         self.write(move |txn| {
             let mut runs = txn.open_table(RUNS)?;
             if get::<LocalRun>(&runs, &key)?.is_some() {
@@ -226,10 +231,10 @@ impl Store {
     pub async fn update_run(
         &self,
         device_id: &str,
-        run_id: u64,
+        run: RunRef,
         change: impl FnMut(&mut LocalRun) + Send + 'static,
     ) -> Result<(), StoreError> {
-        let key = run_key(device_id, run_id);
+        let key = run_key(device_id, run);
         let mut change = change;
         self.write(move |txn| {
             let mut runs = txn.open_table(RUNS)?;

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::model::Revocation;
 use crate::model::link::Change;
-use crate::model::task::{RunId, TaskRecord};
+use crate::model::task::{RunId, RunRecord, TaskRecord};
 use crate::sync::inherit;
 use crate::sync::replicate::LogState;
 use crate::wire::msg::TaskChange;
@@ -97,12 +97,13 @@ pub(crate) fn log_task_deleted(
 pub(crate) fn log_run_started(
     txn: &WriteTransaction,
     task: &TaskRecord,
-    run_id: RunId,
+    run: &RunRecord,
 ) -> Result<(), StoreError> {
     let change = Change::RunStart {
         task_id: task.id,
-        run_id,
+        run_id: run.run_id,
         revision: task.revision,
+        occurrence: run.occurrence,
     };
     log_for(txn, task, change)
 }

@@ -46,6 +46,10 @@ struct StatsRowV2 {
 
 #[cfg(test)]
 mod tests;
+mod v5;
+#[cfg(test)]
+mod v5_tests;
+pub(super) use v5::from_5;
 
 fn has_table(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
     Ok(txn.list_tables()?.any(|t| t.name() == name))

@@ -52,7 +52,7 @@ pub use writer::MAX_BATCH;
 /// The schema this binary writes; a file with a newer one is refused, an older one migrated
 /// (`migrate.rs`). 3: secondaries placed by group id, statistics rows with an epoch. 4:
 /// revoked certificates, and revocations in the change log. 5: the set of pending devices.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Page cache of the database.
 const CACHE_SIZE: usize = 64 * 1024 * 1024;
@@ -163,14 +163,17 @@ fn check_schema(db: &Database) -> Result<(), StoreError> {
                 });
             }
             Some(SCHEMA_VERSION) => false,
-            Some(found @ 2..=4) => {
+            Some(found @ 2..=5) => {
                 if found == 2 {
                     migrate::from_2(&txn)?;
                 }
                 if found <= 3 {
                     migrate::from_3(&txn)?;
                 }
-                migrate::from_4(&txn)?;
+                if found <= 4 {
+                    migrate::from_4(&txn)?;
+                }
+                migrate::from_5(&txn)?;
                 put(&mut meta, SCHEMA_VERSION_KEY, &SCHEMA_VERSION)?;
                 tracing::info!("database migrated from schema {found} to {SCHEMA_VERSION}");
                 true

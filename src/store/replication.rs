@@ -14,11 +14,9 @@ use super::schema::*;
 use super::signals;
 use super::tasks::{self, StartedRun};
 use super::{META, Store, StoreError, entries, entries_with_prefix, get, put, remove};
-use crate::model::device::{DeviceRecord, Enrollment};
-use crate::model::group::UNASSIGNED_DEVICES;
 use crate::model::link::StatsRow;
 use crate::model::task::{RunId, RunRecord, TaskId, TaskRecord};
-use crate::model::{Revocation, SecondaryRecord, UnixMillis};
+use crate::model::{Revocation, RunRef, SecondaryRecord, UnixMillis};
 use crate::sync::inherit::{self, Confirmable, Holdings, Plan};
 use crate::sync::replicate::Cursor;
 use crate::sync::stats::{self, StatsTable};
@@ -78,7 +76,7 @@ pub struct AppliedChanges {
     /// Runs started: their orders go to the devices connected now.
     pub started: Vec<StartedRun>,
     /// (device, run) pairs to be told to cancel.
-    pub cancel: Vec<(String, RunId)>,
+    pub cancel: Vec<(String, RunRef)>,
     /// Runs stopped: their statistics changed.
     pub stopped: Vec<RunId>,
     /// Server certificates revoked by the batch (new here): their links are closed.
@@ -407,21 +405,24 @@ fn carry_out(
             local_task,
             started_by,
             replaces,
+            occurrence,
         } => {
             if let Some(local_run) = replaces {
                 forget(txn, parent, parent_run, local_run, now, out)?;
             }
-            let targets = managed_devices(txn)?;
-            let Some(started) = tasks::start_in(
-                txn,
-                local_task,
-                targets,
-                None,
+            if let Some(key) = occurrence
+                && let Some(local_run) = tasks::occurrence_run_in(txn, local_task, key)?
+            {
+                return link_occurrence(txn, parent, parent_run, local_run, out);
+            }
+            let new = tasks::NewRun {
+                targets: tasks::managed_devices(txn)?,
                 started_by,
-                Some(parent_run),
-                now,
-            )?
-            else {
+                parent_run: Some(parent_run),
+                occurrence,
+                ..tasks::NewRun::default()
+            };
+            let Some(started) = tasks::start_in(txn, local_task, new, now)? else {
                 return Ok(());
             };
             put(
@@ -429,7 +430,7 @@ fn carry_out(
                 &id_key(parent_run),
                 &started.run.run_id,
             )?;
-            log_run_started(txn, &started.task, started.run.run_id)?;
+            log_run_started(txn, &started.task, &started.run)?;
             out.described.push(format!(
                 "inherited task {:?} run {} started for {parent}'s run {parent_run} on {} device(s)",
                 started.task.name,
@@ -443,8 +444,9 @@ fn carry_out(
                 if let Some(task) = tasks::task_in(txn, stopped.run.task_id)? {
                     log_run_stopped(txn, &task, local_run)?;
                 }
+                let run = stopped.run.device_ref();
                 out.cancel
-                    .extend(stopped.to_cancel.into_iter().map(|d| (d, local_run)));
+                    .extend(stopped.to_cancel.into_iter().map(|d| (d, run)));
                 out.stopped.push(local_run);
                 out.described.push(format!(
                     "inherited task {:?} run {local_run} stopped by {parent}",
@@ -467,6 +469,36 @@ fn carry_out(
 
 /// The parent no longer has run `parent_run` (it was restored from a backup): `local_run`
 /// stops if it is going and stays as history of this server only.
+/// A run of a scheduled occurrence made here before the parent's run of it arrived now
+/// carries out that run: its statistics go to the parent from here on.
+fn link_occurrence(
+    txn: &WriteTransaction,
+    parent: &str,
+    parent_run: RunId,
+    local_run: RunId,
+    out: &mut AppliedChanges,
+) -> Result<(), StoreError> {
+    let mut runs = txn.open_table(RUNS)?;
+    let Some(mut run) = get::<RunRecord>(&runs, &run_key(local_run))? else {
+        return Ok(());
+    };
+    let mut inherited = txn.open_table(INHERITED_RUNS)?;
+    if let Some(old) = run.parent_run.filter(|old| *old != parent_run) {
+        remove(&mut inherited, &id_key(old))?;
+    }
+    put(&mut inherited, &id_key(parent_run), &local_run)?;
+    run.parent_run = Some(parent_run);
+    run.version += 1;
+    put(&mut runs, &run_key(local_run), &run)?;
+    signals::note_run(&run);
+    out.described.push(format!(
+        "inherited task {:?} run {local_run} of {} carries out {parent}'s run {parent_run}",
+        run.task_name,
+        run.occurrence.map(|k| k.to_string()).unwrap_or_default()
+    ));
+    Ok(())
+}
+
 fn forget(
     txn: &WriteTransaction,
     parent: &str,
@@ -496,15 +528,6 @@ fn forget(
 
 /// Every approved device of this server outside "Unassigned devices", as (id, name): the
 /// devices an inherited group task runs on.
-fn managed_devices(txn: &WriteTransaction) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(txn
-        .values::<DeviceRecord>(DEVICES)?
-        .into_iter()
-        .filter(|d| d.enrollment == Enrollment::Approved && d.group_id != UNASSIGNED_DEVICES)
-        .map(|d| (d.id, d.name))
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,6 +607,7 @@ mod tests {
             task_id: 7,
             run_id: 40,
             revision: 2,
+            occurrence: None,
         };
         let applied = apply(vec![(4, upsert(2)), (5, start.clone()), (6, start)])
             .await

@@ -30,6 +30,9 @@ pub(crate) const TASKS: StrTable = TableDefinition::new("tasks");
 pub(crate) const TASK_NAMES: StrTable = TableDefinition::new("task_names");
 /// Runs by id.
 pub(crate) const RUNS: StrTable = TableDefinition::new("task_runs");
+/// The run of each scheduled occurrence made here, by "task id/key" (the civil date and time
+/// the schedule names, the same on every server).
+pub(crate) const OCCURRENCE_RUNS: StrTable = TableDefinition::new("occurrence_runs");
 /// Per-device records by "run id/device id".
 pub(crate) const RUN_DEVICES: StrTable = TableDefinition::new("run_devices");
 /// This server's change log: sequence number to [`LogEntry`].
@@ -56,6 +59,10 @@ pub(crate) fn run_key(id: RunId) -> String {
 
 pub(crate) fn record_key(run_id: RunId, device_id: &str) -> String {
     format!("{run_id:020}/{device_id}")
+}
+
+pub(crate) fn occurrence_key(task_id: TaskId, key: crate::model::schedule::LocalDateTime) -> String {
+    format!("{task_id:020}/{key}")
 }
 
 pub(crate) fn order_key(device_id: &str, run_id: RunId) -> String {

@@ -7,9 +7,13 @@ use redb::{ReadableTable, WriteTransaction};
 use super::change_log;
 use super::schema::*;
 use super::signals;
+use super::schema::OpenTables;
 use super::{META, Store, StoreError, entries_with_prefix, get, put, remove, values};
-use crate::model::UnixMillis;
+use crate::model::schedule::LocalDateTime;
+use crate::model::{RunRef, UnixMillis};
 use crate::model::link::StatsRow;
+use crate::model::device::{DeviceRecord, Enrollment};
+use crate::model::group::UNASSIGNED_DEVICES;
 use crate::model::scope::Scope;
 use crate::model::task::{
     ChangedBy, DeviceEdit, DeviceProgress, DeviceRunRecord, DeviceState, RunCounters, RunId,
@@ -26,6 +30,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(TASK_NAMES)?;
     txn.open_table(RUNS)?;
     txn.open_table(RUN_DEVICES)?;
+    txn.open_table(OCCURRENCE_RUNS)?;
     Ok(())
 }
 
@@ -162,7 +167,7 @@ impl Store {
     pub async fn delete_task(
         &self,
         id: TaskId,
-    ) -> Result<Option<(TaskRecord, Vec<(String, RunId)>)>, StoreError> {
+    ) -> Result<Option<Deleted>, StoreError> {
         self.write(move |txn| {
             let deleted = delete_in(txn, id)?;
             if let Some((task, _)) = &deleted {
@@ -187,20 +192,18 @@ impl Store {
     ) -> Result<Option<StartedRun>, StoreError> {
         self.write(move |txn| {
             let before = task_in(txn, task_id)?;
-            let started = start_in(
-                txn,
-                task_id,
-                targets.clone(),
-                scope.clone(),
-                started_by.clone(),
-                None,
-                now,
-            )?;
+            let new = NewRun {
+                targets: targets.clone(),
+                scope: scope.clone(),
+                started_by: started_by.clone(),
+                ..NewRun::default()
+            };
+            let started = start_in(txn, task_id, new, now)?;
             if let Some(started) = &started {
                 if scope.is_some() {
                     change_log::log_task(txn, before.as_ref(), &started.task)?;
                 }
-                change_log::log_run_started(txn, &started.task, started.run.run_id)?;
+                change_log::log_run_started(txn, &started.task, &started.run)?;
             }
             Ok(started)
         })
@@ -220,6 +223,43 @@ impl Store {
         let device_id = device_id.to_string();
         self.write(move |txn| progress_in(txn, &device_id, run_id, &progress, now))
             .await
+    }
+
+    /// Applies a device's report of an occurrence it started by itself, as
+    /// [`Store::record_progress`] does, to the run of that occurrence: made in the same
+    /// transaction if this is the first word of it here ([`occurrence_run`]). `None` also
+    /// when the task is gone or is not one its devices start by themselves.
+    pub async fn record_occurrence_progress(
+        &self,
+        device_id: &str,
+        task_id: TaskId,
+        key: LocalDateTime,
+        progress: DeviceProgress,
+        now: UnixMillis,
+    ) -> Result<Option<Progressed>, StoreError> {
+        let device_id = device_id.to_string();
+        self.write(move |txn| match occurrence_run(txn, task_id, key, now)? {
+            Some(run_id) => progress_in(txn, &device_id, run_id, &progress, now),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    /// The run of each occurrence in `due` ((task, key)), made if there is none yet (see
+    /// [`occurrence_run`]); the ids of those that exist afterwards.
+    pub async fn occurrence_runs(
+        &self,
+        due: Vec<(TaskId, LocalDateTime)>,
+        now: UnixMillis,
+    ) -> Result<Vec<RunId>, StoreError> {
+        self.write(move |txn| {
+            let mut runs = Vec::new();
+            for (task_id, key) in &due {
+                runs.extend(occurrence_run(txn, *task_id, *key, now)?);
+            }
+            Ok(runs)
+        })
+        .await
     }
 
     /// Stops a run: devices it has not reached end here ("stopped before it reached the
@@ -398,7 +438,7 @@ pub(crate) fn upsert_in(
 }
 
 /// A deleted task, and the (device, run) pairs to be told to cancel.
-pub type Deleted = (TaskRecord, Vec<(String, RunId)>);
+pub type Deleted = (TaskRecord, Vec<(String, RunRef)>);
 
 /// Deletes a task, its runs and their orders; see [`Store::delete_task`].
 pub(crate) fn delete_in(txn: &WriteTransaction, id: TaskId) -> Result<Option<Deleted>, StoreError> {
@@ -413,32 +453,44 @@ pub(crate) fn delete_in(txn: &WriteTransaction, id: TaskId) -> Result<Option<Del
     for run in runs_of_task(txn, id)? {
         for record in delete_run(txn, run.run_id)? {
             if matches!(record.state, DeviceState::Scheduled | DeviceState::Running) {
-                to_cancel.push((record.device_id, run.run_id));
+                to_cancel.push((record.device_id, run.device_ref()));
             }
         }
     }
     Ok(Some((task, to_cancel)))
 }
 
-/// Starts a run; see [`Store::start_run`]. `parent_run`: the parent's run it carries out.
+/// What a new run is: its devices, who started it, and which run of the parent or which
+/// scheduled occurrence it carries out.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NewRun {
+    /// (device id, name).
+    pub targets: Vec<(String, String)>,
+    /// Replaces the task's scope first (a start for selected devices).
+    pub scope: Option<Scope>,
+    pub started_by: String,
+    pub parent_run: Option<RunId>,
+    pub occurrence: Option<LocalDateTime>,
+}
+
+/// Starts a run; see [`Store::start_run`]. A run of an occurrence is indexed by it, and is
+/// sent to no device when the devices start it themselves on their schedule.
 pub(crate) fn start_in(
     txn: &WriteTransaction,
     task_id: TaskId,
-    targets: Vec<(String, String)>,
-    scope: Option<Scope>,
-    started_by: String,
-    parent_run: Option<RunId>,
+    new: NewRun,
     now: UnixMillis,
 ) -> Result<Option<StartedRun>, StoreError> {
     let mut tasks = txn.open_table(TASKS)?;
     let Some(mut task) = get::<TaskRecord>(&tasks, &task_key(task_id))? else {
         return Ok(None);
     };
-    if let Some(scope) = &scope {
+    if let Some(scope) = &new.scope {
         task.scope = scope.clone();
         task.revision += 1;
         task.modified = now;
     }
+    let targets = new.targets;
     let run_id = next_id(txn, NEXT_RUN_ID)?;
     let mut counters = RunCounters::default();
     let mut records = txn.open_table(RUN_DEVICES)?;
@@ -447,13 +499,15 @@ pub(crate) fn start_in(
         counters.add(&record);
         put(&mut records, &record_key(run_id, id), &record)?;
     }
+    let device_clock = new.occurrence.is_some() && task.runs_on_device_clock();
     let order = match &task.task_type {
-        TaskType::Device(payload) => Some(RunOrder {
-            run_id,
+        TaskType::Device(payload) if !device_clock => Some(RunOrder {
+            run: RunRef::Ordered(run_id),
             task_id,
             task_name: task.name.clone(),
             application: task.application.clone(),
             payload: payload.clone(),
+            time_limit_secs: task.settings.schedule_options.time_limit_secs,
         }),
         _ => None,
     };
@@ -463,6 +517,13 @@ pub(crate) fn start_in(
             put(&mut orders, &order_key(id, run_id), order)?;
         }
     }
+    if let Some(key) = new.occurrence {
+        put(
+            &mut txn.open_table(OCCURRENCE_RUNS)?,
+            &occurrence_key(task_id, key),
+            &run_id,
+        )?;
+    }
     let run = RunRecord {
         run_id,
         task_id,
@@ -470,18 +531,22 @@ pub(crate) fn start_in(
         notify: task.settings.notify,
         revision: task.revision,
         started: now,
-        started_by,
+        started_by: new.started_by,
         stopped: None,
         // A run with no device of this server is over here at once; its statistics are
         // those of the servers below.
         finished: targets.is_empty().then_some(now),
         counters,
         version: 1,
-        parent_run,
+        parent_run: new.parent_run,
+        occurrence: new.occurrence,
+        device_clock,
     };
     put(&mut txn.open_table(RUNS)?, &run_key(run_id), &run)?;
     signals::note_run(&run);
-    task.last_run = Some(run_id);
+    if task.last_run.is_none_or(|last| last < run_id) {
+        task.last_run = Some(run_id);
+    }
     put(&mut tasks, &task_key(task_id), &task)?;
     Ok(Some(StartedRun {
         run,
@@ -489,6 +554,78 @@ pub(crate) fn start_in(
         order,
         device_ids: targets.iter().map(|(id, _)| id.clone()).collect(),
     }))
+}
+
+/// Every approved device of this server outside "Unassigned devices": what an inherited
+/// task reaches here.
+pub(crate) fn managed_devices(txn: &WriteTransaction) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(txn
+        .values::<DeviceRecord>(DEVICES)?
+        .into_iter()
+        .filter(|d| d.enrollment == Enrollment::Approved && d.group_id != UNASSIGNED_DEVICES)
+        .map(|d| (d.id, d.name))
+        .collect())
+}
+
+/// The devices a run of `task` made here without an administrator reaches: every managed
+/// device for an inherited task, the approved devices its scope reaches otherwise.
+fn reached_devices(
+    txn: &WriteTransaction,
+    task: &TaskRecord,
+) -> Result<Vec<(String, String)>, StoreError> {
+    if task.inherited.is_some() {
+        return managed_devices(txn);
+    }
+    let tree = super::groups::tree_in(txn)?;
+    Ok(txn
+        .values::<DeviceRecord>(DEVICES)?
+        .into_iter()
+        .filter(|d| d.enrollment == Enrollment::Approved && task.scope.reaches(d, &tree))
+        .map(|d| (d.id, d.name))
+        .collect())
+}
+
+/// The run of `task_id`'s occurrence `key` here, made now if there is none yet (a run of every
+/// device the task reaches, logged for the children), or `None` if the task is gone or its
+/// devices do not start it by themselves.
+pub(crate) fn occurrence_run(
+    txn: &WriteTransaction,
+    task_id: TaskId,
+    key: LocalDateTime,
+    now: UnixMillis,
+) -> Result<Option<RunId>, StoreError> {
+    if let Some(run_id) = occurrence_run_in(txn, task_id, key)? {
+        return Ok(Some(run_id));
+    }
+    let Some(task) = task_in(txn, task_id)? else {
+        return Ok(None);
+    };
+    if !task.runs_on_device_clock() {
+        return Ok(None);
+    }
+    let new = NewRun {
+        targets: reached_devices(txn, &task)?,
+        started_by: "the schedule".into(),
+        occurrence: Some(key),
+        ..NewRun::default()
+    };
+    let Some(started) = start_in(txn, task_id, new, now)? else {
+        return Ok(None);
+    };
+    change_log::log_run_started(txn, &started.task, &started.run)?;
+    Ok(Some(started.run.run_id))
+}
+
+/// The run of task `task_id`'s occurrence `key` here, if one was made.
+pub(crate) fn occurrence_run_in(
+    txn: &WriteTransaction,
+    task_id: TaskId,
+    key: LocalDateTime,
+) -> Result<Option<RunId>, StoreError> {
+    get(
+        &txn.open_table(OCCURRENCE_RUNS)?,
+        &occurrence_key(task_id, key),
+    )
 }
 
 /// Stops a run; see [`Store::stop_run`].
@@ -580,6 +717,12 @@ fn runs_of_task(txn: &WriteTransaction, task_id: TaskId) -> Result<Vec<RunRecord
 fn delete_run(txn: &WriteTransaction, run_id: RunId) -> Result<Vec<DeviceRunRecord>, StoreError> {
     if let Some(run) = run_in(txn, run_id)? {
         forget_run(txn, &run)?;
+        if let Some(key) = run.occurrence {
+            remove(
+                &mut txn.open_table(OCCURRENCE_RUNS)?,
+                &occurrence_key(run.task_id, key),
+            )?;
+        }
     }
     remove(&mut txn.open_table(RUNS)?, &run_key(run_id))?;
     let mut records = txn.open_table(RUN_DEVICES)?;

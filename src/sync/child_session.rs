@@ -253,6 +253,7 @@ mod tests {
                 task_id,
                 run_id: task_id,
                 revision: 1,
+                occurrence: None,
             },
             audience: Audience::Group {
                 group_id,

@@ -11,6 +11,7 @@
 
 use crate::model::group::MANAGED_DEVICES;
 use crate::model::link::{Audience, Change, LogEntry};
+use crate::model::schedule::LocalDateTime;
 use crate::model::scope::Scope;
 use crate::model::task::{ChangedBy, Inherited, RunId, TaskAccount, TaskId, TaskRecord};
 use crate::model::{Revocation, UnixMillis};
@@ -124,11 +125,14 @@ pub enum Plan {
     /// remember it under the parent's run id, and log the start. `replaces`: a run held
     /// under that id from before a resynchronisation, of another task: forget it first (as
     /// `ForgetRun`).
+    /// For a scheduled `occurrence`, a run of it made here already (its devices reported it
+    /// first, or this server's clock came to it) carries out the parent's run instead.
     StartRun {
         parent_run: RunId,
         local_task: TaskId,
         started_by: String,
         replaces: Option<RunId>,
+        occurrence: Option<LocalDateTime>,
     },
     /// Stop the run `local_run` and log the stop.
     StopRun { local_run: RunId },
@@ -224,7 +228,10 @@ pub fn plan<H: Holdings>(
             None => Plan::Nothing,
         },
         Change::RunStart {
-            task_id, run_id, ..
+            task_id,
+            run_id,
+            occurrence,
+            ..
         } => {
             let Some(copy) = holdings.copy_of(*task_id)? else {
                 return Ok(Plan::Nothing);
@@ -234,6 +241,7 @@ pub fn plan<H: Holdings>(
                 local_task: copy.id,
                 started_by: format!("{parent} (run {run_id})"),
                 replaces,
+                occurrence: *occurrence,
             };
             match holdings.run_for(*run_id)? {
                 None => start(None),
@@ -460,6 +468,7 @@ mod tests {
             task_id: 7,
             run_id: 9,
             revision: 1,
+            occurrence: None,
         };
         assert_eq!(plan_of(&held, &start), Plan::Nothing, "no copy");
         let mut copy = parent_task(1);
@@ -524,6 +533,7 @@ mod tests {
             task_id: 7,
             run_id,
             revision: 1,
+            occurrence: None,
         };
         assert_eq!(plan_of(&held, &start(9)), Plan::Keep(Confirmable::Run(9)));
         held.run_tasks.insert(42, 99);

@@ -548,6 +548,7 @@ mod tests {
             task_id: 4,
             run_id: 9,
             revision: 2,
+            occurrence: None,
         };
         assert_eq!(start.as_seen_by(true), start);
         assert!(start.as_seen_by(false).is_noop());

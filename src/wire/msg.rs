@@ -4,14 +4,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::device::{DeviceFacts, DeviceView};
 use crate::model::link::{Change, StatsRow};
-use crate::model::schedule::{Schedule, ScheduleOptions};
+use crate::model::schedule::{LocalDateTime, Schedule, ScheduleOptions};
 use crate::model::scope::Scope;
 use crate::model::task::TaskRecord;
 use crate::model::task::{
     DeviceRunRecord, DeviceState, Notify, Outcome, RestartPolicy, RunCounters, RunState, TaskKind,
     TaskPayload, TaskType,
 };
-use crate::model::{Account, Event, Fingerprint, Role, ServerRow, UnixMillis};
+use crate::model::{Account, Event, Fingerprint, Role, RunRef, ServerRow, UnixMillis};
 
 /// A value that must never be printed or logged: its `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -133,15 +133,42 @@ pub enum ServerToAgent {
     Rejected { reason: String },
     /// Run this; the agent keeps it, runs it at most once, and answers with `Result`.
     Run(RunOrder),
-    /// The result of `run_id` is stored on the server; the agent may forget it.
-    ResultStored { run_id: u64 },
-    /// Stop the run `run_id` if it is still going.
-    Cancel { run_id: u64 },
+    /// The result of `run` is stored on the server; the agent may forget it.
+    ResultStored { run: RunRef },
+    /// Stop `run` if it is still going (or never start it).
+    Cancel { run: RunRef },
     /// The current revision of a local task of this device (sent at connect and on every
     /// change); it replaces whatever revision the agent holds.
     LocalTask(LocalTaskDef),
     /// A local task of this device was deleted.
     LocalTaskDeleted { task_id: u64 },
+    /// The current revision of a task this device runs on its own schedule (sent at
+    /// connect and on every change); it replaces whatever revision the agent holds.
+    ScheduledTask(Box<ScheduledTaskDef>),
+    /// The ids of every task this device runs on its own schedule, sent after them at
+    /// connect and on every change: the agent forgets the ones it holds that are not here.
+    ScheduledTasks { task_ids: Vec<u64> },
+}
+
+/// A task a device runs by itself on its schedule, in its own time zone, whether or not it
+/// can reach its server then.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledTaskDef {
+    pub task_id: u64,
+    pub name: String,
+    pub revision: u32,
+    /// When this revision was made (the server's clock): an occurrence before it was never
+    /// the device's to miss.
+    pub since: UnixMillis,
+    pub application: String,
+    pub payload: TaskPayload,
+    pub schedule: Schedule,
+    pub run_missed: bool,
+    /// The randomized delay's window, as the server resolved it (automatic randomization
+    /// counts the devices the task targets there).
+    pub delay_window_secs: u32,
+    pub time_limit_secs: Option<u32>,
+    pub cancel_from: Option<LocalDateTime>,
 }
 
 /// A local task as its device keeps it, so the device's user can see and change it.
@@ -157,22 +184,24 @@ pub struct LocalTaskDef {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunOrder {
-    pub run_id: u64,
+    pub run: RunRef,
     pub task_id: u64,
     pub task_name: String,
     /// The application the task belongs to: the run starts only if it is running on the
     /// device, and is cancelled if it stops.
     pub application: String,
     pub payload: TaskPayload,
+    /// The run is stopped if it runs longer than this and ends "failed by timeout".
+    pub time_limit_secs: Option<u32>,
 }
 
 /// Agent to server, on the link stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgentToServer {
     /// The agent stored the order: the run is delivered (Scheduled on the server).
-    Received { run_id: u64 },
+    Received { run: RunRef },
     /// The agent recorded the start and is about to run it.
-    Started { run_id: u64, at: UnixMillis },
+    Started { run: RunRef, at: UnixMillis },
     /// How a run ended; sent until the server says `ResultStored`.
     Result(RunResult),
     /// The device's user changed a local task's schedule, starting from `base_revision`.
@@ -187,7 +216,7 @@ pub enum AgentToServer {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunResult {
-    pub run_id: u64,
+    pub run: RunRef,
     pub started: UnixMillis,
     pub finished: UnixMillis,
     pub outcome: Outcome,

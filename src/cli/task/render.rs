@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::super::table;
 use crate::model::format_time;
-use crate::model::schedule::LocalDateTime;
+use crate::model::schedule::{LocalDateTime, duration_text};
 use crate::model::scope::Scope;
 use crate::model::task::{
     Details, DeviceRunRecord, DeviceState, Notify, RestartPolicy, RunCounters, TaskKind,
@@ -226,17 +226,11 @@ pub(super) fn show_text(t: &TaskView) -> String {
     rows.push(("schedule", t.schedule.to_string()));
     let o = &t.schedule_options;
     rows.push(("run missed", if o.run_missed { "yes" } else { "no" }.into()));
-    rows.push((
-        "random delay",
-        match o.random_delay_minutes {
-            0 => "off".into(),
-            minutes => format!("up to {minutes} min"),
-        },
-    ));
+    rows.push(("random delay", o.random_delay.to_string()));
     rows.push((
         "time limit (run)",
-        o.time_limit_minutes
-            .map(|m| format!("{m} min"))
+        o.time_limit_secs
+            .map(duration_text)
             .unwrap_or_else(|| "none".into()),
     ));
     rows.push((

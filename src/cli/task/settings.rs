@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
-use crate::model::schedule::{LocalDateTime, Schedule, ScheduleOptions};
+use crate::model::schedule::{LocalDateTime, RandomDelay, Schedule, ScheduleOptions};
 use crate::model::task::{Notify, RestartPolicy};
 use crate::wire::msg::{AccountSpec, Secret};
 
@@ -44,14 +44,16 @@ pub(super) struct SettingsArgs {
         default_missing_value = "true"
     )]
     pub(super) run_missed: Option<bool>,
-    /// Spread starts at random over this many minutes, so that many devices do not reach
-    /// the server at once [default: 0, off].
-    #[arg(long, value_name = "MIN")]
-    random_delay: Option<u32>,
-    /// Stop the task if it runs longer than this many minutes (failed by timeout)
-    /// [default: 0, no limit].
-    #[arg(long, value_name = "MIN")]
-    time_limit_minutes: Option<u32>,
+    /// Spread starts at random over a window, so that many devices do not reach the server
+    /// at once: minutes (10), a number with s, m or h (90s, 15m, 2h), H:MM, "auto" (the
+    /// server chooses the window from the number of devices), or "off" [default: off].
+    #[arg(long, value_name = "WINDOW", value_parser = RandomDelay::parse)]
+    random_delay: Option<RandomDelay>,
+    /// Stop a run that takes longer than this on a device (it ends "failed by timeout"):
+    /// minutes (90), a number with s, m or h (45s, 90m, 2h), H:MM (1:30), or "none"
+    /// [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = parse_time_limit)]
+    stop_after: Option<TimeLimit>,
     /// Cancel the schedule from this date and time on: YYYY-MM-DDTHH:MM, or "never"
     /// [default: never].
     #[arg(long, value_name = "DATETIME", value_parser = parse_cancel_from)]
@@ -79,7 +81,7 @@ impl SettingsArgs {
     pub(super) fn options_given(&self) -> bool {
         self.run_missed.is_some()
             || self.random_delay.is_some()
-            || self.time_limit_minutes.is_some()
+            || self.stop_after.is_some()
             || self.cancel_schedule_from.is_some()
     }
 
@@ -87,11 +89,10 @@ impl SettingsArgs {
     pub(super) fn schedule_options(&self, base: &ScheduleOptions) -> ScheduleOptions {
         ScheduleOptions {
             run_missed: self.run_missed.unwrap_or(base.run_missed),
-            random_delay_minutes: self.random_delay.unwrap_or(base.random_delay_minutes),
-            time_limit_minutes: match self.time_limit_minutes {
-                Some(0) => None,
-                Some(minutes) => Some(minutes),
-                None => base.time_limit_minutes,
+            random_delay: self.random_delay.unwrap_or(base.random_delay),
+            time_limit_secs: match self.stop_after {
+                Some(TimeLimit(limit)) => limit,
+                None => base.time_limit_secs,
             },
             cancel_from: match self.cancel_schedule_from {
                 Some(CancelFrom(at)) => at,
@@ -128,6 +129,14 @@ impl SettingsArgs {
             password,
         }))
     }
+}
+
+/// `--stop-after`: a duration, or `none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TimeLimit(Option<u32>);
+
+fn parse_time_limit(text: &str) -> Result<TimeLimit, String> {
+    crate::model::schedule::parse_time_limit(text).map(TimeLimit)
 }
 
 /// `--cancel-schedule-from`: a date, or `never` (no cancellation).

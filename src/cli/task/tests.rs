@@ -8,7 +8,7 @@ use super::render::*;
 use super::settings::*;
 use super::*;
 use crate::cli::{Cli, Command};
-use crate::model::schedule::{LocalDateTime, Schedule, ScheduleOptions};
+use crate::model::schedule::{LocalDateTime, RandomDelay, Schedule, ScheduleOptions};
 use crate::model::task::{
     DEFAULT_STORE_HISTORY_DAYS, Notify, RestartPolicy, RunCounters, TaskKind, TaskPayload, TaskType,
 };
@@ -99,8 +99,8 @@ fn view(task_type: TaskType) -> TaskView {
         schedule: Schedule::Manually,
         schedule_options: ScheduleOptions {
             run_missed: false,
-            random_delay_minutes: 10,
-            time_limit_minutes: Some(90),
+            random_delay: RandomDelay::Within { seconds: 600 },
+            time_limit_secs: Some(5400),
             cancel_from: None,
         },
         account_name: Some("svc".into()),
@@ -182,7 +182,7 @@ fn every_setting_is_carried() {
         "--name Sim --type simulate --duration-ms 50 --outcomes 1,2,3 \
              --need-restart-percent 10 --device sim-0001 --restart ask:15:120 \
              --schedule weekly:mon,fri@18:00 --run-missed --random-delay 7 \
-             --time-limit-minutes 30 --cancel-schedule-from 2030-02-28T23:59 \
+             --stop-after 30 --cancel-schedule-from 2030-02-28T23:59 \
              --account svc --no-password --notify all --keep-days 3650",
         &["--application", "Endpoint Security"],
     )
@@ -219,8 +219,8 @@ fn every_setting_is_carried() {
         spec.schedule_options,
         ScheduleOptions {
             run_missed: true,
-            random_delay_minutes: 7,
-            time_limit_minutes: Some(30),
+            random_delay: RandomDelay::Within { seconds: 420 },
+            time_limit_secs: Some(1800),
             cancel_from: Some(LocalDateTime::parse("2030-02-28T23:59").unwrap()),
         }
     );
@@ -547,7 +547,7 @@ fn edit_keeps_the_parameters_and_options_not_given() {
         args: vec!["hi".into()],
         time_limit_secs: 60,
     }));
-    let args = edit_args("Nightly --time-limit 600 --run-missed --time-limit-minutes 0");
+    let args = edit_args("Nightly --time-limit 600 --run-missed --stop-after 0");
     assert!(args.needs_current());
     let changes = edit_changes(&args, Some(&current)).unwrap();
     assert_eq!(
@@ -562,8 +562,8 @@ fn edit_keeps_the_parameters_and_options_not_given() {
         changes.schedule_options,
         Some(ScheduleOptions {
             run_missed: true,
-            random_delay_minutes: 10,
-            time_limit_minutes: None,
+            random_delay: RandomDelay::Within { seconds: 600 },
+            time_limit_secs: None,
             cancel_from: None,
         })
     );
@@ -578,8 +578,8 @@ fn edit_keeps_the_parameters_and_options_not_given() {
         .schedule_options
         .unwrap();
     assert!(!options.run_missed);
-    assert_eq!(options.random_delay_minutes, 0);
-    assert_eq!(options.time_limit_minutes, Some(90));
+    assert_eq!(options.random_delay, RandomDelay::Off);
+    assert_eq!(options.time_limit_secs, Some(5400));
 
     // A parameter of another type than the task's.
     let args = edit_args("Nightly --path /srv");

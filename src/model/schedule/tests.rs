@@ -265,8 +265,8 @@ fn options_read_as_text() {
     );
     let options = ScheduleOptions {
         run_missed: true,
-        random_delay_minutes: 30,
-        time_limit_minutes: Some(90),
+        random_delay: RandomDelay::Within { seconds: 1800 },
+        time_limit_secs: Some(5400),
         cancel_from: Some(dt(2027, 1, 1, 0, 0)),
     };
     assert_eq!(
@@ -275,8 +275,8 @@ fn options_read_as_text() {
          cancel schedule: from 2027-01-01 00:00"
     );
     let options = ScheduleOptions {
-        random_delay_minutes: 1,
-        time_limit_minutes: Some(120),
+        random_delay: RandomDelay::Within { seconds: 60 },
+        time_limit_secs: Some(7200),
         ..ScheduleOptions::default()
     };
     assert!(
@@ -284,4 +284,35 @@ fn options_read_as_text() {
             .to_string()
             .contains("within 1 minute; time limit: 2 hours;")
     );
+}
+
+#[test]
+fn durations_read_as_administrators_type_them() {
+    let what = "the time limit";
+    assert_eq!(parse_duration("90s", what), Ok(90));
+    assert_eq!(parse_duration("15", what), Ok(900));
+    assert_eq!(parse_duration("15m", what), Ok(900));
+    assert_eq!(parse_duration("2H", what), Ok(7200));
+    assert_eq!(parse_duration("1:30", what), Ok(5400));
+    assert_eq!(parse_duration("168h", what), Ok(MAX_OPTION_SECS));
+    for bad in ["", "m", "-5", "1.5h", "5d", "1:75", "1:", ":30", "5 m s"] {
+        let e = parse_duration(bad, what).unwrap_err();
+        assert!(e.starts_with("the time limit: "), "{bad:?}: {e}");
+    }
+    let e = parse_duration("169h", what).unwrap_err();
+    assert!(e.contains("longer than the most allowed, 168 hours"), "{e}");
+    assert_eq!(duration_text(3725), "1 hour 2 minutes 5 seconds");
+    assert_eq!(duration_text(0), "0 seconds");
+
+    assert_eq!(RandomDelay::parse("auto"), Ok(RandomDelay::Automatic));
+    assert_eq!(RandomDelay::parse("0"), Ok(RandomDelay::Off));
+    assert_eq!(RandomDelay::parse("OFF"), Ok(RandomDelay::Off));
+    assert_eq!(
+        RandomDelay::parse("10"),
+        Ok(RandomDelay::Within { seconds: 600 })
+    );
+    assert_eq!(RandomDelay::Automatic.to_string(), "automatic (by the number of devices)");
+    assert_eq!(parse_time_limit("none"), Ok(None));
+    assert_eq!(parse_time_limit("0"), Ok(None));
+    assert_eq!(parse_time_limit("3s"), Ok(Some(3)));
 }

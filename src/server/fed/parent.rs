@@ -302,8 +302,8 @@ async fn after_applied(node: &Arc<Node>, applied: crate::store::replication::App
     for started in &applied.started {
         node.deliver_run(started).await;
     }
-    for (device_id, run_id) in applied.cancel {
-        node.tell_device(&device_id, ServerToAgent::Cancel { run_id })
+    for (device_id, run) in applied.cancel {
+        node.tell_device(&device_id, ServerToAgent::Cancel { run })
             .await;
     }
 }

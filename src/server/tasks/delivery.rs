@@ -10,9 +10,9 @@ use super::targeting::expected_servers;
 use super::view::local_def;
 use crate::model::scope::Scope;
 use crate::model::task::{
-    DeviceEdit, DeviceProgress, DeviceState, Notify, RunId, RunRecord, TaskRecord,
+    DeviceEdit, DeviceProgress, DeviceState, Notify, RunRecord, TaskRecord,
 };
-use crate::model::{EventKind, Severity};
+use crate::model::{EventKind, RunRef, Severity};
 use crate::server::{Node, lock, now_ms};
 use crate::store::StoreError;
 use crate::store::tasks::StartedRun;
@@ -146,16 +146,26 @@ impl Node {
     pub(in crate::server) async fn device_progress(
         &self,
         device_id: &str,
-        run_id: RunId,
+        run: RunRef,
         progress: DeviceProgress,
     ) -> Result<(), StoreError> {
-        let Some(done) = self
-            .store
-            .record_progress(device_id, run_id, progress, now_ms())
-            .await?
-        else {
+        let store = &self.store;
+        let done = match run {
+            RunRef::Ordered(run_id) => {
+                store
+                    .record_progress(device_id, run_id, progress, now_ms())
+                    .await?
+            }
+            RunRef::Occurrence { task_id, key } => {
+                store
+                    .record_occurrence_progress(device_id, task_id, key, progress, now_ms())
+                    .await?
+            }
+        };
+        let Some(done) = done else {
             return Ok(());
         };
+        let run_id = done.run.run_id;
         let record = &done.record;
         if record.state.is_finished() {
             let severity = match record.state {

@@ -368,8 +368,8 @@ async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminRespons
         .await
         .map_err(internal)?
         .ok_or_else(|| error(ErrorKind::NotFound, format!("no task {key:?}")))?;
-    for (device_id, run_id) in to_cancel {
-        node.tell_device(&device_id, ServerToAgent::Cancel { run_id })
+    for (device_id, run) in to_cancel {
+        node.tell_device(&device_id, ServerToAgent::Cancel { run })
             .await;
     }
     let msg = format!(
@@ -490,8 +490,9 @@ async fn stop(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse>
         .await
         .map_err(internal)?
         .ok_or_else(|| error(ErrorKind::NotFound, format!("run {run_id} is gone")))?;
+    let run = stopped.run.device_ref();
     for device_id in &stopped.to_cancel {
-        node.tell_device(device_id, ServerToAgent::Cancel { run_id })
+        node.tell_device(device_id, ServerToAgent::Cancel { run })
             .await;
     }
     let msg = format!(

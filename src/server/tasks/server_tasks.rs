@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::task::{DeviceProgress, DeviceState, Outcome, RunId, TaskRecord, TaskType};
-use crate::model::{EventKind, Severity, UnixMillis, format_time};
+use crate::model::{EventKind, RunRef, Severity, UnixMillis, format_time};
 use crate::server::{Node, now_ms};
 
 /// How often results older than their task's store-history days are pruned.
@@ -16,7 +16,8 @@ pub(super) const SERVER_TARGET: &str = "server";
 
 pub(super) async fn run_server_task(node: &Node, task: &TaskRecord, run_id: RunId) {
     let started = now_ms();
-    let report = |progress| node.device_progress(SERVER_TARGET, run_id, progress);
+    let report =
+        |progress| node.device_progress(SERVER_TARGET, RunRef::Ordered(run_id), progress);
     if let Err(e) = report(DeviceProgress::Started { at: started }).await {
         tracing::error!("cannot record the start of a server task: {e}");
     }

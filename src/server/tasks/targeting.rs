@@ -182,17 +182,10 @@ pub(super) async fn targets(
     let pair = |d: &DeviceRecord| (d.id.clone(), d.name.clone());
     let mut skipped = Vec::new();
     let targets: Vec<(String, String)> = match &task.scope {
-        Scope::Group {
-            group_id,
-            include_subgroups,
-            ..
-        } => {
+        Scope::Group { .. } => {
             let tree = node.store.group_tree().await.map_err(internal)?;
             approved
-                .filter(|d| {
-                    d.group_id == *group_id
-                        || (*include_subgroups && tree.is_descendant(d.group_id, *group_id))
-                })
+                .filter(|d| task.scope.reaches(d, &tree))
                 .map(pair)
                 .collect()
         }

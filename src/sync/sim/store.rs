@@ -192,6 +192,7 @@ impl Store {
             task_id,
             run_id,
             revision: task.revision,
+            occurrence: None,
         };
         self.append(inherit::log_about(&task, change));
         Some(run_id)
