@@ -50,6 +50,9 @@ struct RawServer {
     enrollment: Vec<RawEnrollment>,
     #[serde(default)]
     events: RawEvents,
+    /// The IANA time zone the server runs its own scheduled tasks in (selection and server
+    /// tasks); by default the system's.
+    time_zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,6 +248,8 @@ pub struct ServerConfig {
     pub events_keep: u64,
     /// Enrollment tokens: a device that presents one is accepted into its group.
     pub enrollment: Vec<EnrollmentToken>,
+    /// The time zone of the server's own schedules (`time_zone`); `None`: the system's.
+    pub time_zone: Option<String>,
 }
 
 /// What one server holds for its peers at most (`[limits]`).
@@ -312,6 +317,9 @@ impl ServerConfig {
             key,
             problem,
         };
+        if let Some(zone) = &raw.time_zone {
+            crate::sched::zone_named(zone).map_err(|e| invalid("time_zone", e))?;
+        }
         crate::model::check_node_name(&raw.name).map_err(|e| invalid("name", e))?;
         let listen: SocketAddr = raw.listen.parse().map_err(|_| {
             invalid(
@@ -478,6 +486,7 @@ impl ServerConfig {
                 max_pending_devices: limits.max_pending_devices,
             },
             events_keep: raw.events.keep,
+            time_zone: raw.time_zone,
             enrollment,
         })
     }

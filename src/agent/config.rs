@@ -27,6 +27,20 @@ struct RawAgent {
     application: Vec<RawApplication>,
     #[serde(default)]
     link: RawLink,
+    #[serde(default)]
+    schedule: RawSchedule,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSchedule {
+    missed_after_s: u64,
+}
+
+impl Default for RawSchedule {
+    fn default() -> Self {
+        RawSchedule { missed_after_s: 60 }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +105,10 @@ pub struct AgentConfig {
     pub link: LinkPolicy,
     /// How long a rejected device waits before asking again.
     pub rejected_retry: Duration,
+    /// How late a scheduled start may come (the agent busy, restarting, or the device
+    /// waking) and still run as on time; later, the device missed it (`[schedule]
+    /// missed_after_s`).
+    pub missed_after: Duration,
 }
 
 impl AgentConfig {
@@ -137,6 +155,12 @@ impl AgentConfig {
         if let Some(tz) = &raw.time_zone {
             jiff::tz::TimeZone::get(tz)
                 .map_err(|e| invalid("time_zone", format!("{tz:?}: {e}")))?;
+        }
+        if !(1..=86_400).contains(&raw.schedule.missed_after_s) {
+            return Err(invalid(
+                "schedule.missed_after_s",
+                format!("{} is not 1 to 86400 seconds", raw.schedule.missed_after_s),
+            ));
         }
         let l = raw.link;
         crate::config::check_link_timers(
@@ -192,6 +216,7 @@ impl AgentConfig {
             name: raw.name,
             token: raw.token,
             time_zone: raw.time_zone,
+            missed_after: Duration::from_secs(raw.schedule.missed_after_s),
             applications,
             application_processes,
             keep_alive: Duration::from_millis(l.keep_alive_ms),

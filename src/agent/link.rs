@@ -9,21 +9,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::Instrument;
 
 use super::apps::Applications;
+use super::planner::Planner;
 use super::run::{APPLICATION_CHECK_EVERY, Runner};
 use super::{DeviceLinkState, Shared, client_config};
-use crate::model::{Fingerprint, RunRef};
+use crate::model::Fingerprint;
+use crate::sched;
 use crate::model::device::DeviceFacts;
 use crate::model::task::Outcome;
 use crate::net::conn::{describe_connection_error, describe_io};
 use crate::net::tls;
 use crate::store::agent::{Identity, LocalRunState, LocalTaskStored, PendingEdit};
 use crate::sync::link::UpstreamLink;
-use crate::wire::msg::{AgentHello, AgentToServer, LocalTaskDef, RunOrder, Secret, ServerToAgent};
+use crate::wire::msg::{
+    AgentHello, AgentToServer, LocalTaskDef, RunOrder, ScheduledTaskDef, Secret, ServerToAgent,
+};
 use crate::wire::{self, FrameError, FrameReader, close};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,7 +45,8 @@ pub(super) struct Device {
     /// whichever link is up.
     runner: Runner,
     outbox_rx: mpsc::UnboundedReceiver<AgentToServer>,
-    cancels: HashMap<RunRef, watch::Sender<bool>>,
+    /// Tells the device's planner that its scheduled tasks changed.
+    schedules_changed: Arc<tokio::sync::Notify>,
 }
 
 /// How a connection attempt ended.
@@ -70,6 +75,7 @@ impl Device {
             outbox: outbox_tx,
             apps,
             check_every: APPLICATION_CHECK_EVERY,
+            cancels: Arc::default(),
         };
         Ok(Device {
             index,
@@ -81,7 +87,7 @@ impl Device {
             client,
             runner,
             outbox_rx,
-            cancels: HashMap::new(),
+            schedules_changed: Arc::default(),
         })
     }
 
@@ -92,6 +98,23 @@ impl Device {
 
     async fn run_inner(mut self) {
         self.recover().await;
+        let zone = sched::zone_named(&self.facts.time_zone).unwrap_or_else(|e| {
+            tracing::warn!("{e}; scheduled tasks run on UTC");
+            jiff::tz::TimeZone::UTC
+        });
+        let planner = Planner {
+            runner: self.runner.clone(),
+            zone,
+            missed_after: self.shared.config.missed_after,
+            changed: self.schedules_changed.clone(),
+            shutdown: self.shared.shutdown.clone(),
+        };
+        // The planner starts runs while the link comes and goes, and ends with the device.
+        tokio::join!(planner.run(), self.link_loop());
+    }
+
+    /// Connects, serves the link until it drops, and connects again, until shutdown.
+    async fn link_loop(&mut self) {
         let mut link = UpstreamLink::new(self.shared.config.link, Instant::now());
         let mut rng = rand::rngs::StdRng::from_os_rng();
         let mut shutdown = self.shared.shutdown.clone();
@@ -295,13 +318,15 @@ impl Device {
                 frame = frames.read_frame::<ServerToAgent>(&mut recv) => match frame {
                     Ok(Some(ServerToAgent::Run(order))) => self.receive(order).await,
                     Ok(Some(ServerToAgent::ResultStored { run })) => {
-                        self.cancels.remove(&run);
+                        self.runner.forget(run);
                         let acked = self.shared.store.update_run(&self.identity.device_id, run, |r| r.acknowledged = true).await;
                         if let Err(e) = acked {
                             tracing::error!("cannot record the acknowledgement: {e}");
                         }
                     }
-                    Ok(Some(ServerToAgent::Cancel { run })) => self.cancel(run).await,
+                    Ok(Some(ServerToAgent::Cancel { run })) => self.runner.cancel(run).await,
+                    Ok(Some(ServerToAgent::ScheduledTask(def))) => self.scheduled_task(*def).await,
+                    Ok(Some(ServerToAgent::ScheduledTasks { task_ids })) => self.scheduled_tasks(task_ids).await,
                     Ok(Some(ServerToAgent::LocalTask(def))) => self.local_task(def, &edits_sent).await,
                     Ok(Some(ServerToAgent::LocalTaskDeleted { task_id })) => self.local_task_deleted(task_id).await,
                     Ok(Some(ServerToAgent::Rejected { reason })) => return Ended::Rejected(reason),
@@ -447,6 +472,37 @@ impl Device {
         }
     }
 
+    /// The server's current revision of a task the device runs on its own schedule.
+    async fn scheduled_task(&mut self, def: ScheduledTaskDef) {
+        let (task_id, revision) = (def.task_id, def.revision);
+        let stored = self
+            .shared
+            .store
+            .store_scheduled_task(&self.identity.device_id, def)
+            .await;
+        match stored {
+            Ok(true) => {
+                tracing::debug!(task_id, revision, "scheduled task stored");
+                self.schedules_changed.notify_one();
+            }
+            Ok(false) => tracing::debug!(task_id, revision, "older revision ignored"),
+            Err(e) => tracing::error!(task_id, "cannot store a scheduled task: {e}"),
+        }
+    }
+
+    /// Every task the device runs on its own schedule: the others are forgotten.
+    async fn scheduled_tasks(&mut self, task_ids: Vec<u64>) {
+        let kept = self
+            .shared
+            .store
+            .retain_scheduled_tasks(&self.identity.device_id, task_ids)
+            .await;
+        match kept {
+            Ok(()) => self.schedules_changed.notify_one(),
+            Err(e) => tracing::error!("cannot forget scheduled tasks: {e}"),
+        }
+    }
+
     async fn local_task_deleted(&mut self, task_id: u64) {
         let deleted = self
             .shared
@@ -466,35 +522,8 @@ impl Device {
     }
 
     fn start_run(&mut self, order: RunOrder) {
-        let (cancel_tx, cancel_rx) = watch::channel(false);
-        self.cancels.insert(order.run, cancel_tx);
-        let runner = self.runner.clone();
-        let seed = seed_of(&self.identity.device_id, order.run);
-        tokio::spawn(async move { runner.run(order, seed, cancel_rx).await }.in_current_span());
+        self.runner.spawn(order);
     }
-
-    /// An administrator cancels a run: a running one is stopped, and one received but not
-    /// started never starts.
-    async fn cancel(&mut self, run: RunRef) {
-        if let Some(cancel) = self.cancels.get(&run) {
-            cancel.send_replace(true);
-        }
-        if self.runner.cancel_unstarted(run).await {
-            tracing::debug!(%run, "run cancelled before it started");
-        }
-    }
-}
-
-/// A per-(device, run) seed, so a simulated outcome is the same if asked again.
-pub(super) fn seed_of(device_id: &str, run: RunRef) -> u64 {
-    let text = match run {
-        RunRef::Ordered(run_id) => format!("{device_id}/{run_id}"),
-        RunRef::Occurrence { task_id, key } => format!("{device_id}/{task_id}@{key}"),
-    };
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest.as_ref()[..8]);
-    u64::from_le_bytes(bytes)
 }
 
 fn closed_reason(conn: &quinn::Connection, fallback: &str) -> String {

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod facts;
 mod link;
 pub mod local;
+mod planner;
 pub mod run;
 
 use std::collections::HashSet;
@@ -194,8 +195,15 @@ impl Agents {
         };
         let facts = match simulation {
             None => vec![facts::of_this_machine(&config).await],
+            // A fleet shares the config's time zone, if it gives one.
             Some(s) => (0..s.devices)
                 .map(|i| facts::simulated(i, s.seed))
+                .map(|mut f| {
+                    if let Some(zone) = &config.time_zone {
+                        f.time_zone = zone.clone();
+                    }
+                    f
+                })
                 .collect(),
         };
         // A real device's applications are those of its config (some read live from the
@@ -295,6 +303,12 @@ impl Agents {
     #[cfg(feature = "test-support")]
     pub fn device_id(&self) -> &str {
         &self.device_ids[0]
+    }
+
+    /// Test support: the ids of every device of the process.
+    #[cfg(feature = "test-support")]
+    pub fn device_ids(&self) -> &[String] {
+        &self.device_ids
     }
 
     /// Test support: the local tasks the device holds (the first device's, for a simulated

@@ -6,11 +6,13 @@
 //! whichever of "start", "cancelled before it started" or "not started" comes first wins and a
 //! run is never both started and refused, nor run twice.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use super::apps::{AppStatus, Applications};
 use super::exec;
@@ -41,9 +43,60 @@ pub struct Runner {
     pub apps: Arc<Applications>,
     /// How often the application of a running run is checked ([`APPLICATION_CHECK_EVERY`]).
     pub check_every: Duration,
+    /// How to cancel each run going or waiting to start, until its result is stored.
+    pub cancels: Arc<Mutex<HashMap<RunRef, watch::Sender<bool>>>>,
+}
+
+/// A per-(device, run) seed, so a simulated outcome is the same if asked again.
+pub(super) fn seed_of(device_id: &str, run: RunRef) -> u64 {
+    let text = match run {
+        RunRef::Ordered(run_id) => format!("{device_id}/{run_id}"),
+        RunRef::Occurrence { task_id, key } => format!("{device_id}/{task_id}@{key}"),
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_le_bytes(bytes)
 }
 
 impl Runner {
+    /// Runs an order kept in the run log (as received) in a task of its own; an
+    /// administrator's cancel reaches it through [`Runner::cancel`].
+    pub fn spawn(&self, order: RunOrder) {
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(order.run, cancel_tx);
+        let runner = self.clone();
+        let seed = seed_of(&self.device_id, order.run);
+        tokio::spawn(async move { runner.run(order, seed, cancel_rx).await }.in_current_span());
+    }
+
+    /// An administrator cancels a run: a running one is stopped, and one received but not
+    /// started never starts.
+    pub async fn cancel(&self, run: RunRef) {
+        if let Some(cancel) = self
+            .cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&run)
+        {
+            cancel.send_replace(true);
+        }
+        if self.cancel_unstarted(run).await {
+            tracing::debug!(%run, "run cancelled before it started");
+        }
+    }
+
+    /// The server stored the run's result: nothing can cancel it any more.
+    pub fn forget(&self, run: RunRef) {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&run);
+    }
+
     /// Runs an order already kept in the run log (as received), at most once. It does not
     /// start if `cancel` is already true, if the run is no longer `Received` in the log, or if
     /// its application is not installed or not running (then it ends Failed, "not started:
@@ -266,6 +319,7 @@ mod tests {
                 outbox: tx,
                 apps: Arc::new(apps),
                 check_every: Duration::from_millis(100),
+                cancels: Arc::default(),
             },
             outbox: rx,
         }

@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::wire::msg::{
     AccountSpec, AccountView, ForwardedRequest, GroupView, LocalTaskDef, ParentLinkView, RunOrder,
-    RunResult, RunView, ScheduledTaskDef, ScopeSpec, Secret, ServerStatsView, ServerStatusView, TaskChanges,
+    NextStart, RunResult, RunView, ScheduledTaskDef, ScopeSpec, Secret, ServerStatsView, ServerStatusView, TaskChanges,
     TaskSpec, TaskView, VirtualServerView,
 };
 
@@ -625,6 +625,7 @@ pub(super) fn run_view() -> RunView {
             reported: true,
         }],
         inherited_from: Some("primary".into()),
+        occurrence: None,
     }
 }
 
@@ -650,6 +651,8 @@ pub(super) fn task_view() -> TaskView {
         revision: 3,
         changed_by: "admin".into(),
         last_run: Some(run_view()),
+        device_clock: true,
+        next_start: Some(NextStart::DeviceTime(LocalDateTime::parse("2026-12-04T19:00").unwrap())),
     }
 }
 

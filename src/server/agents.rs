@@ -447,9 +447,11 @@ async fn session(
         }
     };
     let local_tasks = node.local_tasks_of(&id).await;
+    let schedules = node.schedules_of(&id).await;
     let queued = local_tasks
         .into_iter()
         .map(ServerToAgent::LocalTask)
+        .chain(schedules)
         .chain(orders.into_iter().map(ServerToAgent::Run))
         .chain(
             stopped

@@ -34,7 +34,7 @@ pub(super) async fn handle(
                 Ok(None) => return error(ErrorKind::NotFound, format!("no group {group:?}")),
                 Err(e) => return internal(e),
             };
-            change(
+            let moved = change(
                 node,
                 session,
                 &device,
@@ -44,7 +44,14 @@ pub(super) async fn handle(
                     Ok(())
                 },
             )
-            .await
+            .await;
+            if matches!(moved, AdminResponse::Done { .. })
+                && let Ok(record) = find(node, &device).await
+            {
+                // What it runs on its own schedule depends on its group.
+                node.push_schedules_to(&record.id).await;
+            }
+            moved
         }
         DeviceRequest::Tag {
             device,

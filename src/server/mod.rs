@@ -91,6 +91,10 @@ pub struct Node {
     tenants: Mutex<HashMap<String, vservers::Tenant>>,
     /// Handshakes and connections in progress, counted against the limits.
     gate: Arc<accept::Gate>,
+    /// The time zone of this server's own schedules (config `time_zone`, or the system's).
+    zone: jiff::tz::TimeZone,
+    /// Wakes the server's scheduler after a task changed.
+    schedules_changed: tokio::sync::Notify,
 }
 
 /// What a server shares with the virtual servers it hosts: its identity and its endpoint.
@@ -118,6 +122,7 @@ impl Node {
         shared: Shared,
         virtual_host: Option<String>,
     ) -> Node {
+        let config_zone = config.time_zone.clone();
         let node = Node {
             fingerprint: shared.fingerprint,
             listen: shared.listen,
@@ -142,6 +147,14 @@ impl Node {
             virtual_host,
             tenants: Mutex::new(HashMap::new()),
             gate: Arc::default(),
+            zone: match &config_zone {
+                Some(name) => crate::sched::zone_named(name).unwrap_or_else(|e| {
+                    tracing::warn!("{e}; the server's schedules run on UTC");
+                    jiff::tz::TimeZone::UTC
+                }),
+                None => jiff::tz::TimeZone::system(),
+            },
+            schedules_changed: tokio::sync::Notify::new(),
         };
         if node.reports_up() {
             // The upstream link reports the runs whose statistics change.
@@ -271,6 +284,11 @@ impl Node {
         self.gate.handshakes()
     }
 
+    /// The time zone of this server's own schedules.
+    pub fn zone(&self) -> &jiff::tz::TimeZone {
+        &self.zone
+    }
+
     fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }
@@ -358,6 +376,7 @@ impl RunningServer {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(accept::accept_loop(node.clone()).instrument(span.clone()));
         tasks.spawn(tasks::prune_loop(node.clone()).instrument(span.clone()));
+        tasks.spawn(tasks::schedule_loop(node.clone()).instrument(span.clone()));
         if node.config.parent.is_some() {
             tasks.spawn(fed::upstream(node.clone()).instrument(span));
         }

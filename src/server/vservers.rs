@@ -94,12 +94,13 @@ async fn start_tenant(host: &Arc<Node>, record: &SecondaryRecord) -> anyhow::Res
     let link = tokio::spawn(
         in_process_link(host.clone(), node.clone(), record.group_id).instrument(span.clone()),
     );
-    let prune = tokio::spawn(super::tasks::prune_loop(node.clone()).instrument(span));
+    let prune = tokio::spawn(super::tasks::prune_loop(node.clone()).instrument(span.clone()));
+    let schedule = tokio::spawn(super::tasks::schedule_loop(node.clone()).instrument(span));
     lock(&host.tenants).insert(
         record.name.clone(),
         Tenant {
             node,
-            tasks: vec![link, prune],
+            tasks: vec![link, prune, schedule],
         },
     );
     Ok(())

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, StrTable, entries_with_prefix, get, put, remove};
 use crate::model::{Fingerprint, RunRef};
-use crate::model::schedule::Schedule;
-use crate::wire::msg::{LocalTaskDef, RunOrder, RunResult};
+use crate::model::schedule::{LocalDateTime, Schedule};
+use crate::wire::msg::{LocalTaskDef, RunOrder, RunResult, ScheduledTaskDef};
 
 /// Identities by slot: "agent" for a real agent, "sim-N" for simulated device N.
 const IDENTITIES: StrTable = TableDefinition::new("identities");
@@ -17,6 +17,8 @@ const IDENTITIES: StrTable = TableDefinition::new("identities");
 const RUNS: StrTable = TableDefinition::new("runs");
 /// Local tasks by "device id/task id" (the id zero-padded to 20 digits).
 const LOCAL_TASKS: StrTable = TableDefinition::new("local_tasks");
+/// Tasks the device runs on its own schedule, by "device id/task id" (zero-padded).
+const SCHEDULED_TASKS: StrTable = TableDefinition::new("scheduled_tasks");
 /// The fingerprint of the server learned at the first enrollment, by the `server` of the
 /// config (trust on first use; see [`Store::pin_server`]).
 const SERVER_PINS: StrTable = TableDefinition::new("server_pins");
@@ -93,6 +95,23 @@ fn local_task_key(device_id: &str, task_id: u64) -> String {
     format!("{device_id}/{task_id:020}")
 }
 
+/// A task the device runs on its own schedule, as the server last sent it, with the last
+/// occurrence the device dealt with (started, or found missed), so that none is started twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldSchedule {
+    pub def: ScheduledTaskDef,
+    pub handled: Option<LocalDateTime>,
+}
+
+/// What [`Store::begin_occurrence`] keeps for an occurrence.
+#[derive(Clone, Debug)]
+pub enum OccurrenceStart {
+    /// Kept as received, to be started now.
+    Run(RunOrder),
+    /// Not run (missed with "run missed tasks" off): kept finished, with this result.
+    Skip(RunOrder, RunResult),
+}
+
 impl Store {
     /// Opens an agent's database with its tables.
     pub fn open_agent(path: &std::path::Path) -> Result<Store, StoreError> {
@@ -101,6 +120,7 @@ impl Store {
             txn.open_table(IDENTITIES)?;
             txn.open_table(RUNS)?;
             txn.open_table(LOCAL_TASKS)?;
+            txn.open_table(SCHEDULED_TASKS)?;
             txn.open_table(SERVER_PINS)?;
             txn.open_table(REVOKED_SERVERS)?;
             Ok(())
@@ -256,6 +276,109 @@ impl Store {
                 .into_iter()
                 .map(|(_, r)| r)
                 .collect())
+        })
+        .await
+    }
+
+    /// Keeps the revision of a task the device runs on its own schedule, unless the one held
+    /// is newer; the occurrence dealt with last is kept across revisions.
+    pub async fn store_scheduled_task(
+        &self,
+        device_id: &str,
+        def: ScheduledTaskDef,
+    ) -> Result<bool, StoreError> {
+        let key = local_task_key(device_id, def.task_id);
+        self.write(move |txn| {
+            let mut table = txn.open_table(SCHEDULED_TASKS)?;
+            let held = get::<HeldSchedule>(&table, &key)?;
+            if held.as_ref().is_some_and(|h| h.def.revision > def.revision) {
+                return Ok(false);
+            }
+            let handled = held.and_then(|h| h.handled);
+            let task = HeldSchedule {
+                def: def.clone(),
+                handled,
+            };
+            put(&mut table, &key, &task)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Forgets the scheduled tasks of a device that are not in `task_ids`.
+    pub async fn retain_scheduled_tasks(
+        &self,
+        device_id: &str,
+        task_ids: Vec<u64>,
+    ) -> Result<(), StoreError> {
+        let prefix = format!("{device_id}/");
+        self.write(move |txn| {
+            let mut table = txn.open_table(SCHEDULED_TASKS)?;
+            let held: Vec<(String, HeldSchedule)> = entries_with_prefix(&table, &prefix)?;
+            for (key, task) in held {
+                if !task_ids.contains(&task.def.task_id) {
+                    remove(&mut table, &key)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The tasks a device runs on its own schedule, by id.
+    pub async fn scheduled_tasks(&self, device_id: &str) -> Result<Vec<HeldSchedule>, StoreError> {
+        let prefix = format!("{device_id}/");
+        self.read(move |txn| {
+            let table = txn.open_table(SCHEDULED_TASKS)?;
+            Ok(entries_with_prefix::<HeldSchedule>(&table, &prefix)?
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect())
+        })
+        .await
+    }
+
+    /// Deals with occurrence `key` of a scheduled task once: in one transaction, it becomes
+    /// the last occurrence dealt with and its run goes into the run log (as received, or
+    /// finished with the result of `start`). `false` if the task is gone or this occurrence
+    /// or a later one was dealt with already, so an occurrence never starts twice, whatever
+    /// restarts and crashes come between.
+    pub async fn begin_occurrence(
+        &self,
+        device_id: &str,
+        task_id: u64,
+        key: LocalDateTime,
+        start: OccurrenceStart,
+    ) -> Result<bool, StoreError> {
+        let task_key = local_task_key(device_id, task_id);
+        let device_id = device_id.to_string();
+        self.write(move |txn| {
+            let mut tasks = txn.open_table(SCHEDULED_TASKS)?;
+            let Some(mut task) = get::<HeldSchedule>(&tasks, &task_key)? else {
+                return Ok(false);
+            };
+            if task.handled.is_some_and(|handled| handled >= key) {
+                return Ok(false);
+            }
+            task.handled = Some(key);
+            put(&mut tasks, &task_key, &task)?;
+            let (order, state, started, result) = match start.clone() {
+                OccurrenceStart::Run(order) => (order, LocalRunState::Received, None, None),
+                OccurrenceStart::Skip(order, result) => {
+                    let started = Some(result.started);
+                    (order, LocalRunState::Finished, started, Some(result))
+                }
+            };
+            let run = LocalRun {
+                order,
+                state,
+                started,
+                result,
+                acknowledged: false,
+            };
+            let run_key = run_key(&device_id, run.order.run);
+            put(&mut txn.open_table(RUNS)?, &run_key, &run)?;
+            Ok(true)
         })
         .await
     }

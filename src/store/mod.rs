@@ -20,6 +20,7 @@ pub mod devices;
 mod groups;
 pub mod maintenance;
 mod migrate;
+pub mod occurrences;
 pub mod private;
 pub mod replication;
 mod revocations;

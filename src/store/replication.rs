@@ -83,6 +83,9 @@ pub struct AppliedChanges {
     pub revoked: Vec<Revocation>,
     /// One line per change that did something, for the event log.
     pub described: Vec<String>,
+    /// Inherited copies added, changed or deleted (their ids here): devices that run them
+    /// on their own schedule are told.
+    pub tasks_changed: Vec<TaskId>,
     /// The cursor after the batch.
     pub cursor: u64,
 }
@@ -379,6 +382,7 @@ fn carry_out(
                 &stored.id,
             )?;
             log_task(txn, existing.as_ref(), &stored)?;
+            out.tasks_changed.push(stored.id);
             out.described.push(format!(
                 "inherited task {:?} (revision {revision} of {parent}'s task #{parent_task}) {}",
                 stored.name,
@@ -393,6 +397,7 @@ fn carry_out(
             remove(&mut txn.open_table(INHERITED_TASKS)?, &id_key(parent_task))?;
             if let Some((task, cancel)) = tasks::delete_in(txn, local)? {
                 log_task_deleted(txn, &task)?;
+                out.tasks_changed.push(task.id);
                 out.cancel.extend(cancel);
                 out.described.push(format!(
                     "inherited task {:?} deleted by {parent}",
@@ -411,12 +416,12 @@ fn carry_out(
                 forget(txn, parent, parent_run, local_run, now, out)?;
             }
             if let Some(key) = occurrence
-                && let Some(local_run) = tasks::occurrence_run_in(txn, local_task, key)?
+                && let Some(local_run) = super::occurrences::occurrence_run_in(txn, local_task, key)?
             {
                 return link_occurrence(txn, parent, parent_run, local_run, out);
             }
             let new = tasks::NewRun {
-                targets: tasks::managed_devices(txn)?,
+                targets: super::occurrences::managed_devices(txn)?,
                 started_by,
                 parent_run: Some(parent_run),
                 occurrence,

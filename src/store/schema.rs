@@ -33,6 +33,8 @@ pub(crate) const RUNS: StrTable = TableDefinition::new("task_runs");
 /// The run of each scheduled occurrence made here, by "task id/key" (the civil date and time
 /// the schedule names, the same on every server).
 pub(crate) const OCCURRENCE_RUNS: StrTable = TableDefinition::new("occurrence_runs");
+/// The last occurrence of each task the server's own scheduler dealt with, by task id.
+pub(crate) const SCHEDULE_MARKS: StrTable = TableDefinition::new("schedule_marks");
 /// Per-device records by "run id/device id".
 pub(crate) const RUN_DEVICES: StrTable = TableDefinition::new("run_devices");
 /// This server's change log: sequence number to [`LogEntry`].

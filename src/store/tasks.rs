@@ -7,13 +7,10 @@ use redb::{ReadableTable, WriteTransaction};
 use super::change_log;
 use super::schema::*;
 use super::signals;
-use super::schema::OpenTables;
 use super::{META, Store, StoreError, entries_with_prefix, get, put, remove, values};
 use crate::model::schedule::LocalDateTime;
 use crate::model::{RunRef, UnixMillis};
 use crate::model::link::StatsRow;
-use crate::model::device::{DeviceRecord, Enrollment};
-use crate::model::group::UNASSIGNED_DEVICES;
 use crate::model::scope::Scope;
 use crate::model::task::{
     ChangedBy, DeviceEdit, DeviceProgress, DeviceRunRecord, DeviceState, RunCounters, RunId,
@@ -31,6 +28,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RUNS)?;
     txn.open_table(RUN_DEVICES)?;
     txn.open_table(OCCURRENCE_RUNS)?;
+    txn.open_table(SCHEDULE_MARKS)?;
     Ok(())
 }
 
@@ -225,43 +223,6 @@ impl Store {
             .await
     }
 
-    /// Applies a device's report of an occurrence it started by itself, as
-    /// [`Store::record_progress`] does, to the run of that occurrence: made in the same
-    /// transaction if this is the first word of it here ([`occurrence_run`]). `None` also
-    /// when the task is gone or is not one its devices start by themselves.
-    pub async fn record_occurrence_progress(
-        &self,
-        device_id: &str,
-        task_id: TaskId,
-        key: LocalDateTime,
-        progress: DeviceProgress,
-        now: UnixMillis,
-    ) -> Result<Option<Progressed>, StoreError> {
-        let device_id = device_id.to_string();
-        self.write(move |txn| match occurrence_run(txn, task_id, key, now)? {
-            Some(run_id) => progress_in(txn, &device_id, run_id, &progress, now),
-            None => Ok(None),
-        })
-        .await
-    }
-
-    /// The run of each occurrence in `due` ((task, key)), made if there is none yet (see
-    /// [`occurrence_run`]); the ids of those that exist afterwards.
-    pub async fn occurrence_runs(
-        &self,
-        due: Vec<(TaskId, LocalDateTime)>,
-        now: UnixMillis,
-    ) -> Result<Vec<RunId>, StoreError> {
-        self.write(move |txn| {
-            let mut runs = Vec::new();
-            for (task_id, key) in &due {
-                runs.extend(occurrence_run(txn, *task_id, *key, now)?);
-            }
-            Ok(runs)
-        })
-        .await
-    }
-
     /// Stops a run: devices it has not reached end here ("stopped before it reached the
     /// device") and lose their order; devices with the run delivered or going are returned,
     /// to be told to cancel it.
@@ -449,6 +410,7 @@ pub(crate) fn delete_in(txn: &WriteTransaction, id: TaskId) -> Result<Option<Del
     remove(&mut tasks, &task_key(id))?;
     drop(tasks);
     remove(&mut txn.open_table(TASK_NAMES)?, &task.name)?;
+    remove(&mut txn.open_table(SCHEDULE_MARKS)?, &task_key(id))?;
     let mut to_cancel = Vec::new();
     for run in runs_of_task(txn, id)? {
         for record in delete_run(txn, run.run_id)? {
@@ -556,78 +518,6 @@ pub(crate) fn start_in(
     }))
 }
 
-/// Every approved device of this server outside "Unassigned devices": what an inherited
-/// task reaches here.
-pub(crate) fn managed_devices(txn: &WriteTransaction) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(txn
-        .values::<DeviceRecord>(DEVICES)?
-        .into_iter()
-        .filter(|d| d.enrollment == Enrollment::Approved && d.group_id != UNASSIGNED_DEVICES)
-        .map(|d| (d.id, d.name))
-        .collect())
-}
-
-/// The devices a run of `task` made here without an administrator reaches: every managed
-/// device for an inherited task, the approved devices its scope reaches otherwise.
-fn reached_devices(
-    txn: &WriteTransaction,
-    task: &TaskRecord,
-) -> Result<Vec<(String, String)>, StoreError> {
-    if task.inherited.is_some() {
-        return managed_devices(txn);
-    }
-    let tree = super::groups::tree_in(txn)?;
-    Ok(txn
-        .values::<DeviceRecord>(DEVICES)?
-        .into_iter()
-        .filter(|d| d.enrollment == Enrollment::Approved && task.scope.reaches(d, &tree))
-        .map(|d| (d.id, d.name))
-        .collect())
-}
-
-/// The run of `task_id`'s occurrence `key` here, made now if there is none yet (a run of every
-/// device the task reaches, logged for the children), or `None` if the task is gone or its
-/// devices do not start it by themselves.
-pub(crate) fn occurrence_run(
-    txn: &WriteTransaction,
-    task_id: TaskId,
-    key: LocalDateTime,
-    now: UnixMillis,
-) -> Result<Option<RunId>, StoreError> {
-    if let Some(run_id) = occurrence_run_in(txn, task_id, key)? {
-        return Ok(Some(run_id));
-    }
-    let Some(task) = task_in(txn, task_id)? else {
-        return Ok(None);
-    };
-    if !task.runs_on_device_clock() {
-        return Ok(None);
-    }
-    let new = NewRun {
-        targets: reached_devices(txn, &task)?,
-        started_by: "the schedule".into(),
-        occurrence: Some(key),
-        ..NewRun::default()
-    };
-    let Some(started) = start_in(txn, task_id, new, now)? else {
-        return Ok(None);
-    };
-    change_log::log_run_started(txn, &started.task, &started.run)?;
-    Ok(Some(started.run.run_id))
-}
-
-/// The run of task `task_id`'s occurrence `key` here, if one was made.
-pub(crate) fn occurrence_run_in(
-    txn: &WriteTransaction,
-    task_id: TaskId,
-    key: LocalDateTime,
-) -> Result<Option<RunId>, StoreError> {
-    get(
-        &txn.open_table(OCCURRENCE_RUNS)?,
-        &occurrence_key(task_id, key),
-    )
-}
-
 /// Stops a run; see [`Store::stop_run`].
 pub(crate) fn stop_in(
     txn: &WriteTransaction,
@@ -667,7 +557,7 @@ pub(crate) fn stop_in(
     Ok(Some(Stopped { run, to_cancel }))
 }
 
-fn progress_in(
+pub(crate) fn progress_in(
     txn: &WriteTransaction,
     device_id: &str,
     run_id: RunId,

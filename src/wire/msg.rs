@@ -479,6 +479,21 @@ pub struct TaskView {
     pub revision: u32,
     pub changed_by: String,
     pub last_run: Option<RunView>,
+    /// Whose clock the schedule runs on: each device's own (a device task), or this
+    /// server's (a device selection, a server task).
+    pub device_clock: bool,
+    /// When the schedule starts the task next; `None` when it has no start to come.
+    pub next_start: Option<NextStart>,
+}
+
+/// When a task's schedule starts it next.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NextStart {
+    /// On each device's own clock, at this date and time (the next one in the server's
+    /// time zone; a device in another zone may be before or after it).
+    DeviceTime(LocalDateTime),
+    /// On the server's clock: the instant, and its local date and time and zone for people.
+    ServerTime { at: UnixMillis, text: String },
 }
 
 /// A run and its statistics.
@@ -500,6 +515,9 @@ pub struct RunView {
     pub servers: Vec<ServerStatsView>,
     /// Set on a server that inherited the task: the parent and its task id.
     pub inherited_from: Option<String>,
+    /// The scheduled occurrence this run is (the civil date and time its schedule names);
+    /// `None` for a start by hand.
+    pub occurrence: Option<LocalDateTime>,
 }
 
 /// One server's part of a run, for `task stats --by-server`.

@@ -10,7 +10,7 @@ use crate::model::task::{
     Details, DeviceRunRecord, DeviceState, Notify, RestartPolicy, RunCounters, TaskKind,
     TaskPayload, TaskType,
 };
-use crate::wire::msg::{RunView, TaskView};
+use crate::wire::msg::{NextStart, RunView, TaskView};
 
 const PROGRESS_BAR_WIDTH: usize = 20;
 
@@ -78,11 +78,12 @@ pub(super) fn list_text(tasks: &[TaskView]) -> String {
                     t.task_type.type_name().to_string(),
                     last_run_cell(t.last_run.as_ref()),
                     t.schedule.to_string(),
+                    next_start_cell(t.next_start.as_ref()),
                 ]
             })
             .collect();
         let table = table::render(
-            &["ID", "NAME", "KIND", "TYPE", "LAST RUN", "SCHEDULE"],
+            &["ID", "NAME", "KIND", "TYPE", "LAST RUN", "SCHEDULE", "NEXT START"],
             &rows,
         );
         for line in table.lines() {
@@ -90,6 +91,42 @@ pub(super) fn list_text(tasks: &[TaskView]) -> String {
         }
     }
     out
+}
+
+/// The next start in a list: "-" when there is none to come.
+fn next_start_cell(next: Option<&NextStart>) -> String {
+    match next {
+        None => "-".into(),
+        Some(NextStart::DeviceTime(key)) => format!("{} device time", date_time_text(key)),
+        Some(NextStart::ServerTime { text, .. }) => text.clone(),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM`.
+fn date_time_text(at: &LocalDateTime) -> String {
+    local_date_time(at).replacen('T', " ", 1)
+}
+
+/// The schedule, and whose clock it runs on.
+fn schedule_text(t: &TaskView) -> String {
+    let timed = t.schedule.is_timed();
+    match (timed, t.device_clock) {
+        (false, _) => t.schedule.to_string(),
+        (true, true) => format!("{}, each device's local time", t.schedule),
+        (true, false) => format!("{}, the server's time", t.schedule),
+    }
+}
+
+/// The next start in full.
+fn next_start_text(t: &TaskView) -> String {
+    match &t.next_start {
+        None if t.schedule.is_timed() => "none to come".into(),
+        None => "-".into(),
+        Some(NextStart::DeviceTime(key)) => {
+            format!("{}, each device's local time", date_time_text(key))
+        }
+        Some(NextStart::ServerTime { text, .. }) => format!("{text}, the server's time"),
+    }
 }
 
 fn or_none(items: &[String]) -> String {
@@ -155,7 +192,10 @@ fn run_summary(run: &RunView) -> String {
         c.total(),
         c.completion_percent(),
         format_time(run.started),
-        run.started_by
+        match &run.occurrence {
+            Some(key) => format!("the schedule ({})", local_date_time(key)),
+            None => run.started_by.clone(),
+        }
     )
 }
 
@@ -223,7 +263,8 @@ pub(super) fn show_text(t: &TaskView) -> String {
         rows.push(("unmatched", or_none(unmatched)));
     }
     rows.push(("restart", restart_text(&t.restart)));
-    rows.push(("schedule", t.schedule.to_string()));
+    rows.push(("schedule", schedule_text(t)));
+    rows.push(("next start", next_start_text(t)));
     let o = &t.schedule_options;
     rows.push(("run missed", if o.run_missed { "yes" } else { "no" }.into()));
     rows.push(("random delay", o.random_delay.to_string()));
@@ -295,6 +336,9 @@ pub(in crate::cli) fn stats_text(run: &RunView) -> String {
             format!("{} by {}", format_time(run.started), run.started_by),
         ),
     ];
+    if let Some(key) = &run.occurrence {
+        rows.push(("occurrence", format!("{} (scheduled)", local_date_time(key))));
+    }
     if let Some(at) = run.stopped {
         rows.push(("stopped", format_time(at)));
     }

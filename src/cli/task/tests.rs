@@ -76,6 +76,7 @@ fn run_view(by_state: [u64; 7], state: RunState) -> RunView {
         },
         servers: Vec::new(),
         inherited_from: None,
+        occurrence: None,
     }
 }
 
@@ -112,6 +113,8 @@ fn view(task_type: TaskType) -> TaskView {
         revision: 4,
         changed_by: "admin".into(),
         last_run: Some(run_view([0, 0, 0, 3, 0, 1, 0], RunState::Completed)),
+        device_clock: false,
+        next_start: None,
     }
 }
 

@@ -302,6 +302,9 @@ async fn after_applied(node: &Arc<Node>, applied: crate::store::replication::App
     for started in &applied.started {
         node.deliver_run(started).await;
     }
+    if !applied.tasks_changed.is_empty() {
+        node.tasks_changed(&applied.tasks_changed, true).await;
+    }
     for (device_id, run) in applied.cancel {
         node.tell_device(&device_id, ServerToAgent::Cancel { run })
             .await;

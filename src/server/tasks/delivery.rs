@@ -35,7 +35,8 @@ impl Node {
     }
 
     /// Sends a started run's order to its devices connected now (the others get the stored
-    /// order when they connect), or begins a server task.
+    /// order when they connect), or begins a server task. A run of a scheduled occurrence
+    /// that devices start by themselves has no order.
     pub(in crate::server) async fn deliver_run(self: &Arc<Self>, started: &StartedRun) {
         match &started.order {
             Some(order) => {
@@ -47,6 +48,8 @@ impl Node {
                     }
                 }
             }
+            // A run its devices start by themselves on their schedule: nothing to send.
+            None if !started.task.task_type.runs_on_server() => {}
             None => {
                 let node = self.clone();
                 let task = started.task.clone();

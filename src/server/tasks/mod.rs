@@ -7,10 +7,13 @@
 #![allow(clippy::result_large_err)]
 
 mod delivery;
+mod scheduler;
+mod schedules;
 mod server_tasks;
 mod targeting;
 mod view;
 
+pub(super) use scheduler::schedule_loop;
 pub(super) use server_tasks::prune_loop;
 
 use std::sync::Arc;
@@ -259,6 +262,8 @@ async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<Ad
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
     node.push_local_task(&task, false).await;
+    node.tasks_changed(&[task.id], task.runs_on_device_clock())
+        .await;
     if task.settings.schedule == crate::model::schedule::Schedule::Immediately
         && let Err(AdminResponse::Error { message, .. }) =
             start_run(node, &session.user, &task, None).await
@@ -357,6 +362,8 @@ async fn edit(
         node.push_local_task(&task, true).await;
     }
     node.push_local_task(&updated, false).await;
+    let devices_told = task.runs_on_device_clock() || updated.runs_on_device_clock();
+    node.tasks_changed(&[task.id], devices_told).await;
     Ok(AdminResponse::Task(Box::new(view(node, &updated).await)))
 }
 
@@ -379,6 +386,8 @@ async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminRespons
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
     node.push_local_task(&task, true).await;
+    node.tasks_changed(&[task.id], task.runs_on_device_clock())
+        .await;
     Ok(AdminResponse::Done {
         message: format!("task {:?} deleted with its results", task.name),
     })
@@ -424,8 +433,10 @@ async fn start_run(
     task: &TaskRecord,
     scope: Option<Scope>,
 ) -> Reply<(RunRecord, Vec<String>)> {
+    // A scheduled occurrence still going (a device off since) does not hold a start by hand.
     if let Some(id) = task.last_run
         && let Some(run) = node.store.run(id).await.map_err(internal)?
+        && run.occurrence.is_none()
     {
         // Running anywhere in the tree, as far as this server knows.
         let view = run_view(node, &run).await;

@@ -5,7 +5,9 @@ use crate::model::link::StatsRow;
 use crate::model::scope::Scope;
 use crate::model::task::{ChangedBy, RunRecord, TaskAccount, TaskRecord, TaskType};
 use crate::server::Node;
-use crate::wire::msg::{LocalTaskDef, RunView, ServerStatsView, TaskView};
+use crate::model::UnixMillis;
+use crate::sched;
+use crate::wire::msg::{LocalTaskDef, NextStart, RunView, ServerStatsView, TaskView};
 
 pub(super) async fn view(node: &Node, task: &TaskRecord) -> TaskView {
     let mut view = plain_view(node, task).await;
@@ -57,7 +59,24 @@ async fn plain_view(node: &Node, task: &TaskRecord) -> TaskView {
             ChangedBy::DeviceUser => "the device's user".into(),
         },
         last_run: None,
+        device_clock: task.runs_on_device_clock(),
+        next_start: next_start(node, task, crate::clock::now_ms()),
     }
+}
+
+/// When `task`'s schedule starts it next after `now`, on whose clock.
+fn next_start(node: &Node, task: &TaskRecord, now: UnixMillis) -> Option<NextStart> {
+    let schedule = &task.settings.schedule;
+    let cancel_from = task.settings.schedule_options.cancel_from;
+    let next = sched::next_after(schedule, cancel_from, node.zone(), now)?;
+    Some(if task.runs_on_device_clock() {
+        NextStart::DeviceTime(next.key)
+    } else {
+        NextStart::ServerTime {
+            at: next.at,
+            text: sched::local_text(next.at, node.zone()),
+        }
+    })
 }
 
 /// A local task as its device keeps it.
@@ -121,6 +140,7 @@ pub(super) async fn run_view(node: &Node, run: &RunRecord) -> RunView {
         counters,
         servers,
         inherited_from,
+        occurrence: run.occurrence,
     }
 }
 

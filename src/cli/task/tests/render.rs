@@ -202,3 +202,36 @@ fn the_progress_bar() {
         );
     }
 }
+
+#[test]
+fn a_schedule_says_whose_clock_it_runs_on_and_when_it_starts_next() {
+    let mut task = view(TaskType::Device(TaskPayload::Inventory));
+    task.schedule = crate::model::schedule::Schedule::parse("weekly:fri@19:00").unwrap();
+    task.device_clock = true;
+    task.next_start = Some(NextStart::DeviceTime(
+        crate::model::schedule::LocalDateTime::parse("2026-12-04T19:00").unwrap(),
+    ));
+    let text = show_text(&task);
+    for expected in [
+        "schedule          every Friday at 19:00, each device's local time\n",
+        "next start        2026-12-04 19:00, each device's local time\n",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in\n{text}");
+    }
+    let list = list_text(std::slice::from_ref(&task));
+    assert!(list.contains("NEXT START"), "{list}");
+    assert!(list.contains("2026-12-04 19:00 device time"), "{list}");
+
+    task.device_clock = false;
+    task.next_start = Some(NextStart::ServerTime {
+        at: 0,
+        text: "2026-12-04 13:00 EST".into(),
+    });
+    let text = show_text(&task);
+    assert!(
+        text.contains("next start        2026-12-04 13:00 EST, the server's time\n"),
+        "{text}"
+    );
+    task.next_start = None;
+    assert!(show_text(&task).contains("next start        none to come\n"));
+}

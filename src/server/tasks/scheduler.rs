@@ -1,0 +1,141 @@
+//! The server's own scheduler, on the server's clock and in its time zone (config
+//! `time_zone`). It starts the tasks the server runs: a device selection's (on the devices
+//! of the selection connected then; the others are left out and said so) and the server's
+//! own tasks (backup, maintenance). For tasks devices run by themselves on their own
+//! schedule it makes the run of each occurrence as it comes here, so statistics show the
+//! devices that have not reported yet. Each occurrence is dealt with once, across restarts;
+//! one missed while the server was down starts when it is back only with "run missed tasks".
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::server_tasks::SERVER_TARGET;
+use super::targeting::targets;
+use crate::model::scope::Scope;
+use crate::model::schedule::LocalDateTime;
+use crate::model::task::TaskRecord;
+use crate::model::{EventKind, Severity, UnixMillis};
+use crate::sched::{self, Decision, Held};
+use crate::server::{Node, now_ms};
+
+/// The longest the scheduler sleeps: it looks again at least this often.
+const LOOK_AGAIN: Duration = Duration::from_secs(30);
+/// A start later than this after its time was missed (the server was not running).
+const MISSED_AFTER_MS: i64 = 60_000;
+
+pub(in crate::server) async fn schedule_loop(node: Arc<Node>) {
+    let mut shutdown = node.shutdown.subscribe();
+    loop {
+        let wake = plan(&node, now_ms()).await;
+        let now = now_ms();
+        let sleep = wake
+            .map(|at| Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0)))
+            .map_or(LOOK_AGAIN, |d| d.min(LOOK_AGAIN));
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            () = node.schedules_changed.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// Deals with every occurrence due at `now`; the earliest instant to look again.
+async fn plan(node: &Arc<Node>, now: UnixMillis) -> Option<UnixMillis> {
+    let read = async { Ok((node.store.tasks().await?, node.store.schedule_marks().await?)) };
+    let (tasks, marks) = match read.await {
+        Ok(read) => read,
+        Err::<_, crate::store::StoreError>(e) => {
+            tracing::error!("cannot read the scheduled tasks: {e}");
+            return None;
+        }
+    };
+    let mut wake: Option<UnixMillis> = None;
+    for task in tasks.iter().filter(|t| t.settings.schedule.is_timed()) {
+        let options = &task.settings.schedule_options;
+        let held = Held {
+            schedule: &task.settings.schedule,
+            cancel_from: options.cancel_from,
+            run_missed: options.run_missed,
+            since: task.modified,
+            handled: marks.get(&task.id).copied(),
+        };
+        let (decision, next) = sched::decide(held, &node.zone, |_| 0, MISSED_AFTER_MS, now);
+        if let Some(next) = next {
+            wake = Some(wake.map_or(next, |w| w.min(next)));
+        }
+        match decision {
+            Decision::Wait => {}
+            Decision::Start { key, .. } => start(node, task, key, now).await,
+            // Devices run it by themselves whatever the server did: its run is made anyway.
+            Decision::Skip { key, .. } if task.runs_on_device_clock() => {
+                start(node, task, key, now).await
+            }
+            Decision::Skip { key, at } => {
+                if let Err(e) = node
+                    .store
+                    .begin_server_occurrence(task.id, key, None, now)
+                    .await
+                {
+                    tracing::error!(task = %task.name, "cannot record a missed start: {e}");
+                    continue;
+                }
+                let msg = format!(
+                    "task {:?} did not start at {}: this server was not running then, and \
+                     run missed tasks is off",
+                    task.name,
+                    sched::local_text(at, &node.zone)
+                );
+                node.event(Severity::Warning, EventKind::RunStarted, msg)
+                    .await;
+            }
+        }
+    }
+    wake
+}
+
+/// Starts occurrence `key` of `task`, once.
+async fn start(node: &Arc<Node>, task: &TaskRecord, key: LocalDateTime, now: UnixMillis) {
+    let mut skipped = Vec::new();
+    let devices = if task.runs_on_device_clock() {
+        Vec::new()
+    } else if task.scope == Scope::Server {
+        vec![(SERVER_TARGET.to_string(), node.name().to_string())]
+    } else {
+        match targets(node, task).await {
+            Ok((devices, left_out)) => {
+                skipped = left_out;
+                devices
+            }
+            Err(e) => {
+                tracing::error!(task = %task.name, "cannot find the devices of a scheduled start: {e:?}");
+                return;
+            }
+        }
+    };
+    let started = node
+        .store
+        .begin_server_occurrence(task.id, key, Some(devices), now)
+        .await;
+    let started = match started {
+        Ok(Some(started)) => started,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(task = %task.name, %key, "cannot start a scheduled run: {e}");
+            return;
+        }
+    };
+    let mut msg = format!(
+        "task {:?} run {} started by its schedule ({key}) on {} target(s) of this server",
+        started.task.name,
+        started.run.run_id,
+        started.run.counters.total(),
+    );
+    if !skipped.is_empty() {
+        msg.push_str(&format!("; skipped: {}", skipped.join("; ")));
+    }
+    node.event(Severity::Info, EventKind::RunStarted, msg).await;
+    node.deliver_run(&started).await;
+}

@@ -1,0 +1,189 @@
+//! Runs of scheduled occurrences: one run per (task, occurrence) on each server, found or
+//! made by whichever comes first (a device's report of an occurrence it started by itself,
+//! this server's clock, or the parent's start of it), and the last occurrence of each task
+//! the server's own scheduler dealt with, so that it deals with none twice.
+
+use std::collections::HashMap;
+
+use redb::WriteTransaction;
+
+use super::change_log;
+use super::schema::*;
+use super::tasks::{NewRun, Progressed, StartedRun, progress_in, start_in, task_in};
+use super::{Store, StoreError, entries, get, put};
+use crate::model::UnixMillis;
+use crate::model::device::{DeviceRecord, Enrollment};
+use crate::model::group::UNASSIGNED_DEVICES;
+use crate::model::schedule::LocalDateTime;
+use crate::model::task::{DeviceProgress, RunId, TaskId, TaskRecord};
+
+impl Store {
+    /// Applies a device's report of an occurrence it started by itself, as
+    /// [`Store::record_progress`] does, to the run of that occurrence: made in the same
+    /// transaction if this is the first word of it here ([`occurrence_run`]). `None` also
+    /// when the task is gone or is not one its devices start by themselves.
+    pub async fn record_occurrence_progress(
+        &self,
+        device_id: &str,
+        task_id: TaskId,
+        key: LocalDateTime,
+        progress: DeviceProgress,
+        now: UnixMillis,
+    ) -> Result<Option<Progressed>, StoreError> {
+        let device_id = device_id.to_string();
+        self.write(move |txn| match occurrence_run(txn, task_id, key, now)? {
+            Some(run_id) => progress_in(txn, &device_id, run_id, &progress, now),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    /// The run of each occurrence in `due` ((task, key)), made if there is none yet (see
+    /// [`occurrence_run`]); the ids of those that exist afterwards.
+    pub async fn occurrence_runs(
+        &self,
+        due: Vec<(TaskId, LocalDateTime)>,
+        now: UnixMillis,
+    ) -> Result<Vec<RunId>, StoreError> {
+        self.write(move |txn| {
+            let mut runs = Vec::new();
+            for (task_id, key) in &due {
+                runs.extend(occurrence_run(txn, *task_id, *key, now)?);
+            }
+            Ok(runs)
+        })
+        .await
+    }
+
+    /// The last occurrence of each task the server's scheduler dealt with.
+    pub async fn schedule_marks(&self) -> Result<HashMap<TaskId, LocalDateTime>, StoreError> {
+        self.read(|txn| {
+            Ok(entries::<LocalDateTime>(&txn.open_table(SCHEDULE_MARKS)?)?
+                .into_iter()
+                .filter_map(|(key, at)| Some((key.parse().ok()?, at)))
+                .collect())
+        })
+        .await
+    }
+
+    /// The server's scheduler deals with occurrence `key` of `task_id` once: in one
+    /// transaction it becomes the task's last occurrence dealt with and, with `start`, its
+    /// run starts (for a task its devices start by themselves, the run of that occurrence
+    /// is found or made; otherwise a run of `start`'s devices, sent to them). `None` if this
+    /// occurrence or a later one was dealt with already, the task is gone, or nothing starts.
+    pub async fn begin_server_occurrence(
+        &self,
+        task_id: TaskId,
+        key: LocalDateTime,
+        start: Option<Vec<(String, String)>>,
+        now: UnixMillis,
+    ) -> Result<Option<StartedRun>, StoreError> {
+        self.write(move |txn| {
+            let mut marks = txn.open_table(SCHEDULE_MARKS)?;
+            let mark = task_key(task_id);
+            if get::<LocalDateTime>(&marks, &mark)?.is_some_and(|done| done >= key) {
+                return Ok(None);
+            }
+            put(&mut marks, &mark, &key)?;
+            drop(marks);
+            let Some(targets) = start.clone() else {
+                return Ok(None);
+            };
+            let Some(task) = task_in(txn, task_id)? else {
+                return Ok(None);
+            };
+            if task.runs_on_device_clock() {
+                occurrence_run(txn, task_id, key, now)?;
+                return Ok(None);
+            }
+            if occurrence_run_in(txn, task_id, key)?.is_some() {
+                return Ok(None);
+            }
+            let new = NewRun {
+                targets,
+                started_by: "the schedule".into(),
+                occurrence: Some(key),
+                ..NewRun::default()
+            };
+            let started = start_in(txn, task_id, new, now)?;
+            if let Some(started) = &started {
+                change_log::log_run_started(txn, &started.task, &started.run)?;
+            }
+            Ok(started)
+        })
+        .await
+    }
+}
+
+/// Every approved device of this server outside "Unassigned devices": what an inherited
+/// task reaches here.
+pub(crate) fn managed_devices(txn: &WriteTransaction) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(txn
+        .values::<DeviceRecord>(DEVICES)?
+        .into_iter()
+        .filter(|d| d.enrollment == Enrollment::Approved && d.group_id != UNASSIGNED_DEVICES)
+        .map(|d| (d.id, d.name))
+        .collect())
+}
+
+/// The devices a run of `task` made here without an administrator reaches: every managed
+/// device for an inherited task, the approved devices its scope reaches otherwise.
+fn reached_devices(
+    txn: &WriteTransaction,
+    task: &TaskRecord,
+) -> Result<Vec<(String, String)>, StoreError> {
+    if task.inherited.is_some() {
+        return managed_devices(txn);
+    }
+    let tree = super::groups::tree_in(txn)?;
+    Ok(txn
+        .values::<DeviceRecord>(DEVICES)?
+        .into_iter()
+        .filter(|d| d.enrollment == Enrollment::Approved && task.scope.reaches(d, &tree))
+        .map(|d| (d.id, d.name))
+        .collect())
+}
+
+/// The run of `task_id`'s occurrence `key` here, made now if there is none yet (a run of every
+/// device the task reaches, logged for the children), or `None` if the task is gone or its
+/// devices do not start it by themselves.
+pub(crate) fn occurrence_run(
+    txn: &WriteTransaction,
+    task_id: TaskId,
+    key: LocalDateTime,
+    now: UnixMillis,
+) -> Result<Option<RunId>, StoreError> {
+    if let Some(run_id) = occurrence_run_in(txn, task_id, key)? {
+        return Ok(Some(run_id));
+    }
+    let Some(task) = task_in(txn, task_id)? else {
+        return Ok(None);
+    };
+    if !task.runs_on_device_clock() {
+        return Ok(None);
+    }
+    let new = NewRun {
+        targets: reached_devices(txn, &task)?,
+        started_by: "the schedule".into(),
+        occurrence: Some(key),
+        ..NewRun::default()
+    };
+    let Some(started) = start_in(txn, task_id, new, now)? else {
+        return Ok(None);
+    };
+    change_log::log_run_started(txn, &started.task, &started.run)?;
+    Ok(Some(started.run.run_id))
+}
+
+/// The run of task `task_id`'s occurrence `key` here, if one was made.
+pub(crate) fn occurrence_run_in(
+    txn: &WriteTransaction,
+    task_id: TaskId,
+    key: LocalDateTime,
+) -> Result<Option<RunId>, StoreError> {
+    get(
+        &txn.open_table(OCCURRENCE_RUNS)?,
+        &occurrence_key(task_id, key),
+    )
+}
+

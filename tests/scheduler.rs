@@ -1,0 +1,437 @@
+//! The scheduler over real QUIC: tasks that start by themselves at their time, on every
+//! device of a three-tier tree and a virtual server, on devices whose server is down, after
+//! an agent was stopped (run missed off and on), on the server's clock for a device
+//! selection, and stopped at their time limit.
+//!
+//! Schedules name minutes, so each test waits for the next minute boundary at least a few
+//! seconds ahead (up to about a minute); the tests run side by side.
+
+mod common;
+
+use std::time::Duration;
+
+use canopy::agent::{Agents, Simulation};
+use canopy::cli::client::{AdminClient, ClientError};
+use canopy::cli::deployment::{
+    Deployment, config_text, free_port, parent_of, start, wait_for_tree,
+};
+use canopy::model::schedule::{LocalDateTime, Schedule, ScheduleOptions, TimeOfDay};
+use canopy::model::task::{DeviceState, RunState};
+use canopy::model::{EventKind, ServerStatus};
+use canopy::wire::msg::{
+    AdminRequest, AdminResponse, ScopeSpec, TaskRequest, TaskSpec, VirtualServerRequest,
+};
+use common::{
+    create_task, results, results_at, simulate_spec, stats, tree_scope, until, wait_event,
+};
+
+const TOKEN: &str = "scheduler-tests-token-0123456789";
+/// The devices' time zone in every test (the deployment's agent configs say so).
+const DEVICE_ZONE: &str = "Europe/Berlin";
+/// The servers' time zone where a test sets one: six hours behind the devices.
+const SERVER_ZONE: &str = "America/New_York";
+
+/// The next whole minute in `zone` at least `ahead` from now, and how long until it.
+fn next_minute(zone: &str, ahead: Duration) -> (LocalDateTime, Duration) {
+    let zone = jiff::tz::TimeZone::get(zone).unwrap();
+    let now = jiff::Timestamp::now();
+    let soon = now + jiff::SignedDuration::try_from(ahead).unwrap();
+    let civil = soon.to_zoned(zone.clone()).datetime();
+    let minute = civil
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .unwrap()
+        .checked_add(jiff::Span::new().minutes(1))
+        .unwrap();
+    let at = zone.to_timestamp(minute).unwrap();
+    let key = LocalDateTime {
+        year: minute.year(),
+        month: minute.month() as u8,
+        day: minute.day() as u8,
+        time: TimeOfDay {
+            hour: minute.hour() as u8,
+            minute: minute.minute() as u8,
+        },
+    };
+    let wait = at.duration_since(now).unsigned_abs();
+    (key, wait)
+}
+
+fn once(spec: TaskSpec, at: LocalDateTime, options: ScheduleOptions) -> TaskSpec {
+    TaskSpec {
+        schedule: Schedule::Once { at },
+        schedule_options: options,
+        ..spec
+    }
+}
+
+/// The config of a server that enrolls devices with [`TOKEN`], with `extra` lines.
+fn server_text(
+    name: &str,
+    parent: Option<(std::net::SocketAddr, canopy::model::Fingerprint)>,
+    extra: &str,
+) -> String {
+    format!(
+        "{extra}\n{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
+        config_text(name, 0, parent)
+    )
+}
+
+async fn fleet_at(d: &Deployment, name: &str, address: &str, token: &str, n: u32) -> Agents {
+    let config = d.agent_config_at(name, address, Some(token)).unwrap();
+    let seed = name.len() as u64;
+    let fleet = Agents::start(config, Some(Simulation { devices: n, seed }))
+        .await
+        .unwrap();
+    until(&format!("{name}: {n} devices connected"), || async {
+        fleet.counts().connected == n as usize
+    })
+    .await;
+    fleet
+}
+
+/// The task's last run, if it has one.
+async fn last_run(admin: &AdminClient, task: &str) -> Option<canopy::wire::msg::RunView> {
+    let request = TaskRequest::Stats {
+        task: task.into(),
+        run: None,
+    };
+    match admin.call(AdminRequest::Task(request)).await {
+        Ok(AdminResponse::TaskStats(run)) => Some(run),
+        Err(ClientError::Server { message, .. }) if message.contains("has never run") => None,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Waits until the task's run of occurrence `at` has `devices` devices, all finished.
+async fn wait_occurrence(admin: &AdminClient, task: &str, at: LocalDateTime, devices: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let Some(run) = last_run(admin, task).await else {
+            assert!(tokio::time::Instant::now() < deadline, "task {task} never ran");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let done = run.occurrence == Some(at)
+            && run.counters.total() == devices
+            && run.counters.finished() == devices;
+        if done {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task {task} did not run at {at} on {devices} devices: {run:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_task_runs_at_its_time_on_every_device_of_the_tree_as_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    // primary <- branch-1 <- branch-1a, and tenant-a on the primary; servers in New York.
+    let zone = format!("time_zone = \"{SERVER_ZONE}\"");
+    d.add_server("primary", 0, None).await.unwrap();
+    let config = d
+        .write_config("primary", &server_text("primary", None, &zone))
+        .await
+        .unwrap();
+    let mut servers = vec![start(&config).await.unwrap()];
+    for (name, parent) in [("branch-1", 0), ("branch-1a", 1)] {
+        let parent_addr = servers[parent].local_addr();
+        let link = Some(parent_of(&servers[parent]));
+        d.add_server(name, 0, link).await.unwrap();
+        let text = server_text(name, link, &zone);
+        let config = d.write_config(name, &text).await.unwrap();
+        d.register(parent_addr, name, "Managed devices").await.unwrap();
+        servers.push(start(&config).await.unwrap());
+    }
+    let admin = d.admin(servers[0].local_addr()).await.unwrap();
+    let create = VirtualServerRequest::Create {
+        name: "tenant-a".into(),
+        group: "Managed devices".into(),
+    };
+    let tenant_token = match admin
+        .call(AdminRequest::VirtualServer(create))
+        .await
+        .unwrap()
+    {
+        AdminResponse::VirtualServer(view) => view.enrollment_token.0,
+        other => panic!("unexpected {other:?}"),
+    };
+    wait_for_tree(&admin, Duration::from_secs(30), "every link up", |rows| {
+        rows.len() == 4 && rows.iter().all(|r| r.status == ServerStatus::Active)
+    })
+    .await
+    .unwrap();
+    let primary = servers[0].local_addr().to_string();
+    let mut fleets = Vec::new();
+    for (name, address, token, n) in [
+        ("fleet-primary", primary.clone(), TOKEN.to_string(), 3),
+        ("fleet-branch-1", servers[1].local_addr().to_string(), TOKEN.into(), 3),
+        ("fleet-branch-1a", servers[2].local_addr().to_string(), TOKEN.into(), 3),
+        ("fleet-tenant", format!("{primary}/tenant-a"), tenant_token, 2),
+    ] {
+        fleets.push(fleet_at(&d, name, &address, &token, n).await);
+    }
+
+    // A group task for the whole tree at the next minute of the devices' clock (Berlin),
+    // which is six hours ahead of the servers' (New York): it runs on the devices' time.
+    let (at, wait) = next_minute(DEVICE_ZONE, Duration::from_secs(8));
+    let spec = simulate_spec("Tree at", tree_scope("Managed devices"), 200, [1, 0, 0]);
+    let view = create_task(&admin, once(spec, at, ScheduleOptions::default())).await;
+    assert!(view.last_run.is_none(), "nothing has run yet");
+    tokio::time::sleep(wait.saturating_sub(Duration::from_secs(1))).await;
+    wait_occurrence(&admin, "Tree at", at, 11).await;
+    let run = stats(&admin, "Tree at").await;
+    assert_eq!(run.state, RunState::Completed);
+    assert_eq!(run.counters.count(DeviceState::Succeeded), 11);
+    let rows: Vec<(&str, u64)> = run
+        .servers
+        .iter()
+        .map(|s| (s.path.as_str(), s.counters.total()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("primary", 3),
+            ("primary/branch-1", 3),
+            ("primary/branch-1/branch-1a", 3),
+            ("primary/tenant-a", 2),
+        ]
+    );
+    // Each device ran it once, at or after its time.
+    let at_ms = jiff::civil::date(at.year, at.month as i8, at.day as i8)
+        .at(at.time.hour as i8, at.time.minute as i8, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::get(DEVICE_ZONE).unwrap())
+        .unwrap()
+        .timestamp()
+        .as_millisecond();
+    for server in ["branch-1/branch-1a", "tenant-a"] {
+        for record in results_at(&admin, "Tree at", server).await {
+            assert_eq!((record.state, record.tries), (DeviceState::Succeeded, 1));
+            assert!(record.started.unwrap() >= at_ms, "{record:?}");
+        }
+    }
+    for record in results(&admin, "Tree at").await {
+        assert_eq!(record.tries, 1, "{record:?}");
+        assert!(record.started.unwrap() >= at_ms, "{record:?}");
+    }
+    for fleet in fleets {
+        fleet.stop().await.unwrap();
+    }
+    for server in servers.into_iter().rev() {
+        server.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selection_task_runs_on_the_servers_clock_on_connected_devices_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    d.add_server("primary", 0, None).await.unwrap();
+    let zone = format!("time_zone = \"{SERVER_ZONE}\"");
+    let config = d
+        .write_config("primary", &server_text("primary", None, &zone))
+        .await
+        .unwrap();
+    let server = start(&config).await.unwrap();
+    let addr = server.local_addr().to_string();
+    let admin = d.admin(server.local_addr()).await.unwrap();
+    let online = fleet_at(&d, "online", &addr, TOKEN, 4).await;
+    let away = fleet_at(&d, "away", &addr, TOKEN, 2).await;
+    away.stop().await.unwrap();
+    until("the away devices are disconnected", || async {
+        server.node.connected_devices().len() == 4
+    })
+    .await;
+
+    // At the next minute of the server's clock (New York); the devices are in Berlin.
+    let (at, wait) = next_minute(SERVER_ZONE, Duration::from_secs(8));
+    let conditions = vec!["group=Managed devices".to_string()];
+    let spec = simulate_spec("Selected", ScopeSpec::Selection { conditions }, 100, [1, 0, 0]);
+    create_task(&admin, once(spec, at, ScheduleOptions::default())).await;
+    // The stop-after limit ends a run that takes too long: "failed by timeout".
+    let options = ScheduleOptions {
+        time_limit_secs: Some(2),
+        ..ScheduleOptions::default()
+    };
+    let (device_at, _) = next_minute(DEVICE_ZONE, Duration::from_secs(8));
+    let slow = simulate_spec(
+        "Too slow",
+        common::group_scope("Managed devices", true),
+        60_000,
+        [1, 0, 0],
+    );
+    create_task(&admin, once(slow, device_at, options)).await;
+    tokio::time::sleep(wait.saturating_sub(Duration::from_secs(1))).await;
+    wait_occurrence(&admin, "Selected", at, 4).await;
+    let run = stats(&admin, "Selected").await;
+    assert_eq!(run.counters.count(DeviceState::Succeeded), 4);
+    let names: Vec<String> = results(&admin, "Selected")
+        .await
+        .into_iter()
+        .map(|r| r.device_name)
+        .collect();
+    assert_eq!(names.len(), 4);
+    assert!(names.iter().all(|n| n.starts_with("sim-")), "{names:?}");
+    wait_event(&admin, EventKind::RunStarted, "not connected").await;
+
+    // The slow task: the 4 connected devices stopped at 2 s; the 2 away never ran it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let run = last_run(&admin, "Too slow").await.expect("it ran");
+        if run.occurrence == Some(device_at) && run.counters.count(DeviceState::Failed) == 4 {
+            assert_eq!(run.counters.total(), 6, "{run:#?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{run:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for record in results(&admin, "Too slow").await {
+        if record.state == DeviceState::Failed {
+            assert!(
+                record.description.starts_with("failed by timeout"),
+                "{record:?}"
+            );
+            let took = record.finished.unwrap() - record.started.unwrap();
+            assert!((1_900..10_000).contains(&took), "{took} ms: {record:?}");
+        } else {
+            assert_eq!(record.state, DeviceState::Pending, "{record:?}");
+        }
+    }
+    online.stop().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_run_their_schedule_while_the_server_is_down_and_report_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    // A fixed port, so the devices find the server again when it is back.
+    let port = free_port().unwrap();
+    d.add_server("primary", port, None).await.unwrap();
+    let text = server_text("primary", None, "").replace(
+        &config_text("primary", 0, None),
+        &config_text("primary", port, None),
+    );
+    let config = d.write_config("primary", &text).await.unwrap();
+    let server = start(&config).await.unwrap();
+    let addr = server.local_addr();
+    let admin = d.admin(addr).await.unwrap();
+    let fleet = fleet_at(&d, "fleet", &addr.to_string(), TOKEN, 3).await;
+    let (at, wait) = next_minute(DEVICE_ZONE, Duration::from_secs(10));
+    let spec = simulate_spec(
+        "While away",
+        common::group_scope("Managed devices", true),
+        100,
+        [1, 0, 0],
+    );
+    let task = create_task(&admin, once(spec, at, ScheduleOptions::default())).await;
+    // Every device holds the schedule, then the server goes away over the start.
+    let ids = fleet.device_ids().to_vec();
+    until("every device holds the schedule", || async {
+        let mut all = true;
+        for id in &ids {
+            let held = fleet.store().scheduled_tasks(id).await.unwrap();
+            all &= held.iter().any(|h| h.def.task_id == task.id);
+        }
+        all
+    })
+    .await;
+    admin.close().await;
+    server.shutdown().await.unwrap();
+    tokio::time::sleep(wait + Duration::from_secs(2)).await;
+    let ran = fleet.store().local_runs(&ids[0]).await.unwrap();
+    assert!(
+        ran.iter()
+            .any(|r| r.result.as_ref().is_some_and(|res| res.outcome.state == DeviceState::Succeeded)),
+        "the device ran it with its server down: {ran:#?}"
+    );
+
+    let server = start(&config).await.unwrap();
+    let admin = d.admin(server.local_addr()).await.unwrap();
+    wait_occurrence(&admin, "While away", at, 3).await;
+    let run = stats(&admin, "While away").await;
+    assert_eq!(run.counters.count(DeviceState::Succeeded), 3);
+    fleet.stop().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+/// A fleet whose agent counts a start more than 2 s late as missed.
+async fn quick_to_miss(d: &Deployment, name: &str, address: &str, n: u32) -> Agents {
+    drop(d.agent_config_at(name, address, Some(TOKEN)).unwrap());
+    let path = d.dir.join(format!("{name}.agent.toml"));
+    let text = std::fs::read_to_string(&path).unwrap() + "\n[schedule]\nmissed_after_s = 2\n";
+    std::fs::write(&path, text).unwrap();
+    let config = canopy::agent::config::AgentConfig::load(&path).unwrap();
+    let fleet = Agents::start(config, Some(Simulation { devices: n, seed: 5 }))
+        .await
+        .unwrap();
+    until(&format!("{name}: {n} devices connected"), || async {
+        fleet.counts().connected == n as usize
+    })
+    .await;
+    fleet
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    d.add_server("primary", 0, None).await.unwrap();
+    let config = d
+        .write_config("primary", &server_text("primary", None, ""))
+        .await
+        .unwrap();
+    let server = start(&config).await.unwrap();
+    let addr = server.local_addr().to_string();
+    let admin = d.admin(server.local_addr()).await.unwrap();
+    let fleet = quick_to_miss(&d, "laptops", &addr, 2).await;
+    let (at, wait) = next_minute(DEVICE_ZONE, Duration::from_secs(10));
+    let scope = || common::group_scope("Managed devices", true);
+    let off = simulate_spec("Missed off", scope(), 100, [1, 0, 0]);
+    let off = create_task(&admin, once(off, at, ScheduleOptions::default())).await;
+    let run_missed = ScheduleOptions {
+        run_missed: true,
+        ..ScheduleOptions::default()
+    };
+    let on = simulate_spec("Missed on", scope(), 100, [1, 0, 0]);
+    let on = create_task(&admin, once(on, at, run_missed)).await;
+    let ids = fleet.device_ids().to_vec();
+    until("every device holds both schedules", || async {
+        let mut all = true;
+        for id in &ids {
+            let held = fleet.store().scheduled_tasks(id).await.unwrap();
+            all &= held.len() == 2;
+        }
+        all
+    })
+    .await;
+    // The agent is stopped over the start, and back well after it.
+    fleet.stop().await.unwrap();
+    tokio::time::sleep(wait + Duration::from_secs(4)).await;
+    let fleet = quick_to_miss(&d, "laptops", &addr, 2).await;
+
+    wait_occurrence(&admin, "Missed on", at, 2).await;
+    let run = stats(&admin, "Missed on").await;
+    assert_eq!(run.counters.count(DeviceState::Succeeded), 2, "{run:#?}");
+    wait_occurrence(&admin, "Missed off", at, 2).await;
+    for record in results(&admin, "Missed off").await {
+        assert_eq!(record.state, DeviceState::Failed, "{record:?}");
+        assert!(record.description.starts_with("missed"), "{record:?}");
+    }
+    // Each device dealt with each occurrence once.
+    for id in &ids {
+        let runs = fleet.store().local_runs(id).await.unwrap();
+        for task in [off.id, on.id] {
+            let of_task = runs.iter().filter(|r| r.order.task_id == task).count();
+            assert_eq!(of_task, 1, "{runs:#?}");
+        }
+    }
+    fleet.stop().await.unwrap();
+    server.shutdown().await.unwrap();
+}
