@@ -1,18 +1,18 @@
-//! When a task starts: the schedule types of the reference product and their options. Stored
-//! with the task now; the scheduler that acts on them is not built yet (README).
+//! When a task starts: the schedule types of the reference product and their options. The
+//! scheduler is `crate::sched`.
 
 use serde::{Deserialize, Serialize};
 
 /// A time of day on the clock of whoever runs the task (the device, or for a selection task
 /// the server).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TimeOfDay {
     pub hour: u8,
     pub minute: u8,
 }
 
 /// A calendar date and time, without a time zone (local to whoever runs the task).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LocalDateTime {
     pub year: i16,
     pub month: u8,
