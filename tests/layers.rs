@@ -19,6 +19,7 @@ enum May {
 const LAYERS: &[(&str, May)] = &[
     ("clock", May::Use(&[])),
     ("model", May::Use(&[])),
+    ("sched", May::Use(&["model"])),
     ("wire", May::Use(&["model"])),
     ("net", May::Use(&["model", "wire"])),
     ("sync", May::Use(&["model", "wire"])),
