@@ -34,10 +34,12 @@
 //! jiff's range (about the years -9999 to 9999) has no occurrence. The next occurrence is
 //! computed arithmetically, not by walking from the start one period at a time.
 
+mod delay;
 mod keys;
 mod occurrence;
 mod resolve;
 
+pub use delay::{automatic_window_secs, random_delay_ms};
 pub use occurrence::{latest_at_or_before, next_after};
 pub use resolve::{instant_of, local_text, zone_named};
 

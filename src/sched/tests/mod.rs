@@ -1,6 +1,7 @@
 //! Tests of the schedule core. The helpers here are shared by the files below.
 
 mod calendar;
+mod delay;
 mod dst;
 mod nasty;
 mod reference;
