@@ -10,6 +10,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod model;
 pub mod net;
+pub mod sched;
 pub mod server;
 pub mod store;
 pub mod sync;

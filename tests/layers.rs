@@ -19,12 +19,14 @@ enum May {
 const LAYERS: &[(&str, May)] = &[
     ("clock", May::Use(&[])),
     ("model", May::Use(&[])),
+    ("sched", May::Use(&["model"])),
     ("wire", May::Use(&["model"])),
     ("net", May::Use(&["model", "wire"])),
     ("sync", May::Use(&["model", "wire"])),
     ("store", May::Use(&["model", "wire", "sync", "clock"])),
     // `sync`: the config holds the policy of the link to the parent (sync::link::LinkPolicy).
-    ("config", May::Use(&["model", "net", "sync"])),
+    // `sched`: the config checks the server's time zone.
+    ("config", May::Use(&["model", "sched", "net", "sync"])),
     ("server", May::UseAllBut(&["agent", "cli", "fuzzing"])),
     ("agent", May::UseAllBut(&["server", "cli", "fuzzing"])),
     ("cli", May::UseAllBut(&["fuzzing"])),

@@ -110,7 +110,10 @@ async fn wait_occurrence(admin: &AdminClient, task: &str, at: LocalDateTime, dev
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let Some(run) = last_run(admin, task).await else {
-            assert!(tokio::time::Instant::now() < deadline, "task {task} never ran");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {task} never ran"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -146,7 +149,9 @@ async fn a_once_task_runs_at_its_time_on_every_device_of_the_tree_as_one_run() {
         d.add_server(name, 0, link).await.unwrap();
         let text = server_text(name, link, &zone);
         let config = d.write_config(name, &text).await.unwrap();
-        d.register(parent_addr, name, "Managed devices").await.unwrap();
+        d.register(parent_addr, name, "Managed devices")
+            .await
+            .unwrap();
         servers.push(start(&config).await.unwrap());
     }
     let admin = d.admin(servers[0].local_addr()).await.unwrap();
@@ -171,9 +176,24 @@ async fn a_once_task_runs_at_its_time_on_every_device_of_the_tree_as_one_run() {
     let mut fleets = Vec::new();
     for (name, address, token, n) in [
         ("fleet-primary", primary.clone(), TOKEN.to_string(), 3),
-        ("fleet-branch-1", servers[1].local_addr().to_string(), TOKEN.into(), 3),
-        ("fleet-branch-1a", servers[2].local_addr().to_string(), TOKEN.into(), 3),
-        ("fleet-tenant", format!("{primary}/tenant-a"), tenant_token, 2),
+        (
+            "fleet-branch-1",
+            servers[1].local_addr().to_string(),
+            TOKEN.into(),
+            3,
+        ),
+        (
+            "fleet-branch-1a",
+            servers[2].local_addr().to_string(),
+            TOKEN.into(),
+            3,
+        ),
+        (
+            "fleet-tenant",
+            format!("{primary}/tenant-a"),
+            tenant_token,
+            2,
+        ),
     ] {
         fleets.push(fleet_at(&d, name, &address, &token, n).await);
     }
@@ -252,7 +272,12 @@ async fn a_selection_task_runs_on_the_servers_clock_on_connected_devices_only() 
     // At the next minute of the server's clock (New York); the devices are in Berlin.
     let (at, wait) = next_minute(SERVER_ZONE, Duration::from_secs(8));
     let conditions = vec!["group=Managed devices".to_string()];
-    let spec = simulate_spec("Selected", ScopeSpec::Selection { conditions }, 100, [1, 0, 0]);
+    let spec = simulate_spec(
+        "Selected",
+        ScopeSpec::Selection { conditions },
+        100,
+        [1, 0, 0],
+    );
     create_task(&admin, once(spec, at, ScheduleOptions::default())).await;
     // The stop-after limit ends a run that takes too long: "failed by timeout".
     let options = ScheduleOptions {
@@ -347,8 +372,10 @@ async fn devices_run_their_schedule_while_the_server_is_down_and_report_when_it_
     tokio::time::sleep(wait + Duration::from_secs(2)).await;
     let ran = fleet.store().local_runs(&ids[0]).await.unwrap();
     assert!(
-        ran.iter()
-            .any(|r| r.result.as_ref().is_some_and(|res| res.outcome.state == DeviceState::Succeeded)),
+        ran.iter().any(|r| r
+            .result
+            .as_ref()
+            .is_some_and(|res| res.outcome.state == DeviceState::Succeeded)),
         "the device ran it with its server down: {ran:#?}"
     );
 
@@ -368,9 +395,15 @@ async fn quick_to_miss(d: &Deployment, name: &str, address: &str, n: u32) -> Age
     let text = std::fs::read_to_string(&path).unwrap() + "\n[schedule]\nmissed_after_s = 2\n";
     std::fs::write(&path, text).unwrap();
     let config = canopy::agent::config::AgentConfig::load(&path).unwrap();
-    let fleet = Agents::start(config, Some(Simulation { devices: n, seed: 5 }))
-        .await
-        .unwrap();
+    let fleet = Agents::start(
+        config,
+        Some(Simulation {
+            devices: n,
+            seed: 5,
+        }),
+    )
+    .await
+    .unwrap();
     until(&format!("{name}: {n} devices connected"), || async {
         fleet.counts().connected == n as usize
     })

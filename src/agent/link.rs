@@ -18,11 +18,11 @@ use super::planner::Planner;
 use super::run::{APPLICATION_CHECK_EVERY, Runner};
 use super::{DeviceLinkState, Shared, client_config};
 use crate::model::Fingerprint;
-use crate::sched;
 use crate::model::device::DeviceFacts;
 use crate::model::task::Outcome;
 use crate::net::conn::{describe_connection_error, describe_io};
 use crate::net::tls;
+use crate::sched;
 use crate::store::agent::{Identity, LocalRunState, LocalTaskStored, PendingEdit};
 use crate::sync::link::UpstreamLink;
 use crate::wire::msg::{

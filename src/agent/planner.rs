@@ -161,7 +161,9 @@ impl Planner {
                 }
             },
             Ok(false) => {}
-            Err(e) => tracing::error!(%run, "cannot record a scheduled start; not starting it: {e}"),
+            Err(e) => {
+                tracing::error!(%run, "cannot record a scheduled start; not starting it: {e}")
+            }
         }
     }
 }

@@ -149,7 +149,9 @@ impl Runner {
             tracing::debug!(%run, "not starting a run that is no longer waiting to start");
             return;
         }
-        let _ = self.outbox.send(AgentToServer::Started { run, at: started });
+        let _ = self
+            .outbox
+            .send(AgentToServer::Started { run, at: started });
         tracing::info!(
             task = %order.task_name,
             %run,
@@ -430,7 +432,13 @@ mod tests {
         assert!(marker.exists());
         let sent = f.sent();
         assert!(
-            matches!(sent[1], AgentToServer::Started { run: RunRef::Ordered(3), .. }),
+            matches!(
+                sent[1],
+                AgentToServer::Started {
+                    run: RunRef::Ordered(3),
+                    ..
+                }
+            ),
             "{sent:?}"
         );
         assert!(matches!(&sent[2], AgentToServer::Result(r) if r.run == RunRef::Ordered(3)));
@@ -479,7 +487,13 @@ mod tests {
         assert!(run.started.is_some());
         let sent = f.sent();
         assert!(
-            matches!(sent[0], AgentToServer::Started { run: RunRef::Ordered(1), .. }),
+            matches!(
+                sent[0],
+                AgentToServer::Started {
+                    run: RunRef::Ordered(1),
+                    ..
+                }
+            ),
             "{sent:?}"
         );
         assert_eq!(sent[1], AgentToServer::Result(result));
@@ -530,7 +544,10 @@ mod tests {
                 .unwrap()
         );
         assert!(f.runner.cancel_unstarted(RunRef::Ordered(1)).await);
-        assert!(!f.runner.cancel_unstarted(RunRef::Ordered(1)).await, "only once");
+        assert!(
+            !f.runner.cancel_unstarted(RunRef::Ordered(1)).await,
+            "only once"
+        );
         // The runner comes too late: nothing runs, nothing more is reported.
         f.runner.run(o, 7, no_cancel()).await;
         let run = f.log(RunRef::Ordered(1)).await;

@@ -14,13 +14,13 @@ use crate::model::task::{
     TaskKind, TaskPayload, TaskRecord, TaskSettings, TaskType,
 };
 use crate::model::{
-    Account, Event, EventKind, Fingerprint, Role, RunRef, SecondaryRecord, ServerRow,
-    ServerStatus, Severity,
+    Account, Event, EventKind, Fingerprint, Role, RunRef, SecondaryRecord, ServerRow, ServerStatus,
+    Severity,
 };
 use crate::wire::msg::{
-    AccountSpec, AccountView, ForwardedRequest, GroupView, LocalTaskDef, ParentLinkView, RunOrder,
-    NextStart, RunResult, RunView, ScheduledTaskDef, ScopeSpec, Secret, ServerStatsView, ServerStatusView, TaskChanges,
-    TaskSpec, TaskView, VirtualServerView,
+    AccountSpec, AccountView, ForwardedRequest, GroupView, LocalTaskDef, NextStart, ParentLinkView,
+    RunOrder, RunResult, RunView, ScheduledTaskDef, ScopeSpec, Secret, ServerStatsView,
+    ServerStatusView, TaskChanges, TaskSpec, TaskView, VirtualServerView,
 };
 
 pub(super) const NOW: i64 = 1_767_225_600_000;
@@ -652,7 +652,9 @@ pub(super) fn task_view() -> TaskView {
         changed_by: "admin".into(),
         last_run: Some(run_view()),
         device_clock: true,
-        next_start: Some(NextStart::DeviceTime(LocalDateTime::parse("2026-12-04T19:00").unwrap())),
+        next_start: Some(NextStart::DeviceTime(
+            LocalDateTime::parse("2026-12-04T19:00").unwrap(),
+        )),
     }
 }
 

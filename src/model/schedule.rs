@@ -1,5 +1,5 @@
-//! When a task starts: the schedule types of the reference product and their options. Stored
-//! with the task now; the scheduler that acts on them is not built yet (README).
+//! When a task starts: the schedule types of the reference product and their options. The
+//! scheduler is `crate::sched`.
 
 use serde::{Deserialize, Serialize};
 

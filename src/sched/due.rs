@@ -42,9 +42,8 @@ pub fn decide(
     missed_after_ms: i64,
     now: UnixMillis,
 ) -> (Decision, Option<UnixMillis>) {
-    let start_of = |at: UnixMillis, key| {
-        at.saturating_add(i64::try_from(delay_ms(key)).unwrap_or(i64::MAX))
-    };
+    let start_of =
+        |at: UnixMillis, key| at.saturating_add(i64::try_from(delay_ms(key)).unwrap_or(i64::MAX));
     let mut wake = next_after(held.schedule, held.cancel_from, zone, now)
         .map(|next| start_of(next.at, next.key));
     let Some(due) = latest_at_or_before(held.schedule, held.cancel_from, zone, now) else {

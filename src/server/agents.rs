@@ -453,13 +453,9 @@ async fn session(
         .map(ServerToAgent::LocalTask)
         .chain(schedules)
         .chain(orders.into_iter().map(ServerToAgent::Run))
-        .chain(
-            stopped
-                .into_iter()
-                .map(|run_id| ServerToAgent::Cancel {
-                    run: RunRef::Ordered(run_id),
-                }),
-        );
+        .chain(stopped.into_iter().map(|run_id| ServerToAgent::Cancel {
+            run: RunRef::Ordered(run_id),
+        }));
     for msg in queued {
         if wire::write_frame(&mut send, &msg).await.is_err() {
             break;

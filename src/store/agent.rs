@@ -7,8 +7,8 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, StrTable, entries_with_prefix, get, put, remove};
-use crate::model::{Fingerprint, RunRef};
 use crate::model::schedule::{LocalDateTime, Schedule};
+use crate::model::{Fingerprint, RunRef};
 use crate::wire::msg::{LocalTaskDef, RunOrder, RunResult, ScheduledTaskDef};
 
 /// Identities by slot: "agent" for a real agent, "sim-N" for simulated device N.

@@ -186,4 +186,3 @@ pub(crate) fn occurrence_run_in(
         &occurrence_key(task_id, key),
     )
 }
-

@@ -416,7 +416,8 @@ fn carry_out(
                 forget(txn, parent, parent_run, local_run, now, out)?;
             }
             if let Some(key) = occurrence
-                && let Some(local_run) = super::occurrences::occurrence_run_in(txn, local_task, key)?
+                && let Some(local_run) =
+                    super::occurrences::occurrence_run_in(txn, local_task, key)?
             {
                 return link_occurrence(txn, parent, parent_run, local_run, out);
             }

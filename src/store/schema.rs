@@ -63,7 +63,10 @@ pub(crate) fn record_key(run_id: RunId, device_id: &str) -> String {
     format!("{run_id:020}/{device_id}")
 }
 
-pub(crate) fn occurrence_key(task_id: TaskId, key: crate::model::schedule::LocalDateTime) -> String {
+pub(crate) fn occurrence_key(
+    task_id: TaskId,
+    key: crate::model::schedule::LocalDateTime,
+) -> String {
     format!("{task_id:020}/{key}")
 }
 

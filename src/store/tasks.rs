@@ -8,14 +8,14 @@ use super::change_log;
 use super::schema::*;
 use super::signals;
 use super::{META, Store, StoreError, entries_with_prefix, get, put, remove, values};
-use crate::model::schedule::LocalDateTime;
-use crate::model::{RunRef, UnixMillis};
 use crate::model::link::StatsRow;
+use crate::model::schedule::LocalDateTime;
 use crate::model::scope::Scope;
 use crate::model::task::{
     ChangedBy, DeviceEdit, DeviceProgress, DeviceRunRecord, DeviceState, RunCounters, RunId,
     RunRecord, TaskId, TaskRecord, TaskType,
 };
+use crate::model::{RunRef, UnixMillis};
 use crate::wire::msg::RunOrder;
 
 const NEXT_TASK_ID: &str = "next_task_id";
@@ -162,10 +162,7 @@ impl Store {
 
     /// Deletes a task with its runs, their records and their undelivered orders. Returns the
     /// task and the devices that had one of its runs delivered or going, to be told to cancel.
-    pub async fn delete_task(
-        &self,
-        id: TaskId,
-    ) -> Result<Option<Deleted>, StoreError> {
+    pub async fn delete_task(&self, id: TaskId) -> Result<Option<Deleted>, StoreError> {
         self.write(move |txn| {
             let deleted = delete_in(txn, id)?;
             if let Some((task, _)) = &deleted {

@@ -103,7 +103,13 @@ fn a_device_shut_down_at_half_past_six_misses_the_scan_unless_run_missed_is_on()
         }
     );
     // A few seconds late (the agent was busy) is not missed.
-    let (decision, _) = decide(&held(false, 0, None), "d1", &z, MISSED_AFTER, at(4, 19, 0) + 30_000);
+    let (decision, _) = decide(
+        &held(false, 0, None),
+        "d1",
+        &z,
+        MISSED_AFTER,
+        at(4, 19, 0) + 30_000,
+    );
     assert!(matches!(decision, Decision::Start { late: false, .. }));
 }
 
@@ -114,8 +120,13 @@ fn a_randomized_start_waits_for_the_devices_own_moment_within_the_window() {
     let starts: Vec<UnixMillis> = (0..200)
         .map(|i| {
             let device = format!("device-{i}");
-            let (decision, wake) =
-                decide(&held(false, window, None), &device, &z, MISSED_AFTER, at(4, 19, 0));
+            let (decision, wake) = decide(
+                &held(false, window, None),
+                &device,
+                &z,
+                MISSED_AFTER,
+                at(4, 19, 0),
+            );
             assert_eq!(decision, Decision::Wait, "{device}");
             wake.unwrap()
         })
@@ -126,7 +137,13 @@ fn a_randomized_start_waits_for_the_devices_own_moment_within_the_window() {
     assert!(spread > 500_000, "spread over the window: {spread} ms");
     // Its moment come, the device starts.
     let mine = starts[7];
-    let (decision, _) = decide(&held(false, window, None), "device-7", &z, MISSED_AFTER, mine);
+    let (decision, _) = decide(
+        &held(false, window, None),
+        "device-7",
+        &z,
+        MISSED_AFTER,
+        mine,
+    );
     assert!(matches!(decision, Decision::Start { late: false, .. }));
 }
 

@@ -83,7 +83,15 @@ pub(super) fn list_text(tasks: &[TaskView]) -> String {
             })
             .collect();
         let table = table::render(
-            &["ID", "NAME", "KIND", "TYPE", "LAST RUN", "SCHEDULE", "NEXT START"],
+            &[
+                "ID",
+                "NAME",
+                "KIND",
+                "TYPE",
+                "LAST RUN",
+                "SCHEDULE",
+                "NEXT START",
+            ],
             &rows,
         );
         for line in table.lines() {
@@ -337,7 +345,10 @@ pub(in crate::cli) fn stats_text(run: &RunView) -> String {
         ),
     ];
     if let Some(key) = &run.occurrence {
-        rows.push(("occurrence", format!("{} (scheduled)", local_date_time(key))));
+        rows.push((
+            "occurrence",
+            format!("{} (scheduled)", local_date_time(key)),
+        ));
     }
     if let Some(at) = run.stopped {
         rows.push(("stopped", format_time(at)));

@@ -311,7 +311,10 @@ fn durations_read_as_administrators_type_them() {
         RandomDelay::parse("10"),
         Ok(RandomDelay::Within { seconds: 600 })
     );
-    assert_eq!(RandomDelay::Automatic.to_string(), "automatic (by the number of devices)");
+    assert_eq!(
+        RandomDelay::Automatic.to_string(),
+        "automatic (by the number of devices)"
+    );
     assert_eq!(parse_time_limit("none"), Ok(None));
     assert_eq!(parse_time_limit("0"), Ok(None));
     assert_eq!(parse_time_limit("3s"), Ok(Some(3)));

@@ -9,9 +9,7 @@ use super::server_tasks::run_server_task;
 use super::targeting::expected_servers;
 use super::view::local_def;
 use crate::model::scope::Scope;
-use crate::model::task::{
-    DeviceEdit, DeviceProgress, DeviceState, Notify, RunRecord, TaskRecord,
-};
+use crate::model::task::{DeviceEdit, DeviceProgress, DeviceState, Notify, RunRecord, TaskRecord};
 use crate::model::{EventKind, RunRef, Severity};
 use crate::server::{Node, lock, now_ms};
 use crate::store::StoreError;

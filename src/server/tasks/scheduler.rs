@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::server_tasks::SERVER_TARGET;
 use super::targeting::targets;
-use crate::model::scope::Scope;
 use crate::model::schedule::LocalDateTime;
+use crate::model::scope::Scope;
 use crate::model::task::TaskRecord;
 use crate::model::{EventKind, Severity, UnixMillis};
 use crate::sched::{self, Decision, Held};
@@ -44,7 +44,12 @@ pub(in crate::server) async fn schedule_loop(node: Arc<Node>) {
 
 /// Deals with every occurrence due at `now`; the earliest instant to look again.
 async fn plan(node: &Arc<Node>, now: UnixMillis) -> Option<UnixMillis> {
-    let read = async { Ok((node.store.tasks().await?, node.store.schedule_marks().await?)) };
+    let read = async {
+        Ok((
+            node.store.tasks().await?,
+            node.store.schedule_marks().await?,
+        ))
+    };
     let (tasks, marks) = match read.await {
         Ok(read) => read,
         Err::<_, crate::store::StoreError>(e) => {

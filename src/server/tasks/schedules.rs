@@ -29,7 +29,11 @@ fn reaches(task: &TaskRecord, device: &DeviceRecord, tree: &GroupTree) -> bool {
         }
 }
 
-fn def_of(task: &TaskRecord, payload: &crate::model::task::TaskPayload, reached: u64) -> ScheduledTaskDef {
+fn def_of(
+    task: &TaskRecord,
+    payload: &crate::model::task::TaskPayload,
+    reached: u64,
+) -> ScheduledTaskDef {
     let options = &task.settings.schedule_options;
     ScheduledTaskDef {
         task_id: task.id,
@@ -116,7 +120,10 @@ impl Node {
         }
         let live = lock(&self.devices);
         for (id, device) in live.iter() {
-            let mine = by_device.get(id.as_str()).map(Vec::as_slice).unwrap_or_default();
+            let mine = by_device
+                .get(id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             for r in mine.iter().filter(|r| changed.contains(&r.def.task_id)) {
                 device.offer(id, ServerToAgent::ScheduledTask(Box::new(r.def.clone())));
             }

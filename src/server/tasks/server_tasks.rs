@@ -16,8 +16,7 @@ pub(super) const SERVER_TARGET: &str = "server";
 
 pub(super) async fn run_server_task(node: &Node, task: &TaskRecord, run_id: RunId) {
     let started = now_ms();
-    let report =
-        |progress| node.device_progress(SERVER_TARGET, RunRef::Ordered(run_id), progress);
+    let report = |progress| node.device_progress(SERVER_TARGET, RunRef::Ordered(run_id), progress);
     if let Err(e) = report(DeviceProgress::Started { at: started }).await {
         tracing::error!("cannot record the start of a server task: {e}");
     }

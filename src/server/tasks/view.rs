@@ -1,12 +1,12 @@
 //! Tasks and runs as an administrator sees them, and a local task as its device keeps it.
 
+use crate::model::UnixMillis;
 use crate::model::group::GroupTree;
 use crate::model::link::StatsRow;
 use crate::model::scope::Scope;
 use crate::model::task::{ChangedBy, RunRecord, TaskAccount, TaskRecord, TaskType};
-use crate::server::Node;
-use crate::model::UnixMillis;
 use crate::sched;
+use crate::server::Node;
 use crate::wire::msg::{LocalTaskDef, NextStart, RunView, ServerStatsView, TaskView};
 
 pub(super) async fn view(node: &Node, task: &TaskRecord) -> TaskView {

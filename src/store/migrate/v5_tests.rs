@@ -3,6 +3,7 @@
 use redb::Database;
 
 use super::v5::*;
+use crate::model::RunRef;
 use crate::model::link::{Audience, Change, LogEntry};
 use crate::model::schedule::{RandomDelay, Schedule};
 use crate::model::scope::Scope;
@@ -10,7 +11,6 @@ use crate::model::task::{
     ChangedBy, Notify, Outcome, RestartPolicy, RunCounters, RunRecord, TaskAccount, TaskPayload,
     TaskRecord, TaskType,
 };
-use crate::model::RunRef;
 use crate::store::agent::{LocalRun, LocalRunState};
 use crate::store::schema::{CHANGE_LOG, ORDERS, RUNS, TASKS};
 use crate::store::{META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, Store, get, get_u64, put, put_u64};
@@ -122,8 +122,9 @@ fn a_schema_5_server_file_opens_with_its_tasks_runs_orders_and_log() {
             let run: Option<RunRecord> = get(&txn.open_table(RUNS)?, "r")?;
             let order: Option<RunOrder> = get(&txn.open_table(ORDERS)?, "o")?;
             let log = txn.open_table(CHANGE_LOG)?;
-            let entries: Vec<Option<LogEntry<crate::model::task::TaskRecord>>> =
-                (1..=3).map(|seq| get_u64(&log, seq)).collect::<Result<_, _>>()?;
+            let entries: Vec<Option<LogEntry<crate::model::task::TaskRecord>>> = (1..=3)
+                .map(|seq| get_u64(&log, seq))
+                .collect::<Result<_, _>>()?;
             Ok((task, run, order, entries))
         })
         .unwrap();
@@ -178,7 +179,12 @@ fn a_schema_5_agent_file_keeps_its_runs_and_unacknowledged_results() {
             }),
             acknowledged: false,
         };
-        put(&mut txn.open_table(runs).unwrap(), "dev-1/00000000000000000007", &run).unwrap();
+        put(
+            &mut txn.open_table(runs).unwrap(),
+            "dev-1/00000000000000000007",
+            &run,
+        )
+        .unwrap();
     });
     let store = Store::open_agent(&path).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()

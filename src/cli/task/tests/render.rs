@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::model::task::{Details, DeviceRunRecord, DeviceState};
+use crate::wire::msg::NextStart;
 
 #[test]
 fn show_prints_every_property_and_no_password() {
@@ -54,12 +55,12 @@ fn list_groups_by_application() {
     let expected = format!(
         "\
 Administration Server
-  ID  NAME     KIND    TYPE         LAST RUN          SCHEDULE
-  4   Compact  server  maintenance  completed 100.0%  {manual}
+  ID  NAME     KIND    TYPE         LAST RUN          SCHEDULE  NEXT START
+  4   Compact  server  maintenance  completed 100.0%  {manual}  -
 
 Endpoint Security
-  ID  NAME     KIND     TYPE       LAST RUN   SCHEDULE
-  3   Nightly  devices  inventory  never run  {manual}
+  ID  NAME     KIND     TYPE       LAST RUN   SCHEDULE  NEXT START
+  3   Nightly  devices  inventory  never run  {manual}  -
 "
     );
     assert_eq!(list_text(&[a, b]), expected);
