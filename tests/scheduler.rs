@@ -468,3 +468,45 @@ async fn a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_miss
     fleet.stop().await.unwrap();
     server.shutdown().await.unwrap();
 }
+
+#[test]
+fn bench_herd_runs_at_a_tiny_size() {
+    // A smoke check that the scenario works end to end, not a timed assertion.
+    let tmp = tempfile::tempdir().unwrap();
+    let session = tmp.path().join("session.toml");
+    let args = [
+        "bench",
+        "herd",
+        "--devices",
+        "20",
+        "--windows",
+        "3",
+        "--json",
+    ];
+    let out = common::binary::canopy(tmp.path(), &session, &args, None);
+    assert!(out.status.success(), "{}", common::binary::stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["scenario"], "herd");
+    let window = &report["windows"][0];
+    assert_eq!(window["window_s"], 3);
+    let starts: Vec<f64> = window["starts_s"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_f64().unwrap())
+        .collect();
+    // Every device started within the window after the minute (and a second of slack for
+    // the start to be recorded).
+    assert!(starts[0] >= 0.0 && starts[4] < 4.0, "{report}");
+    let tenths: u64 = window["starts_by_tenth"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(tenths, 20, "{report}");
+    assert!(
+        window["peak_results_per_s"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+}

@@ -4,12 +4,13 @@
 //! This file holds the command line and what the scenarios share to set up servers, devices
 //! and tasks; `figures.rs` the machine and the figures' summaries, `process.rs` the child
 //! processes and what they use; one file per scenario: `connect.rs`, `ingest.rs`,
-//! `fanout.rs`, `change.rs`.
+//! `fanout.rs`, `change.rs`, `herd.rs`.
 
 mod change;
 mod connect;
 mod fanout;
 mod figures;
+mod herd;
 mod ingest;
 mod process;
 #[cfg(test)]
@@ -29,6 +30,7 @@ use crate::wire::msg::{AdminRequest, AdminResponse, ScopeSpec, TaskSpec};
 use change::change;
 use connect::connect;
 use fanout::{TreeShape, fanout};
+use herd::herd;
 use ingest::ingest;
 
 #[derive(Subcommand, Debug)]
@@ -85,6 +87,20 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Simulated devices with the same scheduled minute start a `once` task by themselves;
+    /// for each randomized-delay window, the server's peak results per second, its CPU, the
+    /// time until every result is stored and how the starts spread. Each window waits for
+    /// a minute boundary of the devices' clock.
+    Herd {
+        #[arg(long, default_value_t = 10_000)]
+        devices: u32,
+        /// Randomized-delay windows to measure, in seconds (the bench's own unit: the
+        /// product's windows are usually minutes), comma-separated; 0 is no delay.
+        #[arg(long, value_delimiter = ',', default_value = "0,60")]
+        windows: Vec<u32>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Virtual servers on one primary (in-process children, each with its own redb file)
     /// inherit a group task; the task is edited at the primary, and the time until every
     /// copy shows the edit is measured.
@@ -138,6 +154,11 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             poll_ms,
             json,
         } => change(secondaries.max(1), runs.max(1), poll_ms, json).await,
+        BenchCommand::Herd {
+            devices,
+            windows,
+            json,
+        } => herd(devices.max(1), windows, json).await,
     }
 }
 

@@ -81,7 +81,8 @@ pub(super) enum ChangeV5 {
     TaskUpsert {
         task_id: u64,
         revision: u32,
-        task: TaskV5,
+        // Boxed to keep the enum small; serde reads a box as what it holds.
+        task: Box<TaskV5>,
     },
     TaskDelete {
         task_id: u64,
@@ -212,7 +213,7 @@ impl ChangeV5 {
             } => Change::TaskUpsert {
                 task_id,
                 revision,
-                task: task.now(),
+                task: (*task).now(),
             },
             ChangeV5::TaskDelete { task_id } => Change::TaskDelete { task_id },
             ChangeV5::RunStart {

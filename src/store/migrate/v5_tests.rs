@@ -101,7 +101,7 @@ fn a_schema_5_server_file_opens_with_its_tasks_runs_orders_and_log() {
             ChangeV5::TaskUpsert {
                 task_id: 4,
                 revision: 3,
-                task: task(),
+                task: Box::new(task()),
             },
             ChangeV5::RunStart {
                 task_id: 4,
