@@ -24,6 +24,8 @@ use crate::wire::msg::{AdminRequest, TaskRequest};
 
 /// The devices' time zone (the deployment's agent configs say so).
 const DEVICE_ZONE: &str = "Europe/Berlin";
+/// How long before the minute the server's idle CPU is measured.
+const IDLE_MS: u64 = 4_000;
 /// How often the bench counts the results stored.
 const SAMPLE: Duration = Duration::from_millis(100);
 
@@ -36,6 +38,10 @@ pub(super) struct HerdRun {
     pub(super) all_stored_s: f64,
     /// CPU seconds of the server (this process) from the minute until the last result.
     pub(super) server_cpu_s: f64,
+    /// What the server spends per second with every device connected and nothing to do
+    /// (keep-alives), measured over the seconds before the minute.
+    pub(super) idle_cpu_per_s: f64,
+    /// The server's CPU per result beyond that idle cost.
     pub(super) server_cpu_per_result_us: f64,
     /// When devices started, in seconds after the scheduled minute: min, quartiles, max.
     pub(super) starts_s: [f64; 5],
@@ -129,7 +135,7 @@ pub(super) async fn herd(devices: u32, windows: Vec<u32>, json: bool) -> anyhow:
     let store = server.node.store.clone();
     let mut all = Vec::new();
     for (i, window_s) in windows.iter().copied().enumerate() {
-        let (key, at) = next_minute(&zone, Duration::from_secs(5))?;
+        let (key, at) = next_minute(&zone, Duration::from_secs(8))?;
         let mut spec = group_task(
             &format!("herd {i}"),
             TaskPayload::Simulate {
@@ -156,9 +162,13 @@ pub(super) async fn herd(devices: u32, windows: Vec<u32>, json: bool) -> anyhow:
             bail!("unexpected answer to task create");
         };
         // Until the minute: every device holds the task by then (it was sent as created).
-        let wait = u64::try_from(at - crate::clock::now_ms()).unwrap_or(0);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+        // The last seconds before it measure what the server spends idle.
+        let until_minute = || u64::try_from(at - crate::clock::now_ms()).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(until_minute().saturating_sub(IDLE_MS))).await;
+        let (idle_cpu, idle_from) = (cpu_seconds("self"), Instant::now());
+        tokio::time::sleep(Duration::from_millis(until_minute())).await;
         let cpu_before = cpu_seconds("self");
+        let idle_cpu_per_s = (cpu_before - idle_cpu) / idle_from.elapsed().as_secs_f64().max(0.001);
         let begun = Instant::now();
         let deadline = begun + Duration::from_secs(u64::from(window_s) + 600);
         let mut samples = Vec::new();
@@ -197,17 +207,21 @@ pub(super) async fn herd(devices: u32, windows: Vec<u32>, json: bool) -> anyhow:
             peak_results_per_s: peak_per_second(&samples),
             all_stored_s,
             server_cpu_s,
-            server_cpu_per_result_us: server_cpu_s * 1e6 / f64::from(devices),
+            idle_cpu_per_s,
+            server_cpu_per_result_us: (server_cpu_s - idle_cpu_per_s * all_stored_s).max(0.0)
+                * 1e6
+                / f64::from(devices),
             starts_s: quartiles(offsets.clone()),
             starts_by_tenth: by_tenth(&offsets, window_s),
         };
         if !json {
             let s = r.starts_s;
             println!(
-                "window {window_s} s: every result stored {:.2} s after the minute; peak {:.0} results/s; server CPU {:.2} s ({:.0} µs per result); starts after the minute (s): min {:.2}, quartiles {:.2} / {:.2} / {:.2}, max {:.2}{}",
+                "window {window_s} s: every result stored {:.2} s after the minute; peak {:.0} results/s; server CPU {:.2} s ({:.2} s/s idle before the minute; {:.0} µs per result beyond that); starts after the minute (s): min {:.2}, quartiles {:.2} / {:.2} / {:.2}, max {:.2}{}",
                 r.all_stored_s,
                 r.peak_results_per_s,
                 r.server_cpu_s,
+                r.idle_cpu_per_s,
                 r.server_cpu_per_result_us,
                 s[0],
                 s[1],
