@@ -13,6 +13,7 @@ use tokio::sync::{Notify, watch};
 
 use super::run::Runner;
 use crate::clock::now_ms;
+use crate::model::schedule::LocalDateTime;
 use crate::model::task::Outcome;
 use crate::model::{RunRef, UnixMillis};
 use crate::sched::{self, Decision, Held};
@@ -60,15 +61,31 @@ pub(super) struct Planner {
 
 impl Planner {
     pub(super) async fn run(mut self) {
+        // The scheduled tasks as stored, read again only when the server changed them.
+        let mut held: Option<Vec<HeldSchedule>> = None;
         loop {
-            let wake = self.plan(now_ms()).await;
+            if held.is_none() {
+                match self
+                    .runner
+                    .store
+                    .scheduled_tasks(&self.runner.device_id)
+                    .await
+                {
+                    Ok(read) => held = Some(read),
+                    Err(e) => tracing::error!("cannot read the scheduled tasks: {e}"),
+                }
+            }
+            let wake = match held.as_mut() {
+                Some(held) => self.plan(held, now_ms()).await,
+                None => None,
+            };
             let now = now_ms();
             let sleep = wake
                 .map(|at| Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0)))
                 .map_or(LOOK_AGAIN, |d| d.min(LOOK_AGAIN));
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
-                () = self.changed.notified() => {}
+                () = self.changed.notified() => held = None,
                 _ = self.shutdown.changed() => return,
             }
             if *self.shutdown.borrow() {
@@ -78,29 +95,31 @@ impl Planner {
     }
 
     /// Deals with every occurrence due at `now`; the earliest instant to look again.
-    async fn plan(&self, now: UnixMillis) -> Option<UnixMillis> {
+    async fn plan(&self, held: &mut [HeldSchedule], now: UnixMillis) -> Option<UnixMillis> {
         let device_id = &self.runner.device_id;
-        let held = match self.runner.store.scheduled_tasks(device_id).await {
-            Ok(held) => held,
-            Err(e) => {
-                tracing::error!("cannot read the scheduled tasks: {e}");
-                return None;
-            }
-        };
         let mut wake: Option<UnixMillis> = None;
         for task in held {
-            let (decision, next) = decide(&task, device_id, &self.zone, self.missed_after, now);
+            let (decision, next) = decide(task, device_id, &self.zone, self.missed_after, now);
             if let Some(next) = next {
                 wake = Some(wake.map_or(next, |w| w.min(next)));
             }
-            self.carry_out(&task.def, decision, now).await;
+            if let Some(key) = self.carry_out(&task.def, decision, now).await {
+                // As the store now has it.
+                task.handled = Some(key);
+            }
         }
         wake
     }
 
-    async fn carry_out(&self, def: &ScheduledTaskDef, decision: Decision, now: UnixMillis) {
+    /// Starts or skips the occurrence `decision` names; the key dealt with, if any.
+    async fn carry_out(
+        &self,
+        def: &ScheduledTaskDef,
+        decision: Decision,
+        now: UnixMillis,
+    ) -> Option<LocalDateTime> {
         let (key, start) = match decision {
-            Decision::Wait => return,
+            Decision::Wait => return None,
             Decision::Start { key, late } => {
                 if late {
                     tracing::info!(
@@ -162,9 +181,11 @@ impl Planner {
             },
             Ok(false) => {}
             Err(e) => {
-                tracing::error!(%run, "cannot record a scheduled start; not starting it: {e}")
+                tracing::error!(%run, "cannot record a scheduled start; not starting it: {e}");
+                return None;
             }
         }
+        Some(key)
     }
 }
 

@@ -95,6 +95,9 @@ pub struct Node {
     zone: jiff::tz::TimeZone,
     /// Wakes the server's scheduler after a task changed.
     schedules_changed: tokio::sync::Notify,
+    /// How many devices each task devices run on their own schedule reaches here, as last
+    /// counted: the automatic randomized delay's window comes from it.
+    reach_counts: Mutex<HashMap<crate::model::task::TaskId, u64>>,
 }
 
 /// What a server shares with the virtual servers it hosts: its identity and its endpoint.
@@ -155,6 +158,7 @@ impl Node {
                 None => jiff::tz::TimeZone::system(),
             },
             schedules_changed: tokio::sync::Notify::new(),
+            reach_counts: Mutex::new(HashMap::new()),
         };
         if node.reports_up() {
             // The upstream link reports the runs whose statistics change.

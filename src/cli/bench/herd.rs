@@ -164,7 +164,10 @@ pub(super) async fn herd(devices: u32, windows: Vec<u32>, json: bool) -> anyhow:
         // Until the minute: every device holds the task by then (it was sent as created).
         // The last seconds before it measure what the server spends idle.
         let until_minute = || u64::try_from(at - crate::clock::now_ms()).unwrap_or(0);
-        tokio::time::sleep(Duration::from_millis(until_minute().saturating_sub(IDLE_MS))).await;
+        tokio::time::sleep(Duration::from_millis(
+            until_minute().saturating_sub(IDLE_MS),
+        ))
+        .await;
         let (idle_cpu, idle_from) = (cpu_seconds("self"), Instant::now());
         tokio::time::sleep(Duration::from_millis(until_minute())).await;
         let cpu_before = cpu_seconds("self");
@@ -208,8 +211,7 @@ pub(super) async fn herd(devices: u32, windows: Vec<u32>, json: bool) -> anyhow:
             all_stored_s,
             server_cpu_s,
             idle_cpu_per_s,
-            server_cpu_per_result_us: (server_cpu_s - idle_cpu_per_s * all_stored_s).max(0.0)
-                * 1e6
+            server_cpu_per_result_us: (server_cpu_s - idle_cpu_per_s * all_stored_s).max(0.0) * 1e6
                 / f64::from(devices),
             starts_s: quartiles(offsets.clone()),
             starts_by_tenth: by_tenth(&offsets, window_s),

@@ -83,6 +83,7 @@ impl Node {
                     .filter(|d| reaches(task, d, &tree))
                     .map(|d| d.id.clone())
                     .collect();
+                lock(&self.reach_counts).insert(task.id, reached.len() as u64);
                 Some(Reach {
                     def: def_of(task, payload, reached.len() as u64),
                     devices: reached,
@@ -92,16 +93,58 @@ impl Node {
     }
 
     /// What a device is sent as it connects: each task it runs on its own schedule, then
-    /// the list of them (the agent forgets the others it holds).
+    /// the list of them (the agent forgets the others it holds). It reads the tasks and
+    /// this device only, so a storm of reconnecting devices costs no scan of the registry;
+    /// the registry is counted only for a task with automatic randomization.
     pub(in crate::server) async fn schedules_of(&self, device_id: &str) -> Vec<ServerToAgent> {
-        let reach = self.reaches().await;
-        let mine: Vec<&Reach> = reach
-            .iter()
-            .filter(|r| r.devices.contains(device_id))
-            .collect();
-        let task_ids = mine.iter().map(|r| r.def.task_id).collect();
-        mine.into_iter()
-            .map(|r| ServerToAgent::ScheduledTask(Box::new(r.def.clone())))
+        let read = async {
+            let tasks: Vec<TaskRecord> = self
+                .store
+                .tasks()
+                .await?
+                .into_iter()
+                .filter(TaskRecord::runs_on_device_clock)
+                .collect();
+            if tasks.is_empty() {
+                return Ok(Vec::new());
+            }
+            let Some(device) = self.store.device(device_id).await? else {
+                return Ok(Vec::new());
+            };
+            let tree = self.store.group_tree().await?;
+            let mut registry: Option<Vec<DeviceRecord>> = None;
+            let mut defs = Vec::new();
+            for task in tasks.iter().filter(|t| reaches(t, &device, &tree)) {
+                let TaskType::Device(payload) = &task.task_type else {
+                    continue;
+                };
+                let automatic =
+                    task.settings.schedule_options.random_delay == RandomDelay::Automatic;
+                let known = lock(&self.reach_counts).get(&task.id).copied();
+                let reached = match known {
+                    Some(count) => count,
+                    None if automatic => {
+                        if registry.is_none() {
+                            registry = Some(self.store.devices().await?);
+                        }
+                        let all = registry.as_deref().unwrap_or_default();
+                        let count = all.iter().filter(|d| reaches(task, d, &tree)).count() as u64;
+                        lock(&self.reach_counts).insert(task.id, count);
+                        count
+                    }
+                    None => 0,
+                };
+                defs.push(def_of(task, payload, reached));
+            }
+            Ok::<_, crate::store::StoreError>(defs)
+        };
+        let defs = read.await.unwrap_or_else(|e| {
+            tracing::error!("cannot read the scheduled tasks of a device: {e}");
+            Vec::new()
+        });
+        let task_ids = defs.iter().map(|d| d.task_id).collect();
+        defs.into_iter()
+            .map(|def| ServerToAgent::ScheduledTask(Box::new(def)))
             .chain([ServerToAgent::ScheduledTasks { task_ids }])
             .collect()
     }
