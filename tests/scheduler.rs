@@ -292,7 +292,28 @@ async fn a_selection_task_runs_on_the_servers_clock_on_connected_devices_only() 
         [1, 0, 0],
     );
     create_task(&admin, once(slow, device_at, options)).await;
+    // Devices spread their starts over 20 s; the run is stopped once the first has started.
+    let spread = ScheduleOptions {
+        random_delay: canopy::model::schedule::RandomDelay::Within { seconds: 20 },
+        ..ScheduleOptions::default()
+    };
+    let early = simulate_spec(
+        "Stopped early",
+        common::group_scope("Managed devices", true),
+        100,
+        [1, 0, 0],
+    );
+    let early = create_task(&admin, once(early, device_at, spread)).await;
     tokio::time::sleep(wait.saturating_sub(Duration::from_secs(1))).await;
+    until("a device started the spread task", || async {
+        last_run(&admin, "Stopped early").await.is_some()
+    })
+    .await;
+    let stop = TaskRequest::Stop {
+        task: "Stopped early".into(),
+    };
+    admin.call(AdminRequest::Task(stop)).await.unwrap();
+    let stopped_at = canopy::clock::now_ms();
     wait_occurrence(&admin, "Selected", at, 4).await;
     let run = stats(&admin, "Selected").await;
     assert_eq!(run.counters.count(DeviceState::Succeeded), 4);
@@ -328,6 +349,25 @@ async fn a_selection_task_runs_on_the_servers_clock_on_connected_devices_only() 
             assert_eq!(record.state, DeviceState::Pending, "{record:?}");
         }
     }
+    // Stopping the spread run stopped that occurrence: no device started it after the stop
+    // (one still in its delay ends "cancelled ... before it started"), and the run is over.
+    tokio::time::sleep(Duration::from_secs(22)).await;
+    for id in online.device_ids() {
+        let runs = online.store().local_runs(id).await.unwrap();
+        for run in runs.iter().filter(|r| r.order.task_id == early.id) {
+            let result = run.result.as_ref().expect("it ended");
+            match run.started {
+                Some(started) => assert!(started <= stopped_at + 1_000, "{run:?}"),
+                None => assert_eq!(
+                    result.outcome.description,
+                    canopy::agent::run::CANCELLED_BEFORE_START
+                ),
+            }
+        }
+    }
+    let run = last_run(&admin, "Stopped early").await.unwrap();
+    assert_eq!(run.state, RunState::Stopped, "{run:#?}");
+    assert_eq!(run.counters.total(), 6, "{run:#?}");
     online.stop().await.unwrap();
     server.shutdown().await.unwrap();
 }

@@ -14,19 +14,21 @@ use tokio::time::timeout;
 use tracing::Instrument;
 
 use super::apps::Applications;
-use super::planner::Planner;
-use super::run::{APPLICATION_CHECK_EVERY, Runner};
+use super::planner::{Planner, order_of};
+use super::run::{APPLICATION_CHECK_EVERY, CANCELLED_BEFORE_START, Runner};
 use super::{DeviceLinkState, Shared, client_config};
-use crate::model::Fingerprint;
+use crate::clock::now_ms;
 use crate::model::device::DeviceFacts;
 use crate::model::task::Outcome;
+use crate::model::{Fingerprint, RunRef};
 use crate::net::conn::{describe_connection_error, describe_io};
 use crate::net::tls;
 use crate::sched;
-use crate::store::agent::{Identity, LocalRunState, LocalTaskStored, PendingEdit};
+use crate::store::agent::{Identity, LocalRunState, LocalTaskStored, OccurrenceStart, PendingEdit};
 use crate::sync::link::UpstreamLink;
 use crate::wire::msg::{
-    AgentHello, AgentToServer, LocalTaskDef, RunOrder, ScheduledTaskDef, Secret, ServerToAgent,
+    AgentHello, AgentToServer, LocalTaskDef, RunOrder, RunResult, ScheduledTaskDef, Secret,
+    ServerToAgent,
 };
 use crate::wire::{self, FrameError, FrameReader, close};
 
@@ -324,7 +326,7 @@ impl Device {
                             tracing::error!("cannot record the acknowledgement: {e}");
                         }
                     }
-                    Ok(Some(ServerToAgent::Cancel { run })) => self.runner.cancel(run).await,
+                    Ok(Some(ServerToAgent::Cancel { run })) => self.cancel(run).await,
                     Ok(Some(ServerToAgent::ScheduledTask(def))) => self.scheduled_task(*def).await,
                     Ok(Some(ServerToAgent::ScheduledTasks { task_ids })) => self.scheduled_tasks(task_ids).await,
                     Ok(Some(ServerToAgent::LocalTask(def))) => self.local_task(def, &edits_sent).await,
@@ -469,6 +471,45 @@ impl Device {
         }
         if let Some(desk) = &self.shared.desk {
             desk.changed();
+        }
+    }
+
+    /// An administrator stopped a run. A scheduled occurrence the planner has not started
+    /// yet (its randomized delay not over) is dealt with now, so it never starts: it ends
+    /// "cancelled by an administrator before it started".
+    async fn cancel(&mut self, run: RunRef) {
+        self.runner.cancel(run).await;
+        let RunRef::Occurrence { task_id, key } = run else {
+            return;
+        };
+        let store = &self.shared.store;
+        let device_id = &self.identity.device_id;
+        let held = match store.scheduled_tasks(device_id).await {
+            Ok(held) => held.into_iter().find(|h| h.def.task_id == task_id),
+            Err(e) => {
+                tracing::error!(%run, "cannot read the scheduled tasks: {e}");
+                return;
+            }
+        };
+        let Some(held) = held else {
+            return;
+        };
+        let now = now_ms();
+        let result = RunResult {
+            run,
+            started: now,
+            finished: now,
+            outcome: Outcome::failed(CANCELLED_BEFORE_START),
+        };
+        let skip = OccurrenceStart::Skip(order_of(&held.def, key), result.clone());
+        match store.begin_occurrence(device_id, task_id, key, skip).await {
+            Ok(true) => {
+                tracing::debug!(%run, "scheduled run cancelled before it started");
+                let _ = self.runner.outbox.send(AgentToServer::Result(result));
+                self.schedules_changed.notify_one();
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(%run, "cannot record a cancelled occurrence: {e}"),
         }
     }
 

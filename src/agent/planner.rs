@@ -49,6 +49,21 @@ pub(super) fn decide(
     sched::decide(schedule, zone, delay, missed_after_ms, now)
 }
 
+/// The run of occurrence `key` of `def`, as the device runs it.
+pub(super) fn order_of(def: &ScheduledTaskDef, key: LocalDateTime) -> RunOrder {
+    RunOrder {
+        run: RunRef::Occurrence {
+            task_id: def.task_id,
+            key,
+        },
+        task_id: def.task_id,
+        task_name: def.name.clone(),
+        application: def.application.clone(),
+        payload: def.payload.clone(),
+        time_limit_secs: def.time_limit_secs,
+    }
+}
+
 /// One device's planner, a task of its own beside its link.
 pub(super) struct Planner {
     pub runner: Runner,
@@ -138,18 +153,8 @@ impl Planner {
                 (key, Some(why))
             }
         };
-        let run = RunRef::Occurrence {
-            task_id: def.task_id,
-            key,
-        };
-        let order = RunOrder {
-            run,
-            task_id: def.task_id,
-            task_name: def.name.clone(),
-            application: def.application.clone(),
-            payload: def.payload.clone(),
-            time_limit_secs: def.time_limit_secs,
-        };
+        let order = order_of(def, key);
+        let run = order.run;
         let start = match start {
             None => OccurrenceStart::Run(order.clone()),
             Some(why) => {

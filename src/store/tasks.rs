@@ -527,6 +527,8 @@ pub(crate) fn stop_in(
     };
     run.stopped.get_or_insert(now);
     run.version += 1;
+    // Devices that start this run by themselves may start it without having said anything.
+    let tell_pending = run.device_clock;
     put(&mut runs, &run_key(run_id), &run)?;
     signals::note_run(&run);
     drop(runs);
@@ -544,6 +546,9 @@ pub(crate) fn stop_in(
                     description: "stopped by an administrator before it reached the device".into(),
                 };
                 progress_in(txn, &record.device_id, run_id, &ended, now)?;
+                if tell_pending {
+                    to_cancel.push(record.device_id);
+                }
             }
             DeviceState::Scheduled | DeviceState::Running => to_cancel.push(record.device_id),
             _ => {}
