@@ -15,7 +15,7 @@ use canopy::cli::client::{AdminClient, ClientError};
 use canopy::cli::deployment::{
     Deployment, config_text, free_port, parent_of, start, wait_for_tree,
 };
-use canopy::model::schedule::{LocalDateTime, Schedule, ScheduleOptions, TimeOfDay};
+use canopy::model::schedule::{LocalDateTime, Schedule, ScheduleOptions};
 use canopy::model::task::{DeviceState, RunState};
 use canopy::model::{EventKind, ServerStatus};
 use canopy::wire::msg::{
@@ -33,30 +33,11 @@ const SERVER_ZONE: &str = "America/New_York";
 
 /// The next whole minute in `zone` at least `ahead` from now, and how long until it.
 fn next_minute(zone: &str, ahead: Duration) -> (LocalDateTime, Duration) {
-    let zone = jiff::tz::TimeZone::get(zone).unwrap();
-    let now = jiff::Timestamp::now();
-    let soon = now + jiff::SignedDuration::try_from(ahead).unwrap();
-    let civil = soon.to_zoned(zone.clone()).datetime();
-    let minute = civil
-        .with()
-        .second(0)
-        .subsec_nanosecond(0)
-        .build()
-        .unwrap()
-        .checked_add(jiff::Span::new().minutes(1))
-        .unwrap();
-    let at = zone.to_timestamp(minute).unwrap();
-    let key = LocalDateTime {
-        year: minute.year(),
-        month: minute.month() as u8,
-        day: minute.day() as u8,
-        time: TimeOfDay {
-            hour: minute.hour() as u8,
-            minute: minute.minute() as u8,
-        },
-    };
-    let wait = at.duration_since(now).unsigned_abs();
-    (key, wait)
+    let zone = canopy::sched::zone_named(zone).unwrap();
+    let now = canopy::clock::now_ms();
+    let ahead = i64::try_from(ahead.as_millis()).unwrap();
+    let next = canopy::sched::next_minute(&zone, now + ahead).unwrap();
+    (next.key, Duration::from_millis((next.at - now) as u64))
 }
 
 fn once(spec: TaskSpec, at: LocalDateTime, options: ScheduleOptions) -> TaskSpec {
@@ -80,7 +61,23 @@ fn server_text(
 }
 
 async fn fleet_at(d: &Deployment, name: &str, address: &str, token: &str, n: u32) -> Agents {
-    let config = d.agent_config_at(name, address, Some(token)).unwrap();
+    fleet_with(d, name, address, token, n, "").await
+}
+
+/// A fleet of `n` devices whose agent config ends with `extra`, once all are connected.
+async fn fleet_with(
+    d: &Deployment,
+    name: &str,
+    address: &str,
+    token: &str,
+    n: u32,
+    extra: &str,
+) -> Agents {
+    drop(d.agent_config_at(name, address, Some(token)).unwrap());
+    let path = d.dir.join(format!("{name}.agent.toml"));
+    let text = std::fs::read_to_string(&path).unwrap() + extra;
+    std::fs::write(&path, text).unwrap();
+    let config = canopy::agent::config::AgentConfig::load(&path).unwrap();
     let seed = name.len() as u64;
     let fleet = Agents::start(config, Some(Simulation { devices: n, seed }))
         .await
@@ -224,12 +221,8 @@ async fn a_once_task_runs_at_its_time_on_every_device_of_the_tree_as_one_run() {
         ]
     );
     // Each device ran it once, at or after its time.
-    let at_ms = jiff::civil::date(at.year, at.month as i8, at.day as i8)
-        .at(at.time.hour as i8, at.time.minute as i8, 0, 0)
-        .to_zoned(jiff::tz::TimeZone::get(DEVICE_ZONE).unwrap())
-        .unwrap()
-        .timestamp()
-        .as_millisecond();
+    let zone = canopy::sched::zone_named(DEVICE_ZONE).unwrap();
+    let at_ms = canopy::sched::instant_of(at, &zone).unwrap();
     for server in ["branch-1/branch-1a", "tenant-a"] {
         for record in results_at(&admin, "Tree at", server).await {
             assert_eq!((record.state, record.tries), (DeviceState::Succeeded, 1));
@@ -430,25 +423,8 @@ async fn devices_run_their_schedule_while_the_server_is_down_and_report_when_it_
 
 /// A fleet whose agent counts a start more than 2 s late as missed.
 async fn quick_to_miss(d: &Deployment, name: &str, address: &str, n: u32) -> Agents {
-    drop(d.agent_config_at(name, address, Some(TOKEN)).unwrap());
-    let path = d.dir.join(format!("{name}.agent.toml"));
-    let text = std::fs::read_to_string(&path).unwrap() + "\n[schedule]\nmissed_after_s = 2\n";
-    std::fs::write(&path, text).unwrap();
-    let config = canopy::agent::config::AgentConfig::load(&path).unwrap();
-    let fleet = Agents::start(
-        config,
-        Some(Simulation {
-            devices: n,
-            seed: 5,
-        }),
-    )
-    .await
-    .unwrap();
-    until(&format!("{name}: {n} devices connected"), || async {
-        fleet.counts().connected == n as usize
-    })
-    .await;
-    fleet
+    let extra = "\n[schedule]\nmissed_after_s = 2\n";
+    fleet_with(d, name, address, TOKEN, n, extra).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,10 +94,7 @@ impl Planner {
                 Some(held) => self.plan(held, now_ms()).await,
                 None => None,
             };
-            let now = now_ms();
-            let sleep = wake
-                .map(|at| Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0)))
-                .map_or(LOOK_AGAIN, |d| d.min(LOOK_AGAIN));
+            let sleep = sched::wait_until(wake, now_ms(), LOOK_AGAIN);
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.changed.notified() => held = None,

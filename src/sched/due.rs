@@ -69,3 +69,63 @@ pub fn decide(
     };
     (decision, wake)
 }
+
+/// How long to sleep before looking again at `wake` (if any), at most `at_most`, so that a
+/// clock that jumps or a machine that sleeps is noticed within it.
+pub fn wait_until(
+    wake: Option<UnixMillis>,
+    now: UnixMillis,
+    at_most: std::time::Duration,
+) -> std::time::Duration {
+    wake.map(|at| {
+        std::time::Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0))
+    })
+    .map_or(at_most, |d| d.min(at_most))
+}
+
+/// The first whole minute of `zone`'s clock strictly after `after`: the next occurrence of
+/// "every minute".
+pub fn next_minute(zone: &jiff::tz::TimeZone, after: UnixMillis) -> Option<super::Occurrence> {
+    let every_minute = Schedule::Every {
+        every: 1,
+        unit: crate::model::schedule::PeriodUnit::Minutes,
+        start: LocalDateTime {
+            year: 2000,
+            month: 1,
+            day: 1,
+            time: crate::model::schedule::TimeOfDay { hour: 0, minute: 0 },
+        },
+    };
+    next_after(&every_minute, None, zone, after)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_next_minute_and_how_long_to_wait() {
+        let zone = super::super::zone_named("Australia/Lord_Howe").unwrap();
+        // 2026-12-04 19:00:30 at +11 (Lord Howe's summer time).
+        let at = jiff::civil::date(2026, 12, 4)
+            .at(19, 0, 30, 0)
+            .to_zoned(zone.clone())
+            .unwrap()
+            .timestamp()
+            .as_millisecond();
+        let next = next_minute(&zone, at).unwrap();
+        assert_eq!(next.key.to_string(), "2026-12-04T19:01");
+        assert_eq!(next.at - at, 30_000);
+        assert_eq!(next_minute(&zone, next.at).unwrap().at, next.at + 60_000);
+        let most = Duration::from_secs(30);
+        assert_eq!(
+            wait_until(Some(at + 5_000), at, most),
+            Duration::from_secs(5)
+        );
+        assert_eq!(wait_until(Some(at - 5_000), at, most), Duration::ZERO);
+        assert_eq!(wait_until(Some(at + 60_000), at, most), most);
+        assert_eq!(wait_until(None, at, most), most);
+    }
+}

@@ -41,7 +41,7 @@ mod occurrence;
 mod resolve;
 
 pub use delay::{automatic_window_secs, random_delay_ms};
-pub use due::{Decision, Held, decide};
+pub use due::{Decision, Held, decide, next_minute, wait_until};
 pub use occurrence::{latest_at_or_before, next_after};
 pub use resolve::{instant_of, local_text, zone_named};
 

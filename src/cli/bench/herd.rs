@@ -15,10 +15,10 @@ use serde::Serialize;
 
 use super::figures::{Machine, machine};
 use super::process::{AgentProcess, cpu_seconds};
-use super::{TOKEN, bench_server_text, group_task, wait_connected};
+use super::{TOKEN, bench_server_text, group_task, instant_success, wait_connected};
 use crate::cli::deployment::Deployment;
-use crate::model::schedule::{LocalDateTime, RandomDelay, Schedule, ScheduleOptions, TimeOfDay};
-use crate::model::task::{DeviceState, TaskPayload};
+use crate::model::schedule::{RandomDelay, Schedule, ScheduleOptions};
+use crate::model::task::DeviceState;
 use crate::sched;
 use crate::wire::msg::{AdminRequest, TaskRequest};
 
@@ -47,30 +47,6 @@ pub(super) struct HerdRun {
     pub(super) starts_s: [f64; 5],
     /// Starts per tenth of the window (empty without a window).
     pub(super) starts_by_tenth: Vec<u64>,
-}
-
-/// The next whole minute in `zone` at least `ahead` from now, as the schedule's key and its
-/// instant.
-fn next_minute(zone: &jiff::tz::TimeZone, ahead: Duration) -> anyhow::Result<(LocalDateTime, i64)> {
-    let soon = jiff::Timestamp::now() + jiff::SignedDuration::try_from(ahead)?;
-    let civil = soon.to_zoned(zone.clone()).datetime();
-    let minute = civil
-        .with()
-        .second(0)
-        .subsec_nanosecond(0)
-        .build()?
-        .checked_add(jiff::Span::new().minutes(1))?;
-    let key = LocalDateTime {
-        year: minute.year(),
-        month: minute.month() as u8,
-        day: minute.day() as u8,
-        time: TimeOfDay {
-            hour: minute.hour() as u8,
-            minute: minute.minute() as u8,
-        },
-    };
-    let at = sched::instant_of(key, zone).ok_or_else(|| anyhow::anyhow!("no instant for {key}"))?;
-    Ok((key, at))
 }
 
 /// Quantiles 0, 25, 50, 75, 100 % of `values`, sorted here.
@@ -135,18 +111,10 @@ pub(super) async fn herd(devices: u32, windows: Vec<u32>, json: bool) -> anyhow:
     let store = server.node.store.clone();
     let mut all = Vec::new();
     for (i, window_s) in windows.iter().copied().enumerate() {
-        let (key, at) = next_minute(&zone, Duration::from_secs(8))?;
-        let mut spec = group_task(
-            &format!("herd {i}"),
-            TaskPayload::Simulate {
-                duration_ms: 0,
-                succeeded: 100,
-                warning: 0,
-                failed: 0,
-                need_restart_percent: 0,
-            },
-            false,
-        );
+        let soon = crate::clock::now_ms() + 8_000;
+        let sched::Occurrence { key, at } = sched::next_minute(&zone, soon)
+            .ok_or_else(|| anyhow::anyhow!("no next minute in {DEVICE_ZONE}"))?;
+        let mut spec = group_task(&format!("herd {i}"), instant_success(), false);
         spec.schedule = Schedule::Once { at: key };
         spec.schedule_options = ScheduleOptions {
             random_delay: match window_s {

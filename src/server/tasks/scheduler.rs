@@ -27,10 +27,7 @@ pub(in crate::server) async fn schedule_loop(node: Arc<Node>) {
     let mut shutdown = node.shutdown.subscribe();
     loop {
         let wake = plan(&node, now_ms()).await;
-        let now = now_ms();
-        let sleep = wake
-            .map(|at| Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0)))
-            .map_or(LOOK_AGAIN, |d| d.min(LOOK_AGAIN));
+        let sleep = sched::wait_until(wake, now_ms(), LOOK_AGAIN);
         tokio::select! {
             () = tokio::time::sleep(sleep) => {}
             () = node.schedules_changed.notified() => {}
