@@ -653,7 +653,7 @@ pub(super) fn task_view() -> TaskView {
         last_run: Some(run_view()),
         device_clock: true,
         next_start: Some(NextStart::DeviceTime(
-            LocalDateTime::parse("2026-12-04T19:00").unwrap(),
+            at(2026, 12, 4, 19, 0),
         )),
     }
 }

@@ -38,23 +38,6 @@ impl Store {
         .await
     }
 
-    /// The run of each occurrence in `due` ((task, key)), made if there is none yet (see
-    /// [`occurrence_run`]); the ids of those that exist afterwards.
-    pub async fn occurrence_runs(
-        &self,
-        due: Vec<(TaskId, LocalDateTime)>,
-        now: UnixMillis,
-    ) -> Result<Vec<RunId>, StoreError> {
-        self.write(move |txn| {
-            let mut runs = Vec::new();
-            for (task_id, key) in &due {
-                runs.extend(occurrence_run(txn, *task_id, *key, now)?);
-            }
-            Ok(runs)
-        })
-        .await
-    }
-
     /// The last occurrence of each task the server's scheduler dealt with.
     pub async fn schedule_marks(&self) -> Result<HashMap<TaskId, LocalDateTime>, StoreError> {
         self.read(|txn| {
