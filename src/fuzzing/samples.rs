@@ -652,9 +652,7 @@ pub(super) fn task_view() -> TaskView {
         changed_by: "admin".into(),
         last_run: Some(run_view()),
         device_clock: true,
-        next_start: Some(NextStart::DeviceTime(
-            at(2026, 12, 4, 19, 0),
-        )),
+        next_start: Some(NextStart::DeviceTime(at(2026, 12, 4, 19, 0))),
     }
 }
 
