@@ -4,9 +4,13 @@
 //! selection, and stopped at their time limit.
 //!
 //! Schedules name minutes, so each test waits for the next minute boundary at least a few
-//! seconds ahead (up to about a minute); the tests run side by side.
+//! seconds ahead (up to about a minute). The tests mostly wait, so this file has its own
+//! harness (libtest-mimic) that runs all of them at once rather than two at a time: the
+//! file takes about one minute boundary instead of three.
 
 mod common;
+
+use std::future::Future;
 
 use std::time::Duration;
 
@@ -30,6 +34,52 @@ const TOKEN: &str = "scheduler-tests-token-0123456789";
 const DEVICE_ZONE: &str = "Europe/Berlin";
 /// The servers' time zone where a test sets one: six hours behind the devices.
 const SERVER_ZONE: &str = "America/New_York";
+
+/// Every test of the file, each on its own runtime, all at once unless `--test-threads` says
+/// otherwise.
+fn main() -> std::process::ExitCode {
+    let trials = vec![
+        on_runtime(
+            "a_once_task_runs_at_its_time_on_every_device_of_the_tree_as_one_run",
+            a_once_task_runs_at_its_time_on_every_device_of_the_tree_as_one_run,
+        ),
+        on_runtime(
+            "a_selection_task_runs_on_the_servers_clock_on_connected_devices_only",
+            a_selection_task_runs_on_the_servers_clock_on_connected_devices_only,
+        ),
+        on_runtime(
+            "devices_run_their_schedule_while_the_server_is_down_and_report_when_it_is_back",
+            devices_run_their_schedule_while_the_server_is_down_and_report_when_it_is_back,
+        ),
+        on_runtime(
+            "a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_missed",
+            a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_missed,
+        ),
+        libtest_mimic::Trial::test("bench_herd_runs_at_a_tiny_size", || {
+            bench_herd_runs_at_a_tiny_size();
+            Ok(())
+        }),
+    ];
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads.get_or_insert(trials.len());
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// A test that runs `test` on a runtime of its own, as `#[tokio::test]` would.
+fn on_runtime<F: Future<Output = ()> + 'static>(
+    name: &str,
+    test: fn() -> F,
+) -> libtest_mimic::Trial {
+    libtest_mimic::Trial::test(name, move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("no runtime: {e}"))?;
+        runtime.block_on(test());
+        Ok(())
+    })
+}
 
 /// The next whole minute in `zone` at least `ahead` from now, and how long until it.
 fn next_minute(zone: &str, ahead: Duration) -> (LocalDateTime, Duration) {
@@ -128,7 +178,6 @@ async fn wait_occurrence(admin: &AdminClient, task: &str, at: LocalDateTime, dev
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_once_task_runs_at_its_time_on_every_device_of_the_tree_as_one_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = Deployment::create(dir.path()).unwrap();
@@ -241,7 +290,6 @@ async fn a_once_task_runs_at_its_time_on_every_device_of_the_tree_as_one_run() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_selection_task_runs_on_the_servers_clock_on_connected_devices_only() {
     let dir = tempfile::tempdir().unwrap();
     let d = Deployment::create(dir.path()).unwrap();
@@ -365,7 +413,6 @@ async fn a_selection_task_runs_on_the_servers_clock_on_connected_devices_only() 
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_run_their_schedule_while_the_server_is_down_and_report_when_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let d = Deployment::create(dir.path()).unwrap();
@@ -427,7 +474,6 @@ async fn quick_to_miss(d: &Deployment, name: &str, address: &str, n: u32) -> Age
     fleet_with(d, name, address, TOKEN, n, extra).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_missed() {
     let dir = tempfile::tempdir().unwrap();
     let d = Deployment::create(dir.path()).unwrap();
@@ -485,7 +531,6 @@ async fn a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_miss
     server.shutdown().await.unwrap();
 }
 
-#[test]
 fn bench_herd_runs_at_a_tiny_size() {
     // A smoke check that the scenario works end to end, not a timed assertion.
     let tmp = tempfile::tempdir().unwrap();
