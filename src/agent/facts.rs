@@ -13,8 +13,7 @@ use crate::wire::SOFTWARE_VERSION;
 
 /// The facts of this machine, from the inventory executor.
 pub async fn of_this_machine(config: &AgentConfig) -> DeviceFacts {
-    let (_tx, cancel) = tokio::sync::watch::channel(false);
-    let outcome = exec::execute(&TaskPayload::Inventory, 0, cancel).await;
+    let outcome = exec::execute(&TaskPayload::Inventory, 0, exec::Steering::unsteered()).await;
     let inventory = match outcome.details {
         Details::Inventory(inventory) => inventory,
         _ => Default::default(),

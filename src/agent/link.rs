@@ -77,7 +77,7 @@ impl Device {
             outbox: outbox_tx,
             apps,
             check_every: APPLICATION_CHECK_EVERY,
-            cancels: Arc::default(),
+            controls: Arc::default(),
         };
         Ok(Device {
             index,
@@ -327,6 +327,8 @@ impl Device {
                         }
                     }
                     Ok(Some(ServerToAgent::Cancel { run })) => self.cancel(run).await,
+                    Ok(Some(ServerToAgent::Pause { run })) => self.runner.pause(run, true),
+                    Ok(Some(ServerToAgent::Resume { run })) => self.runner.pause(run, false),
                     Ok(Some(ServerToAgent::ScheduledTask(def))) => self.scheduled_task(*def).await,
                     Ok(Some(ServerToAgent::ScheduledTasks { task_ids })) => self.scheduled_tasks(task_ids).await,
                     Ok(Some(ServerToAgent::LocalTask(def))) => self.local_task(def, &edits_sent).await,

@@ -1,6 +1,7 @@
 //! One run of an order on a device: the application gate, the start recorded before the
 //! executor begins, cancellation (by an administrator, or because the application stopped),
-//! and the result kept in the run log before it is offered to the server.
+//! pause and resumption, progress, and the result kept in the run log before it is offered
+//! to the server.
 //!
 //! Every change of a run's state in the log is conditional on the state it changes from, so
 //! whichever of "start", "cancelled before it started" or "not started" comes first wins and a
@@ -15,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::apps::{AppStatus, Applications};
-use super::exec;
+use super::exec::{self, Control, Report};
 use crate::clock::now_ms;
 use crate::model::RunRef;
 use crate::model::schedule::duration_text;
@@ -32,6 +33,8 @@ pub const CANCELLED_BEFORE_START: &str = "cancelled by an administrator before i
 pub const FAILED_BY_TIMEOUT: &str = "failed by timeout";
 /// How often the application of a running run is checked.
 pub const APPLICATION_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// A run's percentage complete goes to the server at most this often (a pause at once).
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the runs of one device share: its run log, the way to its server, its applications.
 #[derive(Clone)]
@@ -43,8 +46,9 @@ pub struct Runner {
     pub apps: Arc<Applications>,
     /// How often the application of a running run is checked ([`APPLICATION_CHECK_EVERY`]).
     pub check_every: Duration,
-    /// How to cancel each run going or waiting to start, until its result is stored.
-    pub cancels: Arc<Mutex<HashMap<RunRef, watch::Sender<bool>>>>,
+    /// How to steer (cancel, pause, resume) each run going or waiting to start, until its
+    /// result is stored; or a pause that came before its order, until the order comes.
+    pub controls: Arc<Mutex<HashMap<RunRef, watch::Sender<Control>>>>,
 }
 
 /// A per-(device, run) seed, so a simulated outcome is the same if asked again.
@@ -63,38 +67,56 @@ impl Runner {
     /// Runs an order kept in the run log (as received) in a task of its own; an
     /// administrator's cancel reaches it through [`Runner::cancel`].
     pub fn spawn(&self, order: RunOrder) {
-        let (cancel_tx, cancel_rx) = watch::channel(false);
-        self.cancels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(order.run, cancel_tx);
+        let control = self
+            .controls()
+            .entry(order.run)
+            .or_insert_with(|| watch::channel(Control::Go).0)
+            .subscribe();
         let runner = self.clone();
         let seed = seed_of(&self.device_id, order.run);
-        tokio::spawn(async move { runner.run(order, seed, cancel_rx).await }.in_current_span());
+        tokio::spawn(async move { runner.run(order, seed, control).await }.in_current_span());
+    }
+
+    fn controls(&self) -> std::sync::MutexGuard<'_, HashMap<RunRef, watch::Sender<Control>>> {
+        self.controls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// An administrator cancels a run: a running one is stopped, and one received but not
     /// started never starts.
     pub async fn cancel(&self, run: RunRef) {
-        if let Some(cancel) = self
-            .cancels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&run)
-        {
-            cancel.send_replace(true);
+        if let Some(control) = self.controls().get(&run) {
+            control.send_replace(Control::Cancel);
         }
         if self.cancel_unstarted(run).await {
             tracing::debug!(%run, "run cancelled before it started");
         }
     }
 
+    /// An administrator pauses (`paused`) or resumes a run: one not started yet holds (also
+    /// one whose order has not come yet), a running one pauses if its executor can.
+    pub fn pause(&self, run: RunRef, paused: bool) {
+        let mut controls = self.controls();
+        let control = controls
+            .entry(run)
+            .or_insert_with(|| watch::channel(Control::Go).0);
+        control.send_if_modified(|c| {
+            let new = if paused { Control::Pause } else { Control::Go };
+            let changed = *c != Control::Cancel && *c != new;
+            if changed {
+                *c = new;
+            }
+            changed
+        });
+        if !paused && control.receiver_count() == 0 {
+            // Resumed before its order came: nothing to hold.
+            controls.remove(&run);
+        }
+        tracing::info!(%run, "run {}", if paused { "paused" } else { "resumed" });
+    }
+
     /// The server stored the run's result: nothing can cancel it any more.
     pub fn forget(&self, run: RunRef) {
-        self.cancels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&run);
+        self.controls().remove(&run);
     }
 
     /// Runs an order already kept in the run log (as received), at most once. It does not
@@ -102,9 +124,11 @@ impl Runner {
     /// its application is not installed or not running (then it ends Failed, "not started:
     /// ..."). While it runs, `cancel` turning true (an administrator) or its application
     /// stopping cancels the executor, and the result says which.
-    pub async fn run(&self, order: RunOrder, seed: u64, cancel: watch::Receiver<bool>) {
+    pub async fn run(&self, order: RunOrder, seed: u64, mut control: watch::Receiver<Control>) {
         let run = order.run;
-        if *cancel.borrow() {
+        // A paused run that has not started holds here until it is resumed or cancelled.
+        let _ = control.wait_for(|c| *c != Control::Pause).await;
+        if *control.borrow() == Control::Cancel {
             let outcome = Outcome::failed(CANCELLED_BEFORE_START);
             self.finish(run, LocalRunState::Received, None, outcome)
                 .await;
@@ -159,41 +183,76 @@ impl Runner {
             state = "running",
             "run started"
         );
-        let outcome = self.execute(&order, seed, cancel).await;
+        let outcome = self.execute(&order, seed, control).await;
         self.finish(run, LocalRunState::Started, Some(started), outcome)
             .await;
     }
 
     /// Runs the executor until it ends, or until an administrator, the application stopping
     /// or the task's time limit cancels it; a cancelled executor's outcome then says why.
+    /// Pauses and resumptions are passed on to the executor, whose reports go to the server;
+    /// time spent paused does not count toward the time limit.
     async fn execute(
         &self,
         order: &RunOrder,
         seed: u64,
-        mut cancel: watch::Receiver<bool>,
+        mut control: watch::Receiver<Control>,
     ) -> Outcome {
-        let (stop, stopped) = watch::channel(false);
-        let executing = exec::execute(&order.payload, seed, stopped);
+        let (to_executor, steering, mut reports) = exec::Steering::new();
+        to_executor.send_replace(*control.borrow_and_update());
+        let executing = exec::execute(&order.payload, seed, steering);
         tokio::pin!(executing);
-        let limit = async {
-            match order.time_limit_secs {
-                Some(secs) => tokio::time::sleep(Duration::from_secs(secs.into())).await,
-                None => std::future::pending().await,
+        let app_stopped = self.until_stopped(&order.application);
+        tokio::pin!(app_stopped);
+        let time_limit = order.time_limit_secs.map(|s| Duration::from_secs(s.into()));
+        let mut deadline = time_limit.map(|limit| tokio::time::Instant::now() + limit);
+        let mut paused_since: Option<tokio::time::Instant> = None;
+        let mut sent = (tokio::time::Instant::now(), Report::default());
+        let mut steered = true;
+        let reason = loop {
+            let limit = async {
+                match (deadline, paused_since) {
+                    (Some(at), None) => tokio::time::sleep_until(at).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                outcome = &mut executing => return outcome,
+                changed = control.changed(), if steered => {
+                    // The control is gone only once the run is forgotten: nothing to steer.
+                    steered = changed.is_ok();
+                    match *control.borrow_and_update() {
+                        Control::Cancel => break CANCELLED_BY_ADMIN.to_string(),
+                        asked => {
+                            to_executor.send_replace(asked);
+                        }
+                    }
+                }
+                Ok(()) = reports.changed() => {
+                    let report = *reports.borrow_and_update();
+                    match (report.paused, paused_since) {
+                        (true, None) => paused_since = Some(tokio::time::Instant::now()),
+                        (false, Some(since)) => {
+                            if let Some(at) = &mut deadline {
+                                *at += since.elapsed();
+                            }
+                            paused_since = None;
+                        }
+                        _ => {}
+                    }
+                    self.report_progress(order.run, report, &mut sent);
+                }
+                () = limit => break format!(
+                    "{FAILED_BY_TIMEOUT}: ran longer than its time limit of {}",
+                    duration_text(order.time_limit_secs.unwrap_or_default())
+                ),
+                () = &mut app_stopped => break format!(
+                    "cancelled: application \"{}\" stopped on this device",
+                    order.application
+                ),
             }
         };
-        let reason = tokio::select! {
-            outcome = &mut executing => return outcome,
-            () = exec::cancelled(&mut cancel) => CANCELLED_BY_ADMIN.to_string(),
-            () = limit => format!(
-                "{FAILED_BY_TIMEOUT}: ran longer than its time limit of {}",
-                duration_text(order.time_limit_secs.unwrap_or_default())
-            ),
-            () = self.until_stopped(&order.application) => format!(
-                "cancelled: application \"{}\" stopped on this device",
-                order.application
-            ),
-        };
-        stop.send_replace(true);
+        to_executor.send_replace(Control::Cancel);
         let outcome = executing.await;
         if exec::is_cancelled(&outcome) {
             Outcome {
@@ -203,6 +262,29 @@ impl Runner {
         } else {
             // It ended on its own before it saw the cancellation: what it did stands.
             outcome
+        }
+    }
+
+    /// Sends an executor's report: a pause or resumption at once, a new percentage at most
+    /// every [`PROGRESS_EVERY`]. `sent`: when the last one went, and what it said.
+    fn report_progress(
+        &self,
+        run: RunRef,
+        report: Report,
+        sent: &mut (tokio::time::Instant, Report),
+    ) {
+        let paused_changed = report.paused != sent.1.paused;
+        let percent_due = report.percent != sent.1.percent && sent.0.elapsed() >= PROGRESS_EVERY;
+        if paused_changed || percent_due {
+            let _ = self.outbox.send(AgentToServer::Progress {
+                run,
+                percent: report.percent,
+                paused: report.paused,
+            });
+            *sent = (tokio::time::Instant::now(), report);
+        }
+        if paused_changed {
+            tracing::info!(%run, percent = report.percent, "run {}", if report.paused { "paused" } else { "resumed" });
         }
     }
 
@@ -321,7 +403,7 @@ mod tests {
                 outbox: tx,
                 apps: Arc::new(apps),
                 check_every: Duration::from_millis(100),
-                cancels: Arc::default(),
+                controls: Arc::default(),
             },
             outbox: rx,
         }
@@ -350,7 +432,7 @@ mod tests {
 
     impl Fixture {
         /// Keeps `order` as received and runs it to its end, within 10 s.
-        async fn run(&self, order: RunOrder, cancel: watch::Receiver<bool>) -> LocalRun {
+        async fn run(&self, order: RunOrder, cancel: watch::Receiver<Control>) -> LocalRun {
             let run = order.run;
             assert!(
                 self.runner
@@ -378,8 +460,8 @@ mod tests {
         }
     }
 
-    fn no_cancel() -> watch::Receiver<bool> {
-        watch::channel(false).1
+    fn no_cancel() -> watch::Receiver<Control> {
+        watch::channel(Control::Go).1
     }
 
     fn result_of(run: &LocalRun) -> &RunResult {
@@ -509,10 +591,10 @@ mod tests {
     #[tokio::test]
     async fn a_command_cancelled_by_an_administrator_says_so() {
         let mut f = fixture(Applications::default()).await;
-        let (cancel, cancelled) = watch::channel(false);
+        let (cancel, cancelled) = watch::channel(Control::Go);
         let canceller = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            cancel.send_replace(true);
+            cancel.send_replace(Control::Cancel);
             cancel
         });
         let sleep = TaskPayload::Command {
@@ -557,8 +639,8 @@ mod tests {
         assert_eq!(f.sent(), [AgentToServer::Result(result)]);
 
         // Cancelled as it was about to start.
-        let (cancel, cancelled) = watch::channel(false);
-        cancel.send_replace(true);
+        let (cancel, cancelled) = watch::channel(Control::Go);
+        cancel.send_replace(Control::Cancel);
         let run = f
             .run(order(2, AGENT_APPLICATION, simulate(0)), cancelled)
             .await;

@@ -183,8 +183,9 @@ pub(super) fn tasks() -> Vec<TaskRecord> {
 
 pub(super) fn counters() -> RunCounters {
     RunCounters {
-        by_state: [3, 1, 2, 40, 2, 1, 0],
+        by_state: [3, 1, 2, 40, 2, 1, 1],
         need_restart: 4,
+        progress: 140,
     }
 }
 
@@ -204,15 +205,24 @@ pub(super) fn runs() -> Vec<RunRecord> {
         parent_run: Some(5),
         occurrence: None,
         device_clock: false,
+        paused: None,
+        after_run: None,
     };
     let scheduled = RunRecord {
         run_id: 10,
         parent_run: None,
         occurrence: Some(at(2026, 12, 4, 19, 0)),
         device_clock: true,
+        paused: Some(NOW + 5_000),
         ..base.clone()
     };
-    vec![base, scheduled]
+    let chained = RunRecord {
+        run_id: 11,
+        task_id: 2,
+        after_run: Some(9),
+        ..base.clone()
+    };
+    vec![base, scheduled, chained]
 }
 
 pub(super) fn outcomes() -> Vec<Outcome> {
@@ -419,6 +429,11 @@ pub(super) fn changes() -> Vec<Change<TaskRecord>> {
         },
         Change::Revoke(revocation()),
         Change::Noop,
+        Change::RunPause {
+            task_id: 1,
+            run_id: 9,
+            paused: true,
+        },
     ]
 }
 
@@ -626,6 +641,8 @@ pub(super) fn run_view() -> RunView {
         }],
         inherited_from: Some("primary".into()),
         occurrence: None,
+        paused: Some(NOW + 5_000),
+        after_run: Some(8),
     }
 }
 

@@ -235,6 +235,11 @@ fn links(out: &mut Vec<Seed>) {
         base_revision: 2,
         schedule: s::schedules().remove(6),
     });
+    from_agent.push(AgentToServer::Progress {
+        run: RunRef::Ordered(9),
+        percent: 42,
+        paused: true,
+    });
     messages(out, "agent_link", "from-agent", 0, &from_agent);
     let mut to_agent = vec![
         ServerToAgent::Accepted {
@@ -252,6 +257,12 @@ fn links(out: &mut Vec<Seed>) {
         run: RunRef::Ordered(9),
     });
     to_agent.push(ServerToAgent::Cancel {
+        run: s::occurrence_of(3),
+    });
+    to_agent.push(ServerToAgent::Pause {
+        run: RunRef::Ordered(9),
+    });
+    to_agent.push(ServerToAgent::Resume {
         run: s::occurrence_of(3),
     });
     to_agent.extend(s::local_tasks().into_iter().map(ServerToAgent::LocalTask));
@@ -385,6 +396,8 @@ fn admin_requests() -> Vec<AdminRequest> {
             devices: Some(vec!["10.1.0.5".into(), "files".into()]),
         },
         TaskRequest::Stop { task: task() },
+        TaskRequest::Pause { task: task() },
+        TaskRequest::Resume { task: task() },
         TaskRequest::Results {
             task: task(),
             run: Some(9),

@@ -61,6 +61,8 @@ pub enum EventKind {
     CertificateRevoked,
     /// A change of the parent's log that can never apply here was skipped.
     ChangeSkipped,
+    /// An administrator paused or resumed a run.
+    RunPaused,
 }
 
 impl EventKind {
@@ -97,6 +99,7 @@ impl EventKind {
             EventKind::VirtualServerChanged => "virtual-server-changed",
             EventKind::CertificateRevoked => "certificate-revoked",
             EventKind::ChangeSkipped => "change-skipped",
+            EventKind::RunPaused => "run-paused",
         }
     }
 }

@@ -39,6 +39,12 @@ pub enum Change<T> {
     /// A server certificate revoked at the parent or above: every child keeps it and logs
     /// it for its own children.
     Revoke(Revocation),
+    /// An administrator paused (`paused`) or resumed a run.
+    RunPause {
+        task_id: u64,
+        run_id: u64,
+        paused: bool,
+    },
 }
 
 impl<T> Change<T> {
@@ -48,7 +54,8 @@ impl<T> Change<T> {
             Change::TaskUpsert { task_id, .. }
             | Change::TaskDelete { task_id }
             | Change::RunStart { task_id, .. }
-            | Change::RunStop { task_id, .. } => Some(*task_id),
+            | Change::RunStop { task_id, .. }
+            | Change::RunPause { task_id, .. } => Some(*task_id),
             Change::Noop | Change::Revoke(_) => None,
         }
     }
@@ -68,7 +75,11 @@ impl<T: Clone> Change<T> {
             Change::TaskUpsert { task_id, .. } if !concerns => {
                 Change::TaskDelete { task_id: *task_id }
             }
-            Change::RunStart { .. } | Change::RunStop { .. } if !concerns => Change::Noop,
+            Change::RunStart { .. } | Change::RunStop { .. } | Change::RunPause { .. }
+                if !concerns =>
+            {
+                Change::Noop
+            }
             other => other.clone(),
         }
     }

@@ -523,6 +523,9 @@ pub struct RunCounters {
     /// Indexed like [`DeviceState::ALL`].
     pub by_state: [u64; 7],
     pub need_restart: u64,
+    /// The percentages complete of the devices still running or paused, summed: with the
+    /// finished devices, how far the run is ([`RunCounters::completion_percent`]).
+    pub progress: u64,
 }
 
 impl RunCounters {
@@ -550,11 +553,23 @@ impl RunCounters {
             .fold(0u64, u64::saturating_add)
     }
 
-    /// Percent of targeted devices whose run is over.
+    /// How far the run is over its targeted devices, in percent: a finished device counts
+    /// 100, a running or paused one the percentage its agent last reported.
     pub fn completion_percent(&self) -> f64 {
         match self.total() {
             0 => 0.0,
-            total => self.finished() as f64 * 100.0 / total as f64,
+            total => {
+                let done = self.finished() as f64 * 100.0 + self.progress as f64;
+                (done / total as f64).min(100.0)
+            }
+        }
+    }
+
+    /// What a record adds to the progress sum: only a device still at work has a share.
+    fn share(record: &DeviceRunRecord) -> u64 {
+        match record.state {
+            DeviceState::Running | DeviceState::Paused => u64::from(record.progress.min(100)),
+            _ => 0,
         }
     }
 
@@ -565,6 +580,7 @@ impl RunCounters {
         if record.need_restart {
             self.need_restart = self.need_restart.saturating_add(1);
         }
+        self.progress = self.progress.saturating_add(Self::share(record));
     }
 
     /// Moves a device from what `old` said to what `new` says.
@@ -574,6 +590,7 @@ impl RunCounters {
         if old.need_restart {
             self.need_restart = self.need_restart.saturating_sub(1);
         }
+        self.progress = self.progress.saturating_sub(Self::share(old));
         self.add(new);
     }
 
@@ -616,6 +633,12 @@ pub struct RunRecord {
     /// Devices started this run by themselves, on their schedule, and know it by its
     /// occurrence rather than by its id (they were sent no order).
     pub device_clock: bool,
+    /// When an administrator paused it (devices that have not started hold, executors that
+    /// can pause do); `None` while it goes.
+    pub paused: Option<UnixMillis>,
+    /// For a task that starts after another completes: the other task's run whose devices
+    /// this run follows, each once its own part of that run ended.
+    pub after_run: Option<RunId>,
 }
 
 impl RunRecord {
@@ -635,6 +658,8 @@ impl RunRecord {
             RunState::Stopped
         } else if self.counters.finished() == self.counters.total() {
             RunState::Completed
+        } else if self.paused.is_some() {
+            RunState::Paused
         } else {
             RunState::Running
         }
@@ -646,6 +671,7 @@ pub enum RunState {
     Running,
     Completed,
     Stopped,
+    Paused,
 }
 
 impl RunState {
@@ -654,6 +680,7 @@ impl RunState {
             RunState::Running => "running",
             RunState::Completed => "completed",
             RunState::Stopped => "stopped",
+            RunState::Paused => "paused",
         }
     }
 }
@@ -677,6 +704,12 @@ pub enum DeviceProgress {
         at: UnixMillis,
         description: String,
     },
+    /// How far a running executor is, and whether it is paused (an administrator paused
+    /// the run and the executor can pause).
+    Progress {
+        percent: u8,
+        paused: bool,
+    },
 }
 
 impl DeviceRunRecord {
@@ -695,7 +728,7 @@ impl DeviceRunRecord {
                 self.state = DeviceState::Scheduled;
             }
             DeviceProgress::Started { at } => {
-                if self.state == DeviceState::Running {
+                if matches!(self.state, DeviceState::Running | DeviceState::Paused) {
                     return false;
                 }
                 self.state = DeviceState::Running;
@@ -707,7 +740,7 @@ impl DeviceRunRecord {
                 finished,
                 outcome,
             } => {
-                if self.state != DeviceState::Running {
+                if !matches!(self.state, DeviceState::Running | DeviceState::Paused) {
                     self.tries += 1;
                 }
                 self.state = if outcome.state.is_finished() {
@@ -726,6 +759,25 @@ impl DeviceRunRecord {
                 self.state = DeviceState::Failed;
                 self.description = description.clone();
                 self.finished = Some(*at);
+            }
+            DeviceProgress::Progress { percent, paused } => {
+                // Only a device at work has progress; a report overtaken by the run's start
+                // (lost on a dropped link) waits for the result, which says it all.
+                if !matches!(self.state, DeviceState::Running | DeviceState::Paused) {
+                    return false;
+                }
+                // Below 100 until the result says the run ended.
+                let percent = (*percent).min(99);
+                let state = if *paused {
+                    DeviceState::Paused
+                } else {
+                    DeviceState::Running
+                };
+                if self.state == state && self.progress == percent {
+                    return false;
+                }
+                self.state = state;
+                self.progress = percent;
             }
         }
         true

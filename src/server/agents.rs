@@ -478,6 +478,12 @@ async fn session(
                             tracing::error!(%run, "cannot record a delivery: {e}");
                         }
                     }
+                    Ok(Some(AgentToServer::Progress { run, percent, paused })) => {
+                        let progress = DeviceProgress::Progress { percent, paused };
+                        if let Err(e) = node.device_progress(&id, run, progress).await {
+                            tracing::error!(%run, "cannot record progress: {e}");
+                        }
+                    }
                     Ok(Some(AgentToServer::Started { run, at })) => {
                         if let Err(e) = node.device_progress(&id, run, DeviceProgress::Started { at }).await {
                             tracing::error!(%run, "cannot record a start: {e}");

@@ -120,6 +120,20 @@ pub(crate) fn log_run_stopped(
     log_for(txn, task, change)
 }
 
+pub(crate) fn log_run_paused(
+    txn: &WriteTransaction,
+    task: &TaskRecord,
+    run_id: RunId,
+    paused: bool,
+) -> Result<(), StoreError> {
+    let change = Change::RunPause {
+        task_id: task.id,
+        run_id,
+        paused,
+    };
+    log_for(txn, task, change)
+}
+
 /// Logs a server certificate revoked here or above, for every child.
 pub(crate) fn log_revocation(
     txn: &WriteTransaction,

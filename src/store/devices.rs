@@ -193,15 +193,26 @@ impl Store {
         .await
     }
 
-    /// The orders a device has not answered yet, oldest first.
+    /// The orders a device has not answered yet, oldest first, but those of paused runs
+    /// (they are sent when the run is resumed).
     pub async fn orders_for(&self, device_id: &str) -> Result<Vec<RunOrder>, StoreError> {
         let prefix = format!("{device_id}/");
         self.read(move |txn| {
             let orders = txn.open_table(ORDERS)?;
-            Ok(super::entries_with_prefix::<RunOrder>(&orders, &prefix)?
-                .into_iter()
-                .map(|(_, o)| o)
-                .collect())
+            let runs = txn.open_table(super::schema::RUNS)?;
+            let mut held = Vec::new();
+            for (_, order) in super::entries_with_prefix::<RunOrder>(&orders, &prefix)? {
+                let paused = match order.run {
+                    crate::model::RunRef::Ordered(run_id) => {
+                        super::pause::is_paused(&runs, run_id)?
+                    }
+                    crate::model::RunRef::Occurrence { .. } => false,
+                };
+                if !paused {
+                    held.push(order);
+                }
+            }
+            Ok(held)
         })
         .await
     }

@@ -11,8 +11,6 @@ use super::schema::{
 use super::{StoreError, entries, put};
 use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::GroupTree;
-use crate::model::link::StatsRow;
-use crate::model::task::RunCounters;
 use crate::model::{Fingerprint, SecondaryRecord, ServerRow, UnixMillis};
 
 /// A secondary as schema 2 stored it: placed in a group by path.
@@ -40,7 +38,7 @@ struct StatsRowV2 {
     depth: u32,
     task_id: u64,
     run_id: u64,
-    counters: RunCounters,
+    counters: v6::CountersV6,
     version: u64,
 }
 
@@ -49,7 +47,11 @@ mod tests;
 mod v5;
 #[cfg(test)]
 mod v5_tests;
+mod v6;
+#[cfg(test)]
+mod v6_tests;
 pub(super) use v5::from_5;
+pub(super) use v6::from_6;
 
 fn has_table(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
     Ok(txn.list_tables()?.any(|t| t.name() == name))
@@ -90,7 +92,7 @@ pub(super) fn from_2(txn: &WriteTransaction) -> Result<(), StoreError> {
         let mut table = txn.open_table(RUN_ROWS)?;
         let old: Vec<(String, StatsRowV2)> = entries(&table)?;
         for (key, r) in old {
-            let row = StatsRow {
+            let row = v6::StatsRowV6 {
                 path: r.path,
                 depth: r.depth,
                 task_id: r.task_id,

@@ -21,6 +21,7 @@ mod groups;
 pub mod maintenance;
 mod migrate;
 pub mod occurrences;
+pub mod pause;
 pub mod private;
 pub mod replication;
 mod revocations;
@@ -53,7 +54,7 @@ pub use writer::MAX_BATCH;
 /// The schema this binary writes; a file with a newer one is refused, an older one migrated
 /// (`migrate.rs`). 3: secondaries placed by group id, statistics rows with an epoch. 4:
 /// revoked certificates, and revocations in the change log. 5: the set of pending devices.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Page cache of the database.
 const CACHE_SIZE: usize = 64 * 1024 * 1024;
@@ -164,7 +165,7 @@ fn check_schema(db: &Database) -> Result<(), StoreError> {
                 });
             }
             Some(SCHEMA_VERSION) => false,
-            Some(found @ 2..=5) => {
+            Some(found @ 2..=6) => {
                 if found == 2 {
                     migrate::from_2(&txn)?;
                 }
@@ -174,7 +175,10 @@ fn check_schema(db: &Database) -> Result<(), StoreError> {
                 if found <= 4 {
                     migrate::from_4(&txn)?;
                 }
-                migrate::from_5(&txn)?;
+                if found <= 5 {
+                    migrate::from_5(&txn)?;
+                }
+                migrate::from_6(&txn)?;
                 put(&mut meta, SCHEMA_VERSION_KEY, &SCHEMA_VERSION)?;
                 tracing::info!("database migrated from schema {found} to {SCHEMA_VERSION}");
                 true

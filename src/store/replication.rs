@@ -79,6 +79,8 @@ pub struct AppliedChanges {
     pub cancel: Vec<(String, RunRef)>,
     /// Runs stopped: their statistics changed.
     pub stopped: Vec<RunId>,
+    /// Runs paused or resumed: their devices are told, held orders sent.
+    pub paused: Vec<super::pause::PauseChange>,
     /// Server certificates revoked by the batch (new here): their links are closed.
     pub revoked: Vec<Revocation>,
     /// One line per change that did something, for the event log.
@@ -458,6 +460,16 @@ fn carry_out(
                     "inherited task {:?} run {local_run} stopped by {parent}",
                     stopped.run.task_name
                 ));
+            }
+        }
+        Plan::PauseRun { local_run, paused } => {
+            if let Some(change) = super::pause::pause_in(txn, local_run, paused, now)? {
+                out.described.push(format!(
+                    "inherited task {:?} run {local_run} {} by {parent}",
+                    change.run.task_name,
+                    if paused { "paused" } else { "resumed" }
+                ));
+                out.paused.push(change);
             }
         }
         Plan::ForgetRun {

@@ -500,6 +500,8 @@ pub(crate) fn start_in(
         parent_run: new.parent_run,
         occurrence: new.occurrence,
         device_clock,
+        paused: None,
+        after_run: None,
     };
     put(&mut txn.open_table(RUNS)?, &run_key(run_id), &run)?;
     signals::note_run(&run);

@@ -136,6 +136,8 @@ pub enum Plan {
     },
     /// Stop the run `local_run` and log the stop.
     StopRun { local_run: RunId },
+    /// Pause (`paused`) or resume the run `local_run` and log it.
+    PauseRun { local_run: RunId, paused: bool },
     /// Resynchronising: the copy or run held is the parent's still, as it is; keep it.
     Keep(Confirmable),
     /// Resynchronising: the parent no longer has run `parent_run`. Stop `local_run` if it
@@ -259,6 +261,13 @@ pub fn plan<H: Holdings>(
         }
         Change::RunStop { run_id, .. } => match holdings.run_for(*run_id)? {
             Some(local_run) => Plan::StopRun { local_run },
+            None => Plan::Nothing,
+        },
+        Change::RunPause { run_id, paused, .. } => match holdings.run_for(*run_id)? {
+            Some(local_run) => Plan::PauseRun {
+                local_run,
+                paused: *paused,
+            },
             None => Plan::Nothing,
         },
     })

@@ -276,6 +276,15 @@ pub enum TaskRequest {
         task: String,
         run: Option<u64>,
     },
+    /// Pauses the task's running run (the last one): devices that have not started it
+    /// hold, executors that can pause (scan, simulate) pause, the others finish.
+    Pause {
+        task: String,
+    },
+    /// Resumes the task's paused run.
+    Resume {
+        task: String,
+    },
 }
 
 /// A new task, as the administrator describes it.
@@ -402,6 +411,10 @@ pub struct RunView {
     /// The scheduled occurrence this run is (the civil date and time its schedule names);
     /// `None` for a start by hand.
     pub occurrence: Option<LocalDateTime>,
+    /// When it was paused, while it is.
+    pub paused: Option<UnixMillis>,
+    /// For a task that starts after another completes: the other task's run it follows.
+    pub after_run: Option<u64>,
 }
 
 /// One server's part of a run, for `task stats --by-server`.
@@ -545,6 +558,8 @@ impl AdminRequest {
             AdminRequest::Task(TaskRequest::Stop { .. }) => "task stop",
             AdminRequest::Task(TaskRequest::Results { .. }) => "task results",
             AdminRequest::Task(TaskRequest::Stats { .. }) => "task stats",
+            AdminRequest::Task(TaskRequest::Pause { .. }) => "task pause",
+            AdminRequest::Task(TaskRequest::Resume { .. }) => "task resume",
             AdminRequest::VirtualServer(VirtualServerRequest::List { .. }) => "vserver list",
             AdminRequest::VirtualServer(VirtualServerRequest::Create { .. }) => "vserver create",
             AdminRequest::VirtualServer(VirtualServerRequest::Enable { .. }) => "vserver enable",

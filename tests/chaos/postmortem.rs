@@ -89,6 +89,7 @@ enum Seen {
     Delete(u64),
     Start(u64, u64),
     Stop(u64, u64),
+    Pause(u64, u64, bool),
     /// A revoked certificate, relayed as it came.
     Revoke(String),
 }
@@ -103,6 +104,11 @@ fn parents_view(entry: &LogEntry<TaskRecord>) -> Option<Seen> {
             task_id, run_id, ..
         } => Seen::Start(*task_id, *run_id),
         Change::RunStop { task_id, run_id } => Seen::Stop(*task_id, *run_id),
+        Change::RunPause {
+            task_id,
+            run_id,
+            paused,
+        } => Seen::Pause(*task_id, *run_id, *paused),
         Change::Revoke(revocation) => Seen::Revoke(revocation.fingerprint.to_string()),
         Change::Noop => return None,
     })
@@ -131,6 +137,11 @@ fn as_parents(child: &Held, name: &str, entry: &LogEntry<TaskRecord>) -> Option<
         Change::RunStop { task_id, run_id } => {
             Seen::Stop(parent_task(*task_id)?, parent_run(*run_id)?)
         }
+        Change::RunPause {
+            task_id,
+            run_id,
+            paused,
+        } => Seen::Pause(parent_task(*task_id)?, parent_run(*run_id)?, *paused),
         Change::Revoke(revocation) if revocation.by == name => return None,
         Change::Revoke(revocation) => Seen::Revoke(revocation.fingerprint.to_string()),
         Change::Noop => return None,

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
 
-use super::{CANCELLED, Details, MAX_CAPTURE, Outcome, cancelled};
+use super::{CANCELLED, Details, MAX_CAPTURE, Outcome, Steering};
 use crate::model::task::DeviceState;
 
 /// Bytes kept from one output stream, and whether some were dropped.
@@ -30,7 +29,7 @@ pub(super) async fn run(
     program: &str,
     args: &[String],
     time_limit_secs: u32,
-    cancel: &mut watch::Receiver<bool>,
+    cancel: &mut Steering,
 ) -> Outcome {
     if time_limit_secs == 0 {
         return Outcome::failed("time limit must be at least 1 s");
@@ -60,7 +59,7 @@ pub(super) async fn run(
         tokio::select! {
             status = finish => End::Exited(status),
             () = tokio::time::sleep(Duration::from_secs(time_limit_secs.into())) => End::TimedOut,
-            () = cancelled(cancel) => End::Cancelled,
+            () = cancel.cancelled() => End::Cancelled,
         }
     };
     let (state, description, exit_code, progress) = match end {
@@ -202,8 +201,12 @@ mod tests {
     }
 
     async fn run_command(program: &str, args: &[&str], time_limit_secs: u32) -> Outcome {
-        let (_tx, rx) = watch::channel(false);
-        execute(&command(program, args, time_limit_secs), 0, rx).await
+        execute(
+            &command(program, args, time_limit_secs),
+            0,
+            Steering::unsteered(),
+        )
+        .await
     }
 
     fn command_details(outcome: &Outcome) -> (Option<i32>, &str, &str, bool, bool) {
@@ -304,14 +307,14 @@ mod tests {
 
     #[tokio::test]
     async fn cancellation_kills_the_process() {
-        let (tx, rx) = watch::channel(false);
+        let (tx, steering, _reports) = Steering::new();
         let started = Instant::now();
         let canceller = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            tx.send(true).unwrap();
+            tx.send(super::super::Control::Cancel).unwrap();
             tx
         });
-        let outcome = execute(&command("/bin/sleep", &["30"], 60), 0, rx).await;
+        let outcome = execute(&command("/bin/sleep", &["30"], 60), 0, steering).await;
         assert_eq!(outcome.state, DeviceState::Failed);
         assert_eq!(outcome.description, "cancelled");
         assert!(

@@ -6,20 +6,18 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use tokio::sync::watch;
-
-use super::{CANCELLED, Details, Inventory, Outcome, Package, cancelled, count};
+use super::{CANCELLED, Details, Inventory, Outcome, Package, Steering, count};
 use crate::model::task::DeviceState;
 
 /// OS name when /etc/os-release has none.
 const FALLBACK_OS: &str = "Linux";
 
 /// Collects the inventory of this device on a blocking thread.
-pub(super) async fn run(cancel: &mut watch::Receiver<bool>) -> Outcome {
+pub(super) async fn run(cancel: &mut Steering) -> Outcome {
     let collecting = tokio::task::spawn_blocking(|| collect(Path::new("/")));
     let collected = tokio::select! {
         collected = collecting => collected,
-        () = cancelled(cancel) => return Outcome::failed(CANCELLED),
+        () = cancel.cancelled() => return Outcome::failed(CANCELLED),
     };
     match collected {
         Ok(inventory) => {
@@ -337,8 +335,7 @@ Version: 0.1
 
     #[tokio::test]
     async fn real_run_succeeds() {
-        let (_tx, rx) = watch::channel(false);
-        let outcome = execute(&TaskPayload::Inventory, 0, rx).await;
+        let outcome = execute(&TaskPayload::Inventory, 0, Steering::unsteered()).await;
         assert_eq!(outcome.state, DeviceState::Succeeded);
         assert_eq!(outcome.progress, 100);
         let Details::Inventory(inventory) = &outcome.details else {

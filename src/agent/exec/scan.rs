@@ -6,40 +6,91 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
 
 use ring::digest;
-use tokio::sync::watch;
 
-use super::{CANCELLED, Details, MAX_SCAN_MATCHES, Outcome, ScanMatch, cancelled, count};
+use super::{CANCELLED, Control, Details, MAX_SCAN_MATCHES, Outcome, ScanMatch, Steering, count};
 use crate::model::task::DeviceState;
 
 /// Read size when hashing: large enough to stream big files cheaply.
 const CHUNK: usize = 64 * 1024;
+/// How often the walk's progress and pause are looked at.
+const LOOK_EVERY: Duration = Duration::from_millis(250);
 
-/// Validates the blocklist, then walks `paths` on a blocking thread; cancellation answers at once
-/// and stops the walk at its next file or chunk.
+/// What the blocking walk and the run share: what it is asked, and how far it is.
+#[derive(Default)]
+struct Walk {
+    /// 0: go on, 1: pause, 2: stop.
+    control: AtomicU8,
+    paused: AtomicBool,
+    /// Regular files found by the first pass (0 until it is over).
+    files: AtomicU64,
+    hashed: AtomicU64,
+}
+
+impl Walk {
+    fn ask(&self, control: Control) {
+        let code = match control {
+            Control::Go => 0,
+            Control::Pause => 1,
+            Control::Cancel => 2,
+        };
+        self.control.store(code, Ordering::Relaxed);
+    }
+
+    /// Between two files or chunks: waits while paused; false once asked to stop.
+    fn go_on(&self) -> bool {
+        while self.control.load(Ordering::Relaxed) == 1 {
+            self.paused.store(true, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.paused.store(false, Ordering::Relaxed);
+        self.control.load(Ordering::Relaxed) != 2
+    }
+
+    fn percent(&self) -> u8 {
+        let files = self.files.load(Ordering::Relaxed);
+        let hashed = self.hashed.load(Ordering::Relaxed);
+        match files {
+            0 => 0,
+            _ => u8::try_from(hashed.min(files) * 100 / files).unwrap_or(100),
+        }
+    }
+}
+
+/// Validates the blocklist, then walks `paths` on a blocking thread: once to count the files
+/// (so it can say how far it is), once to hash them. Cancellation answers at once and stops
+/// the walk at its next file or chunk; a pause holds it there.
 pub(super) async fn run(
     paths: &[String],
     blocklist: &[String],
-    cancel: &mut watch::Receiver<bool>,
+    steering: &mut Steering,
 ) -> Outcome {
     let blocklist = match parse_blocklist(blocklist) {
         Ok(blocklist) => blocklist,
         Err(n) => return Outcome::failed(format!("blocklist entry {n} is not a SHA-256")),
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Walk::default());
     let mut walk = {
-        let (paths, stop) = (paths.to_vec(), Arc::clone(&stop));
-        tokio::task::spawn_blocking(move || scan(&paths, &blocklist, &stop))
+        let (paths, shared) = (paths.to_vec(), Arc::clone(&shared));
+        tokio::task::spawn_blocking(move || scan(&paths, &blocklist, &shared))
     };
-    let walked = tokio::select! {
-        walked = &mut walk => walked,
-        () = cancelled(cancel) => {
-            // Not waiting for the thread: a read stuck on a slow file must not delay the answer.
-            stop.store(true, Ordering::Relaxed);
-            return Outcome::failed(CANCELLED);
+    let walked = loop {
+        tokio::select! {
+            walked = &mut walk => break walked,
+            () = steering.cancelled() => {
+                // Not waiting for the thread: a read stuck on a slow file must not delay
+                // the answer.
+                shared.ask(Control::Cancel);
+                return Outcome::failed(CANCELLED);
+            }
+            () = tokio::time::sleep(LOOK_EVERY) => {}
         }
+        shared.ask(steering.control());
+        steering.set_paused(shared.paused.load(Ordering::Relaxed));
+        steering.progress(shared.percent());
     };
     match walked {
         Ok(Some(tally)) => tally.outcome(),
@@ -120,45 +171,71 @@ impl Tally {
     }
 }
 
-/// Walks `paths` depth-first in name order (so results are stable); None when stopped.
-fn scan(paths: &[String], blocklist: &HashSet<String>, stop: &AtomicBool) -> Option<Tally> {
+/// Counts the regular files under `paths`, then hashes them; None when stopped.
+fn scan(paths: &[String], blocklist: &HashSet<String>, walk: &Walk) -> Option<Tally> {
+    let mut files = 0u64;
+    visit(paths, walk, &mut 0, |_| {
+        files += 1;
+        true
+    })?;
+    walk.files.store(files.max(1), Ordering::Relaxed);
     let mut tally = Tally::default();
-    let mut pending: Vec<PathBuf> = paths.iter().rev().map(PathBuf::from).collect();
+    let mut unlisted = 0;
     let mut buf = vec![0u8; CHUNK];
+    visit(paths, walk, &mut unlisted, |path| {
+        let hashed = hash_file(path, &mut buf, walk);
+        walk.hashed.fetch_add(1, Ordering::Relaxed);
+        match hashed {
+            Ok(Some(sha256)) => tally.record(path, sha256, blocklist),
+            Ok(None) => return false,
+            Err(_) => tally.unreadable += 1,
+        }
+        true
+    })?;
+    tally.unreadable += unlisted;
+    Some(tally)
+}
+
+/// Calls `file` for each regular file under `paths`, depth-first in name order (so results
+/// are stable), counting the paths and directories it cannot read in `unreadable`; None
+/// when stopped (by the walk's control, or `file` answering false).
+fn visit(
+    paths: &[String],
+    walk: &Walk,
+    unreadable: &mut u64,
+    mut file: impl FnMut(&Path) -> bool,
+) -> Option<()> {
+    let mut pending: Vec<PathBuf> = paths.iter().rev().map(PathBuf::from).collect();
     while let Some(path) = pending.pop() {
-        if stop.load(Ordering::Relaxed) {
+        if !walk.go_on() {
             return None;
         }
         let Ok(meta) = fs::symlink_metadata(&path) else {
-            tally.unreadable += 1;
+            *unreadable += 1;
             continue;
         };
         let kind = meta.file_type();
         if kind.is_dir() {
-            list_dir(&path, &mut pending, &mut tally);
-        } else if kind.is_file() {
-            match hash_file(&path, &mut buf, stop) {
-                Ok(Some(sha256)) => tally.record(&path, sha256, blocklist),
-                Ok(None) => return None,
-                Err(_) => tally.unreadable += 1,
-            }
+            list_dir(&path, &mut pending, unreadable);
+        } else if kind.is_file() && !file(&path) {
+            return None;
         }
         // Symlinks are not followed; devices, FIFOs and sockets have no content to hash.
     }
-    Some(tally)
+    Some(())
 }
 
 /// Queues a directory's entries so they pop in name order.
-fn list_dir(dir: &Path, pending: &mut Vec<PathBuf>, tally: &mut Tally) {
+fn list_dir(dir: &Path, pending: &mut Vec<PathBuf>, unreadable: &mut u64) {
     let Ok(entries) = fs::read_dir(dir) else {
-        tally.unreadable += 1;
+        *unreadable += 1;
         return;
     };
     let mut children = Vec::new();
     for entry in entries {
         match entry {
             Ok(entry) => children.push(entry.path()),
-            Err(_) => tally.unreadable += 1,
+            Err(_) => *unreadable += 1,
         }
     }
     children.sort_unstable_by(|a, b| b.cmp(a));
@@ -166,11 +243,11 @@ fn list_dir(dir: &Path, pending: &mut Vec<PathBuf>, tally: &mut Tally) {
 }
 
 /// The lowercase hex SHA-256 of a file, streamed; None when stopped part way.
-fn hash_file(path: &Path, buf: &mut [u8], stop: &AtomicBool) -> io::Result<Option<String>> {
+fn hash_file(path: &Path, buf: &mut [u8], walk: &Walk) -> io::Result<Option<String>> {
     let mut file = File::open(path)?;
     let mut context = digest::Context::new(&digest::SHA256);
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if !walk.go_on() {
             return Ok(None);
         }
         match file.read(buf) {
@@ -205,8 +282,12 @@ mod tests {
     }
 
     async fn run_scan(paths: Vec<String>, blocklist: Vec<String>) -> Outcome {
-        let (_tx, rx) = watch::channel(false);
-        execute(&TaskPayload::Scan { paths, blocklist }, 0, rx).await
+        execute(
+            &TaskPayload::Scan { paths, blocklist },
+            0,
+            Steering::unsteered(),
+        )
+        .await
     }
 
     fn path_string(path: &Path) -> String {
@@ -340,19 +421,44 @@ mod tests {
     fn a_stopped_walk_reports_nothing() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("one"), b"1").unwrap();
-        let stop = AtomicBool::new(true);
-        assert!(scan(&[path_string(dir.path())], &HashSet::new(), &stop).is_none());
+        let walk = Walk::default();
+        walk.ask(Control::Cancel);
+        assert!(scan(&[path_string(dir.path())], &HashSet::new(), &walk).is_none());
+    }
+
+    #[test]
+    fn a_paused_walk_holds_and_goes_on_to_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 0..40 {
+            fs::write(dir.path().join(format!("f{n:02}")), [n]).unwrap();
+        }
+        let walk = Arc::new(Walk::default());
+        walk.ask(Control::Pause);
+        let paths = vec![path_string(dir.path())];
+        let walking = {
+            let walk = Arc::clone(&walk);
+            std::thread::spawn(move || scan(&paths, &HashSet::new(), &walk))
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(walk.paused.load(Ordering::Relaxed), "holds while paused");
+        assert_eq!(walk.hashed.load(Ordering::Relaxed), 0);
+        assert!(!walking.is_finished());
+        walk.ask(Control::Go);
+        let tally = walking.join().unwrap().expect("went on to the end");
+        assert_eq!(tally.files_scanned, 40);
+        assert_eq!(walk.percent(), 100);
+        assert!(!walk.paused.load(Ordering::Relaxed));
     }
 
     #[tokio::test]
     async fn cancelled_before_start() {
-        let (tx, rx) = watch::channel(false);
-        tx.send(true).unwrap();
+        let (tx, steering, _reports) = Steering::new();
+        tx.send(Control::Cancel).unwrap();
         let payload = TaskPayload::Scan {
             paths: vec!["/".to_string()],
             blocklist: vec![],
         };
-        let outcome = execute(&payload, 0, rx).await;
+        let outcome = execute(&payload, 0, steering).await;
         assert_eq!(outcome.description, "cancelled");
     }
 }

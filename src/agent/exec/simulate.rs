@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::{CANCELLED, Details, Outcome, cancelled};
+use super::{CANCELLED, Details, Outcome, Steering};
 use crate::model::task::DeviceState;
 
 /// Relative chances of each final state.
@@ -18,20 +18,35 @@ pub(super) struct Weights {
     pub failed: u32,
 }
 
-/// Draws the end state from `seed` first, then waits `duration_ms` unless cancelled.
+/// How often a simulated run says how far it is.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Draws the end state from `seed` first, then works for `duration_ms` (time paused does
+/// not count) unless cancelled, saying how far it is every second.
 pub(super) async fn run(
     duration_ms: u32,
     weights: Weights,
     need_restart_percent: u8,
     seed: u64,
-    cancel: &mut watch::Receiver<bool>,
+    steering: &mut Steering,
 ) -> Outcome {
     let Some((state, need_restart)) = draw(weights, need_restart_percent, seed) else {
         return Outcome::failed("no outcome has a weight");
     };
-    tokio::select! {
-        () = tokio::time::sleep(Duration::from_millis(duration_ms.into())) => {}
-        () = cancelled(cancel) => return Outcome::failed(CANCELLED),
+    let total = Duration::from_millis(duration_ms.into());
+    let mut left = total;
+    while !left.is_zero() {
+        let leg = Instant::now();
+        tokio::select! {
+            () = tokio::time::sleep(left.min(PROGRESS_EVERY)) => {}
+            () = steering.interrupted() => {}
+        }
+        left = left.saturating_sub(leg.elapsed());
+        let done = (total - left).as_millis() * 100 / total.as_millis().max(1);
+        steering.progress(u8::try_from(done).unwrap_or(100));
+        if !steering.hold().await {
+            return Outcome::failed(CANCELLED);
+        }
     }
     let description = format!("simulated {}", state.as_str());
     Outcome {
@@ -66,7 +81,7 @@ mod tests {
     use std::collections::HashMap;
     use std::time::Instant;
 
-    use super::super::{TaskPayload, execute};
+    use super::super::{Control, Report, TaskPayload, execute};
     use super::*;
 
     fn simulate(duration_ms: u32, weights: [u32; 3], need_restart_percent: u8) -> TaskPayload {
@@ -81,8 +96,7 @@ mod tests {
     }
 
     async fn run_simulate(payload: &TaskPayload, seed: u64) -> Outcome {
-        let (_tx, rx) = watch::channel(false);
-        execute(payload, seed, rx).await
+        execute(payload, seed, Steering::unsteered()).await
     }
 
     #[tokio::test]
@@ -148,16 +162,51 @@ mod tests {
 
     #[tokio::test]
     async fn cancellation_interrupts_the_wait() {
-        let (tx, rx) = watch::channel(false);
+        let (tx, steering, _reports) = Steering::new();
         let started = Instant::now();
         let canceller = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            tx.send(true).unwrap();
+            tx.send(Control::Cancel).unwrap();
             tx
         });
-        let outcome = execute(&simulate(60_000, [1, 0, 0], 0), 1, rx).await;
+        let outcome = execute(&simulate(60_000, [1, 0, 0], 0), 1, steering).await;
         assert_eq!(outcome.description, "cancelled");
         assert!(started.elapsed() < Duration::from_secs(5));
         canceller.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_run_keeps_its_progress_and_finishes_its_time_after_resuming() {
+        let (control, steering, mut reports) = Steering::new();
+        let payload = simulate(10_000, [1, 0, 0], 0);
+        let run = tokio::spawn(async move { execute(&payload, 1, steering).await });
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        control.send(Control::Pause).unwrap();
+        reports.wait_for(|r| r.paused).await.unwrap();
+        let at_pause = reports.borrow().percent;
+        assert!((24..=26).contains(&at_pause), "{at_pause}%");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!run.is_finished(), "a paused run waits");
+        assert_eq!(
+            *reports.borrow(),
+            Report {
+                percent: at_pause,
+                paused: true
+            }
+        );
+        let resumed = tokio::time::Instant::now();
+        control.send(Control::Go).unwrap();
+        let outcome = run.await.unwrap();
+        let rest = resumed.elapsed();
+        assert!(
+            rest >= Duration::from_millis(7_400) && rest <= Duration::from_millis(7_600),
+            "{rest:?}"
+        );
+        assert_eq!(
+            (outcome.state, outcome.progress),
+            (DeviceState::Succeeded, 100)
+        );
+        assert!(!reports.borrow().paused);
+        assert_eq!(reports.borrow().percent, 99, "below 100 until the outcome");
     }
 }

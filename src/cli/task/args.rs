@@ -80,6 +80,17 @@ pub enum TaskCommand {
         /// The task's name or id.
         task: String,
     },
+    /// Pause the task's running run: devices that have not started it hold, scan and
+    /// simulate runs pause where they are, other task types finish.
+    Pause {
+        /// The task's name or id.
+        task: String,
+    },
+    /// Resume the task's paused run.
+    Resume {
+        /// The task's name or id.
+        task: String,
+    },
     /// The per-device records of a run (the last run unless --run is given).
     Results {
         /// The task's name or id.

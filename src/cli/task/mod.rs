@@ -73,13 +73,15 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
         TaskCommand::Delete { task } => {
             print_done(task_call(session, TaskRequest::Delete { task }).await?)
         }
-        TaskCommand::Stop { task } => match task_call(session, TaskRequest::Stop { task }).await? {
-            AdminResponse::TaskStats(run) => {
-                crate::cli::table::show(&stats_text(&run));
-                Ok(())
-            }
-            response => print_done(response),
-        },
+        TaskCommand::Stop { task } => {
+            print_stats(task_call(session, TaskRequest::Stop { task }).await?)
+        }
+        TaskCommand::Pause { task } => {
+            print_stats(task_call(session, TaskRequest::Pause { task }).await?)
+        }
+        TaskCommand::Resume { task } => {
+            print_stats(task_call(session, TaskRequest::Resume { task }).await?)
+        }
         TaskCommand::Start {
             task,
             devices,
@@ -310,7 +312,7 @@ async fn wait_for(client: &AdminClient, mut run: RunView) -> anyhow::Result<(Run
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     loop {
-        let over = run.state != RunState::Running;
+        let over = matches!(run.state, RunState::Completed | RunState::Stopped);
         let bar = progress_bar(run.counters.finished(), run.counters.total());
         if terminal {
             eprint!("\r{bar}");
@@ -345,4 +347,15 @@ async fn wait_for(client: &AdminClient, mut run: RunView) -> anyhow::Result<(Run
         eprintln!();
     }
     Ok((run, interrupted))
+}
+
+/// A run's statistics, as `task stop`, `pause` and `resume` answer.
+fn print_stats(response: AdminResponse) -> anyhow::Result<()> {
+    match response {
+        AdminResponse::TaskStats(run) => {
+            crate::cli::table::show(&stats_text(&run));
+            Ok(())
+        }
+        response => print_done(response),
+    }
 }

@@ -350,6 +350,12 @@ pub(in crate::cli) fn stats_text(run: &RunView) -> String {
             format!("{} (scheduled)", local_date_time(key)),
         ));
     }
+    if let Some(after) = run.after_run {
+        rows.push(("after", format!("run {after} of the task it follows")));
+    }
+    if let Some(at) = run.paused {
+        rows.push(("paused", format_time(at)));
+    }
     if let Some(at) = run.stopped {
         rows.push(("stopped", format_time(at)));
     }

@@ -73,10 +73,13 @@ fn run_view(by_state: [u64; 7], state: RunState) -> RunView {
         counters: RunCounters {
             by_state,
             need_restart: 2,
+            progress: 0,
         },
         servers: Vec::new(),
         inherited_from: None,
         occurrence: None,
+        paused: None,
+        after_run: None,
     }
 }
 

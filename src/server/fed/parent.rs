@@ -284,6 +284,14 @@ fn describe(change: &TaskChange) -> String {
             task_id, run_id, ..
         } => format!("start of run {run_id} of task #{task_id}"),
         Change::RunStop { task_id, run_id } => format!("stop of run {run_id} of task #{task_id}"),
+        Change::RunPause {
+            task_id,
+            run_id,
+            paused,
+        } => format!(
+            "{} of run {run_id} of task #{task_id}",
+            if *paused { "pause" } else { "resumption" }
+        ),
         Change::Revoke(revocation) => format!("revocation of {}", revocation.fingerprint),
         Change::Noop => "nothing".into(),
     }
@@ -304,6 +312,9 @@ async fn after_applied(node: &Arc<Node>, applied: crate::store::replication::App
     }
     if !applied.tasks_changed.is_empty() {
         node.tasks_changed(&applied.tasks_changed, true).await;
+    }
+    for change in applied.paused {
+        node.apply_pause(change).await;
     }
     for (device_id, run) in applied.cancel {
         node.tell_device(&device_id, ServerToAgent::Cancel { run })

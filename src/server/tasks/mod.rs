@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 mod delivery;
+mod pause;
 mod scheduler;
 mod schedules;
 mod server_tasks;
@@ -51,6 +52,8 @@ pub(super) async fn handle(
         TaskRequest::Delete { task } => delete(node, session, &task).await,
         TaskRequest::Start { task, devices } => start(node, session, &task, devices).await,
         TaskRequest::Stop { task } => stop(node, session, &task).await,
+        TaskRequest::Pause { task } => pause::pause(node, session, &task, true).await,
+        TaskRequest::Resume { task } => pause::pause(node, session, &task, false).await,
         TaskRequest::Results {
             task,
             run,
@@ -134,6 +137,8 @@ async fn find_own(node: &Node, session: &Session, key: &str, action: &str) -> Re
                     "edited" => "edit",
                     "started" => "start",
                     "stopped" => "stop",
+                    "paused" => "pause",
+                    "resumed" => "resume",
                     _ => "delete",
                 }
             ),
@@ -440,7 +445,7 @@ async fn start_run(
     {
         // Running anywhere in the tree, as far as this server knows.
         let view = run_view(node, &run).await;
-        if view.state == RunState::Running {
+        if matches!(view.state, RunState::Running | RunState::Paused) {
             return Err(invalid(format!(
                 "task {:?} is still running (run {id}, {} of {} devices finished); stop it first",
                 task.name,

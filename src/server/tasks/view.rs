@@ -4,7 +4,7 @@ use crate::model::UnixMillis;
 use crate::model::group::GroupTree;
 use crate::model::link::StatsRow;
 use crate::model::scope::Scope;
-use crate::model::task::{ChangedBy, RunRecord, TaskAccount, TaskRecord, TaskType};
+use crate::model::task::{ChangedBy, RunRecord, RunState, TaskAccount, TaskRecord, TaskType};
 use crate::sched;
 use crate::server::Node;
 use crate::wire::msg::{LocalTaskDef, NextStart, RunView, ServerStatsView, TaskView};
@@ -118,7 +118,10 @@ pub(super) async fn run_view(node: &Node, run: &RunRecord) -> RunView {
         counters: r.counters,
         reported,
     }));
-    let state = rollup.state();
+    let state = match rollup.state() {
+        RunState::Running if run.paused.is_some() => RunState::Paused,
+        state => state,
+    };
     let counters = rollup.totals;
     let inherited_from = match node.store.task(run.task_id).await {
         Ok(Some(TaskRecord {
@@ -141,6 +144,8 @@ pub(super) async fn run_view(node: &Node, run: &RunRecord) -> RunView {
         servers,
         inherited_from,
         occurrence: run.occurrence,
+        paused: run.paused,
+        after_run: run.after_run,
     }
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::super::{META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, Store, get, put, put_u64};
 use crate::model::group::{Group, MANAGED_DEVICES};
-use crate::model::task::RunCounters;
+
 use crate::model::{Fingerprint, ServerRow, UnixMillis};
 use crate::store::schema::{GROUPS, RUN_ROWS, SECONDARIES};
 
@@ -33,7 +33,7 @@ struct StatsRowV2 {
     depth: u32,
     task_id: u64,
     run_id: u64,
-    counters: RunCounters,
+    counters: super::v6::CountersV6,
     version: u64,
 }
 
@@ -95,7 +95,7 @@ fn a_schema_2_file_opens_with_its_secondaries_placed_by_id_and_rows_in_epoch_0()
                 depth: 1,
                 task_id: 1,
                 run_id: 1,
-                counters: RunCounters::default(),
+                counters: super::v6::CountersV6::default(),
                 version: 9,
             };
             put(&mut txn.open_table(RUN_ROWS).unwrap(), "x", &row).unwrap();

@@ -8,12 +8,13 @@ use redb::{TableHandle, WriteTransaction};
 use serde::Deserialize;
 
 use super::has_table;
+use super::v6::{CountersV6, RunV6};
 use crate::model::link::{Audience, Change, LogEntry};
 use crate::model::schedule::{LocalDateTime, RandomDelay, Schedule, ScheduleOptions};
 use crate::model::scope::Scope;
 use crate::model::task::{
-    ChangedBy, Inherited, Notify, Outcome, RestartPolicy, RunCounters, RunId, RunRecord,
-    TaskAccount, TaskId, TaskPayload, TaskRecord, TaskSettings, TaskType,
+    ChangedBy, Inherited, Notify, Outcome, RestartPolicy, RunId, TaskAccount, TaskId, TaskPayload,
+    TaskRecord, TaskSettings, TaskType,
 };
 use crate::model::{Revocation, RunRef, UnixMillis};
 use crate::store::agent::{LocalRun, LocalRunState};
@@ -70,7 +71,7 @@ pub(super) struct RunV5 {
     pub started_by: String,
     pub stopped: Option<UnixMillis>,
     pub finished: Option<UnixMillis>,
-    pub counters: RunCounters,
+    pub counters: CountersV6,
     pub version: u64,
     pub parent_run: Option<RunId>,
 }
@@ -183,8 +184,8 @@ impl TaskV5 {
 }
 
 impl RunV5 {
-    fn now(self) -> RunRecord {
-        RunRecord {
+    fn now(self) -> RunV6 {
+        RunV6 {
             run_id: self.run_id,
             task_id: self.task_id,
             task_name: self.task_name,
@@ -258,7 +259,7 @@ impl ResultV5 {
 }
 
 /// Rewrites every value of `table` from its old shape `Old` to its new one.
-fn rewrite<Old: serde::de::DeserializeOwned, New: serde::Serialize>(
+pub(super) fn rewrite<Old: serde::de::DeserializeOwned, New: serde::Serialize>(
     txn: &WriteTransaction,
     table: crate::store::StrTable,
     now: impl Fn(Old) -> New,

@@ -8,8 +8,8 @@ use crate::model::link::{Audience, Change, LogEntry};
 use crate::model::schedule::{RandomDelay, Schedule};
 use crate::model::scope::Scope;
 use crate::model::task::{
-    ChangedBy, Notify, Outcome, RestartPolicy, RunCounters, RunRecord, TaskAccount, TaskPayload,
-    TaskRecord, TaskType,
+    ChangedBy, Notify, Outcome, RestartPolicy, RunRecord, TaskAccount, TaskPayload, TaskRecord,
+    TaskType,
 };
 use crate::store::agent::{LocalRun, LocalRunState};
 use crate::store::schema::{CHANGE_LOG, ORDERS, RUNS, TASKS};
@@ -61,12 +61,20 @@ fn order() -> OrderV5 {
 
 /// Writes a file of schema 5 with `fill`.
 fn old_file(path: &std::path::Path, fill: impl FnOnce(&redb::WriteTransaction)) {
+    file_of(5, path, fill)
+}
+
+pub(super) fn file_of(
+    schema: u32,
+    path: &std::path::Path,
+    fill: impl FnOnce(&redb::WriteTransaction),
+) {
     let db = Database::create(path).unwrap();
     let txn = db.begin_write().unwrap();
     put(
         &mut txn.open_table(META).unwrap(),
         SCHEMA_VERSION_KEY,
-        &5u32,
+        &schema,
     )
     .unwrap();
     fill(&txn);
@@ -89,7 +97,7 @@ fn a_schema_5_server_file_opens_with_its_tasks_runs_orders_and_log() {
             started_by: "admin".into(),
             stopped: None,
             finished: None,
-            counters: RunCounters::default(),
+            counters: super::v6::CountersV6::default(),
             version: 2,
             parent_run: Some(9),
         };

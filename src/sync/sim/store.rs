@@ -24,6 +24,7 @@ pub(super) struct RunData {
     pub task_id: TaskId,
     pub parent_run: Option<RunId>,
     pub stopped: bool,
+    pub paused: bool,
     pub records: BTreeMap<usize, DeviceRunRecord>,
     pub counters: RunCounters,
     /// Bumped with every change of `counters`, in the same step.
@@ -181,6 +182,7 @@ impl Store {
             task_id,
             parent_run,
             stopped: false,
+            paused: false,
             counters: RunCounters::of(records.values()),
             records,
             version: 1,
@@ -221,6 +223,27 @@ impl Store {
         self.noted.push(run_id);
         if let Some(task) = self.tasks.get(&task_id).cloned() {
             let change = Change::RunStop { task_id, run_id };
+            self.append(inherit::log_about(&task, change));
+        }
+    }
+
+    /// Pauses or resumes a run and logs it, as the store does (devices are not simulated
+    /// at this level: only the run's mark and its log entry).
+    fn pause(&mut self, run_id: RunId, paused: bool) {
+        let Some(run) = self.runs.get_mut(&run_id) else {
+            return;
+        };
+        if run.stopped || run.paused == paused {
+            return;
+        }
+        run.paused = paused;
+        let task_id = run.task_id;
+        if let Some(task) = self.tasks.get(&task_id).cloned() {
+            let change = Change::RunPause {
+                task_id,
+                run_id,
+                paused,
+            };
             self.append(inherit::log_about(&task, change));
         }
     }
@@ -368,6 +391,7 @@ impl Store {
                     }
                 }
                 Plan::StopRun { local_run } => self.stop(local_run, now),
+                Plan::PauseRun { local_run, paused } => self.pause(local_run, paused),
                 Plan::ForgetRun {
                     parent_run,
                     local_run,

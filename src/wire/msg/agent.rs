@@ -52,6 +52,11 @@ pub enum ServerToAgent {
     /// The ids of every task this device runs on its own schedule, sent after them at
     /// connect and on every change: the agent forgets the ones it holds that are not here.
     ScheduledTasks { task_ids: Vec<u64> },
+    /// An administrator paused `run`: hold it if it has not started, pause its executor if
+    /// it can pause.
+    Pause { run: RunRef },
+    /// An administrator resumed `run`.
+    Resume { run: RunRef },
 }
 
 /// A task a device runs by itself on its schedule, in its own time zone, whether or not it
@@ -115,6 +120,14 @@ pub enum AgentToServer {
         task_id: u64,
         base_revision: u32,
         schedule: Schedule,
+    },
+    /// How far a running run is (below 100 until its result), and whether its executor is
+    /// paused. Sent when either changes, at most about once a second for the percentage;
+    /// not kept: the result says how the run ended whatever was lost.
+    Progress {
+        run: RunRef,
+        percent: u8,
+        paused: bool,
     },
 }
 

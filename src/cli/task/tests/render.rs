@@ -123,6 +123,7 @@ fn tree_run() -> RunView {
         counters: RunCounters {
             by_state,
             need_restart: 0,
+            progress: 0,
         },
         reported,
     };

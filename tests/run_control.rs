@@ -1,0 +1,183 @@
+//! Controlling a run over real QUIC in a two-tier tree: pause holds it everywhere (devices
+//! that had not started it hold, simulated executors pause where they are, with their
+//! progress shown), resume finishes it, and every device is counted once.
+
+mod common;
+
+use std::time::Duration;
+
+use canopy::agent::{Agents, Simulation};
+use canopy::cli::client::AdminClient;
+use canopy::cli::deployment::{Deployment, config_text, parent_of, start, wait_for_tree};
+use canopy::model::ServerStatus;
+use canopy::model::task::{DeviceState, RunState};
+use canopy::wire::msg::{AdminRequest, AdminResponse, RunView, TaskRequest};
+use common::{
+    create_task, refused, results, results_at, simulate_spec, start_task, stats, tree_scope, until,
+    wait_tree_finished,
+};
+
+const TOKEN: &str = "run-control-tests-token-0123456789";
+
+/// The config of a server that enrolls devices with [`TOKEN`].
+fn server_text(
+    name: &str,
+    parent: Option<(std::net::SocketAddr, canopy::model::Fingerprint)>,
+) -> String {
+    format!(
+        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
+        config_text(name, 0, parent)
+    )
+}
+
+/// A fleet named `name` of `n` simulated devices at `server`, once all are connected.
+async fn fleet(d: &Deployment, name: &str, server: std::net::SocketAddr, n: u32) -> Agents {
+    let config = d.agent_config(name, server, Some(TOKEN)).unwrap();
+    let seed = name.len() as u64;
+    let fleet = Agents::start(config, Some(Simulation { devices: n, seed }))
+        .await
+        .unwrap();
+    until(&format!("{name}: {n} devices connected"), || async {
+        fleet.counts().connected == n as usize
+    })
+    .await;
+    fleet
+}
+
+/// Waits until the task's last run, across the tree, satisfies `done`.
+async fn wait_run(admin: &AdminClient, task: &str, what: &str, done: impl Fn(&RunView) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let run = stats(admin, task).await;
+        if done(&run) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {run:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn control(admin: &AdminClient, request: TaskRequest) -> RunView {
+    match admin.call(AdminRequest::Task(request)).await.unwrap() {
+        AdminResponse::TaskStats(run) => run,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_holds_a_run_across_the_tree_and_resume_finishes_it_counting_each_device_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    d.add_server("primary", 0, None).await.unwrap();
+    let config = d
+        .write_config("primary", &server_text("primary", None))
+        .await
+        .unwrap();
+    let primary = start(&config).await.unwrap();
+    let link = Some(parent_of(&primary));
+    d.add_server("branch-1", 0, link).await.unwrap();
+    let config = d
+        .write_config("branch-1", &server_text("branch-1", link))
+        .await
+        .unwrap();
+    d.register(primary.local_addr(), "branch-1", "Managed devices")
+        .await
+        .unwrap();
+    let branch = start(&config).await.unwrap();
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+    wait_for_tree(&admin, Duration::from_secs(30), "the branch up", |rows| {
+        rows.len() == 2 && rows.iter().all(|r| r.status == ServerStatus::Active)
+    })
+    .await
+    .unwrap();
+    let on_primary = fleet(&d, "fleet-primary", primary.local_addr(), 4).await;
+    let on_branch = fleet(&d, "fleet-branch", branch.local_addr(), 3).await;
+    // Two devices known to the primary but off when the run starts: it is pending there.
+    let late = fleet(&d, "fleet-late", primary.local_addr(), 2).await;
+    late.stop().await.unwrap();
+
+    let spec = simulate_spec("Long scan", tree_scope("Managed devices"), 6_000, [1, 0, 0]);
+    create_task(&admin, spec).await;
+    // The task's copy reaches the branch before the run does (the change log keeps order).
+    start_task(&admin, "Long scan", None).await;
+    wait_run(&admin, "Long scan", "7 devices running, 2 pending", |run| {
+        run.counters.count(DeviceState::Running) == 7
+            && run.counters.count(DeviceState::Pending) == 2
+    })
+    .await;
+
+    let paused = control(
+        &admin,
+        TaskRequest::Pause {
+            task: "Long scan".into(),
+        },
+    )
+    .await;
+    assert_eq!(paused.state, RunState::Paused);
+    assert!(paused.paused.is_some());
+    // The branch applies the pause from its parent's log and tells its devices.
+    wait_run(&admin, "Long scan", "every running device paused", |run| {
+        run.counters.count(DeviceState::Paused) == 7
+    })
+    .await;
+    let message = refused(
+        &admin,
+        TaskRequest::Pause {
+            task: "Long scan".into(),
+        },
+    )
+    .await;
+    assert!(message.contains("is paused already"), "{message}");
+
+    // The devices that were off come back: their orders are held while the run is paused.
+    let late = fleet(&d, "fleet-late", primary.local_addr(), 2).await;
+    // Longer than the simulated run itself: a paused executor's time stands still.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let held = stats(&admin, "Long scan").await;
+    assert_eq!(held.state, RunState::Paused);
+    assert_eq!(held.counters.finished(), 0, "{held:#?}");
+    assert_eq!(held.counters.count(DeviceState::Paused), 7, "{held:#?}");
+    assert_eq!(held.counters.count(DeviceState::Pending), 2, "{held:#?}");
+    let completion = held.counters.completion_percent();
+    assert!(completion > 0.0 && completion < 100.0, "{completion}");
+    let own = results(&admin, "Long scan").await;
+    for record in own.iter().filter(|r| r.state == DeviceState::Paused) {
+        assert!((1..100).contains(&record.progress), "{record:?}");
+    }
+
+    let resumed = control(
+        &admin,
+        TaskRequest::Resume {
+            task: "Long scan".into(),
+        },
+    )
+    .await;
+    assert_ne!(resumed.state, RunState::Paused);
+    let done = wait_tree_finished(&admin, "Long scan", 9).await;
+    assert_eq!(done.state, RunState::Completed);
+    assert_eq!(done.counters.count(DeviceState::Succeeded), 9, "{done:#?}");
+    assert_eq!(done.counters.total(), 9);
+    let own = results(&admin, "Long scan").await;
+    let below = results_at(&admin, "Long scan", "branch-1").await;
+    assert_eq!((own.len(), below.len()), (6, 3));
+    for record in own.iter().chain(&below) {
+        assert_eq!(record.state, DeviceState::Succeeded, "{record:?}");
+        assert_eq!(record.tries, 1, "started once: {record:?}");
+        assert_eq!(record.progress, 100, "{record:?}");
+    }
+    let message = refused(
+        &admin,
+        TaskRequest::Resume {
+            task: "Long scan".into(),
+        },
+    )
+    .await;
+    assert!(message.contains("is completed"), "{message}");
+
+    for fleet in [on_primary, on_branch, late] {
+        fleet.stop().await.unwrap();
+    }
+    admin.close().await;
+    branch.shutdown().await.unwrap();
+    primary.shutdown().await.unwrap();
+}
