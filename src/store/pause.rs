@@ -5,12 +5,12 @@
 use redb::WriteTransaction;
 
 use super::change_log::log_run_paused;
-use super::schema::{ORDERS, RUN_DEVICES, RUNS, order_key, run_key};
+use super::schema::{ORDERS, RUNS, order_key, run_key};
 use super::signals;
-use super::tasks::task_in;
-use super::{Store, StoreError, entries_with_prefix, get, put};
+use super::tasks::{records_in, task_in};
+use super::{Store, StoreError, get, put};
 use crate::model::UnixMillis;
-use crate::model::task::{DeviceRunRecord, DeviceState, RunId, RunRecord};
+use crate::model::task::{DeviceState, RunId, RunRecord};
 use crate::wire::msg::RunOrder;
 
 /// What pausing or resuming a run did.
@@ -57,11 +57,7 @@ pub(crate) fn pause_in(
     put(&mut runs, &run_key(run_id), &run)?;
     signals::note_run(&run);
     drop(runs);
-    let records: Vec<DeviceRunRecord> =
-        entries_with_prefix(&txn.open_table(RUN_DEVICES)?, &format!("{run_id:020}/"))?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
+    let records = records_in(txn, run_id)?;
     let orders = txn.open_table(ORDERS)?;
     let mut tell = Vec::new();
     let mut release = Vec::new();

@@ -517,6 +517,18 @@ pub(crate) fn start_in(
     }))
 }
 
+/// Every device's record of a run.
+pub(crate) fn records_in(
+    txn: &WriteTransaction,
+    run_id: RunId,
+) -> Result<Vec<DeviceRunRecord>, StoreError> {
+    let prefix = format!("{run_id:020}/");
+    Ok(entries_with_prefix(&txn.open_table(RUN_DEVICES)?, &prefix)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect())
+}
+
 /// Stops a run; see [`Store::stop_run`].
 pub(crate) fn stop_in(
     txn: &WriteTransaction,
@@ -534,11 +546,7 @@ pub(crate) fn stop_in(
     put(&mut runs, &run_key(run_id), &run)?;
     signals::note_run(&run);
     drop(runs);
-    let records: Vec<DeviceRunRecord> =
-        entries_with_prefix(&txn.open_table(RUN_DEVICES)?, &format!("{run_id:020}/"))?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
+    let records = records_in(txn, run_id)?;
     let mut to_cancel = Vec::new();
     for record in records {
         match record.state {

@@ -82,3 +82,48 @@ fn the_administrators_change_to_a_local_task_wins() {
     task.scope = Scope::Server;
     assert!(task.check().unwrap_err().contains("runs on devices"));
 }
+
+#[test]
+fn progress_and_pause_move_a_running_device_and_the_completion_follows() {
+    let mut record = DeviceRunRecord::pending("d".into(), "dev".into());
+    let mut counters =
+        RunCounters::of([&record, &DeviceRunRecord::pending("e".into(), "e".into())]);
+    let mut apply = |record: &mut DeviceRunRecord, progress: DeviceProgress| {
+        let old = record.clone();
+        let moved = record.advance(&progress);
+        if moved {
+            counters.replace(&old, record);
+        }
+        (moved, counters)
+    };
+    let progress = |percent, paused| DeviceProgress::Progress { percent, paused };
+    // Progress before the start says nothing: the result will.
+    assert!(!apply(&mut record, progress(10, false)).0);
+    apply(&mut record, DeviceProgress::Started { at: 1 });
+    let (moved, c) = apply(&mut record, progress(40, false));
+    assert!(moved);
+    assert_eq!((c.progress, c.completion_percent()), (40, 20.0));
+    let (moved, c) = apply(&mut record, progress(50, true));
+    assert!(moved);
+    assert_eq!(record.state, DeviceState::Paused);
+    assert_eq!(
+        (c.count(DeviceState::Paused), c.count(DeviceState::Running)),
+        (1, 0)
+    );
+    assert!(
+        !apply(&mut record, progress(50, true)).0,
+        "the same report twice"
+    );
+    // A start seen again (a resent order) neither moves nor counts a try.
+    assert!(!apply(&mut record, DeviceProgress::Started { at: 2 }).0);
+    let (_, c) = apply(&mut record, progress(100, false));
+    assert_eq!((record.state, record.progress), (DeviceState::Running, 99));
+    assert_eq!(c.progress, 99);
+    let (_, c) = apply(&mut record, outcome(DeviceState::Succeeded));
+    assert_eq!((c.progress, c.completion_percent()), (0, 50.0));
+    assert_eq!(record.tries, 1);
+    assert!(
+        !apply(&mut record, progress(20, true)).0,
+        "nothing after the end"
+    );
+}

@@ -56,7 +56,10 @@ fn a_schema_6_server_file_keeps_its_runs_and_rows() {
     let run = run.unwrap();
     assert_eq!(run.counters.count(DeviceState::Succeeded), 5);
     assert_eq!((run.counters.need_restart, run.counters.progress), (3, 0));
-    assert_eq!((run.paused, run.after_run, run.parent_run), (None, None, Some(9)));
+    assert_eq!(
+        (run.paused, run.after_run, run.parent_run),
+        (None, None, Some(9))
+    );
     let row = row.unwrap();
     assert_eq!(row.counters.count(DeviceState::Running), 2);
     assert_eq!((row.version, row.epoch, row.counters.progress), (8, 11, 0));
