@@ -46,7 +46,7 @@ async fn fleet(d: &Deployment, name: &str, server: std::net::SocketAddr, n: u32)
 
 /// Waits until the task's last run, across the tree, satisfies `done`.
 async fn wait_run(admin: &AdminClient, task: &str, what: &str, done: impl Fn(&RunView) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
         let run = stats(admin, task).await;
         if done(&run) {
@@ -179,5 +179,59 @@ async fn pause_holds_a_run_across_the_tree_and_resume_finishes_it_counting_each_
     }
     admin.close().await;
     branch.shutdown().await.unwrap();
+    primary.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_paused_run_cancels_the_paused_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let primary = common::enrolling_primary(&d, TOKEN).await;
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+    let devices = fleet(&d, "fleet", primary.local_addr(), 3).await;
+    let spec = simulate_spec(
+        "Held scan",
+        tree_scope("Managed devices"),
+        60_000,
+        [1, 0, 0],
+    );
+    create_task(&admin, spec).await;
+    start_task(&admin, "Held scan", None).await;
+    wait_run(&admin, "Held scan", "3 devices running", |run| {
+        run.counters.count(DeviceState::Running) == 3
+    })
+    .await;
+    control(
+        &admin,
+        TaskRequest::Pause {
+            task: "Held scan".into(),
+        },
+    )
+    .await;
+    wait_run(&admin, "Held scan", "3 devices paused", |run| {
+        run.counters.count(DeviceState::Paused) == 3
+    })
+    .await;
+    let stopped = control(
+        &admin,
+        TaskRequest::Stop {
+            task: "Held scan".into(),
+        },
+    )
+    .await;
+    assert_eq!(stopped.state, RunState::Stopped);
+    // Well before the simulated minute: the paused executors were cancelled.
+    wait_run(&admin, "Held scan", "3 devices cancelled", |run| {
+        run.counters.count(DeviceState::Failed) == 3
+    })
+    .await;
+    for record in results(&admin, "Held scan").await {
+        assert_eq!(
+            record.description, "cancelled by an administrator",
+            "{record:?}"
+        );
+    }
+    devices.stop().await.unwrap();
+    admin.close().await;
     primary.shutdown().await.unwrap();
 }

@@ -411,7 +411,11 @@ pub(crate) fn delete_in(txn: &WriteTransaction, id: TaskId) -> Result<Option<Del
     let mut to_cancel = Vec::new();
     for run in runs_of_task(txn, id)? {
         for record in delete_run(txn, run.run_id)? {
-            if matches!(record.state, DeviceState::Scheduled | DeviceState::Running) {
+            let going = matches!(
+                record.state,
+                DeviceState::Scheduled | DeviceState::Running | DeviceState::Paused
+            );
+            if going {
                 to_cancel.push((record.device_id, run.device_ref()));
             }
         }
@@ -560,7 +564,9 @@ pub(crate) fn stop_in(
                     to_cancel.push(record.device_id);
                 }
             }
-            DeviceState::Scheduled | DeviceState::Running => to_cancel.push(record.device_id),
+            DeviceState::Scheduled | DeviceState::Running | DeviceState::Paused => {
+                to_cancel.push(record.device_id)
+            }
             _ => {}
         }
     }
