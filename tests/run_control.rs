@@ -141,9 +141,19 @@ async fn pause_holds_a_run_across_the_tree_and_resume_finishes_it_counting_each_
     let completion = held.counters.completion_percent();
     assert!(completion > 0.0 && completion < 100.0, "{completion}");
     let own = results(&admin, "Long scan").await;
-    for record in own.iter().filter(|r| r.state == DeviceState::Paused) {
+    let below = results_at(&admin, "Long scan", "branch-1").await;
+    let paused: Vec<_> = own
+        .iter()
+        .chain(&below)
+        .filter(|r| r.state == DeviceState::Paused)
+        .collect();
+    assert_eq!(paused.len(), 7);
+    for record in &paused {
         assert!((1..100).contains(&record.progress), "{record:?}");
     }
+    // The tree's completion counts the progress of every paused device, the branch's too.
+    let progress: u64 = paused.iter().map(|r| u64::from(r.progress)).sum();
+    assert_eq!(held.counters.progress, progress, "{held:#?}");
 
     let resumed = control(
         &admin,

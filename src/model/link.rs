@@ -157,11 +157,12 @@ impl StatsRow {
     /// The order in which rows replace each other: the version, then (only for two
     /// different rows claiming the same version, which a correct server never sends) the
     /// contents, so that merging stays commutative whatever arrives.
-    pub fn rank(&self) -> (u64, [u64; 7], u64, u64) {
+    pub fn rank(&self) -> (u64, [u64; 7], u64, u64, u64) {
         (
             self.version,
             self.counters.by_state,
             self.counters.need_restart,
+            self.counters.progress,
             self.task_id,
         )
     }

@@ -26,6 +26,7 @@ pub fn add_counters(into: &mut RunCounters, other: &RunCounters) {
         *a = a.saturating_add(*b);
     }
     into.need_restart = into.need_restart.saturating_add(other.need_restart);
+    into.progress = into.progress.saturating_add(other.progress);
 }
 
 /// Whether a parent takes a child's report about one of its runs: only if the run's task
