@@ -33,8 +33,14 @@ pub const CANCELLED_BEFORE_START: &str = "cancelled by an administrator before i
 pub const FAILED_BY_TIMEOUT: &str = "failed by timeout";
 /// How often the application of a running run is checked.
 pub const APPLICATION_CHECK_EVERY: Duration = Duration::from_secs(1);
-/// A run's percentage complete goes to the server at most this often (a pause at once).
-pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// A run's percentage goes to the server when it moved this many points since it last went
+/// (a pause at once): each report is a write on the server, for every device of the run.
+pub const PROGRESS_STEP: u8 = 10;
+/// ... or when it moved at all and this long has passed since.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+/// No percentage goes sooner than this after the last report (or the start), so a short run
+/// sends none.
+pub const PROGRESS_NOT_BEFORE: Duration = Duration::from_secs(1);
 
 /// What the runs of one device share: its run log, the way to its server, its applications.
 #[derive(Clone)]
@@ -84,8 +90,15 @@ impl Runner {
     /// An administrator cancels a run: a running one is stopped, and one received but not
     /// started never starts.
     pub async fn cancel(&self, run: RunRef) {
-        if let Some(control) = self.controls().get(&run) {
-            control.send_replace(Control::Cancel);
+        {
+            let mut controls = self.controls();
+            if let Some(control) = controls.get(&run) {
+                control.send_replace(Control::Cancel);
+                if control.receiver_count() == 0 {
+                    // A pause kept for an order that never came: nothing is left to tell.
+                    controls.remove(&run);
+                }
+            }
         }
         if self.cancel_unstarted(run).await {
             tracing::debug!(%run, "run cancelled before it started");
@@ -122,8 +135,9 @@ impl Runner {
     /// Runs an order already kept in the run log (as received), at most once. It does not
     /// start if `cancel` is already true, if the run is no longer `Received` in the log, or if
     /// its application is not installed or not running (then it ends Failed, "not started:
-    /// ..."). While it runs, `cancel` turning true (an administrator) or its application
-    /// stopping cancels the executor, and the result says which.
+    /// ..."); a paused one waits until it is resumed. While it runs, [`Control::Cancel`] (an
+    /// administrator), its time limit or its application stopping cancels the executor, and
+    /// the result says which.
     pub async fn run(&self, order: RunOrder, seed: u64, mut control: watch::Receiver<Control>) {
         let run = order.run;
         // A paused run that has not started holds here until it is resumed or cancelled.
@@ -204,8 +218,9 @@ impl Runner {
         tokio::pin!(executing);
         let app_stopped = self.until_stopped(&order.application);
         tokio::pin!(app_stopped);
-        let time_limit = order.time_limit_secs.map(|s| Duration::from_secs(s.into()));
-        let mut deadline = time_limit.map(|limit| tokio::time::Instant::now() + limit);
+        let mut deadline = order
+            .time_limit_secs
+            .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs.into()));
         let mut paused_since: Option<tokio::time::Instant> = None;
         let mut sent = (tokio::time::Instant::now(), Report::default());
         let mut steered = true;
@@ -265,8 +280,9 @@ impl Runner {
         }
     }
 
-    /// Sends an executor's report: a pause or resumption at once, a new percentage at most
-    /// every [`PROGRESS_EVERY`]. `sent`: when the last one went, and what it said.
+    /// Sends an executor's report: a pause or resumption at once, a new percentage once it
+    /// moved [`PROGRESS_STEP`] points or [`PROGRESS_EVERY`] passed. `sent`: when the last one
+    /// went, and what it said.
     fn report_progress(
         &self,
         run: RunRef,
@@ -274,7 +290,10 @@ impl Runner {
         sent: &mut (tokio::time::Instant, Report),
     ) {
         let paused_changed = report.paused != sent.1.paused;
-        let percent_due = report.percent != sent.1.percent && sent.0.elapsed() >= PROGRESS_EVERY;
+        let moved = report.percent.abs_diff(sent.1.percent);
+        let since = sent.0.elapsed();
+        let percent_due = since >= PROGRESS_NOT_BEFORE
+            && (moved >= PROGRESS_STEP || (moved > 0 && since >= PROGRESS_EVERY));
         if paused_changed || percent_due {
             let _ = self.outbox.send(AgentToServer::Progress {
                 run,

@@ -42,6 +42,10 @@ pub(super) async fn run(
             () = steering.interrupted() => {}
         }
         left = left.saturating_sub(leg.elapsed());
+        if left.is_zero() {
+            // The outcome says 100.
+            break;
+        }
         let done = (total - left).as_millis() * 100 / total.as_millis().max(1);
         steering.progress(u8::try_from(done).unwrap_or(100));
         if !steering.hold().await {
@@ -207,6 +211,10 @@ mod tests {
             (DeviceState::Succeeded, 100)
         );
         assert!(!reports.borrow().paused);
-        assert_eq!(reports.borrow().percent, 99, "below 100 until the outcome");
+        assert_eq!(
+            reports.borrow().percent,
+            95,
+            "the last second before the end"
+        );
     }
 }
