@@ -6,14 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use canopy::agent::{Agents, Simulation};
+use canopy::agent::Agents;
 use canopy::cli::client::AdminClient;
 use canopy::cli::deployment::{Deployment, config_text, parent_of, start, wait_for_tree};
 use canopy::model::ServerStatus;
 use canopy::model::task::{DeviceState, RunState};
 use canopy::wire::msg::{AdminRequest, AdminResponse, RunView, TaskRequest};
 use common::{
-    create_task, refused, results, results_at, simulate_spec, start_task, stats, tree_scope, until,
+    create_task, refused, results, results_at, simulate_spec, start_task, stats, tree_scope,
     wait_tree_finished,
 };
 
@@ -32,16 +32,7 @@ fn server_text(
 
 /// A fleet named `name` of `n` simulated devices at `server`, once all are connected.
 async fn fleet(d: &Deployment, name: &str, server: std::net::SocketAddr, n: u32) -> Agents {
-    let config = d.agent_config(name, server, Some(TOKEN)).unwrap();
-    let seed = name.len() as u64;
-    let fleet = Agents::start(config, Some(Simulation { devices: n, seed }))
-        .await
-        .unwrap();
-    until(&format!("{name}: {n} devices connected"), || async {
-        fleet.counts().connected == n as usize
-    })
-    .await;
-    fleet
+    common::named_fleet(d, name, &server.to_string(), TOKEN, n, "").await
 }
 
 /// Waits until the task's last run, across the tree, satisfies `done`.

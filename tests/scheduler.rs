@@ -14,7 +14,7 @@ use std::future::Future;
 
 use std::time::Duration;
 
-use canopy::agent::{Agents, Simulation};
+use canopy::agent::Agents;
 use canopy::cli::client::{AdminClient, ClientError};
 use canopy::cli::deployment::{
     Deployment, config_text, free_port, parent_of, start, wait_for_tree,
@@ -111,32 +111,7 @@ fn server_text(
 }
 
 async fn fleet_at(d: &Deployment, name: &str, address: &str, token: &str, n: u32) -> Agents {
-    fleet_with(d, name, address, token, n, "").await
-}
-
-/// A fleet of `n` devices whose agent config ends with `extra`, once all are connected.
-async fn fleet_with(
-    d: &Deployment,
-    name: &str,
-    address: &str,
-    token: &str,
-    n: u32,
-    extra: &str,
-) -> Agents {
-    drop(d.agent_config_at(name, address, Some(token)).unwrap());
-    let path = d.dir.join(format!("{name}.agent.toml"));
-    let text = std::fs::read_to_string(&path).unwrap() + extra;
-    std::fs::write(&path, text).unwrap();
-    let config = canopy::agent::config::AgentConfig::load(&path).unwrap();
-    let seed = name.len() as u64;
-    let fleet = Agents::start(config, Some(Simulation { devices: n, seed }))
-        .await
-        .unwrap();
-    until(&format!("{name}: {n} devices connected"), || async {
-        fleet.counts().connected == n as usize
-    })
-    .await;
-    fleet
+    common::named_fleet(d, name, address, token, n, "").await
 }
 
 /// The task's last run, if it has one.
@@ -471,7 +446,7 @@ async fn devices_run_their_schedule_while_the_server_is_down_and_report_when_it_
 /// A fleet whose agent counts a start more than 2 s late as missed.
 async fn quick_to_miss(d: &Deployment, name: &str, address: &str, n: u32) -> Agents {
     let extra = "\n[schedule]\nmissed_after_s = 2\n";
-    fleet_with(d, name, address, TOKEN, n, extra).await
+    common::named_fleet(d, name, address, TOKEN, n, extra).await
 }
 
 async fn a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_missed() {

@@ -25,7 +25,9 @@ pub struct PauseChange {
 
 impl Store {
     /// Pauses (`paused`) or resumes a run and logs it for the servers below; `None` when
-    /// that changes nothing (the run is gone, over, stopped, or already so).
+    /// that changes nothing (the run is gone, stopped, or already so). A run whose devices
+    /// here are all done may still go on below, so that does not refuse it: whether the run
+    /// is over in the tree is for the caller to say.
     pub async fn pause_run(
         &self,
         run_id: RunId,
@@ -48,8 +50,7 @@ pub(crate) fn pause_in(
     let Some(mut run) = get::<RunRecord>(&runs, &run_key(run_id))? else {
         return Ok(None);
     };
-    let over = run.stopped.is_some() || run.finished.is_some();
-    if over || run.paused.is_some() == paused {
+    if run.stopped.is_some() || run.paused.is_some() == paused {
         return Ok(None);
     }
     run.paused = paused.then_some(now);
@@ -82,4 +83,88 @@ pub(crate) fn is_paused(
     run_id: RunId,
 ) -> Result<bool, StoreError> {
     Ok(get::<RunRecord>(runs, &run_key(run_id))?.is_some_and(|r| r.paused.is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.redb");
+        let store = tokio::task::spawn_blocking(move || Store::open_server(&path))
+            .await
+            .unwrap()
+            .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_over_here_but_going_below_pauses_and_resumes() {
+        // A primary with no device of its own: its part is over at the start, the
+        // servers below carry the run, and the pause must reach them.
+        let (_dir, store) = store().await;
+        store
+            .create_task(super::super::tasks::tests::task(30))
+            .await
+            .unwrap();
+        let started = store
+            .start_run(1, Vec::new(), None, "admin".into(), 1_000)
+            .await;
+        let run = started.unwrap().unwrap().run;
+        assert!(run.finished.is_some());
+        let paused = store.pause_run(run.run_id, true, 2_000).await.unwrap();
+        let paused = paused.expect("paused");
+        assert_eq!(paused.run.paused, Some(2_000));
+        assert!(paused.tell.is_empty());
+        assert!(
+            store
+                .pause_run(run.run_id, true, 3_000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let resumed = store.pause_run(run.run_id, false, 4_000).await.unwrap();
+        assert_eq!(resumed.expect("resumed").run.paused, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pending_devices_order_is_held_while_paused_and_released_on_resume() {
+        let (_dir, store) = store().await;
+        store
+            .create_task(super::super::tasks::tests::task(30))
+            .await
+            .unwrap();
+        let target = vec![("d1".to_string(), "desk".to_string())];
+        let started = store
+            .start_run(1, target, None, "admin".into(), 1_000)
+            .await;
+        let run_id = started.unwrap().unwrap().run.run_id;
+        let paused = store.pause_run(run_id, true, 2_000).await.unwrap().unwrap();
+        assert_eq!(
+            (paused.tell, paused.release.len()),
+            (vec!["d1".to_string()], 0)
+        );
+        assert!(
+            store.orders_for("d1").await.unwrap().is_empty(),
+            "held back"
+        );
+        let resumed = store
+            .pause_run(run_id, false, 3_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resumed.release.len(), 1);
+        assert_eq!(resumed.release[0].0, "d1");
+        assert_eq!(store.orders_for("d1").await.unwrap().len(), 1);
+        store.stop_run(run_id, 4_000).await.unwrap();
+        assert!(
+            store
+                .pause_run(run_id, true, 5_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "stopped"
+        );
+    }
 }

@@ -659,13 +659,13 @@ fn forget_run(txn: &WriteTransaction, run: &RunRecord) -> Result<(), StoreError>
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::task::{
         AGENT_APPLICATION, ChangedBy, Details, Outcome, TaskPayload, TaskSettings,
     };
 
-    fn task(days: u32) -> TaskRecord {
+    pub(in crate::store) fn task(days: u32) -> TaskRecord {
         TaskRecord {
             id: 0,
             name: "inventory".into(),

@@ -274,3 +274,30 @@ pub async fn enrolling_primary(
     canopy::net::pki::issue_server(&d.certs, "primary", &["127.0.0.1".into()], 30).unwrap();
     start(&config).await.unwrap()
 }
+
+/// A fleet named `name` of `n` simulated devices at `address` (as an agent config gives
+/// it), whose agent config ends with `extra`, once all are connected.
+pub async fn named_fleet(
+    d: &canopy::cli::deployment::Deployment,
+    name: &str,
+    address: &str,
+    token: &str,
+    n: u32,
+    extra: &str,
+) -> canopy::agent::Agents {
+    drop(d.agent_config_at(name, address, Some(token)).unwrap());
+    let path = d.dir.join(format!("{name}.agent.toml"));
+    let text = std::fs::read_to_string(&path).unwrap() + extra;
+    std::fs::write(&path, text).unwrap();
+    let config = canopy::agent::config::AgentConfig::load(&path).unwrap();
+    let seed = name.len() as u64;
+    let fleet =
+        canopy::agent::Agents::start(config, Some(canopy::agent::Simulation { devices: n, seed }))
+            .await
+            .unwrap();
+    until(&format!("{name}: {n} devices connected"), || async {
+        fleet.counts().connected == n as usize
+    })
+    .await;
+    fleet
+}

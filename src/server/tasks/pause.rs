@@ -49,11 +49,10 @@ pub(super) async fn pause(
         .await
         .map_err(internal)?;
     let Some(change) = changed else {
-        // Every device of this server finished meanwhile, or a stop came first.
+        // A stop (or the same request) came first.
         return Err(invalid(format!(
-            "task {:?} run {run_id} ended meanwhile: nothing to {}",
-            task.name,
-            if paused { "pause" } else { "resume" }
+            "task {:?} run {run_id} was stopped or {action} meanwhile: nothing to do",
+            task.name
         )));
     };
     let msg = format!(
