@@ -1,6 +1,7 @@
 //! Controlling a run over real QUIC in a two-tier tree: pause holds it everywhere (devices
 //! that had not started it hold, simulated executors pause where they are, with their
-//! progress shown), resume finishes it, and every device is counted once.
+//! progress shown), resume finishes it, and every device is counted once. A task chained
+//! after another starts on each device as that device finishes the first, across the tree.
 
 mod common;
 
@@ -10,8 +11,10 @@ use canopy::agent::Agents;
 use canopy::cli::client::AdminClient;
 use canopy::cli::deployment::{Deployment, config_text, parent_of, start, wait_for_tree};
 use canopy::model::ServerStatus;
+use canopy::model::schedule::Schedule;
 use canopy::model::task::{DeviceState, RunState};
-use canopy::wire::msg::{AdminRequest, AdminResponse, RunView, TaskRequest};
+use canopy::server::RunningServer;
+use canopy::wire::msg::{AdminRequest, AdminResponse, RunView, TaskChanges, TaskRequest};
 use common::{
     create_task, refused, results, results_at, simulate_spec, start_task, stats, tree_scope,
     wait_tree_finished,
@@ -55,10 +58,9 @@ async fn control(admin: &AdminClient, request: TaskRequest) -> RunView {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_holds_a_run_across_the_tree_and_resume_finishes_it_counting_each_device_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = Deployment::create(dir.path()).unwrap();
+/// A primary and its secondary "branch-1", both enrolling devices with [`TOKEN`], once the
+/// branch is up; with an administrator logged in at the primary.
+async fn two_tiers(d: &Deployment) -> (RunningServer, RunningServer, AdminClient) {
     d.add_server("primary", 0, None).await.unwrap();
     let config = d
         .write_config("primary", &server_text("primary", None))
@@ -81,6 +83,14 @@ async fn pause_holds_a_run_across_the_tree_and_resume_finishes_it_counting_each_
     })
     .await
     .unwrap();
+    (primary, branch, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_holds_a_run_across_the_tree_and_resume_finishes_it_counting_each_device_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let (primary, branch, admin) = two_tiers(&d).await;
     let on_primary = fleet(&d, "fleet-primary", primary.local_addr(), 4).await;
     let on_branch = fleet(&d, "fleet-branch", branch.local_addr(), 3).await;
     // Two devices known to the primary but off when the run starts: it is pending there.
@@ -234,5 +244,70 @@ async fn stopping_a_paused_run_cancels_the_paused_devices() {
     }
     devices.stop().await.unwrap();
     admin.close().await;
+    primary.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chained_task_starts_on_each_device_after_the_first_completes_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let (primary, branch, admin) = two_tiers(&d).await;
+    let on_primary = fleet(&d, "fleet-primary", primary.local_addr(), 3).await;
+    let on_branch = fleet(&d, "fleet-branch", branch.local_addr(), 2).await;
+    let scope = || tree_scope("Managed devices");
+    let first = create_task(&admin, simulate_spec("Download", scope(), 1_500, [1, 0, 0])).await;
+    let mut spec = simulate_spec("Install", scope(), 300, [1, 0, 0]);
+    spec.schedule = Schedule::AfterTask { task_id: first.id };
+    let second = create_task(&admin, spec).await;
+    // A chain may not loop: the first task cannot follow the second.
+    let message = refused(
+        &admin,
+        TaskRequest::Edit {
+            task: "Download".into(),
+            changes: Box::new(TaskChanges {
+                schedule: Some(Schedule::AfterTask { task_id: second.id }),
+                ..TaskChanges::default()
+            }),
+        },
+    )
+    .await;
+    assert!(message.contains("cannot loop"), "{message}");
+
+    let (run, _) = start_task(&admin, "Download", None).await;
+    // The chained run exists at once, every device pending until it finishes the first.
+    let chained = stats(&admin, "Install").await;
+    assert_eq!(chained.after_run, Some(run.run_id), "{chained:#?}");
+    let done = wait_tree_finished(&admin, "Install", 5).await;
+    assert_eq!(done.state, RunState::Completed);
+    assert_eq!(done.counters.count(DeviceState::Succeeded), 5, "{done:#?}");
+    assert_eq!(done.run_id, chained.run_id, "one chained run");
+    // On every device, the second task started after the first had finished there.
+    let mut ends = std::collections::HashMap::new();
+    for server in [None, Some("branch-1")] {
+        let (first, second) = match server {
+            None => (
+                results(&admin, "Download").await,
+                results(&admin, "Install").await,
+            ),
+            Some(s) => (
+                results_at(&admin, "Download", s).await,
+                results_at(&admin, "Install", s).await,
+            ),
+        };
+        for record in first {
+            ends.insert(record.device_id.clone(), record.finished.unwrap());
+        }
+        for record in second {
+            let started = record.started.unwrap();
+            assert!(started >= ends[&record.device_id], "{record:?}");
+            assert_eq!(record.tries, 1, "{record:?}");
+        }
+    }
+    assert_eq!(ends.len(), 5);
+    for fleet in [on_primary, on_branch] {
+        fleet.stop().await.unwrap();
+    }
+    admin.close().await;
+    branch.shutdown().await.unwrap();
     primary.shutdown().await.unwrap();
 }

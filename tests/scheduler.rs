@@ -55,6 +55,10 @@ fn main() -> std::process::ExitCode {
             "a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_missed",
             a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_missed,
         ),
+        on_runtime(
+            "a_task_at_application_start_runs_at_the_first_agent_start_of_the_day",
+            a_task_at_application_start_runs_at_the_first_agent_start_of_the_day,
+        ),
         libtest_mimic::Trial::test("bench_herd_runs_at_a_tiny_size", || {
             bench_herd_runs_at_a_tiny_size();
             Ok(())
@@ -503,6 +507,76 @@ async fn a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_miss
         }
     }
     fleet.stop().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+async fn a_task_at_application_start_runs_at_the_first_agent_start_of_the_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    d.add_server("primary", 0, None).await.unwrap();
+    // The server's day is the devices' day, so its run of the day is theirs.
+    let zone = format!("time_zone = \"{DEVICE_ZONE}\"");
+    let config = d
+        .write_config("primary", &server_text("primary", None, &zone))
+        .await
+        .unwrap();
+    let server = start(&config).await.unwrap();
+    let addr = server.local_addr().to_string();
+    let admin = d.admin(server.local_addr()).await.unwrap();
+    let desks = fleet_at(&d, "desks", &addr, TOKEN, 2).await;
+    let kiosk = fleet_at(&d, "kiosk", &addr, TOKEN, 1).await;
+    let spec = simulate_spec(
+        "At start",
+        common::group_scope("Managed devices", true),
+        100,
+        [1, 0, 0],
+    );
+    let spec = TaskSpec {
+        schedule: Schedule::AtApplicationStart,
+        ..spec
+    };
+    let task = create_task(&admin, spec).await;
+    let ids = desks.device_ids().to_vec();
+    until("every desk holds the task", || async {
+        let mut all = true;
+        for id in &ids {
+            let held = desks.store().scheduled_tasks(id).await.unwrap();
+            all &= held.iter().any(|h| h.def.task_id == task.id);
+        }
+        all
+    })
+    .await;
+    // Received while the agent runs: it waits for the agent's next start.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ran = desks.store().local_runs(&ids[0]).await.unwrap();
+    assert!(ran.is_empty(), "{ran:#?}");
+
+    let zone = canopy::sched::zone_named(DEVICE_ZONE).unwrap();
+    let today = canopy::sched::day_of(canopy::clock::now_ms(), &zone).unwrap();
+    desks.stop().await.unwrap();
+    let desks = fleet_at(&d, "desks", &addr, TOKEN, 2).await;
+    // The day's run holds the two desks that started, not the kiosk that did not.
+    wait_occurrence(&admin, "At start", today, 2).await;
+    let run = stats(&admin, "At start").await;
+    assert_eq!(run.counters.count(DeviceState::Succeeded), 2, "{run:#?}");
+    assert!(run.started_by.contains("schedule"), "{run:#?}");
+
+    // Started again the same day: not run again.
+    desks.stop().await.unwrap();
+    let desks = fleet_at(&d, "desks", &addr, TOKEN, 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let same_day = canopy::sched::day_of(canopy::clock::now_ms(), &zone) == Some(today);
+    for id in &ids {
+        let runs = desks.store().local_runs(id).await.unwrap();
+        let of_task = runs.iter().filter(|r| r.order.task_id == task.id).count();
+        if same_day {
+            assert_eq!(of_task, 1, "{runs:#?}");
+        }
+    }
+    for fleet in [desks, kiosk] {
+        fleet.stop().await.unwrap();
+    }
+    admin.close().await;
     server.shutdown().await.unwrap();
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, watch};
 
 use super::run::Runner;
 use crate::clock::now_ms;
-use crate::model::schedule::LocalDateTime;
+use crate::model::schedule::{LocalDateTime, Schedule};
 use crate::model::task::Outcome;
 use crate::model::{RunRef, UnixMillis};
 use crate::sched::{self, Decision, Held};
@@ -78,6 +78,8 @@ impl Planner {
     pub(super) async fn run(mut self) {
         // The scheduled tasks as stored, read again only when the server changed them.
         let mut held: Option<Vec<HeldSchedule>> = None;
+        // The first look after the agent started: "at application start" tasks run then.
+        let mut agent_start = true;
         loop {
             if held.is_none() {
                 match self
@@ -91,7 +93,11 @@ impl Planner {
                 }
             }
             let wake = match held.as_mut() {
-                Some(held) => self.plan(held, now_ms()).await,
+                Some(held) => {
+                    let wake = self.plan(held, agent_start, now_ms()).await;
+                    agent_start = false;
+                    wake
+                }
                 None => None,
             };
             let sleep = sched::wait_until(wake, now_ms(), LOOK_AGAIN);
@@ -106,12 +112,26 @@ impl Planner {
         }
     }
 
-    /// Deals with every occurrence due at `now`; the earliest instant to look again.
-    async fn plan(&self, held: &mut [HeldSchedule], now: UnixMillis) -> Option<UnixMillis> {
+    /// Deals with every occurrence due at `now` (`agent_start`: the first look since the
+    /// agent started); the earliest instant to look again.
+    async fn plan(
+        &self,
+        held: &mut [HeldSchedule],
+        agent_start: bool,
+        now: UnixMillis,
+    ) -> Option<UnixMillis> {
         let device_id = &self.runner.device_id;
         let mut wake: Option<UnixMillis> = None;
         for task in held {
-            let (decision, next) = decide(task, device_id, &self.zone, self.missed_after, now);
+            let (decision, next) = match task.def.schedule {
+                Schedule::AtApplicationStart => {
+                    let (handled, cancel_from) = (task.handled, task.def.cancel_from);
+                    let decision =
+                        sched::decide_app_start(handled, cancel_from, &self.zone, agent_start, now);
+                    (decision, None)
+                }
+                _ => decide(task, device_id, &self.zone, self.missed_after, now),
+            };
             if let Some(next) = next {
                 wake = Some(wake.map_or(next, |w| w.min(next)));
             }

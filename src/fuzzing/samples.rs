@@ -434,6 +434,12 @@ pub(super) fn changes() -> Vec<Change<TaskRecord>> {
             run_id: 9,
             paused: true,
         },
+        Change::ChainStart {
+            task_id: 2,
+            run_id: 10,
+            revision: 1,
+            after_run: 9,
+        },
     ]
 }
 

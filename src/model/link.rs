@@ -45,6 +45,14 @@ pub enum Change<T> {
         run_id: u64,
         paused: bool,
     },
+    /// A run of a chained task ("after task A completes") made when run `after_run` of A
+    /// started: each device starts it as it finishes A.
+    ChainStart {
+        task_id: u64,
+        run_id: u64,
+        revision: u32,
+        after_run: u64,
+    },
 }
 
 impl<T> Change<T> {
@@ -55,7 +63,8 @@ impl<T> Change<T> {
             | Change::TaskDelete { task_id }
             | Change::RunStart { task_id, .. }
             | Change::RunStop { task_id, .. }
-            | Change::RunPause { task_id, .. } => Some(*task_id),
+            | Change::RunPause { task_id, .. }
+            | Change::ChainStart { task_id, .. } => Some(*task_id),
             Change::Noop | Change::Revoke(_) => None,
         }
     }
@@ -75,7 +84,10 @@ impl<T: Clone> Change<T> {
             Change::TaskUpsert { task_id, .. } if !concerns => {
                 Change::TaskDelete { task_id: *task_id }
             }
-            Change::RunStart { .. } | Change::RunStop { .. } | Change::RunPause { .. }
+            Change::RunStart { .. }
+            | Change::RunStop { .. }
+            | Change::RunPause { .. }
+            | Change::ChainStart { .. }
                 if !concerns =>
             {
                 Change::Noop

@@ -486,7 +486,9 @@ impl std::fmt::Display for Schedule {
         match self {
             Schedule::Manually => f.write_str("manually"),
             Schedule::Immediately => f.write_str("immediately on creation"),
-            Schedule::AtApplicationStart => f.write_str("at application start"),
+            Schedule::AtApplicationStart => {
+                f.write_str("at application start (the agent's first start each day)")
+            }
             Schedule::AfterTask { task_id } => write!(f, "after task #{task_id} completes"),
             Schedule::Once { at } => write!(f, "once at {}", date_time_text(*at)),
             Schedule::Every { every, unit, start } => {

@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The id of the one record of a server task's run: the server itself.
+pub const SERVER_RECORD: &str = "server";
+
 /// A device's state for one run of a task (bit values as in the reference product's API).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub enum DeviceState {
@@ -443,12 +446,19 @@ pub enum DeviceEdit {
 
 impl TaskRecord {
     /// Whether devices start this task by themselves on their own clock: a device task with
-    /// a timed schedule, except for a device selection (the server starts those, on its
-    /// time, on the devices connected then).
+    /// a timed schedule or "at application start", except for a device selection (the
+    /// server starts those, on its time, on the devices connected then).
     pub fn runs_on_device_clock(&self) -> bool {
+        let schedule = &self.settings.schedule;
         matches!(self.task_type, TaskType::Device(_))
             && !matches!(self.scope, Scope::Selection(_) | Scope::Server)
-            && self.settings.schedule.is_timed()
+            && (schedule.is_timed() || self.runs_at_app_start())
+    }
+
+    /// Whether each device runs it at the agent's first start of each day, into one run
+    /// per day that holds only the devices that ran it.
+    pub fn runs_at_app_start(&self) -> bool {
+        self.settings.schedule == Schedule::AtApplicationStart
     }
 
     /// Decides a device user's change made from `base_revision` of this (local) task.

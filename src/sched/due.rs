@@ -70,6 +70,33 @@ pub fn decide(
     (decision, wake)
 }
 
+/// What is due of an "at application start" task (`handled`: the last day dealt with) at
+/// `now` in `zone`: the occurrence of the day (its key is the day at 00:00) at the agent's
+/// first look after it started (`agent_start`), if that day was not dealt with; so a device
+/// runs it once a day, at the first start of the agent that day. A device restarted again
+/// the same day, or one that got the task while running, waits for the next start.
+pub fn decide_app_start(
+    handled: Option<LocalDateTime>,
+    cancel_from: Option<LocalDateTime>,
+    zone: &jiff::tz::TimeZone,
+    agent_start: bool,
+    now: UnixMillis,
+) -> Decision {
+    let Some(day) = super::day_of(now, zone) else {
+        return Decision::Wait;
+    };
+    let new = handled.is_none_or(|handled| day > handled);
+    let cancelled = cancel_from.is_some_and(|from| day >= from);
+    if agent_start && new && !cancelled {
+        Decision::Start {
+            key: day,
+            late: false,
+        }
+    } else {
+        Decision::Wait
+    }
+}
+
 /// How long to sleep before looking again at `wake` (if any), at most `at_most`, so that a
 /// clock that jumps or a machine that sleeps is noticed within it.
 pub fn wait_until(
@@ -104,6 +131,40 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn an_application_start_task_runs_at_the_first_agent_start_of_each_day() {
+        let zone = super::super::zone_named("Australia/Lord_Howe").unwrap();
+        // 2026-12-04 08:00 at Lord Howe (UTC+11 in summer) is 2026-12-03 21:00 UTC.
+        let now = 1_796_331_600_000;
+        let day = super::super::day_of(now, &zone).unwrap();
+        assert_eq!(day.to_string(), "2026-12-04T00:00");
+        let start = Decision::Start {
+            key: day,
+            late: false,
+        };
+        assert_eq!(decide_app_start(None, None, &zone, true, now), start);
+        // Not at a later look of the same run of the agent, nor again that day.
+        assert_eq!(
+            decide_app_start(None, None, &zone, false, now),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide_app_start(Some(day), None, &zone, true, now),
+            Decision::Wait
+        );
+        // The next day's first start runs it again; a cancelled schedule does not.
+        let tomorrow = now + 24 * 3_600_000;
+        assert!(matches!(
+            decide_app_start(Some(day), None, &zone, true, tomorrow),
+            Decision::Start { key, .. } if key.to_string() == "2026-12-05T00:00"
+        ));
+        let from = super::super::day_of(tomorrow, &zone);
+        assert_eq!(
+            decide_app_start(Some(day), from, &zone, true, tomorrow),
+            Decision::Wait
+        );
+    }
 
     #[test]
     fn the_next_minute_and_how_long_to_wait() {

@@ -18,6 +18,8 @@
 //!   the month's last day: day 31 runs on April 30, and on February 28 or 29.
 //! - `MonthDays` is the first, second, third, fourth or last given weekday of each month.
 //! - `Manually`, `Immediately`, `AtApplicationStart` and `AfterTask` have no timed occurrence.
+//!   `AtApplicationStart` has one occurrence a day, keyed by the day at 00:00, started by a
+//!   device at the agent's first start that day (`decide_app_start`).
 //!   Neither has a schedule with a value its parser refuses, such as a period of 0 or hour 24.
 //!
 //! A key is resolved in a time zone by these rules. A time that does not exist that day,
@@ -41,9 +43,9 @@ mod occurrence;
 mod resolve;
 
 pub use delay::{automatic_window_secs, random_delay_ms};
-pub use due::{Decision, Held, decide, next_minute, wait_until};
+pub use due::{Decision, Held, decide, decide_app_start, next_minute, wait_until};
 pub use occurrence::{latest_at_or_before, next_after};
-pub use resolve::{instant_of, local_text, zone_named};
+pub use resolve::{day_of, instant_of, local_text, zone_named};
 
 use crate::model::UnixMillis;
 use crate::model::schedule::LocalDateTime;

@@ -14,6 +14,20 @@ pub fn instant_of(key: LocalDateTime, zone: &TimeZone) -> Option<UnixMillis> {
     resolve(civil(key)?, zone)
 }
 
+/// The day of `at` on `zone`'s clock, as the key of that day at 00:00; None if out of range.
+pub fn day_of(at: UnixMillis, zone: &TimeZone) -> Option<LocalDateTime> {
+    let date = Timestamp::from_millisecond(at)
+        .ok()?
+        .to_zoned(zone.clone())
+        .date();
+    Some(LocalDateTime {
+        year: date.year(),
+        month: u8::try_from(date.month()).ok()?,
+        day: u8::try_from(date.day()).ok()?,
+        time: TimeOfDay { hour: 0, minute: 0 },
+    })
+}
+
 /// A time zone by IANA name ("Europe/Berlin") or "UTC", from jiff's database.
 pub fn zone_named(name: &str) -> Result<TimeZone, String> {
     let unknown =

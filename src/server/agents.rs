@@ -401,7 +401,7 @@ async fn tell_rejected(
 
 /// An approved device's link: orders go down (queued ones first), results come up.
 async fn session(
-    node: &Node,
+    node: &Arc<Node>,
     conn: &quinn::Connection,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,

@@ -94,16 +94,25 @@ pub(crate) fn log_task_deleted(
     log_for(txn, task, Change::TaskDelete { task_id: task.id })
 }
 
+/// Logs a run's start: a chained run's as such.
 pub(crate) fn log_run_started(
     txn: &WriteTransaction,
     task: &TaskRecord,
     run: &RunRecord,
 ) -> Result<(), StoreError> {
-    let change = Change::RunStart {
-        task_id: task.id,
-        run_id: run.run_id,
-        revision: task.revision,
-        occurrence: run.occurrence,
+    let change = match run.after_run {
+        Some(after_run) => Change::ChainStart {
+            task_id: task.id,
+            run_id: run.run_id,
+            revision: task.revision,
+            after_run,
+        },
+        None => Change::RunStart {
+            task_id: task.id,
+            run_id: run.run_id,
+            revision: task.revision,
+            occurrence: run.occurrence,
+        },
     };
     log_for(txn, task, change)
 }

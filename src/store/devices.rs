@@ -1,6 +1,7 @@
 //! The server's device registry, the run orders waiting for each device, and the results
 //! devices sent back. A result is stored once per (run, device) whatever how often it is sent.
 
+use super::schema::OpenTables;
 use super::schema::*;
 use super::{Store, StoreError, get, put, remove, values};
 use crate::model::Fingerprint;
@@ -273,4 +274,35 @@ fn admit_in(
         Enrollment::Approved => Admission::Approved { record, new: true },
         _ => Admission::Pending { record, new: true },
     })
+}
+
+/// Every approved device of this server outside "Unassigned devices": what an inherited
+/// task reaches here.
+pub(crate) fn managed_devices(
+    txn: &redb::WriteTransaction,
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(txn
+        .values::<DeviceRecord>(DEVICES)?
+        .into_iter()
+        .filter(|d| d.enrollment == Enrollment::Approved && d.group_id != UNASSIGNED_DEVICES)
+        .map(|d| (d.id, d.name))
+        .collect())
+}
+
+/// The devices a run of `task` made here without an administrator reaches: every managed
+/// device for an inherited task, the approved devices its scope reaches otherwise.
+pub(crate) fn reached_devices(
+    txn: &redb::WriteTransaction,
+    task: &crate::model::task::TaskRecord,
+) -> Result<Vec<(String, String)>, StoreError> {
+    if task.inherited.is_some() {
+        return managed_devices(txn);
+    }
+    let tree = super::groups::tree_in(txn)?;
+    Ok(txn
+        .values::<DeviceRecord>(DEVICES)?
+        .into_iter()
+        .filter(|d| d.enrollment == Enrollment::Approved && task.scope.reaches(d, &tree))
+        .map(|d| (d.id, d.name))
+        .collect())
 }

@@ -80,6 +80,9 @@ pub enum StoreError {
     Codec(#[from] CodecError),
     #[error("{0}")]
     Rejected(String),
+    /// What was to be stored does not hold together (a chain that loops, say).
+    #[error("{0}")]
+    Invalid(String),
     #[error("the database writer has stopped")]
     Closed,
 }
@@ -88,7 +91,10 @@ impl StoreError {
     /// Whether doing the same again fails the same way (a refusal, a value that cannot be
     /// decoded), rather than maybe succeed once storage works again.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, StoreError::Rejected(_) | StoreError::Codec(_))
+        matches!(
+            self,
+            StoreError::Rejected(_) | StoreError::Invalid(_) | StoreError::Codec(_)
+        )
     }
 }
 

@@ -7,15 +7,13 @@ use std::collections::HashMap;
 
 use redb::WriteTransaction;
 
-use super::change_log;
 use super::schema::*;
 use super::tasks::{NewRun, Progressed, StartedRun, progress_in, start_in, task_in};
 use super::{Store, StoreError, entries, get, put};
 use crate::model::UnixMillis;
-use crate::model::device::{DeviceRecord, Enrollment};
-use crate::model::group::UNASSIGNED_DEVICES;
+use crate::model::device::DeviceRecord;
 use crate::model::schedule::LocalDateTime;
-use crate::model::task::{DeviceProgress, RunId, TaskId, TaskRecord};
+use crate::model::task::{DeviceProgress, DeviceRunRecord, RunId, RunRecord, TaskId, TaskRecord};
 
 impl Store {
     /// Applies a device's report of an occurrence it started by itself, as
@@ -32,7 +30,10 @@ impl Store {
     ) -> Result<Option<Progressed>, StoreError> {
         let device_id = device_id.to_string();
         self.write(move |txn| match occurrence_run(txn, task_id, key, now)? {
-            Some(run_id) => progress_in(txn, &device_id, run_id, &progress, now),
+            Some(run_id) => {
+                join_app_start_run(txn, task_id, run_id, &device_id)?;
+                progress_in(txn, &device_id, run_id, &progress, now)
+            }
             None => Ok(None),
         })
         .await
@@ -90,7 +91,7 @@ impl Store {
             };
             let started = start_in(txn, task_id, new, now)?;
             if let Some(started) = &started {
-                change_log::log_run_started(txn, &started.task, &started.run)?;
+                super::tasks::log_started(txn, started)?;
             }
             Ok(started)
         })
@@ -98,33 +99,47 @@ impl Store {
     }
 }
 
-/// Every approved device of this server outside "Unassigned devices": what an inherited
-/// task reaches here.
-pub(crate) fn managed_devices(txn: &WriteTransaction) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(txn
-        .values::<DeviceRecord>(DEVICES)?
-        .into_iter()
-        .filter(|d| d.enrollment == Enrollment::Approved && d.group_id != UNASSIGNED_DEVICES)
-        .map(|d| (d.id, d.name))
-        .collect())
+/// A device that ran an "at application start" task joins that day's run: such a run holds
+/// only the devices that ran it, since a device that does not start that day owes nothing.
+fn join_app_start_run(
+    txn: &WriteTransaction,
+    task_id: TaskId,
+    run_id: RunId,
+    device_id: &str,
+) -> Result<(), StoreError> {
+    if !task_in(txn, task_id)?.is_some_and(|t| t.runs_at_app_start()) {
+        return Ok(());
+    }
+    let mut records = txn.open_table(RUN_DEVICES)?;
+    let key = record_key(run_id, device_id);
+    if get::<DeviceRunRecord>(&records, &key)?.is_some() {
+        return Ok(());
+    }
+    let name = get::<DeviceRecord>(&txn.open_table(DEVICES)?, device_id)?
+        .map_or_else(|| device_id.to_string(), |d| d.name);
+    let record = DeviceRunRecord::pending(device_id.to_string(), name);
+    put(&mut records, &key, &record)?;
+    let mut runs = txn.open_table(RUNS)?;
+    if let Some(mut run) = get::<RunRecord>(&runs, &run_key(run_id))? {
+        run.counters.add(&record);
+        // A run with no device was over; it goes on until this one reports its end.
+        run.finished = None;
+        run.version += 1;
+        put(&mut runs, &run_key(run_id), &run)?;
+    }
+    Ok(())
 }
 
-/// The devices a run of `task` made here without an administrator reaches: every managed
-/// device for an inherited task, the approved devices its scope reaches otherwise.
-fn reached_devices(
+/// The targets of a run made here without an administrator: every device `task` reaches,
+/// none for an "at application start" task (devices join its run as they run it).
+pub(crate) fn unattended_targets(
     txn: &WriteTransaction,
     task: &TaskRecord,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    if task.inherited.is_some() {
-        return managed_devices(txn);
+    if task.runs_at_app_start() {
+        return Ok(Vec::new());
     }
-    let tree = super::groups::tree_in(txn)?;
-    Ok(txn
-        .values::<DeviceRecord>(DEVICES)?
-        .into_iter()
-        .filter(|d| d.enrollment == Enrollment::Approved && task.scope.reaches(d, &tree))
-        .map(|d| (d.id, d.name))
-        .collect())
+    super::devices::reached_devices(txn, task)
 }
 
 /// The run of `task_id`'s occurrence `key` here, made now if there is none yet (a run of every
@@ -146,7 +161,7 @@ pub(crate) fn occurrence_run(
         return Ok(None);
     }
     let new = NewRun {
-        targets: reached_devices(txn, &task)?,
+        targets: unattended_targets(txn, &task)?,
         started_by: "the schedule".into(),
         occurrence: Some(key),
         ..NewRun::default()
@@ -154,7 +169,7 @@ pub(crate) fn occurrence_run(
     let Some(started) = start_in(txn, task_id, new, now)? else {
         return Ok(None);
     };
-    change_log::log_run_started(txn, &started.task, &started.run)?;
+    super::tasks::log_started(txn, &started)?;
     Ok(Some(started.run.run_id))
 }
 

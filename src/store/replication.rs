@@ -9,7 +9,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::change_log::{log_run_started, log_run_stopped, log_task, log_task_deleted};
+use super::change_log::{log_run_stopped, log_task, log_task_deleted};
 use super::schema::*;
 use super::signals;
 use super::tasks::{self, StartedRun};
@@ -397,7 +397,7 @@ fn carry_out(
         }
         Plan::Delete { parent_task, local } => {
             remove(&mut txn.open_table(INHERITED_TASKS)?, &id_key(parent_task))?;
-            if let Some((task, cancel)) = tasks::delete_in(txn, local)? {
+            if let Some((task, cancel)) = tasks::delete_in(txn, local, now)? {
                 log_task_deleted(txn, &task)?;
                 out.tasks_changed.push(task.id);
                 out.cancel.extend(cancel);
@@ -413,6 +413,7 @@ fn carry_out(
             started_by,
             replaces,
             occurrence,
+            after_run,
         } => {
             if let Some(local_run) = replaces {
                 forget(txn, parent, parent_run, local_run, now, out)?;
@@ -423,11 +424,32 @@ fn carry_out(
             {
                 return link_occurrence(txn, parent, parent_run, local_run, out);
             }
+            // A chained run follows the run here of the parent's run it follows, on its
+            // devices; with none here, it has no device here.
+            let (targets, after_run) = match after_run {
+                None => match tasks::task_in(txn, local_task)? {
+                    Some(task) if task.runs_at_app_start() => (Vec::new(), None),
+                    _ => (super::devices::managed_devices(txn)?, None),
+                },
+                Some(after) => {
+                    match get::<RunId>(&txn.open_table(INHERITED_RUNS)?, &id_key(after))? {
+                        Some(local) => (
+                            tasks::records_in(txn, local)?
+                                .into_iter()
+                                .map(|r| (r.device_id, r.device_name))
+                                .collect(),
+                            Some(local),
+                        ),
+                        None => (Vec::new(), None),
+                    }
+                }
+            };
             let new = tasks::NewRun {
-                targets: super::occurrences::managed_devices(txn)?,
+                targets,
                 started_by,
                 parent_run: Some(parent_run),
                 occurrence,
+                after_run,
                 ..tasks::NewRun::default()
             };
             let Some(started) = tasks::start_in(txn, local_task, new, now)? else {
@@ -438,7 +460,7 @@ fn carry_out(
                 &id_key(parent_run),
                 &started.run.run_id,
             )?;
-            log_run_started(txn, &started.task, &started.run)?;
+            tasks::log_started(txn, &started)?;
             out.described.push(format!(
                 "inherited task {:?} run {} started for {parent}'s run {parent_run} on {} device(s)",
                 started.task.name,
@@ -452,9 +474,7 @@ fn carry_out(
                 if let Some(task) = tasks::task_in(txn, stopped.run.task_id)? {
                     log_run_stopped(txn, &task, local_run)?;
                 }
-                let run = stopped.run.device_ref();
-                out.cancel
-                    .extend(stopped.to_cancel.into_iter().map(|d| (d, run)));
+                out.cancel.extend(stopped.to_cancel);
                 out.stopped.push(local_run);
                 out.described.push(format!(
                     "inherited task {:?} run {local_run} stopped by {parent}",

@@ -35,6 +35,8 @@ pub(crate) const RUNS: StrTable = TableDefinition::new("task_runs");
 pub(crate) const OCCURRENCE_RUNS: StrTable = TableDefinition::new("occurrence_runs");
 /// The last occurrence of each task the server's own scheduler dealt with, by task id.
 pub(crate) const SCHEDULE_MARKS: StrTable = TableDefinition::new("schedule_marks");
+/// The runs of chained tasks each run started, by "run id/chained run id" (empty values).
+pub(crate) const CHAIN_RUNS: StrTable = TableDefinition::new("chain_runs");
 /// Per-device records by "run id/device id".
 pub(crate) const RUN_DEVICES: StrTable = TableDefinition::new("run_devices");
 /// This server's change log: sequence number to [`LogEntry`].

@@ -5,6 +5,8 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::change_log;
+
+mod chains;
 use super::schema::*;
 use super::signals;
 use super::{META, Store, StoreError, entries_with_prefix, get, put, remove, values};
@@ -29,6 +31,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(RUN_DEVICES)?;
     txn.open_table(OCCURRENCE_RUNS)?;
     txn.open_table(SCHEDULE_MARKS)?;
+    txn.open_table(CHAIN_RUNS)?;
     Ok(())
 }
 
@@ -49,7 +52,12 @@ pub struct StartedRun {
     pub run: RunRecord,
     pub task: TaskRecord,
     pub order: Option<RunOrder>,
+    /// The devices to send the order to now (all of them, but for a chained run: those
+    /// that have finished the run it follows); for a server task, the server, if it is to
+    /// run it now.
     pub device_ids: Vec<String>,
+    /// The runs of tasks chained after this one, started with it.
+    pub chained: Vec<StartedRun>,
 }
 
 /// What a device's report changed.
@@ -59,20 +67,24 @@ pub struct Progressed {
     pub run: RunRecord,
     /// This report finished the run's last device.
     pub run_finished: bool,
+    /// Runs chained after this one that start on the device now.
+    pub chained: Vec<StartedRun>,
 }
 
 /// What stopping a run did.
 #[derive(Clone, Debug)]
 pub struct Stopped {
     pub run: RunRecord,
-    /// Devices with the run delivered or going: they must be told to cancel it.
-    pub to_cancel: Vec<String>,
+    /// Devices with the run (or a run chained after it) delivered or going: they must be
+    /// told to cancel it.
+    pub to_cancel: Vec<(String, RunRef)>,
 }
 
 impl Store {
     /// Stores a new task under the next id; refused if its name is taken.
     pub async fn create_task(&self, task: TaskRecord) -> Result<TaskRecord, StoreError> {
         self.write(move |txn| {
+            chains::check_in(txn, &task)?;
             let task = upsert_in(txn, task.clone(), None)?;
             change_log::log_task(txn, None, &task)?;
             Ok(task)
@@ -115,6 +127,7 @@ impl Store {
             let mut task = old.clone();
             change(&mut task)?;
             task.revision += 1;
+            chains::check_in(txn, &task)?;
             let task = upsert_in(txn, task, Some(&old))?;
             change_log::log_task(txn, Some(&old), &task)?;
             Ok(Some(task))
@@ -162,9 +175,13 @@ impl Store {
 
     /// Deletes a task with its runs, their records and their undelivered orders. Returns the
     /// task and the devices that had one of its runs delivered or going, to be told to cancel.
-    pub async fn delete_task(&self, id: TaskId) -> Result<Option<Deleted>, StoreError> {
+    pub async fn delete_task(
+        &self,
+        id: TaskId,
+        now: UnixMillis,
+    ) -> Result<Option<Deleted>, StoreError> {
         self.write(move |txn| {
-            let deleted = delete_in(txn, id)?;
+            let deleted = delete_in(txn, id, now)?;
             if let Some((task, _)) = &deleted {
                 change_log::log_task_deleted(txn, task)?;
             }
@@ -198,7 +215,7 @@ impl Store {
                 if scope.is_some() {
                     change_log::log_task(txn, before.as_ref(), &started.task)?;
                 }
-                change_log::log_run_started(txn, &started.task, &started.run)?;
+                log_started(txn, started)?;
             }
             Ok(started)
         })
@@ -398,8 +415,13 @@ pub(crate) fn upsert_in(
 /// A deleted task, and the (device, run) pairs to be told to cancel.
 pub type Deleted = (TaskRecord, Vec<(String, RunRef)>);
 
-/// Deletes a task, its runs and their orders; see [`Store::delete_task`].
-pub(crate) fn delete_in(txn: &WriteTransaction, id: TaskId) -> Result<Option<Deleted>, StoreError> {
+/// Deletes a task, its runs and their orders, and stops the runs chained after them; see
+/// [`Store::delete_task`].
+pub(crate) fn delete_in(
+    txn: &WriteTransaction,
+    id: TaskId,
+    now: UnixMillis,
+) -> Result<Option<Deleted>, StoreError> {
     let mut tasks = txn.open_table(TASKS)?;
     let Some(task) = get::<TaskRecord>(&tasks, &task_key(id))? else {
         return Ok(None);
@@ -410,6 +432,7 @@ pub(crate) fn delete_in(txn: &WriteTransaction, id: TaskId) -> Result<Option<Del
     remove(&mut txn.open_table(SCHEDULE_MARKS)?, &task_key(id))?;
     let mut to_cancel = Vec::new();
     for run in runs_of_task(txn, id)? {
+        to_cancel.extend(chains::stop_chains_in(txn, run.run_id, now)?);
         for record in delete_run(txn, run.run_id)? {
             let going = matches!(
                 record.state,
@@ -434,6 +457,11 @@ pub(crate) struct NewRun {
     pub started_by: String,
     pub parent_run: Option<RunId>,
     pub occurrence: Option<LocalDateTime>,
+    /// The run this one follows (a chained task): each device starts it as it finishes
+    /// that run.
+    pub after_run: Option<RunId>,
+    /// How many chain links led to this run.
+    pub chain_depth: u8,
 }
 
 /// Starts a run; see [`Store::start_run`]. A run of an occurrence is indexed by it, and is
@@ -462,24 +490,21 @@ pub(crate) fn start_in(
         counters.add(&record);
         put(&mut records, &record_key(run_id, id), &record)?;
     }
+    drop(records);
     let device_clock = new.occurrence.is_some() && task.runs_on_device_clock();
-    let order = match &task.task_type {
-        TaskType::Device(payload) if !device_clock => Some(RunOrder {
-            run: RunRef::Ordered(run_id),
-            task_id,
-            task_name: task.name.clone(),
-            application: task.application.clone(),
-            payload: payload.clone(),
-            time_limit_secs: task.settings.schedule_options.time_limit_secs,
-        }),
-        _ => None,
-    };
-    if let Some(order) = &order {
-        let mut orders = txn.open_table(ORDERS)?;
-        for (id, _) in &targets {
-            put(&mut orders, &order_key(id, run_id), order)?;
+    let order = order_of(&task, run_id).filter(|_| !device_clock);
+    let device_ids = match new.after_run {
+        Some(after) => chains::link_in(txn, after, run_id, &task, &targets)?,
+        None => {
+            if let Some(order) = &order {
+                let mut orders = txn.open_table(ORDERS)?;
+                for (id, _) in &targets {
+                    put(&mut orders, &order_key(id, run_id), order)?;
+                }
+            }
+            targets.iter().map(|(id, _)| id.clone()).collect()
         }
-    }
+    };
     if let Some(key) = new.occurrence {
         put(
             &mut txn.open_table(OCCURRENCE_RUNS)?,
@@ -505,7 +530,7 @@ pub(crate) fn start_in(
         occurrence: new.occurrence,
         device_clock,
         paused: None,
-        after_run: None,
+        after_run: new.after_run,
     };
     put(&mut txn.open_table(RUNS)?, &run_key(run_id), &run)?;
     signals::note_run(&run);
@@ -513,12 +538,39 @@ pub(crate) fn start_in(
         task.last_run = Some(run_id);
     }
     put(&mut tasks, &task_key(task_id), &task)?;
+    drop(tasks);
+    let chained = chains::start_chains_in(txn, &run, &targets, new.chain_depth, now)?;
     Ok(Some(StartedRun {
         run,
         task,
         order,
-        device_ids: targets.iter().map(|(id, _)| id.clone()).collect(),
+        device_ids,
+        chained,
     }))
+}
+
+/// Logs a run's start and the starts of the runs chained after it.
+pub(crate) fn log_started(txn: &WriteTransaction, started: &StartedRun) -> Result<(), StoreError> {
+    change_log::log_run_started(txn, &started.task, &started.run)?;
+    for chained in &started.chained {
+        log_started(txn, chained)?;
+    }
+    Ok(())
+}
+
+/// The order a device is given for run `run_id` of `task`; `None` for a server task.
+pub(crate) fn order_of(task: &TaskRecord, run_id: RunId) -> Option<RunOrder> {
+    match &task.task_type {
+        TaskType::Device(payload) => Some(RunOrder {
+            run: RunRef::Ordered(run_id),
+            task_id: task.id,
+            task_name: task.name.clone(),
+            application: task.application.clone(),
+            payload: payload.clone(),
+            time_limit_secs: task.settings.schedule_options.time_limit_secs,
+        }),
+        _ => None,
+    }
 }
 
 /// Every device's record of a run.
@@ -551,6 +603,7 @@ pub(crate) fn stop_in(
     signals::note_run(&run);
     drop(runs);
     let records = records_in(txn, run_id)?;
+    let device_ref = run.device_ref();
     let mut to_cancel = Vec::new();
     for record in records {
         match record.state {
@@ -561,15 +614,16 @@ pub(crate) fn stop_in(
                 };
                 progress_in(txn, &record.device_id, run_id, &ended, now)?;
                 if tell_pending {
-                    to_cancel.push(record.device_id);
+                    to_cancel.push((record.device_id, device_ref));
                 }
             }
             DeviceState::Scheduled | DeviceState::Running | DeviceState::Paused => {
-                to_cancel.push(record.device_id)
+                to_cancel.push((record.device_id, device_ref))
             }
             _ => {}
         }
     }
+    to_cancel.extend(chains::stop_chains_in(txn, run_id, now)?);
     let run = run_in(txn, run_id)?
         .ok_or_else(|| StoreError::Rejected(format!("run {run_id} vanished")))?;
     Ok(Some(Stopped { run, to_cancel }))
@@ -603,14 +657,20 @@ pub(crate) fn progress_in(
         run.finished = Some(now);
     }
     put(&mut runs, &run_key(run_id), &run)?;
+    drop((runs, records));
     signals::note_run(&run);
+    let mut chained = Vec::new();
     if record.state.is_finished() {
         remove(&mut txn.open_table(ORDERS)?, &order_key(device_id, run_id))?;
+        if !old.state.is_finished() {
+            chained = chains::device_done_in(txn, &run, device_id)?;
+        }
     }
     Ok(Some(Progressed {
         record,
         run,
         run_finished,
+        chained,
     }))
 }
 
@@ -625,6 +685,7 @@ fn runs_of_task(txn: &WriteTransaction, task_id: TaskId) -> Result<Vec<RunRecord
 fn delete_run(txn: &WriteTransaction, run_id: RunId) -> Result<Vec<DeviceRunRecord>, StoreError> {
     if let Some(run) = run_in(txn, run_id)? {
         forget_run(txn, &run)?;
+        chains::forget_in(txn, &run)?;
         if let Some(key) = run.occurrence {
             remove(
                 &mut txn.open_table(OCCURRENCE_RUNS)?,
@@ -659,96 +720,4 @@ fn forget_run(txn: &WriteTransaction, run: &RunRecord) -> Result<(), StoreError>
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::*;
-    use crate::model::task::{
-        AGENT_APPLICATION, ChangedBy, Details, Outcome, TaskPayload, TaskSettings,
-    };
-
-    pub(in crate::store) fn task(days: u32) -> TaskRecord {
-        TaskRecord {
-            id: 0,
-            name: "inventory".into(),
-            task_type: TaskType::Device(TaskPayload::Inventory),
-            application: AGENT_APPLICATION.into(),
-            scope: Scope::Local {
-                device_id: "d1".into(),
-            },
-            settings: TaskSettings {
-                store_history_days: days,
-                ..TaskSettings::default()
-            },
-            created: 0,
-            modified: 0,
-            revision: 1,
-            changed_by: ChangedBy::Administrator("admin".into()),
-            last_run: None,
-            inherited: None,
-        }
-    }
-
-    fn finished(at: i64) -> DeviceProgress {
-        DeviceProgress::Finished {
-            started: at,
-            finished: at,
-            outcome: Outcome {
-                state: DeviceState::Succeeded,
-                description: String::new(),
-                progress: 100,
-                need_restart: false,
-                details: Details::None,
-            },
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn runs_are_pruned_after_their_tasks_history_days_and_orders_retired() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("server.redb");
-        let store = tokio::task::spawn_blocking(move || Store::open_server(&path))
-            .await
-            .unwrap()
-            .unwrap();
-        let created = store.create_task(task(2)).await.unwrap();
-        assert_eq!(created.id, 1);
-        let target = vec![("d1".to_string(), "desk".to_string())];
-        let started = store
-            .start_run(1, target, None, "admin".into(), 1_000)
-            .await
-            .unwrap()
-            .unwrap();
-        let run_id = started.run.run_id;
-        assert_eq!(store.orders_for("d1").await.unwrap().len(), 1);
-        let done = store
-            .record_progress("d1", run_id, finished(5_000), 5_000)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(done.run_finished);
-        assert_eq!(done.run.finished, Some(5_000));
-        assert!(store.orders_for("d1").await.unwrap().is_empty(), "retired");
-        // Within the term: kept. Past it: the run and its records go, the task stays.
-        assert_eq!(store.prune_history(5_000 + DAY_MS).await.unwrap(), 0);
-        assert!(store.run(run_id).await.unwrap().is_some());
-        assert_eq!(store.prune_history(5_001 + 2 * DAY_MS).await.unwrap(), 1);
-        assert!(store.run(run_id).await.unwrap().is_none());
-        assert!(store.run_records(run_id).await.unwrap().is_empty());
-        assert!(store.task(1).await.unwrap().is_some());
-        // A run still going is never pruned.
-        let target = vec![("d1".to_string(), "desk".to_string())];
-        let going = store
-            .start_run(1, target, None, "admin".into(), 0)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(store.prune_history(100 * DAY_MS).await.unwrap(), 0);
-        // Deleting the task takes its runs and orders with it.
-        store.delete_task(1).await.unwrap().unwrap();
-        assert!(store.run(going.run.run_id).await.unwrap().is_none());
-        assert!(store.orders_for("d1").await.unwrap().is_empty());
-        tokio::task::spawn_blocking(move || store.close())
-            .await
-            .unwrap()
-            .unwrap();
-    }
-}
+pub(super) mod tests;

@@ -127,12 +127,15 @@ pub enum Plan {
     /// `ForgetRun`).
     /// For a scheduled `occurrence`, a run of it made here already (its devices reported it
     /// first, or this server's clock came to it) carries out the parent's run instead.
+    /// A chained run (`after_run`, the parent's run it follows) runs on the devices of the
+    /// run here that carries out `after_run`, each as it finishes that run.
     StartRun {
         parent_run: RunId,
         local_task: TaskId,
         started_by: String,
         replaces: Option<RunId>,
         occurrence: Option<LocalDateTime>,
+        after_run: Option<RunId>,
     },
     /// Stop the run `local_run` and log the stop.
     StopRun { local_run: RunId },
@@ -234,31 +237,13 @@ pub fn plan<H: Holdings>(
             run_id,
             occurrence,
             ..
-        } => {
-            let Some(copy) = holdings.copy_of(*task_id)? else {
-                return Ok(Plan::Nothing);
-            };
-            let start = |replaces| Plan::StartRun {
-                parent_run: *run_id,
-                local_task: copy.id,
-                started_by: format!("{parent} (run {run_id})"),
-                replaces,
-                occurrence: *occurrence,
-            };
-            match holdings.run_for(*run_id)? {
-                None => start(None),
-                Some(local) if holdings.confirmed(Confirmable::Run(*run_id))? == Some(false) => {
-                    // Resynchronising: the run held under that id is the same one if it is
-                    // of the same copy; otherwise the id now names another run.
-                    if holdings.run_task(local)? == Some(copy.id) {
-                        Plan::Keep(Confirmable::Run(*run_id))
-                    } else {
-                        start(Some(local))
-                    }
-                }
-                Some(_) => Plan::Nothing,
-            }
-        }
+        } => plan_start(parent, *task_id, *run_id, *occurrence, None, holdings)?,
+        Change::ChainStart {
+            task_id,
+            run_id,
+            after_run,
+            ..
+        } => plan_start(parent, *task_id, *run_id, None, Some(*after_run), holdings)?,
         Change::RunStop { run_id, .. } => match holdings.run_for(*run_id)? {
             Some(local_run) => Plan::StopRun { local_run },
             None => Plan::Nothing,
@@ -270,6 +255,41 @@ pub fn plan<H: Holdings>(
             },
             None => Plan::Nothing,
         },
+    })
+}
+
+/// The plan for the parent's start of run `run_id` of task `task_id`.
+fn plan_start<H: Holdings>(
+    parent: &str,
+    task_id: TaskId,
+    run_id: RunId,
+    occurrence: Option<LocalDateTime>,
+    after_run: Option<RunId>,
+    holdings: &H,
+) -> Result<Plan, H::Error> {
+    let Some(copy) = holdings.copy_of(task_id)? else {
+        return Ok(Plan::Nothing);
+    };
+    let start = |replaces| Plan::StartRun {
+        parent_run: run_id,
+        local_task: copy.id,
+        started_by: format!("{parent} (run {run_id})"),
+        replaces,
+        occurrence,
+        after_run,
+    };
+    Ok(match holdings.run_for(run_id)? {
+        None => start(None),
+        Some(local) if holdings.confirmed(Confirmable::Run(run_id))? == Some(false) => {
+            // Resynchronising: the run held under that id is the same one if it is of the
+            // same copy; otherwise the id now names another run.
+            if holdings.run_task(local)? == Some(copy.id) {
+                Plan::Keep(Confirmable::Run(run_id))
+            } else {
+                start(Some(local))
+            }
+        }
+        Some(_) => Plan::Nothing,
     })
 }
 
@@ -493,6 +513,22 @@ mod tests {
         ));
         held.runs.insert(9, 41);
         assert_eq!(plan_of(&held, &start), Plan::Nothing, "started already");
+        let chain = Change::ChainStart {
+            task_id: 7,
+            run_id: 12,
+            revision: 1,
+            after_run: 9,
+        };
+        assert!(matches!(
+            plan_of(&held, &chain),
+            Plan::StartRun {
+                parent_run: 12,
+                local_task: 40,
+                after_run: Some(9),
+                occurrence: None,
+                ..
+            }
+        ));
         let stop = Change::RunStop {
             task_id: 7,
             run_id: 9,

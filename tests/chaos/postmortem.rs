@@ -102,6 +102,9 @@ fn parents_view(entry: &LogEntry<TaskRecord>) -> Option<Seen> {
         Change::TaskDelete { task_id } => Seen::Delete(*task_id),
         Change::RunStart {
             task_id, run_id, ..
+        }
+        | Change::ChainStart {
+            task_id, run_id, ..
         } => Seen::Start(*task_id, *run_id),
         Change::RunStop { task_id, run_id } => Seen::Stop(*task_id, *run_id),
         Change::RunPause {
@@ -132,6 +135,9 @@ fn as_parents(child: &Held, name: &str, entry: &LogEntry<TaskRecord>) -> Option<
         }
         Change::TaskDelete { task_id } => Seen::Delete(parent_task(*task_id)?),
         Change::RunStart {
+            task_id, run_id, ..
+        }
+        | Change::ChainStart {
             task_id, run_id, ..
         } => Seen::Start(parent_task(*task_id)?, parent_run(*run_id)?),
         Change::RunStop { task_id, run_id } => {

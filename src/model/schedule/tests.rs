@@ -198,7 +198,10 @@ fn schedules_read_as_text() {
         text("monthday:first-mon@09:00"),
         "on the first Monday of each month at 09:00"
     );
-    assert_eq!(text("app-start"), "at application start");
+    assert_eq!(
+        text("app-start"),
+        "at application start (the agent's first start each day)"
+    );
     assert_eq!(text("after:4"), "after task #4 completes");
     assert_eq!(text("immediately"), "immediately on creation");
     let empty = Schedule::ByDaysOfWeek {

@@ -284,6 +284,12 @@ fn describe(change: &TaskChange) -> String {
             task_id, run_id, ..
         } => format!("start of run {run_id} of task #{task_id}"),
         Change::RunStop { task_id, run_id } => format!("stop of run {run_id} of task #{task_id}"),
+        Change::ChainStart {
+            task_id,
+            run_id,
+            after_run,
+            ..
+        } => format!("start of run {run_id} of task #{task_id}, after run {after_run}"),
         Change::RunPause {
             task_id,
             run_id,
@@ -308,7 +314,7 @@ async fn after_applied(node: &Arc<Node>, applied: crate::store::replication::App
         node.revoked(revocation).await;
     }
     for started in &applied.started {
-        node.deliver_run(started).await;
+        node.deliver_run(started);
     }
     if !applied.tasks_changed.is_empty() {
         node.tasks_changed(&applied.tasks_changed, true).await;

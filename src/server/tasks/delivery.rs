@@ -33,9 +33,10 @@ impl Node {
     }
 
     /// Sends a started run's order to its devices connected now (the others get the stored
-    /// order when they connect), or begins a server task. A run of a scheduled occurrence
-    /// that devices start by themselves has no order.
-    pub(in crate::server) async fn deliver_run(self: &Arc<Self>, started: &StartedRun) {
+    /// order when they connect), or begins a server task; the same for the runs chained
+    /// after it that start now. A run of a scheduled occurrence that devices start by
+    /// themselves has no order.
+    pub(in crate::server) fn deliver_run(self: &Arc<Self>, started: &StartedRun) {
         match &started.order {
             Some(order) => {
                 // Never waits for a device (see `LiveDevice::offer`).
@@ -46,8 +47,9 @@ impl Node {
                     }
                 }
             }
-            // A run its devices start by themselves on their schedule: nothing to send.
-            None if !started.task.task_type.runs_on_server() => {}
+            // A run its devices start by themselves on their schedule, or a chained server
+            // task whose server has not finished the task it follows: nothing to do now.
+            None if !started.task.task_type.runs_on_server() || started.device_ids.is_empty() => {}
             None => {
                 let node = self.clone();
                 let task = started.task.clone();
@@ -57,6 +59,9 @@ impl Node {
                     async move { run_server_task(&node, &task, run_id).await }.instrument(span),
                 );
             }
+        }
+        for chained in &started.chained {
+            self.deliver_run(chained);
         }
     }
 
@@ -145,7 +150,7 @@ impl Node {
 
     /// Records a device's report about a run, and announces it as the task asks.
     pub(in crate::server) async fn device_progress(
-        &self,
+        self: &Arc<Self>,
         device_id: &str,
         run: RunRef,
         progress: DeviceProgress,
@@ -166,6 +171,10 @@ impl Node {
         let Some(done) = done else {
             return Ok(());
         };
+        // Tasks chained after this run start on the device now that it finished it.
+        for chained in &done.chained {
+            self.deliver_run(chained);
+        }
         let run_id = done.run.run_id;
         let record = &done.record;
         if record.state.is_finished() {

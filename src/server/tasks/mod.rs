@@ -102,6 +102,7 @@ pub(super) async fn handle(
 fn stored(e: StoreError) -> AdminResponse {
     match e {
         StoreError::Rejected(message) => error(ErrorKind::AlreadyExists, message),
+        StoreError::Invalid(message) => invalid(message),
         other => internal(other),
     }
 }
@@ -376,7 +377,7 @@ async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminRespons
     let task = find_own(node, session, key, "deleted").await?;
     let (task, to_cancel) = node
         .store
-        .delete_task(task.id)
+        .delete_task(task.id, now_ms())
         .await
         .map_err(internal)?
         .ok_or_else(|| error(ErrorKind::NotFound, format!("no task {key:?}")))?;
@@ -491,7 +492,7 @@ async fn start_run(
         }
     );
     node.event(Severity::Info, EventKind::RunStarted, msg).await;
-    node.deliver_run(&started).await;
+    node.deliver_run(&started);
     Ok((started.run, skipped))
 }
 
@@ -506,9 +507,8 @@ async fn stop(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse>
         .await
         .map_err(internal)?
         .ok_or_else(|| error(ErrorKind::NotFound, format!("run {run_id} is gone")))?;
-    let run = stopped.run.device_ref();
-    for device_id in &stopped.to_cancel {
-        node.tell_device(device_id, ServerToAgent::Cancel { run })
+    for (device_id, run) in &stopped.to_cancel {
+        node.tell_device(device_id, ServerToAgent::Cancel { run: *run })
             .await;
     }
     let msg = format!(

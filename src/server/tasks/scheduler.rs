@@ -3,7 +3,8 @@
 //! of the selection connected then; the others are left out and said so) and the server's
 //! own tasks (backup, maintenance). For tasks devices run by themselves on their own
 //! schedule it makes the run of each occurrence as it comes here, so statistics show the
-//! devices that have not reported yet. Each occurrence is dealt with once, across restarts;
+//! devices that have not reported yet (for an "at application start" task, one run a day,
+//! which its devices join as they run it). Each occurrence is dealt with once, across restarts;
 //! one missed while the server was down starts when it is back only with "run missed tasks".
 
 use std::sync::Arc;
@@ -54,6 +55,23 @@ async fn plan(node: &Arc<Node>, now: UnixMillis) -> Option<UnixMillis> {
             return None;
         }
     };
+    // The day's run of each "at application start" task, made at this server's midnight so
+    // that the runs of that day below join it as they roll up.
+    for task in tasks.iter().filter(|t| t.runs_at_app_start()) {
+        let Some(day) = sched::day_of(now, &node.zone) else {
+            continue;
+        };
+        let cancelled = (task.settings.schedule_options.cancel_from).is_some_and(|c| day >= c);
+        if cancelled || marks.get(&task.id).is_some_and(|done| *done >= day) {
+            continue;
+        }
+        let started = node
+            .store
+            .begin_server_occurrence(task.id, day, Some(Vec::new()), now);
+        if let Err(e) = started.await {
+            tracing::error!(task = %task.name, "cannot make the day's run: {e}");
+        }
+    }
     let mut wake: Option<UnixMillis> = None;
     for task in tasks.iter().filter(|t| t.settings.schedule.is_timed()) {
         let options = &task.settings.schedule_options;
@@ -139,5 +157,5 @@ async fn start(node: &Arc<Node>, task: &TaskRecord, key: LocalDateTime, now: Uni
         msg.push_str(&format!("; skipped: {}", skipped.join("; ")));
     }
     node.event(Severity::Info, EventKind::RunStarted, msg).await;
-    node.deliver_run(&started).await;
+    node.deliver_run(&started);
 }

@@ -12,9 +12,9 @@ use crate::server::{Node, now_ms};
 /// How often results older than their task's store-history days are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The record id of the server itself in a server task's run.
-pub(super) const SERVER_TARGET: &str = "server";
+pub(super) const SERVER_TARGET: &str = crate::model::task::SERVER_RECORD;
 
-pub(super) async fn run_server_task(node: &Node, task: &TaskRecord, run_id: RunId) {
+pub(super) async fn run_server_task(node: &Arc<Node>, task: &TaskRecord, run_id: RunId) {
     let started = now_ms();
     let report = |progress| node.device_progress(SERVER_TARGET, RunRef::Ordered(run_id), progress);
     if let Err(e) = report(DeviceProgress::Started { at: started }).await {
