@@ -59,6 +59,14 @@ fn main() -> std::process::ExitCode {
             "a_task_at_application_start_runs_at_the_first_agent_start_of_the_day",
             a_task_at_application_start_runs_at_the_first_agent_start_of_the_day,
         ),
+        on_runtime(
+            "a_selection_task_spreads_its_starts_over_its_randomized_delay",
+            a_selection_task_spreads_its_starts_over_its_randomized_delay,
+        ),
+        on_runtime(
+            "a_device_off_when_an_occurrence_was_stopped_is_told_when_it_is_back",
+            a_device_off_when_an_occurrence_was_stopped_is_told_when_it_is_back,
+        ),
         libtest_mimic::Trial::test("bench_herd_runs_at_a_tiny_size", || {
             bench_herd_runs_at_a_tiny_size();
             Ok(())
@@ -576,6 +584,130 @@ async fn a_task_at_application_start_runs_at_the_first_agent_start_of_the_day() 
     for fleet in [desks, kiosk] {
         fleet.stop().await.unwrap();
     }
+    admin.close().await;
+    server.shutdown().await.unwrap();
+}
+
+async fn a_selection_task_spreads_its_starts_over_its_randomized_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    d.add_server("primary", 0, None).await.unwrap();
+    let zone = format!("time_zone = \"{SERVER_ZONE}\"");
+    let config = d
+        .write_config("primary", &server_text("primary", None, &zone))
+        .await
+        .unwrap();
+    let server = start(&config).await.unwrap();
+    let admin = d.admin(server.local_addr()).await.unwrap();
+    let fleet = fleet_at(&d, "fleet", &server.local_addr().to_string(), TOKEN, 4).await;
+    let (at, _) = next_minute(SERVER_ZONE, Duration::from_secs(8));
+    let conditions = vec!["group=Managed devices".to_string()];
+    let spec = simulate_spec(
+        "Spread",
+        ScopeSpec::Selection { conditions },
+        100,
+        [1, 0, 0],
+    );
+    let window = canopy::model::schedule::RandomDelay::Within { seconds: 12 };
+    let options = ScheduleOptions {
+        random_delay: window,
+        ..ScheduleOptions::default()
+    };
+    let task = create_task(&admin, once(spec, at, options)).await;
+    wait_occurrence(&admin, "Spread", at, 4).await;
+    // Each device started at its own moment of the window after the server's start.
+    let zone = canopy::sched::zone_named(SERVER_ZONE).unwrap();
+    let due = canopy::sched::instant_of(at, &zone).unwrap();
+    for record in results(&admin, "Spread").await {
+        let delay = canopy::sched::random_delay_ms(12_000, &record.device_id, task.id, at);
+        let late = record.started.unwrap() - due;
+        let delay = i64::try_from(delay).unwrap();
+        assert!(
+            (delay - 500..delay + 5_000).contains(&late),
+            "started {late} ms after its time, its delay {delay} ms: {record:?}"
+        );
+    }
+    fleet.stop().await.unwrap();
+    admin.close().await;
+    server.shutdown().await.unwrap();
+}
+
+async fn a_device_off_when_an_occurrence_was_stopped_is_told_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    d.add_server("primary", 0, None).await.unwrap();
+    // The server's clock reaches the occurrence when the devices' does.
+    let zone = format!("time_zone = \"{DEVICE_ZONE}\"");
+    let config = d
+        .write_config("primary", &server_text("primary", None, &zone))
+        .await
+        .unwrap();
+    let server = start(&config).await.unwrap();
+    let addr = server.local_addr().to_string();
+    let admin = d.admin(server.local_addr()).await.unwrap();
+    let off = fleet_at(&d, "off", &addr, TOKEN, 4).await;
+    let (at, wait) = next_minute(DEVICE_ZONE, Duration::from_secs(8));
+    // Starts spread over a minute: most devices have not started when the run is stopped.
+    let options = ScheduleOptions {
+        random_delay: canopy::model::schedule::RandomDelay::Within { seconds: 60 },
+        ..ScheduleOptions::default()
+    };
+    let spec = simulate_spec(
+        "Stopped while off",
+        common::group_scope("Managed devices", true),
+        100,
+        [1, 0, 0],
+    );
+    let task = create_task(&admin, once(spec, at, options)).await;
+    let ids = off.device_ids().to_vec();
+    until("every device holds the schedule", || async {
+        let mut all = true;
+        for id in &ids {
+            let held = off.store().scheduled_tasks(id).await.unwrap();
+            all &= held.iter().any(|h| h.def.task_id == task.id);
+        }
+        all
+    })
+    .await;
+    off.stop().await.unwrap();
+    // The server makes the occurrence's run at its time; it is stopped with every device off.
+    tokio::time::sleep(wait).await;
+    until("the occurrence's run is made", || async {
+        last_run(&admin, "Stopped while off").await.is_some()
+    })
+    .await;
+    let stop = TaskRequest::Stop {
+        task: "Stopped while off".into(),
+    };
+    admin.call(AdminRequest::Task(stop)).await.unwrap();
+    let back = canopy::clock::now_ms();
+    let off = fleet_at(&d, "off", &addr, TOKEN, 4).await;
+    let zone = canopy::sched::zone_named(DEVICE_ZONE).unwrap();
+    let due = canopy::sched::instant_of(at, &zone).unwrap();
+    // A device whose moment is well after it came back was told before it: it never starts.
+    let mut checked = 0;
+    for id in &ids {
+        let delay = canopy::sched::random_delay_ms(60_000, id, task.id, at);
+        if due + i64::try_from(delay).unwrap() < back + 3_000 {
+            continue;
+        }
+        checked += 1;
+        let of_task = |runs: Vec<canopy::store::agent::LocalRun>| {
+            runs.into_iter().find(|r| r.order.task_id == task.id)
+        };
+        until("the device dealt with the occurrence", || async {
+            of_task(off.store().local_runs(id).await.unwrap()).is_some()
+        })
+        .await;
+        let run = of_task(off.store().local_runs(id).await.unwrap()).unwrap();
+        let result = run.result.expect("it ended");
+        assert_eq!(
+            result.outcome.description,
+            canopy::agent::run::CANCELLED_BEFORE_START
+        );
+    }
+    assert!(checked > 0, "no device's moment came after it was back");
+    off.stop().await.unwrap();
     admin.close().await;
     server.shutdown().await.unwrap();
 }

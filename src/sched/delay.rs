@@ -3,7 +3,7 @@
 
 use ring::digest;
 
-use crate::model::schedule::LocalDateTime;
+use crate::model::schedule::{LocalDateTime, RandomDelay};
 
 /// The randomized delay of one device's start of one occurrence, uniform over
 /// `[0, window_ms)`; 0 when `window_ms` is 0.
@@ -26,6 +26,15 @@ pub fn random_delay_ms(window_ms: u64, device_id: &str, task_id: u64, key: Local
     let x = u64::from_be_bytes(first);
     // The high half of x × window is below window and maps equal shares of x to each value.
     ((u128::from(x) * u128::from(window_ms)) >> 64) as u64
+}
+
+/// The window of `delay` for a task that reaches `devices` devices, in seconds (0: none).
+pub fn window_secs(delay: RandomDelay, devices: u64) -> u32 {
+    match delay {
+        RandomDelay::Off => 0,
+        RandomDelay::Within { seconds } => seconds,
+        RandomDelay::Automatic => automatic_window_secs(devices),
+    }
 }
 
 /// "Automatic randomization": the window the server chooses from the number of devices a

@@ -42,7 +42,7 @@ mod keys;
 mod occurrence;
 mod resolve;
 
-pub use delay::{automatic_window_secs, random_delay_ms};
+pub use delay::{automatic_window_secs, random_delay_ms, window_secs};
 pub use due::{Decision, Held, decide, decide_app_start, next_minute, wait_until};
 pub use occurrence::{latest_at_or_before, next_after};
 pub use resolve::{day_of, instant_of, local_text, zone_named};

@@ -446,6 +446,11 @@ async fn session(
             }
         }
     };
+    // A run it starts by itself, stopped while it may not have heard.
+    let owed = node.store.owed_cancels(&id).await.unwrap_or_else(|e| {
+        tracing::error!("cannot read the cancels owed to the device: {e}");
+        Vec::new()
+    });
     let local_tasks = node.local_tasks_of(&id).await;
     let schedules = node.schedules_of(&id).await;
     let queued = local_tasks
@@ -455,7 +460,8 @@ async fn session(
         .chain(orders.into_iter().map(ServerToAgent::Run))
         .chain(stopped.into_iter().map(|run_id| ServerToAgent::Cancel {
             run: RunRef::Ordered(run_id),
-        }));
+        }))
+        .chain(owed.into_iter().map(|run| ServerToAgent::Cancel { run }));
     for msg in queued {
         if wire::write_frame(&mut send, &msg).await.is_err() {
             break;

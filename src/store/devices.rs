@@ -4,9 +4,9 @@
 use super::schema::OpenTables;
 use super::schema::*;
 use super::{Store, StoreError, get, put, remove, values};
-use crate::model::Fingerprint;
 use crate::model::device::{DeviceFacts, DeviceRecord, Enrollment};
 use crate::model::group::UNASSIGNED_DEVICES;
+use crate::model::{Fingerprint, RunRef};
 use crate::wire::msg::RunOrder;
 
 pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
@@ -14,6 +14,7 @@ pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreErr
     txn.open_table(FINGERPRINTS)?;
     txn.open_table(PENDING_DEVICES)?;
     txn.open_table(ORDERS)?;
+    txn.open_table(OWED_CANCELS)?;
     Ok(())
 }
 
@@ -190,6 +191,21 @@ impl Store {
                 remove(&mut orders, &key)?;
             }
             Ok(Some(record))
+        })
+        .await
+    }
+
+    /// The runs a device starts by itself that were stopped and that it has not reported on
+    /// since: it is told to cancel them when it connects.
+    pub async fn owed_cancels(&self, device_id: &str) -> Result<Vec<RunRef>, StoreError> {
+        let prefix = format!("{device_id}/");
+        self.read(move |txn| {
+            Ok(
+                super::entries_with_prefix::<RunRef>(&txn.open_table(OWED_CANCELS)?, &prefix)?
+                    .into_iter()
+                    .map(|(_, run)| run)
+                    .collect(),
+            )
         })
         .await
     }

@@ -9,7 +9,7 @@ use redb::WriteTransaction;
 
 use super::schema::*;
 use super::tasks::{NewRun, Progressed, StartedRun, progress_in, start_in, task_in};
-use super::{Store, StoreError, entries, get, put};
+use super::{Store, StoreError, entries, get, put, remove};
 use crate::model::UnixMillis;
 use crate::model::device::DeviceRecord;
 use crate::model::schedule::LocalDateTime;
@@ -31,6 +31,11 @@ impl Store {
         let device_id = device_id.to_string();
         self.write(move |txn| match occurrence_run(txn, task_id, key, now)? {
             Some(run_id) => {
+                // The device has heard of a stop of this run, or ran it before the stop.
+                remove(
+                    &mut txn.open_table(OWED_CANCELS)?,
+                    &order_key(&device_id, run_id),
+                )?;
                 join_app_start_run(txn, task_id, run_id, &device_id)?;
                 progress_in(txn, &device_id, run_id, &progress, now)
             }

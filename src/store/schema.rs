@@ -16,6 +16,9 @@ pub(crate) const FINGERPRINTS: StrTable = TableDefinition::new("device_fingerpri
 pub(crate) const PENDING_DEVICES: StrTable = TableDefinition::new("pending_devices");
 /// Orders not yet answered, by "device id/run id".
 pub(crate) const ORDERS: StrTable = TableDefinition::new("device_orders");
+/// Cancels of runs a device starts by itself, stopped while it may not have heard, by
+/// "device id/run id": sent each time it connects until it reports on that run.
+pub(crate) const OWED_CANCELS: StrTable = TableDefinition::new("owed_cancels");
 /// Groups by id.
 pub(crate) const GROUPS: SeqTable = TableDefinition::new("groups");
 /// Registered secondaries by display name.

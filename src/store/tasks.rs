@@ -614,6 +614,13 @@ pub(crate) fn stop_in(
                 };
                 progress_in(txn, &record.device_id, run_id, &ended, now)?;
                 if tell_pending {
+                    // One off now may still start it at its time: it is told when back.
+                    let mut owed = txn.open_table(OWED_CANCELS)?;
+                    put(
+                        &mut owed,
+                        &order_key(&record.device_id, run_id),
+                        &device_ref,
+                    )?;
                     to_cancel.push((record.device_id, device_ref));
                 }
             }
@@ -698,9 +705,11 @@ fn delete_run(txn: &WriteTransaction, run_id: RunId) -> Result<Vec<DeviceRunReco
     let entries: Vec<(String, DeviceRunRecord)> =
         entries_with_prefix(&records, &format!("{run_id:020}/"))?;
     let mut orders = txn.open_table(ORDERS)?;
+    let mut owed = txn.open_table(OWED_CANCELS)?;
     for (key, record) in &entries {
         remove(&mut records, key)?;
         remove(&mut orders, &order_key(&record.device_id, run_id))?;
+        remove(&mut owed, &order_key(&record.device_id, run_id))?;
     }
     Ok(entries.into_iter().map(|(_, r)| r).collect())
 }

@@ -156,6 +156,62 @@ async fn start(node: &Arc<Node>, task: &TaskRecord, key: LocalDateTime, now: Uni
     if !skipped.is_empty() {
         msg.push_str(&format!("; skipped: {}", skipped.join("; ")));
     }
+    let devices = started.device_ids.len() as u64;
+    let window = sched::window_secs(task.settings.schedule_options.random_delay, devices);
+    if window > 0 && started.order.is_some() {
+        msg.push_str(&format!("; starts spread over {window} s"));
+    }
     node.event(Severity::Info, EventKind::RunStarted, msg).await;
-    node.deliver_run(&started);
+    if window > 0 && started.order.is_some() {
+        tokio::spawn(deliver_spread(node.clone(), started, window, key));
+    } else {
+        node.deliver_run(&started);
+    }
+}
+
+/// Sends a run of a device selection to each device at its own moment within `window_secs`
+/// after the start (the randomized delay, as devices draw it for their own schedules),
+/// unless the run was stopped or paused meanwhile (a resumption sends the held orders).
+async fn deliver_spread(
+    node: Arc<Node>,
+    started: crate::store::tasks::StartedRun,
+    window_secs: u32,
+    key: LocalDateTime,
+) {
+    let window_ms = u64::from(window_secs) * 1000;
+    let task_id = started.task.id;
+    let mut moments: Vec<(u64, String)> = started
+        .device_ids
+        .iter()
+        .map(|id| {
+            (
+                sched::random_delay_ms(window_ms, id, task_id, key),
+                id.clone(),
+            )
+        })
+        .collect();
+    moments.sort();
+    let begin = tokio::time::Instant::now();
+    let mut shutdown = node.shutdown.subscribe();
+    for (delay_ms, device_id) in moments {
+        let at = begin + Duration::from_millis(delay_ms);
+        tokio::select! {
+            () = tokio::time::sleep_until(at) => {}
+            _ = shutdown.changed() => return,
+        }
+        let run_id = started.run.run_id;
+        match node.store.run(run_id).await {
+            Ok(Some(run)) if run.stopped.is_none() && run.paused.is_none() => {}
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::error!(run_id, "cannot read a run before sending it: {e}");
+                continue;
+            }
+        }
+        let mut one = started.clone();
+        one.device_ids = vec![device_id];
+        // Nothing chained after the run is ready before a device finishes it.
+        one.chained = Vec::new();
+        node.deliver_run(&one);
+    }
 }

@@ -44,11 +44,7 @@ fn def_of(
         payload: payload.clone(),
         schedule: task.settings.schedule.clone(),
         run_missed: options.run_missed,
-        delay_window_secs: match options.random_delay {
-            RandomDelay::Off => 0,
-            RandomDelay::Within { seconds } => seconds,
-            RandomDelay::Automatic => crate::sched::automatic_window_secs(reached),
-        },
+        delay_window_secs: crate::sched::window_secs(options.random_delay, reached),
         time_limit_secs: options.time_limit_secs,
         cancel_from: options.cancel_from,
     }
