@@ -22,6 +22,7 @@ use canopy::cli::deployment::{
 use canopy::model::schedule::{LocalDateTime, Schedule, ScheduleOptions};
 use canopy::model::task::{DeviceState, RunState};
 use canopy::model::{EventKind, ServerStatus};
+use canopy::server::RunningServer;
 use canopy::wire::msg::{
     AdminRequest, AdminResponse, ScopeSpec, TaskRequest, TaskSpec, VirtualServerRequest,
 };
@@ -120,6 +121,22 @@ fn server_text(
         "{extra}\n{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
         config_text(name, 0, parent)
     )
+}
+
+/// A primary enrolling devices with [`TOKEN`], its clock in `zone` (the system's if `None`),
+/// and an administrator logged in to it.
+async fn primary_in(d: &Deployment, zone: Option<&str>) -> (RunningServer, AdminClient) {
+    d.add_server("primary", 0, None).await.unwrap();
+    let zone = zone
+        .map(|z| format!("time_zone = \"{z}\""))
+        .unwrap_or_default();
+    let config = d
+        .write_config("primary", &server_text("primary", None, &zone))
+        .await
+        .unwrap();
+    let server = start(&config).await.unwrap();
+    let admin = d.admin(server.local_addr()).await.unwrap();
+    (server, admin)
 }
 
 async fn fleet_at(d: &Deployment, name: &str, address: &str, token: &str, n: u32) -> Agents {
@@ -280,15 +297,8 @@ async fn a_once_task_runs_at_its_time_on_every_device_of_the_tree_as_one_run() {
 async fn a_selection_task_runs_on_the_servers_clock_on_connected_devices_only() {
     let dir = tempfile::tempdir().unwrap();
     let d = Deployment::create(dir.path()).unwrap();
-    d.add_server("primary", 0, None).await.unwrap();
-    let zone = format!("time_zone = \"{SERVER_ZONE}\"");
-    let config = d
-        .write_config("primary", &server_text("primary", None, &zone))
-        .await
-        .unwrap();
-    let server = start(&config).await.unwrap();
+    let (server, admin) = primary_in(&d, Some(SERVER_ZONE)).await;
     let addr = server.local_addr().to_string();
-    let admin = d.admin(server.local_addr()).await.unwrap();
     let online = fleet_at(&d, "online", &addr, TOKEN, 4).await;
     let away = fleet_at(&d, "away", &addr, TOKEN, 2).await;
     away.stop().await.unwrap();
@@ -464,14 +474,8 @@ async fn quick_to_miss(d: &Deployment, name: &str, address: &str, n: u32) -> Age
 async fn a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_missed() {
     let dir = tempfile::tempdir().unwrap();
     let d = Deployment::create(dir.path()).unwrap();
-    d.add_server("primary", 0, None).await.unwrap();
-    let config = d
-        .write_config("primary", &server_text("primary", None, ""))
-        .await
-        .unwrap();
-    let server = start(&config).await.unwrap();
+    let (server, admin) = primary_in(&d, None).await;
     let addr = server.local_addr().to_string();
-    let admin = d.admin(server.local_addr()).await.unwrap();
     let fleet = quick_to_miss(&d, "laptops", &addr, 2).await;
     let (at, wait) = next_minute(DEVICE_ZONE, Duration::from_secs(10));
     let scope = || common::group_scope("Managed devices", true);
@@ -521,16 +525,9 @@ async fn a_start_missed_while_the_agent_was_stopped_runs_once_only_with_run_miss
 async fn a_task_at_application_start_runs_at_the_first_agent_start_of_the_day() {
     let dir = tempfile::tempdir().unwrap();
     let d = Deployment::create(dir.path()).unwrap();
-    d.add_server("primary", 0, None).await.unwrap();
     // The server's day is the devices' day, so its run of the day is theirs.
-    let zone = format!("time_zone = \"{DEVICE_ZONE}\"");
-    let config = d
-        .write_config("primary", &server_text("primary", None, &zone))
-        .await
-        .unwrap();
-    let server = start(&config).await.unwrap();
+    let (server, admin) = primary_in(&d, Some(DEVICE_ZONE)).await;
     let addr = server.local_addr().to_string();
-    let admin = d.admin(server.local_addr()).await.unwrap();
     let desks = fleet_at(&d, "desks", &addr, TOKEN, 2).await;
     let kiosk = fleet_at(&d, "kiosk", &addr, TOKEN, 1).await;
     let spec = simulate_spec(
@@ -591,14 +588,7 @@ async fn a_task_at_application_start_runs_at_the_first_agent_start_of_the_day() 
 async fn a_selection_task_spreads_its_starts_over_its_randomized_delay() {
     let dir = tempfile::tempdir().unwrap();
     let d = Deployment::create(dir.path()).unwrap();
-    d.add_server("primary", 0, None).await.unwrap();
-    let zone = format!("time_zone = \"{SERVER_ZONE}\"");
-    let config = d
-        .write_config("primary", &server_text("primary", None, &zone))
-        .await
-        .unwrap();
-    let server = start(&config).await.unwrap();
-    let admin = d.admin(server.local_addr()).await.unwrap();
+    let (server, admin) = primary_in(&d, Some(SERVER_ZONE)).await;
     let fleet = fleet_at(&d, "fleet", &server.local_addr().to_string(), TOKEN, 4).await;
     let (at, _) = next_minute(SERVER_ZONE, Duration::from_secs(8));
     let conditions = vec!["group=Managed devices".to_string()];
@@ -635,16 +625,9 @@ async fn a_selection_task_spreads_its_starts_over_its_randomized_delay() {
 async fn a_device_off_when_an_occurrence_was_stopped_is_told_when_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let d = Deployment::create(dir.path()).unwrap();
-    d.add_server("primary", 0, None).await.unwrap();
     // The server's clock reaches the occurrence when the devices' does.
-    let zone = format!("time_zone = \"{DEVICE_ZONE}\"");
-    let config = d
-        .write_config("primary", &server_text("primary", None, &zone))
-        .await
-        .unwrap();
-    let server = start(&config).await.unwrap();
+    let (server, admin) = primary_in(&d, Some(DEVICE_ZONE)).await;
     let addr = server.local_addr().to_string();
-    let admin = d.admin(server.local_addr()).await.unwrap();
     let off = fleet_at(&d, "off", &addr, TOKEN, 4).await;
     let (at, wait) = next_minute(DEVICE_ZONE, Duration::from_secs(8));
     // Starts spread over a minute: most devices have not started when the run is stopped.

@@ -87,17 +87,7 @@ pub(crate) fn is_paused(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("server.redb");
-        let store = tokio::task::spawn_blocking(move || Store::open_server(&path))
-            .await
-            .unwrap()
-            .unwrap();
-        (dir, store)
-    }
+    use crate::store::tasks::tests::temp_store as store;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_run_over_here_but_going_below_pauses_and_resumes() {

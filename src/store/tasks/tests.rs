@@ -5,6 +5,17 @@ use crate::model::task::{
     AGENT_APPLICATION, ChangedBy, Details, Outcome, TaskPayload, TaskSettings,
 };
 
+/// A server database in a temporary directory, kept as long as the directory.
+pub(in crate::store) async fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.redb");
+    let store = tokio::task::spawn_blocking(move || Store::open_server(&path))
+        .await
+        .unwrap()
+        .unwrap();
+    (dir, store)
+}
+
 pub(in crate::store) fn task(days: u32) -> TaskRecord {
     TaskRecord {
         id: 0,
@@ -43,12 +54,7 @@ fn finished(at: i64) -> DeviceProgress {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_pruned_after_their_tasks_history_days_and_orders_retired() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("server.redb");
-    let store = tokio::task::spawn_blocking(move || Store::open_server(&path))
-        .await
-        .unwrap()
-        .unwrap();
+    let (_dir, store) = temp_store().await;
     let created = store.create_task(task(2)).await.unwrap();
     assert_eq!(created.id, 1);
     let target = vec![("d1".to_string(), "desk".to_string())];
@@ -108,12 +114,7 @@ fn refused(result: Result<TaskRecord, StoreError>, why: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chained_task_starts_on_each_device_as_it_finishes_the_task_before() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("server.redb");
-    let store = tokio::task::spawn_blocking(move || Store::open_server(&path))
-        .await
-        .unwrap()
-        .unwrap();
+    let (_dir, store) = temp_store().await;
     for id in ["d1", "d2"] {
         let fingerprint = crate::model::Fingerprint::of(id.as_bytes());
         let facts = crate::model::device::DeviceFacts::default();
