@@ -712,6 +712,53 @@ fn tasks_from_the_command_line_and_the_password_never_leaks() {
         serde_json::from_str(&c.ok(&["task", "list", "--json"], None)).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 
+    // Export (to standard output and to a file), import in two phases, copy: the password
+    // is in none of them, and the file is among the files searched below.
+    let exported = c.ok(&["task", "export", "list task"], None);
+    assert!(exported.starts_with("canopy-task-export 1\n"), "{exported}");
+    outputs.push(exported);
+    let out = [
+        "task",
+        "export",
+        "list task",
+        "--out",
+        "list-task.canopy-task",
+    ];
+    outputs.push(c.ok(&out, None));
+    let (_, err) = c.fails(&out, None);
+    assert!(err.contains("cannot create"), "never overwritten: {err}");
+    let preview = c.ok(&["task", "import", "list-task.canopy-task"], None);
+    assert!(preview.contains("list task (1)"), "{preview}");
+    assert!(preview.contains("nothing created"), "{preview}");
+    outputs.push(preview);
+    let (_, err) = c.fails(
+        &["task", "import", "list-task.canopy-task", "--commit"],
+        None,
+    );
+    assert!(err.contains("needs the task's scope"), "{err}");
+    let commit = [
+        "task",
+        "import",
+        "list-task.canopy-task",
+        "--commit",
+        "--group",
+        "Managed devices",
+    ];
+    let imported = c.ok(&commit, None);
+    assert!(
+        imported.contains("created task \"list task (1)\""),
+        "{imported}"
+    );
+    outputs.push(imported);
+    let copied = c.ok(&["task", "copy", "list task", "--json"], None);
+    let copied: serde_json::Value = serde_json::from_str(&copied).unwrap();
+    assert_eq!(copied["name"], "list task (2)", "{copied}");
+    assert_eq!(
+        copied["password_set"], true,
+        "a copy keeps its sealed password"
+    );
+    outputs.push(copied.to_string());
+
     drop(agent);
     assert!(server.terminate(), "clean shutdown");
     for output in &outputs {

@@ -30,7 +30,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::wire::codec::{self, CodecError};
 
-pub use files::{agent_config, device_list, local_edit, selection, server_config};
+pub use files::{agent_config, device_list, local_edit, selection, server_config, task_export};
 pub use links::{admin_link, agent_link, fed_link, hello};
 pub use seeds::{Seed, seeds};
 pub use stored::store_values;
@@ -70,6 +70,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("device_list", device_list),
     ("selection", selection),
     ("local_edit", local_edit),
+    ("task_export", task_export),
 ];
 
 /// Decodes `bytes` as one `T` with `limit`, as every reader does (`codec::decode_bounded`),

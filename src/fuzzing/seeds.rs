@@ -14,8 +14,8 @@ use crate::wire::PROTOCOL_VERSION;
 use crate::wire::codec;
 use crate::wire::msg::{
     AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, AgentHello, AgentToServer,
-    ChildHello, ChildMsg, DeviceCursor, DeviceRequest, ErrorKind, GroupRequest, ParentMsg, Secret,
-    ServerToAgent, TaskRequest, VirtualServerRequest,
+    ChildHello, ChildMsg, DeviceCursor, DeviceRequest, ErrorKind, GroupRequest, ParentMsg,
+    ScopeSpec, Secret, ServerToAgent, TaskRequest, VirtualServerRequest,
 };
 
 /// One seed: the target it is for, a name for its file, and its bytes. Every seed is
@@ -398,6 +398,20 @@ fn admin_requests() -> Vec<AdminRequest> {
         TaskRequest::Stop { task: task() },
         TaskRequest::Pause { task: task() },
         TaskRequest::Resume { task: task() },
+        TaskRequest::Export { task: task() },
+        TaskRequest::Import {
+            file: b"canopy-task-export 1\nsha256 00\nname = \"x\"\n".to_vec(),
+            commit: true,
+            scope: Some(ScopeSpec::Group {
+                path: "Managed devices".into(),
+                include_subgroups: true,
+                include_secondaries: false,
+            }),
+        },
+        TaskRequest::Copy {
+            task: task(),
+            name: Some("Scan (1)".into()),
+        },
         TaskRequest::Results {
             task: task(),
             run: Some(9),
@@ -488,6 +502,22 @@ fn admin_responses() -> Vec<AdminResponse> {
             next: Some("tenant-a".into()),
         },
         AdminResponse::VirtualServer(Box::new(s::vserver())),
+        AdminResponse::Exported {
+            file: "canopy-task-export 1\nsha256 00\nname = \"Scan\"\n".into(),
+            file_name: "Scan.canopy-task".into(),
+        },
+        AdminResponse::Imported(Box::new(crate::wire::msg::ImportView {
+            name: "Scan (1)".into(),
+            task_type: s::task_view().task_type,
+            application: "Canopy agent".into(),
+            schedule: crate::model::schedule::Schedule::Manually,
+            schedule_options: crate::model::schedule::ScheduleOptions::default(),
+            account: Some("svc-scan".into()),
+            exported_from: "primary".into(),
+            exported_at: "2026-11-30 12:00:00 UTC".into(),
+            warnings: vec!["an account password must be set".into()],
+            created: Some(Box::new(s::task_view())),
+        })),
     ]
 }
 
@@ -675,4 +705,28 @@ fn files(out: &mut Vec<Seed>) {
     };
     let json = serde_json::to_string_pretty(&snapshot).unwrap_or_default();
     push(out, "local_edit", "snapshot".into(), json.into_bytes());
+    for (i, task) in s::local_tasks().into_iter().enumerate() {
+        let exported = crate::model::export::ExportedTask {
+            name: task.name,
+            application: task.application,
+            schedule: task.schedule.spec(),
+            account: (i % 2 == 1).then(|| "svc-scan".to_string()),
+            account_password_set: i % 2 == 1,
+            notify: crate::model::task::Notify::ErrorsOnly,
+            keep_days: 30,
+            exported_from: "primary".into(),
+            exported_at: "2026-11-30 12:00:00 UTC".into(),
+            restart: crate::model::task::RestartPolicy::default(),
+            schedule_options: crate::model::schedule::ScheduleOptions::default(),
+            parameters: task.payload,
+        };
+        if let Ok(file) = crate::model::export::encode(&exported) {
+            push(
+                out,
+                "task_export",
+                format!("task-{i:02}"),
+                file.into_bytes(),
+            );
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod device;
 pub mod event;
+pub mod export;
 pub mod fingerprint;
 pub mod group;
 pub mod limits;
@@ -28,6 +29,9 @@ pub fn format_time(ms: UnixMillis) -> String {
     }
 }
 
+/// The longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
 /// Checks a display name (server, group, account): 1 to 100 characters, no control
 /// characters, and no '/', which separates the parts of a path.
 pub fn check_display_name(what: &str, name: &str) -> Result<(), String> {
@@ -35,9 +39,9 @@ pub fn check_display_name(what: &str, name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err(format!("{what} must not be empty"));
     }
-    if chars > 100 {
+    if chars > MAX_NAME_CHARS {
         return Err(format!(
-            "{what} is {chars} characters long; at most 100 are allowed"
+            "{what} is {chars} characters long; at most {MAX_NAME_CHARS} are allowed"
         ));
     }
     if name.contains('/') || name.chars().any(char::is_control) {

@@ -159,7 +159,8 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
             TaskRequest::List { .. }
             | TaskRequest::Show { .. }
             | TaskRequest::Results { .. }
-            | TaskRequest::Stats { .. },
+            | TaskRequest::Stats { .. }
+            | TaskRequest::Export { .. },
         ) => true,
         Task(_) => role != Role::Auditor,
         VirtualServer(VirtualServerRequest::List { .. }) => role != Role::Auditor,

@@ -92,6 +92,32 @@ impl Store {
         .await
     }
 
+    /// Stores a new task as [`Store::create_task`] does, under its name or, if that is taken,
+    /// the first free of "NAME (1)", "NAME (2)", ... (an import, a copy).
+    pub async fn create_task_free_name(&self, task: TaskRecord) -> Result<TaskRecord, StoreError> {
+        self.write(move |txn| {
+            let mut task = task.clone();
+            let names = txn.open_table(TASK_NAMES)?;
+            task.name = free_name(&task.name, |n| Ok(names.get(n)?.is_some()))?;
+            drop(names);
+            chains::check_in(txn, &task)?;
+            let task = upsert_in(txn, task, None)?;
+            change_log::log_task(txn, None, &task)?;
+            Ok(task)
+        })
+        .await
+    }
+
+    /// The name [`Store::create_task_free_name`] would give a task named `name` now.
+    pub async fn free_task_name(&self, name: &str) -> Result<String, StoreError> {
+        let name = name.to_string();
+        self.read(move |txn| {
+            let names = txn.open_table(TASK_NAMES)?;
+            free_name(&name, |n| Ok(names.get(n)?.is_some()))
+        })
+        .await
+    }
+
     pub async fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
         self.read(|txn| values(&txn.open_table(TASKS)?)).await
     }
@@ -354,6 +380,29 @@ impl Store {
         })
         .await
     }
+}
+
+/// `name` if it is free, or else the first free of "NAME (1)", "NAME (2)", ..., the name cut
+/// so that it fits the 100 characters of a display name with its suffix.
+fn free_name(
+    name: &str,
+    taken: impl Fn(&str) -> Result<bool, StoreError>,
+) -> Result<String, StoreError> {
+    if !taken(name)? {
+        return Ok(name.to_string());
+    }
+    for n in 1..=10_000u32 {
+        let suffix = format!(" ({n})");
+        let keep = crate::model::MAX_NAME_CHARS.saturating_sub(suffix.chars().count());
+        let base: String = name.chars().take(keep).collect();
+        let candidate = format!("{}{suffix}", base.trim_end());
+        if !taken(&candidate)? {
+            return Ok(candidate);
+        }
+    }
+    Err(StoreError::Rejected(format!(
+        "no free name after {name:?} (1) to (10000)"
+    )))
 }
 
 /// The task holding display name `name`, if any.

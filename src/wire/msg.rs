@@ -285,6 +285,41 @@ pub enum TaskRequest {
     Resume {
         task: String,
     },
+    /// The task as an export file (`model::export`); device tasks only.
+    Export {
+        task: String,
+    },
+    /// Reads an export file and says what it would create, changing nothing; with `commit`
+    /// (and a scope), creates the task.
+    Import {
+        file: Vec<u8>,
+        commit: bool,
+        scope: Option<ScopeSpec>,
+    },
+    /// A new task with the type, settings and scope of `task`, named `name` (or after the
+    /// task), with the next free " (N)" suffix if the name is taken.
+    Copy {
+        task: String,
+        name: Option<String>,
+    },
+}
+
+/// What an import would create (or created).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportView {
+    /// The name it gets here: the file's, or with the next free " (N)" suffix.
+    pub name: String,
+    pub task_type: TaskType,
+    pub application: String,
+    pub schedule: Schedule,
+    pub schedule_options: ScheduleOptions,
+    pub account: Option<String>,
+    pub exported_from: String,
+    pub exported_at: String,
+    /// What the administrator must know or do ("an account password must be set").
+    pub warnings: Vec<String>,
+    /// The task made, with `commit`.
+    pub created: Option<Box<TaskView>>,
 }
 
 /// A new task, as the administrator describes it.
@@ -560,6 +595,10 @@ impl AdminRequest {
             AdminRequest::Task(TaskRequest::Stats { .. }) => "task stats",
             AdminRequest::Task(TaskRequest::Pause { .. }) => "task pause",
             AdminRequest::Task(TaskRequest::Resume { .. }) => "task resume",
+            AdminRequest::Task(TaskRequest::Export { .. }) => "task export",
+            AdminRequest::Task(TaskRequest::Import { commit: false, .. }) => "task import",
+            AdminRequest::Task(TaskRequest::Import { commit: true, .. }) => "task import --commit",
+            AdminRequest::Task(TaskRequest::Copy { .. }) => "task copy",
             AdminRequest::VirtualServer(VirtualServerRequest::List { .. }) => "vserver list",
             AdminRequest::VirtualServer(VirtualServerRequest::Create { .. }) => "vserver create",
             AdminRequest::VirtualServer(VirtualServerRequest::Enable { .. }) => "vserver enable",
@@ -646,6 +685,12 @@ pub enum AdminResponse {
         next: Option<String>,
     },
     VirtualServer(Box<VirtualServerView>),
+    /// An export file, and the name to save it under.
+    Exported {
+        file: String,
+        file_name: String,
+    },
+    Imported(Box<ImportView>),
 }
 
 /// `canopy server status`: the server asked, and its link to its own parent if it has one.

@@ -113,6 +113,31 @@ pub enum TaskCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a device task to an export file (never its password): its type, parameters,
+    /// settings and schedule, with a version and a checksum. Import it with `task import`.
+    Export {
+        /// The task's name or id.
+        task: String,
+        /// The file to write (it must not exist); standard output if not given.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Read an export file and show what it would create, changing nothing; with --commit
+    /// and a scope, create the task (a taken name gets the next free " (N)").
+    #[command(after_help = IMPORT_EXAMPLES)]
+    Import(Box<ImportArgs>),
+    /// Create a copy of a task: the same type, settings and scope, named --name or after
+    /// the task, with the next free " (N)" if the name is taken.
+    Copy {
+        /// The task's name or id.
+        task: String,
+        /// The copy's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the copy as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A run's statistics: devices per state, restarts needed, completion (the last run
     /// unless --run is given), totalled over the servers below that take part.
     Stats {
@@ -147,6 +172,25 @@ pub struct CreateArgs {
     scope: ScopeArgs,
     #[command(flatten)]
     settings: SettingsArgs,
+}
+
+const IMPORT_EXAMPLES: &str = "Examples:
+  canopy task export \"Friday scan\" --out friday-scan.canopy-task
+  canopy task import friday-scan.canopy-task
+  canopy task import friday-scan.canopy-task --commit --group \"Managed devices\"";
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The export file.
+    pub(super) file: std::path::PathBuf,
+    /// Create the task (with a scope); without it, only show what would be created.
+    #[arg(long)]
+    pub(super) commit: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub(super) json: bool,
+    #[command(flatten)]
+    pub(super) scope: ScopeArgs,
 }
 
 #[derive(Args, Debug)]

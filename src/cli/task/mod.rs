@@ -17,6 +17,7 @@ mod scope_args;
 mod settings;
 #[cfg(test)]
 mod tests;
+mod transfer;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -75,6 +76,12 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
         }
         TaskCommand::Stop { task } => {
             print_stats(task_call(session, TaskRequest::Stop { task }).await?)
+        }
+        TaskCommand::Export { task, out } => transfer::export(session, task, out).await,
+        TaskCommand::Import(args) => transfer::import(session, &args).await,
+        TaskCommand::Copy { task, name, json } => {
+            let response = task_call(session, TaskRequest::Copy { task, name }).await?;
+            print_task_answer(response, json, false)
         }
         TaskCommand::Pause { task } => {
             print_stats(task_call(session, TaskRequest::Pause { task }).await?)

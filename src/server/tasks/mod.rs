@@ -1,5 +1,6 @@
 //! Tasks on this server: the admin requests about tasks (list, show, create, edit, delete,
-//! start, stop, results, statistics). How tasks and runs are shown is in `view`, what a
+//! start, stop, results, statistics; export, import and copy in `transfer`). How tasks and
+//! runs are shown is in `view`, what a
 //! task reaches in `targeting`, carrying runs to devices and recording their progress in
 //! `delivery`, and the tasks that run on the server itself in `server_tasks`.
 
@@ -12,6 +13,7 @@ mod scheduler;
 mod schedules;
 mod server_tasks;
 mod targeting;
+mod transfer;
 mod view;
 
 pub(super) use scheduler::schedule_loop;
@@ -88,6 +90,13 @@ pub(super) async fn handle(
             };
             results(node, &task, run, page).await
         }
+        TaskRequest::Export { task } => transfer::export(node, &task).await,
+        TaskRequest::Import {
+            file,
+            commit,
+            scope,
+        } => transfer::import(node, session, &file, commit, scope).await,
+        TaskRequest::Copy { task, name } => transfer::copy(node, session, &task, name).await,
         TaskRequest::Stats { task, run } => {
             let task = match find(node, &task).await {
                 Ok(task) => task,
@@ -197,8 +206,6 @@ async fn list(node: &Node, after: Option<u64>, limit: u32) -> Reply<AdminRespons
 
 // ---- Create, edit, delete ----
 
-// ---- Create, edit, delete ----
-
 fn seal_account(node: &Node, account: Option<AccountSpec>) -> Reply<TaskAccount> {
     match account {
         None => Ok(TaskAccount::Default),
@@ -221,6 +228,13 @@ fn default_application(task_type: &TaskType) -> String {
 }
 
 async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<AdminResponse> {
+    let task = new_task(node, session, spec).await?;
+    let task = store_new(node, session, task, false).await?;
+    Ok(AdminResponse::Task(Box::new(view(node, &task).await)))
+}
+
+/// The task `spec` describes, checked, its scope resolved and its password sealed.
+async fn new_task(node: &Node, session: &Session, spec: TaskSpec) -> Reply<TaskRecord> {
     let now = now_ms();
     let application = spec
         .application
@@ -256,7 +270,23 @@ async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<Ad
     task.scope = resolve_scope(node, spec.scope).await?;
     task.check().map_err(invalid)?;
     task.settings.account = seal_account(node, spec.account)?;
-    let task = node.store.create_task(task).await.map_err(stored)?;
+    Ok(task)
+}
+
+/// Stores a new task (under its name, or with `free_name` the next free " (N)" suffix),
+/// says so, tells its devices, and starts it if its schedule is "immediately". Returns it
+/// as stored now.
+async fn store_new(
+    node: &Arc<Node>,
+    session: &Session,
+    task: TaskRecord,
+    free_name: bool,
+) -> Reply<TaskRecord> {
+    let task = match free_name {
+        true => node.store.create_task_free_name(task).await,
+        false => node.store.create_task(task).await,
+    }
+    .map_err(stored)?;
     let msg = format!(
         "task {:?} (#{}, {}, {}) created by {}",
         task.name,
@@ -282,13 +312,12 @@ async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<Ad
         node.event(Severity::Warning, EventKind::RunStarted, msg)
             .await;
     }
-    let task = node
+    Ok(node
         .store
         .task(task.id)
         .await
         .map_err(internal)?
-        .unwrap_or(task);
-    Ok(AdminResponse::Task(Box::new(view(node, &task).await)))
+        .unwrap_or(task))
 }
 
 async fn edit(
