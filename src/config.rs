@@ -50,6 +50,8 @@ struct RawServer {
     enrollment: Vec<RawEnrollment>,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    tasks: RawTasks,
     /// The IANA time zone the server runs its own scheduled tasks in (selection and server
     /// tasks); by default the system's.
     time_zone: Option<String>,
@@ -59,6 +61,23 @@ struct RawServer {
 #[serde(deny_unknown_fields, default)]
 struct RawEvents {
     keep: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTasks {
+    deleted_keep_days: u32,
+}
+
+/// Days a deleted task is kept with its revision history by default.
+pub const DELETED_KEEP_DAYS: u32 = 90;
+
+impl Default for RawTasks {
+    fn default() -> Self {
+        RawTasks {
+            deleted_keep_days: DELETED_KEEP_DAYS,
+        }
+    }
 }
 
 /// Events a server keeps by default; the oldest go first.
@@ -246,6 +265,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Events kept in the event log (`events.keep`); the oldest go first.
     pub events_keep: u64,
+    /// Days a deleted task is kept with its history, restorable (`tasks.deleted_keep_days`).
+    pub deleted_keep_days: u32,
     /// Enrollment tokens: a device that presents one is accepted into its group.
     pub enrollment: Vec<EnrollmentToken>,
     /// The time zone of the server's own schedules (`time_zone`); `None`: the system's.
@@ -414,6 +435,12 @@ impl ServerConfig {
                 "must be at least 1".into(),
             ));
         }
+        if raw.tasks.deleted_keep_days == 0 || raw.tasks.deleted_keep_days > 36_500 {
+            return Err(invalid(
+                "tasks.deleted_keep_days",
+                format!("({}) must be from 1 to 36500", raw.tasks.deleted_keep_days),
+            ));
+        }
         if raw.events.keep < 100 {
             return Err(invalid(
                 "events.keep",
@@ -486,6 +513,7 @@ impl ServerConfig {
                 max_pending_devices: limits.max_pending_devices,
             },
             events_keep: raw.events.keep,
+            deleted_keep_days: raw.tasks.deleted_keep_days,
             time_zone: raw.time_zone,
             enrollment,
         })
@@ -547,6 +575,11 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         assert_eq!(parse(GOOD).unwrap().events_keep, EVENTS_KEEP);
         let kept = format!("{GOOD}\n[events]\nkeep = 500\n");
         assert_eq!(parse(&kept).unwrap().events_keep, 500);
+        assert_eq!(parse(GOOD).unwrap().deleted_keep_days, DELETED_KEEP_DAYS);
+        let kept = format!("{GOOD}\n[tasks]\ndeleted_keep_days = 7\n");
+        assert_eq!(parse(&kept).unwrap().deleted_keep_days, 7);
+        let none = format!("{GOOD}\n[tasks]\ndeleted_keep_days = 0\n");
+        assert!(error_of(&none).contains("`tasks.deleted_keep_days`"));
         // Found by fuzzing: minutes times 60 overflowed (a panic, or a wrapped-around TTL).
         for minutes in ["9223372036854775807", "307445734561825861", "525601"] {
             let ttl = format!("{GOOD}\n[admin]\nsession_ttl_minutes = {minutes}\n");

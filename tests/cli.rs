@@ -759,6 +759,45 @@ fn tasks_from_the_command_line_and_the_password_never_leaks() {
     );
     outputs.push(copied.to_string());
 
+    // History: an edit with a comment, the diff (a password is only "changed"), delete and
+    // restore.
+    let edit = [
+        "task",
+        "edit",
+        "list task",
+        "--keep-days",
+        "10",
+        "--account",
+        "svc-backup",
+        "--password-stdin",
+        "--comment",
+        "shorter history",
+    ];
+    outputs.push(c.ok(&edit, Some(&format!("{PLANTED}-2\n"))));
+    let history = c.ok(&["task", "history", "list task"], None);
+    assert!(history.contains("shorter history"), "{history}");
+    assert!(history.contains("created"), "{history}");
+    outputs.push(history);
+    let diff = c.ok(&["task", "diff", "list task", "1"], None);
+    assert!(diff.contains("store history"), "{diff}");
+    assert!(diff.contains("changed"), "{diff}");
+    outputs.push(diff);
+    outputs.push(c.ok(&["task", "diff", "list task", "1", "2", "--json"], None));
+    outputs.push(c.ok(
+        &[
+            "task",
+            "delete",
+            "list task (2)",
+            "--comment",
+            "a copy too many",
+        ],
+        None,
+    ));
+    let deleted = c.ok(&["task", "list", "--deleted"], None);
+    assert!(deleted.contains("list task (2)"), "{deleted}");
+    outputs.push(deleted);
+    outputs.push(c.ok(&["task", "restore", "list task (2)"], None));
+
     drop(agent);
     assert!(server.terminate(), "clean shutdown");
     for output in &outputs {

@@ -141,6 +141,7 @@ async fn a_group_task_runs_once_on_every_device_of_the_tree_and_rolls_up() {
         task: "Tree scan".into(),
         changes: Box::new(TaskChanges {
             store_history_days: Some(5),
+            comment: None,
             ..TaskChanges::default()
         }),
     };
@@ -152,6 +153,7 @@ async fn a_group_task_runs_once_on_every_device_of_the_tree_and_rolls_up() {
         },
         TaskRequest::Delete {
             task: "Tree scan".into(),
+            comment: None,
         },
     ] {
         let (kind, message) = server_error(below.call(AdminRequest::Task(request)).await);
@@ -229,6 +231,7 @@ async fn a_group_task_runs_once_on_every_device_of_the_tree_and_rolls_up() {
     .await;
     let delete = TaskRequest::Delete {
         task: "Tree scan v2".into(),
+        comment: None,
     };
     admin.call(AdminRequest::Task(delete)).await.unwrap();
     until("the delete at the deepest server", || async {

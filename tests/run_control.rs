@@ -9,11 +9,9 @@ use std::time::Duration;
 
 use canopy::agent::Agents;
 use canopy::cli::client::AdminClient;
-use canopy::cli::deployment::{Deployment, config_text, parent_of, start, wait_for_tree};
-use canopy::model::ServerStatus;
+use canopy::cli::deployment::Deployment;
 use canopy::model::schedule::Schedule;
 use canopy::model::task::{DeviceState, RunState};
-use canopy::server::RunningServer;
 use canopy::wire::msg::{AdminRequest, AdminResponse, RunView, TaskChanges, TaskRequest};
 use common::{
     create_task, refused, results, results_at, simulate_spec, start_task, stats, tree_scope,
@@ -21,17 +19,6 @@ use common::{
 };
 
 const TOKEN: &str = "run-control-tests-token-0123456789";
-
-/// The config of a server that enrolls devices with [`TOKEN`].
-fn server_text(
-    name: &str,
-    parent: Option<(std::net::SocketAddr, canopy::model::Fingerprint)>,
-) -> String {
-    format!(
-        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
-        config_text(name, 0, parent)
-    )
-}
 
 /// A fleet named `name` of `n` simulated devices at `server`, once all are connected.
 async fn fleet(d: &Deployment, name: &str, server: std::net::SocketAddr, n: u32) -> Agents {
@@ -58,39 +45,11 @@ async fn control(admin: &AdminClient, request: TaskRequest) -> RunView {
     }
 }
 
-/// A primary and its secondary "branch-1", both enrolling devices with [`TOKEN`], once the
-/// branch is up; with an administrator logged in at the primary.
-async fn two_tiers(d: &Deployment) -> (RunningServer, RunningServer, AdminClient) {
-    d.add_server("primary", 0, None).await.unwrap();
-    let config = d
-        .write_config("primary", &server_text("primary", None))
-        .await
-        .unwrap();
-    let primary = start(&config).await.unwrap();
-    let link = Some(parent_of(&primary));
-    d.add_server("branch-1", 0, link).await.unwrap();
-    let config = d
-        .write_config("branch-1", &server_text("branch-1", link))
-        .await
-        .unwrap();
-    d.register(primary.local_addr(), "branch-1", "Managed devices")
-        .await
-        .unwrap();
-    let branch = start(&config).await.unwrap();
-    let admin = d.admin(primary.local_addr()).await.unwrap();
-    wait_for_tree(&admin, Duration::from_secs(30), "the branch up", |rows| {
-        rows.len() == 2 && rows.iter().all(|r| r.status == ServerStatus::Active)
-    })
-    .await
-    .unwrap();
-    (primary, branch, admin)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_holds_a_run_across_the_tree_and_resume_finishes_it_counting_each_device_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = Deployment::create(dir.path()).unwrap();
-    let (primary, branch, admin) = two_tiers(&d).await;
+    let (primary, branch, admin) = common::two_tiers(&d, TOKEN).await;
     let on_primary = fleet(&d, "fleet-primary", primary.local_addr(), 4).await;
     let on_branch = fleet(&d, "fleet-branch", branch.local_addr(), 3).await;
     // Two devices known to the primary but off when the run starts: it is pending there.
@@ -251,7 +210,7 @@ async fn stopping_a_paused_run_cancels_the_paused_devices() {
 async fn a_chained_task_starts_on_each_device_after_the_first_completes_there() {
     let dir = tempfile::tempdir().unwrap();
     let d = Deployment::create(dir.path()).unwrap();
-    let (primary, branch, admin) = two_tiers(&d).await;
+    let (primary, branch, admin) = common::two_tiers(&d, TOKEN).await;
     let on_primary = fleet(&d, "fleet-primary", primary.local_addr(), 3).await;
     let on_branch = fleet(&d, "fleet-branch", branch.local_addr(), 2).await;
     let scope = || tree_scope("Managed devices");

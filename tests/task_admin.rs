@@ -1,6 +1,7 @@
 //! Task administration over real QUIC: a task exported from one deployment and imported
 //! into another (what would be made first, then made; taken names get " (N)"), every kind of
-//! bad file refused with nothing changed, and copies.
+//! bad file refused with nothing changed, and copies; revision history, diff and rollback
+//! reaching a secondary's copy, and a deleted task restored with its history.
 
 mod common;
 
@@ -10,7 +11,8 @@ use canopy::model::export::{self, MAX_FILE_BYTES};
 use canopy::model::schedule::{RandomDelay, Schedule, ScheduleOptions};
 use canopy::model::task::{Notify, RestartPolicy, TaskPayload, TaskType};
 use canopy::wire::msg::{
-    AccountSpec, AdminRequest, AdminResponse, ImportView, ScopeSpec, Secret, TaskRequest, TaskView,
+    AccountSpec, AdminRequest, AdminResponse, ImportView, RevisionView, ScopeSpec, Secret,
+    TaskChanges, TaskRequest, TaskView,
 };
 use common::{create_task, group_scope, refused, show_task, task_spec};
 
@@ -258,4 +260,194 @@ async fn a_task_exported_from_one_deployment_is_imported_into_another() {
     admin_b.close().await;
     server_a.shutdown().await.unwrap();
     server_b.shutdown().await.unwrap();
+}
+
+async fn revisions(admin: &AdminClient, request: TaskRequest) -> Vec<RevisionView> {
+    match call(admin, request).await {
+        AdminResponse::Revisions(revisions) => revisions,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn edit(task: &str, changes: TaskChanges) -> TaskRequest {
+    TaskRequest::Edit {
+        task: task.into(),
+        changes: Box::new(changes),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_diff_rollback_down_the_tree_delete_and_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Deployment::create(dir.path()).unwrap();
+    let (primary, branch, admin) = common::two_tiers(&d, TOKEN).await;
+    let branch_admin = d.admin(branch.local_addr()).await.unwrap();
+    let mut spec = task_spec(
+        "Patrol",
+        TaskType::Device(TaskPayload::Scan {
+            paths: vec!["/home".into()],
+            blocklist: Vec::new(),
+        }),
+        common::tree_scope("Managed devices"),
+    );
+    spec.comment = Some("first cut".into());
+    spec.account = Some(AccountSpec {
+        name: "svc".into(),
+        password: Some(Secret(PASSWORD.into())),
+    });
+    create_task(&admin, spec).await;
+    // Three edits: a schedule, a path and a new password, a rename.
+    let changes = [
+        TaskChanges {
+            schedule: Some(Schedule::parse("weekly:fri@19:00").unwrap()),
+            comment: Some("Fridays".into()),
+            ..TaskChanges::default()
+        },
+        TaskChanges {
+            task_type: Some(TaskType::Device(TaskPayload::Scan {
+                paths: vec!["/home".into(), "/srv".into()],
+                blocklist: Vec::new(),
+            })),
+            account: Some(Some(AccountSpec {
+                name: "svc".into(),
+                password: Some(Secret(format!("{PASSWORD}-2"))),
+            })),
+            ..TaskChanges::default()
+        },
+        TaskChanges {
+            name: Some("Patrol all".into()),
+            ..TaskChanges::default()
+        },
+    ];
+    for change in changes {
+        call(&admin, edit("Patrol", change)).await;
+    }
+    let key = "Patrol all";
+    let history = revisions(&admin, TaskRequest::History { task: key.into() }).await;
+    let listed: Vec<(u32, String, Option<&str>)> = history
+        .iter()
+        .map(|r| (r.revision, r.action.to_string(), r.comment.as_deref()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (1, "created".into(), Some("first cut")),
+            (2, "edited".into(), Some("Fridays")),
+            (3, "edited".into(), None),
+            (4, "edited".into(), None),
+        ]
+    );
+    assert!(history.iter().all(|r| r.by == "admin"), "{history:#?}");
+
+    // What differs from 1 to 3, never a password.
+    let answer = call(
+        &admin,
+        TaskRequest::Diff {
+            task: key.into(),
+            from: 1,
+            to: Some(3),
+        },
+    )
+    .await;
+    let AdminResponse::TaskDiff { changes, .. } = answer else {
+        panic!("a diff")
+    };
+    let settings: Vec<&str> = changes.iter().map(|c| c.setting.as_str()).collect();
+    assert_eq!(settings, ["paths", "schedule", "password"], "{changes:#?}");
+    let password = &changes[2];
+    assert_eq!(
+        (password.before.as_str(), password.after.as_str()),
+        ("set", "changed")
+    );
+    assert!(!format!("{changes:?}").contains(PASSWORD));
+
+    // The branch's copy follows; its history is the primary's.
+    let copy_is = |name: &'static str, schedule: Schedule| {
+        let branch_admin = &branch_admin;
+        async move {
+            common::until(&format!("the branch's copy is {name:?}"), || async {
+                let tasks = branch_admin.tasks().await.unwrap();
+                tasks
+                    .iter()
+                    .any(|t| t.name == name && t.schedule == schedule)
+            })
+            .await
+        }
+    };
+    copy_is("Patrol all", Schedule::parse("weekly:fri@19:00").unwrap()).await;
+    let message = refused(&branch_admin, TaskRequest::History { task: key.into() }).await;
+    assert!(message.contains("history is kept there"), "{message}");
+
+    // A rollback to revision 1 is revision 5, and reaches the copy as an edit.
+    let rollback = TaskRequest::Rollback {
+        task: key.into(),
+        revision: 1,
+        comment: Some("back to the first cut".into()),
+    };
+    let AdminResponse::Task(rolled) = call(&admin, rollback).await else {
+        panic!("a task")
+    };
+    assert_eq!((rolled.name.as_str(), rolled.revision), ("Patrol", 5));
+    assert_eq!(rolled.schedule, Schedule::Manually);
+    assert!(rolled.password_set);
+    copy_is("Patrol", Schedule::Manually).await;
+    let history = revisions(
+        &admin,
+        TaskRequest::History {
+            task: "Patrol".into(),
+        },
+    )
+    .await;
+    assert_eq!(history.len(), 5);
+    assert_eq!(history[4].action.to_string(), "rolled back to revision 1");
+
+    // Deleted: gone, listed as deleted with its history; restored: back with it.
+    let delete = TaskRequest::Delete {
+        task: "Patrol".into(),
+        comment: Some("not needed".into()),
+    };
+    call(&admin, delete).await;
+    assert!(admin.tasks().await.unwrap().is_empty());
+    let deleted = revisions(&admin, TaskRequest::ListDeleted).await;
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(
+        (deleted[0].name.as_str(), deleted[0].revision),
+        ("Patrol", 6)
+    );
+    let id = deleted[0].task_id;
+    let history = revisions(
+        &admin,
+        TaskRequest::History {
+            task: format!("#{id}"),
+        },
+    )
+    .await;
+    assert_eq!(history.len(), 6);
+    let restore = TaskRequest::Restore {
+        task: format!("#{id}"),
+        comment: None,
+    };
+    let AdminResponse::Task(restored) = call(&admin, restore).await else {
+        panic!("a task")
+    };
+    assert_eq!((restored.id, restored.revision), (id, 7));
+    assert!(revisions(&admin, TaskRequest::ListDeleted).await.is_empty());
+    let history = revisions(
+        &admin,
+        TaskRequest::History {
+            task: "Patrol".into(),
+        },
+    )
+    .await;
+    let actions: Vec<String> = history.iter().map(|r| r.action.to_string()).collect();
+    assert_eq!(
+        actions[5..],
+        ["deleted".to_string(), "restored".to_string()]
+    );
+    copy_is("Patrol", Schedule::Manually).await;
+
+    branch_admin.close().await;
+    admin.close().await;
+    branch.shutdown().await.unwrap();
+    primary.shutdown().await.unwrap();
 }

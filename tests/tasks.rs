@@ -711,6 +711,7 @@ async fn server_tasks_are_for_administrators_and_backups_stay_in_the_backup_dire
         },
         TaskRequest::Delete {
             task: "inside".into(),
+            comment: None,
         },
     ] {
         let message = refused(&operator, request).await;

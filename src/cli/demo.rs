@@ -83,6 +83,7 @@ async fn run_group_task(
         account: None,
         notify: Notify::default(),
         store_history_days: 30,
+        comment: None,
     };
     admin
         .call(AdminRequest::Task(TaskRequest::Create(Box::new(spec))))

@@ -612,6 +612,7 @@ pub(super) fn task_specs() -> Vec<TaskSpec> {
             }),
             notify: Notify::Off,
             store_history_days: 90,
+            comment: None,
         })
         .collect()
 }
@@ -622,6 +623,7 @@ pub(super) fn task_changes() -> TaskChanges {
         schedule: Some(schedules().remove(6)),
         account: Some(None),
         store_history_days: Some(10),
+        comment: None,
         ..TaskChanges::default()
     }
 }

@@ -390,7 +390,26 @@ fn admin_requests() -> Vec<AdminRequest> {
             task: task(),
             changes: Box::new(s::task_changes()),
         },
-        TaskRequest::Delete { task: task() },
+        TaskRequest::Delete {
+            task: task(),
+            comment: Some("replaced by Weekly scan".into()),
+        },
+        TaskRequest::History { task: task() },
+        TaskRequest::Diff {
+            task: task(),
+            from: 1,
+            to: Some(3),
+        },
+        TaskRequest::Rollback {
+            task: task(),
+            revision: 2,
+            comment: None,
+        },
+        TaskRequest::ListDeleted,
+        TaskRequest::Restore {
+            task: "#7".into(),
+            comment: None,
+        },
         TaskRequest::Start {
             task: task(),
             devices: Some(vec!["10.1.0.5".into(), "files".into()]),
@@ -547,6 +566,25 @@ fn stored(out: &mut Vec<Seed>) {
     add("RunRecord", all(s::runs()));
     add("DeviceRunRecord", all(s::records()));
     add("Revocation", all(vec![s::revocation()]));
+    let revisions = s::tasks()
+        .into_iter()
+        .enumerate()
+        .map(|(i, task)| crate::model::revision::TaskRevision {
+            revision: task.revision,
+            at: NOW,
+            by: "admin".into(),
+            action: match i % 3 {
+                0 => crate::model::revision::RevisionAction::Created,
+                1 => crate::model::revision::RevisionAction::RolledBack { to: 2 },
+                _ => crate::model::revision::RevisionAction::Copied {
+                    from: "Scan".into(),
+                },
+            },
+            comment: (i % 2 == 0).then(|| "fixed the path".to_string()),
+            task,
+        })
+        .collect();
+    add("TaskRevision", all(revisions));
     add("DeviceRecord", all(s::devices()));
     add("Group", all(s::groups()));
     add("Vec<Group>", vec![encode(&s::groups())]);

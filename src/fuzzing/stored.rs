@@ -30,6 +30,7 @@ pub(super) const TYPES: &[&str] = &[
     "LocalRun",
     "LocalTask",
     "Revocation",
+    "TaskRevision",
 ];
 
 /// One stored value: the selector picks its type (see [`TYPES`]), the rest is its bytes.
@@ -56,7 +57,8 @@ pub fn store_values(data: &[u8]) -> Verdict {
         12 => round_trip_bytes::<Identity>(bytes, MAX_VALUE).map(drop),
         13 => round_trip_bytes::<LocalRun>(bytes, MAX_VALUE).map(drop),
         14 => round_trip::<LocalTask>(bytes, MAX_VALUE).map(drop),
-        _ => round_trip::<crate::model::server::Revocation>(bytes, MAX_VALUE).map(drop),
+        15 => round_trip::<crate::model::server::Revocation>(bytes, MAX_VALUE).map(drop),
+        _ => round_trip::<crate::model::revision::TaskRevision>(bytes, MAX_VALUE).map(drop),
     };
     Verdict::of(decoded.is_some())
 }

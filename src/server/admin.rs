@@ -160,7 +160,10 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
             | TaskRequest::Show { .. }
             | TaskRequest::Results { .. }
             | TaskRequest::Stats { .. }
-            | TaskRequest::Export { .. },
+            | TaskRequest::Export { .. }
+            | TaskRequest::History { .. }
+            | TaskRequest::Diff { .. }
+            | TaskRequest::ListDeleted,
         ) => true,
         Task(_) => role != Role::Auditor,
         VirtualServer(VirtualServerRequest::List { .. }) => role != Role::Auditor,

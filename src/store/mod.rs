@@ -24,6 +24,7 @@ pub mod occurrences;
 pub mod pause;
 pub mod private;
 pub mod replication;
+pub mod revisions;
 mod revocations;
 mod schema;
 mod server;

@@ -40,6 +40,10 @@ pub(crate) const OCCURRENCE_RUNS: StrTable = TableDefinition::new("occurrence_ru
 pub(crate) const SCHEDULE_MARKS: StrTable = TableDefinition::new("schedule_marks");
 /// The runs of chained tasks each run started, by "run id/chained run id" (empty values).
 pub(crate) const CHAIN_RUNS: StrTable = TableDefinition::new("chain_runs");
+/// Each task's revisions by "task id/revision" ([`crate::model::revision::TaskRevision`]).
+pub(crate) const TASK_REVISIONS: StrTable = TableDefinition::new("task_revisions");
+/// The deleted tasks kept with their history, by task id: when each was deleted.
+pub(crate) const DELETED_TASKS: StrTable = TableDefinition::new("deleted_tasks");
 /// Per-device records by "run id/device id".
 pub(crate) const RUN_DEVICES: StrTable = TableDefinition::new("run_devices");
 /// This server's change log: sequence number to [`LogEntry`].
@@ -91,6 +95,12 @@ pub(crate) fn row_key(run_id: RunId, path: &[String]) -> String {
 pub(crate) trait OpenTables {
     fn values<V: serde::de::DeserializeOwned>(&self, table: StrTable)
     -> Result<Vec<V>, StoreError>;
+    /// The values whose keys start with `prefix`, in key order.
+    fn values_with_prefix<V: serde::de::DeserializeOwned>(
+        &self,
+        table: StrTable,
+        prefix: &str,
+    ) -> Result<Vec<V>, StoreError>;
 }
 
 impl OpenTables for redb::ReadTransaction {
@@ -100,6 +110,15 @@ impl OpenTables for redb::ReadTransaction {
     ) -> Result<Vec<V>, StoreError> {
         values(&self.open_table(table)?)
     }
+
+    fn values_with_prefix<V: serde::de::DeserializeOwned>(
+        &self,
+        table: StrTable,
+        prefix: &str,
+    ) -> Result<Vec<V>, StoreError> {
+        let entries = super::entries_with_prefix::<V>(&self.open_table(table)?, prefix)?;
+        Ok(entries.into_iter().map(|(_, v)| v).collect())
+    }
 }
 
 impl OpenTables for redb::WriteTransaction {
@@ -108,6 +127,15 @@ impl OpenTables for redb::WriteTransaction {
         table: StrTable,
     ) -> Result<Vec<V>, StoreError> {
         values(&self.open_table(table)?)
+    }
+
+    fn values_with_prefix<V: serde::de::DeserializeOwned>(
+        &self,
+        table: StrTable,
+        prefix: &str,
+    ) -> Result<Vec<V>, StoreError> {
+        let entries = super::entries_with_prefix::<V>(&self.open_table(table)?, prefix)?;
+        Ok(entries.into_iter().map(|(_, v)| v).collect())
     }
 }
 

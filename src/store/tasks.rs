@@ -7,10 +7,12 @@ use redb::{ReadableTable, WriteTransaction};
 use super::change_log;
 
 mod chains;
+use super::revisions::Note;
 use super::schema::*;
 use super::signals;
 use super::{META, Store, StoreError, entries_with_prefix, get, put, remove, values};
 use crate::model::link::StatsRow;
+use crate::model::revision::RevisionAction;
 use crate::model::schedule::LocalDateTime;
 use crate::model::scope::Scope;
 use crate::model::task::{
@@ -32,6 +34,8 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(OCCURRENCE_RUNS)?;
     txn.open_table(SCHEDULE_MARKS)?;
     txn.open_table(CHAIN_RUNS)?;
+    txn.open_table(TASK_REVISIONS)?;
+    txn.open_table(DELETED_TASKS)?;
     Ok(())
 }
 
@@ -83,39 +87,8 @@ pub struct Stopped {
 impl Store {
     /// Stores a new task under the next id; refused if its name is taken.
     pub async fn create_task(&self, task: TaskRecord) -> Result<TaskRecord, StoreError> {
-        self.write(move |txn| {
-            chains::check_in(txn, &task)?;
-            let task = upsert_in(txn, task.clone(), None)?;
-            change_log::log_task(txn, None, &task)?;
-            Ok(task)
-        })
-        .await
-    }
-
-    /// Stores a new task as [`Store::create_task`] does, under its name or, if that is taken,
-    /// the first free of "NAME (1)", "NAME (2)", ... (an import, a copy).
-    pub async fn create_task_free_name(&self, task: TaskRecord) -> Result<TaskRecord, StoreError> {
-        self.write(move |txn| {
-            let mut task = task.clone();
-            let names = txn.open_table(TASK_NAMES)?;
-            task.name = free_name(&task.name, |n| Ok(names.get(n)?.is_some()))?;
-            drop(names);
-            chains::check_in(txn, &task)?;
-            let task = upsert_in(txn, task, None)?;
-            change_log::log_task(txn, None, &task)?;
-            Ok(task)
-        })
-        .await
-    }
-
-    /// The name [`Store::create_task_free_name`] would give a task named `name` now.
-    pub async fn free_task_name(&self, name: &str) -> Result<String, StoreError> {
-        let name = name.to_string();
-        self.read(move |txn| {
-            let names = txn.open_table(TASK_NAMES)?;
-            free_name(&name, |n| Ok(names.get(n)?.is_some()))
-        })
-        .await
+        let note = Note::of(RevisionAction::Created);
+        self.create_task_noted(task, false, note).await
     }
 
     pub async fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
@@ -143,6 +116,7 @@ impl Store {
     pub async fn update_task(
         &self,
         id: TaskId,
+        note: Note,
         change: impl FnMut(&mut TaskRecord) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<Option<TaskRecord>, StoreError> {
         let mut change = change;
@@ -155,6 +129,7 @@ impl Store {
             task.revision += 1;
             chains::check_in(txn, &task)?;
             let task = upsert_in(txn, task, Some(&old))?;
+            super::revisions::record_in(txn, &task, &note)?;
             change_log::log_task(txn, Some(&old), &task)?;
             Ok(Some(task))
         })
@@ -193,6 +168,9 @@ impl Store {
                 task.modified = now;
                 task.changed_by = ChangedBy::DeviceUser;
                 put(&mut tasks, &task_key(task_id), &task)?;
+                drop(tasks);
+                let note = Note::of(RevisionAction::DeviceUserEdit);
+                super::revisions::record_in(txn, &task, &note)?;
             }
             Ok(Some((task, decision)))
         })
@@ -204,11 +182,14 @@ impl Store {
     pub async fn delete_task(
         &self,
         id: TaskId,
+        by: String,
+        note: Note,
         now: UnixMillis,
     ) -> Result<Option<Deleted>, StoreError> {
         self.write(move |txn| {
             let deleted = delete_in(txn, id, now)?;
             if let Some((task, _)) = &deleted {
+                super::revisions::deleted_in(txn, task, &by, &note, now)?;
                 change_log::log_task_deleted(txn, task)?;
             }
             Ok(deleted)
@@ -239,6 +220,8 @@ impl Store {
             let started = start_in(txn, task_id, new, now)?;
             if let Some(started) = &started {
                 if scope.is_some() {
+                    let note = Note::of(RevisionAction::ScopeSetByStart);
+                    super::revisions::record_in(txn, &started.task, &note)?;
                     change_log::log_task(txn, before.as_ref(), &started.task)?;
                 }
                 log_started(txn, started)?;
@@ -380,29 +363,6 @@ impl Store {
         })
         .await
     }
-}
-
-/// `name` if it is free, or else the first free of "NAME (1)", "NAME (2)", ..., the name cut
-/// so that it fits the 100 characters of a display name with its suffix.
-fn free_name(
-    name: &str,
-    taken: impl Fn(&str) -> Result<bool, StoreError>,
-) -> Result<String, StoreError> {
-    if !taken(name)? {
-        return Ok(name.to_string());
-    }
-    for n in 1..=10_000u32 {
-        let suffix = format!(" ({n})");
-        let keep = crate::model::MAX_NAME_CHARS.saturating_sub(suffix.chars().count());
-        let base: String = name.chars().take(keep).collect();
-        let candidate = format!("{}{suffix}", base.trim_end());
-        if !taken(&candidate)? {
-            return Ok(candidate);
-        }
-    }
-    Err(StoreError::Rejected(format!(
-        "no free name after {name:?} (1) to (10000)"
-    )))
 }
 
 /// The task holding display name `name`, if any.
@@ -605,6 +565,11 @@ pub(crate) fn log_started(txn: &WriteTransaction, started: &StartedRun) -> Resul
         log_started(txn, chained)?;
     }
     Ok(())
+}
+
+/// Refuses a chain that names no task of its kind here or loops (`chains::check_in`).
+pub(crate) fn check_chain_in(txn: &WriteTransaction, task: &TaskRecord) -> Result<(), StoreError> {
+    chains::check_in(txn, task)
 }
 
 /// The order a device is given for run `run_id` of `task`; `None` for a server task.

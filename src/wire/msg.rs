@@ -249,6 +249,7 @@ pub enum TaskRequest {
     },
     Delete {
         task: String,
+        comment: Option<String>,
     },
     /// Starts a run; with `devices`, the task's scope becomes that list first (its schedule
     /// is not changed).
@@ -302,6 +303,41 @@ pub enum TaskRequest {
         task: String,
         name: Option<String>,
     },
+    /// Every revision of a task (a deleted one's too, by its id).
+    History {
+        task: String,
+    },
+    /// The settings that differ from revision `from` to `to` (the current one if `None`).
+    Diff {
+        task: String,
+        from: u32,
+        to: Option<u32>,
+    },
+    /// A new revision with the settings of `revision`.
+    Rollback {
+        task: String,
+        revision: u32,
+        comment: Option<String>,
+    },
+    /// The deleted tasks kept with their history.
+    ListDeleted,
+    /// A deleted task back, by its id or name, with its history.
+    Restore {
+        task: String,
+        comment: Option<String>,
+    },
+}
+
+/// One revision of a task as administrators see it (never its password).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionView {
+    pub task_id: u64,
+    pub name: String,
+    pub revision: u32,
+    pub at: UnixMillis,
+    pub by: String,
+    pub action: crate::model::revision::RevisionAction,
+    pub comment: Option<String>,
 }
 
 /// What an import would create (or created).
@@ -337,6 +373,8 @@ pub struct TaskSpec {
     pub account: Option<AccountSpec>,
     pub notify: Notify,
     pub store_history_days: u32,
+    /// Why, for the revision history.
+    pub comment: Option<String>,
 }
 
 /// A change to a task: each field given replaces the task's.
@@ -353,6 +391,8 @@ pub struct TaskChanges {
     pub account: Option<Option<AccountSpec>>,
     pub notify: Option<Notify>,
     pub store_history_days: Option<u32>,
+    /// Why, for the revision history.
+    pub comment: Option<String>,
 }
 
 /// A specified account; the password travels only inside the admin link's TLS.
@@ -599,6 +639,11 @@ impl AdminRequest {
             AdminRequest::Task(TaskRequest::Import { commit: false, .. }) => "task import",
             AdminRequest::Task(TaskRequest::Import { commit: true, .. }) => "task import --commit",
             AdminRequest::Task(TaskRequest::Copy { .. }) => "task copy",
+            AdminRequest::Task(TaskRequest::History { .. }) => "task history",
+            AdminRequest::Task(TaskRequest::Diff { .. }) => "task diff",
+            AdminRequest::Task(TaskRequest::Rollback { .. }) => "task rollback",
+            AdminRequest::Task(TaskRequest::ListDeleted) => "task list --deleted",
+            AdminRequest::Task(TaskRequest::Restore { .. }) => "task restore",
             AdminRequest::VirtualServer(VirtualServerRequest::List { .. }) => "vserver list",
             AdminRequest::VirtualServer(VirtualServerRequest::Create { .. }) => "vserver create",
             AdminRequest::VirtualServer(VirtualServerRequest::Enable { .. }) => "vserver enable",
@@ -691,6 +736,14 @@ pub enum AdminResponse {
         file_name: String,
     },
     Imported(Box<ImportView>),
+    /// A task's revisions, oldest first; or the deleted tasks, each by its last revision.
+    Revisions(Vec<RevisionView>),
+    TaskDiff {
+        task_id: u64,
+        from: u32,
+        to: u32,
+        changes: Vec<crate::model::revision::SettingChange>,
+    },
 }
 
 /// `canopy server status`: the server asked, and its link to its own parent if it has one.

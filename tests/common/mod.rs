@@ -105,6 +105,7 @@ pub fn task_spec(name: &str, task_type: TaskType, scope: ScopeSpec) -> TaskSpec 
         account: None,
         notify: Notify::default(),
         store_history_days: 30,
+        comment: None,
     }
 }
 
@@ -300,4 +301,49 @@ pub async fn named_fleet(
     })
     .await;
     fleet
+}
+
+/// A primary and its secondary "branch-1", both enrolling devices with `token` into
+/// "Managed devices", once the branch is up; with an administrator logged in at the primary.
+pub async fn two_tiers(
+    d: &canopy::cli::deployment::Deployment,
+    token: &str,
+) -> (
+    canopy::server::RunningServer,
+    canopy::server::RunningServer,
+    AdminClient,
+) {
+    use canopy::cli::deployment::{config_text, parent_of, start, wait_for_tree};
+    let text = |name: &str, parent| {
+        format!(
+            "{}\n[[enrollment]]\ntoken = \"{token}\"\ngroup = \"Managed devices\"\n",
+            config_text(name, 0, parent)
+        )
+    };
+    d.add_server("primary", 0, None).await.unwrap();
+    let config = d
+        .write_config("primary", &text("primary", None))
+        .await
+        .unwrap();
+    let primary = start(&config).await.unwrap();
+    let link = Some(parent_of(&primary));
+    d.add_server("branch-1", 0, link).await.unwrap();
+    let config = d
+        .write_config("branch-1", &text("branch-1", link))
+        .await
+        .unwrap();
+    d.register(primary.local_addr(), "branch-1", "Managed devices")
+        .await
+        .unwrap();
+    let branch = start(&config).await.unwrap();
+    let admin = d.admin(primary.local_addr()).await.unwrap();
+    wait_for_tree(&admin, Duration::from_secs(30), "the branch up", |rows| {
+        rows.len() == 2
+            && rows
+                .iter()
+                .all(|r| r.status == canopy::model::ServerStatus::Active)
+    })
+    .await
+    .unwrap();
+    (primary, branch, admin)
 }

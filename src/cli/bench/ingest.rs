@@ -98,6 +98,7 @@ pub(super) async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Resul
         account: None,
         notify: crate::model::task::Notify::Off,
         store_history_days: 1,
+        comment: None,
     };
     admin
         .call(AdminRequest::Task(TaskRequest::Create(Box::new(spec))))

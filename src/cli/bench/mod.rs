@@ -230,6 +230,7 @@ fn group_task(name: &str, payload: TaskPayload, include_secondaries: bool) -> Ta
         account: None,
         notify: crate::model::task::Notify::Off,
         store_history_days: 1,
+        comment: None,
     }
 }
 

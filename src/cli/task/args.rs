@@ -7,7 +7,6 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::params::{TypeArg, TypeParams};
 use super::scope_args::ScopeArgs;
 use super::settings::{PasswordReader, SettingsArgs};
-use crate::cli::JsonFlag;
 use crate::model::schedule::ScheduleOptions;
 use crate::model::task::{DEFAULT_STORE_HISTORY_DAYS, DeviceState, Notify};
 use crate::wire::msg::{AccountSpec, ScopeSpec, TaskChanges, TaskSpec, TaskView};
@@ -35,7 +34,14 @@ Examples:
 #[derive(Subcommand, Debug)]
 pub enum TaskCommand {
     /// Every task, grouped by the application it belongs to.
-    List(JsonFlag),
+    List {
+        /// The deleted tasks kept with their history instead (see `task restore`).
+        #[arg(long)]
+        deleted: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Every property of one task.
     Show {
         /// The task's name or id.
@@ -54,10 +60,53 @@ pub enum TaskCommand {
     /// setting as it is.
     #[command(after_help = EDIT_EXAMPLES)]
     Edit(Box<EditArgs>),
-    /// Delete a task.
+    /// Delete a task with its results; its revision history is kept for the retention
+    /// term, and `task restore` brings it back.
     Delete {
         /// The task's name or id.
         task: String,
+        /// Why, for the revision history.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Every revision of a task: number, time, account, action and comment.
+    History {
+        /// The task's name or id (a deleted task's id too).
+        task: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The settings that differ between two revisions of a task, side by side (never a
+    /// password, only "changed").
+    Diff {
+        /// The task's name or id.
+        task: String,
+        /// The earlier revision.
+        from: u32,
+        /// The later revision; the current one if not given.
+        to: Option<u32>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new revision with the settings of an earlier one (history is never rewritten).
+    Rollback {
+        /// The task's name or id.
+        task: String,
+        /// The revision whose settings to take.
+        revision: u32,
+        /// Why, for the revision history.
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Bring back a deleted task, with its id and history (see `task list --deleted`).
+    Restore {
+        /// The deleted task's id (`#7` or `7`) or name.
+        task: String,
+        /// Why, for the revision history.
+        #[arg(long)]
+        comment: Option<String>,
     },
     /// Start a run of a task now.
     Start {
@@ -166,6 +215,9 @@ pub struct CreateArgs {
     /// Print the created task as JSON.
     #[arg(long)]
     pub(super) json: bool,
+    /// Why, for the revision history.
+    #[arg(long)]
+    comment: Option<String>,
     #[command(flatten)]
     params: TypeParams,
     #[command(flatten)]
@@ -207,6 +259,9 @@ pub struct EditArgs {
     /// Print the changed task as JSON.
     #[arg(long)]
     pub(super) json: bool,
+    /// Why, for the revision history.
+    #[arg(long)]
+    pub(super) comment: Option<String>,
     #[command(flatten)]
     params: TypeParams,
     #[command(flatten)]
@@ -292,6 +347,7 @@ pub(super) fn create_spec(
         account,
         notify: s.notify.map(Notify::from).unwrap_or_default(),
         store_history_days: s.keep_days.unwrap_or(DEFAULT_STORE_HISTORY_DAYS),
+        comment: args.comment.clone(),
     })
 }
 
@@ -343,6 +399,7 @@ pub(super) fn edit_changes(
         account: None,
         notify: s.notify.map(Notify::from),
         store_history_days: s.keep_days,
+        comment: args.comment.clone(),
     })
 }
 

@@ -11,6 +11,7 @@
 //! `render.rs`.
 
 mod args;
+mod history;
 mod params;
 mod render;
 mod scope_args;
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::client::AdminClient;
-use super::{JsonFlag, call, print_done, print_json};
+use super::{call, print_done, print_json};
 use crate::model::scope::Scope;
 use crate::model::task::RunState;
 use crate::wire::msg::{
@@ -46,7 +47,14 @@ const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(2);
 
 pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
     match cmd {
-        TaskCommand::List(JsonFlag { json }) => {
+        TaskCommand::List {
+            deleted: true,
+            json,
+        } => history::deleted(session, json).await,
+        TaskCommand::List {
+            deleted: false,
+            json,
+        } => {
             let client = super::connect(session).await?;
             let tasks = client.tasks().await;
             client.close().await;
@@ -71,8 +79,31 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
             print_task_answer(response, args.json, true)
         }
         TaskCommand::Edit(args) => edit(session, &args).await,
-        TaskCommand::Delete { task } => {
-            print_done(task_call(session, TaskRequest::Delete { task }).await?)
+        TaskCommand::Delete { task, comment } => {
+            print_done(task_call(session, TaskRequest::Delete { task, comment }).await?)
+        }
+        TaskCommand::History { task, json } => history::history(session, task, json).await,
+        TaskCommand::Diff {
+            task,
+            from,
+            to,
+            json,
+        } => history::diff(session, task, from, to, json).await,
+        TaskCommand::Rollback {
+            task,
+            revision,
+            comment,
+        } => {
+            let request = TaskRequest::Rollback {
+                task,
+                revision,
+                comment,
+            };
+            print_task_answer(task_call(session, request).await?, false, false)
+        }
+        TaskCommand::Restore { task, comment } => {
+            let request = TaskRequest::Restore { task, comment };
+            print_task_answer(task_call(session, request).await?, false, false)
         }
         TaskCommand::Stop { task } => {
             print_stats(task_call(session, TaskRequest::Stop { task }).await?)

@@ -178,6 +178,7 @@ fn a_command_task_for_a_group_with_defaults() {
             account: None,
             notify: Notify::ErrorsOnly,
             store_history_days: DEFAULT_STORE_HISTORY_DAYS,
+            comment: None,
         }
     );
 }
@@ -501,6 +502,7 @@ fn edit_sets_only_what_is_given() {
             name: Some("Weekly".into()),
             notify: Some(Notify::All),
             store_history_days: Some(7),
+            comment: None,
             ..TaskChanges::default()
         }
     );

@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 mod delivery;
+mod history;
 mod pause;
 mod scheduler;
 mod schedules;
@@ -21,6 +22,7 @@ pub(super) use server_tasks::prune_loop;
 
 use std::sync::Arc;
 
+use crate::model::revision::RevisionAction;
 use crate::model::scope::Scope;
 use crate::model::task::{
     AGENT_APPLICATION, ChangedBy, DeviceRunRecord, DeviceState, RunId, RunRecord, RunState,
@@ -31,6 +33,7 @@ use crate::server::auth::Session;
 use crate::server::reply::{PageBudget, Reply, error, internal, invalid};
 use crate::server::{Node, now_ms};
 use crate::store::StoreError;
+use crate::store::revisions::Note;
 use crate::wire::msg::{
     AccountSpec, AdminRequest, AdminResponse, ErrorKind, PAGE_MAX, RunView, ServerToAgent,
     TaskChanges, TaskRequest, TaskSpec, TaskView,
@@ -51,7 +54,7 @@ pub(super) async fn handle(
         },
         TaskRequest::Create(spec) => create(node, session, *spec).await,
         TaskRequest::Edit { task, changes } => edit(node, session, &task, *changes).await,
-        TaskRequest::Delete { task } => delete(node, session, &task).await,
+        TaskRequest::Delete { task, comment } => delete(node, session, &task, comment).await,
         TaskRequest::Start { task, devices } => start(node, session, &task, devices).await,
         TaskRequest::Stop { task } => stop(node, session, &task).await,
         TaskRequest::Pause { task } => pause::pause(node, session, &task, true).await,
@@ -97,6 +100,17 @@ pub(super) async fn handle(
             scope,
         } => transfer::import(node, session, &file, commit, scope).await,
         TaskRequest::Copy { task, name } => transfer::copy(node, session, &task, name).await,
+        TaskRequest::History { task } => history::history(node, &task).await,
+        TaskRequest::Diff { task, from, to } => history::diff(node, &task, from, to).await,
+        TaskRequest::Rollback {
+            task,
+            revision,
+            comment,
+        } => history::rollback(node, session, &task, revision, comment).await,
+        TaskRequest::ListDeleted => history::list_deleted(node).await,
+        TaskRequest::Restore { task, comment } => {
+            history::restore(node, session, &task, comment).await
+        }
         TaskRequest::Stats { task, run } => {
             let task = match find(node, &task).await {
                 Ok(task) => task,
@@ -228,8 +242,12 @@ fn default_application(task_type: &TaskType) -> String {
 }
 
 async fn create(node: &Arc<Node>, session: &Session, spec: TaskSpec) -> Reply<AdminResponse> {
+    let note = Note {
+        action: RevisionAction::Created,
+        comment: history::comment(spec.comment.clone())?,
+    };
     let task = new_task(node, session, spec).await?;
-    let task = store_new(node, session, task, false).await?;
+    let task = store_new(node, session, task, false, note).await?;
     Ok(AdminResponse::Task(Box::new(view(node, &task).await)))
 }
 
@@ -281,12 +299,13 @@ async fn store_new(
     session: &Session,
     task: TaskRecord,
     free_name: bool,
+    note: Note,
 ) -> Reply<TaskRecord> {
-    let task = match free_name {
-        true => node.store.create_task_free_name(task).await,
-        false => node.store.create_task(task).await,
-    }
-    .map_err(stored)?;
+    let task = node
+        .store
+        .create_task_noted(task, free_name, note)
+        .await
+        .map_err(stored)?;
     let msg = format!(
         "task {:?} (#{}, {}, {}) created by {}",
         task.name,
@@ -326,6 +345,10 @@ async fn edit(
     key: &str,
     changes: TaskChanges,
 ) -> Reply<AdminResponse> {
+    let note = Note {
+        action: RevisionAction::Edited,
+        comment: history::comment(changes.comment.clone())?,
+    };
     let task = find_own(node, session, key, "edited").await?;
     let scope = match changes.scope {
         Some(spec) => Some(resolve_scope(node, spec).await?),
@@ -373,7 +396,7 @@ async fn edit(
     let user = session.user.clone();
     let updated = node
         .store
-        .update_task(task.id, move |t| {
+        .update_task(task.id, note, move |t| {
             let revision = t.revision;
             let last_run = t.last_run;
             *t = edited.clone();
@@ -402,11 +425,20 @@ async fn edit(
     Ok(AdminResponse::Task(Box::new(view(node, &updated).await)))
 }
 
-async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse> {
+async fn delete(
+    node: &Node,
+    session: &Session,
+    key: &str,
+    comment: Option<String>,
+) -> Reply<AdminResponse> {
+    let note = Note {
+        action: RevisionAction::Deleted,
+        comment: history::comment(comment)?,
+    };
     let task = find_own(node, session, key, "deleted").await?;
     let (task, to_cancel) = node
         .store
-        .delete_task(task.id, now_ms())
+        .delete_task(task.id, session.user.clone(), note, now_ms())
         .await
         .map_err(internal)?
         .ok_or_else(|| error(ErrorKind::NotFound, format!("no task {key:?}")))?;
@@ -424,11 +456,12 @@ async fn delete(node: &Node, session: &Session, key: &str) -> Reply<AdminRespons
     node.tasks_changed(&[task.id], task.runs_on_device_clock())
         .await;
     Ok(AdminResponse::Done {
-        message: format!("task {:?} deleted with its results", task.name),
+        message: format!(
+            "task {:?} (#{}) deleted with its results; its history is kept (`task restore #{}`)",
+            task.name, task.id, task.id
+        ),
     })
 }
-
-// ---- Runs ----
 
 // ---- Runs ----
 

@@ -148,6 +148,22 @@ pub(in crate::server) async fn prune_loop(node: Arc<Node>) {
             }
             Err(e) => tracing::error!("cannot prune task history: {e}"),
         }
+        let keep = i64::from(node.config.deleted_keep_days) * 24 * 3_600_000;
+        match node
+            .store
+            .prune_deleted_tasks(now.saturating_sub(keep))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                let msg = format!(
+                    "{n} deleted task(s) forgotten with their history after {} days",
+                    node.config.deleted_keep_days
+                );
+                node.event(Severity::Info, EventKind::ServerTask, msg).await;
+            }
+            Err(e) => tracing::error!("cannot forget deleted tasks: {e}"),
+        }
         tokio::time::sleep(PRUNE_EVERY).await;
     }
 }

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use super::{find, new_task, server_task_allowed, store_new, view};
 use crate::model::export::{self, ExportedTask, ImportError};
+use crate::model::revision::RevisionAction;
 use crate::model::schedule::Schedule;
 use crate::model::task::{ChangedBy, TaskAccount, TaskRecord, TaskType};
 use crate::server::auth::Session;
 use crate::server::reply::{Reply, internal, invalid};
 use crate::server::{Node, now_ms};
+use crate::store::revisions::Note;
 use crate::wire::msg::{AccountSpec, AdminResponse, ImportView, ScopeSpec, TaskSpec};
 
 /// The refusal of a server task, for export and import alike.
@@ -142,9 +144,11 @@ pub(super) async fn import(
         }),
         notify: exported.notify,
         store_history_days: exported.keep_days,
+        comment: None,
     };
+    let note = Note::of(RevisionAction::Imported);
     let task = new_task(node, session, spec).await?;
-    let task = store_new(node, session, task, true).await?;
+    let task = store_new(node, session, task, true, note).await?;
     preview.name = task.name.clone();
     preview.created = Some(Box::new(view(node, &task).await));
     Ok(AdminResponse::Imported(Box::new(preview)))
@@ -176,8 +180,11 @@ pub(super) async fn copy(
         last_run: None,
         // A copy of an inherited task is this server's own.
         inherited: None,
-        ..original
+        ..original.clone()
     };
-    let task = store_new(node, session, task, true).await?;
+    let note = Note::of(RevisionAction::Copied {
+        from: original.name,
+    });
+    let task = store_new(node, session, task, true, note).await?;
     Ok(AdminResponse::Task(Box::new(view(node, &task).await)))
 }

@@ -149,7 +149,7 @@ pub(super) async fn run_view(node: &Node, run: &RunRecord) -> RunView {
     }
 }
 
-fn scope_text(scope: &Scope, tree: &GroupTree) -> String {
+pub(super) fn scope_text(scope: &Scope, tree: &GroupTree) -> String {
     let group = |id: u64| tree.path_of(id).unwrap_or_else(|| format!("group #{id}"));
     match scope {
         Scope::Group {

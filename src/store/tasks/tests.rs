@@ -89,7 +89,12 @@ async fn runs_are_pruned_after_their_tasks_history_days_and_orders_retired() {
         .unwrap();
     assert_eq!(store.prune_history(100 * DAY_MS).await.unwrap(), 0);
     // Deleting the task takes its runs and orders with it.
-    store.delete_task(1, 0).await.unwrap().unwrap();
+    let note = Note::of(RevisionAction::Deleted);
+    store
+        .delete_task(1, "admin".into(), note, 0)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(store.run(going.run.run_id).await.unwrap().is_none());
     assert!(store.orders_for("d1").await.unwrap().is_empty());
     tokio::task::spawn_blocking(move || store.close())
@@ -141,7 +146,7 @@ async fn a_chained_task_starts_on_each_device_as_it_finishes_the_task_before() {
     backup.scope = Scope::Server;
     refused(store.create_task(backup).await, "not of the same kind");
     let looped = store
-        .update_task(1, |t| {
+        .update_task(1, Note::of(RevisionAction::Edited), |t| {
             t.settings.schedule = crate::model::schedule::Schedule::AfterTask { task_id: 3 };
             Ok(())
         })
