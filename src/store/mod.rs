@@ -16,6 +16,7 @@
 // The Administration Server's tables and typed accessors (written separately).
 pub mod agent;
 mod change_log;
+mod creation;
 pub mod devices;
 mod groups;
 pub mod maintenance;

@@ -85,12 +85,6 @@ pub struct Stopped {
 }
 
 impl Store {
-    /// Stores a new task under the next id; refused if its name is taken.
-    pub async fn create_task(&self, task: TaskRecord) -> Result<TaskRecord, StoreError> {
-        let note = Note::of(RevisionAction::Created);
-        self.create_task_noted(task, false, note).await
-    }
-
     pub async fn tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
         self.read(|txn| values(&txn.open_table(TASKS)?)).await
     }
