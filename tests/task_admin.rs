@@ -450,4 +450,24 @@ async fn history_diff_rollback_down_the_tree_delete_and_restore() {
     admin.close().await;
     branch.shutdown().await.unwrap();
     primary.shutdown().await.unwrap();
+    // Neither password is in any file of the deployment: both servers' databases (with
+    // every revision), configs, keys.
+    let mut searched = 0;
+    let mut dirs = vec![dir.path().to_path_buf()];
+    while let Some(at) = dirs.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let holds = bytes
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes());
+            assert!(!holds, "{} holds the password", path.display());
+            searched += 1;
+        }
+    }
+    assert!(searched > 4, "{searched} files");
 }
