@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::view::scope_text;
-use super::{find, find_own, stored, view};
+use super::{changed, find, find_own, stored, view};
 use crate::model::revision::{self, RevisionAction, TaskRevision};
 use crate::model::task::{ChangedBy, TaskId, TaskRecord};
 use crate::model::{EventKind, Severity};
@@ -167,15 +167,7 @@ pub(super) async fn rollback(
         "task {:?} (#{}) rolled back to revision {to} as revision {} by {}",
         updated.name, updated.id, updated.revision, session.user
     );
-    node.event(Severity::Info, EventKind::TaskChanged, msg)
-        .await;
-    if before.scope != updated.scope {
-        node.push_local_task(&before, true).await;
-    }
-    node.push_local_task(&updated, false).await;
-    let devices_told = before.runs_on_device_clock() || updated.runs_on_device_clock();
-    node.tasks_changed(&[updated.id], devices_told).await;
-    Ok(AdminResponse::Task(Box::new(view(node, &updated).await)))
+    Ok(changed(node, &before, &updated, msg).await)
 }
 
 /// `task list --deleted`.

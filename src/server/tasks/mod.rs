@@ -413,16 +413,27 @@ async fn edit(
         "task {:?} (#{}) changed to revision {} by {}",
         updated.name, updated.id, updated.revision, session.user
     );
+    Ok(changed(node, &task, &updated, msg).await)
+}
+
+/// After a task changed from `before` to `after`: the event `msg`, the devices told, and the
+/// task as the answer.
+async fn changed(
+    node: &Node,
+    before: &TaskRecord,
+    after: &TaskRecord,
+    msg: String,
+) -> AdminResponse {
     node.event(Severity::Info, EventKind::TaskChanged, msg)
         .await;
-    if task.scope != updated.scope {
+    if before.scope != after.scope {
         // A local task moved to another device: the old one forgets it.
-        node.push_local_task(&task, true).await;
+        node.push_local_task(before, true).await;
     }
-    node.push_local_task(&updated, false).await;
-    let devices_told = task.runs_on_device_clock() || updated.runs_on_device_clock();
-    node.tasks_changed(&[task.id], devices_told).await;
-    Ok(AdminResponse::Task(Box::new(view(node, &updated).await)))
+    node.push_local_task(after, false).await;
+    let devices_told = before.runs_on_device_clock() || after.runs_on_device_clock();
+    node.tasks_changed(&[after.id], devices_told).await;
+    AdminResponse::Task(Box::new(view(node, after).await))
 }
 
 async fn delete(
