@@ -81,3 +81,11 @@ fn damaged_or_foreign_files_are_refused_with_the_reason() {
         );
     }
 }
+
+#[test]
+fn a_deeply_nested_body_is_refused_without_overflowing_the_stack() {
+    for open in ["[", "{a="] {
+        let body = format!("name = {}", open.repeat(40_000));
+        assert!(decode(with_header(&body).as_bytes()).is_err());
+    }
+}
