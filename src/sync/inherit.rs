@@ -11,7 +11,7 @@
 
 use crate::model::group::MANAGED_DEVICES;
 use crate::model::link::{Audience, Change, LogEntry};
-use crate::model::schedule::LocalDateTime;
+use crate::model::schedule::{LocalDateTime, Schedule};
 use crate::model::scope::Scope;
 use crate::model::task::{ChangedBy, Inherited, RunId, TaskAccount, TaskId, TaskRecord};
 use crate::model::{Revocation, UnixMillis};
@@ -215,6 +215,15 @@ pub fn plan<H: Holdings>(
             let mut copy =
                 inherited_copy(parent, *task_id, *revision, task, existing.as_ref(), now);
             copy.name = free_name(holdings, &copy.name, copy.id, parent, *task_id)?;
+            // "After task A" names the parent's A: here, the copy of it, so that the schedule
+            // reads right (the parent's log starts the chained runs; see `store::tasks`).
+            if let Schedule::AfterTask { task_id: after } = copy.settings.schedule
+                && let Some(copy_of_after) = holdings.copy_of(after)?
+            {
+                copy.settings.schedule = Schedule::AfterTask {
+                    task_id: copy_of_after.id,
+                };
+            }
             if stale && existing.as_ref().is_some_and(|e| same_copy(e, &copy)) {
                 // Resynchronising, the parent's task is the one held: nothing to rewrite.
                 return Ok(Plan::Keep(Confirmable::Task(*task_id)));
@@ -434,6 +443,25 @@ mod tests {
             Ok(p) => p,
             Err(e) => match e {},
         }
+    }
+
+    #[test]
+    fn a_chained_copy_names_the_copy_of_the_task_it_follows() {
+        let mut held = Held::default();
+        let mut before = parent_task(1);
+        before.id = 40;
+        held.copies.insert(3, before);
+        let mut chained = parent_task(1);
+        chained.settings.schedule = Schedule::AfterTask { task_id: 3 };
+        let change = Change::TaskUpsert {
+            task_id: 7,
+            revision: 1,
+            task: chained,
+        };
+        let Plan::Upsert { copy, .. } = plan_of(&held, &change) else {
+            panic!("an upsert")
+        };
+        assert_eq!(copy.settings.schedule, Schedule::AfterTask { task_id: 40 });
     }
 
     #[test]
