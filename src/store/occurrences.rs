@@ -112,12 +112,12 @@ fn join_app_start_run(
     run_id: RunId,
     device_id: &str,
 ) -> Result<(), StoreError> {
-    if !task_in(txn, task_id)?.is_some_and(|t| t.runs_at_app_start()) {
-        return Ok(());
-    }
+    // Every other report finds its record: the task is read only for a device without one.
     let mut records = txn.open_table(RUN_DEVICES)?;
     let key = record_key(run_id, device_id);
-    if get::<DeviceRunRecord>(&records, &key)?.is_some() {
+    if get::<DeviceRunRecord>(&records, &key)?.is_some()
+        || !task_in(txn, task_id)?.is_some_and(|t| t.runs_at_app_start())
+    {
         return Ok(());
     }
     let name = get::<DeviceRecord>(&txn.open_table(DEVICES)?, device_id)?
