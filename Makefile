@@ -1,14 +1,24 @@
 # The whole set-up: `make demo` and `make test`. Cargo fetches every crate the project needs.
 CARGO ?= cargo
 
-.PHONY: demo test sim chaos lint fmt build release clean fuzz fuzz-tools fuzz-seeds fuzz-cmin
+.PHONY: demo test test-deps sim chaos lint fmt build release clean fuzz fuzz-tools fuzz-seeds fuzz-cmin
 
 # A primary, a secondary and its secondary on loopback, in one process; prints the tree.
 demo:
 	$(CARGO) run --locked --quiet -- demo
 
-test:
+test: test-deps
 	$(CARGO) test --locked
+
+# What the tests need from Debian, installed when missing: the PAM and NSS test wrappers that
+# tests/accounts.rs preloads into real agents, so that tasks run under a test account without
+# touching the machine's own accounts.
+TEST_PACKAGES = libpam-wrapper libnss-wrapper
+test-deps:
+	@dpkg -s $(TEST_PACKAGES) >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && \
+		$$sudo apt-get install -y -q --no-install-recommends $(TEST_PACKAGES); }
 
 # The seeded simulation of the tree's protocol (the real link sessions over a simulated
 # network with drops, duplicates, reordering, crashes and store failures), in release mode.

@@ -284,6 +284,7 @@ async fn unsent_results_are_delivered_once_after_agent_and_server_restart() {
         application: canopy::model::task::AGENT_APPLICATION.into(),
         payload: TaskPayload::Inventory,
         time_limit_secs: None,
+        account: Default::default(),
     };
     assert!(
         !agent

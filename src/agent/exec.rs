@@ -4,8 +4,10 @@
 //! on bad input: a payload it cannot run ends as [`DeviceState::Failed`] with a description
 //! saying why, so the task engine can always record a finished state.
 
+pub mod account;
 mod command;
 mod inventory;
+mod pam;
 mod scan;
 mod simulate;
 
@@ -124,8 +126,14 @@ impl Steering {
 /// and a description saying why. `seed` makes `Simulate` deterministic per (device, run): the
 /// same seed gives the same outcome. [`Control::Cancel`] stops the run (an outcome that
 /// [`is_cancelled`]); [`Control::Pause`] pauses the executors that can (scan, simulate),
-/// which say so in their [`Report`] with how far they are.
-pub async fn execute(payload: &TaskPayload, seed: u64, mut steering: Steering) -> Outcome {
+/// which say so in their [`Report`] with how far they are. A program a command starts runs
+/// as `run_as` if given; the other executors run in the agent.
+pub async fn execute(
+    payload: &TaskPayload,
+    seed: u64,
+    mut steering: Steering,
+    run_as: Option<&account::RunAs>,
+) -> Outcome {
     if steering.control() == Control::Cancel {
         return Outcome::failed(CANCELLED);
     }
@@ -135,7 +143,7 @@ pub async fn execute(payload: &TaskPayload, seed: u64, mut steering: Steering) -
             program,
             args,
             time_limit_secs,
-        } => command::run(program, args, *time_limit_secs, cancel).await,
+        } => command::run(program, args, *time_limit_secs, cancel, run_as).await,
         TaskPayload::Scan { paths, blocklist } => scan::run(paths, blocklist, cancel).await,
         TaskPayload::Inventory => inventory::run(cancel).await,
         TaskPayload::Simulate {

@@ -13,7 +13,13 @@ use crate::wire::SOFTWARE_VERSION;
 
 /// The facts of this machine, from the inventory executor.
 pub async fn of_this_machine(config: &AgentConfig) -> DeviceFacts {
-    let outcome = exec::execute(&TaskPayload::Inventory, 0, exec::Steering::unsteered()).await;
+    let outcome = exec::execute(
+        &TaskPayload::Inventory,
+        0,
+        exec::Steering::unsteered(),
+        None,
+    )
+    .await;
     let inventory = match outcome.details {
         Details::Inventory(inventory) => inventory,
         _ => Default::default(),

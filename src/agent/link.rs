@@ -19,12 +19,13 @@ use super::run::{APPLICATION_CHECK_EVERY, CANCELLED_BEFORE_START, Runner};
 use super::{DeviceLinkState, Shared, client_config};
 use crate::clock::now_ms;
 use crate::model::device::DeviceFacts;
-use crate::model::task::Outcome;
+use crate::model::task::{Outcome, TaskAccount};
 use crate::model::{Fingerprint, RunRef};
 use crate::net::conn::{describe_connection_error, describe_io};
 use crate::net::tls;
 use crate::sched;
 use crate::store::agent::{Identity, LocalRunState, LocalTaskStored, OccurrenceStart, PendingEdit};
+use crate::store::sealing::{SecretKey, reseal_account};
 use crate::sync::link::UpstreamLink;
 use crate::wire::msg::{
     AgentHello, AgentToServer, LocalTaskDef, RunOrder, RunResult, ScheduledTaskDef, Secret,
@@ -78,6 +79,7 @@ impl Device {
             apps,
             check_every: APPLICATION_CHECK_EVERY,
             controls: Arc::default(),
+            secrets: shared.secrets.clone(),
         };
         Ok(Device {
             index,
@@ -284,6 +286,10 @@ impl Device {
         mut recv: quinn::RecvStream,
         mut frames: FrameReader,
     ) -> Ended {
+        let key = match crate::net::link_key::link_key(conn) {
+            Ok(bytes) => SecretKey::from_bytes(&bytes),
+            Err(e) => return Ended::Failed(e),
+        };
         match self.shared.store.local_runs(&self.identity.device_id).await {
             Ok(runs) => {
                 for result in runs
@@ -318,7 +324,10 @@ impl Device {
             };
             tokio::select! {
                 frame = frames.read_frame::<ServerToAgent>(&mut recv) => match frame {
-                    Ok(Some(ServerToAgent::Run(order))) => self.receive(order).await,
+                    Ok(Some(ServerToAgent::Run(mut order))) => {
+                        self.keep_sealed(&mut order.account, &key);
+                        self.receive(order).await;
+                    }
                     Ok(Some(ServerToAgent::ResultStored { run })) => {
                         self.runner.forget(run);
                         let acked = self.shared.store.update_run(&self.identity.device_id, run, |r| r.acknowledged = true).await;
@@ -329,7 +338,10 @@ impl Device {
                     Ok(Some(ServerToAgent::Cancel { run })) => self.cancel(run).await,
                     Ok(Some(ServerToAgent::Pause { run })) => self.runner.pause(run, true),
                     Ok(Some(ServerToAgent::Resume { run })) => self.runner.pause(run, false),
-                    Ok(Some(ServerToAgent::ScheduledTask(def))) => self.scheduled_task(*def).await,
+                    Ok(Some(ServerToAgent::ScheduledTask(mut def))) => {
+                        self.keep_sealed(&mut def.account, &key);
+                        self.scheduled_task(*def).await;
+                    }
                     Ok(Some(ServerToAgent::ScheduledTasks { task_ids })) => self.scheduled_tasks(task_ids).await,
                     Ok(Some(ServerToAgent::LocalTask(def))) => self.local_task(def, &edits_sent).await,
                     Ok(Some(ServerToAgent::LocalTaskDeleted { task_id })) => self.local_task_deleted(task_id).await,
@@ -351,6 +363,15 @@ impl Device {
                 }
                 _ = shutdown.changed() => return Ended::Shutdown,
             }
+        }
+    }
+
+    /// Re-seals the password of an account received on the link (sealed with `link`) with
+    /// the agent's own key, before anything keeps it. One that does not open is dropped: the
+    /// run then fails saying the account has no password.
+    fn keep_sealed(&self, account: &mut TaskAccount, link: &SecretKey) {
+        if let Err(e) = reseal_account(account, link, &self.shared.secrets) {
+            tracing::error!("a task came without a usable password: {e:#}");
         }
     }
 

@@ -27,6 +27,7 @@ use crate::net::resolve::AddressResolver;
 use crate::net::tls::{self, ClientTrust, Transport};
 use crate::store::Store;
 use crate::store::agent::Identity;
+use crate::store::sealing::{self, SecretKey};
 use config::AgentConfig;
 use local::Desk;
 
@@ -61,6 +62,8 @@ struct Shared {
     desk: Option<Arc<Desk>>,
     /// Who the server is, beyond its chain to the CA.
     server_check: ServerCheck,
+    /// Seals the passwords of the accounts this agent's tasks run under (`store::sealing`).
+    secrets: Arc<SecretKey>,
 }
 
 /// What the agent knows of its server's identity besides the CA. A name or fingerprint of
@@ -177,6 +180,7 @@ impl Agents {
             tokio::task::spawn_blocking(move || Store::open_agent(&path)).await??
         };
         restrict_to_owner(&config.data)?;
+        let secrets = Arc::new(SecretKey::load_or_create(&sealing::key_path(&config.data))?);
         let count = simulation.map_or(1, |s| s.devices as usize);
         let slots: Vec<String> = match simulation {
             None => vec!["agent".to_string()],
@@ -249,6 +253,7 @@ impl Agents {
                 .map(|_| AtomicU8::new(DeviceLinkState::Connecting as u8))
                 .collect(),
             desk: desk.clone(),
+            secrets,
             config,
         });
         let mut tasks = tokio::task::JoinSet::new();

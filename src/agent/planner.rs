@@ -61,6 +61,7 @@ pub(super) fn order_of(def: &ScheduledTaskDef, key: LocalDateTime) -> RunOrder {
         application: def.application.clone(),
         payload: def.payload.clone(),
         time_limit_secs: def.time_limit_secs,
+        account: def.account.clone(),
     }
 }
 

@@ -16,13 +16,15 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::apps::{AppStatus, Applications};
+use super::exec::account::{self, RunAs};
 use super::exec::{self, Control, Report};
 use crate::clock::now_ms;
 use crate::model::RunRef;
 use crate::model::schedule::duration_text;
-use crate::model::task::Outcome;
+use crate::model::task::{Outcome, TaskAccount};
 use crate::store::Store;
 use crate::store::agent::LocalRunState;
+use crate::store::sealing::SecretKey;
 use crate::wire::msg::{AgentToServer, RunOrder, RunResult};
 
 /// The description of a run an administrator cancelled while it ran.
@@ -55,6 +57,8 @@ pub struct Runner {
     /// How to steer (cancel, pause, resume) each run going or waiting to start, until its
     /// result is stored; or a pause that came before its order, until the order comes.
     pub controls: Arc<Mutex<HashMap<RunRef, watch::Sender<Control>>>>,
+    /// The agent's key: opens the passwords of the accounts its runs are under.
+    pub secrets: Arc<SecretKey>,
 }
 
 /// A per-(device, run) seed, so a simulated outcome is the same if asked again.
@@ -202,6 +206,27 @@ impl Runner {
             .await;
     }
 
+    /// The account `order` runs under, its password checked; `None` for the agent's own.
+    /// The error is the run's outcome.
+    async fn account_of(&self, order: &RunOrder) -> Result<Option<RunAs>, String> {
+        let TaskAccount::Specified { name, password } = &order.account else {
+            return Ok(None);
+        };
+        let Some(sealed) = password else {
+            return Err(format!(
+                "the task runs under the account {name:?}, but no password is set for it"
+            ));
+        };
+        let password = self.secrets.open(sealed).map_err(|_| {
+            "the account's password does not open with this agent's key".to_string()
+        })?;
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || account::authenticate(&name, &password))
+            .await
+            .map_err(|e| format!("cannot check the account's password: {e}"))?
+            .map(Some)
+    }
+
     /// Runs the executor until it ends, or until an administrator, the application stopping
     /// or the task's time limit cancels it; a cancelled executor's outcome then says why.
     /// Pauses and resumptions are passed on to the executor, whose reports go to the server;
@@ -212,9 +237,13 @@ impl Runner {
         seed: u64,
         mut control: watch::Receiver<Control>,
     ) -> Outcome {
+        let run_as = match self.account_of(order).await {
+            Ok(run_as) => run_as,
+            Err(description) => return Outcome::failed(description),
+        };
         let (to_executor, steering, mut reports) = exec::Steering::new();
         to_executor.send_replace(*control.borrow_and_update());
-        let executing = exec::execute(&order.payload, seed, steering);
+        let executing = exec::execute(&order.payload, seed, steering, run_as.as_ref());
         tokio::pin!(executing);
         let app_stopped = self.until_stopped(&order.application);
         tokio::pin!(app_stopped);
@@ -423,6 +452,7 @@ mod tests {
                 apps: Arc::new(apps),
                 check_every: Duration::from_millis(100),
                 controls: Arc::default(),
+                secrets: Arc::new(SecretKey::random().unwrap()),
             },
             outbox: rx,
         }
@@ -436,6 +466,7 @@ mod tests {
             application: application.to_string(),
             payload,
             time_limit_secs: None,
+            account: Default::default(),
         }
     }
 

@@ -501,6 +501,7 @@ pub(super) fn orders() -> Vec<RunOrder> {
             application: "Canopy agent".into(),
             payload,
             time_limit_secs: (i % 2 == 1).then_some(90),
+            account: sample_account(i),
         })
         .collect()
 }
@@ -520,6 +521,24 @@ pub(super) fn results() -> Vec<RunResult> {
             outcome,
         })
         .collect()
+}
+
+/// Every other sample runs under a specified account, one of them without its password.
+fn sample_account(i: usize) -> TaskAccount {
+    match i % 4 {
+        1 => TaskAccount::Specified {
+            name: "svc-run".into(),
+            password: Some(SealedSecret {
+                nonce: [3; 12],
+                ciphertext: vec![9; 24],
+            }),
+        },
+        3 => TaskAccount::Specified {
+            name: "svc-run".into(),
+            password: None,
+        },
+        _ => TaskAccount::Default,
+    }
 }
 
 /// An occurrence of task `task_id`, as a device names it.
@@ -557,6 +576,7 @@ pub(super) fn scheduled_tasks() -> Vec<ScheduledTaskDef> {
             delay_window_secs: 600 * i as u32,
             time_limit_secs: Some(3600),
             cancel_from: (i == 1).then(|| at(2030, 1, 1, 0, 0)),
+            account: sample_account(i),
         })
         .collect()
 }

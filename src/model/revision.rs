@@ -26,6 +26,13 @@ pub enum RevisionAction {
     Copied {
         from: String,
     },
+    /// The Change tasks password wizard set the account's new password: the previous one
+    /// matched (`forced` false) or the administrator forced it.
+    PasswordChanged {
+        forced: bool,
+    },
+    /// The Change tasks password wizard deleted the credentials: the default account.
+    CredentialsDeleted,
 }
 
 impl std::fmt::Display for RevisionAction {
@@ -40,6 +47,13 @@ impl std::fmt::Display for RevisionAction {
             RevisionAction::DeviceUserEdit => f.write_str("changed by the device's user"),
             RevisionAction::Imported => f.write_str("imported"),
             RevisionAction::Copied { from } => write!(f, "copied from {from:?}"),
+            RevisionAction::PasswordChanged { forced: false } => {
+                f.write_str("password changed (the previous one matched)")
+            }
+            RevisionAction::PasswordChanged { forced: true } => {
+                f.write_str("password changed (forced)")
+            }
+            RevisionAction::CredentialsDeleted => f.write_str("credentials deleted"),
         }
     }
 }

@@ -8,7 +8,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::timeout;
 use tracing::Instrument;
 
-use super::{Node, lock, now_ms};
+use super::{Node, link_seal, lock, now_ms};
 use crate::model::device::{DeviceRecord, check_device_id};
 use crate::model::task::DeviceProgress;
 use crate::model::{EventKind, Fingerprint, RunRef, Severity};
@@ -409,6 +409,14 @@ async fn session(
     orders: Vec<crate::wire::msg::RunOrder>,
 ) {
     let id = record.id.clone();
+    let key = match link_seal::quic_link_key(conn) {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::error!("no key for the device's link: {e}");
+            refuse(conn, close::PROTOCOL, "internal error");
+            return;
+        }
+    };
     let (tx, mut rx) = mpsc::channel(QUEUE);
     let conn_id = conn.stable_id();
     if let Some(old) = lock(&node.devices).insert(
@@ -463,6 +471,7 @@ async fn session(
         }))
         .chain(owed.into_iter().map(|run| ServerToAgent::Cancel { run }));
     for msg in queued {
+        let msg = link_seal::to_device(node, &key, msg);
         if wire::write_frame(&mut send, &msg).await.is_err() {
             break;
         }
@@ -473,6 +482,7 @@ async fn session(
         tokio::select! {
             msg = rx.recv() => {
                 let Some(msg) = msg else { break "replaced by a newer connection".to_string() };
+                let msg = link_seal::to_device(node, &key, msg);
                 if let Err(e) = wire::write_frame(&mut send, &msg).await {
                     break e.to_string();
                 }

@@ -8,9 +8,9 @@ pub mod auth;
 mod devices;
 mod fed;
 mod groups;
+mod link_seal;
 mod login_guard;
 mod reply;
-mod secrets;
 mod tasks;
 mod vservers;
 
@@ -30,6 +30,7 @@ use crate::model::{
 use crate::net::pki;
 use crate::net::tls::{self, CaVerifier, Transport};
 use crate::store::Store;
+use crate::store::sealing as secrets;
 use crate::sync::topology::{self, SecondaryView};
 use crate::wire::{SOFTWARE_VERSION, close};
 

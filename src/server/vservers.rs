@@ -14,11 +14,12 @@ use tracing::Instrument;
 use super::auth::Session;
 use super::fed::{ChildLink, ParentLink, serve_child_link, serve_parent_link};
 use super::reply::{PageBudget, Reply, after_path, error, internal, page_limit};
-use super::{LiveChild, Node, lock, now_ms, secrets};
+use super::{LiveChild, Node, lock, now_ms};
 use crate::config::EnrollmentToken;
 use crate::model::group::MANAGED_DEVICES_NAME;
 use crate::model::{self, EventKind, Fingerprint, SecondaryRecord, Severity};
 use crate::store::Store;
+use crate::store::sealing::{self as secrets, SecretKey};
 use crate::wire::msg::{
     AdminResponse, ChildMsg, ErrorKind, ParentMsg, Secret, VirtualServerRequest, VirtualServerView,
 };
@@ -164,6 +165,15 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group_id: u64) {
                 continue;
             }
         };
+        // The link's key: the same at both ends, as a QUIC link's TLS session gives it.
+        let key = match SecretKey::random() {
+            Ok(key) => Arc::new(key),
+            Err(e) => {
+                tracing::error!("no key for the link to {name}: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         let (down_tx, down_rx) = channel::<ParentMsg>();
         let (up_tx, up_rx) = channel::<ChildMsg>();
         let (requests_tx, requests) = mpsc::channel(16);
@@ -190,6 +200,7 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group_id: u64) {
             rx: up_rx,
             tx: down_tx,
             requests,
+            key: key.clone(),
         };
         let parent = ParentLink {
             parent_name: host.name().to_string(),
@@ -197,6 +208,7 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group_id: u64) {
             log,
             rx: down_rx,
             tx: up_tx,
+            key,
         };
         // Each side ends when the other drops its channels, and only between two effects:
         // a batch the tenant is applying is stored and counted before the link ends, so a new

@@ -50,8 +50,12 @@ mod v5_tests;
 mod v6;
 #[cfg(test)]
 mod v6_tests;
+mod v7;
+#[cfg(test)]
+mod v7_tests;
 pub(super) use v5::from_5;
 pub(super) use v6::from_6;
+pub(super) use v7::from_7;
 
 fn has_table(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
     Ok(txn.list_tables()?.any(|t| t.name() == name))

@@ -28,6 +28,7 @@ pub mod replication;
 pub mod revisions;
 mod revocations;
 mod schema;
+pub mod sealing;
 mod server;
 pub mod signals;
 pub mod tasks;
@@ -56,7 +57,7 @@ pub use writer::MAX_BATCH;
 /// The schema this binary writes; a file with a newer one is refused, an older one migrated
 /// (`migrate.rs`). 3: secondaries placed by group id, statistics rows with an epoch. 4:
 /// revoked certificates, and revocations in the change log. 5: the set of pending devices.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// Page cache of the database.
 const CACHE_SIZE: usize = 64 * 1024 * 1024;
@@ -173,7 +174,7 @@ fn check_schema(db: &Database) -> Result<(), StoreError> {
                 });
             }
             Some(SCHEMA_VERSION) => false,
-            Some(found @ 2..=6) => {
+            Some(found @ 2..=7) => {
                 if found == 2 {
                     migrate::from_2(&txn)?;
                 }
@@ -186,7 +187,10 @@ fn check_schema(db: &Database) -> Result<(), StoreError> {
                 if found <= 5 {
                     migrate::from_5(&txn)?;
                 }
-                migrate::from_6(&txn)?;
+                if found <= 6 {
+                    migrate::from_6(&txn)?;
+                }
+                migrate::from_7(&txn)?;
                 put(&mut meta, SCHEMA_VERSION_KEY, &SCHEMA_VERSION)?;
                 tracing::info!("database migrated from schema {found} to {SCHEMA_VERSION}");
                 true

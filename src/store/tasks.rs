@@ -576,6 +576,7 @@ pub(crate) fn order_of(task: &TaskRecord, run_id: RunId) -> Option<RunOrder> {
             application: task.application.clone(),
             payload: payload.clone(),
             time_limit_secs: task.settings.schedule_options.time_limit_secs,
+            account: task.settings.account.clone(),
         }),
         _ => None,
     }

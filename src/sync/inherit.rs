@@ -13,7 +13,7 @@ use crate::model::group::MANAGED_DEVICES;
 use crate::model::link::{Audience, Change, LogEntry};
 use crate::model::schedule::{LocalDateTime, Schedule};
 use crate::model::scope::Scope;
-use crate::model::task::{ChangedBy, Inherited, RunId, TaskAccount, TaskId, TaskRecord};
+use crate::model::task::{ChangedBy, Inherited, RunId, TaskId, TaskRecord};
 use crate::model::{Revocation, UnixMillis};
 
 /// The children a task goes to: a group task that includes secondary and virtual servers,
@@ -35,16 +35,6 @@ pub fn audience(task: &TaskRecord) -> Option<Audience> {
     }
 }
 
-/// The task as children receive it: without its sealed password, which only this server's
-/// key opens.
-fn for_children(task: &TaskRecord) -> TaskRecord {
-    let mut task = task.clone();
-    if let TaskAccount::Specified { password, .. } = &mut task.settings.account {
-        *password = None;
-    }
-    task
-}
-
 /// The log entry for a task as it now is (`before`: as it was, if it existed), if any child
 /// is concerned: an upsert, or a delete for a task that stopped concerning any child.
 pub fn log_upsert(before: Option<&TaskRecord>, task: &TaskRecord) -> Option<LogEntry<TaskRecord>> {
@@ -53,7 +43,9 @@ pub fn log_upsert(before: Option<&TaskRecord>, task: &TaskRecord) -> Option<LogE
             change: Change::TaskUpsert {
                 task_id: task.id,
                 revision: task.revision,
-                task: for_children(task),
+                // Its password is sealed with this server's key here; the link re-seals it
+                // for the child as it sends it (`store::sealing`).
+                task: task.clone(),
             },
             audience,
         }),

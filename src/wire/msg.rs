@@ -14,8 +14,10 @@ use crate::model::task::{
 use crate::model::{Account, Event, Role, ServerRow, UnixMillis};
 
 mod agent;
+mod credentials;
 
 pub use agent::*;
+pub use credentials::*;
 
 /// A value that must never be printed or logged: its `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -68,7 +70,8 @@ pub enum ParentMsg {
     },
 }
 
-/// A change of the log: the task travels with its upserts, without its password.
+/// A change of the log: the task travels with its upserts, its password sealed with the
+/// link's key.
 pub type TaskChange = Change<TaskRecord>;
 
 /// An administrator's request relayed down the tree, hop by hop.
@@ -326,6 +329,8 @@ pub enum TaskRequest {
         task: String,
         comment: Option<String>,
     },
+    /// The Change tasks password wizard (`CredentialsChange`).
+    Credentials(Box<CredentialsChange>),
 }
 
 /// One revision of a task as administrators see it (never its password).
@@ -644,6 +649,7 @@ impl AdminRequest {
             AdminRequest::Task(TaskRequest::Rollback { .. }) => "task rollback",
             AdminRequest::Task(TaskRequest::ListDeleted) => "task list --deleted",
             AdminRequest::Task(TaskRequest::Restore { .. }) => "task restore",
+            AdminRequest::Task(TaskRequest::Credentials(_)) => "task credentials",
             AdminRequest::VirtualServer(VirtualServerRequest::List { .. }) => "vserver list",
             AdminRequest::VirtualServer(VirtualServerRequest::Create { .. }) => "vserver create",
             AdminRequest::VirtualServer(VirtualServerRequest::Enable { .. }) => "vserver enable",
@@ -744,6 +750,8 @@ pub enum AdminResponse {
         to: u32,
         changes: Vec<crate::model::revision::SettingChange>,
     },
+    /// What the Change tasks password wizard did to each task it found.
+    Credentials(Vec<CredentialsResult>),
 }
 
 /// `canopy server status`: the server asked, and its link to its own parent if it has one.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
+use super::account::RunAs;
 use super::{CANCELLED, Details, MAX_CAPTURE, Outcome, Steering};
 use crate::model::task::DeviceState;
 
@@ -30,17 +31,35 @@ pub(super) async fn run(
     args: &[String],
     time_limit_secs: u32,
     cancel: &mut Steering,
+    run_as: Option<&RunAs>,
 ) -> Outcome {
     if time_limit_secs == 0 {
         return Outcome::failed("time limit must be at least 1 s");
     }
-    let spawned = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
+        .kill_on_drop(true);
+    if let Some(run_as) = run_as {
+        let home = if run_as.home.is_dir() {
+            run_as.home.as_path()
+        } else {
+            std::path::Path::new("/")
+        };
+        command
+            .env("HOME", &run_as.home)
+            .env("USER", &run_as.name)
+            .env("LOGNAME", &run_as.name)
+            .current_dir(home);
+        // SAFETY: the closure only makes async-signal-safe calls (`account::switch_to`).
+        unsafe {
+            command.pre_exec(super::account::switch_to(run_as));
+        }
+    }
+    let spawned = command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => return Outcome::failed(format!("cannot start {program}: {e}")),
@@ -205,6 +224,7 @@ mod tests {
             &command(program, args, time_limit_secs),
             0,
             Steering::unsteered(),
+            None,
         )
         .await
     }
@@ -314,7 +334,7 @@ mod tests {
             tx.send(super::super::Control::Cancel).unwrap();
             tx
         });
-        let outcome = execute(&command("/bin/sleep", &["30"], 60), 0, steering).await;
+        let outcome = execute(&command("/bin/sleep", &["30"], 60), 0, steering, None).await;
         assert_eq!(outcome.state, DeviceState::Failed);
         assert_eq!(outcome.description, "cancelled");
         assert!(

@@ -335,7 +335,7 @@ Version: 0.1
 
     #[tokio::test]
     async fn real_run_succeeds() {
-        let outcome = execute(&TaskPayload::Inventory, 0, Steering::unsteered()).await;
+        let outcome = execute(&TaskPayload::Inventory, 0, Steering::unsteered(), None).await;
         assert_eq!(outcome.state, DeviceState::Succeeded);
         assert_eq!(outcome.progress, 100);
         let Details::Inventory(inventory) = &outcome.details else {

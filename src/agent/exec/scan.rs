@@ -286,6 +286,7 @@ mod tests {
             &TaskPayload::Scan { paths, blocklist },
             0,
             Steering::unsteered(),
+            None,
         )
         .await
     }
@@ -458,7 +459,7 @@ mod tests {
             paths: vec!["/".to_string()],
             blocklist: vec![],
         };
-        let outcome = execute(&payload, 0, steering).await;
+        let outcome = execute(&payload, 0, steering, None).await;
         assert_eq!(outcome.description, "cancelled");
     }
 }

@@ -100,7 +100,7 @@ mod tests {
     }
 
     async fn run_simulate(payload: &TaskPayload, seed: u64) -> Outcome {
-        execute(payload, seed, Steering::unsteered()).await
+        execute(payload, seed, Steering::unsteered(), None).await
     }
 
     #[tokio::test]
@@ -173,7 +173,7 @@ mod tests {
             tx.send(Control::Cancel).unwrap();
             tx
         });
-        let outcome = execute(&simulate(60_000, [1, 0, 0], 0), 1, steering).await;
+        let outcome = execute(&simulate(60_000, [1, 0, 0], 0), 1, steering, None).await;
         assert_eq!(outcome.description, "cancelled");
         assert!(started.elapsed() < Duration::from_secs(5));
         canceller.await.unwrap();
@@ -183,7 +183,7 @@ mod tests {
     async fn a_paused_run_keeps_its_progress_and_finishes_its_time_after_resuming() {
         let (control, steering, mut reports) = Steering::new();
         let payload = simulate(10_000, [1, 0, 0], 0);
-        let run = tokio::spawn(async move { execute(&payload, 1, steering).await });
+        let run = tokio::spawn(async move { execute(&payload, 1, steering, None).await });
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         control.send(Control::Pause).unwrap();
         reports.wait_for(|r| r.paused).await.unwrap();

@@ -45,6 +45,7 @@ fn held(run_missed: bool, window_secs: u32, handled: Option<LocalDateTime>) -> H
             delay_window_secs: window_secs,
             time_limit_secs: None,
             cancel_from: None,
+            account: Default::default(),
         },
         handled,
     }

@@ -100,6 +100,11 @@ pub enum TaskCommand {
         #[arg(long)]
         comment: Option<String>,
     },
+    /// The Change tasks password wizard: a new password for every task that runs under an
+    /// account, where the previous one matches; for the others, delete the credentials,
+    /// force the new password, or leave them.
+    #[command(after_help = super::credentials::CREDENTIALS_EXAMPLES)]
+    Credentials(Box<super::credentials::CredentialsArgs>),
     /// Bring back a deleted task, with its id and history (see `task list --deleted`).
     Restore {
         /// The deleted task's id (`#7` or `7`) or name.

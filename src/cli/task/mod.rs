@@ -11,6 +11,7 @@
 //! `render.rs`.
 
 mod args;
+mod credentials;
 mod history;
 mod params;
 mod render;
@@ -101,6 +102,7 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
             };
             print_task_answer(task_call(session, request).await?, false, false)
         }
+        TaskCommand::Credentials(args) => credentials::run(session, *args).await,
         TaskCommand::Restore { task, comment } => {
             let request = TaskRequest::Restore { task, comment };
             print_task_answer(task_call(session, request).await?, false, false)

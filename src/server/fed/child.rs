@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::{ChildLink, sleep_until_some};
 use crate::model::Severity;
-use crate::server::Node;
+use crate::server::{Node, link_seal};
 use crate::sync::child_session::{ChildEffect, ChildSession};
 use crate::sync::replicate::LogState;
 use crate::wire::msg::AdminResponse;
@@ -27,6 +27,7 @@ pub(in crate::server) async fn serve_child_link(node: &Arc<Node>, link: ChildLin
         mut rx,
         tx,
         mut requests,
+        key,
     } = link;
     let mut log = node.store.signals().log_last_seq();
     let last_seq = *log.borrow_and_update();
@@ -46,6 +47,7 @@ pub(in crate::server) async fn serve_child_link(node: &Arc<Node>, link: ChildLin
             }
         }
         while let Some(msg) = session.poll_transmit() {
+            let msg = link_seal::to_child(node, &key, msg);
             if tx.send(msg).await.is_err() {
                 return "the link closed".into();
             }

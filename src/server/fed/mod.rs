@@ -18,12 +18,13 @@ pub(super) use child::serve_child_link;
 pub(super) use parent::serve_parent_link;
 pub(super) use revoke::revoke_certificate;
 
-use super::{LiveChild, Node, lock, now_ms};
+use super::{LiveChild, Node, link_seal, lock, now_ms};
 use crate::model::Fingerprint;
 use crate::model::{EventKind, Severity};
 use crate::net::conn::{describe_connection_error, describe_io};
 use crate::net::resolve::AddressResolver;
 use crate::net::tls::{self, ClientTrust};
+use crate::store::sealing::SecretKey;
 use crate::sync::link::{LinkHealth, UpstreamLink};
 use crate::sync::replicate::{Cursor, LogState};
 use crate::wire::frame::MAX_FRAME;
@@ -233,6 +234,15 @@ async fn serve_registered_child(
     .await;
     node.bump_subtree();
 
+    let key = match link_seal::quic_link_key(&conn) {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::error!("no key for the link to {name}: {e}");
+            forget_child(&node, &name, &conn);
+            refuse(&conn, close::PROTOCOL, "internal error");
+            return;
+        }
+    };
     let (rx, tx) = bridge::<ChildMsg, ParentMsg>(&conn, send, recv);
     let link = ChildLink {
         name: name.clone(),
@@ -245,6 +255,7 @@ async fn serve_registered_child(
         rx,
         tx,
         requests,
+        key,
     };
     let reason = serve_child_link(&node, link).await;
 
@@ -360,6 +371,8 @@ pub(super) struct ChildLink {
     pub rx: Inbox<ChildMsg>,
     pub tx: mpsc::Sender<ParentMsg>,
     pub requests: mpsc::Receiver<super::Relayed>,
+    /// Seals the task account passwords sent on this link.
+    pub key: Arc<SecretKey>,
 }
 
 /// Sleeps until `at`, or forever without one.
@@ -406,15 +419,21 @@ pub(super) async fn upstream(node: Arc<Node>) {
                     format!("connection to the parent server {parent_name} established ({target})");
                 node.event(Severity::Info, EventKind::ParentConnected, msg)
                     .await;
-                let (rx, tx) = bridge::<ParentMsg, ChildMsg>(&conn, send, recv);
-                let link = ParentLink {
-                    parent_name: parent_name.clone(),
-                    registered_name,
-                    log,
-                    rx,
-                    tx,
+                let reason = match link_seal::quic_link_key(&conn) {
+                    Ok(key) => {
+                        let (rx, tx) = bridge::<ParentMsg, ChildMsg>(&conn, send, recv);
+                        let link = ParentLink {
+                            parent_name: parent_name.clone(),
+                            registered_name,
+                            log,
+                            rx,
+                            tx,
+                            key,
+                        };
+                        serve_parent_link(&node, link).await
+                    }
+                    Err(e) => e,
                 };
-                let reason = serve_parent_link(&node, link).await;
                 conn.close(close::SHUTDOWN.into(), b"link closed");
                 if node.is_shutting_down() {
                     return;
@@ -580,4 +599,6 @@ pub(super) struct ParentLink {
     pub log: LogState,
     pub rx: Inbox<ParentMsg>,
     pub tx: mpsc::Sender<ChildMsg>,
+    /// Seals the task account passwords received on this link.
+    pub key: Arc<SecretKey>,
 }

@@ -12,7 +12,7 @@ use super::{ParentLink, sleep_until_some};
 use crate::model::link::StatsRow;
 use crate::model::task::RunId;
 use crate::model::{EventKind, Severity};
-use crate::server::{Node, now_ms};
+use crate::server::{Node, link_seal, now_ms};
 use crate::sync::parent_session::{
     InheritedRun, MAX_CHANGES_PER_APPLY, ParentEffect, ParentPolicy, ParentSession,
 };
@@ -29,6 +29,7 @@ pub(in crate::server) async fn serve_parent_link(node: &Arc<Node>, link: ParentL
         log,
         mut rx,
         tx,
+        key,
     } = link;
     let cursor = match node.store.parent_position().await {
         Ok(cursor) => cursor,
@@ -70,14 +71,20 @@ pub(in crate::server) async fn serve_parent_link(node: &Arc<Node>, link: ParentL
             }
             msg = rx.recv() => {
                 match msg {
-                    Some(Ok(msg)) => session.handle_message(msg, Instant::now()),
+                    Some(Ok(msg)) => {
+                        let msg = link_seal::from_parent(node, &key, msg);
+                        session.handle_message(msg, Instant::now());
+                    }
                     Some(Err(reason)) => return reason,
                     None => return "the link closed".into(),
                 }
                 // Changes already waiting are applied in the same transaction.
                 for _ in 0..MAX_CHANGES_PER_APPLY {
                     match rx.try_recv() {
-                        Ok(Ok(msg)) => session.handle_message(msg, Instant::now()),
+                        Ok(Ok(msg)) => {
+                            let msg = link_seal::from_parent(node, &key, msg);
+                            session.handle_message(msg, Instant::now());
+                        }
                         Ok(Err(reason)) => return reason,
                         Err(_) => break,
                     }

@@ -7,6 +7,7 @@
 // The error of a `Reply` is the whole answer to an administrator's request, made once.
 #![allow(clippy::result_large_err)]
 
+mod credentials;
 mod delivery;
 mod history;
 mod pause;
@@ -111,6 +112,7 @@ pub(super) async fn handle(
         TaskRequest::Restore { task, comment } => {
             history::restore(node, session, &task, comment).await
         }
+        TaskRequest::Credentials(request) => credentials::change(node, session, *request).await,
         TaskRequest::Stats { task, run } => {
             let task = match find(node, &task).await {
                 Ok(task) => task,

@@ -47,6 +47,7 @@ fn def_of(
         delay_window_secs: crate::sched::window_secs(options.random_delay, reached),
         time_limit_secs: options.time_limit_secs,
         cancel_from: options.cancel_from,
+        account: task.settings.account.clone(),
     }
 }
 

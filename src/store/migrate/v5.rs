@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::has_table;
 use super::v6::{CountersV6, RunV6};
+use super::v7::{LocalRunV7, RunOrderV7};
 use crate::model::link::{Audience, Change, LogEntry};
 use crate::model::schedule::{LocalDateTime, RandomDelay, Schedule, ScheduleOptions};
 use crate::model::scope::Scope;
@@ -17,10 +18,10 @@ use crate::model::task::{
     TaskRecord, TaskSettings, TaskType,
 };
 use crate::model::{Revocation, RunRef, UnixMillis};
-use crate::store::agent::{LocalRun, LocalRunState};
+use crate::store::agent::LocalRunState;
 use crate::store::schema::{CHANGE_LOG, ORDERS, RUNS, TASKS};
 use crate::store::{StoreError, entries, entries_u64, put, put_u64};
-use crate::wire::msg::{RunOrder, RunResult};
+use crate::wire::msg::RunResult;
 
 #[derive(Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
@@ -235,8 +236,8 @@ impl ChangeV5 {
 }
 
 impl OrderV5 {
-    fn now(self) -> RunOrder {
-        RunOrder {
+    fn now(self) -> RunOrderV7 {
+        RunOrderV7 {
             run: RunRef::Ordered(self.run_id),
             task_id: self.task_id,
             task_name: self.task_name,
@@ -279,7 +280,7 @@ pub(in crate::store) fn from_5(txn: &WriteTransaction) -> Result<(), StoreError>
     rewrite(txn, TASKS, TaskV5::now)?;
     rewrite(txn, RUNS, RunV5::now)?;
     rewrite(txn, ORDERS, OrderV5::now)?;
-    rewrite(txn, AGENT_RUNS, |run: LocalRunV5| LocalRun {
+    rewrite(txn, AGENT_RUNS, |run: LocalRunV5| LocalRunV7 {
         order: run.order.now(),
         state: run.state,
         started: run.started,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::Secret;
 use crate::model::device::DeviceFacts;
 use crate::model::schedule::{LocalDateTime, Schedule};
-use crate::model::task::{Outcome, TaskPayload};
+use crate::model::task::{Outcome, TaskAccount, TaskPayload};
 use crate::model::{Fingerprint, RunRef, UnixMillis};
 /// The first frame a device agent sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +78,9 @@ pub struct ScheduledTaskDef {
     pub delay_window_secs: u32,
     pub time_limit_secs: Option<u32>,
     pub cancel_from: Option<LocalDateTime>,
+    /// The account the device runs it under; its password sealed with the link's key on the
+    /// wire, with the agent's own key at rest.
+    pub account: TaskAccount,
 }
 
 /// A local task as its device keeps it, so the device's user can see and change it.
@@ -102,6 +105,9 @@ pub struct RunOrder {
     pub payload: TaskPayload,
     /// The run is stopped if it runs longer than this and ends "failed by timeout".
     pub time_limit_secs: Option<u32>,
+    /// The account the device runs it under; its password sealed with the key of whoever
+    /// holds the order (the server's or the agent's at rest, the link's on the wire).
+    pub account: TaskAccount,
 }
 
 /// Agent to server, on the link stream.
