@@ -1,6 +1,6 @@
 //! Device tasks under a specified account, end to end: real `canopy agent` processes, one at
-//! the primary and one below a secondary, check the account's password with PAM and run the
-//! command as that account. The machine's own accounts are never touched: the agents run
+//! the primary, one below a secondary and one at the primary's virtual server, check the
+//! account's password with PAM and run the command as that account. The machine's own accounts are never touched: the agents run
 //! with Debian's PAM and NSS test wrappers preloaded (`make test-deps` installs them), which
 //! give them an account "canopy-runner" (user id 4242, groups 4242 and 4343) and a PAM
 //! service "canopy" that checks passwords against a file of the test's.
@@ -17,7 +17,8 @@ use canopy::model::task::DeviceRunRecord;
 use canopy::model::task::{DeviceState, TaskPayload, TaskType};
 use canopy::wire::msg::{
     AccountSpec, AdminRequest, AdminResponse, CredentialChoice, CredentialOutcome,
-    CredentialsChange, Secret, TaskChanges, TaskRequest,
+    CredentialsChange, DEVICE_PAGE_MAX, DeviceRequest, Secret, TaskChanges, TaskRequest,
+    VirtualServerRequest,
 };
 use common::{create_task, start_task, task_spec, until};
 
@@ -101,9 +102,16 @@ impl Drop for AgentProcess {
     }
 }
 
-/// A real agent named `name` enrolled at `address`, in the test accounts' environment.
-fn agent(d: &Deployment, accounts: &TestAccounts, name: &str, address: &str) -> AgentProcess {
-    drop(d.agent_config_at(name, address, Some(TOKEN)).unwrap());
+/// A real agent named `name` enrolled at `address` with `token`, in the test accounts'
+/// environment.
+fn agent(
+    d: &Deployment,
+    accounts: &TestAccounts,
+    name: &str,
+    address: &str,
+    token: &str,
+) -> AgentProcess {
+    drop(d.agent_config_at(name, address, Some(token)).unwrap());
     let config: PathBuf = d.dir.join(format!("{name}.agent.toml"));
     let log = std::fs::File::create(d.dir.join(format!("{name}.log"))).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_canopy"))
@@ -131,11 +139,15 @@ async fn records(admin: &AdminClient, task: &str, server: Option<&str>) -> Vec<D
     admin.results(request).await.unwrap().1
 }
 
+/// The devices of the tree: one at the primary, one below the secondary, one at the
+/// primary's virtual server.
+const DEVICES: usize = 3;
+
 /// Waits for the one record of the task's last run at each place, finished.
-async fn finished(admin: &AdminClient, task: &str) -> [DeviceRunRecord; 2] {
-    common::wait_tree_finished(admin, task, 2).await;
+async fn finished(admin: &AdminClient, task: &str) -> [DeviceRunRecord; DEVICES] {
+    common::wait_tree_finished(admin, task, DEVICES as u64).await;
     let mut out = Vec::new();
-    for server in [None, Some("branch-1")] {
+    for server in [None, Some("branch-1"), Some("tenant-a")] {
         let list = records(admin, task, server).await;
         assert_eq!(list.len(), 1, "{server:?}: {list:#?}");
         out.push(list.into_iter().next().unwrap());
@@ -164,13 +176,13 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// A primary and its secondary, each with one real agent connected, in the test accounts'
-/// environment.
+/// A primary, its secondary and its virtual server "tenant-a", each with one real agent
+/// connected, in the test accounts' environment.
 struct Tree {
     tmp: tempfile::TempDir,
     admin: AdminClient,
     _servers: [canopy::server::RunningServer; 2],
-    _agents: [AgentProcess; 2],
+    _agents: [AgentProcess; DEVICES],
 }
 
 async fn tree() -> Tree {
@@ -178,15 +190,50 @@ async fn tree() -> Tree {
     let d = Deployment::create(tmp.path()).unwrap();
     let accounts = TestAccounts::new(&tmp.path().join("accounts"));
     let (primary, branch, admin) = common::two_tiers(&d, TOKEN).await;
+    let create = VirtualServerRequest::Create {
+        name: "tenant-a".into(),
+        group: "Managed devices".into(),
+    };
+    let tenant_token = match admin
+        .call(AdminRequest::VirtualServer(create))
+        .await
+        .unwrap()
+    {
+        AdminResponse::VirtualServer(view) => view.enrollment_token.0,
+        other => panic!("unexpected {other:?}"),
+    };
+    let hq = primary.local_addr().to_string();
     let agents = [
-        agent(&d, &accounts, "pc-hq", &primary.local_addr().to_string()),
-        agent(&d, &accounts, "pc-branch", &branch.local_addr().to_string()),
+        agent(&d, &accounts, "pc-hq", &hq, TOKEN),
+        agent(
+            &d,
+            &accounts,
+            "pc-branch",
+            &branch.local_addr().to_string(),
+            TOKEN,
+        ),
+        agent(
+            &d,
+            &accounts,
+            "pc-tenant",
+            &format!("{hq}/tenant-a"),
+            &tenant_token,
+        ),
     ];
-    let branch_admin = d.admin(branch.local_addr()).await.unwrap();
-    for (at, server) in [(&admin, "primary"), (&branch_admin, "branch-1")] {
-        until(&format!("the agent at {server} connected"), || async {
-            let devices = at.devices(None, true).await.unwrap();
-            devices.iter().filter(|d| d.connected).count() == 1
+    for server in [None, Some("branch-1"), Some("tenant-a")] {
+        until(&format!("the agent at {server:?} connected"), || async {
+            let list = DeviceRequest::List {
+                group: None,
+                recursive: true,
+                after: None,
+                limit: DEVICE_PAGE_MAX,
+            };
+            match admin.call_at(server, AdminRequest::Device(list)).await {
+                Ok(AdminResponse::Devices { devices, .. }) => {
+                    devices.iter().filter(|d| d.connected).count() == 1
+                }
+                _ => false,
+            }
         })
         .await;
     }
@@ -217,13 +264,13 @@ async fn who_am_i(admin: &AdminClient, name: &str, account: Option<(&str, &str)>
 }
 
 /// Runs the task on both devices; each one's record.
-async fn run(admin: &AdminClient, task: &str) -> [DeviceRunRecord; 2] {
+async fn run(admin: &AdminClient, task: &str) -> [DeviceRunRecord; DEVICES] {
     start_task(admin, task, None).await;
     finished(admin, task).await
 }
 
 /// Asserts that both records ran as the test account.
-fn ran_as_runner(tree: &Tree, records: &[DeviceRunRecord; 2]) {
+fn ran_as_runner(tree: &Tree, records: &[DeviceRunRecord; DEVICES]) {
     let home = tree.tmp.path().join("accounts/runner-home");
     for record in records {
         assert_eq!(record.state, DeviceState::Succeeded, "{record:#?}");
@@ -235,7 +282,7 @@ fn ran_as_runner(tree: &Tree, records: &[DeviceRunRecord; 2]) {
     }
 }
 
-fn password_not_valid(records: &[DeviceRunRecord; 2]) {
+fn password_not_valid(records: &[DeviceRunRecord; DEVICES]) {
     for record in records {
         assert_eq!(record.state, DeviceState::Failed, "{record:#?}");
         assert_eq!(record.description, "the account's password is not valid");

@@ -798,6 +798,48 @@ fn tasks_from_the_command_line_and_the_password_never_leaks() {
     outputs.push(deleted);
     outputs.push(c.ok(&["task", "restore", "list task (2)"], None));
 
+    // The Change tasks password wizard, as a script: the previous password matches one task;
+    // the restored copy's is forced; the imported task has none and waits for a choice.
+    let wizard = [
+        "task",
+        "credentials",
+        "--account",
+        "svc-backup",
+        "--password-stdin",
+        "--with-previous",
+        "--force",
+        "list task (2)",
+        "--json",
+    ];
+    let answer = c.ok(&wizard, Some(&format!("{PLANTED}-3\n{PLANTED}-2\n")));
+    let results: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let outcome = |name: &str| {
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["task_name"] == name)
+            .map(|r| r["outcome"].clone())
+            .unwrap_or_else(|| panic!("no {name} in {results}"))
+    };
+    assert!(outcome("list task")["Replaced"].is_object(), "{results}");
+    assert!(outcome("list task (2)")["Forced"].is_object(), "{results}");
+    assert_eq!(
+        outcome("list task (1)")["ChoiceNeeded"]["reason"],
+        "the task has no password set",
+        "{results}"
+    );
+    outputs.push(answer);
+    let history = c.ok(&["task", "history", "list task"], None);
+    assert!(
+        history.contains("password changed (the previous one matched)"),
+        "{history}"
+    );
+    outputs.push(history);
+    let started = c.ok(&["task", "start", "list task", "--wait"], None);
+    assert!(started.contains("succeeded"), "{started}");
+    outputs.push(started);
+
     drop(agent);
     assert!(server.terminate(), "clean shutdown");
     for output in &outputs {

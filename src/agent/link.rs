@@ -80,6 +80,7 @@ impl Device {
             check_every: APPLICATION_CHECK_EVERY,
             controls: Arc::default(),
             secrets: shared.secrets.clone(),
+            simulated: shared.simulated,
         };
         Ok(Device {
             index,

@@ -64,6 +64,8 @@ struct Shared {
     server_check: ServerCheck,
     /// Seals the passwords of the accounts this agent's tasks run under (`store::sealing`).
     secrets: Arc<SecretKey>,
+    /// A simulated fleet: its devices are not this machine, whose accounts they do not use.
+    simulated: bool,
 }
 
 /// What the agent knows of its server's identity besides the CA. A name or fingerprint of
@@ -254,6 +256,7 @@ impl Agents {
                 .collect(),
             desk: desk.clone(),
             secrets,
+            simulated: simulation.is_some(),
             config,
         });
         let mut tasks = tokio::task::JoinSet::new();

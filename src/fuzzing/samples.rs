@@ -758,3 +758,26 @@ pub(super) fn forwarded(request: crate::wire::msg::AdminRequest) -> ForwardedReq
         request,
     }
 }
+
+/// One result of each kind the Change tasks password wizard gives.
+pub(super) fn credential_results() -> Vec<crate::wire::msg::CredentialsResult> {
+    use crate::wire::msg::{CredentialOutcome as O, CredentialsResult};
+    let outcomes = [
+        O::Replaced { revision: 2 },
+        O::Forced { revision: 3 },
+        O::CredentialsDeleted { revision: 4 },
+        O::NoAction,
+        O::ChoiceNeeded {
+            reason: "the previous password does not match".into(),
+        },
+    ];
+    outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(i, outcome)| CredentialsResult {
+            task_id: 10 + i as u64,
+            task_name: format!("Task {i}"),
+            outcome,
+        })
+        .collect()
+}

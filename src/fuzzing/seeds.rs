@@ -410,6 +410,23 @@ fn admin_requests() -> Vec<AdminRequest> {
             task: "#7".into(),
             comment: None,
         },
+        TaskRequest::Credentials(Box::new(crate::wire::msg::CredentialsChange {
+            account: "svc-backup".into(),
+            new_password: crate::wire::msg::Secret("n3w".into()),
+            previous_password: Some(crate::wire::msg::Secret("old".into())),
+            choices: vec![
+                (
+                    "Nightly".into(),
+                    crate::wire::msg::CredentialChoice::ForceNewPassword,
+                ),
+                (
+                    "#14".into(),
+                    crate::wire::msg::CredentialChoice::DeleteCredentials,
+                ),
+                ("15".into(), crate::wire::msg::CredentialChoice::NoAction),
+            ],
+            comment: Some("rotation".into()),
+        })),
         TaskRequest::Start {
             task: task(),
             devices: Some(vec!["10.1.0.5".into(), "files".into()]),
@@ -537,6 +554,7 @@ fn admin_responses() -> Vec<AdminResponse> {
             warnings: vec!["an account password must be set".into()],
             created: Some(Box::new(s::task_view())),
         })),
+        AdminResponse::Credentials(s::credential_results()),
     ]
 }
 
@@ -573,9 +591,11 @@ fn stored(out: &mut Vec<Seed>) {
             revision: task.revision,
             at: NOW,
             by: "admin".into(),
-            action: match i % 3 {
+            action: match i % 5 {
                 0 => crate::model::revision::RevisionAction::Created,
                 1 => crate::model::revision::RevisionAction::RolledBack { to: 2 },
+                2 => crate::model::revision::RevisionAction::PasswordChanged { forced: true },
+                3 => crate::model::revision::RevisionAction::CredentialsDeleted,
                 _ => crate::model::revision::RevisionAction::Copied {
                     from: "Scan".into(),
                 },
