@@ -18,7 +18,6 @@ use canopy::model::task::{DeviceState, TaskPayload, TaskType};
 use canopy::wire::msg::{
     AccountSpec, AdminRequest, AdminResponse, CredentialChoice, CredentialOutcome,
     CredentialsChange, DEVICE_PAGE_MAX, DeviceRequest, Secret, TaskChanges, TaskRequest,
-    VirtualServerRequest,
 };
 use common::{create_task, start_task, task_spec, until};
 
@@ -162,20 +161,6 @@ fn stdout_of(record: &DeviceRunRecord) -> String {
     }
 }
 
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
 /// A primary, its secondary and its virtual server "tenant-a", each with one real agent
 /// connected, in the test accounts' environment.
 struct Tree {
@@ -190,18 +175,7 @@ async fn tree() -> Tree {
     let d = Deployment::create(tmp.path()).unwrap();
     let accounts = TestAccounts::new(&tmp.path().join("accounts"));
     let (primary, branch, admin) = common::two_tiers(&d, TOKEN).await;
-    let create = VirtualServerRequest::Create {
-        name: "tenant-a".into(),
-        group: "Managed devices".into(),
-    };
-    let tenant_token = match admin
-        .call(AdminRequest::VirtualServer(create))
-        .await
-        .unwrap()
-    {
-        AdminResponse::VirtualServer(view) => view.enrollment_token.0,
-        other => panic!("unexpected {other:?}"),
-    };
+    let tenant_token = common::create_vserver(&admin, "tenant-a", "Managed devices").await;
     let hq = primary.local_addr().to_string();
     let agents = [
         agent(&d, &accounts, "pc-hq", &hq, TOKEN),
@@ -291,19 +265,8 @@ fn password_not_valid(records: &[DeviceRunRecord; DEVICES]) {
 
 /// No file under `dir` holds `secret`, but the PAM wrapper's password file.
 fn in_no_file(dir: &Path, secret: &str) {
-    let files = files_under(dir);
+    let files = common::assert_in_no_file(dir, secret, &["passdb"]);
     assert!(files.len() > 10, "{files:?}");
-    for file in files {
-        if file.ends_with("passdb") {
-            continue;
-        }
-        let bytes = std::fs::read(&file).unwrap();
-        assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "{} holds the password",
-            file.display()
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

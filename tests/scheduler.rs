@@ -23,9 +23,7 @@ use canopy::model::schedule::{LocalDateTime, Schedule, ScheduleOptions};
 use canopy::model::task::{DeviceState, RunState};
 use canopy::model::{EventKind, ServerStatus};
 use canopy::server::RunningServer;
-use canopy::wire::msg::{
-    AdminRequest, AdminResponse, ScopeSpec, TaskRequest, TaskSpec, VirtualServerRequest,
-};
+use canopy::wire::msg::{AdminRequest, AdminResponse, ScopeSpec, TaskRequest, TaskSpec};
 use common::{
     create_task, results, results_at, simulate_spec, stats, tree_scope, until, wait_event,
 };
@@ -205,18 +203,7 @@ async fn a_once_task_runs_at_its_time_on_every_device_of_the_tree_as_one_run() {
         servers.push(start(&config).await.unwrap());
     }
     let admin = d.admin(servers[0].local_addr()).await.unwrap();
-    let create = VirtualServerRequest::Create {
-        name: "tenant-a".into(),
-        group: "Managed devices".into(),
-    };
-    let tenant_token = match admin
-        .call(AdminRequest::VirtualServer(create))
-        .await
-        .unwrap()
-    {
-        AdminResponse::VirtualServer(view) => view.enrollment_token.0,
-        other => panic!("unexpected {other:?}"),
-    };
+    let tenant_token = common::create_vserver(&admin, "tenant-a", "Managed devices").await;
     wait_for_tree(&admin, Duration::from_secs(30), "every link up", |rows| {
         rows.len() == 4 && rows.iter().all(|r| r.status == ServerStatus::Active)
     })

@@ -347,3 +347,56 @@ pub async fn two_tiers(
     .unwrap();
     (primary, branch, admin)
 }
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Asserts that no file under `dir` holds `secret`, but those named `except`; returns the
+/// files searched.
+pub fn assert_in_no_file(
+    dir: &std::path::Path,
+    secret: &str,
+    except: &[&str],
+) -> Vec<std::path::PathBuf> {
+    let files = files_under(dir);
+    for file in &files {
+        if except.iter().any(|name| file.ends_with(name)) {
+            continue;
+        }
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{} holds the password",
+            file.display()
+        );
+    }
+    files
+}
+
+/// A virtual server `name` of the server `admin` is logged in to, placed in `group`; its
+/// enrollment token.
+pub async fn create_vserver(admin: &AdminClient, name: &str, group: &str) -> String {
+    let create = canopy::wire::msg::VirtualServerRequest::Create {
+        name: name.into(),
+        group: group.into(),
+    };
+    match admin
+        .call(AdminRequest::VirtualServer(create))
+        .await
+        .unwrap()
+    {
+        AdminResponse::VirtualServer(view) => view.enrollment_token.0,
+        other => panic!("unexpected {other:?}"),
+    }
+}
