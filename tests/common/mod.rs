@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod process;
 pub mod raw_agent;
 
 use std::time::Duration;
