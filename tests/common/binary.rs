@@ -17,6 +17,8 @@ pub fn canopy(dir: &Path, session: &Path, args: &[&str], stdin: Option<&str>) ->
         .spawn()
         .unwrap();
     if let Some(text) = stdin {
+        // A command that fails before reading its input closes the pipe; its exit status
+        // and message tell what happened.
         let _ = child.stdin.take().unwrap().write_all(text.as_bytes());
     }
     drop(child.stdin.take());

@@ -25,21 +25,10 @@ impl Canopy {
         cmd
     }
 
+    /// `canopy ARGS` with `stdin` as its input, to its end.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(text) = stdin {
-            // A command that fails before reading its input closes the pipe; its exit
-            // status and message tell what happened.
-            let _ = child.stdin.take().unwrap().write_all(text.as_bytes());
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
+        let session = self.dir.join("session.toml");
+        super::binary::canopy(&self.dir, &session, args, stdin)
     }
 
     pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
