@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::figures::{Machine, machine, print_figures, spread};
 use super::process::{AgentProcess, ServerProcess, cpu_seconds};
-use super::{TOKEN, admin_when_up, bench_server_text, group_task, instant_success, wait_connected};
+use super::{admin_when_up, bench_server_text, group_task, instant_success, wait_connected};
 use crate::cli::client::AdminClient;
 use crate::cli::deployment::{Deployment, free_port, wait_for_tree};
 use crate::model::ServerStatus;
@@ -319,12 +319,7 @@ pub(super) async fn fanout(
     let mut fleets = Vec::new();
     for (i, (server, running)) in plan.iter().zip(&servers).enumerate() {
         let name = format!("fleet-{}", server.name);
-        d.agent_config(&name, running.addr, Some(TOKEN))?;
-        let path = dir.path().join(format!("{name}.agent.toml"));
-        let text = std::fs::read_to_string(&path)?
-            .replace("keep_alive_ms = 1000", "keep_alive_ms = 5000")
-            .replace("idle_timeout_ms = 5000", "idle_timeout_ms = 30000");
-        std::fs::write(&path, text)?;
+        let path = super::bench_agent_config(&d, &name, running.addr)?;
         fleets.push(AgentProcess::spawn(&path, server.devices, i as u64 + 1)?);
     }
     for (server, client) in plan.iter().zip(&direct) {

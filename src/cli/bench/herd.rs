@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::figures::{Machine, machine};
 use super::process::{AgentProcess, cpu_seconds};
-use super::{TOKEN, bench_server_text, group_task, instant_success, wait_connected};
+use super::{bench_server_text, group_task, instant_success, wait_connected};
 use crate::cli::deployment::Deployment;
 use crate::model::schedule::{RandomDelay, Schedule, ScheduleOptions};
 use crate::model::task::DeviceState;
@@ -105,8 +105,7 @@ pub(super) async fn herd(devices: u32, windows: Vec<u32>, json: bool) -> anyhow:
     let server = crate::cli::deployment::start(&config).await?;
     let addr = server.local_addr();
     let admin = d.admin(addr).await?;
-    d.agent_config("fleet", addr, Some(TOKEN))?;
-    let agents = AgentProcess::spawn(&dir.path().join("fleet.agent.toml"), devices, 1)?;
+    let agents = AgentProcess::spawn(&super::bench_agent_config(&d, "fleet", addr)?, devices, 1)?;
     wait_connected(&admin, devices, Duration::from_secs(300)).await?;
     let store = server.node.store.clone();
     let mut all = Vec::new();

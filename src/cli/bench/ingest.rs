@@ -74,8 +74,7 @@ pub(super) async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Resul
     let addr = server.local_addr();
     let admin = d.admin(addr).await?;
     // The devices run in their own process, so the CPU each side spends is counted apart.
-    d.agent_config("fleet", addr, Some(TOKEN))?;
-    let agents = AgentProcess::spawn(&dir.path().join("fleet.agent.toml"), devices, 1)?;
+    let agents = AgentProcess::spawn(&super::bench_agent_config(&d, "fleet", addr)?, devices, 1)?;
     wait_connected(&admin, devices, Duration::from_secs(300)).await?;
     let spec = TaskSpec {
         name: "ingest".into(),

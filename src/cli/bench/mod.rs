@@ -213,6 +213,23 @@ fn bench_server_text(name: &str, port: u16, parent: Option<(SocketAddr, Fingerpr
     .replace("idle_timeout_ms = 5000", "idle_timeout_ms = 30000")
 }
 
+/// The config file of a simulated fleet `name` at `addr`, with the agent's own link timers
+/// (keep-alive 5 s, idle timeout 30 s) rather than the deployment's short ones for tests:
+/// every device's keep-alive is a packet the server answers.
+pub(crate) fn bench_agent_config(
+    d: &Deployment,
+    name: &str,
+    addr: SocketAddr,
+) -> anyhow::Result<std::path::PathBuf> {
+    d.agent_config(name, addr, Some(TOKEN))?;
+    let path = d.dir.join(format!("{name}.agent.toml"));
+    let text = std::fs::read_to_string(&path)?
+        .replace("keep_alive_ms = 1000", "keep_alive_ms = 5000")
+        .replace("idle_timeout_ms = 5000", "idle_timeout_ms = 30000");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 /// A group task on "Managed devices" and its subgroups, started by hand.
 fn group_task(name: &str, payload: TaskPayload, include_secondaries: bool) -> TaskSpec {
     TaskSpec {
