@@ -7,16 +7,15 @@
 
 use std::collections::HashMap;
 
-use super::{changed, find_own, history, stored};
+use super::{changed, find_own, history, update_by};
 use crate::model::revision::RevisionAction;
-use crate::model::task::{ChangedBy, TaskAccount, TaskKind, TaskRecord};
+use crate::model::task::{TaskAccount, TaskKind, TaskRecord};
+use crate::server::Node;
 use crate::server::auth::Session;
-use crate::server::reply::{Reply, error, internal, invalid};
-use crate::server::{Node, now_ms};
+use crate::server::reply::{Reply, internal, invalid};
 use crate::store::revisions::Note;
 use crate::wire::msg::{
     AdminResponse, CredentialChoice, CredentialOutcome, CredentialsChange, CredentialsResult,
-    ErrorKind,
 };
 
 pub(super) async fn change(
@@ -83,7 +82,11 @@ pub(super) async fn change(
             action: action.clone(),
             comment: comment.clone(),
         };
-        let updated = set_account(node, session, &task, account, note).await?;
+        let key = format!("#{}", task.id);
+        let updated = update_by(node, session, task.id, &key, note, move |t| {
+            t.settings.account = account.clone();
+        })
+        .await?;
         let revision = updated.revision;
         let outcome = match action {
             RevisionAction::CredentialsDeleted => {
@@ -159,27 +162,6 @@ fn why_not_replaced(request: &CredentialsChange, task: &TaskRecord) -> String {
         (None, true) => "no previous password was given".into(),
         (Some(_), true) => "the previous password does not match".into(),
     }
-}
-
-/// Sets the task's account as a new revision.
-async fn set_account(
-    node: &Node,
-    session: &Session,
-    task: &TaskRecord,
-    account: TaskAccount,
-    note: Note,
-) -> Reply<TaskRecord> {
-    let (now, user) = (now_ms(), session.user.clone());
-    node.store
-        .update_task(task.id, note, move |t| {
-            t.settings.account = account.clone();
-            t.modified = now;
-            t.changed_by = ChangedBy::Administrator(user.clone());
-            Ok(())
-        })
-        .await
-        .map_err(stored)?
-        .ok_or_else(|| error(ErrorKind::NotFound, format!("no task #{}", task.id)))
 }
 
 fn result(task: &TaskRecord, outcome: CredentialOutcome) -> CredentialsResult {

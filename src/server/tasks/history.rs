@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use super::view::scope_text;
-use super::{changed, find, find_own, stored, view};
+use super::{changed, find, find_own, stored, update_by, view};
 use crate::model::revision::{self, RevisionAction, TaskRevision};
-use crate::model::task::{ChangedBy, TaskId, TaskRecord};
+use crate::model::task::{TaskId, TaskRecord};
 use crate::model::{EventKind, Severity};
 use crate::server::auth::Session;
 use crate::server::reply::{Reply, error, internal, invalid};
@@ -141,28 +141,19 @@ pub(super) async fn rollback(
         )));
     }
     let before = task.clone();
-    let user = session.user.clone();
-    let now = now_ms();
     let note = Note {
         action: RevisionAction::RolledBack { to },
         comment,
     };
     let old = target.task;
-    let updated = node
-        .store
-        .update_task(task.id, note, move |t| {
-            t.name = old.name.clone();
-            t.task_type = old.task_type.clone();
-            t.application = old.application.clone();
-            t.scope = old.scope.clone();
-            t.settings = old.settings.clone();
-            t.modified = now;
-            t.changed_by = ChangedBy::Administrator(user.clone());
-            Ok(())
-        })
-        .await
-        .map_err(stored)?
-        .ok_or_else(|| error(ErrorKind::NotFound, format!("no task {key:?}")))?;
+    let updated = update_by(node, session, task.id, key, note, move |t| {
+        t.name = old.name.clone();
+        t.task_type = old.task_type.clone();
+        t.application = old.application.clone();
+        t.scope = old.scope.clone();
+        t.settings = old.settings.clone();
+    })
+    .await?;
     let msg = format!(
         "task {:?} (#{}) rolled back to revision {to} as revision {} by {}",
         updated.name, updated.id, updated.revision, session.user

@@ -394,28 +394,41 @@ async fn edit(
         settings.store_history_days = v;
     }
     edited.check().map_err(invalid)?;
-    let now = now_ms();
-    let user = session.user.clone();
-    let updated = node
-        .store
-        .update_task(task.id, note, move |t| {
-            let revision = t.revision;
-            let last_run = t.last_run;
-            *t = edited.clone();
-            t.revision = revision;
-            t.last_run = last_run;
+    let updated = update_by(node, session, task.id, key, note, move |t| {
+        let (revision, last_run) = (t.revision, t.last_run);
+        *t = edited.clone();
+        t.revision = revision;
+        t.last_run = last_run;
+    })
+    .await?;
+    let msg = format!(
+        "task {:?} (#{}) changed to revision {} by {}",
+        updated.name, updated.id, updated.revision, session.user
+    );
+    Ok(changed(node, &task, &updated, msg).await)
+}
+
+/// Changes task `id` (named `key` by the administrator) as a new revision by the session's
+/// account: `change`, then the time and author of the change.
+async fn update_by(
+    node: &Node,
+    session: &Session,
+    id: u64,
+    key: &str,
+    note: Note,
+    mut change: impl FnMut(&mut TaskRecord) + Send + 'static,
+) -> Reply<TaskRecord> {
+    let (now, user) = (now_ms(), session.user.clone());
+    node.store
+        .update_task(id, note, move |t| {
+            change(t);
             t.modified = now;
             t.changed_by = ChangedBy::Administrator(user.clone());
             Ok(())
         })
         .await
         .map_err(stored)?
-        .ok_or_else(|| error(ErrorKind::NotFound, format!("no task {key:?}")))?;
-    let msg = format!(
-        "task {:?} (#{}) changed to revision {} by {}",
-        updated.name, updated.id, updated.revision, session.user
-    );
-    Ok(changed(node, &task, &updated, msg).await)
+        .ok_or_else(|| error(ErrorKind::NotFound, format!("no task {key:?}")))
 }
 
 /// After a task changed from `before` to `after`: the event `msg`, the devices told, and the
