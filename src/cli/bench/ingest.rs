@@ -7,7 +7,8 @@ use anyhow::bail;
 use serde::Serialize;
 
 use super::figures::{Machine, machine, print_figures, spread};
-use super::process::{AgentProcess, cpu_seconds};
+use super::poller::StatsPoller;
+use super::process::{AgentProcess, cpu_seconds, udp_datagrams_sent};
 use super::{TOKEN, wait_connected};
 use crate::cli::deployment::{Deployment, config_text};
 use crate::model::task::{TaskPayload, TaskType};
@@ -18,13 +19,21 @@ pub(super) struct IngestRun {
     /// From the start request until the server recorded the last device's result.
     pub(super) seconds: f64,
     pub(super) results_per_s: f64,
-    /// Device reports stored (received, started, result: three per device).
-    pub(super) reports: u64,
+    /// Store jobs (write requests) the run cost, in how many commits.
+    pub(super) jobs: u64,
     pub(super) commits: u64,
     pub(super) jobs_per_commit: f64,
     /// CPU seconds of the bench process (the server) and of the devices' process.
     pub(super) server_cpu_s: f64,
     pub(super) agents_cpu_s: f64,
+    /// The server's CPU time per device result, in microseconds.
+    pub(super) server_cpu_us_per_result: f64,
+    /// UDP datagrams sent on this machine during the run, both directions, per device result.
+    pub(super) datagrams_per_result: f64,
+    /// The slowest answer to `task stats` of the run, asked every 5 ms while it went by an
+    /// administrator on a thread of its own (`poller.rs`).
+    pub(super) stats_max_ms: f64,
+    pub(super) stats_median_ms: f64,
 }
 
 /// What `bench ingest` reports (`--json` prints it; the text prints its figures).
@@ -45,6 +54,10 @@ pub(super) fn summary(
         "jobs_per_commit": figure(|r| r.jobs_per_commit),
         "server_cpu_s": figure(|r| r.server_cpu_s),
         "agents_cpu_s": figure(|r| r.agents_cpu_s),
+        "server_cpu_us_per_result": figure(|r| r.server_cpu_us_per_result),
+        "datagrams_per_result": figure(|r| r.datagrams_per_result),
+        "stats_max_ms": figure(|r| r.stats_max_ms),
+        "stats_median_ms": figure(|r| r.stats_median_ms),
         "counters_exact": true,
     })
 }
@@ -103,10 +116,12 @@ pub(super) async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Resul
         .call(AdminRequest::Task(TaskRequest::Create(Box::new(spec))))
         .await?;
     let store = server.node.store.clone();
+    let poller = StatsPoller::start(&d, addr)?;
     let mut all = Vec::new();
     for i in 0..=runs {
         let before = store.stats();
         let cpu_before = (cpu_seconds("self"), agents.cpu_seconds());
+        let datagrams_before = udp_datagrams_sent();
         let started = Instant::now();
         let start = TaskRequest::Start {
             task: "ingest".into(),
@@ -117,6 +132,8 @@ pub(super) async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Resul
             bail!("unexpected answer to task start");
         };
         let deadline = Instant::now() + Duration::from_secs(600);
+        // What an administrator asks meanwhile, and how long the answer takes.
+        let polling = poller.poll("ingest", run.run_id)?;
         let finished = loop {
             let Some(now) = store.run(run.run_id).await? else {
                 bail!("run {} vanished", run.run_id);
@@ -130,8 +147,11 @@ pub(super) async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Resul
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         let seconds = started.elapsed().as_secs_f64();
+        let polled = polling.finish()?;
+
         let server_cpu_s = cpu_seconds("self") - cpu_before.0;
         let agents_cpu_s = agents.cpu_seconds() - cpu_before.1;
+        let datagrams = udp_datagrams_sent().saturating_sub(datagrams_before);
         let after = store.stats();
         let records = store.run_records(run.run_id).await?;
         if RunCounters::of(&records) != finished.counters
@@ -144,28 +164,37 @@ pub(super) async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Resul
             );
         }
         let commits = after.commits - before.commits;
+        let jobs = after.jobs - before.jobs;
         let r = IngestRun {
             seconds,
             results_per_s: f64::from(devices) / seconds,
-            reports: 3 * u64::from(devices),
+            jobs,
             commits,
-            jobs_per_commit: (after.jobs - before.jobs) as f64 / commits.max(1) as f64,
+            jobs_per_commit: jobs as f64 / commits.max(1) as f64,
             server_cpu_s,
             agents_cpu_s,
+            server_cpu_us_per_result: server_cpu_s * 1e6 / f64::from(devices),
+            datagrams_per_result: datagrams as f64 / f64::from(devices),
+            stats_median_ms: polled.median_ms,
+            stats_max_ms: polled.max_ms,
         };
         if i == 0 {
             continue;
         }
         if !json {
             println!(
-                "run {i}: {devices} results in {:.3} s = {:.0} results/s; {} reports in {} commits ({:.1} jobs per commit); CPU: server {:.2} s, devices {:.2} s; counters equal the records",
+                "run {i}: {devices} results in {:.3} s = {:.0} results/s; {} store jobs in {} commits ({:.1} jobs per commit); CPU: server {:.2} s ({:.0} µs per result), devices {:.2} s; {:.1} UDP datagrams per result; task stats answered in {:.1} ms (median), {:.0} ms (slowest); counters equal the records",
                 r.seconds,
                 r.results_per_s,
-                r.reports,
+                r.jobs,
                 r.commits,
                 r.jobs_per_commit,
                 r.server_cpu_s,
-                r.agents_cpu_s
+                r.server_cpu_us_per_result,
+                r.agents_cpu_s,
+                r.datagrams_per_result,
+                r.stats_median_ms,
+                r.stats_max_ms
             );
         }
         all.push(r);
@@ -181,10 +210,15 @@ pub(super) async fn ingest(devices: u32, runs: u32, json: bool) -> anyhow::Resul
                 ("seconds per run", "seconds", "s"),
                 ("jobs per commit", "jobs_per_commit", ""),
                 ("server CPU per run", "server_cpu_s", "s"),
+                ("server CPU per result", "server_cpu_us_per_result", "µs"),
                 ("devices' CPU per run", "agents_cpu_s", "s"),
+                ("datagrams per result", "datagrams_per_result", ""),
+                ("task stats, median", "stats_median_ms", "ms"),
+                ("task stats, slowest", "stats_max_ms", "ms"),
             ],
         );
     }
+    poller.stop();
     admin.close().await;
     agents.stop().await?;
     server.shutdown().await?;

@@ -12,6 +12,7 @@ mod fanout;
 mod figures;
 mod herd;
 mod ingest;
+mod poller;
 mod process;
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,29 @@ pub(super) fn cpu_seconds_in(stat: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// UDP datagrams this machine's kernel has sent (`OutDatagrams` of /proc/net/snmp); 0 if it
+/// is not there. On loopback every datagram either side sends is counted once, so the change
+/// over a run is the datagrams of that run's exchanges, both directions, plus anything else the
+/// machine sent meanwhile.
+pub(super) fn udp_datagrams_sent() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    udp_datagrams_sent_in(&snmp)
+}
+
+/// `OutDatagrams` of the `Udp:` lines of a /proc/net/snmp text (0 if it is not there).
+pub(super) fn udp_datagrams_sent_in(snmp: &str) -> u64 {
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "OutDatagrams")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The resident memory (`VmRSS`) of a /proc/PID/status text in MiB; NaN if it is not there.
 pub(super) fn rss_mib_in(status: &str) -> f64 {
     status

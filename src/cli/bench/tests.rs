@@ -9,7 +9,7 @@ use super::connect::ConnectRun;
 use super::fanout::{FanoutRun, Milestones, TIERS, TreeShape};
 use super::figures::{Machine, figures_text, machine, memory_gib, spread};
 use super::ingest::IngestRun;
-use super::process::{cpu_seconds_in, rss_mib_in};
+use super::process::{cpu_seconds_in, rss_mib_in, udp_datagrams_sent_in};
 use super::*;
 use crate::cli::{Cli, Command};
 
@@ -124,6 +124,10 @@ fn cpu_time_and_memory_are_read_from_proc() {
     let status = "Name:\tcanopy\nVmPeak:\t  999999 kB\nVmRSS:\t   20480 kB\n";
     assert_eq!(rss_mib_in(status), 20.0);
     assert!(rss_mib_in("Name:\tcanopy\n").is_nan());
+
+    let snmp = "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors\nUdp: 10 0 0 4242 0\nUdpLite: InDatagrams OutDatagrams\nUdpLite: 0 7\n";
+    assert_eq!(udp_datagrams_sent_in(snmp), 4242);
+    assert_eq!(udp_datagrams_sent_in("Ip: 1\n"), 0);
 }
 
 #[test]
@@ -234,11 +238,15 @@ fn the_json_of_ingest() {
     let run = |seconds: f64| IngestRun {
         seconds,
         results_per_s: 100.0 / seconds,
-        reports: 300,
+        jobs: 300,
         commits: 10,
         jobs_per_commit: 30.0,
         server_cpu_s: 0.5,
         agents_cpu_s: 0.25,
+        server_cpu_us_per_result: 5000.0,
+        datagrams_per_result: 7.0 * seconds,
+        stats_max_ms: 3.0,
+        stats_median_ms: 1.0,
     };
     let summary = ingest::summary(100, 3, &a_machine(), &[run(2.0), run(1.0), run(4.0)]);
     assert_eq!(
@@ -246,6 +254,7 @@ fn the_json_of_ingest() {
         [
             "agents_cpu_s",
             "counters_exact",
+            "datagrams_per_result",
             "devices",
             "jobs_per_commit",
             "machine",
@@ -254,6 +263,9 @@ fn the_json_of_ingest() {
             "scenario",
             "seconds",
             "server_cpu_s",
+            "server_cpu_us_per_result",
+            "stats_max_ms",
+            "stats_median_ms",
         ]
     );
     assert_eq!(summary["scenario"], "ingest");
@@ -261,6 +273,7 @@ fn the_json_of_ingest() {
     assert_spread(&summary, "seconds", 1.0, 2.0, 4.0);
     assert_spread(&summary, "results_per_s", 25.0, 50.0, 100.0);
     assert_spread(&summary, "agents_cpu_s", 0.25, 0.25, 0.25);
+    assert_spread(&summary, "datagrams_per_result", 7.0, 14.0, 28.0);
 }
 
 #[test]
