@@ -14,6 +14,7 @@ use tokio::time::timeout;
 use tracing::Instrument;
 
 use super::apps::Applications;
+use super::outbox::Outbox;
 use super::planner::{Planner, order_of};
 use super::run::{APPLICATION_CHECK_EVERY, CANCELLED_BEFORE_START, Runner};
 use super::{DeviceLinkState, Shared, client_config};
@@ -48,6 +49,8 @@ pub(super) struct Device {
     /// whichever link is up.
     runner: Runner,
     outbox_rx: mpsc::UnboundedReceiver<AgentToServer>,
+    /// Delivery and start notices held a moment, kept across links (see `outbox.rs`).
+    outbox: Outbox,
     /// Tells the device's planner that its scheduled tasks changed.
     schedules_changed: Arc<tokio::sync::Notify>,
 }
@@ -92,6 +95,7 @@ impl Device {
             client,
             runner,
             outbox_rx,
+            outbox: Outbox::default(),
             schedules_changed: Arc::default(),
         })
     }
@@ -317,6 +321,13 @@ impl Device {
         }
         let mut shutdown = self.shared.shutdown.clone();
         loop {
+            let held_due = self.outbox.poll_timeout();
+            let held = async {
+                match held_due {
+                    Some(due) => tokio::time::sleep_until(due.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let edited = async {
                 match &desk {
                     Some(desk) => desk.edited().await,
@@ -353,8 +364,24 @@ impl Device {
                     Err(e) => return Ended::Failed(e.to_string()),
                 },
                 Some(msg) = self.outbox_rx.recv() => {
-                    if let Err(e) = wire::write_frame(&mut send, &msg).await {
-                        return Ended::Failed(e.to_string());
+                    // What else is queued goes with it (written back to back, the frames
+                    // share packets).
+                    let now = Instant::now();
+                    let mut due = self.outbox.handle(msg, now);
+                    while let Ok(msg) = self.outbox_rx.try_recv() {
+                        due.extend(self.outbox.handle(msg, now));
+                    }
+                    for msg in due {
+                        if let Err(e) = wire::write_frame(&mut send, &msg).await {
+                            return Ended::Failed(e.to_string());
+                        }
+                    }
+                }
+                () = held => {
+                    for msg in self.outbox.poll_expired(Instant::now()) {
+                        if let Err(e) = wire::write_frame(&mut send, &msg).await {
+                            return Ended::Failed(e.to_string());
+                        }
                     }
                 }
                 () = edited => {

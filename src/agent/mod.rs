@@ -9,6 +9,7 @@ pub mod exec;
 pub mod facts;
 mod link;
 pub mod local;
+mod outbox;
 mod planner;
 pub mod run;
 
