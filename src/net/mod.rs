@@ -1,5 +1,6 @@
 //! QUIC endpoints, mutual TLS and the deployment PKI.
 pub mod conn;
+pub mod driver_route;
 pub mod link_key;
 pub mod pki;
 pub mod resolve;

@@ -40,7 +40,7 @@ pub fn server_endpoint(
         endpoint,
         Some(config),
         bind(addr)?,
-        Arc::new(quinn::TokioRuntime),
+        Arc::new(super::driver_route::RoutedRuntime),
     )
 }
 

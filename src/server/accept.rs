@@ -17,6 +17,7 @@ use tokio::time::timeout;
 use super::{Node, admin, agents, fed, lock};
 use crate::config::Limits;
 use crate::model::{EventKind, Severity};
+use crate::net::driver_route::{self, DriverRoute};
 use crate::net::tls;
 use crate::wire::close;
 
@@ -135,6 +136,8 @@ pub(super) async fn accept_loop(node: Arc<Node>) {
                 continue;
             }
         };
+        // The accept just spawned the connection's driver, on this thread.
+        let route = driver_route::take_last_route();
         gate.handshakes.fetch_add(1, Ordering::Relaxed);
         let handshake = Handshake(gate.clone());
         let node = node.clone();
@@ -159,18 +162,32 @@ pub(super) async fn accept_loop(node: Arc<Node>) {
                 return;
             }
             // Counted until the protocol's handler is done with the connection.
-            let _slot = slot;
-            serve(node, conn).await;
+            serve(node, conn, slot, route).await;
         });
     }
 }
 
 /// Hands a connection to its protocol. Each starts with the endpoint's limits (one
 /// bidirectional stream, none unidirectional); the admin API raises them after a login.
-async fn serve(node: Arc<Node>, conn: quinn::Connection) {
+async fn serve(
+    node: Arc<Node>,
+    conn: quinn::Connection,
+    slot: Option<Slot>,
+    route: Option<DriverRoute>,
+) {
     match tls::alpn_of(&conn).as_deref() {
         Some(tls::ALPN_FED) => fed::serve_child(node, conn).await,
-        Some(tls::ALPN_ADMIN) => admin::serve(node, conn).await,
+        // On the admin thread, driver and all, so that it answers while devices keep this
+        // runtime busy.
+        Some(tls::ALPN_ADMIN) => {
+            if let Some(route) = route {
+                route.move_to(node.admin.handle.clone());
+            }
+            node.admin.clone().spawn(async move {
+                let _slot = slot;
+                admin::serve(node, conn).await;
+            });
+        }
         Some(tls::ALPN_AGENT) => agents::serve_agent(node, conn).await,
         _ => {
             let remote = conn.remote_address();

@@ -3,6 +3,7 @@
 
 mod accept;
 mod admin;
+mod admin_thread;
 mod agents;
 pub mod auth;
 mod devices;
@@ -84,6 +85,8 @@ pub struct Node {
     login_guard: Mutex<login_guard::LoginGuard>,
     /// Checks and hashes passwords, shared with the virtual servers hosted here.
     passwords: Arc<auth::PasswordPool>,
+    /// Where admin connections are served (shared with the virtual servers hosted here).
+    admin: admin_thread::AdminRuntime,
     /// Seals task account passwords at rest.
     secrets: secrets::SecretKey,
     /// Set on a virtual server: the name of the physical server hosting it.
@@ -111,6 +114,7 @@ struct Shared {
     transport: Transport,
     endpoint: quinn::Endpoint,
     passwords: Arc<auth::PasswordPool>,
+    admin: admin_thread::AdminRuntime,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -145,6 +149,7 @@ impl Node {
             sessions: auth::Sessions::default(),
             login_guard: Mutex::new(login_guard::LoginGuard::default()),
             passwords: shared.passwords,
+            admin: shared.admin,
             secrets,
             store,
             config,
@@ -178,6 +183,7 @@ impl Node {
             transport: self.transport,
             endpoint: self.endpoint.clone(),
             passwords: self.passwords.clone(),
+            admin: self.admin.clone(),
         }
     }
 
@@ -320,6 +326,7 @@ fn views<'a>(
 pub struct RunningServer {
     pub node: Arc<Node>,
     tasks: tokio::task::JoinSet<()>,
+    admin_thread: admin_thread::AdminThread,
 }
 
 impl RunningServer {
@@ -355,6 +362,7 @@ impl RunningServer {
             crate::net::socket::server_endpoint(endpoint_config, server_config, config.listen)
                 .with_context(|| format!("cannot listen on {} (udp)", config.listen))?;
         let listen = endpoint.local_addr()?;
+        let (admin, admin_thread) = admin_thread::AdminRuntime::start(&config.name)?;
         let shared = Shared {
             fingerprint,
             listen,
@@ -364,6 +372,7 @@ impl RunningServer {
             transport,
             endpoint: endpoint.clone(),
             passwords: Arc::new(auth::PasswordPool::new(password_threads())?),
+            admin,
         };
         let node = Arc::new(Node::new(config, store, secrets, shared, None));
         let span = info_span!("server", name = %node.name());
@@ -386,7 +395,11 @@ impl RunningServer {
             tasks.spawn(fed::upstream(node.clone()).instrument(span));
         }
         vservers::start_all(&node).await?;
-        Ok(RunningServer { node, tasks })
+        Ok(RunningServer {
+            node,
+            tasks,
+            admin_thread,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -410,6 +423,8 @@ impl RunningServer {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         vservers::stop_all(&node).await;
+        // After the virtual servers: one created by an administrator runs its tasks there.
+        self.admin_thread.stop().await;
         let store = node.store.clone();
         tokio::task::spawn_blocking(move || store.close()).await??;
         Ok(())

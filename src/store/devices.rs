@@ -143,8 +143,7 @@ impl Store {
     }
 
     pub async fn device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
-        let id = id.to_string();
-        self.read(move |txn| get(&txn.open_table(DEVICES)?, &id))
+        self.read_now(move |txn| get(&txn.open_table(DEVICES)?, id))
             .await
     }
 

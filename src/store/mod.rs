@@ -356,6 +356,16 @@ impl Store {
         }
     }
 
+    /// [`Store::read`] on the calling thread, without a hop to the blocking pool: for reads
+    /// of a few keys (microseconds, from pages in memory) on paths that must answer while
+    /// the server is busy, where each hop would wait behind every ready task.
+    pub async fn read_now<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    {
+        self.read_blocking(f)
+    }
+
     /// [`Store::read`] on the calling thread, for non-async code.
     pub fn read_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where

@@ -229,7 +229,8 @@ impl Store {
 
     /// The rows held for a run, in path order.
     pub async fn stats_rows(&self, run_id: RunId) -> Result<Vec<StatsRow>, StoreError> {
-        self.read(move |txn| {
+        // One row per server below (at most a few hundred): read at once.
+        self.read_now(move |txn| {
             Ok(entries_with_prefix::<StatsRow>(
                 &txn.open_table(RUN_ROWS)?,
                 &format!("{run_id:020}/"),

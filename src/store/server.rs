@@ -34,7 +34,9 @@ impl Store {
     }
 
     pub async fn secondaries(&self) -> Result<Vec<SecondaryRecord>, StoreError> {
-        self.read(|txn| values(&txn.open_table(SECONDARIES)?)).await
+        // At most a few hundred (limits): read at once.
+        self.read_now(|txn| values(&txn.open_table(SECONDARIES)?))
+            .await
     }
 
     pub async fn secondary_by_fingerprint(

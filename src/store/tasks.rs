@@ -90,14 +90,13 @@ impl Store {
     }
 
     pub async fn task(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        self.read(move |txn| get(&txn.open_table(TASKS)?, &task_key(id)))
+        self.read_now(move |txn| get(&txn.open_table(TASKS)?, &task_key(id)))
             .await
     }
 
     pub async fn task_by_name(&self, name: &str) -> Result<Option<TaskRecord>, StoreError> {
-        let name = name.to_string();
-        self.read(
-            move |txn| match get::<TaskId>(&txn.open_table(TASK_NAMES)?, &name)? {
+        self.read_now(
+            move |txn| match get::<TaskId>(&txn.open_table(TASK_NAMES)?, name)? {
                 Some(id) => get(&txn.open_table(TASKS)?, &task_key(id)),
                 None => Ok(None),
             },
@@ -261,7 +260,7 @@ impl Store {
     }
 
     pub async fn run(&self, run_id: RunId) -> Result<Option<RunRecord>, StoreError> {
-        self.read(move |txn| run_read(txn, run_id)).await
+        self.read_now(move |txn| run_read(txn, run_id)).await
     }
 
     /// Those of `run_ids` that an administrator stopped (or whose task was deleted since).
