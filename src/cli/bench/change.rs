@@ -176,7 +176,7 @@ pub(super) async fn change(
     .await?;
     let mut clients = Vec::new();
     for _ in 0..pollers {
-        clients.push(Arc::new(d.admin(addr).await?));
+        clients.push(Arc::new(login_patiently(&d, addr).await?));
     }
     let poll = Duration::from_millis(poll_ms);
     const TASK: &str = "change";
@@ -293,4 +293,22 @@ pub(super) async fn change(
     admin.close().await;
     primary.shutdown().await?;
     Ok(())
+}
+
+/// Logs in, waiting out the server's login guard: one address gets a burst of logins, then
+/// one every few seconds, and 500 virtual servers take 20 polling connections.
+async fn login_patiently(
+    d: &Deployment,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<crate::cli::client::AdminClient> {
+    let mut tries = 0;
+    loop {
+        match d.admin(addr).await {
+            Err(e) if tries < 40 && format!("{e:#}").contains("too many login attempts") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            done => return done,
+        }
+    }
 }
