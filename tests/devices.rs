@@ -289,7 +289,7 @@ async fn unsent_results_are_delivered_once_after_agent_and_server_restart() {
     assert!(
         !agent
             .store()
-            .receive_order(&device_id, order)
+            .receive_order(&device_id, order, None)
             .await
             .unwrap()
     );

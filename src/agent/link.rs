@@ -404,16 +404,22 @@ impl Device {
     }
 
     /// Keeps a new order, acknowledges it and starts it; an order seen before is acknowledged
-    /// again (the first acknowledgement may have been lost) but not run again.
+    /// again (the first acknowledgement may have been lost) but not run again. One that can
+    /// start at once is kept as started, and its start notice is its acknowledgement.
     async fn receive(&mut self, order: RunOrder) {
         let run = order.run;
+        let started = self.runner.starts_at_once(&order).await.then(now_ms);
         let known = self
             .shared
             .store
-            .receive_order(&self.identity.device_id, order.clone())
+            .receive_order(&self.identity.device_id, order.clone(), started)
             .await;
-        match known {
-            Ok(new) => {
+        match (known, started) {
+            (Ok(true), Some(started)) => {
+                tracing::debug!(%run, task = %order.task_name, "order received and started");
+                self.runner.spawn_started(order, started);
+            }
+            (Ok(new), _) => {
                 // Queued before the start notice, so the server hears of them in order.
                 let _ = self.runner.outbox.send(AgentToServer::Received { run });
                 if new {
@@ -423,7 +429,7 @@ impl Device {
                     tracing::debug!(%run, "order already received");
                 }
             }
-            Err(e) => tracing::error!(%run, "cannot store an order: {e}"),
+            (Err(e), _) => tracing::error!(%run, "cannot store an order: {e}"),
         }
     }
 

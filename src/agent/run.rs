@@ -20,6 +20,7 @@ use super::exec::account::{self, RunAs};
 use super::exec::{self, Control, Report};
 use crate::clock::now_ms;
 use crate::model::RunRef;
+use crate::model::UnixMillis;
 use crate::model::schedule::duration_text;
 use crate::model::task::{Outcome, TaskAccount};
 use crate::store::Store;
@@ -80,14 +81,44 @@ impl Runner {
     /// Runs an order kept in the run log (as received) in a task of its own; an
     /// administrator's cancel reaches it through [`Runner::cancel`].
     pub fn spawn(&self, order: RunOrder) {
+        let (control, seed) = self.steering(&order);
+        let runner = self.clone();
+        tokio::spawn(async move { runner.run(order, seed, control).await }.in_current_span());
+    }
+
+    /// Whether a new order may be kept as started the moment it arrives: nothing held or
+    /// cancelled it before it came, and its application runs. Then [`Runner::spawn_started`]
+    /// runs it.
+    pub async fn starts_at_once(&self, order: &RunOrder) -> bool {
+        let held = self
+            .controls()
+            .get(&order.run)
+            .is_some_and(|control| *control.borrow() != Control::Go);
+        !held
+            && matches!(
+                self.apps.check(&order.application).await,
+                AppStatus::Running
+            )
+    }
+
+    /// Runs an order kept in the run log as started at `started` (see
+    /// [`Runner::starts_at_once`]), in a task of its own.
+    pub fn spawn_started(&self, order: RunOrder, started: UnixMillis) {
+        let (control, seed) = self.steering(&order);
+        let runner = self.clone();
+        tokio::spawn(
+            async move { runner.go(order, seed, control, started).await }.in_current_span(),
+        );
+    }
+
+    /// The run's control, made if none came before the order, and its seed.
+    fn steering(&self, order: &RunOrder) -> (watch::Receiver<Control>, u64) {
         let control = self
             .controls()
             .entry(order.run)
             .or_insert_with(|| watch::channel(Control::Go).0)
             .subscribe();
-        let runner = self.clone();
-        let seed = seed_of(&self.device_id, order.run);
-        tokio::spawn(async move { runner.run(order, seed, control).await }.in_current_span());
+        (control, seed_of(&self.device_id, order.run))
     }
 
     fn controls(&self) -> std::sync::MutexGuard<'_, HashMap<RunRef, watch::Sender<Control>>> {
@@ -194,6 +225,20 @@ impl Runner {
             tracing::debug!(%run, "not starting a run that is no longer waiting to start");
             return;
         }
+        self.go(order, seed, control, started).await;
+    }
+
+    /// A run recorded as started at `started`: tells the server, runs the executor, keeps
+    /// and offers the result.
+    async fn go(
+        &self,
+        order: RunOrder,
+        seed: u64,
+        control: watch::Receiver<Control>,
+        started: UnixMillis,
+    ) {
+        let run = order.run;
+        let application = order.application.as_str();
         let _ = self
             .outbox
             .send(AgentToServer::Started { run, at: started });
@@ -494,7 +539,7 @@ mod tests {
             assert!(
                 self.runner
                     .store
-                    .receive_order(DEVICE, order.clone())
+                    .receive_order(DEVICE, order.clone(), None)
                     .await
                     .unwrap()
             );
@@ -524,6 +569,64 @@ mod tests {
     fn result_of(run: &LocalRun) -> &RunResult {
         assert_eq!(run.state, LocalRunState::Finished);
         run.result.as_ref().expect("a finished run has a result")
+    }
+
+    #[tokio::test]
+    async fn an_order_that_can_start_at_once_is_kept_started_in_one_write_and_not_said_received() {
+        let apps = Applications::fixed(&[Application {
+            name: "Stopped App".into(),
+            running: false,
+        }]);
+        let mut f = fixture(apps).await;
+        let go = order(1, AGENT_APPLICATION, simulate(0));
+        assert!(f.runner.starts_at_once(&go).await);
+        let at = now_ms();
+        let store = &f.runner.store;
+        assert!(
+            store
+                .receive_order(DEVICE, go.clone(), Some(at))
+                .await
+                .unwrap()
+        );
+        let kept = f.log(go.run).await;
+        assert_eq!(
+            (kept.state, kept.started),
+            (LocalRunState::Started, Some(at))
+        );
+        let commits = store.stats().commits;
+        f.runner.spawn_started(go.clone(), at);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while f.log(go.run).await.state != LocalRunState::Finished {
+            assert!(Instant::now() < deadline, "the run ends");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            store.stats().commits,
+            commits + 1,
+            "only the result is written"
+        );
+        let result = result_of(&f.log(go.run).await).clone();
+        assert_eq!(result.started, at);
+        assert_eq!(
+            f.sent(),
+            [
+                AgentToServer::Started { run: go.run, at },
+                AgentToServer::Result(result)
+            ]
+        );
+
+        // Held by a pause that came first, or for an application not running: not at once.
+        f.runner.pause(RunRef::Ordered(2), true);
+        assert!(
+            !f.runner
+                .starts_at_once(&order(2, AGENT_APPLICATION, simulate(0)))
+                .await
+        );
+        assert!(
+            !f.runner
+                .starts_at_once(&order(3, "Stopped App", simulate(0)))
+                .await
+        );
     }
 
     #[tokio::test]
@@ -678,7 +781,7 @@ mod tests {
         assert!(
             f.runner
                 .store
-                .receive_order(DEVICE, o.clone())
+                .receive_order(DEVICE, o.clone(), None)
                 .await
                 .unwrap()
         );

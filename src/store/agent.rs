@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError, StrTable, entries_with_prefix, get, put, remove};
 use crate::model::schedule::{LocalDateTime, Schedule};
-use crate::model::{Fingerprint, RunRef};
+use crate::model::{Fingerprint, RunRef, UnixMillis};
 use crate::wire::msg::{LocalTaskDef, RunOrder, RunResult, ScheduledTaskDef};
 
 /// Identities by slot: "agent" for a real agent, "sim-N" for simulated device N.
@@ -222,11 +222,13 @@ impl Store {
     }
 
     /// Keeps an order the first time it arrives; `false` if this run is known already, so a
-    /// repeated order is never run twice.
+    /// repeated order is never run twice. With `started`, it is kept as started then (one
+    /// write for a run that starts at once, not two).
     pub async fn receive_order(
         &self,
         device_id: &str,
         order: RunOrder,
+        started: Option<UnixMillis>,
     ) -> Result<bool, StoreError> {
         let key = run_key(device_id, order.run);
         self.write(move |txn| {
@@ -236,8 +238,12 @@ impl Store {
             }
             let run = LocalRun {
                 order: order.clone(),
-                state: LocalRunState::Received,
-                started: None,
+                state: if started.is_some() {
+                    LocalRunState::Started
+                } else {
+                    LocalRunState::Received
+                },
+                started,
                 result: None,
                 acknowledged: false,
             };
