@@ -224,6 +224,47 @@ async fn every_kind_of_task_targets_the_right_devices() {
         results(&admin, "long").await
     );
 
+    // Stopped the moment it started: the devices still hold their start notices
+    // (`agent/outbox.rs`), so the server counts them pending; each is told to cancel anyway,
+    // and none goes on running it.
+    let spec = simulate_spec(
+        "stopped at once",
+        group_scope("Managed devices", true),
+        60_000,
+        [1, 0, 0],
+    );
+    create_task(&admin, spec).await;
+    let (run, _) = start_task(&admin, "stopped at once", None).await;
+    call(
+        &admin,
+        AdminRequest::Task(TaskRequest::Stop {
+            task: "stopped at once".into(),
+        }),
+    )
+    .await;
+    assert_eq!(
+        wait_finished(&admin, "stopped at once").await.state,
+        RunState::Stopped
+    );
+    let this_run = canopy::model::RunRef::Ordered(run.run_id);
+    until("every device ended the stopped run", || async {
+        let mut ended = 0;
+        for id in fleet.device_ids() {
+            let runs = fleet.store().local_runs(id).await.unwrap();
+            ended += runs
+                .iter()
+                .filter(|r| r.order.run == this_run)
+                .filter(|r| {
+                    r.result
+                        .as_ref()
+                        .is_some_and(|res| res.outcome.description.contains("cancelled"))
+                })
+                .count();
+        }
+        ended == 20
+    })
+    .await;
+
     fleet.stop().await.unwrap();
     admin.close().await;
     server.shutdown().await.unwrap();

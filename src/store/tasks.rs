@@ -240,8 +240,8 @@ impl Store {
     }
 
     /// Stops a run: devices it has not reached end here ("stopped before it reached the
-    /// device") and lose their order; devices with the run delivered or going are returned,
-    /// to be told to cancel it.
+    /// device") and lose their order; every device of the run not finished is returned, to
+    /// be told to cancel it if connected (one not heard from may hold the order already).
     pub async fn stop_run(
         &self,
         run_id: RunId,
@@ -629,8 +629,10 @@ pub(crate) fn stop_in(
                         &order_key(&record.device_id, run_id),
                         &device_ref,
                     )?;
-                    to_cancel.push((record.device_id, device_ref));
                 }
+                // A connected device may hold the order already: its agent says it was
+                // delivered or started only a moment later (`agent/outbox.rs`).
+                to_cancel.push((record.device_id, device_ref));
             }
             DeviceState::Scheduled | DeviceState::Running | DeviceState::Paused => {
                 to_cancel.push((record.device_id, device_ref))
