@@ -364,24 +364,20 @@ impl Device {
                     Err(e) => return Ended::Failed(e.to_string()),
                 },
                 Some(msg) = self.outbox_rx.recv() => {
-                    // What else is queued goes with it (written back to back, the frames
-                    // share packets).
+                    // What else is queued goes with it.
                     let now = Instant::now();
                     let mut due = self.outbox.handle(msg, now);
                     while let Ok(msg) = self.outbox_rx.try_recv() {
                         due.extend(self.outbox.handle(msg, now));
                     }
-                    for msg in due {
-                        if let Err(e) = wire::write_frame(&mut send, &msg).await {
-                            return Ended::Failed(e.to_string());
-                        }
+                    if let Err(e) = write_frames(&mut send, due).await {
+                        return Ended::Failed(e.to_string());
                     }
                 }
                 () = held => {
-                    for msg in self.outbox.poll_expired(Instant::now()) {
-                        if let Err(e) = wire::write_frame(&mut send, &msg).await {
-                            return Ended::Failed(e.to_string());
-                        }
+                    let due = self.outbox.poll_expired(Instant::now());
+                    if let Err(e) = write_frames(&mut send, due).await {
+                        return Ended::Failed(e.to_string());
                     }
                 }
                 () = edited => {
@@ -622,6 +618,17 @@ impl Device {
     fn start_run(&mut self, order: RunOrder) {
         self.runner.spawn(order);
     }
+}
+
+/// Writes `msgs` back to back, so that they share packets.
+async fn write_frames(
+    send: &mut quinn::SendStream,
+    msgs: Vec<AgentToServer>,
+) -> Result<(), FrameError> {
+    for msg in msgs {
+        wire::write_frame(send, &msg).await?;
+    }
+    Ok(())
 }
 
 fn closed_reason(conn: &quinn::Connection, fallback: &str) -> String {

@@ -109,3 +109,49 @@ impl quinn::Runtime for RoutedRuntime {
         quinn::TokioRuntime.wrap_udp_socket(socket)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn runtime(name: &str) -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_driver_moved_to_another_runtime_is_polled_there_from_then_on() {
+        let (a, b) = (runtime("route-a"), runtime("route-b"));
+        let (polled_on, polls) = mpsc::channel();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let woken = wake.clone();
+        let driver = async move {
+            loop {
+                let thread = std::thread::current().name().map(String::from);
+                let _ = polled_on.send(thread);
+                woken.notified().await;
+            }
+        };
+        let route = a.block_on(async move {
+            quinn::Runtime::spawn(&RoutedRuntime, Box::pin(driver));
+            take_last_route()
+        });
+        let route = route.expect("the spawn leaves its route on this thread");
+        assert_eq!(take_last_route().map(|_| ()), None, "taken once");
+        let next = || polls.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(next().as_deref(), Some("route-a"));
+
+        route.move_to(b.handle().clone());
+        for _ in 0..3 {
+            wake.notify_one();
+            assert_eq!(next().as_deref(), Some("route-b"));
+        }
+    }
+}
