@@ -271,6 +271,8 @@ fn bench_connect_runs_at_a_tiny_size() {
         "cold_connect_s",
         "reconnect_storm_s",
         "server_kib_per_device",
+        "cold_server_us_per_device",
+        "idle_server_us_per_device_s",
     ] {
         assert!(
             report[figure]["median"].as_f64().unwrap().is_finite(),

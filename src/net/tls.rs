@@ -89,21 +89,33 @@ impl Transport {
     /// begins with its client opening one bidirectional stream for the hello; the
     /// federation and device links need no other, and the admin API raises its count after
     /// a login (see [`ADMIN_STREAMS`]). Nothing uses unidirectional streams or datagrams.
+    ///
+    /// Keep-alives are the connecting side's: the server's acknowledgement of each keeps the
+    /// client's idle timer (and any NAT binding) alive. The server's own keep-alive is a
+    /// safety net at half its idle timeout, for a client that sends none or too rarely (the
+    /// CLI's default may be longer than a server's idle timeout). Every packet received
+    /// resets it, so a device that sends its own more often never gets one: the same
+    /// interval at both ends would double the traffic of an idle fleet.
     pub fn to_quinn_server(&self) -> Result<Arc<quinn::TransportConfig>, TlsError> {
-        self.quinn_config(1)
+        let safety_net = (!self.idle_timeout.is_zero()).then_some(self.idle_timeout / 2);
+        self.quinn_config(1, safety_net)
     }
 
     /// The transport of a client's connection: servers never open streams.
     pub fn to_quinn_client(&self) -> Result<Arc<quinn::TransportConfig>, TlsError> {
-        self.quinn_config(0)
+        self.quinn_config(0, (!self.keep_alive.is_zero()).then_some(self.keep_alive))
     }
 
-    fn quinn_config(&self, peer_bi_streams: u32) -> Result<Arc<quinn::TransportConfig>, TlsError> {
+    fn quinn_config(
+        &self,
+        peer_bi_streams: u32,
+        keep_alive: Option<Duration>,
+    ) -> Result<Arc<quinn::TransportConfig>, TlsError> {
         let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
             .map_err(|_| TlsError::IdleTimeout(self.idle_timeout))?;
         let mut config = quinn::TransportConfig::default();
         config
-            .keep_alive_interval((!self.keep_alive.is_zero()).then_some(self.keep_alive))
+            .keep_alive_interval(keep_alive)
             .max_idle_timeout(Some(idle))
             .max_concurrent_bidi_streams(peer_bi_streams.into())
             .max_concurrent_uni_streams(0u32.into())
@@ -626,6 +638,21 @@ mod tests {
         let attempt = attempt(&fx.alpha, fed_client(&trust, identity(&fx.beta))).await;
         assert!(attempt.client.is_err());
         attempt.finish().await;
+    }
+
+    #[test]
+    fn keep_alives_are_the_clients_with_a_safety_net_at_the_server() {
+        let transport = Transport {
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+        };
+        let server = format!("{:?}", transport.to_quinn_server().unwrap());
+        let client = format!("{:?}", transport.to_quinn_client().unwrap());
+        assert!(
+            server.contains("keep_alive_interval: Some(15s)"),
+            "{server}"
+        );
+        assert!(client.contains("keep_alive_interval: Some(5s)"), "{client}");
     }
 
     #[test]

@@ -187,17 +187,30 @@ async fn admit(
             }
         },
     };
-    let admission = node
+    let now = now_ms();
+    // Most connections are known devices coming back unchanged: decided without a commit.
+    let admission = match node
         .store
-        .admit_device(
-            hello.device_id.clone(),
-            fingerprint,
-            hello.facts.clone(),
-            token_group,
-            node.config.limits.max_pending_devices,
-            now_ms(),
-        )
-        .await;
+        .readmit_device(&hello.device_id, fingerprint, &hello.facts, now)
+        .await
+    {
+        Ok(Some(admitted)) => Ok(admitted),
+        outcome => {
+            if let Err(e) = outcome {
+                tracing::warn!("cannot read the device's registration, writing it: {e}");
+            }
+            node.store
+                .admit_device(
+                    hello.device_id.clone(),
+                    fingerprint,
+                    hello.facts.clone(),
+                    token_group,
+                    node.config.limits.max_pending_devices,
+                    now,
+                )
+                .await
+        }
+    };
     let admitted = match admission {
         Ok(admitted) => admitted,
         Err(e) => {

@@ -74,7 +74,58 @@ pub struct Admitted {
     pub missing_group: Option<String>,
 }
 
+/// How stale a reconnecting device's stored "last seen" may be before its admission writes
+/// it again. The time is also stored when its connection ends, so it stays that exact
+/// unless the server is killed while the device is connected.
+pub const LAST_SEEN_PRECISION_MS: i64 = 15 * 60 * 1000;
+
 impl Store {
+    /// A known device that connects again with its enrolled key and the facts already stored,
+    /// last seen less than [`LAST_SEEN_PRECISION_MS`] ago: its admission, decided from a read
+    /// on the calling thread, without a write. `None` when admitting it changes the registry
+    /// (a new device, another key, new facts, an old "last seen"): then
+    /// [`Store::admit_device`]. A reconnect storm after a restart costs no commit this way.
+    pub async fn readmit_device(
+        &self,
+        id: &str,
+        fingerprint: Fingerprint,
+        facts: &DeviceFacts,
+        now: i64,
+    ) -> Result<Option<Admitted>, StoreError> {
+        self.read_now(|txn| {
+            let Some(mut record) = get::<DeviceRecord>(&txn.open_table(DEVICES)?, id)? else {
+                return Ok(None);
+            };
+            let recent = record
+                .last_seen
+                .is_some_and(|seen| now.saturating_sub(seen) < LAST_SEEN_PRECISION_MS);
+            if record.fingerprint != fingerprint || record.facts != *facts || !recent {
+                return Ok(None);
+            }
+            record.last_seen = Some(now);
+            let group_id = match record.enrollment {
+                Enrollment::Rejected => UNASSIGNED_DEVICES,
+                _ => record.group_id,
+            };
+            let group_path = super::groups::tree_read(txn)?
+                .path_of(group_id)
+                .unwrap_or_else(|| format!("group #{group_id}"));
+            let orders = txn.values_with_prefix::<RunOrder>(ORDERS, &format!("{id}/"))?;
+            let admission = match record.enrollment {
+                Enrollment::Approved => Admission::Approved { record, new: false },
+                Enrollment::Pending => Admission::Pending { record, new: false },
+                Enrollment::Rejected => Admission::Rejected(record),
+            };
+            Ok(Some(Admitted {
+                admission,
+                group_path,
+                orders,
+                missing_group: None,
+            }))
+        })
+        .await
+    }
+
     /// Admits a connecting device: updates a known one's facts, registers a new one as
     /// approved into its token's group (when it presented a valid token) or as pending.
     /// Reads what the link needs next in the same transaction: one trip per connection.
@@ -104,13 +155,7 @@ impl Store {
                 }
                 _ => UNASSIGNED_DEVICES,
             };
-            let orders = super::entries_with_prefix::<RunOrder>(
-                &txn.open_table(ORDERS)?,
-                &format!("{id}/"),
-            )?
-            .into_iter()
-            .map(|(_, o)| o)
-            .collect();
+            let orders = txn.values_with_prefix::<RunOrder>(ORDERS, &format!("{id}/"))?;
             Ok(Admitted {
                 admission,
                 group_path: tree
@@ -321,3 +366,6 @@ pub(crate) fn reached_devices(
         .map(|d| (d.id, d.name))
         .collect())
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,6 +46,11 @@ pub(crate) fn tree_in(txn: &WriteTransaction) -> Result<GroupTree, StoreError> {
     Ok(GroupTree::new(all_groups(&txn.open_table(GROUPS)?)?))
 }
 
+/// [`tree_in`] in a read transaction.
+pub(crate) fn tree_read(txn: &redb::ReadTransaction) -> Result<GroupTree, StoreError> {
+    Ok(GroupTree::new(all_groups(&txn.open_table(GROUPS)?)?))
+}
+
 /// The registered secondaries with the group each is placed in (`None` if that group is
 /// gone).
 fn placed_secondaries(
@@ -208,7 +213,7 @@ impl Store {
     ///
     pub async fn group_views(&self) -> Result<Vec<GroupView>, StoreError> {
         self.read(|txn| {
-            let tree = GroupTree::new(all_groups(&txn.open_table(GROUPS)?)?);
+            let tree = tree_read(txn)?;
             let placed = placed_secondaries(txn, &tree)?;
             let devices = count_by_group(txn)?;
             let mut views = Vec::new();

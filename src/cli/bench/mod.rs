@@ -44,6 +44,10 @@ pub enum BenchCommand {
         /// Measured runs, after one warm-up run with at most 500 devices.
         #[arg(long, default_value_t = 3)]
         runs: u32,
+        /// The devices' keep-alive interval, in seconds; the idle timeout of both ends is six
+        /// times it (30 s at the default). Every keep-alive is a packet the server answers.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+        keep_alive_s: u64,
         #[arg(long)]
         json: bool,
     },
@@ -127,8 +131,17 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Connect {
             devices,
             runs,
+            keep_alive_s,
             json,
-        } => connect(devices, runs.max(1), json).await,
+        } => {
+            connect(
+                devices,
+                runs.max(1),
+                Duration::from_secs(keep_alive_s),
+                json,
+            )
+            .await
+        }
         BenchCommand::Ingest {
             devices,
             runs,

@@ -198,27 +198,31 @@ fn the_json_of_connect() {
         cold_connect_s: 2.0 * s,
         device_list_s: 0.1,
         reconnect_storm_s: 3.0 * s,
-        cold_server_cpu_s: 0.0,
+        cold_server_cpu_s: 0.5 * s,
         cold_agents_cpu_s: 0.0,
-        storm_server_cpu_s: 0.0,
+        storm_server_cpu_s: 0.25,
         storm_agents_cpu_s: 0.0,
         server_rss_idle_mib: 10.0,
         server_rss_connected_mib: 20.0,
         server_kib_per_device: 512.0,
+        idle_server_us_per_device_s: 4.0,
     };
     let summary = connect::summary(20, 2, &a_machine(), &[run(1.0), run(3.0)]);
     assert_eq!(
         keys(&summary),
         [
             "cold_connect_s",
+            "cold_server_us_per_device",
             "device_list_s",
             "devices",
             "identities_s",
+            "idle_server_us_per_device_s",
             "machine",
             "reconnect_storm_s",
             "runs",
             "scenario",
             "server_kib_per_device",
+            "storm_server_us_per_device",
         ]
     );
     assert_eq!(summary["scenario"], "connect");
@@ -231,6 +235,20 @@ fn the_json_of_connect() {
     assert_spread(&summary, "cold_connect_s", 2.0, 6.0, 6.0);
     assert_spread(&summary, "reconnect_storm_s", 3.0, 9.0, 9.0);
     assert_spread(&summary, "server_kib_per_device", 512.0, 512.0, 512.0);
+    assert_spread(
+        &summary,
+        "cold_server_us_per_device",
+        25000.0,
+        75000.0,
+        75000.0,
+    );
+    assert_spread(
+        &summary,
+        "storm_server_us_per_device",
+        12500.0,
+        12500.0,
+        12500.0,
+    );
 }
 
 #[test]
@@ -484,10 +502,22 @@ fn the_bench_commands_and_their_defaults() {
         panic!()
     };
     assert_eq!((secondaries, runs), (7, 1));
-    let BenchCommand::Connect { devices, json, .. } = bench("connect --json").unwrap() else {
+    let BenchCommand::Connect {
+        devices,
+        keep_alive_s,
+        json,
+        ..
+    } = bench("connect --json").unwrap()
+    else {
         panic!()
     };
-    assert!(devices == 10_000 && json);
+    assert!(devices == 10_000 && keep_alive_s == 5 && json);
+    let BenchCommand::Connect { keep_alive_s, .. } =
+        bench("connect --devices 100000 --keep-alive-s 25").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(keep_alive_s, 25);
     assert!(matches!(
         bench("ingest --devices 5").unwrap(),
         BenchCommand::Ingest {
@@ -496,7 +526,12 @@ fn the_bench_commands_and_their_defaults() {
             json: false
         }
     ));
-    for bad in ["", "connect --devices many", "teleport"] {
+    for bad in [
+        "",
+        "connect --devices many",
+        "connect --keep-alive-s 0",
+        "teleport",
+    ] {
         assert!(bench(bad).is_err(), "{bad:?}");
     }
 }

@@ -1,0 +1,118 @@
+//! Unit tests of admission: what a connecting device costs the registry.
+
+use super::*;
+use crate::model::device::DeviceFacts;
+use crate::store::tasks::tests::{task, temp_store};
+
+fn facts(name: &str) -> DeviceFacts {
+    DeviceFacts {
+        display_name: name.into(),
+        ..DeviceFacts::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_device_coming_back_unchanged_is_admitted_without_a_commit() {
+    let (_dir, store) = temp_store().await;
+    let key = Fingerprint::of(b"d1");
+    let pc = facts("pc-1");
+    let token = Some(Some("Managed devices".to_string()));
+    assert!(
+        store
+            .readmit_device("d1", key, &pc, 1_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "an unknown device is registered by a write"
+    );
+    let first = store
+        .admit_device("d1".into(), key, pc.clone(), token.clone(), 10, 1_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        first.admission,
+        Admission::Approved { new: true, .. }
+    ));
+    assert_eq!(first.group_path, "Managed devices");
+    store.create_task(task(2)).await.unwrap();
+    let target = vec![("d1".to_string(), "pc-1".to_string())];
+    store
+        .start_run(1, target, None, "admin".into(), 1_500)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let commits = store.stats().commits;
+    let again = store
+        .readmit_device("d1", key, &pc, 2_000)
+        .await
+        .unwrap()
+        .expect("admitted from a read");
+    let Admission::Approved { record, new } = &again.admission else {
+        panic!("{:?}", again.admission)
+    };
+    assert!(!new);
+    assert_eq!(record.last_seen, Some(2_000));
+    assert_eq!(again.group_path, "Managed devices");
+    assert_eq!(again.orders.len(), 1, "the order waiting for it");
+    assert_eq!(again.orders, store.orders_for("d1").await.unwrap());
+    assert_eq!(store.stats().commits, commits, "nothing written");
+
+    // What needs the write: new facts, another key, a stale "last seen".
+    let renamed = facts("pc-1b");
+    assert!(
+        store
+            .readmit_device("d1", key, &renamed, 2_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let other_key = Fingerprint::of(b"another key");
+    assert!(
+        store
+            .readmit_device("d1", other_key, &pc, 2_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let later = 1_000 + LAST_SEEN_PRECISION_MS;
+    assert!(
+        store
+            .readmit_device("d1", key, &pc, later)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let written = store
+        .admit_device("d1".into(), key, pc.clone(), token, 10, later)
+        .await
+        .unwrap();
+    assert!(matches!(
+        written.admission,
+        Admission::Approved { new: false, .. }
+    ));
+    assert!(
+        store
+            .readmit_device("d1", key, &pc, later + 1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // A rejected device is told so from the read as well.
+    store
+        .update_device("d1", |r| {
+            r.enrollment = Enrollment::Rejected;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let rejected = store
+        .readmit_device("d1", key, &pc, later + 2)
+        .await
+        .unwrap();
+    assert!(matches!(
+        rejected.map(|a| a.admission),
+        Some(Admission::Rejected(_))
+    ));
+}
