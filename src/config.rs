@@ -61,6 +61,7 @@ struct RawServer {
 #[serde(deny_unknown_fields, default)]
 struct RawEvents {
     keep: u64,
+    keep_days: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,10 +83,15 @@ impl Default for RawTasks {
 
 /// Events a server keeps by default; the oldest go first.
 pub const EVENTS_KEEP: u64 = 100_000;
+/// Days an event is kept, at most (`events.keep_days`).
+pub const EVENTS_KEEP_DAYS: u32 = 30;
 
 impl Default for RawEvents {
     fn default() -> Self {
-        RawEvents { keep: EVENTS_KEEP }
+        RawEvents {
+            keep: EVENTS_KEEP,
+            keep_days: EVENTS_KEEP_DAYS,
+        }
     }
 }
 
@@ -169,6 +175,9 @@ struct RawLimits {
     max_connections_per_address: usize,
     pending_device_wait_s: u64,
     max_pending_devices: u64,
+    max_devices: u64,
+    max_secondaries: u64,
+    max_virtual_servers: u64,
 }
 
 impl Default for RawLimits {
@@ -179,6 +188,9 @@ impl Default for RawLimits {
             max_connections_per_address: limits.max_connections_per_address,
             pending_device_wait_s: limits.pending_device_wait.as_secs(),
             max_pending_devices: limits.max_pending_devices,
+            max_devices: limits.max_devices,
+            max_secondaries: limits.max_secondaries,
+            max_virtual_servers: limits.max_virtual_servers,
         }
     }
 }
@@ -263,8 +275,9 @@ pub struct ServerConfig {
     /// An admin connection that has not logged in this long after its hello is closed.
     pub login_timeout: Duration,
     pub limits: Limits,
-    /// Events kept in the event log (`events.keep`); the oldest go first.
-    pub events_keep: u64,
+    /// How long and how many events the event log keeps (`[events]`): the server's own and
+    /// those from below; the oldest go first.
+    pub events: crate::model::EventRetention,
     /// Days a deleted task is kept with its history, restorable (`tasks.deleted_keep_days`).
     pub deleted_keep_days: u32,
     /// Enrollment tokens: a device that presents one is accepted into its group.
@@ -286,15 +299,26 @@ pub struct Limits {
     /// Devices registered without a token that wait for an administrator's decision; beyond
     /// it, unknown devices are refused, so that nobody can fill the disk with them.
     pub max_pending_devices: u64,
+    /// Devices registered on this server (each virtual server counts its own); beyond it,
+    /// new devices are refused. The product we follow documents 100,000.
+    pub max_devices: u64,
+    /// Secondaries registered on this server, virtual servers not counted (documented: 500).
+    pub max_secondaries: u64,
+    /// Virtual servers hosted by this server (documented: 500).
+    pub max_virtual_servers: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: 50_000,
+            // Every device, secondary and administrator at the limits, and room to spare.
+            max_connections: 110_000,
             max_connections_per_address: 1_000,
             pending_device_wait: Duration::from_secs(600),
             max_pending_devices: 10_000,
+            max_devices: 100_000,
+            max_secondaries: 500,
+            max_virtual_servers: 500,
         }
     }
 }
@@ -411,29 +435,21 @@ impl ServerConfig {
             ));
         }
         let limits = raw.limits;
-        if limits.max_connections == 0 {
-            return Err(invalid(
-                "limits.max_connections",
-                "must be at least 1".into(),
-            ));
-        }
-        if limits.max_connections_per_address == 0 {
-            return Err(invalid(
+        for (key, value) in [
+            ("limits.max_connections", limits.max_connections as u64),
+            (
                 "limits.max_connections_per_address",
-                "must be at least 1".into(),
-            ));
-        }
-        if limits.pending_device_wait_s == 0 {
-            return Err(invalid(
-                "limits.pending_device_wait_s",
-                "must be at least 1".into(),
-            ));
-        }
-        if limits.max_pending_devices == 0 {
-            return Err(invalid(
-                "limits.max_pending_devices",
-                "must be at least 1".into(),
-            ));
+                limits.max_connections_per_address as u64,
+            ),
+            ("limits.pending_device_wait_s", limits.pending_device_wait_s),
+            ("limits.max_pending_devices", limits.max_pending_devices),
+            ("limits.max_devices", limits.max_devices),
+            ("limits.max_secondaries", limits.max_secondaries),
+            ("limits.max_virtual_servers", limits.max_virtual_servers),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
         }
         if raw.tasks.deleted_keep_days == 0 || raw.tasks.deleted_keep_days > 36_500 {
             return Err(invalid(
@@ -445,6 +461,12 @@ impl ServerConfig {
             return Err(invalid(
                 "events.keep",
                 format!("({}) must be at least 100", raw.events.keep),
+            ));
+        }
+        if raw.events.keep_days == 0 || raw.events.keep_days > 36_500 {
+            return Err(invalid(
+                "events.keep_days",
+                format!("({}) must be from 1 to 36500", raw.events.keep_days),
             ));
         }
         let mut enrollment = Vec::new();
@@ -511,8 +533,14 @@ impl ServerConfig {
                 max_connections_per_address: limits.max_connections_per_address,
                 pending_device_wait: Duration::from_secs(limits.pending_device_wait_s),
                 max_pending_devices: limits.max_pending_devices,
+                max_devices: limits.max_devices,
+                max_secondaries: limits.max_secondaries,
+                max_virtual_servers: limits.max_virtual_servers,
             },
-            events_keep: raw.events.keep,
+            events: crate::model::EventRetention {
+                keep: raw.events.keep,
+                keep_days: raw.events.keep_days,
+            },
             deleted_keep_days: raw.tasks.deleted_keep_days,
             time_zone: raw.time_zone,
             enrollment,
@@ -568,13 +596,33 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         assert!(error_of(&no_conns).contains("`limits.max_connections_per_address`"));
         let no_pending = format!("{GOOD}\n[limits]\nmax_pending_devices = 0\n");
         assert!(error_of(&no_pending).contains("`limits.max_pending_devices`"));
+        for key in ["max_devices", "max_secondaries", "max_virtual_servers"] {
+            let none = format!("{GOOD}\n[limits]\n{key} = 0\n");
+            assert!(
+                error_of(&none).contains(&format!("`limits.{key}`")),
+                "{key}"
+            );
+        }
+        let limits = parse(GOOD).unwrap().limits;
+        assert_eq!(
+            (
+                limits.max_devices,
+                limits.max_secondaries,
+                limits.max_virtual_servers
+            ),
+            (100_000, 500, 500)
+        );
         let no_login = format!("{GOOD}\n[admin]\nlogin_timeout_s = 0\n");
         assert!(error_of(&no_login).contains("`admin.login_timeout_s`"));
         let few = format!("{GOOD}\n[events]\nkeep = 5\n");
         assert!(error_of(&few).contains("`events.keep`"));
-        assert_eq!(parse(GOOD).unwrap().events_keep, EVENTS_KEEP);
-        let kept = format!("{GOOD}\n[events]\nkeep = 500\n");
-        assert_eq!(parse(&kept).unwrap().events_keep, 500);
+        assert_eq!(parse(GOOD).unwrap().events.keep, EVENTS_KEEP);
+        assert_eq!(parse(GOOD).unwrap().events.keep_days, EVENTS_KEEP_DAYS);
+        let kept = format!("{GOOD}\n[events]\nkeep = 500\nkeep_days = 7\n");
+        assert_eq!(parse(&kept).unwrap().events.keep, 500);
+        assert_eq!(parse(&kept).unwrap().events.keep_days, 7);
+        let none = format!("{GOOD}\n[events]\nkeep_days = 0\n");
+        assert!(error_of(&none).contains("`events.keep_days`"));
         assert_eq!(parse(GOOD).unwrap().deleted_keep_days, DELETED_KEEP_DAYS);
         let kept = format!("{GOOD}\n[tasks]\ndeleted_keep_days = 7\n");
         assert_eq!(parse(&kept).unwrap().deleted_keep_days, 7);

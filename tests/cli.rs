@@ -159,6 +159,30 @@ fn an_administrator_builds_a_tree_from_the_command_line() {
         events.contains("connection to the secondary branch-1 established"),
         "{events}"
     );
+    // branch-1's own events come up to the primary, shown with its path.
+    let from_branch = ["event", "list", "--server", "primary/branch-1"];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let events = c.ok(&from_branch, None);
+        let line = events
+            .lines()
+            .find(|l| l.contains("connection to the parent server primary established"));
+        if let Some(line) = line {
+            assert!(line.contains(" primary/branch-1 "), "{events}");
+            assert!(
+                !events.contains("connection to the secondary branch-1"),
+                "{events}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{events}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (_, err) = c.fails(&["event", "list", "--server", "branch-1"], None);
+    assert!(err.contains("starting with \"primary\""), "{err}");
+    let (code, err) = c.fails(&["event", "list", "--kind", "nothing"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("run-finished"), "{err}");
 
     // `group list` asks for pages until the last and prints every group, once.
     let groups: Vec<String> = (0..30)

@@ -189,6 +189,7 @@ async fn refused_peers_get_the_right_error_and_the_server_keeps_serving() {
     let hello = ChildHello {
         name: "future".into(),
         software_version: "9.0.0".into(),
+        instance_id: "00000000000000ff".into(),
         last_applied: 0,
         parent_epoch: 0,
         epoch: 1,

@@ -226,6 +226,7 @@ async fn link_as_after(
         let hello = ChildHello {
             name: name.into(),
             software_version: "test".into(),
+            instance_id: "00000000000000ff".into(),
             last_applied: 0,
             parent_epoch: 0,
             epoch: 1,

@@ -463,6 +463,7 @@ impl RawChild {
         let hello = ChildHello {
             name: name.into(),
             software_version: "test".into(),
+            instance_id: "00000000000000ff".into(),
             last_applied: 0,
             parent_epoch: 0,
             epoch: 1,

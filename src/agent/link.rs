@@ -189,6 +189,20 @@ impl Device {
     }
 
     async fn connect_and_serve(&mut self, link: &mut UpstreamLink) -> Ended {
+        // A simulated device waits for its fleet's turn; held until the server answers.
+        let mut turn = match &self.shared.handshakes {
+            Some(handshakes) => {
+                let mut shutdown = self.shared.shutdown.clone();
+                tokio::select! {
+                    permit = handshakes.acquire() => match permit {
+                        Ok(permit) => Some(permit),
+                        Err(e) => return Ended::Failed(e.to_string()),
+                    },
+                    _ = shutdown.wait_for(|stop| *stop) => return Ended::Shutdown,
+                }
+            }
+            None => None,
+        };
         let connecting =
             match self
                 .endpoint
@@ -250,6 +264,8 @@ impl Device {
                     }
                     self.shared.set_state(self.index, DeviceLinkState::Pending);
                     link.handle_connected(Instant::now());
+                    // Waiting for an administrator is not a handshake in flight.
+                    turn.take();
                 }
                 Ok(Some(ServerToAgent::Rejected { reason })) => return Ended::Rejected(reason),
                 Ok(Some(_)) => {}
@@ -262,6 +278,7 @@ impl Device {
                 Err(e) => return Ended::Failed(e.to_string()),
             }
         }
+        drop(turn);
         link.handle_connected(Instant::now());
         self.shared
             .set_state(self.index, DeviceLinkState::Connected);

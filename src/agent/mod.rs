@@ -67,7 +67,17 @@ struct Shared {
     secrets: Arc<SecretKey>,
     /// A simulated fleet: its devices are not this machine, whose accounts they do not use.
     simulated: bool,
+    /// A simulated fleet's connection attempts in flight at once (see
+    /// [`SIMULATED_HANDSHAKES`]); none for a real device.
+    handshakes: Option<tokio::sync::Semaphore>,
 }
+
+/// The most connection attempts a simulated fleet has in flight at once. Real devices each
+/// have their own CPU; a fleet shares the bench machine's with the server, and attempts the
+/// server refuses (beyond 256 handshakes in progress) would spend it on key exchanges that
+/// come to nothing, and slow the attempts that do. Below the server's cap, a fleet's
+/// devices queue for their turn here instead.
+pub const SIMULATED_HANDSHAKES: usize = 128;
 
 /// What the agent knows of its server's identity besides the CA. A name or fingerprint of
 /// the config is checked by TLS ([`ClientTrust`]); without either, the fingerprint seen at
@@ -258,6 +268,9 @@ impl Agents {
             desk: desk.clone(),
             secrets,
             simulated: simulation.is_some(),
+            handshakes: simulation
+                .as_ref()
+                .map(|_| tokio::sync::Semaphore::new(SIMULATED_HANDSHAKES)),
             config,
         });
         let mut tasks = tokio::task::JoinSet::new();

@@ -360,14 +360,19 @@ impl AdminClient {
         .await
     }
 
-    /// The events `after` asks for (the newest ones without it), at most `limit`, fetched page
-    /// by page; oldest first.
+    /// The events `after` asks for (the newest ones without it) that `filter` matches, at
+    /// most `limit`, fetched page by page; oldest first.
     pub async fn events(
         &self,
         after: Option<u64>,
         limit: u32,
+        filter: crate::model::EventFilter,
     ) -> Result<Vec<crate::model::Event>, ClientError> {
-        let ask = |after, limit| AdminRequest::EventList { after, limit };
+        let ask = |after, limit| AdminRequest::EventList {
+            after,
+            limit,
+            filter: filter.clone(),
+        };
         self.pages(
             after,
             PAGE_MAX,

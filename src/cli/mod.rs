@@ -7,6 +7,7 @@ pub mod client;
 pub mod demo;
 pub mod deployment;
 mod device;
+mod event;
 mod group;
 mod login;
 mod session;
@@ -96,9 +97,9 @@ enum Command {
     /// The tree of Administration Servers.
     #[command(subcommand)]
     Server(ServerCommand),
-    /// The server's event log.
+    /// The event log: the server's own events and those of every server below it.
     #[command(subcommand)]
-    Event(EventCommand),
+    Event(event::EventCommand),
     /// Administrator accounts.
     #[command(subcommand)]
     Account(AccountCommand),
@@ -196,20 +197,6 @@ enum ServerCommand {
         /// Why, as the refusals will say.
         #[arg(long, default_value = "")]
         reason: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum EventCommand {
-    /// The newest events, oldest first.
-    List {
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// Only events after this sequence number.
-        #[arg(long)]
-        after: Option<u64>,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -387,17 +374,7 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
             Ok(())
         }
         Command::Server(cmd) => server_command(&session_path, cmd).await,
-        Command::Event(EventCommand::List { limit, after, json }) => {
-            let client = connect(&session_path).await?;
-            let events = client.events(after, limit).await;
-            client.close().await;
-            let events = events?;
-            if json {
-                return print_json(&events);
-            }
-            crate::cli::table::show(&table::events(&events));
-            Ok(())
-        }
+        Command::Event(cmd) => event::run(&session_path, cmd).await,
         Command::Account(cmd) => account_command(&session_path, cmd).await,
         Command::Group(cmd) => group::run(&session_path, cmd).await,
         Command::Agent(cmd) => agent::run(cmd).await,

@@ -95,7 +95,8 @@ fn opt_time(t: Option<i64>) -> String {
 }
 
 /// The tree, indented by depth; TYPE tells virtual servers (tenants hosted by their
-/// parent) from physical ones, DEVICES is what each server last reported managing.
+/// parent) from physical ones, DEVICES is what each server last reported managing,
+/// INSTANCE the installation it last said it is (a reinstalled server has a new one).
 pub fn servers(rows: &[ServerRow]) -> String {
     let body: Vec<Vec<String>> = rows
         .iter()
@@ -119,6 +120,11 @@ pub fn servers(rows: &[ServerRow]) -> String {
                 },
                 r.address.clone().unwrap_or_else(|| "-".into()),
                 opt_time(r.last_connected),
+                if r.instance_id.is_empty() {
+                    "-".into()
+                } else {
+                    r.instance_id.clone()
+                },
             ]
         })
         .collect();
@@ -133,6 +139,7 @@ pub fn servers(rows: &[ServerRow]) -> String {
             "VERSION",
             "ADDRESS",
             "LAST CONNECTED",
+            "INSTANCE",
         ],
         &body,
     )
@@ -173,20 +180,37 @@ pub fn status(s: &ServerStatusView) -> String {
     out
 }
 
-pub fn events(events: &[Event]) -> String {
-    let body: Vec<Vec<String>> = events
+/// The events of the server `asked` and below it; SERVER is the path of the server each
+/// happened on, as `server list` shows it.
+pub fn events(asked: &str, events: &[Event]) -> String {
+    let body: Vec<Vec<String>> = events.iter().map(|e| event_row(asked, e)).collect();
+    render(
+        &["SEQ", "TIME", "SERVER", "SEVERITY", "KIND", "MESSAGE"],
+        &body,
+    )
+}
+
+/// Events as lines without a header, for `event list --follow`.
+pub fn event_lines(asked: &str, events: &[Event]) -> String {
+    events
         .iter()
-        .map(|e| {
-            vec![
-                e.seq.to_string(),
-                format_time(e.time),
-                e.severity.as_str().to_string(),
-                e.kind.as_str().to_string(),
-                e.message.clone(),
-            ]
-        })
-        .collect();
-    render(&["SEQ", "TIME", "SEVERITY", "KIND", "MESSAGE"], &body)
+        .map(|e| event_row(asked, e).join("  ") + "\n")
+        .collect()
+}
+
+fn event_row(asked: &str, e: &Event) -> Vec<String> {
+    let server = std::iter::once(asked)
+        .chain(e.origin.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join("/");
+    vec![
+        e.seq.to_string(),
+        format_time(e.time),
+        server,
+        e.severity.as_str().to_string(),
+        e.kind.as_str().to_string(),
+        e.message.clone(),
+    ]
 }
 
 pub fn accounts(accounts: &[AccountView]) -> String {
@@ -222,6 +246,11 @@ mod tests {
             group: String::new(),
             status: ServerStatus::Active,
             version: String::new(),
+            instance_id: if virtual_server {
+                String::new()
+            } else {
+                "5c3a0e1f2b4d6879".into()
+            },
             address: None,
             last_connected: None,
             devices,
@@ -232,9 +261,9 @@ mod tests {
             row("primary/tenant-a", 1, 12, true),
         ]);
         let expected = "\
-SERVER      PATH              DEPTH  TYPE      STATUS  DEVICES  VERSION  ADDRESS  LAST CONNECTED
-primary     primary           0      physical  Active  200      -        -        never
-  tenant-a  primary/tenant-a  1      virtual   Active  12       -        -        never
+SERVER      PATH              DEPTH  TYPE      STATUS  DEVICES  VERSION  ADDRESS  LAST CONNECTED  INSTANCE
+primary     primary           0      physical  Active  200      -        -        never           5c3a0e1f2b4d6879
+  tenant-a  primary/tenant-a  1      virtual   Active  12       -        -        never           -
 ";
         assert_eq!(t, expected);
     }

@@ -16,6 +16,7 @@
 
 mod files;
 mod links;
+mod requests;
 mod samples;
 mod seeds;
 mod sessions;

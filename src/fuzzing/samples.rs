@@ -351,6 +351,7 @@ pub(super) fn server_rows() -> Vec<ServerRow> {
             group: String::new(),
             status: ServerStatus::Active,
             version: "0.1.0".into(),
+            instance_id: "5c3a0e1f2b4d6879".into(),
             address: None,
             last_connected: None,
             devices: 120,
@@ -363,6 +364,7 @@ pub(super) fn server_rows() -> Vec<ServerRow> {
             group: "Managed devices".into(),
             status: ServerStatus::Inactive,
             version: "0.1.0".into(),
+            instance_id: "5c3a0e1f2b4d6879".into(),
             address: Some("127.0.0.1:13002".into()),
             last_connected: Some(NOW),
             devices: 40,
@@ -380,6 +382,7 @@ pub(super) fn secondaries() -> Vec<SecondaryRecord> {
         registered_at: NOW,
         last_connected: Some(NOW + 1),
         version: "0.1.0".into(),
+        instance_id: "9e8d7c6b5a493827".into(),
         address: Some("127.0.0.1:13001".into()),
         subtree: server_rows(),
         devices: 120,
@@ -405,6 +408,7 @@ pub(super) fn events() -> Vec<Event> {
         severity: Severity::Warning,
         kind: EventKind::DeviceResult,
         message: "device ws-0001: task \"Task 1\" ended with a warning".into(),
+        origin: vec!["branch-1".into(), "branch-1a".into()],
     }]
 }
 

@@ -6,16 +6,15 @@
 use serde::Serialize;
 
 use super::links::RAW;
+use super::requests::{admin_requests, admin_responses};
 use super::samples::{self as s, NOW};
 use super::stored::TYPES;
-use crate::model::task::DeviceState;
-use crate::model::{Fingerprint, Role, RunRef};
+use crate::model::{Fingerprint, RunRef};
 use crate::wire::PROTOCOL_VERSION;
 use crate::wire::codec;
 use crate::wire::msg::{
-    AdminCall, AdminHello, AdminRequest, AdminResponse, AdminWelcome, AgentHello, AgentToServer,
-    ChildHello, ChildMsg, DeviceCursor, DeviceRequest, ErrorKind, GroupRequest, ParentMsg,
-    ScopeSpec, Secret, ServerToAgent, TaskRequest, VirtualServerRequest,
+    AdminCall, AdminHello, AdminWelcome, AgentHello, AgentToServer, ChildHello, ChildMsg,
+    ParentMsg, Secret, ServerToAgent,
 };
 
 /// One seed: the target it is for, a name for its file, and its bytes. Every seed is
@@ -74,6 +73,7 @@ fn hellos(out: &mut Vec<Seed>) {
     let child = ChildHello {
         name: "branch-1".into(),
         software_version: "0.1.0".into(),
+        instance_id: "5c3a0e1f2b4d6879".into(),
         last_applied: 41,
         parent_epoch: 0x1234_5678,
         epoch: 0x9abc_def0,
@@ -158,6 +158,7 @@ fn links(out: &mut Vec<Seed>) {
         group: "Managed devices".into(),
         log_epoch: 0x1234_5678,
         log_last_seq: 57,
+        events_held: 300,
     };
     let mut parent = vec![welcome.clone()];
     for (seq, change) in s::changes().into_iter().enumerate() {
@@ -170,6 +171,7 @@ fn links(out: &mut Vec<Seed>) {
         run_id: 9,
         report_id: 3,
     });
+    parent.push(ParentMsg::EventsAck(312));
     for (id, request) in admin_requests().into_iter().step_by(5).enumerate() {
         parent.push(ParentMsg::Request {
             id: id as u64,
@@ -189,6 +191,9 @@ fn links(out: &mut Vec<Seed>) {
             run_id: 9,
             report_id: 3,
             rows: s::stats_rows(),
+        },
+        ChildMsg::Events {
+            events: s::events(),
         },
     ];
     for (id, response) in admin_responses().into_iter().step_by(4).enumerate() {
@@ -276,286 +281,6 @@ fn links(out: &mut Vec<Seed>) {
     );
     to_agent.push(ServerToAgent::ScheduledTasks { task_ids });
     messages(out, "agent_link", "to-agent", 1, &to_agent);
-}
-
-fn admin_requests() -> Vec<AdminRequest> {
-    let name = || "branch-1".to_string();
-    let task = || "Patch Tuesday".to_string();
-    let device = || "ws-0001".to_string();
-    let mut requests = vec![
-        AdminRequest::Login {
-            user: "admin".into(),
-            password: Secret("correct horse battery".into()),
-        },
-        AdminRequest::Logout,
-        AdminRequest::ServerStatus,
-        AdminRequest::ServerList {
-            after: Some("primary/branch-1".into()),
-            limit: 500,
-        },
-        AdminRequest::AddSecondary {
-            name: name(),
-            group: "Managed devices".into(),
-            cert_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
-        },
-        AdminRequest::RemoveSecondary { name: name() },
-        AdminRequest::RevokeCertificate {
-            name: name(),
-            cert_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
-            reason: "key lost".into(),
-        },
-        AdminRequest::EventList {
-            after: Some(12),
-            limit: 100,
-        },
-        AdminRequest::AccountList {
-            after: Some("admin".into()),
-            limit: 100,
-        },
-        AdminRequest::AccountCreate {
-            name: "ops".into(),
-            password: Secret("another long password".into()),
-            role: Role::Operator,
-        },
-        AdminRequest::AccountDelete { name: "ops".into() },
-        AdminRequest::AccountSetPassword {
-            name: "ops".into(),
-            password: Secret("a third long password".into()),
-        },
-    ];
-    let path = || "Managed devices/Branch".to_string();
-    requests.extend(
-        [
-            GroupRequest::List {
-                after: Some(path()),
-                limit: 1000,
-            },
-            GroupRequest::Create { path: path() },
-            GroupRequest::Rename {
-                path: path(),
-                new_name: "Branches".into(),
-            },
-            GroupRequest::Move {
-                path: path(),
-                new_parent: "Managed devices/Europe".into(),
-            },
-            GroupRequest::Delete { path: path() },
-        ]
-        .map(AdminRequest::Group),
-    );
-    requests.extend(
-        [
-            DeviceRequest::List {
-                group: Some(path()),
-                recursive: true,
-                after: Some(DeviceCursor {
-                    name: device(),
-                    id: "7f3c9a20-ws-0001".into(),
-                }),
-                limit: 2000,
-            },
-            DeviceRequest::Show { device: device() },
-            DeviceRequest::Move {
-                device: device(),
-                group: path(),
-            },
-            DeviceRequest::Tag {
-                device: device(),
-                add: vec!["finance".into()],
-                remove: vec!["floor-2".into()],
-            },
-            DeviceRequest::Approve {
-                device: device(),
-                group: Some(path()),
-            },
-            DeviceRequest::Reject { device: device() },
-            DeviceRequest::Delete { device: device() },
-        ]
-        .map(AdminRequest::Device),
-    );
-    let mut tasks = vec![
-        TaskRequest::List {
-            after: Some(3),
-            limit: 50,
-        },
-        TaskRequest::Show { task: task() },
-    ];
-    tasks.extend(
-        s::task_specs()
-            .into_iter()
-            .map(|spec| TaskRequest::Create(Box::new(spec))),
-    );
-    tasks.extend([
-        TaskRequest::Edit {
-            task: task(),
-            changes: Box::new(s::task_changes()),
-        },
-        TaskRequest::Delete {
-            task: task(),
-            comment: Some("replaced by Weekly scan".into()),
-        },
-        TaskRequest::History { task: task() },
-        TaskRequest::Diff {
-            task: task(),
-            from: 1,
-            to: Some(3),
-        },
-        TaskRequest::Rollback {
-            task: task(),
-            revision: 2,
-            comment: None,
-        },
-        TaskRequest::ListDeleted,
-        TaskRequest::Restore {
-            task: "#7".into(),
-            comment: None,
-        },
-        TaskRequest::Credentials(Box::new(crate::wire::msg::CredentialsChange {
-            account: "svc-backup".into(),
-            new_password: crate::wire::msg::Secret("n3w".into()),
-            previous_password: Some(crate::wire::msg::Secret("old".into())),
-            choices: vec![
-                (
-                    "Nightly".into(),
-                    crate::wire::msg::CredentialChoice::ForceNewPassword,
-                ),
-                (
-                    "#14".into(),
-                    crate::wire::msg::CredentialChoice::DeleteCredentials,
-                ),
-                ("15".into(), crate::wire::msg::CredentialChoice::NoAction),
-            ],
-            comment: Some("rotation".into()),
-        })),
-        TaskRequest::Start {
-            task: task(),
-            devices: Some(vec!["10.1.0.5".into(), "files".into()]),
-        },
-        TaskRequest::Stop { task: task() },
-        TaskRequest::Pause { task: task() },
-        TaskRequest::Resume { task: task() },
-        TaskRequest::Export { task: task() },
-        TaskRequest::Import {
-            file: b"canopy-task-export 1\nsha256 00\nname = \"x\"\n".to_vec(),
-            commit: true,
-            scope: Some(ScopeSpec::Group {
-                path: "Managed devices".into(),
-                include_subgroups: true,
-                include_secondaries: false,
-            }),
-        },
-        TaskRequest::Copy {
-            task: task(),
-            name: Some("Scan (1)".into()),
-        },
-        TaskRequest::Results {
-            task: task(),
-            run: Some(9),
-            state: Some(DeviceState::Failed),
-            details: true,
-            server: Some("branch-1/branch-1a".into()),
-            after: Some("d-0001".into()),
-            limit: 100,
-        },
-        TaskRequest::Stats {
-            task: task(),
-            run: None,
-        },
-    ]);
-    requests.extend(tasks.into_iter().map(AdminRequest::Task));
-    let vserver = || "tenant-a".to_string();
-    requests.extend(
-        [
-            VirtualServerRequest::List {
-                after: None,
-                limit: 10_000,
-            },
-            VirtualServerRequest::Create {
-                name: vserver(),
-                group: "Managed devices".into(),
-            },
-            VirtualServerRequest::Enable { name: vserver() },
-            VirtualServerRequest::Disable { name: vserver() },
-            VirtualServerRequest::Delete { name: vserver() },
-        ]
-        .map(AdminRequest::VirtualServer),
-    );
-    requests
-}
-
-fn admin_responses() -> Vec<AdminResponse> {
-    vec![
-        AdminResponse::Done {
-            message: "group created".into(),
-        },
-        AdminResponse::Error {
-            kind: ErrorKind::Forbidden,
-            message: "an auditor may not do this".into(),
-        },
-        AdminResponse::LoggedIn {
-            token: Secret("0f1e2d3c4b5a69788796a5b4c3d2e1f0".into()),
-            role: Role::Administrator,
-            expires: NOW + 3_600_000,
-        },
-        AdminResponse::Status(s::status()),
-        AdminResponse::Servers {
-            servers: s::server_rows(),
-            next: Some("primary/branch-1/branch-1a".into()),
-        },
-        AdminResponse::Events {
-            events: s::events(),
-            next: Some(13),
-        },
-        AdminResponse::Accounts {
-            accounts: s::account_views(),
-            next: None,
-        },
-        AdminResponse::Groups {
-            groups: s::group_views(),
-            next: Some("Managed devices/Branch".into()),
-        },
-        AdminResponse::Devices {
-            devices: s::device_views(),
-            next: None,
-        },
-        AdminResponse::Tasks {
-            tasks: vec![s::task_view()],
-            next: Some(1),
-        },
-        AdminResponse::Task(Box::new(s::task_view())),
-        AdminResponse::TaskStarted {
-            run: s::run_view(),
-            skipped: vec!["ws-0002: application not running".into()],
-        },
-        AdminResponse::TaskResults {
-            run: s::run_view(),
-            records: s::records(),
-            next: Some("d-0002".into()),
-        },
-        AdminResponse::TaskStats(s::run_view()),
-        AdminResponse::VirtualServers {
-            virtual_servers: vec![s::vserver()],
-            next: Some("tenant-a".into()),
-        },
-        AdminResponse::VirtualServer(Box::new(s::vserver())),
-        AdminResponse::Exported {
-            file: "canopy-task-export 1\nsha256 00\nname = \"Scan\"\n".into(),
-            file_name: "Scan.canopy-task".into(),
-        },
-        AdminResponse::Imported(Box::new(crate::wire::msg::ImportView {
-            name: "Scan (1)".into(),
-            task_type: s::task_view().task_type,
-            application: "Canopy agent".into(),
-            schedule: crate::model::schedule::Schedule::Manually,
-            schedule_options: crate::model::schedule::ScheduleOptions::default(),
-            account: Some("svc-scan".into()),
-            exported_from: "primary".into(),
-            exported_at: "2026-11-30 12:00:00 UTC".into(),
-            warnings: vec!["an account password must be set".into()],
-            created: Some(Box::new(s::task_view())),
-        })),
-        AdminResponse::Credentials(s::credential_results()),
-    ]
 }
 
 fn stored(out: &mut Vec<Seed>) {

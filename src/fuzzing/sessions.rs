@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::model::link::StatsRow;
 use crate::sync::child_session::{ChildEffect, ChildSession};
+use crate::sync::events_up::EventSender;
 use crate::sync::parent_session::{InheritedRun, ParentEffect, ParentPolicy, ParentSession};
 use crate::sync::replicate::{Cursor, LogState};
 use crate::wire::msg::{ChildMsg, ParentMsg};
@@ -21,6 +22,19 @@ const CURSOR: Cursor = Cursor {
     last_applied: 41,
     epoch: 0x1234_5678,
 };
+/// The newest of the secondary's own events.
+const NEWEST_EVENT: u64 = 600;
+
+fn sample_event(seq: u64) -> crate::model::Event {
+    crate::model::Event {
+        seq,
+        time: 1_700_000_000_000,
+        severity: crate::model::Severity::Info,
+        kind: crate::model::EventKind::ServerStarted,
+        message: format!("event {seq}"),
+        origin: Vec::new(),
+    }
+}
 
 /// The most effects taken after one message: a session never asks for more.
 const MOST_EFFECTS: usize = 1024;
@@ -35,7 +49,9 @@ pub(super) fn secondary_takes(messages: Vec<ParentMsg>) {
         parent_run: 9,
         complete: true,
     }];
-    let mut session = ParentSession::new(ParentPolicy::default(), CHILD, CURSOR, LOG, runs, start);
+    let events = EventSender::new(0, NEWEST_EVENT);
+    let policy = ParentPolicy::default();
+    let mut session = ParentSession::new(policy, CHILD, CURSOR, LOG, runs, events, start);
     let mut applied = CURSOR.last_applied;
     for (i, message) in messages.into_iter().enumerate() {
         let now = start + Duration::from_millis(100 * i as u64);
@@ -59,6 +75,13 @@ pub(super) fn secondary_takes(messages: Vec<ParentMsg>) {
                 }
                 ParentEffect::ReadSubtree => session.handle_subtree(0, Vec::new()),
                 ParentEffect::Serve { .. } => {}
+                ParentEffect::ReadEvents { after, limit } => {
+                    // Only events that exist here are asked for, one batch at a time.
+                    assert!(after < NEWEST_EVENT, "asked for events after {after}");
+                    let last = (after + u64::from(limit)).min(NEWEST_EVENT);
+                    let events = (after + 1..=last).map(sample_event).collect();
+                    session.handle_events_read(events, now);
+                }
             }
         }
         assert_eq!(session.last_applied(), applied);
@@ -92,6 +115,12 @@ pub(super) fn parent_takes(messages: Vec<ChildMsg>) {
                     );
                     // Read and sent; only an acknowledgement moves the feed on.
                     session.handle_entries(Vec::new(), Some(1), |_, _| false);
+                }
+                ChildEffect::StoreEvents { events } => {
+                    // Stored; the acknowledgement names the highest held.
+                    if let Some(last) = events.iter().map(|e| e.seq).max() {
+                        session.handle_events_stored(last);
+                    }
                 }
                 ChildEffect::MergeStats { rows, .. } => {
                     for row in rows {

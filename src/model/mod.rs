@@ -14,7 +14,7 @@ pub mod scope;
 pub mod server;
 pub mod task;
 
-pub use event::{Event, EventKind, Severity};
+pub use event::{Event, EventFilter, EventKind, EventRetention, Severity};
 pub use fingerprint::Fingerprint;
 pub use run_ref::RunRef;
 pub use server::{Account, Revocation, Role, SecondaryRecord, ServerRow, ServerStatus};

@@ -67,6 +67,9 @@ pub struct ServerRow {
     pub group: String,
     pub status: ServerStatus,
     pub version: String,
+    /// The server's installation, as it last said (empty: not known yet); a reinstalled
+    /// server has a new one.
+    pub instance_id: String,
     pub address: Option<String>,
     pub last_connected: Option<UnixMillis>,
     /// Devices managed by that server, as last reported.
@@ -89,6 +92,9 @@ pub struct SecondaryRecord {
     pub last_connected: Option<UnixMillis>,
     /// Software version the secondary reported when it last connected.
     pub version: String,
+    /// The installation the secondary said it is when it last connected (empty: it has not
+    /// connected yet). Made with its database: a reinstalled secondary has a new one.
+    pub instance_id: String,
     /// Address the secondary last connected from.
     pub address: Option<String>,
     /// The secondary's own subtree as it last reported it, paths relative to the secondary.

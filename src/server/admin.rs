@@ -261,16 +261,27 @@ async fn dispatch(
             cert_pem,
             reason,
         } => super::fed::revoke_certificate(node, session, name, cert_pem, reason).await,
-        AdminRequest::EventList { after, limit } => {
-            match node.store.events(after, limit.clamp(1, PAGE_MAX)).await {
-                Ok(events) => {
-                    let (events, more) = super::reply::fill_page(events, usize::MAX);
-                    let next = more.then(|| events.last().map(|e| e.seq)).flatten();
-                    AdminResponse::Events { events, next }
-                }
-                Err(e) => internal(e),
+        AdminRequest::EventList {
+            after,
+            limit,
+            filter,
+        } => match node
+            .store
+            .event_page(filter, after, limit.clamp(1, PAGE_MAX))
+            .await
+        {
+            Ok((events, next)) => {
+                let (events, cut) = super::reply::fill_page(events, usize::MAX);
+                // A page cut to fit the frame goes on from its last event.
+                let next = if cut {
+                    events.last().map(|e| e.seq)
+                } else {
+                    next
+                };
+                AdminResponse::Events { events, next }
             }
-        }
+            Err(e) => internal(e),
+        },
         AdminRequest::AccountList { after, limit } => match node.store.accounts().await {
             Ok(accounts) => {
                 let views = accounts.iter().map(AccountView::from).collect();
@@ -532,6 +543,7 @@ async fn add_secondary(
         registered_at: now_ms(),
         last_connected: None,
         version: String::new(),
+        instance_id: String::new(),
         address: None,
         subtree: Vec::new(),
         devices: 0,
@@ -539,10 +551,17 @@ async fn add_secondary(
         disabled: false,
         enrollment_token: String::new(),
     };
-    match node.store.add_secondary(record).await {
+    match node
+        .store
+        .add_secondary(record, node.config.limits.max_secondaries)
+        .await
+    {
         Ok(()) => {}
         Err(crate::store::StoreError::Rejected(msg)) => {
             return error(ErrorKind::AlreadyExists, msg);
+        }
+        Err(crate::store::StoreError::LimitReached(msg)) => {
+            return error(ErrorKind::LimitReached, msg);
         }
         Err(e) => return internal(e),
     }

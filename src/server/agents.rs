@@ -14,7 +14,7 @@ use crate::model::task::DeviceProgress;
 use crate::model::{EventKind, Fingerprint, RunRef, Severity};
 use crate::net::conn::describe_io;
 use crate::net::tls;
-use crate::store::devices::Admission;
+use crate::store::devices::{Admission, DeviceCaps};
 use crate::wire::msg::{AgentHello, AgentToServer, ServerToAgent};
 use crate::wire::{self, FrameError, FrameReader, close};
 
@@ -61,8 +61,8 @@ impl LiveDevice {
 #[derive(Default)]
 pub(super) struct Waiting {
     by_id: std::sync::Mutex<std::collections::HashMap<String, Arc<Notify>>>,
-    /// When an event last said that devices were refused for the cap on pending devices:
-    /// one a minute at most, since the refused may be many.
+    /// When an event last said that devices were refused for a cap on devices: one a
+    /// minute at most, since the refused may be many.
     full_noted_at: std::sync::atomic::AtomicI64,
 }
 
@@ -77,7 +77,7 @@ impl Waiting {
         map.remove(id);
     }
 
-    /// Whether a refusal for the cap on pending devices at `now` deserves an event.
+    /// Whether a refusal for a cap on devices at `now` deserves an event.
     fn note_full(&self, now: i64) -> bool {
         use std::sync::atomic::Ordering;
         let last = self.full_noted_at.load(Ordering::Relaxed);
@@ -99,6 +99,25 @@ impl Waiting {
 
 fn refuse(conn: &quinn::Connection, code: u32, reason: &str) {
     conn.close(code.into(), reason.as_bytes());
+}
+
+/// Refuses a device that a cap on devices keeps out, telling it `told`; `why` goes to the
+/// log, and to the event log once a minute at most, since the refused may be many.
+async fn refuse_over_cap(
+    node: &Node,
+    conn: &quinn::Connection,
+    name: &str,
+    remote: std::net::SocketAddr,
+    why: &str,
+    told: &str,
+) {
+    tracing::warn!(device = %name, %remote, "device refused: {why}");
+    if node.waiting.note_full(now_ms()) {
+        let msg = format!("device {name} at {remote} refused, and others may be: {why}");
+        node.event(Severity::Warning, EventKind::DeviceRefused, msg)
+            .await;
+    }
+    refuse(conn, close::LIMIT, told);
 }
 
 pub(super) async fn serve_agent(node: Arc<Node>, conn: quinn::Connection) {
@@ -205,7 +224,10 @@ async fn admit(
                     fingerprint,
                     hello.facts.clone(),
                     token_group,
-                    node.config.limits.max_pending_devices,
+                    DeviceCaps {
+                        max_devices: node.config.limits.max_devices,
+                        max_pending: node.config.limits.max_pending_devices,
+                    },
                     now,
                 )
                 .await
@@ -260,19 +282,27 @@ async fn admit(
             return;
         }
         Admission::TooManyPending { max_pending } => {
-            tracing::warn!(device = %name, %remote, "device refused: {max_pending} devices already wait for approval");
-            if node.waiting.note_full(now_ms()) {
-                let msg = format!(
-                    "device {name} at {remote} refused, and others may be: {max_pending} devices already wait for approval (limits.max_pending_devices); approve, reject or delete some"
-                );
-                node.event(Severity::Warning, EventKind::DeviceRefused, msg)
-                    .await;
-            }
-            refuse(
-                &conn,
-                close::LIMIT,
-                "too many devices wait for approval; try later",
+            let why = format!(
+                "{max_pending} devices already wait for approval (limits.max_pending_devices); approve, reject or delete some"
             );
+            refuse_over_cap(
+                &node,
+                &conn,
+                &name,
+                remote,
+                &why,
+                "too many devices wait for approval; try later",
+            )
+            .await;
+            return;
+        }
+        Admission::TooManyDevices { max_devices } => {
+            let why = format!(
+                "the server has its limit of {max_devices} devices (limits.max_devices); delete some, or raise the limit"
+            );
+            let told =
+                format!("the server has its limit of {max_devices} devices; ask its administrator");
+            refuse_over_cap(&node, &conn, &name, remote, &why, &told).await;
             return;
         }
         Admission::Approved { record, new } => {

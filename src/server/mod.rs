@@ -197,15 +197,20 @@ impl Node {
             Severity::Info => info!(kind = kind.as_str(), "{message}"),
             Severity::Warning | Severity::Error => warn!(kind = kind.as_str(), "{message}"),
         }
+        let now = now_ms();
         let event = Event {
             seq: 0,
-            time: now_ms(),
+            time: now,
             severity,
             kind,
             message,
+            origin: Vec::new(),
         };
-        let keep = self.config.events_keep;
-        if let Err(e) = self.store.append_event(event, keep).await {
+        if let Err(e) = self
+            .store
+            .append_event(event, self.config.events, now)
+            .await
+        {
             tracing::error!("cannot record event: {e}");
         }
     }
@@ -240,10 +245,12 @@ impl Node {
             Some(host) => format!("{}/{} (on {host})", self.listen, self.name()),
             None => self.listen.to_string(),
         };
+        let instance_id = self.store.instance_id().await?;
         let own = topology::OwnServer {
             name: self.name(),
             listen: &listen,
             version: SOFTWARE_VERSION,
+            instance_id: &instance_id,
             devices: self.store.device_count().await?,
             virtual_server: self.is_virtual(),
         };

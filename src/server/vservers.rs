@@ -155,9 +155,11 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group_id: u64) {
             let cursor = tenant.store.parent_position().await?;
             let epoch = tenant.store.log_state().await?.epoch;
             let log = host.store.log_state().await?;
-            Ok::<_, crate::store::StoreError>((cursor, epoch, log))
+            let instance = tenant.store.instance_id().await?;
+            let events_held = host.store.events_held_from(&name, epoch).await?;
+            Ok::<_, crate::store::StoreError>((cursor, epoch, log, instance, events_held))
         };
-        let (cursor, child_epoch, log) = match read.await {
+        let (cursor, child_epoch, log, instance, events_held) = match read.await {
             Ok(read) => read,
             Err(e) => {
                 tracing::error!("cannot read the link state of {name}: {e}");
@@ -186,7 +188,10 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group_id: u64) {
         );
         let linked = host
             .store
-            .update_secondary(&name, move |r| r.last_connected = Some(now_ms()))
+            .update_secondary(&name, move |r| {
+                r.last_connected = Some(now_ms());
+                r.instance_id = instance.clone();
+            })
             .await;
         if let Err(e) = linked {
             tracing::error!("cannot record the link to {name}: {e}");
@@ -206,6 +211,7 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group_id: u64) {
             parent_name: host.name().to_string(),
             registered_name: name.clone(),
             log,
+            events_held,
             rx: down_rx,
             tx: up_tx,
             key,
@@ -362,6 +368,7 @@ async fn create(
         registered_at: now_ms(),
         last_connected: None,
         version: crate::wire::SOFTWARE_VERSION.to_string(),
+        instance_id: String::new(),
         address: None,
         subtree: Vec::new(),
         devices: 0,
@@ -369,10 +376,14 @@ async fn create(
         disabled: false,
         enrollment_token: super::auth::new_token(),
     };
-    match host.store.add_secondary(record.clone()).await {
+    let max = host.config.limits.max_virtual_servers;
+    match host.store.add_secondary(record.clone(), max).await {
         Ok(()) => {}
         Err(crate::store::StoreError::Rejected(msg)) => {
             return Err(error(ErrorKind::AlreadyExists, msg));
+        }
+        Err(crate::store::StoreError::LimitReached(msg)) => {
+            return Err(error(ErrorKind::LimitReached, msg));
         }
         Err(e) => return Err(internal(e)),
     }

@@ -57,6 +57,20 @@ pub enum Admission {
     TooManyPending {
         max_pending: u64,
     },
+    /// An unknown device, while the server already has `max_devices` registered: it is not
+    /// registered.
+    TooManyDevices {
+        max_devices: u64,
+    },
+}
+
+/// What the registry admits of devices it has not seen before (`[limits]`).
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceCaps {
+    /// Devices registered, whatever their state.
+    pub max_devices: u64,
+    /// Devices registered without a token, waiting for an administrator.
+    pub max_pending: u64,
 }
 
 /// A valid enrollment token's group, as the config names it (`None`: Unassigned devices).
@@ -135,7 +149,7 @@ impl Store {
         fingerprint: Fingerprint,
         facts: DeviceFacts,
         token: Option<TokenGroup>,
-        max_pending: u64,
+        caps: DeviceCaps,
         now: i64,
     ) -> Result<Admitted, StoreError> {
         self.write(move |txn| {
@@ -148,7 +162,7 @@ impl Store {
                     UNASSIGNED_DEVICES
                 }),
             });
-            let admission = admit_in(txn, &id, fingerprint, &facts, token_group, max_pending, now)?;
+            let admission = admit_in(txn, &id, fingerprint, &facts, token_group, caps, now)?;
             let group_id = match &admission {
                 Admission::Approved { record, .. } | Admission::Pending { record, .. } => {
                     record.group_id
@@ -285,7 +299,7 @@ fn admit_in(
     fingerprint: Fingerprint,
     facts: &DeviceFacts,
     token_group: Option<u64>,
-    max_pending: u64,
+    caps: DeviceCaps,
     now: i64,
 ) -> Result<Admission, StoreError> {
     let mut devices = txn.open_table(DEVICES)?;
@@ -307,10 +321,17 @@ fn admit_in(
     if let Some(other_id) = get::<String>(&fingerprints, &fp)? {
         return Ok(Admission::KeyInUse { other_id });
     }
+    if redb::ReadableTableMetadata::len(&devices)? >= caps.max_devices {
+        return Ok(Admission::TooManyDevices {
+            max_devices: caps.max_devices,
+        });
+    }
     if token_group.is_none()
-        && redb::ReadableTableMetadata::len(&txn.open_table(PENDING_DEVICES)?)? >= max_pending
+        && redb::ReadableTableMetadata::len(&txn.open_table(PENDING_DEVICES)?)? >= caps.max_pending
     {
-        return Ok(Admission::TooManyPending { max_pending });
+        return Ok(Admission::TooManyPending {
+            max_pending: caps.max_pending,
+        });
     }
     let record = DeviceRecord {
         id: id.to_string(),

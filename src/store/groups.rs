@@ -252,6 +252,7 @@ mod tests {
             registered_at: 0,
             last_connected: None,
             version: String::new(),
+            instance_id: String::new(),
             address: None,
             subtree: Vec::new(),
             devices: 0,
@@ -297,11 +298,11 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::Rejected(_)), "{err}");
         store
-            .add_secondary(secondary("branch-1", paris.id))
+            .add_secondary(secondary("branch-1", paris.id), 500)
             .await
             .unwrap();
         store
-            .add_secondary(secondary("branch-2", asia.id))
+            .add_secondary(secondary("branch-2", asia.id), 500)
             .await
             .unwrap();
 

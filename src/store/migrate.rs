@@ -11,7 +11,7 @@ use super::schema::{
 use super::{StoreError, entries, put};
 use crate::model::device::{DeviceRecord, Enrollment};
 use crate::model::group::GroupTree;
-use crate::model::{Fingerprint, SecondaryRecord, ServerRow, UnixMillis};
+use crate::model::{Fingerprint, UnixMillis};
 
 /// A secondary as schema 2 stored it: placed in a group by path.
 #[derive(Deserialize)]
@@ -24,7 +24,7 @@ struct SecondaryV2 {
     last_connected: Option<UnixMillis>,
     version: String,
     address: Option<String>,
-    subtree: Vec<ServerRow>,
+    subtree: Vec<v8::ServerRowV8>,
     devices: u64,
     virtual_server: bool,
     disabled: bool,
@@ -53,9 +53,13 @@ mod v6_tests;
 mod v7;
 #[cfg(test)]
 mod v7_tests;
+mod v8;
+#[cfg(test)]
+mod v8_tests;
 pub(super) use v5::from_5;
 pub(super) use v6::from_6;
 pub(super) use v7::from_7;
+pub(super) use v8::from_8;
 
 fn has_table(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
     Ok(txn.list_tables()?.any(|t| t.name() == name))
@@ -74,7 +78,7 @@ pub(super) fn from_2(txn: &WriteTransaction) -> Result<(), StoreError> {
         let mut table = txn.open_table(SECONDARIES)?;
         let old: Vec<(String, SecondaryV2)> = entries(&table)?;
         for (key, s) in old {
-            let record = SecondaryRecord {
+            let record = v8::SecondaryV8 {
                 name: s.name,
                 group_id: tree.resolve(&s.group).unwrap_or(0),
                 cert_der: s.cert_der,

@@ -18,6 +18,7 @@ pub mod agent;
 mod change_log;
 mod creation;
 pub mod devices;
+mod events;
 mod groups;
 pub mod maintenance;
 mod migrate;
@@ -52,12 +53,13 @@ use crate::wire::codec::{CodecError, decode, encode};
 use signals::Signals;
 use writer::{Counters, DbSlot, Job, WriteJob};
 
+pub use events::SCAN_PER_PAGE;
 pub use writer::MAX_BATCH;
 
 /// The schema this binary writes; a file with a newer one is refused, an older one migrated
 /// (`migrate.rs`). 3: secondaries placed by group id, statistics rows with an epoch. 4:
 /// revoked certificates, and revocations in the change log. 5: the set of pending devices.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// Page cache of the database.
 const CACHE_SIZE: usize = 64 * 1024 * 1024;
@@ -86,6 +88,9 @@ pub enum StoreError {
     /// What was to be stored does not hold together (a chain that loops, say).
     #[error("{0}")]
     Invalid(String),
+    /// A cap of the server's `[limits]` is reached; the message names the key.
+    #[error("{0}")]
+    LimitReached(String),
     #[error("the database writer has stopped")]
     Closed,
 }
@@ -96,7 +101,10 @@ impl StoreError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            StoreError::Rejected(_) | StoreError::Invalid(_) | StoreError::Codec(_)
+            StoreError::Rejected(_)
+                | StoreError::Invalid(_)
+                | StoreError::LimitReached(_)
+                | StoreError::Codec(_)
         )
     }
 }
@@ -174,7 +182,7 @@ fn check_schema(db: &Database) -> Result<(), StoreError> {
                 });
             }
             Some(SCHEMA_VERSION) => false,
-            Some(found @ 2..=7) => {
+            Some(found @ 2..=8) => {
                 if found == 2 {
                     migrate::from_2(&txn)?;
                 }
@@ -190,7 +198,10 @@ fn check_schema(db: &Database) -> Result<(), StoreError> {
                 if found <= 6 {
                     migrate::from_6(&txn)?;
                 }
-                migrate::from_7(&txn)?;
+                if found <= 7 {
+                    migrate::from_7(&txn)?;
+                }
+                migrate::from_8(&txn)?;
                 put(&mut meta, SCHEMA_VERSION_KEY, &SCHEMA_VERSION)?;
                 tracing::info!("database migrated from schema {found} to {SCHEMA_VERSION}");
                 true

@@ -27,6 +27,8 @@ pub(crate) const SECONDARIES: StrTable = TableDefinition::new("secondaries");
 pub(crate) const ACCOUNTS: StrTable = TableDefinition::new("accounts");
 /// The event log by sequence number.
 pub(crate) const EVENTS: SeqTable = TableDefinition::new("events");
+/// By child name: its log epoch and the highest of its events held here, `(u64, u64)`.
+pub(crate) const EVENT_CURSORS: StrTable = TableDefinition::new("event_cursors");
 /// Tasks by id.
 pub(crate) const TASKS: StrTable = TableDefinition::new("tasks");
 /// Task id by display name: names are unique on a server.

@@ -1,11 +1,24 @@
-//! The tables of an Administration Server's database: secondaries, accounts, events.
+//! The tables of an Administration Server's database: its instance id, secondaries, accounts.
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
 use super::schema::*;
-use super::{Store, StoreError, entries_u64, get, last_key_u64, put, put_u64, remove, values};
+use super::{META, Store, StoreError, get, put, remove, values};
 use crate::model::Fingerprint;
-use crate::model::{Account, Event, Revocation, Role, SecondaryRecord};
+use crate::model::{Account, Revocation, Role, SecondaryRecord};
+
+/// In META: the server's instance id (a `String`), made with its database. A backup
+/// restored keeps it; a server installed again with the same certificate gets a new one.
+const INSTANCE_ID: &str = "instance_id";
+
+fn ensure_instance_id(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    if get::<String>(&meta, INSTANCE_ID)?.is_none() {
+        let id = format!("{:016x}", rand::random::<u64>());
+        put(&mut meta, INSTANCE_ID, &id)?;
+    }
+    Ok(())
+}
 
 impl Store {
     /// Opens a server's database and makes sure every table exists, so reads never find a
@@ -15,12 +28,13 @@ impl Store {
         let restored = store.write_blocking(|txn| {
             txn.open_table(SECONDARIES)?;
             txn.open_table(ACCOUNTS)?;
-            txn.open_table(EVENTS)?;
+            super::events::create_tables(txn)?;
             super::devices::create_tables(txn)?;
             super::groups::create_tables(txn)?;
             super::tasks::create_tables(txn)?;
             super::replication::create_tables(txn)?;
             super::revocations::create_tables(txn)?;
+            ensure_instance_id(txn)?;
             Ok(super::change_log::ensure_epoch(txn)?.1)
         })?;
         if restored {
@@ -31,6 +45,14 @@ impl Store {
             );
         }
         Ok(store)
+    }
+
+    /// This server's instance id (see [`INSTANCE_ID`]).
+    pub async fn instance_id(&self) -> Result<String, StoreError> {
+        self.read_now(|txn| {
+            Ok(get::<String>(&txn.open_table(META)?, INSTANCE_ID)?.unwrap_or_default())
+        })
+        .await
     }
 
     pub async fn secondaries(&self) -> Result<Vec<SecondaryRecord>, StoreError> {
@@ -50,8 +72,9 @@ impl Store {
     }
 
     /// Registers a secondary; refused if the name or the certificate is already registered,
-    /// or if the certificate is revoked.
-    pub async fn add_secondary(&self, record: SecondaryRecord) -> Result<(), StoreError> {
+    /// if the certificate is revoked, or if `max` of its kind (secondaries, or virtual
+    /// servers) are registered already.
+    pub async fn add_secondary(&self, record: SecondaryRecord, max: u64) -> Result<(), StoreError> {
         self.write(move |txn| {
             if !record.virtual_server
                 && let Some(revoked) = super::revocations::revocation_in(txn, record.fingerprint)?
@@ -75,6 +98,20 @@ impl Store {
                 return Err(StoreError::Rejected(format!(
                     "that certificate is already registered as secondary {:?}",
                     s.name
+                )));
+            }
+            let of_its_kind = existing
+                .iter()
+                .filter(|s| s.virtual_server == record.virtual_server)
+                .count() as u64;
+            if of_its_kind >= max {
+                let (what, key) = if record.virtual_server {
+                    ("virtual servers", "limits.max_virtual_servers")
+                } else {
+                    ("secondaries", "limits.max_secondaries")
+                };
+                return Err(StoreError::LimitReached(format!(
+                    "this server has its limit of {max} {what} ({key} in its config): remove one, or raise the limit"
                 )));
             }
             put(&mut table, &record.name, &record)
@@ -205,51 +242,6 @@ impl Store {
             account.password_hash = hash.clone();
             put(&mut table, &name, &account)?;
             Ok(true)
-        })
-        .await
-    }
-
-    /// Appends an event; returns its sequence number.
-    /// Appends an event, and drops the oldest beyond the newest `keep` (in the same
-    /// transaction, so the log never grows past it).
-    pub async fn append_event(&self, event: Event, keep: u64) -> Result<u64, StoreError> {
-        self.write(move |txn| {
-            let mut table = txn.open_table(EVENTS)?;
-            let seq = last_key_u64(&table)?.map_or(1, |last| last + 1);
-            let mut event = event.clone();
-            event.seq = seq;
-            put_u64(&mut table, seq, &event)?;
-            let mut len = table.len()?;
-            while len > keep.max(1) {
-                if table.pop_first()?.is_none() {
-                    break;
-                }
-                len -= 1;
-            }
-            Ok(seq)
-        })
-        .await
-    }
-
-    /// Events after `after`, oldest first; without `after`, the newest `limit` events.
-    pub async fn events(&self, after: Option<u64>, limit: u32) -> Result<Vec<Event>, StoreError> {
-        let limit = limit as usize;
-        self.read(move |txn| {
-            let table = txn.open_table(EVENTS)?;
-            let from = match after {
-                Some(after) => after.saturating_add(1),
-                None => {
-                    let last = last_key_u64(&table)?.unwrap_or(0);
-                    let len = table.len()?;
-                    // Sequence numbers are dense, so the newest `limit` start here.
-                    last.saturating_sub(limit.min(len as usize) as u64)
-                        .saturating_add(1)
-                }
-            };
-            Ok(entries_u64::<Event>(&table, from.., limit)?
-                .into_iter()
-                .map(|(_, e)| e)
-                .collect())
         })
         .await
     }

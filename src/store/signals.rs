@@ -1,5 +1,5 @@
 //! What a commit changed, told to the runtime once the commit is durable: the last sequence
-//! number of the change log, and the runs whose statistics changed. Write functions note
+//! numbers of the change log and of the event log, and the runs whose statistics changed. Write functions note
 //! what they change while their transaction runs; the writer thread publishes the notes after
 //! the commit and drops them when the transaction is aborted. So no caller of the store has
 //! to remember to announce a change, and nothing is announced that was not stored.
@@ -17,6 +17,7 @@ use crate::model::task::{RunId, RunRecord};
 #[derive(Debug, Default)]
 pub(super) struct Notes {
     log_last_seq: Option<u64>,
+    last_event: Option<u64>,
     /// Run id to whether the run is over on this server's own devices.
     runs: BTreeMap<RunId, bool>,
 }
@@ -29,6 +30,11 @@ thread_local! {
 /// The change log now ends at `seq`.
 pub(super) fn note_log(seq: u64) {
     NOTES.with(|n| n.borrow_mut().log_last_seq = Some(seq));
+}
+
+/// The event log now ends at `seq`.
+pub(super) fn note_event(seq: u64) {
+    NOTES.with(|n| n.borrow_mut().last_event = Some(seq));
 }
 
 /// A run's counters, its rows from below, or its stop changed.
@@ -51,6 +57,7 @@ pub(super) fn take() -> Notes {
 #[derive(Debug)]
 pub struct Signals {
     log_last_seq: watch::Sender<u64>,
+    last_event: watch::Sender<u64>,
     /// Off until someone follows runs (a server that reports to a parent), so that a primary
     /// does not collect run ids nobody reads.
     follow_runs: AtomicBool,
@@ -62,6 +69,7 @@ impl Signals {
     pub(super) fn new(log_last_seq: u64) -> Self {
         Signals {
             log_last_seq: watch::channel(log_last_seq).0,
+            last_event: watch::channel(0).0,
             follow_runs: AtomicBool::new(false),
             runs: Mutex::new(BTreeMap::new()),
             runs_changed: Notify::new(),
@@ -72,6 +80,13 @@ impl Signals {
     pub(super) fn publish(&self, notes: Notes) {
         if let Some(seq) = notes.log_last_seq {
             self.log_last_seq.send_if_modified(|held| {
+                let news = seq > *held;
+                *held = (*held).max(seq);
+                news
+            });
+        }
+        if let Some(seq) = notes.last_event {
+            self.last_event.send_if_modified(|held| {
                 let news = seq > *held;
                 *held = (*held).max(seq);
                 news
@@ -90,6 +105,12 @@ impl Signals {
     /// The last sequence number of the change log, updated after every commit that grew it.
     pub fn log_last_seq(&self) -> watch::Receiver<u64> {
         self.log_last_seq.subscribe()
+    }
+
+    /// The last sequence number of the event log, updated after every commit that grew it
+    /// (0 until the first).
+    pub fn last_event(&self) -> watch::Receiver<u64> {
+        self.last_event.subscribe()
     }
 
     /// Starts collecting the runs whose statistics change.

@@ -312,37 +312,3 @@ fn queued_writes_are_committed_by_close() {
     assert_eq!(read_u64(&store, "k99"), Some(99));
     store.close().unwrap();
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_newest_events_are_kept() {
-    use crate::model::{Event, EventKind, Severity};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    let store = tokio::task::spawn_blocking(move || Store::open_server(&path))
-        .await
-        .unwrap()
-        .unwrap();
-    for i in 0..30 {
-        let event = Event {
-            seq: 0,
-            time: i,
-            severity: Severity::Info,
-            kind: EventKind::TaskChanged,
-            message: format!("event {i}"),
-        };
-        store.append_event(event, 10).await.unwrap();
-    }
-    let kept = store.events(Some(0), 1000).await.unwrap();
-    let seqs: Vec<u64> = kept.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (21..=30).collect::<Vec<u64>>());
-    // The newest, as `event list` asks without a cursor, still come out right.
-    let newest = store.events(None, 3).await.unwrap();
-    assert_eq!(
-        newest.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        [28, 29, 30]
-    );
-    tokio::task::spawn_blocking(move || store.close())
-        .await
-        .unwrap()
-        .unwrap();
-}

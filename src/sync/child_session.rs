@@ -1,6 +1,7 @@
 //! The parent's side of one child's link, sans-IO: what the child is sent for each entry of
 //! the change log, the replay it is owed after being away, its statistics reports (only rows
-//! of its own subtree are taken), and the administrators' requests relayed to it.
+//! of its own subtree are taken), its events (stored with where they came from, each once),
+//! and the administrators' requests relayed to it.
 //!
 //! The runtime feeds in what happened (`handle_*`) and carries out what the session asks
 //! (`poll_effect`: read log entries, store the child's subtree, merge statistics, answer a
@@ -12,10 +13,9 @@ use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 use std::time::Instant;
 
-use crate::model::EventKind;
-use crate::model::ServerRow;
 use crate::model::link::{LogEntry, StatsRow};
 use crate::model::task::TaskRecord;
+use crate::model::{Event, EventKind, ServerRow};
 use crate::wire::msg::{AdminResponse, ChildMsg, ForwardedRequest, ParentMsg};
 
 use super::replicate::{Cursor, Feed, FeedPolicy, LogState};
@@ -41,6 +41,10 @@ pub enum ChildEffect {
     },
     /// Something an administrator should see in the event log.
     Event { kind: EventKind, message: String },
+    /// Store these events of the child's (see `sync::events_up`): each with the child's
+    /// name before its origin, those already held dropped, and the highest sequence number
+    /// held from the child, in one transaction; then call `handle_events_stored`.
+    StoreEvents { events: Vec<Event> },
 }
 
 /// The parent's side of one child link. Volatile: a new one per link, built from the
@@ -160,7 +164,15 @@ impl ChildSession {
             ChildMsg::Response { id, response } => {
                 self.effects.push_back(ChildEffect::Answer { id, response })
             }
+            ChildMsg::Events { events } => {
+                self.effects.push_back(ChildEffect::StoreEvents { events })
+            }
         }
+    }
+
+    /// The child's events are held here up to its sequence number `seq`.
+    pub fn handle_events_stored(&mut self, seq: u64) {
+        self.transmit.push_back(ParentMsg::EventsAck(seq));
     }
 
     fn check_replay(&mut self) {

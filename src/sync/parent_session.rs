@@ -1,8 +1,8 @@
 //! The child's side of its link to the parent, sans-IO: the parent's changes applied once
 //! and in order (an [`Applier`], batches handed to the store), the statistics of the runs it
 //! carries out for the parent (a [`Reporter`] per run, from its first change until the parent
-//! has stored the report of the run complete in this subtree), its subtree, and the
-//! administrators' requests relayed from above.
+//! has stored the report of the run complete in this subtree), its subtree, its events (an
+//! [`EventSender`]), and the administrators' requests relayed from above.
 //!
 //! The runtime feeds in what happened (`handle_*`), carries out what `poll_effect` asks
 //! (apply a batch, read a report, read the subtree, serve a request) and sends what
@@ -12,11 +12,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
-use crate::model::ServerRow;
 use crate::model::link::StatsRow;
 use crate::model::task::RunId;
+use crate::model::{Event, ServerRow};
 use crate::wire::msg::{AdminResponse, ChildMsg, ForwardedRequest, ParentMsg, TaskChange};
 
+use super::events_up::{EVENTS_PER_BATCH, EventSender};
 use super::replicate::{Applier, ApplierPolicy, Cursor, Decision, LogState, ToParent};
 use super::stats::{Reporter, ReporterPolicy, StatsTable};
 
@@ -48,6 +49,9 @@ pub enum ParentEffect {
         id: u64,
         request: Box<ForwardedRequest>,
     },
+    /// Read at most `limit` events after sequence number `after`, oldest first; then call
+    /// `handle_events_read`.
+    ReadEvents { after: u64, limit: u32 },
 }
 
 /// The first report id of the `n`th reporter of a link: ranges of 2^32 ids each, more than
@@ -96,6 +100,8 @@ pub struct ParentSession {
     subtree_due: bool,
     /// Reporters made on this link so far: each counts its report ids in a range of its own.
     reporters_made: u64,
+    /// This server's events going up (`sync::events_up`).
+    events: EventSender,
     transmit: VecDeque<ChildMsg>,
     effects: VecDeque<ParentEffect>,
     #[cfg(test)]
@@ -107,13 +113,15 @@ impl ParentSession {
     /// where this server stands in the parent's log (stored), `log` the parent's log as its
     /// welcome says, `runs` the recent runs that carry out the parent's runs (each reports
     /// its whole state once on the new link; none on a resynchronisation, whose runs the
-    /// parent may no longer have).
+    /// parent may no longer have), `events` this server's events from where the parent's
+    /// welcome says it holds them.
     pub fn new(
         policy: ParentPolicy,
         registered_name: &str,
         cursor: Cursor,
         log: LogState,
         runs: impl IntoIterator<Item = InheritedRun>,
+        events: EventSender,
         now: Instant,
     ) -> Self {
         let resyncing = cursor.resync_with(&log);
@@ -153,6 +161,7 @@ impl ParentSession {
             reports,
             subtree_due: true,
             reporters_made,
+            events,
             transmit: VecDeque::new(),
             effects,
             #[cfg(test)]
@@ -195,7 +204,25 @@ impl ParentSession {
             ParentMsg::Request { id, request } => {
                 self.effects.push_back(ParentEffect::Serve { id, request })
             }
+            ParentMsg::EventsAck(seq) => self.events.handle_ack(seq),
         }
+    }
+
+    /// This server's events are stored up to sequence number `newest`.
+    pub fn handle_new_events(&mut self, newest: u64) {
+        self.events.handle_new_events(newest);
+    }
+
+    /// What a `ReadEvents` found, oldest first.
+    pub fn handle_events_read(&mut self, events: Vec<Event>, now: Instant) {
+        if let Some(events) = self.events.handle_read(events, now) {
+            self.transmit.push_back(ChildMsg::Events { events });
+        }
+    }
+
+    /// The highest of this server's events the parent holds, as far as this link knows.
+    pub fn events_acked(&self) -> u64 {
+        self.events.acked()
     }
 
     /// The `Resync` is stored: changes are applied from now on. (If it could not be stored
@@ -323,7 +350,12 @@ impl ParentSession {
             self.subtree_due = false;
             return Some(ParentEffect::ReadSubtree);
         }
-        None
+        self.events
+            .poll_read(now)
+            .map(|after| ParentEffect::ReadEvents {
+                after,
+                limit: EVENTS_PER_BATCH,
+            })
     }
 
     /// The next message for the parent.
@@ -343,12 +375,15 @@ impl ParentSession {
             .values()
             .filter_map(|r| r.reporter.poll_timeout())
             .chain(self.applier.poll_timeout())
+            .chain(self.events.poll_timeout())
             .min()
     }
 
-    /// Nothing accepted waits to be applied, and every report is settled.
+    /// Nothing accepted waits to be applied, every report is settled, and the parent holds
+    /// every event known here.
     pub fn is_settled(&self) -> bool {
-        self.accepted.is_empty()
+        self.events.is_idle()
+            && self.accepted.is_empty()
             && !self.resyncing
             && self.applying.is_empty()
             && self.reports.values().all(|r| r.reporter.is_idle())
@@ -385,7 +420,15 @@ mod tests {
             parent_run: 2,
             complete: false,
         };
-        let mut s = ParentSession::new(ParentPolicy::default(), "b1", cursor, log, [run], t0);
+        let mut s = ParentSession::new(
+            ParentPolicy::default(),
+            "b1",
+            cursor,
+            log,
+            [run],
+            EventSender::new(0, 0),
+            t0,
+        );
         assert!(matches!(
             s.poll_effect(t0),
             Some(ParentEffect::Resync {
@@ -409,6 +452,45 @@ mod tests {
         assert_eq!(batch[0].0, 1, "from the start of the parent's log");
     }
 
+    /// A session at [`CURSOR`] with nothing to report and no events.
+    fn fresh(t0: Instant) -> ParentSession {
+        let events = EventSender::new(0, 0);
+        ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], events, t0)
+    }
+
+    #[test]
+    fn events_go_up_in_acknowledged_batches_and_the_link_settles_once_they_are_held() {
+        let t0 = Instant::now();
+        let events = EventSender::new(2, 5);
+        let mut s = ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], events, t0);
+        assert!(matches!(s.poll_effect(t0), Some(ParentEffect::ReadSubtree)));
+        let Some(ParentEffect::ReadEvents { after: 2, .. }) = s.poll_effect(t0) else {
+            panic!("events after the parent's cursor")
+        };
+        let event = |seq| crate::model::Event {
+            seq,
+            time: 0,
+            severity: crate::model::Severity::Info,
+            kind: crate::model::EventKind::ServerStarted,
+            message: String::new(),
+            origin: Vec::new(),
+        };
+        s.handle_events_read((3..=5).map(event).collect(), t0);
+        let Some(ChildMsg::Events { events }) = s.poll_transmit(t0) else {
+            panic!("the batch")
+        };
+        assert_eq!(events.len(), 3);
+        assert!(!s.is_settled(), "not held by the parent yet");
+        s.handle_message(ParentMsg::EventsAck(5), t0);
+        assert_eq!(s.events_acked(), 5);
+        assert!(s.is_settled());
+        s.handle_new_events(6);
+        assert!(matches!(
+            s.poll_effect(t0),
+            Some(ParentEffect::ReadEvents { after: 5, .. })
+        ));
+    }
+
     fn change(seq: u64) -> ParentMsg {
         ParentMsg::Change {
             seq,
@@ -419,7 +501,7 @@ mod tests {
     #[test]
     fn changes_are_applied_in_batches_once_and_in_order() {
         let t0 = Instant::now();
-        let mut s = ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], t0);
+        let mut s = fresh(t0);
         assert!(matches!(s.poll_effect(t0), Some(ParentEffect::ReadSubtree)));
         for seq in [1, 2, 2, 4, 3] {
             s.handle_message(change(seq), t0);
@@ -442,7 +524,7 @@ mod tests {
     #[test]
     fn a_failed_batch_is_fetched_again() {
         let t0 = Instant::now();
-        let mut s = ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], t0);
+        let mut s = fresh(t0);
         s.handle_subtree_changed();
         s.handle_message(change(1), t0);
         assert!(matches!(s.poll_effect(t0), Some(ParentEffect::Apply(_))));
@@ -455,7 +537,7 @@ mod tests {
     #[test]
     fn a_run_reports_until_the_parent_holds_it_complete() {
         let t0 = Instant::now();
-        let mut s = ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], t0);
+        let mut s = fresh(t0);
         let _ = s.poll_effect(t0);
         s.handle_stats_changed(5, None, false, t0);
         assert!(
@@ -497,7 +579,7 @@ mod tests {
         // changes again (a stop after its devices finished); an acknowledgement of the old
         // report, duplicated by the network, must not count for the new one.
         let t0 = Instant::now();
-        let mut s = ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], t0);
+        let mut s = fresh(t0);
         let _ = s.poll_effect(t0);
         let own = StatsRow::own(1, 5, Default::default(), 3, 1);
         s.handle_stats_changed(5, Some(50), true, t0);

@@ -29,6 +29,7 @@ pub fn subtree_rows(secondaries: &[SecondaryView<'_>]) -> Vec<ServerRow> {
                 ServerStatus::Inactive
             },
             version: r.version.clone(),
+            instance_id: r.instance_id.clone(),
             address: r.address.clone(),
             last_connected: r.last_connected,
             devices: r.devices,
@@ -53,6 +54,7 @@ pub struct OwnServer<'a> {
     pub name: &'a str,
     pub listen: &'a str,
     pub version: &'a str,
+    pub instance_id: &'a str,
     pub devices: u64,
     pub virtual_server: bool,
 }
@@ -68,6 +70,7 @@ pub fn tree_rows(
         name,
         listen,
         version,
+        instance_id,
         ..
     } = *own;
     let mut rows = vec![ServerRow {
@@ -77,6 +80,7 @@ pub fn tree_rows(
         group: String::new(),
         status: ServerStatus::Active,
         version: version.to_string(),
+        instance_id: instance_id.to_string(),
         address: Some(listen.to_string()),
         last_connected: Some(now),
         devices: own.devices,
@@ -103,6 +107,7 @@ mod tests {
             registered_at: 0,
             last_connected: Some(5),
             version: "0.1.0".into(),
+            instance_id: String::new(),
             address: None,
             subtree,
             devices: 0,
@@ -126,6 +131,7 @@ mod tests {
             name: "primary",
             listen: "127.0.0.1:13000",
             version: "0.1.0",
+            instance_id: "00000000000000aa",
             devices: 0,
             virtual_server: false,
         };

@@ -4,20 +4,20 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::device::DeviceView;
-use crate::model::link::{Change, StatsRow};
 use crate::model::schedule::{LocalDateTime, Schedule, ScheduleOptions};
 use crate::model::scope::Scope;
-use crate::model::task::TaskRecord;
 use crate::model::task::{
     DeviceRunRecord, DeviceState, Notify, RestartPolicy, RunCounters, RunState, TaskKind, TaskType,
 };
-use crate::model::{Account, Event, Role, ServerRow, UnixMillis};
+use crate::model::{Account, Event, EventFilter, Role, ServerRow, UnixMillis};
 
 mod agent;
 mod credentials;
+mod fed;
 
 pub use agent::*;
 pub use credentials::*;
+pub use fed::*;
 
 /// A value that must never be printed or logged: its `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -27,86 +27,6 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(***)")
     }
-}
-
-// ---- Federation: `canopy-fed/1` ----
-
-/// The first frame a secondary sends on its link to its parent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChildHello {
-    /// The secondary's own node name (its certificate's name).
-    pub name: String,
-    pub software_version: String,
-    /// The last change of the parent's log the secondary applied.
-    pub last_applied: u64,
-    /// The epoch of the parent's log that `last_applied` counts in (0: none yet).
-    pub parent_epoch: u64,
-    /// The epoch of the secondary's own change log: its statistics rows carry it.
-    pub epoch: u64,
-}
-
-/// Parent to secondary, on the link stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ParentMsg {
-    /// The secondary was recognised by its certificate's fingerprint.
-    Welcome {
-        parent_name: String,
-        /// The display name the parent registered the secondary under.
-        registered_name: String,
-        group: String,
-        /// The parent's change log: its epoch and last sequence number. A secondary whose
-        /// cursor counts in another epoch resynchronises.
-        log_epoch: u64,
-        log_last_seq: u64,
-    },
-    /// Entry `seq` of the parent's change log, as it concerns this secondary.
-    Change { seq: u64, change: Box<TaskChange> },
-    /// The rows of statistics report `report_id` about the parent's run `run_id` are stored.
-    StatsAck { run_id: u64, report_id: u64 },
-    /// An administrator's request for a server at or below this secondary.
-    Request {
-        id: u64,
-        request: Box<ForwardedRequest>,
-    },
-}
-
-/// A change of the log: the task travels with its upserts, its password sealed with the
-/// link's key.
-pub type TaskChange = Change<TaskRecord>;
-
-/// An administrator's request relayed down the tree, hop by hop.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ForwardedRequest {
-    /// Names below the server receiving it; empty: that server serves it.
-    pub path: Vec<String>,
-    /// Who asked, at the server where they logged in, and their role there.
-    pub user: String,
-    pub role: Role,
-    pub request: AdminRequest,
-}
-
-/// Secondary to parent, on the link stream.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ChildMsg {
-    /// The secondary's whole subtree, paths relative to the secondary, and how many devices
-    /// the secondary itself manages; replaces the last one.
-    Subtree { devices: u64, rows: Vec<ServerRow> },
-    /// Every change of the parent's log up to this sequence is stored.
-    Ack(u64),
-    /// Send every change after this sequence again.
-    Resume(u64),
-    /// Statistics of the parent's run `run_id`: one row per server of the secondary's
-    /// subtree, the secondary's own first.
-    Stats {
-        run_id: u64,
-        report_id: u64,
-        rows: Vec<StatsRow>,
-    },
-    /// The answer to `ParentMsg::Request` `id`.
-    Response {
-        id: u64,
-        response: Box<AdminResponse>,
-    },
 }
 
 // ---- Administration: `canopy-admin/1` ----
@@ -167,9 +87,12 @@ pub enum AdminRequest {
         cert_pem: String,
         reason: String,
     },
+    /// A page of the events `filter` matches (the whole tree's by default), oldest first:
+    /// after sequence number `after`, or the newest without it.
     EventList {
         after: Option<u64>,
         limit: u32,
+        filter: EventFilter,
     },
     /// One page of accounts in name order, after the account name `after` (see [`PAGE_MAX`]).
     AccountList {
@@ -672,6 +595,8 @@ pub enum ErrorKind {
     /// The server is too busy to serve it now (for example checking other passwords during
     /// a flood of logins); the same request may succeed a moment later.
     Unavailable,
+    /// A cap of the server's `[limits]` is reached (the message names the key).
+    LimitReached,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

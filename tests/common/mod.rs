@@ -19,12 +19,18 @@ pub fn status_of(rows: &[ServerRow], path: &str) -> Option<ServerStatus> {
     rows.iter().find(|r| r.path == path).map(|r| r.status)
 }
 
-/// The server's newest 1000 events, oldest first.
+/// The server's newest 1000 events of its own (not those of the servers below it), oldest
+/// first.
 pub async fn events(client: &AdminClient) -> Vec<Event> {
+    let own = canopy::model::EventFilter {
+        server: Some(Vec::new()),
+        ..canopy::model::EventFilter::default()
+    };
     match client
         .call(AdminRequest::EventList {
             after: None,
             limit: 1000,
+            filter: own,
         })
         .await
         .unwrap()

@@ -165,9 +165,9 @@ async fn connect_once(devices: u32, link: Link) -> anyhow::Result<ConnectRun> {
     let d = Deployment::create(dir.path())?;
     let port = free_port()?;
     // Every device connects from 127.0.0.1, and a large run needs more than the default caps.
-    let cap = (devices as usize + 1000).max(50_000);
+    let cap = (devices as usize + 1000).max(110_000);
     let text = format!(
-        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n\n[limits]\nmax_connections = {cap}\nmax_connections_per_address = {cap}\n",
+        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n\n[limits]\nmax_connections = {cap}\nmax_connections_per_address = {cap}\nmax_devices = {cap}\n",
         config_text("bench", port, None),
     )
     .replace(

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::{ChildLink, sleep_until_some};
 use crate::model::Severity;
-use crate::server::{Node, link_seal};
+use crate::server::{Node, link_seal, now_ms};
 use crate::sync::child_session::{ChildEffect, ChildSession};
 use crate::sync::replicate::LogState;
 use crate::wire::msg::AdminResponse;
@@ -41,8 +41,8 @@ pub(in crate::server) async fn serve_child_link(node: &Arc<Node>, link: ChildLin
     let mut waiting: HashMap<u64, oneshot::Sender<AdminResponse>> = HashMap::new();
     loop {
         while let Some(effect) = session.poll_effect(Instant::now()) {
-            if let Err(reason) = carry_out(node, &mut session, group_id, &mut waiting, effect).await
-            {
+            let link = (group_id, child_epoch);
+            if let Err(reason) = carry_out(node, &mut session, link, &mut waiting, effect).await {
                 return reason;
             }
         }
@@ -83,7 +83,7 @@ pub(in crate::server) async fn serve_child_link(node: &Arc<Node>, link: ChildLin
 async fn carry_out(
     node: &Node,
     session: &mut ChildSession,
-    group_id: u64,
+    (group_id, child_epoch): (u64, u64),
     waiting: &mut HashMap<u64, oneshot::Sender<AdminResponse>>,
     effect: ChildEffect,
 ) -> Result<(), String> {
@@ -153,6 +153,21 @@ async fn carry_out(
         ChildEffect::Event { kind, message } => {
             node.event(Severity::Info, kind, message).await;
         }
+        ChildEffect::StoreEvents { events } => match node
+            .store
+            .store_child_events(
+                session.name(),
+                child_epoch,
+                events,
+                node.config.events,
+                now_ms(),
+            )
+            .await
+        {
+            Ok(held) => session.handle_events_stored(held),
+            // Not acknowledged: the child sends them again.
+            Err(e) => tracing::error!("cannot store events of {}: {e}", session.name()),
+        },
     }
     Ok(())
 }

@@ -19,8 +19,8 @@ pub(super) use parent::serve_parent_link;
 pub(super) use revoke::revoke_certificate;
 
 use super::{LiveChild, Node, link_seal, lock, now_ms};
-use crate::model::Fingerprint;
-use crate::model::{EventKind, Severity};
+use crate::model::limits::{SHORT_MAX, cut};
+use crate::model::{EventKind, Fingerprint, SecondaryRecord, Severity};
 use crate::net::conn::{describe_connection_error, describe_io};
 use crate::net::resolve::AddressResolver;
 use crate::net::tls::{self, ClientTrust};
@@ -120,7 +120,7 @@ pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
     };
     let name = record.name.clone();
     let span = info_span!("secondary", name = %name, %remote);
-    serve_registered_child(node, conn, fingerprint, record.name, record.group_id)
+    serve_registered_child(node, conn, fingerprint, record)
         .instrument(span)
         .await;
 }
@@ -129,9 +129,14 @@ async fn serve_registered_child(
     node: Arc<Node>,
     conn: quinn::Connection,
     fingerprint: Fingerprint,
-    name: String,
-    group_id: u64,
+    record: SecondaryRecord,
 ) {
+    let SecondaryRecord {
+        name,
+        group_id,
+        instance_id: known_instance,
+        ..
+    } = record;
     let remote = conn.remote_address();
     let (mut send, mut recv) = match timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
         Ok(Ok(streams)) => streams,
@@ -198,12 +203,22 @@ async fn serve_registered_child(
             return;
         }
     };
+    let events_held = match node.store.events_held_from(&name, hello.epoch).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::error!("cannot read the events held from {name}: {e}");
+            forget_child(&node, &name, &conn);
+            refuse(&conn, close::PROTOCOL, "internal error");
+            return;
+        }
+    };
     let welcome = ParentMsg::Welcome {
         parent_name: node.name().to_string(),
         registered_name: name.clone(),
         group: node.group_path(group_id).await,
         log_epoch: log.epoch,
         log_last_seq: log.last_seq,
+        events_held,
     };
     if let Err(e) = wire::write_frame(&mut send, &welcome).await {
         tracing::debug!("secondary left during the hello: {e}");
@@ -211,25 +226,36 @@ async fn serve_registered_child(
         return;
     }
     let address = remote.to_string();
-    let version = hello.software_version.clone();
+    let mut version = hello.software_version.clone();
+    let mut instance = hello.instance_id.clone();
+    cut(&mut version, SHORT_MAX);
+    cut(&mut instance, SHORT_MAX);
     let updated = node
         .store
-        .update_secondary(&name, move |r| {
-            r.last_connected = Some(now_ms());
-            r.version = version.clone();
-            r.address = Some(address.clone());
+        .update_secondary(&name, {
+            let (version, instance) = (version.clone(), instance.clone());
+            move |r| {
+                r.last_connected = Some(now_ms());
+                r.version = version.clone();
+                r.instance_id = instance.clone();
+                r.address = Some(address.clone());
+            }
         })
         .await;
     if let Err(e) = updated {
         tracing::error!("cannot record the secondary's connection: {e}");
     }
+    if !known_instance.is_empty() && known_instance != instance {
+        let msg = format!(
+            "secondary {name} is a new installation with the same certificate (instance id {instance}, was {known_instance}): it is brought up to date from this server's change log"
+        );
+        node.event(Severity::Warning, EventKind::SecondaryReinstalled, msg)
+            .await;
+    }
     node.event(
         Severity::Info,
         EventKind::SecondaryConnected,
-        format!(
-            "connection to the secondary {name} established ({remote}, version {})",
-            hello.software_version
-        ),
+        format!("connection to the secondary {name} established ({remote}, version {version})"),
     )
     .await;
     node.bump_subtree();
@@ -411,7 +437,7 @@ pub(super) async fn upstream(node: Arc<Node>) {
         }
         let attempt = connect_parent(&node, &mut resolver, &parent).await;
         let error = match attempt {
-            Ok((conn, send, recv, parent_name, registered_name, log)) => {
+            Ok((conn, send, recv, parent_name, registered_name, (log, events_held))) => {
                 last_refusal = None;
                 link.handle_connected(Instant::now());
                 publish_link(&node, &link, &target);
@@ -426,6 +452,7 @@ pub(super) async fn upstream(node: Arc<Node>) {
                             parent_name: parent_name.clone(),
                             registered_name,
                             log,
+                            events_held,
                             rx,
                             tx,
                             key,
@@ -483,13 +510,15 @@ fn publish_link(node: &Node, link: &UpstreamLink, target: &str) {
     });
 }
 
+/// A link to the parent once welcomed: the connection, its stream, the parent's name, the
+/// name it registered this server under, its log, and the events of this server it holds.
 type ParentStreams = (
     quinn::Connection,
     quinn::SendStream,
     quinn::RecvStream,
     String,
     String,
-    LogState,
+    (LogState, u64),
 );
 
 async fn connect_parent(
@@ -538,6 +567,11 @@ async fn connect_parent(
         .await
         .map_err(|e| format!("cannot read the change log: {e}"))?
         .epoch;
+    let instance_id = node
+        .store
+        .instance_id()
+        .await
+        .map_err(|e| format!("cannot read the instance id: {e}"))?;
     let handshake = async {
         let (mut send, mut recv) = conn
             .open_bi()
@@ -546,6 +580,7 @@ async fn connect_parent(
         let hello = ChildHello {
             name: node.name().to_string(),
             software_version: SOFTWARE_VERSION.to_string(),
+            instance_id,
             last_applied: cursor.last_applied,
             parent_epoch: cursor.epoch,
             epoch,
@@ -559,13 +594,14 @@ async fn connect_parent(
                 registered_name,
                 log_epoch,
                 log_last_seq,
+                events_held,
                 ..
             })) => {
                 let log = LogState {
                     epoch: log_epoch,
                     last_seq: log_last_seq,
                 };
-                Ok((send, recv, parent_name, registered_name, log))
+                Ok((send, recv, parent_name, registered_name, (log, events_held)))
             }
             Ok(Some(_)) => Err("the parent sent something else than its welcome".to_string()),
             Ok(None) => Err("the parent closed the link during the hello".to_string()),
@@ -597,6 +633,8 @@ pub(super) struct ParentLink {
     pub registered_name: String,
     /// The parent's log as its welcome said.
     pub log: LogState,
+    /// The highest of this server's events the parent holds, as its welcome said.
+    pub events_held: u64,
     pub rx: Inbox<ParentMsg>,
     pub tx: mpsc::Sender<ChildMsg>,
     /// Seals the task account passwords received on this link.

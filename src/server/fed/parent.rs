@@ -13,6 +13,7 @@ use crate::model::link::StatsRow;
 use crate::model::task::RunId;
 use crate::model::{EventKind, Severity};
 use crate::server::{Node, link_seal, now_ms};
+use crate::sync::events_up::EventSender;
 use crate::sync::parent_session::{
     InheritedRun, MAX_CHANGES_PER_APPLY, ParentEffect, ParentPolicy, ParentSession,
 };
@@ -27,6 +28,7 @@ pub(in crate::server) async fn serve_parent_link(node: &Arc<Node>, link: ParentL
         parent_name,
         registered_name,
         log,
+        events_held,
         mut rx,
         tx,
         key,
@@ -38,8 +40,14 @@ pub(in crate::server) async fn serve_parent_link(node: &Arc<Node>, link: ParentL
     let runs = reporting_runs(node).await;
     let policy = ParentPolicy::default();
     let now = Instant::now();
-    let mut session = ParentSession::new(policy, &registered_name, cursor, log, runs, now);
     let signals = node.store.signals();
+    let mut newest_event = signals.last_event();
+    let newest = match node.store.last_event_seq().await {
+        Ok(newest) => newest,
+        Err(e) => return format!("cannot read the event log: {e}"),
+    };
+    let events = EventSender::new(events_held, newest);
+    let mut session = ParentSession::new(policy, &registered_name, cursor, log, runs, events, now);
     let mut subtree = node.subtree_changed.subscribe();
     let mut shutdown = node.shutdown.subscribe();
     let (answers_tx, mut answers) = mpsc::channel::<(u64, AdminResponse)>(16);
@@ -63,6 +71,13 @@ pub(in crate::server) async fn serve_parent_link(node: &Arc<Node>, link: ParentL
                     return "server stopping".into();
                 }
                 session.handle_subtree_changed();
+            }
+            changed = newest_event.changed() => {
+                if changed.is_err() {
+                    return "server stopping".into();
+                }
+                let newest = *newest_event.borrow_and_update();
+                session.handle_new_events(newest);
             }
             _ = signals.runs_changed() => {
                 for (run_id, own_over) in signals.take_runs() {
@@ -194,6 +209,13 @@ async fn carry_out(
             match read.await {
                 Ok((devices, rows)) => session.handle_subtree(devices, rows),
                 Err(e) => tracing::error!("cannot read the subtree: {e}"),
+            }
+        }
+        ParentEffect::ReadEvents { after, limit } => {
+            match node.store.events_after(after, limit).await {
+                Ok(events) => session.handle_events_read(events, Instant::now()),
+                // Not sent: asked again when the batch would have been sent again.
+                Err(e) => tracing::error!("cannot read events to send up: {e}"),
             }
         }
         ParentEffect::Serve { id, request } => {

@@ -4,6 +4,11 @@ use super::*;
 use crate::model::device::DeviceFacts;
 use crate::store::tasks::tests::{task, temp_store};
 
+const CAPS: DeviceCaps = DeviceCaps {
+    max_devices: 100,
+    max_pending: 10,
+};
+
 fn facts(name: &str) -> DeviceFacts {
     DeviceFacts {
         display_name: name.into(),
@@ -26,7 +31,7 @@ async fn a_known_device_coming_back_unchanged_is_admitted_without_a_commit() {
         "an unknown device is registered by a write"
     );
     let first = store
-        .admit_device("d1".into(), key, pc.clone(), token.clone(), 10, 1_000)
+        .admit_device("d1".into(), key, pc.clone(), token.clone(), CAPS, 1_000)
         .await
         .unwrap();
     assert!(matches!(
@@ -84,7 +89,7 @@ async fn a_known_device_coming_back_unchanged_is_admitted_without_a_commit() {
             .is_none()
     );
     let written = store
-        .admit_device("d1".into(), key, pc.clone(), token, 10, later)
+        .admit_device("d1".into(), key, pc.clone(), token, CAPS, later)
         .await
         .unwrap();
     assert!(matches!(
@@ -114,5 +119,68 @@ async fn a_known_device_coming_back_unchanged_is_admitted_without_a_commit() {
     assert!(matches!(
         rejected.map(|a| a.admission),
         Some(Admission::Rejected(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_beyond_the_cap_is_refused_and_known_ones_still_come_in() {
+    let (_dir, store) = temp_store().await;
+    let caps = DeviceCaps {
+        max_devices: 2,
+        max_pending: 10,
+    };
+    let token = Some(Some("Managed devices".to_string()));
+    for id in ["d1", "d2"] {
+        let key = Fingerprint::of(id.as_bytes());
+        let admitted = store
+            .admit_device(id.into(), key, facts(id), token.clone(), caps, 1_000)
+            .await
+            .unwrap();
+        assert!(matches!(
+            admitted.admission,
+            Admission::Approved { new: true, .. }
+        ));
+    }
+    for token in [token.clone(), None] {
+        let refused = store
+            .admit_device(
+                "d3".into(),
+                Fingerprint::of(b"d3"),
+                facts("d3"),
+                token,
+                caps,
+                1_000,
+            )
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                refused.admission,
+                Admission::TooManyDevices { max_devices: 2 }
+            ),
+            "{:?}",
+            refused.admission
+        );
+    }
+    assert_eq!(
+        store.device_count().await.unwrap(),
+        2,
+        "d3 is not registered"
+    );
+    // A device already registered comes back with new facts: that is a write, not a new one.
+    let back = store
+        .admit_device(
+            "d1".into(),
+            Fingerprint::of(b"d1"),
+            facts("renamed"),
+            token,
+            caps,
+            2_000,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        back.admission,
+        Admission::Approved { new: false, .. }
     ));
 }

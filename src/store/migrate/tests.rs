@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::super::{META, SCHEMA_VERSION, SCHEMA_VERSION_KEY, Store, get, put, put_u64};
 use crate::model::group::{Group, MANAGED_DEVICES};
 
-use crate::model::{Fingerprint, ServerRow, UnixMillis};
+use crate::model::{Fingerprint, UnixMillis};
 use crate::store::schema::{GROUPS, RUN_ROWS, SECONDARIES};
 
 #[derive(Serialize)]
@@ -20,7 +20,7 @@ struct SecondaryV2 {
     last_connected: Option<UnixMillis>,
     version: String,
     address: Option<String>,
-    subtree: Vec<ServerRow>,
+    subtree: Vec<super::v8::ServerRowV8>,
     devices: u64,
     virtual_server: bool,
     disabled: bool,

@@ -124,7 +124,17 @@ async fn a_chained_task_starts_on_each_device_as_it_finishes_the_task_before() {
         let fingerprint = crate::model::Fingerprint::of(id.as_bytes());
         let facts = crate::model::device::DeviceFacts::default();
         store
-            .admit_device(id.into(), fingerprint, facts, Some(None), 10, 0)
+            .admit_device(
+                id.into(),
+                fingerprint,
+                facts,
+                Some(None),
+                crate::store::devices::DeviceCaps {
+                    max_devices: 10,
+                    max_pending: 10,
+                },
+                0,
+            )
             .await
             .unwrap();
     }

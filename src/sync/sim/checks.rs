@@ -88,6 +88,14 @@ impl Sim {
         if !self.net.is_empty() {
             return Err(format!("{} packets still in flight", self.net.len()));
         }
+        // Every server's own events reached the primary once each, in order, from their path.
+        for x in 0..n {
+            let own = self.nodes[x].store.events.own();
+            self.nodes[0]
+                .store
+                .events
+                .check_holds(&self.topo.path[x], &format!("s{x}"), own)?;
+        }
         for x in 0..n {
             let node = &self.nodes[x];
             let Some(vol) = node.vol.as_ref() else {

@@ -11,6 +11,7 @@
 //! writer would), and a link is only set up again once the batch in flight is stored.
 
 mod checks;
+mod events;
 mod runtime;
 mod store;
 mod topology;
@@ -24,6 +25,7 @@ use rand::{Rng, SeedableRng};
 use self::store::{RunData, Store};
 use self::topology::Topology;
 use super::child_session::ChildSession;
+use super::events_up::EventSender;
 use super::inherit;
 use super::parent_session::{InheritedRun, ParentPolicy, ParentSession};
 use super::replicate::{ApplierPolicy, Cursor, FeedPolicy, LogState};
@@ -532,7 +534,12 @@ impl Sim {
                 })
             })
             .collect();
-        let mut parent = ParentSession::new(parent_policy(), &name, cursor, log, runs, now);
+        // The parent's welcome says which of the child's events it holds.
+        let events = EventSender::new(
+            self.nodes[p].store.events.held_from(&name, child_epoch),
+            self.nodes[c].store.events.newest(),
+        );
+        let mut parent = ParentSession::new(parent_policy(), &name, cursor, log, runs, events, now);
         parent.sabotage_apply_duplicates = self.sabotage == Sabotage::ApplyDuplicates;
         if let Some(vol) = self.nodes[p].vol.as_mut() {
             vol.children.insert(c, child);
@@ -561,7 +568,9 @@ impl Sim {
     }
 
     fn restart(&mut self, x: usize) {
+        let now = self.millis();
         let node = &mut self.nodes[x];
+        node.store.events.record_own(&format!("s{x}"), now);
         node.restart_at = None;
         node.vol = Some(Volatile::default());
         self.touch(x);
@@ -632,6 +641,7 @@ impl Sim {
     fn primary_op(&mut self) {
         self.tally.changes += 1;
         let now = self.millis();
+        self.nodes[0].store.events.record_own("s0", now);
         let store = &self.nodes[0].store;
         let live: Vec<u64> = store.tasks.keys().copied().collect();
         let stoppable: Vec<RunId> = store

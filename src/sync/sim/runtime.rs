@@ -32,6 +32,10 @@ impl Sim {
             .as_ref()
             .map(|v| v.children.keys().copied().collect())
             .unwrap_or_default();
+        let child_epochs: std::collections::BTreeMap<usize, u64> = children
+            .iter()
+            .map(|&c| (c, self.nodes[c].store.epoch))
+            .collect();
         for c in children {
             let node = &mut self.nodes[x];
             let Some(session) = node.vol.as_mut().and_then(|v| v.children.get_mut(&c)) else {
@@ -72,6 +76,12 @@ impl Sim {
                         if kind == EventKind::ReplayStarted {
                             self.tally.replays += 1;
                         }
+                    }
+                    ChildEffect::StoreEvents { events } => {
+                        let epoch = child_epochs[&c];
+                        let name = format!("s{c}");
+                        let held = node.store.events.store_from_child(&name, epoch, events);
+                        session.handle_events_stored(held);
                     }
                     ChildEffect::StoreSubtree { .. } | ChildEffect::Answer { .. } => {}
                 }
@@ -147,6 +157,8 @@ impl Sim {
         let Some(session) = vol.parent.as_mut() else {
             return;
         };
+        // The store's watch of the event log.
+        session.handle_new_events(node.store.events.newest());
         while let Some(effect) = session.poll_effect(now) {
             match effect {
                 // Committed by a later step, as the store's writer would.
@@ -168,6 +180,10 @@ impl Sim {
                 }
                 ParentEffect::ReadSubtree => session.handle_subtree(devices, Vec::new()),
                 ParentEffect::Serve { .. } => {}
+                ParentEffect::ReadEvents { after, limit } => {
+                    let events = node.store.events.read(after, limit);
+                    session.handle_events_read(events, now);
+                }
             }
         }
         while let Some(msg) = session.poll_transmit(now) {
@@ -204,6 +220,7 @@ impl Sim {
         let applied = node
             .store
             .apply_batch(&format!("s{p}"), &batch, c, devices, now);
+        node.store.events.record_own(&format!("s{c}"), now);
         if let Some(session) = vol.parent.as_mut() {
             session.handle_applied(Ok(()));
         }

@@ -66,6 +66,8 @@ pub(super) struct Store {
     /// Runs changed by transactions since the runtime last looked: the store's signals.
     /// Volatile in a real server; the harness clears them on a crash.
     pub noted: Vec<RunId>,
+    /// The event log, with what it holds from each child.
+    pub events: super::events::EventLog,
 }
 
 /// What a batch of the parent's changes started, for the harness to track origins.

@@ -1,0 +1,194 @@
+//! The event log: this server's own events and those its children sent up, each with the
+//! path of the server it happened on, kept within a retention; and what the log holds from
+//! each child, so that every event is stored once (`sync::events_up`).
+
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+
+use super::schema::{EVENT_CURSORS, EVENTS};
+use super::{Store, StoreError, entries_u64, get, last_key_u64, put, put_u64, signals};
+use crate::model::{Event, EventFilter, EventRetention, UnixMillis};
+use crate::sync::events_up;
+
+/// Rows a filtered list reads at most for one page: a filter that matches little in a
+/// long log answers with fewer rows and a cursor to go on from, rather than reading it all.
+pub const SCAN_PER_PAGE: usize = 20_000;
+
+pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(EVENTS)?;
+    txn.open_table(EVENT_CURSORS)?;
+    Ok(())
+}
+
+/// Appends `event` (its `seq` assigned here) and applies the retention, in `txn`.
+fn append_in(
+    txn: &WriteTransaction,
+    mut event: Event,
+    retention: EventRetention,
+    now: UnixMillis,
+) -> Result<u64, StoreError> {
+    let mut table = txn.open_table(EVENTS)?;
+    let seq = last_key_u64(&table)?.map_or(1, |last| last + 1);
+    event.seq = seq;
+    put_u64(&mut table, seq, &event)?;
+    signals::note_event(seq);
+    let oldest = retention.oldest_kept(now);
+    let mut len = table.len()?;
+    loop {
+        let too_old = match table.first()? {
+            Some((_, first)) => super::decode::<Event>(first.value())?.time < oldest,
+            None => break,
+        };
+        if len <= retention.keep.max(1) && !too_old {
+            break;
+        }
+        if table.pop_first()?.is_none() {
+            break;
+        }
+        len -= 1;
+    }
+    Ok(seq)
+}
+
+impl Store {
+    /// Appends one of this server's own events; returns its sequence number.
+    pub async fn append_event(
+        &self,
+        event: Event,
+        retention: EventRetention,
+        now: UnixMillis,
+    ) -> Result<u64, StoreError> {
+        self.write(move |txn| append_in(txn, event.clone(), retention, now))
+            .await
+    }
+
+    /// Stores events the child `child` (log epoch `epoch`) sent up: those it already holds
+    /// dropped, each other with the child's name before its origin, and the highest of the
+    /// child's sequence numbers held, in one transaction. Returns that number, which the
+    /// child is told.
+    pub async fn store_child_events(
+        &self,
+        child: &str,
+        epoch: u64,
+        events: Vec<Event>,
+        retention: EventRetention,
+        now: UnixMillis,
+    ) -> Result<u64, StoreError> {
+        let child = child.to_string();
+        self.write(move |txn| {
+            let mut held = held_in(txn, &child, epoch)?;
+            let oldest = retention.oldest_kept(now);
+            for event in &events {
+                if event.seq <= held {
+                    continue;
+                }
+                held = event.seq;
+                if event.time >= oldest {
+                    append_in(
+                        txn,
+                        events_up::from_child(&child, event.clone()),
+                        retention,
+                        now,
+                    )?;
+                }
+            }
+            put(&mut txn.open_table(EVENT_CURSORS)?, &child, &(epoch, held))?;
+            Ok(held)
+        })
+        .await
+    }
+
+    /// The highest of `child`'s events held here, counted in its log epoch `epoch` (0 for
+    /// another epoch: it numbers its events again).
+    pub async fn events_held_from(&self, child: &str, epoch: u64) -> Result<u64, StoreError> {
+        let child = child.to_string();
+        self.read_now(move |txn| {
+            let cursors = txn.open_table(EVENT_CURSORS)?;
+            Ok(match get::<(u64, u64)>(&cursors, &child)? {
+                Some((held_epoch, held)) if held_epoch == epoch => held,
+                _ => 0,
+            })
+        })
+        .await
+    }
+
+    /// The sequence number of the newest event (0: none).
+    pub async fn last_event_seq(&self) -> Result<u64, StoreError> {
+        self.read_now(|txn| Ok(last_key_u64(&txn.open_table(EVENTS)?)?.unwrap_or(0)))
+            .await
+    }
+
+    /// At most `limit` events after `after`, oldest first: what goes up to the parent.
+    pub async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<Event>, StoreError> {
+        self.read(move |txn| {
+            let table = txn.open_table(EVENTS)?;
+            Ok(
+                entries_u64::<Event>(&table, after.saturating_add(1).., limit as usize)?
+                    .into_iter()
+                    .map(|(_, e)| e)
+                    .collect(),
+            )
+        })
+        .await
+    }
+
+    /// A page of the events `filter` matches, oldest first: after `after`, or without it the
+    /// newest. At most `limit`, reading at most [`SCAN_PER_PAGE`] rows; `next` is where to
+    /// go on from (the last row read) when there may be more after the page.
+    pub async fn event_page(
+        &self,
+        filter: EventFilter,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<(Vec<Event>, Option<u64>), StoreError> {
+        let limit = limit as usize;
+        self.read(move |txn| {
+            let table = txn.open_table(EVENTS)?;
+            let mut page = Vec::new();
+            match after {
+                Some(after) => {
+                    let mut last_read = None;
+                    let mut more = false;
+                    for (read, row) in table.range(after.saturating_add(1)..)?.enumerate() {
+                        let (key, value) = row?;
+                        if read == SCAN_PER_PAGE || page.len() == limit {
+                            more = true;
+                            break;
+                        }
+                        last_read = Some(key.value());
+                        let event = super::decode::<Event>(value.value())?;
+                        if filter.matches(&event) {
+                            page.push(event);
+                        }
+                    }
+                    Ok((page, last_read.filter(|_| more)))
+                }
+                None => {
+                    for row in table.iter()?.rev().take(SCAN_PER_PAGE) {
+                        let (_, value) = row?;
+                        let event = super::decode::<Event>(value.value())?;
+                        if filter.matches(&event) {
+                            page.push(event);
+                            if page.len() == limit {
+                                break;
+                            }
+                        }
+                    }
+                    page.reverse();
+                    Ok((page, None))
+                }
+            }
+        })
+        .await
+    }
+}
+
+fn held_in(txn: &WriteTransaction, child: &str, epoch: u64) -> Result<u64, StoreError> {
+    let cursors = txn.open_table(EVENT_CURSORS)?;
+    Ok(match get::<(u64, u64)>(&cursors, child)? {
+        Some((held_epoch, held)) if held_epoch == epoch => held,
+        _ => 0,
+    })
+}
+
+#[cfg(test)]
+mod tests;
