@@ -162,38 +162,34 @@ async fn list(
             None => return error(ErrorKind::NotFound, format!("no group {path:?}")),
         },
     };
-    let records = match node.store.devices().await {
-        Ok(records) => records,
+    let live = node.connected_devices();
+    let limit = limit.clamp(1, DEVICE_PAGE_MAX) as usize;
+    let in_group = tree.clone();
+    let keep = move |r: &DeviceRecord| match group_id {
+        None => true,
+        Some(g) => r.group_id == g || (recursive && in_group.is_descendant(r.group_id, g)),
+    };
+    // A range read of the name order: a page costs its own devices, not the whole registry.
+    let after = after.map(|c| (c.name, c.id));
+    let (records, read_to) = match node.store.device_page(after, limit, keep).await {
+        Ok(page) => page,
         Err(e) => return internal(e),
     };
-    let live = node.connected_devices();
-    let mut views: Vec<DeviceView> = records
-        .iter()
-        .filter(|r| match group_id {
-            None => true,
-            Some(g) => r.group_id == g || (recursive && tree.is_descendant(r.group_id, g)),
-        })
-        .map(|r| {
-            let path = tree
-                .path_of(r.group_id)
-                .unwrap_or_else(|| format!("group #{}", r.group_id));
-            DeviceView::of(r, path, live.contains(&r.id))
-        })
-        .collect();
-    views.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-    let start = match &after {
-        None => 0,
-        Some(cursor) => views.partition_point(|v| (&v.name, &v.id) <= (&cursor.name, &cursor.id)),
-    };
-    let limit = limit.clamp(1, DEVICE_PAGE_MAX) as usize;
-    let (devices, more) = super::reply::fill_page(views.into_iter().skip(start), limit);
-    let next = more
-        .then(|| devices.last())
-        .flatten()
-        .map(|d| DeviceCursor {
+    let views = records.iter().map(|r| {
+        let path = tree
+            .path_of(r.group_id)
+            .unwrap_or_else(|| format!("group #{}", r.group_id));
+        DeviceView::of(r, path, live.contains(&r.id))
+    });
+    let (devices, cut) = super::reply::fill_page(views, limit);
+    let next = if cut {
+        devices.last().map(|d| DeviceCursor {
             name: d.name.clone(),
             id: d.id.clone(),
-        });
+        })
+    } else {
+        read_to.map(|(name, id)| DeviceCursor { name, id })
+    };
     AdminResponse::Devices { devices, next }
 }
 

@@ -9,8 +9,13 @@ use crate::model::group::UNASSIGNED_DEVICES;
 use crate::model::{Fingerprint, RunRef};
 use crate::wire::msg::RunOrder;
 
+mod order;
+pub(crate) use order::ensure as ensure_order;
+pub use order::{DEVICE_SCAN_PER_PAGE, DeviceKey};
+
 pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(DEVICES)?;
+    txn.open_table(DEVICE_ORDER)?;
     txn.open_table(FINGERPRINTS)?;
     txn.open_table(PENDING_DEVICES)?;
     txn.open_table(ORDERS)?;
@@ -18,9 +23,14 @@ pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Writes a device's record and keeps [`PENDING_DEVICES`] in step with its enrollment.
+/// Writes a device's record and keeps [`PENDING_DEVICES`] in step with its enrollment, and
+/// the name order with its name.
 fn save(txn: &redb::WriteTransaction, record: &DeviceRecord) -> Result<(), StoreError> {
-    put(&mut txn.open_table(DEVICES)?, &record.id, record)?;
+    let mut devices = txn.open_table(DEVICES)?;
+    let before = get::<DeviceRecord>(&devices, &record.id)?;
+    put(&mut devices, &record.id, record)?;
+    drop(devices);
+    order::index(txn, before.as_ref(), record)?;
     let mut pending = txn.open_table(PENDING_DEVICES)?;
     if record.enrollment == Enrollment::Pending {
         put(&mut pending, &record.id, &())?;
@@ -234,6 +244,8 @@ impl Store {
                 return Ok(None);
             };
             remove(&mut devices, &id)?;
+            drop(devices);
+            order::unindex(txn, &record)?;
             remove(&mut txn.open_table(PENDING_DEVICES)?, &id)?;
             remove(
                 &mut txn.open_table(FINGERPRINTS)?,

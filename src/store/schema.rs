@@ -19,6 +19,8 @@ pub(crate) const ORDERS: StrTable = TableDefinition::new("device_orders");
 /// Cancels of runs a device starts by itself, stopped while it may not have heard, by
 /// "device id/run id": sent each time it connects until it reports on that run.
 pub(crate) const OWED_CANCELS: StrTable = TableDefinition::new("owed_cancels");
+/// The registry in name order: `name \0 id` to `()` (see `store::devices::order`).
+pub(crate) const DEVICE_ORDER: StrTable = TableDefinition::new("device_order");
 /// Groups by id.
 pub(crate) const GROUPS: SeqTable = TableDefinition::new("groups");
 /// Registered secondaries by display name.

@@ -30,6 +30,7 @@ impl Store {
             txn.open_table(ACCOUNTS)?;
             super::events::create_tables(txn)?;
             super::devices::create_tables(txn)?;
+            super::devices::ensure_order(txn)?;
             super::groups::create_tables(txn)?;
             super::tasks::create_tables(txn)?;
             super::replication::create_tables(txn)?;
