@@ -12,6 +12,10 @@ use serde::Deserialize;
 use crate::model::Fingerprint;
 use crate::sync::link::LinkPolicy;
 
+mod notify;
+
+pub use notify::{ConfigChannel, FileSecret, NotifyConfig, NotifyFiles, SmtpConfig};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
@@ -52,6 +56,8 @@ struct RawServer {
     events: RawEvents,
     #[serde(default)]
     tasks: RawTasks,
+    #[serde(default)]
+    notify: notify::RawNotify,
     /// The IANA time zone the server runs its own scheduled tasks in (selection and server
     /// tasks); by default the system's.
     time_zone: Option<String>,
@@ -284,6 +290,8 @@ pub struct ServerConfig {
     pub enrollment: Vec<EnrollmentToken>,
     /// The time zone of the server's own schedules (`time_zone`); `None`: the system's.
     pub time_zone: Option<String>,
+    /// The SMTP relay and the notification channels of the config (`[notify]`).
+    pub notify: NotifyConfig,
 }
 
 /// What one server holds for its peers at most (`[limits]`).
@@ -492,6 +500,7 @@ impl ServerConfig {
             });
         }
         let anchored = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let notify = notify::parse(raw.notify, &invalid, &anchored)?;
         let data = anchored(raw.data);
         // Compared by prefix with each backup task's directory: its `..` are resolved here
         // (`../data/backups` from the config's directory is the examples' layout), and one
@@ -544,6 +553,7 @@ impl ServerConfig {
             deleted_keep_days: raw.tasks.deleted_keep_days,
             time_zone: raw.time_zone,
             enrollment,
+            notify,
         })
     }
 }
@@ -552,7 +562,7 @@ impl ServerConfig {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
+    pub(super) const GOOD: &str = r#"
 name = "branch-1"
 data = "data/branch-1.redb"
 listen = "127.0.0.1:13001"
@@ -566,7 +576,7 @@ port = 13000
 fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
 "#;
 
-    fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
+    pub(super) fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
         ServerConfig::parse(text, Path::new("cfg.toml"), Path::new("/etc/canopy"))
     }
 
@@ -578,7 +588,7 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         assert_eq!(c.link, LinkPolicy::default());
     }
 
-    fn error_of(text: &str) -> String {
+    pub(super) fn error_of(text: &str) -> String {
         parse(text).unwrap_err().to_string()
     }
 

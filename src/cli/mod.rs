@@ -10,6 +10,7 @@ mod device;
 mod event;
 mod group;
 mod login;
+mod notify;
 mod session;
 pub mod table;
 mod task;
@@ -118,6 +119,9 @@ enum Command {
     /// Virtual servers of the server: tenants with their own accounts, groups and devices.
     #[command(subcommand)]
     Vserver(vserver::VserverCommand),
+    /// Notification channels: events sent by email and webhook (administrators only).
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
     /// Measure scenarios on loopback (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -304,7 +308,8 @@ impl Command {
             | Command::Device(_)
             | Command::Group(_)
             | Command::Task(_)
-            | Command::Vserver(_) => true,
+            | Command::Vserver(_)
+            | Command::Notify(_) => true,
             Command::Account(cmd) => !matches!(cmd, AccountCommand::Bootstrap { .. }),
             Command::Serve { .. }
             | Command::Pki(_)
@@ -334,7 +339,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.at.is_some() && !cli.command.asks_a_server() {
         bail!(
             "--at applies to the commands that ask a server (server, event, account, device, \
-             group, task, vserver), not to login, logout or local commands"
+             group, task, vserver, notify), not to login, logout or local commands"
         );
     }
     AT.scope(cli.at, dispatch(session_path, cli.command)).await
@@ -381,6 +386,7 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
         Command::Device(cmd) => device::run(&session_path, cmd).await,
         Command::Task(cmd) => task::run(&session_path, cmd).await,
         Command::Vserver(cmd) => vserver::run(&session_path, cmd).await,
+        Command::Notify(cmd) => notify::run(&session_path, cmd).await,
         Command::Demo { json } => demo::run(json).await,
         Command::Bench(cmd) => bench::run(cmd).await,
     }

@@ -2,11 +2,13 @@
 //! kind, with real values (`samples`).
 
 use super::samples::{self as s, NOW};
-use crate::model::Role;
+use crate::model::notify::{ChannelFilter, ChannelTarget};
 use crate::model::task::DeviceState;
+use crate::model::{EventKind, Role, Severity};
 use crate::wire::msg::{
-    AdminRequest, AdminResponse, DeviceCursor, DeviceRequest, ErrorKind, GroupRequest, ScopeSpec,
-    Secret, TaskRequest, VirtualServerRequest,
+    AdminRequest, AdminResponse, DeviceCursor, DeviceRequest, ErrorKind, GroupRequest,
+    NotifyChannelSpec, NotifyChannelView, NotifyRequest, ScopeSpec, Secret, TaskRequest,
+    VirtualServerRequest,
 };
 
 pub(super) fn admin_requests() -> Vec<AdminRequest> {
@@ -218,6 +220,42 @@ pub(super) fn admin_requests() -> Vec<AdminRequest> {
         ]
         .map(AdminRequest::VirtualServer),
     );
+    requests.extend(
+        [
+            NotifyRequest::List {
+                after: Some("ops-mail".into()),
+                limit: 100,
+            },
+            NotifyRequest::Add(Box::new(NotifyChannelSpec {
+                name: "ops-hook".into(),
+                target: ChannelTarget::Webhook {
+                    url: "https://hooks.example.com/canopy".into(),
+                },
+                filter: ChannelFilter::default(),
+                secret: Some(Secret("hook-secret".into())),
+                ca_pem: None,
+            })),
+            NotifyRequest::Add(Box::new(NotifyChannelSpec {
+                name: "ops-mail".into(),
+                target: ChannelTarget::Email {
+                    to: vec!["ops@example.com".into()],
+                },
+                filter: ChannelFilter {
+                    kinds: vec![EventKind::DeviceResult],
+                    min_severity: Severity::Warning,
+                },
+                secret: None,
+                ca_pem: None,
+            })),
+            NotifyRequest::Remove {
+                name: "ops-hook".into(),
+            },
+            NotifyRequest::Test {
+                name: "ops-mail".into(),
+            },
+        ]
+        .map(AdminRequest::Notify),
+    );
     requests
 }
 
@@ -293,5 +331,23 @@ pub(super) fn admin_responses() -> Vec<AdminResponse> {
             created: Some(Box::new(s::task_view())),
         })),
         AdminResponse::Credentials(s::credential_results()),
+        AdminResponse::NotifyChannels {
+            channels: vec![NotifyChannelView {
+                name: "ops-hook".into(),
+                target: ChannelTarget::Webhook {
+                    url: "https://hooks.example.com/canopy".into(),
+                },
+                filter: ChannelFilter::default(),
+                source: "admin".into(),
+                cursor: 120,
+                behind: 3,
+                pending: 2,
+                last_delivery: Some(NOW - 60_000),
+                last_error: Some("HTTP 500".into()),
+                next_retry: Some(NOW + 4_000),
+                skipped: 0,
+            }],
+            next: None,
+        },
     ]
 }

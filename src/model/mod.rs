@@ -7,6 +7,7 @@ pub mod fingerprint;
 pub mod group;
 pub mod limits;
 pub mod link;
+pub mod notify;
 pub mod revision;
 pub mod run_ref;
 pub mod schedule;

@@ -168,6 +168,7 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
         Task(_) => role != Role::Auditor,
         VirtualServer(VirtualServerRequest::List { .. }) => role != Role::Auditor,
         VirtualServer(_) => role == Role::Administrator,
+        Notify(_) => role == Role::Administrator,
     }
 }
 
@@ -306,6 +307,7 @@ async fn dispatch(
         AdminRequest::VirtualServer(request) => {
             super::vservers::handle(node, session, request).await
         }
+        AdminRequest::Notify(request) => super::notify::admin::handle(node, session, request).await,
     }
 }
 

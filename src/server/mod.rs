@@ -11,6 +11,7 @@ mod fed;
 mod groups;
 mod link_seal;
 mod login_guard;
+mod notify;
 mod reply;
 mod tasks;
 mod vservers;
@@ -102,6 +103,9 @@ pub struct Node {
     /// How many devices each task devices run on their own schedule reaches here, as last
     /// counted: the automatic randomized delay's window comes from it.
     reach_counts: Mutex<HashMap<crate::model::task::TaskId, u64>>,
+    /// The notification channels (email, webhook); set once on a physical server, never
+    /// on a virtual one.
+    notifier: std::sync::OnceLock<Arc<notify::Notifier>>,
 }
 
 /// What a server shares with the virtual servers it hosts: its identity and its endpoint.
@@ -165,6 +169,7 @@ impl Node {
             },
             schedules_changed: tokio::sync::Notify::new(),
             reach_counts: Mutex::new(HashMap::new()),
+            notifier: std::sync::OnceLock::new(),
         };
         if node.reports_up() {
             // The upstream link reports the runs whose statistics change.
@@ -340,6 +345,8 @@ impl RunningServer {
     /// Opens the database, binds the port and starts serving (and, on a secondary, the link
     /// to the parent). Returns once the server accepts connections.
     pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+        // The secrets of `[notify]` first: a file missing stops the start, naming the key.
+        let notify_files = config.notify.load_files()?;
         let chain = pki::load_certs(&config.cert)?;
         let key = pki::load_key(&config.key)?;
         let ca_certs = pki::load_certs(&config.ca)?;
@@ -394,6 +401,10 @@ impl RunningServer {
         )
         .instrument(span.clone())
         .await;
+        let notifier = notify::Notifier::start(&node, notify_files)
+            .instrument(span.clone())
+            .await?;
+        let _ = node.notifier.set(notifier);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(accept::accept_loop(node.clone()).instrument(span.clone()));
         tasks.spawn(tasks::prune_loop(node.clone()).instrument(span.clone()));
@@ -429,6 +440,9 @@ impl RunningServer {
         let _ = tokio::time::timeout(Duration::from_secs(3), node.endpoint.wait_idle()).await;
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(notifier) = node.notifier.get() {
+            notifier.stop().await;
+        }
         vservers::stop_all(&node).await;
         // After the virtual servers: one created by an administrator runs its tasks there.
         self.admin_thread.stop().await;

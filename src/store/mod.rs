@@ -22,6 +22,7 @@ mod events;
 mod groups;
 pub mod maintenance;
 mod migrate;
+mod notify;
 pub mod occurrences;
 pub mod pause;
 pub mod private;

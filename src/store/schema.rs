@@ -31,6 +31,12 @@ pub(crate) const ACCOUNTS: StrTable = TableDefinition::new("accounts");
 pub(crate) const EVENTS: SeqTable = TableDefinition::new("events");
 /// By child name: its log epoch and the highest of its events held here, `(u64, u64)`.
 pub(crate) const EVENT_CURSORS: StrTable = TableDefinition::new("event_cursors");
+/// The notification channels administrators added, by name
+/// ([`crate::model::notify::StoredChannel`]); those of the config are not stored.
+pub(crate) const NOTIFY_CHANNELS: StrTable = TableDefinition::new("notify_channels");
+/// Where each notification channel is in the event log, by channel name
+/// ([`crate::model::notify::ChannelCursor`]); config channels' too.
+pub(crate) const NOTIFY_CURSORS: StrTable = TableDefinition::new("notify_cursors");
 /// Tasks by id.
 pub(crate) const TASKS: StrTable = TableDefinition::new("tasks");
 /// Task id by display name: names are unique on a server.

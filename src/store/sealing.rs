@@ -55,6 +55,16 @@ impl SecretKey {
     }
 
     pub fn seal(&self, plaintext: &str) -> anyhow::Result<SealedSecret> {
+        self.seal_for(PURPOSE, plaintext)
+    }
+
+    /// Seals a secret of another kind than a task password (`purpose` says which, and a
+    /// ciphertext opens only for the same purpose).
+    pub fn seal_for(
+        &self,
+        purpose: &'static [u8],
+        plaintext: &str,
+    ) -> anyhow::Result<SealedSecret> {
         let mut nonce = [0u8; 12];
         self.rng
             .fill(&mut nonce)
@@ -63,7 +73,7 @@ impl SecretKey {
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(PURPOSE),
+                Aad::from(purpose),
                 &mut ciphertext,
             )
             .map_err(|_| anyhow::anyhow!("cannot seal a secret"))?;
@@ -91,12 +101,21 @@ impl SecretKey {
 
     /// The plaintext: only the agent that runs a task opens its password.
     pub fn open(&self, sealed: &SealedSecret) -> anyhow::Result<String> {
+        self.open_for(PURPOSE, sealed)
+    }
+
+    /// Opens what [`SecretKey::seal_for`] sealed for `purpose`.
+    pub fn open_for(
+        &self,
+        purpose: &'static [u8],
+        sealed: &SealedSecret,
+    ) -> anyhow::Result<String> {
         let mut buffer = sealed.ciphertext.clone();
         let plain = self
             .key
             .open_in_place(
                 Nonce::assume_unique_for_key(sealed.nonce),
-                Aad::from(PURPOSE),
+                Aad::from(purpose),
                 &mut buffer,
             )
             .map_err(|_| anyhow::anyhow!("a sealed secret does not open with this server's key"))?;

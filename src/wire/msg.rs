@@ -14,10 +14,12 @@ use crate::model::{Account, Event, EventFilter, Role, ServerRow, UnixMillis};
 mod agent;
 mod credentials;
 mod fed;
+mod notify;
 
 pub use agent::*;
 pub use credentials::*;
 pub use fed::*;
+pub use notify::*;
 
 /// A value that must never be printed or logged: its `Debug` shows only that it is set.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -115,6 +117,8 @@ pub enum AdminRequest {
     Device(DeviceRequest),
     Task(TaskRequest),
     VirtualServer(VirtualServerRequest),
+    /// Notification channels (email, webhook) of a physical server.
+    Notify(NotifyRequest),
 }
 
 /// Virtual servers of a physical server.
@@ -578,6 +582,10 @@ impl AdminRequest {
             AdminRequest::VirtualServer(VirtualServerRequest::Enable { .. }) => "vserver enable",
             AdminRequest::VirtualServer(VirtualServerRequest::Disable { .. }) => "vserver disable",
             AdminRequest::VirtualServer(VirtualServerRequest::Delete { .. }) => "vserver delete",
+            AdminRequest::Notify(NotifyRequest::List { .. }) => "notify list",
+            AdminRequest::Notify(NotifyRequest::Add(_)) => "notify add",
+            AdminRequest::Notify(NotifyRequest::Remove { .. }) => "notify remove",
+            AdminRequest::Notify(NotifyRequest::Test { .. }) => "notify test",
         }
     }
 }
@@ -677,6 +685,11 @@ pub enum AdminResponse {
     },
     /// What the Change tasks password wizard did to each task it found.
     Credentials(Vec<CredentialsResult>),
+    /// A page of notification channels; `next`: the name to ask after.
+    NotifyChannels {
+        channels: Vec<NotifyChannelView>,
+        next: Option<String>,
+    },
 }
 
 /// `canopy server status`: the server asked, and its link to its own parent if it has one.
