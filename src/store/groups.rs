@@ -269,13 +269,7 @@ mod tests {
             .collect()
     }
 
-    async fn open(path: &std::path::Path) -> Store {
-        let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || Store::open_server(&path))
-            .await
-            .unwrap()
-            .unwrap()
-    }
+    use crate::store::tasks::tests::open_at as open;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn groups_follow_the_rules_and_secondaries_follow_their_group() {

@@ -148,13 +148,7 @@ mod tests {
         }
     }
 
-    async fn open(path: &std::path::Path) -> Store {
-        let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || Store::open_server(&path))
-            .await
-            .unwrap()
-            .unwrap()
-    }
+    use crate::store::tasks::tests::open_at as open;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_new_channel_starts_at_the_end_and_its_cursor_survives_a_reopen() {

@@ -8,12 +8,17 @@ use crate::model::task::{
 /// A server database in a temporary directory, kept as long as the directory.
 pub(in crate::store) async fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("server.redb");
-    let store = tokio::task::spawn_blocking(move || Store::open_server(&path))
+    let store = open_at(&dir.path().join("server.redb")).await;
+    (dir, store)
+}
+
+/// The server database at `path`, opened on the blocking pool.
+pub(in crate::store) async fn open_at(path: &std::path::Path) -> Store {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || Store::open_server(&path))
         .await
         .unwrap()
-        .unwrap();
-    (dir, store)
+        .unwrap()
 }
 
 pub(in crate::store) fn task(days: u32) -> TaskRecord {
