@@ -123,15 +123,14 @@ struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawParent {
-    address: String,
-    #[serde(default = "default_port")]
-    port: u32,
+    address: Option<String>,
+    port: Option<u32>,
     fingerprint: String,
+    #[serde(default)]
+    passive: bool,
 }
 
-fn default_port() -> u32 {
-    13000
-}
+const DEFAULT_PORT: u32 = 13000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -340,10 +339,61 @@ pub struct EnrollmentToken {
 
 #[derive(Clone, Debug)]
 pub struct ParentConfig {
+    /// Where this server connects to its parent; `None`: it is passive (`parent.passive`),
+    /// and waits for its parent to connect to it.
+    pub dial: Option<ParentAddress>,
+    pub fingerprint: Fingerprint,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParentAddress {
     /// An IP address, or a DNS name resolved with hickory-resolver at each connection attempt.
     pub address: String,
     pub port: u16,
-    pub fingerprint: Fingerprint,
+}
+
+/// Where `[parent]` says to connect; `None` for a passive secondary, which names no address.
+fn parent_address(p: &RawParent) -> Result<Option<ParentAddress>, (&'static str, String)> {
+    if p.passive {
+        if p.address.is_some() || p.port.is_some() {
+            let key = if p.address.is_some() {
+                "parent.address"
+            } else {
+                "parent.port"
+            };
+            return Err((
+                key,
+                "a passive secondary does not connect to its parent: its parent connects to it \
+                 (register it there with `server add-secondary --passive HOST:PORT`); remove \
+                 the key or set parent.passive = false"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let address = p.address.as_deref().unwrap_or("").trim();
+    if address.is_empty() {
+        return Err((
+            "parent.address",
+            "must not be empty (or set parent.passive = true for a secondary its parent \
+             connects to)"
+                .into(),
+        ));
+    }
+    let raw_port = p.port.unwrap_or(DEFAULT_PORT);
+    let port = u16::try_from(raw_port)
+        .ok()
+        .filter(|&port| port != 0)
+        .ok_or_else(|| {
+            (
+                "parent.port",
+                format!("{raw_port} is not a port (1 to 65535)"),
+            )
+        })?;
+    Ok(Some(ParentAddress {
+        address: address.to_string(),
+        port,
+    }))
 }
 
 impl ServerConfig {
@@ -386,25 +436,12 @@ impl ServerConfig {
         let parent = match raw.parent {
             None => None,
             Some(p) => {
-                if p.address.trim().is_empty() {
-                    return Err(invalid("parent.address", "must not be empty".into()));
-                }
-                let port = u16::try_from(p.port)
-                    .ok()
-                    .filter(|&port| port != 0)
-                    .ok_or_else(|| {
-                        invalid(
-                            "parent.port",
-                            format!("{} is not a port (1 to 65535)", p.port),
-                        )
-                    })?;
                 let fingerprint = p
                     .fingerprint
                     .parse()
                     .map_err(|e| invalid("parent.fingerprint", format!("{e}")))?;
                 Some(ParentConfig {
-                    address: p.address.trim().to_string(),
-                    port,
+                    dial: parent_address(&p).map_err(|(key, problem)| invalid(key, problem))?,
                     fingerprint,
                 })
             }
@@ -584,12 +621,23 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
     fn good_config_resolves_paths_against_its_directory() {
         let c = parse(GOOD).unwrap();
         assert_eq!(c.data, Path::new("/etc/canopy/data/branch-1.redb"));
-        assert_eq!(c.parent.unwrap().port, 13000);
+        assert_eq!(c.parent.unwrap().dial.unwrap().port, 13000);
         assert_eq!(c.link, LinkPolicy::default());
     }
 
     pub(super) fn error_of(text: &str) -> String {
         parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_passive_secondary_names_no_parent_address() {
+        let passive = GOOD.replace("address = \"127.0.0.1\"\nport = 13000", "passive = true");
+        let parent = parse(&passive).unwrap().parent.unwrap();
+        assert!(parent.dial.is_none());
+        let both = GOOD.replace("port = 13000", "port = 13000\npassive = true");
+        assert!(error_of(&both).contains("`parent.address`"));
+        let neither = GOOD.replace("address = \"127.0.0.1\"\n", "");
+        assert!(error_of(&neither).contains("parent.passive = true"));
     }
 
     #[test]

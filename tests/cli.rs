@@ -250,7 +250,11 @@ fn the_example_configs_parse() {
     let agent = canopy::agent::config::AgentConfig::load(&root.join("config/agent.toml")).unwrap();
     assert_eq!((agent.server_port, agent.applications.len()), (13000, 1));
     // The secondaries' examples carry a placeholder fingerprint, and say so when loaded.
-    for name in ["secondary.toml", "secondary-of-secondary.toml"] {
+    for name in [
+        "secondary.toml",
+        "secondary-of-secondary.toml",
+        "secondary-dmz.toml",
+    ] {
         let err = canopy::config::ServerConfig::load(&root.join("config").join(name))
             .unwrap_err()
             .to_string();
@@ -265,7 +269,15 @@ fn the_example_configs_parse() {
                 .to_string(),
             &"ab".repeat(32),
         );
-        canopy::config::ServerConfig::parse(&text, Path::new(name), &root.join("config")).unwrap();
+        let config =
+            canopy::config::ServerConfig::parse(&text, Path::new(name), &root.join("config"))
+                .unwrap();
+        let parent = config.parent.unwrap();
+        assert_eq!(
+            parent.dial.is_none(),
+            name == "secondary-dmz.toml",
+            "{name}"
+        );
     }
 }
 

@@ -607,6 +607,7 @@ async fn tenants_see_only_themselves_and_equal_names_stay_apart() {
             name: "sneaky".into(),
             group: "Managed devices".into(),
             cert_pem: pem,
+            passive: None,
         })
         .await,
     );

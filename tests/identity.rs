@@ -278,6 +278,7 @@ async fn a_removed_secondary_is_revoked_in_the_whole_tree() {
         name: name.into(),
         group: "Managed devices".into(),
         cert_pem: std::fs::read_to_string(d.certs.join("branch-1.pem")).unwrap(),
+        passive: None,
     };
     at_2.call(alias("alias")).await.unwrap();
     assert_eq!(link_as(&d, branch_2.local_addr(), "branch-1").await, Ok(()));
@@ -396,6 +397,7 @@ async fn a_certificate_revoked_at_the_primary_is_refused_in_the_whole_tree() {
         name: "stray".into(),
         group: "Managed devices".into(),
         cert_pem: pem("stray"),
+        passive: None,
     };
     at_branch.call(add).await.unwrap();
     assert_eq!(link_as(&d, branch.local_addr(), "stray").await, Ok(()));

@@ -35,6 +35,7 @@ async fn add_secondary(d: &Deployment, admin: &AdminClient, name: &str) -> Resul
         name: name.into(),
         group: "Managed devices".into(),
         cert_pem,
+        passive: None,
     };
     admin.call(request).await.map(drop)
 }

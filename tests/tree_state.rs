@@ -397,6 +397,7 @@ async fn rows_go_with_the_registration_and_a_reinstalled_child_is_not_frozen() {
             name: "branch-x".into(),
             group: "Managed devices".into(),
             cert_pem,
+            passive: None,
         },
     )
     .await;

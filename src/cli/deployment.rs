@@ -88,6 +88,18 @@ impl Deployment {
         child: &str,
         group: &str,
     ) -> anyhow::Result<()> {
+        self.register_as(parent, child, group, None).await
+    }
+
+    /// [`Deployment::register`], as a passive secondary the parent connects to at `passive`
+    /// (`host:port`) if given.
+    pub async fn register_as(
+        &self,
+        parent: SocketAddr,
+        child: &str,
+        group: &str,
+        passive: Option<String>,
+    ) -> anyhow::Result<()> {
         let path = self.certs.join(format!("{child}.pem"));
         let cert_pem = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -96,6 +108,7 @@ impl Deployment {
             name: child.into(),
             group: group.into(),
             cert_pem,
+            passive,
         };
         let result = client.call(request).await;
         client.close().await;

@@ -183,6 +183,10 @@ enum ServerCommand {
         /// The secondary's certificate (PEM), as issued by `canopy pki issue`.
         #[arg(long)]
         cert: PathBuf,
+        /// A passive secondary (in a DMZ, not allowed to connect out): this server connects
+        /// to it at HOST:PORT. Its config says `[parent] passive = true`.
+        #[arg(long, value_name = "HOST:PORT")]
+        passive: Option<String>,
     },
     /// Remove a secondary's registration (it keeps running on its own).
     RemoveSecondary {
@@ -506,7 +510,12 @@ async fn server_command(session_path: &Path, cmd: ServerCommand) -> anyhow::Resu
             crate::cli::table::show(&table::status(&status));
             Ok(())
         }
-        ServerCommand::AddSecondary { name, group, cert } => {
+        ServerCommand::AddSecondary {
+            name,
+            group,
+            cert,
+            passive,
+        } => {
             let cert_pem = std::fs::read_to_string(&cert)
                 .with_context(|| format!("reading {}", cert.display()))?;
             print_done(
@@ -516,6 +525,7 @@ async fn server_command(session_path: &Path, cmd: ServerCommand) -> anyhow::Resu
                         name,
                         group,
                         cert_pem,
+                        passive,
                     },
                 )
                 .await?,

@@ -95,8 +95,9 @@ fn opt_time(t: Option<i64>) -> String {
 }
 
 /// The tree, indented by depth; TYPE tells virtual servers (tenants hosted by their
-/// parent) from physical ones, DEVICES is what each server last reported managing,
-/// INSTANCE the installation it last said it is (a reinstalled server has a new one).
+/// parent) and passive ones (their parent connects to them) from physical ones, DEVICES
+/// is what each server last reported managing, INSTANCE the installation it last said it
+/// is (a reinstalled server has a new one).
 pub fn servers(rows: &[ServerRow]) -> String {
     let body: Vec<Vec<String>> = rows
         .iter()
@@ -107,6 +108,8 @@ pub fn servers(rows: &[ServerRow]) -> String {
                 r.depth.to_string(),
                 if r.virtual_server {
                     "virtual"
+                } else if r.passive {
+                    "passive"
                 } else {
                     "physical"
                 }
@@ -255,14 +258,17 @@ mod tests {
             last_connected: None,
             devices,
             virtual_server,
+            passive: path.ends_with("dmz"),
         };
         let t = super::servers(&[
             row("primary", 0, 200, false),
+            row("primary/dmz", 1, 3, false),
             row("primary/tenant-a", 1, 12, true),
         ]);
         let expected = "\
 SERVER      PATH              DEPTH  TYPE      STATUS  DEVICES  VERSION  ADDRESS  LAST CONNECTED  INSTANCE
 primary     primary           0      physical  Active  200      -        -        never           5c3a0e1f2b4d6879
+  dmz       primary/dmz       1      passive   Active  3        -        -        never           5c3a0e1f2b4d6879
   tenant-a  primary/tenant-a  1      virtual   Active  12       -        -        never           -
 ";
         assert_eq!(t, expected);

@@ -30,6 +30,7 @@ pub(super) fn admin_requests() -> Vec<AdminRequest> {
             name: name(),
             group: "Managed devices".into(),
             cert_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            passive: Some("dmz.example.org:13000".into()),
         },
         AdminRequest::RemoveSecondary { name: name() },
         AdminRequest::RevokeCertificate {

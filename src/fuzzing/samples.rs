@@ -356,6 +356,7 @@ pub(super) fn server_rows() -> Vec<ServerRow> {
             last_connected: None,
             devices: 120,
             virtual_server: false,
+            passive: true,
         },
         ServerRow {
             path: "branch-1/branch-1a".into(),
@@ -369,6 +370,7 @@ pub(super) fn server_rows() -> Vec<ServerRow> {
             last_connected: Some(NOW),
             devices: 40,
             virtual_server: true,
+            passive: false,
         },
     ]
 }
@@ -389,6 +391,7 @@ pub(super) fn secondaries() -> Vec<SecondaryRecord> {
         virtual_server: false,
         disabled: false,
         enrollment_token: String::new(),
+        passive: Some("dmz.example.org:13000".into()),
     }]
 }
 

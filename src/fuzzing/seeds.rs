@@ -390,6 +390,10 @@ fn files(out: &mut Vec<Seed>) {
             "secondary-of-secondary",
             include_str!("../../config/secondary-of-secondary.toml"),
         ),
+        (
+            "secondary-dmz",
+            include_str!("../../config/secondary-dmz.toml"),
+        ),
     ];
     for (name, text) in configs {
         // The examples of secondaries hold a placeholder where the parent's fingerprint goes.

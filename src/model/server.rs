@@ -76,6 +76,8 @@ pub struct ServerRow {
     pub devices: u64,
     /// A virtual server (a tenant hosted by its parent) rather than a physical one.
     pub virtual_server: bool,
+    /// A passive secondary: its parent connects to it (a DMZ), rather than it to its parent.
+    pub passive: bool,
 }
 
 /// The parent's record of a registered secondary.
@@ -106,6 +108,9 @@ pub struct SecondaryRecord {
     /// A virtual server's: whether it runs, and the token its devices enroll with.
     pub disabled: bool,
     pub enrollment_token: String,
+    /// A passive secondary's address (`host:port`): this server connects to it there, and
+    /// it does not connect out. `None`: the secondary connects to this server.
+    pub passive: Option<String>,
 }
 
 /// What an administrator account may do.

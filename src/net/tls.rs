@@ -1,4 +1,4 @@
-//! rustls and quinn configuration for the three kinds of peer sharing one UDP port.
+//! rustls and quinn configuration for the kinds of peer sharing one UDP port.
 //!
 //! Servers, device agents and the admin CLI all connect to the same QUIC endpoint and are
 //! told apart by ALPN. The TLS layer therefore only proves key possession for client
@@ -29,6 +29,10 @@ use crate::model::Fingerprint;
 
 /// Server-to-server federation protocol.
 pub const ALPN_FED: &[u8] = b"canopy-fed/1";
+/// The same federation protocol on a connection the parent opens to a passive secondary
+/// (one in a DMZ that may not connect out): the parent is the QUIC client, and presents its
+/// certificate; the secondary still opens the link's stream and says its hello.
+pub const ALPN_FED_PASSIVE: &[u8] = b"canopy-fed-passive/1";
 /// Device agent protocol.
 pub const ALPN_AGENT: &[u8] = b"canopy-agent/1";
 /// Admin CLI protocol.
@@ -101,9 +105,14 @@ impl Transport {
         self.quinn_config(1, safety_net)
     }
 
-    /// The transport of a client's connection: servers never open streams.
-    pub fn to_quinn_client(&self) -> Result<Arc<quinn::TransportConfig>, TlsError> {
-        self.quinn_config(0, (!self.keep_alive.is_zero()).then_some(self.keep_alive))
+    /// The transport of a client's connection: servers never open streams, but for a
+    /// passive secondary, which opens its link's one stream to the parent that dialed it.
+    pub fn to_quinn_client(&self, alpn: &[u8]) -> Result<Arc<quinn::TransportConfig>, TlsError> {
+        let peer_streams = u32::from(alpn == ALPN_FED_PASSIVE);
+        self.quinn_config(
+            peer_streams,
+            (!self.keep_alive.is_zero()).then_some(self.keep_alive),
+        )
     }
 
     fn quinn_config(
@@ -138,7 +147,7 @@ fn root_store(ca: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsE
     Ok(Arc::new(roots))
 }
 
-/// The server side of every connection: offers all three ALPNs and accepts any client
+/// The server side of every connection: offers every ALPN and accepts any client
 /// certificate whose owner proves possession of its key, or none at all.
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
@@ -153,7 +162,7 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
-    tls.alpn_protocols = [ALPN_FED, ALPN_AGENT, ALPN_ADMIN]
+    tls.alpn_protocols = [ALPN_FED, ALPN_FED_PASSIVE, ALPN_AGENT, ALPN_ADMIN]
         .map(<[u8]>::to_vec)
         .into();
     // Clients never resume (see `client_config`), so tickets would only cost bytes.
@@ -309,7 +318,7 @@ pub fn client_config(
     // A resumed session skips certificate verification, and with it the pin check.
     tls.resumption = rustls::client::Resumption::disabled();
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-    config.transport_config(transport.to_quinn_client()?);
+    config.transport_config(transport.to_quinn_client(alpn)?);
     Ok(config)
 }
 
@@ -647,7 +656,7 @@ mod tests {
             idle_timeout: Duration::from_secs(30),
         };
         let server = format!("{:?}", transport.to_quinn_server().unwrap());
-        let client = format!("{:?}", transport.to_quinn_client().unwrap());
+        let client = format!("{:?}", transport.to_quinn_client(ALPN_AGENT).unwrap());
         assert!(
             server.contains("keep_alive_interval: Some(15s)"),
             "{server}"

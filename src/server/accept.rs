@@ -177,6 +177,7 @@ async fn serve(
 ) {
     match tls::alpn_of(&conn).as_deref() {
         Some(tls::ALPN_FED) => fed::serve_child(node, conn).await,
+        Some(tls::ALPN_FED_PASSIVE) => fed::parent_dialed(node, conn).await,
         // On the admin thread, driver and all, so that it answers while devices keep this
         // runtime busy.
         Some(tls::ALPN_ADMIN) => {

@@ -255,7 +255,8 @@ async fn dispatch(
             name,
             group,
             cert_pem,
-        } => add_secondary(node, session, name, group, cert_pem).await,
+            passive,
+        } => add_secondary(node, session, name, group, cert_pem, passive).await,
         AdminRequest::RemoveSecondary { name } => remove_secondary(node, session, name).await,
         AdminRequest::RevokeCertificate {
             name,
@@ -501,10 +502,16 @@ async fn add_secondary(
     name: String,
     group: String,
     cert_pem: String,
+    passive: Option<String>,
 ) -> AdminResponse {
     if let Err(e) = model::check_display_name("secondary name", &name) {
         return error(ErrorKind::InvalidInput, e);
     }
+    let passive = match passive.as_deref().map(super::fed::check_passive_address) {
+        None => None,
+        Some(Ok(address)) => Some(address),
+        Some(Err(e)) => return error(ErrorKind::InvalidInput, format!("--passive: {e}")),
+    };
     let (group_id, group) = match node.store.group_tree().await {
         Ok(tree) => match tree
             .resolve(&group)
@@ -552,6 +559,7 @@ async fn add_secondary(
         virtual_server: false,
         disabled: false,
         enrollment_token: String::new(),
+        passive: passive.clone(),
     };
     match node
         .store
@@ -567,17 +575,23 @@ async fn add_secondary(
         }
         Err(e) => return internal(e),
     }
+    let reach = match &passive {
+        Some(address) => format!(", passive: this server connects to it at {address}"),
+        None => String::new(),
+    };
     let msg = format!(
-        "secondary {name} registered in group {group:?} by {} (certificate fingerprint {fingerprint})",
+        "secondary {name} registered in group {group:?} by {} (certificate fingerprint {fingerprint}){reach}",
         session.user
     );
     node.event(Severity::Info, EventKind::SecondaryAdded, msg)
         .await;
     node.bump_subtree();
+    let next = match &passive {
+        Some(address) => format!("this server connects to it at {address} now"),
+        None => "it may connect now".to_string(),
+    };
     AdminResponse::Done {
-        message: format!(
-            "secondary {name} registered (fingerprint {fingerprint}); it may connect now"
-        ),
+        message: format!("secondary {name} registered (fingerprint {fingerprint}); {next}"),
     }
 }
 

@@ -106,6 +106,8 @@ pub struct Node {
     /// The notification channels (email, webhook); set once on a physical server, never
     /// on a virtual one.
     notifier: std::sync::OnceLock<Arc<notify::Notifier>>,
+    /// A passive secondary's: the connections its parent opened to it.
+    parent_dials: fed::ParentDials,
 }
 
 /// What a server shares with the virtual servers it hosts: its identity and its endpoint.
@@ -170,6 +172,7 @@ impl Node {
             schedules_changed: tokio::sync::Notify::new(),
             reach_counts: Mutex::new(HashMap::new()),
             notifier: std::sync::OnceLock::new(),
+            parent_dials: fed::ParentDials::default(),
         };
         if node.reports_up() {
             // The upstream link reports the runs whose statistics change.
@@ -258,6 +261,11 @@ impl Node {
             instance_id: &instance_id,
             devices: self.store.device_count().await?,
             virtual_server: self.is_virtual(),
+            passive: self
+                .config
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.dial.is_none()),
         };
         Ok(topology::tree_rows(
             &own,
@@ -409,6 +417,7 @@ impl RunningServer {
         tasks.spawn(accept::accept_loop(node.clone()).instrument(span.clone()));
         tasks.spawn(tasks::prune_loop(node.clone()).instrument(span.clone()));
         tasks.spawn(tasks::schedule_loop(node.clone()).instrument(span.clone()));
+        tasks.spawn(fed::dial_passive_secondaries(node.clone()).instrument(span.clone()));
         if node.config.parent.is_some() {
             tasks.spawn(fed::upstream(node.clone()).instrument(span));
         }

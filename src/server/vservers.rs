@@ -375,6 +375,7 @@ async fn create(
         virtual_server: true,
         disabled: false,
         enrollment_token: super::auth::new_token(),
+        passive: None,
     };
     let max = host.config.limits.max_virtual_servers;
     match host.store.add_secondary(record.clone(), max).await {

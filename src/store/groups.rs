@@ -259,6 +259,7 @@ mod tests {
             virtual_server: false,
             disabled: false,
             enrollment_token: String::new(),
+            passive: None,
         }
     }
 

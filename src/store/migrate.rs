@@ -56,10 +56,14 @@ mod v7_tests;
 mod v8;
 #[cfg(test)]
 mod v8_tests;
+mod v9;
+#[cfg(test)]
+mod v9_tests;
 pub(super) use v5::from_5;
 pub(super) use v6::from_6;
 pub(super) use v7::from_7;
 pub(super) use v8::from_8;
+pub(super) use v9::from_9;
 
 fn has_table(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
     Ok(txn.list_tables()?.any(|t| t.name() == name))

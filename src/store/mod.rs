@@ -60,7 +60,7 @@ pub use writer::MAX_BATCH;
 /// The schema this binary writes; a file with a newer one is refused, an older one migrated
 /// (`migrate.rs`). 3: secondaries placed by group id, statistics rows with an epoch. 4:
 /// revoked certificates, and revocations in the change log. 5: the set of pending devices.
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// Page cache of the database.
 const CACHE_SIZE: usize = 64 * 1024 * 1024;
@@ -183,7 +183,7 @@ fn check_schema(db: &Database) -> Result<(), StoreError> {
                 });
             }
             Some(SCHEMA_VERSION) => false,
-            Some(found @ 2..=8) => {
+            Some(found @ 2..=9) => {
                 if found == 2 {
                     migrate::from_2(&txn)?;
                 }
@@ -202,7 +202,10 @@ fn check_schema(db: &Database) -> Result<(), StoreError> {
                 if found <= 7 {
                     migrate::from_7(&txn)?;
                 }
-                migrate::from_8(&txn)?;
+                if found <= 8 {
+                    migrate::from_8(&txn)?;
+                }
+                migrate::from_9(&txn)?;
                 put(&mut meta, SCHEMA_VERSION_KEY, &SCHEMA_VERSION)?;
                 tracing::info!("database migrated from schema {found} to {SCHEMA_VERSION}");
                 true

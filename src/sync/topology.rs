@@ -34,6 +34,7 @@ pub fn subtree_rows(secondaries: &[SecondaryView<'_>]) -> Vec<ServerRow> {
             last_connected: r.last_connected,
             devices: r.devices,
             virtual_server: r.virtual_server,
+            passive: r.passive.is_some(),
         });
         for below in &r.subtree {
             let mut row = below.clone();
@@ -57,6 +58,8 @@ pub struct OwnServer<'a> {
     pub instance_id: &'a str,
     pub devices: u64,
     pub virtual_server: bool,
+    /// It waits for its parent to connect to it.
+    pub passive: bool,
 }
 
 /// The full tree as seen from this server: itself at depth 0, then its subtree with paths
@@ -85,6 +88,7 @@ pub fn tree_rows(
         last_connected: Some(now),
         devices: own.devices,
         virtual_server: own.virtual_server,
+        passive: own.passive,
     }];
     rows.extend(subtree_rows(secondaries).into_iter().map(|mut r| {
         r.path = format!("{name}/{}", r.path);
@@ -114,6 +118,7 @@ mod tests {
             virtual_server: false,
             disabled: false,
             enrollment_token: String::new(),
+            passive: None,
         }
     }
 
@@ -134,6 +139,7 @@ mod tests {
             instance_id: "00000000000000aa",
             devices: 0,
             virtual_server: false,
+            passive: false,
         };
         let rows = tree_rows(
             &own,

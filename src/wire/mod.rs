@@ -11,7 +11,7 @@ pub mod msg;
 pub use frame::{FrameError, FrameReader, read_frame, read_hello, write_frame, write_hello};
 
 /// Bumped whenever a message changes shape. Peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// The software version, reported to parents and shown in `canopy server list`.
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");

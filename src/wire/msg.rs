@@ -74,10 +74,12 @@ pub enum AdminRequest {
         after: Option<String>,
         limit: u32,
     },
+    /// Registers a secondary; with `passive` (`host:port`), one this server connects to.
     AddSecondary {
         name: String,
         group: String,
         cert_pem: String,
+        passive: Option<String>,
     },
     RemoveSecondary {
         name: String,

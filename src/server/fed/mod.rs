@@ -12,10 +12,14 @@ use tracing::{Instrument, info_span};
 
 mod child;
 mod parent;
+mod passive;
 mod revoke;
 
 pub(super) use child::serve_child_link;
 pub(super) use parent::serve_parent_link;
+pub(super) use passive::{
+    ParentDials, check_passive_address, dial_passive_secondaries, parent_dialed,
+};
 pub(super) use revoke::revoke_certificate;
 
 use super::{LiveChild, Node, link_seal, lock, now_ms};
@@ -120,17 +124,20 @@ pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
     };
     let name = record.name.clone();
     let span = info_span!("secondary", name = %name, %remote);
-    serve_registered_child(node, conn, fingerprint, record)
+    // Whatever refused the link has been said where it was decided.
+    let _ = serve_registered_child(node, conn, fingerprint, record)
         .instrument(span)
         .await;
 }
 
+/// Serves the link of a secondary whose certificate is registered here as `record`, on
+/// `conn`, whichever end dialed; why it did not begin, if it did not.
 async fn serve_registered_child(
     node: Arc<Node>,
     conn: quinn::Connection,
     fingerprint: Fingerprint,
     record: SecondaryRecord,
-) {
+) -> Result<(), String> {
     let SecondaryRecord {
         name,
         group_id,
@@ -142,11 +149,11 @@ async fn serve_registered_child(
         Ok(Ok(streams)) => streams,
         Ok(Err(e)) => {
             tracing::debug!("secondary left before its hello: {e}");
-            return;
+            return Err(describe_connection_error(&e));
         }
         Err(_) => {
             refuse(&conn, close::PROTOCOL, "no hello in time");
-            return;
+            return Err("no hello in time".into());
         }
     };
     let hello: ChildHello =
@@ -164,11 +171,11 @@ async fn serve_registered_child(
                 )
                 .await;
                 refuse(&conn, e.close_code(), &e.to_string());
-                return;
+                return Err(e.to_string());
             }
             Err(_) => {
                 refuse(&conn, close::PROTOCOL, "no hello in time");
-                return;
+                return Err("no hello in time".into());
             }
         };
     let (requests_tx, requests) = mpsc::channel(16);
@@ -192,7 +199,7 @@ async fn serve_registered_child(
             close::REVOKED,
             "registration removed by an administrator",
         );
-        return;
+        return Err("registration removed by an administrator".into());
     }
     let log = match node.store.log_state().await {
         Ok(log) => log,
@@ -200,7 +207,7 @@ async fn serve_registered_child(
             tracing::error!("cannot read the change log: {e}");
             forget_child(&node, &name, &conn);
             refuse(&conn, close::PROTOCOL, "internal error");
-            return;
+            return Err("internal error".into());
         }
     };
     let events_held = match node.store.events_held_from(&name, hello.epoch).await {
@@ -209,7 +216,7 @@ async fn serve_registered_child(
             tracing::error!("cannot read the events held from {name}: {e}");
             forget_child(&node, &name, &conn);
             refuse(&conn, close::PROTOCOL, "internal error");
-            return;
+            return Err("internal error".into());
         }
     };
     let welcome = ParentMsg::Welcome {
@@ -223,7 +230,7 @@ async fn serve_registered_child(
     if let Err(e) = wire::write_frame(&mut send, &welcome).await {
         tracing::debug!("secondary left during the hello: {e}");
         forget_child(&node, &name, &conn);
-        return;
+        return Err("it left during the hello".into());
     }
     let address = remote.to_string();
     let mut version = hello.software_version.clone();
@@ -266,7 +273,7 @@ async fn serve_registered_child(
             tracing::error!("no key for the link to {name}: {e}");
             forget_child(&node, &name, &conn);
             refuse(&conn, close::PROTOCOL, "internal error");
-            return;
+            return Err("internal error".into());
         }
     };
     let (rx, tx) = bridge::<ChildMsg, ParentMsg>(&conn, send, recv);
@@ -294,6 +301,7 @@ async fn serve_registered_child(
         .await;
         node.bump_subtree();
     }
+    Ok(())
 }
 
 /// Whether the certificate `fingerprint` is still registered here as `name`, and not revoked.
@@ -415,11 +423,14 @@ pub(super) async fn upstream(node: Arc<Node>) {
     let Some(parent) = node.config.parent.clone() else {
         return;
     };
+    let Some(dial) = &parent.dial else {
+        return passive::wait_for_parent(node).await;
+    };
     let mut link = UpstreamLink::new(node.config.link, Instant::now());
     let mut rng = rand::rngs::StdRng::from_os_rng();
     let mut resolver = AddressResolver::system();
     let mut shutdown = node.shutdown.subscribe();
-    let target = format!("{}:{}", parent.address, parent.port);
+    let target = format!("{}:{}", dial.address, dial.port);
     let mut last_refusal: Option<String> = None;
     publish_link(&node, &link, &target);
     loop {
@@ -435,40 +446,19 @@ pub(super) async fn upstream(node: Arc<Node>) {
         if !link.poll_attempt(Instant::now()) {
             continue;
         }
-        let attempt = connect_parent(&node, &mut resolver, &parent).await;
+        let attempt = match connect_parent(&node, &mut resolver, dial, parent.fingerprint).await {
+            Ok(conn) => child_handshake(&node, conn).await,
+            Err(e) => Err(e),
+        };
         let error = match attempt {
-            Ok((conn, send, recv, parent_name, registered_name, (log, events_held))) => {
+            Ok(welcomed) => {
                 last_refusal = None;
                 link.handle_connected(Instant::now());
                 publish_link(&node, &link, &target);
-                let msg =
-                    format!("connection to the parent server {parent_name} established ({target})");
-                node.event(Severity::Info, EventKind::ParentConnected, msg)
-                    .await;
-                let reason = match link_seal::quic_link_key(&conn) {
-                    Ok(key) => {
-                        let (rx, tx) = bridge::<ParentMsg, ChildMsg>(&conn, send, recv);
-                        let link = ParentLink {
-                            parent_name: parent_name.clone(),
-                            registered_name,
-                            log,
-                            events_held,
-                            rx,
-                            tx,
-                            key,
-                        };
-                        serve_parent_link(&node, link).await
-                    }
-                    Err(e) => e,
-                };
-                conn.close(close::SHUTDOWN.into(), b"link closed");
+                let reason = serve_welcomed(&node, welcomed, &target).await;
                 if node.is_shutting_down() {
                     return;
                 }
-                let msg =
-                    format!("connection to the parent server {parent_name} interrupted: {reason}");
-                node.event(Severity::Warning, EventKind::ParentDisconnected, msg)
-                    .await;
                 reason
             }
             Err(e) => {
@@ -510,27 +500,72 @@ fn publish_link(node: &Node, link: &UpstreamLink, target: &str) {
     });
 }
 
-/// A link to the parent once welcomed: the connection, its stream, the parent's name, the
-/// name it registered this server under, its log, and the events of this server it holds.
-type ParentStreams = (
-    quinn::Connection,
-    quinn::SendStream,
-    quinn::RecvStream,
-    String,
-    String,
-    (LogState, u64),
-);
+/// A link to the parent once welcomed.
+struct Welcomed {
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    parent_name: String,
+    /// The name the parent registered this server under.
+    registered_name: String,
+    /// The parent's log as its welcome said.
+    log: LogState,
+    /// The highest of this server's events the parent holds.
+    events_held: u64,
+}
 
+/// Serves a welcomed link to the parent, with the events that say it began and ended
+/// (none for the end if the server is shutting down); why it ended.
+async fn serve_welcomed(node: &Arc<Node>, welcomed: Welcomed, target: &str) -> String {
+    let Welcomed {
+        conn,
+        send,
+        recv,
+        parent_name,
+        registered_name,
+        log,
+        events_held,
+    } = welcomed;
+    let msg = format!("connection to the parent server {parent_name} established ({target})");
+    node.event(Severity::Info, EventKind::ParentConnected, msg)
+        .await;
+    let reason = match link_seal::quic_link_key(&conn) {
+        Ok(key) => {
+            let (rx, tx) = bridge::<ParentMsg, ChildMsg>(&conn, send, recv);
+            let link = ParentLink {
+                parent_name: parent_name.clone(),
+                registered_name,
+                log,
+                events_held,
+                rx,
+                tx,
+                key,
+            };
+            serve_parent_link(node, link).await
+        }
+        Err(e) => e,
+    };
+    conn.close(close::SHUTDOWN.into(), b"link closed");
+    if !node.is_shutting_down() {
+        let msg = format!("connection to the parent server {parent_name} interrupted: {reason}");
+        node.event(Severity::Warning, EventKind::ParentDisconnected, msg)
+            .await;
+    }
+    reason
+}
+
+/// Dials the parent at `dial`, which must present the certificate `pin`.
 async fn connect_parent(
     node: &Node,
     resolver: &mut AddressResolver,
-    parent: &crate::config::ParentConfig,
-) -> Result<ParentStreams, String> {
+    dial: &crate::config::ParentAddress,
+    pin: Fingerprint,
+) -> Result<quinn::Connection, String> {
     let addr = resolver
-        .resolve(&parent.address, parent.port, node.listen)
+        .resolve(&dial.address, dial.port, node.listen)
         .await
         .map_err(|e| e.to_string())?;
-    match node.store.revocation(parent.fingerprint).await {
+    match node.store.revocation(pin).await {
         Ok(None) => {}
         Ok(Some(revocation)) => {
             return Err(format!(
@@ -542,7 +577,7 @@ async fn connect_parent(
     }
     let trust = ClientTrust {
         roots: node.ca_certs.clone(),
-        pin: Some(parent.fingerprint),
+        pin: Some(pin),
         expected_name: None,
     };
     let identity = (node.identity.0.clone(), node.identity.1.clone_key());
@@ -552,10 +587,15 @@ async fn connect_parent(
         .endpoint
         .connect_with(client, addr, "canopy-parent")
         .map_err(|e| e.to_string())?;
-    let conn = timeout(HELLO_TIMEOUT, connecting)
+    timeout(HELLO_TIMEOUT, connecting)
         .await
         .map_err(|_| "timed out connecting".to_string())?
-        .map_err(|e| describe_connection_error(&e))?;
+        .map_err(|e| describe_connection_error(&e))
+}
+
+/// The child's side of a link's hello on `conn`, whichever end dialed: this server opens
+/// the stream and says its hello; the parent answers with its welcome.
+async fn child_handshake(node: &Node, conn: quinn::Connection) -> Result<Welcomed, String> {
     let cursor = node
         .store
         .parent_position()
@@ -601,7 +641,7 @@ async fn connect_parent(
                     epoch: log_epoch,
                     last_seq: log_last_seq,
                 };
-                Ok((send, recv, parent_name, registered_name, (log, events_held)))
+                Ok((send, recv, parent_name, registered_name, log, events_held))
             }
             Ok(Some(_)) => Err("the parent sent something else than its welcome".to_string()),
             Ok(None) => Err("the parent closed the link during the hello".to_string()),
@@ -610,9 +650,15 @@ async fn connect_parent(
         }
     };
     match timeout(HELLO_TIMEOUT, handshake).await {
-        Ok(Ok((send, recv, parent_name, registered_name, log))) => {
-            Ok((conn, send, recv, parent_name, registered_name, log))
-        }
+        Ok(Ok((send, recv, parent_name, registered_name, log, events_held))) => Ok(Welcomed {
+            conn,
+            send,
+            recv,
+            parent_name,
+            registered_name,
+            log,
+            events_held,
+        }),
         Ok(Err(e)) => {
             // The parent may have closed the connection with a reason that says more.
             let e = conn

@@ -7,9 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::v5::rewrite;
-use crate::model::{
-    Event, EventKind, Fingerprint, SecondaryRecord, ServerRow, ServerStatus, Severity, UnixMillis,
-};
+use super::v9::{SecondaryV9, ServerRowV9};
+use crate::model::{Event, EventKind, Fingerprint, ServerStatus, Severity, UnixMillis};
 use crate::store::schema::{EVENTS, SECONDARIES};
 use crate::store::{StoreError, put_u64};
 
@@ -45,8 +44,8 @@ pub(super) struct SecondaryV8 {
 }
 
 impl ServerRowV8 {
-    fn now(self) -> ServerRow {
-        ServerRow {
+    fn now(self) -> ServerRowV9 {
+        ServerRowV9 {
             path: self.path,
             depth: self.depth,
             name: self.name,
@@ -63,8 +62,8 @@ impl ServerRowV8 {
 }
 
 impl SecondaryV8 {
-    fn now(self) -> SecondaryRecord {
-        SecondaryRecord {
+    fn now(self) -> SecondaryV9 {
+        SecondaryV9 {
             name: self.name,
             group_id: self.group_id,
             cert_der: self.cert_der,
