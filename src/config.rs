@@ -436,14 +436,13 @@ impl ServerConfig {
         let parent = match raw.parent {
             None => None,
             Some(p) => {
+                // In the order of the keys in a config: the address first.
+                let dial = parent_address(&p).map_err(|(key, problem)| invalid(key, problem))?;
                 let fingerprint = p
                     .fingerprint
                     .parse()
                     .map_err(|e| invalid("parent.fingerprint", format!("{e}")))?;
-                Some(ParentConfig {
-                    dial: parent_address(&p).map_err(|(key, problem)| invalid(key, problem))?,
-                    fingerprint,
-                })
+                Some(ParentConfig { dial, fingerprint })
             }
         };
         let l = raw.link;
