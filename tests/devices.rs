@@ -306,7 +306,7 @@ async fn unsent_results_are_delivered_once_after_agent_and_server_restart() {
         server
             .node
             .store
-            .record_progress(&device_id, run_id, resent, 0)
+            .record_progress(&device_id, run_id, resent, 0, None)
             .await
             .unwrap()
             .is_none(),

@@ -276,7 +276,8 @@ async fn a_failing_webhook_gets_every_event_once_in_order() {
         .collect();
     until("every event after three refusals", || {
         let n = hook_told(&hook, "Retried").len();
-        async move { n >= want.len() }
+        let want = want.len();
+        async move { n >= want }
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -318,7 +319,8 @@ async fn pending_events_survive_a_restart() {
         .collect();
     until("the first run's notifications", || {
         let n = hook_told(&hook, "Before").len();
-        async move { n >= before.len() }
+        let before = before.len();
+        async move { n >= before }
     })
     .await;
     hook.down().await;
@@ -351,7 +353,8 @@ async fn pending_events_survive_a_restart() {
     hook.up().await;
     until("the pending notifications after the restart", || {
         let n = hook_told(&hook, "Pending").len();
-        async move { n >= pending.len() }
+        let pending = pending.len();
+        async move { n >= pending }
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;

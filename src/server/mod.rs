@@ -201,10 +201,7 @@ impl Node {
 
     /// Records an event in the server's log. Failing to store it is logged, not fatal.
     pub async fn event(&self, severity: Severity, kind: EventKind, message: String) {
-        match severity {
-            Severity::Info => info!(kind = kind.as_str(), "{message}"),
-            Severity::Warning | Severity::Error => warn!(kind = kind.as_str(), "{message}"),
-        }
+        Node::log_event(severity, kind, &message);
         let now = now_ms();
         let event = Event {
             seq: 0,
@@ -220,6 +217,14 @@ impl Node {
             .await
         {
             tracing::error!("cannot record event: {e}");
+        }
+    }
+
+    /// An event of the event log, in the server's log too.
+    fn log_event(severity: Severity, kind: EventKind, message: &str) {
+        match severity {
+            Severity::Info => info!(kind = kind.as_str(), "{message}"),
+            Severity::Warning | Severity::Error => warn!(kind = kind.as_str(), "{message}"),
         }
     }
 

@@ -20,7 +20,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
 }
 
 /// Appends `event` (its `seq` assigned here) and applies the retention, in `txn`.
-fn append_in(
+pub(super) fn append_in(
     txn: &WriteTransaction,
     mut event: Event,
     retention: EventRetention,

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use redb::WriteTransaction;
 
 use super::schema::*;
-use super::tasks::{NewRun, Progressed, StartedRun, progress_in, start_in, task_in};
+use super::tasks::{
+    Announce, NewRun, Progressed, StartedRun, announce_in, progress_in, start_in, task_in,
+};
 use super::{Store, StoreError, entries, get, put, remove};
 use crate::model::UnixMillis;
 use crate::model::device::DeviceRecord;
@@ -27,19 +29,22 @@ impl Store {
         key: LocalDateTime,
         progress: DeviceProgress,
         now: UnixMillis,
+        announce: Option<Announce>,
     ) -> Result<Option<Progressed>, StoreError> {
         let device_id = device_id.to_string();
-        self.write(move |txn| match occurrence_run(txn, task_id, key, now)? {
-            Some(run_id) => {
-                // The device has heard of a stop of this run, or ran it before the stop.
-                remove(
-                    &mut txn.open_table(OWED_CANCELS)?,
-                    &order_key(&device_id, run_id),
-                )?;
-                join_app_start_run(txn, task_id, run_id, &device_id)?;
-                progress_in(txn, &device_id, run_id, &progress, now)
-            }
-            None => Ok(None),
+        self.write(move |txn| {
+            let Some(run_id) = occurrence_run(txn, task_id, key, now)? else {
+                return Ok(None);
+            };
+            // The device has heard of a stop of this run, or ran it before the stop.
+            remove(
+                &mut txn.open_table(OWED_CANCELS)?,
+                &order_key(&device_id, run_id),
+            )?;
+            join_app_start_run(txn, task_id, run_id, &device_id)?;
+            let mut done = progress_in(txn, &device_id, run_id, &progress, now)?;
+            announce_in(txn, &mut done, announce, now)?;
+            Ok(done)
         })
         .await
     }

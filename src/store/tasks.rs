@@ -73,6 +73,33 @@ pub struct Progressed {
     pub run_finished: bool,
     /// Runs chained after this one that start on the device now.
     pub chained: Vec<StartedRun>,
+    /// The events it was announced with (see [`Announce`]).
+    pub announced: Vec<crate::model::Event>,
+}
+
+/// How a device's report is announced in the event log: the events are written in the
+/// transaction that records it, so that a run's end never comes before one of its
+/// devices' results (reports of one run are recorded side by side).
+#[derive(Clone, Copy)]
+pub struct Announce {
+    pub retention: crate::model::EventRetention,
+    pub events: fn(&Progressed, UnixMillis) -> Vec<crate::model::Event>,
+}
+
+/// Writes what `announce` makes of `done` to the event log, in `txn`.
+pub(super) fn announce_in(
+    txn: &WriteTransaction,
+    done: &mut Option<Progressed>,
+    announce: Option<Announce>,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    if let (Some(done), Some(announce)) = (done.as_mut(), announce) {
+        for event in (announce.events)(done, now) {
+            super::events::append_in(txn, event.clone(), announce.retention, now)?;
+            done.announced.push(event);
+        }
+    }
+    Ok(())
 }
 
 /// What stopping a run did.
@@ -233,10 +260,15 @@ impl Store {
         run_id: RunId,
         progress: DeviceProgress,
         now: UnixMillis,
+        announce: Option<Announce>,
     ) -> Result<Option<Progressed>, StoreError> {
         let device_id = device_id.to_string();
-        self.write(move |txn| progress_in(txn, &device_id, run_id, &progress, now))
-            .await
+        self.write(move |txn| {
+            let mut done = progress_in(txn, &device_id, run_id, &progress, now)?;
+            announce_in(txn, &mut done, announce, now)?;
+            Ok(done)
+        })
+        .await
     }
 
     /// Stops a run: devices it has not reached end here ("stopped before it reached the
@@ -688,6 +720,7 @@ pub(crate) fn progress_in(
         run,
         run_finished,
         chained,
+        announced: Vec::new(),
     }))
 }
 

@@ -10,10 +10,10 @@ use super::targeting::expected_servers;
 use super::view::local_def;
 use crate::model::scope::Scope;
 use crate::model::task::{DeviceEdit, DeviceProgress, DeviceState, Notify, RunRecord, TaskRecord};
-use crate::model::{EventKind, RunRef, Severity};
+use crate::model::{Event, EventKind, RunRef, Severity, UnixMillis};
 use crate::server::{Node, lock, now_ms};
 use crate::store::StoreError;
-use crate::store::tasks::StartedRun;
+use crate::store::tasks::{Announce, Progressed, StartedRun};
 use crate::sync::rollup::Rollup;
 use crate::sync::stats::StatsTable;
 use crate::wire::msg::{LocalTaskDef, ServerToAgent};
@@ -148,7 +148,8 @@ impl Node {
         }
     }
 
-    /// Records a device's report about a run, and announces it as the task asks.
+    /// Records a device's report about a run, and announces it as the task asks (in the
+    /// same transaction: see `store::tasks::Announce`).
     pub(in crate::server) async fn device_progress(
         self: &Arc<Self>,
         device_id: &str,
@@ -156,15 +157,26 @@ impl Node {
         progress: DeviceProgress,
     ) -> Result<(), StoreError> {
         let store = &self.store;
+        let announce = Some(Announce {
+            retention: self.config.events,
+            events: progress_events,
+        });
         let done = match run {
             RunRef::Ordered(run_id) => {
                 store
-                    .record_progress(device_id, run_id, progress, now_ms())
+                    .record_progress(device_id, run_id, progress, now_ms(), announce)
                     .await?
             }
             RunRef::Occurrence { task_id, key } => {
                 store
-                    .record_occurrence_progress(device_id, task_id, key, progress, now_ms())
+                    .record_occurrence_progress(
+                        device_id,
+                        task_id,
+                        key,
+                        progress,
+                        now_ms(),
+                        announce,
+                    )
                     .await?
             }
         };
@@ -175,48 +187,64 @@ impl Node {
         for chained in &done.chained {
             self.deliver_run(chained);
         }
-        let run_id = done.run.run_id;
-        let record = &done.record;
-        if record.state.is_finished() {
-            let severity = match record.state {
-                DeviceState::Failed => Severity::Error,
-                DeviceState::Warning => Severity::Warning,
-                _ => Severity::Info,
-            };
-            let wanted = match done.run.notify {
-                Notify::All => true,
-                Notify::ErrorsOnly => severity != Severity::Info,
-                Notify::Off => false,
-            };
-            if wanted {
-                let msg = format!(
-                    "task {:?} run {run_id} on {}: {}{}",
-                    done.run.task_name,
-                    record.device_name,
-                    record.state.as_str(),
-                    if record.description.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", record.description)
-                    }
-                );
-                self.event(severity, EventKind::DeviceResult, msg).await;
-            }
-        }
-        if done.run_finished {
-            let c = &done.run.counters;
-            let msg = format!(
-                "task {:?} run {run_id} finished: {} succeeded, {} warning, {} failed of {}; {} need a restart",
-                done.run.task_name,
-                c.count(DeviceState::Succeeded),
-                c.count(DeviceState::Warning),
-                c.count(DeviceState::Failed),
-                c.total(),
-                c.need_restart
-            );
-            self.event(Severity::Info, EventKind::RunFinished, msg)
-                .await;
+        for event in &done.announced {
+            Node::log_event(event.severity, event.kind, &event.message);
         }
         Ok(())
     }
+}
+
+/// The events a device's report is announced with: its result as the task's notification
+/// setting asks, and the run's end if it finished the run's last device.
+fn progress_events(done: &Progressed, now: UnixMillis) -> Vec<Event> {
+    let event = |severity, kind, message| Event {
+        seq: 0,
+        time: now,
+        severity,
+        kind,
+        message,
+        origin: Vec::new(),
+    };
+    let (run_id, record) = (done.run.run_id, &done.record);
+    let mut events = Vec::new();
+    if record.state.is_finished() {
+        let severity = match record.state {
+            DeviceState::Failed => Severity::Error,
+            DeviceState::Warning => Severity::Warning,
+            _ => Severity::Info,
+        };
+        let wanted = match done.run.notify {
+            Notify::All => true,
+            Notify::ErrorsOnly => severity != Severity::Info,
+            Notify::Off => false,
+        };
+        if wanted {
+            let msg = format!(
+                "task {:?} run {run_id} on {}: {}{}",
+                done.run.task_name,
+                record.device_name,
+                record.state.as_str(),
+                if record.description.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", record.description)
+                }
+            );
+            events.push(event(severity, EventKind::DeviceResult, msg));
+        }
+    }
+    if done.run_finished {
+        let c = &done.run.counters;
+        let msg = format!(
+            "task {:?} run {run_id} finished: {} succeeded, {} warning, {} failed of {}; {} need a restart",
+            done.run.task_name,
+            c.count(DeviceState::Succeeded),
+            c.count(DeviceState::Warning),
+            c.count(DeviceState::Failed),
+            c.total(),
+            c.need_restart
+        );
+        events.push(event(Severity::Info, EventKind::RunFinished, msg));
+    }
+    events
 }

@@ -71,7 +71,7 @@ async fn runs_are_pruned_after_their_tasks_history_days_and_orders_retired() {
     let run_id = started.run.run_id;
     assert_eq!(store.orders_for("d1").await.unwrap().len(), 1);
     let done = store
-        .record_progress("d1", run_id, finished(5_000), 5_000)
+        .record_progress("d1", run_id, finished(5_000), 5_000, None)
         .await
         .unwrap()
         .unwrap();
@@ -208,13 +208,13 @@ async fn a_chained_task_starts_on_each_device_as_it_finishes_the_task_before() {
 
     // d2 finishes the first task: nothing follows on d2. d1 finishes it: the second starts.
     let done = store
-        .record_progress("d2", run, finished(2_000), 2_000)
+        .record_progress("d2", run, finished(2_000), 2_000, None)
         .await
         .unwrap()
         .unwrap();
     assert!(done.chained.is_empty());
     let done = store
-        .record_progress("d1", run, finished(3_000), 3_000)
+        .record_progress("d1", run, finished(3_000), 3_000, None)
         .await
         .unwrap()
         .unwrap();
@@ -223,7 +223,7 @@ async fn a_chained_task_starts_on_each_device_as_it_finishes_the_task_before() {
     let second = done.chained[0].run.run_id;
     assert_eq!(ordered(store.orders_for("d1").await.unwrap()), vec![second]);
     let done = store
-        .record_progress("d1", second, finished(4_000), 4_000)
+        .record_progress("d1", second, finished(4_000), 4_000, None)
         .await
         .unwrap()
         .unwrap();
