@@ -58,6 +58,8 @@ struct RawServer {
     tasks: RawTasks,
     #[serde(default)]
     notify: notify::RawNotify,
+    #[serde(default)]
+    change_log: RawChangeLog,
     /// The IANA time zone the server runs its own scheduled tasks in (selection and server
     /// tasks); by default the system's.
     time_zone: Option<String>,
@@ -74,6 +76,31 @@ struct RawEvents {
 #[serde(deny_unknown_fields, default)]
 struct RawTasks {
     deleted_keep_days: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawChangeLog {
+    keep: u64,
+    trim_every_s: u64,
+}
+
+impl Default for RawChangeLog {
+    fn default() -> Self {
+        RawChangeLog {
+            keep: 10_000,
+            trim_every_s: 60,
+        }
+    }
+}
+
+/// How the change log is kept small (`[change_log]`, `sync::snapshot`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeLogTrim {
+    /// Entries kept at most that some registered child has not applied; a child behind
+    /// them is sent a snapshot.
+    pub keep: u64,
+    pub every: Duration,
 }
 
 /// Days a deleted task is kept with its revision history by default.
@@ -285,6 +312,7 @@ pub struct ServerConfig {
     pub events: crate::model::EventRetention,
     /// Days a deleted task is kept with its history, restorable (`tasks.deleted_keep_days`).
     pub deleted_keep_days: u32,
+    pub change_log: ChangeLogTrim,
     /// Enrollment tokens: a device that presents one is accepted into its group.
     pub enrollment: Vec<EnrollmentToken>,
     /// The time zone of the server's own schedules (`time_zone`); `None`: the system's.
@@ -501,6 +529,14 @@ impl ServerConfig {
                 format!("({}) must be from 1 to 36500", raw.tasks.deleted_keep_days),
             ));
         }
+        let c = &raw.change_log;
+        if c.keep == 0 {
+            return Err(invalid("change_log.keep", "must be at least 1".into()));
+        }
+        if c.trim_every_s == 0 || c.trim_every_s > 86_400 {
+            let problem = format!("({}) must be from 1 to 86400", c.trim_every_s);
+            return Err(invalid("change_log.trim_every_s", problem));
+        }
         if raw.events.keep < 100 {
             return Err(invalid(
                 "events.keep",
@@ -587,6 +623,10 @@ impl ServerConfig {
                 keep_days: raw.events.keep_days,
             },
             deleted_keep_days: raw.tasks.deleted_keep_days,
+            change_log: ChangeLogTrim {
+                keep: raw.change_log.keep,
+                every: Duration::from_secs(raw.change_log.trim_every_s),
+            },
             time_zone: raw.time_zone,
             enrollment,
             notify,
@@ -671,6 +711,8 @@ fingerprint = "sha256:0000000000000000000000000000000000000000000000000000000000
         );
         let no_login = format!("{GOOD}\n[admin]\nlogin_timeout_s = 0\n");
         assert!(error_of(&no_login).contains("`admin.login_timeout_s`"));
+        let never = format!("{GOOD}\n[change_log]\ntrim_every_s = 0\n");
+        assert!(error_of(&never).contains("`change_log.trim_every_s`"));
         let few = format!("{GOOD}\n[events]\nkeep = 5\n");
         assert!(error_of(&few).contains("`events.keep`"));
         assert_eq!(parse(GOOD).unwrap().events.keep, EVENTS_KEEP);

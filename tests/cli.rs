@@ -476,3 +476,41 @@ fn bench_fanout_and_change_run_at_a_tiny_size() {
         assert!(finite(&report[figure]), "{figure}: {report}");
     }
 }
+
+#[test]
+fn bench_catchup_runs_at_a_tiny_size() {
+    // A smoke check, not a timed assertion: the trimmed run sends a snapshot, the other
+    // replays, and both bring the child to the primary's state.
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Canopy {
+        dir: tmp.path().to_path_buf(),
+    };
+    let args = [
+        "bench",
+        "catchup",
+        "--entries",
+        "60",
+        "--tasks",
+        "3",
+        "--keep",
+        "5",
+        "--json",
+    ];
+    let report: serde_json::Value = serde_json::from_str(&c.ok(&args, None)).unwrap();
+    assert_eq!(report["scenario"], "catchup", "{report}");
+    assert_eq!(report["trimmed"]["snapshot"], true, "{report}");
+    assert_eq!(report["kept"]["snapshot"], false, "{report}");
+    assert_eq!(report["trimmed"]["entries_written"], 60, "{report}");
+    assert!(
+        report["trimmed"]["entries_held"].as_u64().unwrap() <= 6,
+        "{report}"
+    );
+    assert!(
+        report["kept"]["entries_held"].as_u64().unwrap() > 60,
+        "{report}"
+    );
+    for run in ["trimmed", "kept"] {
+        let ms = report[run]["catch_up_ms"]["median"].as_f64().unwrap();
+        assert!(ms.is_finite() && ms > 0.0, "{report}");
+    }
+}

@@ -159,6 +159,7 @@ fn links(out: &mut Vec<Seed>) {
         log_epoch: 0x1234_5678,
         log_last_seq: 57,
         events_held: 300,
+        snapshot_from: Some(41),
     };
     let mut parent = vec![welcome.clone()];
     for (seq, change) in s::changes().into_iter().enumerate() {

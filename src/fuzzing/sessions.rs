@@ -51,7 +51,8 @@ pub(super) fn secondary_takes(messages: Vec<ParentMsg>) {
     }];
     let events = EventSender::new(0, NEWEST_EVENT);
     let policy = ParentPolicy::default();
-    let mut session = ParentSession::new(policy, CHILD, CURSOR, LOG, runs, events, start);
+    let link = (CURSOR, LOG, None);
+    let mut session = ParentSession::new(policy, CHILD, link, runs, events, start);
     let mut applied = CURSOR.last_applied;
     for (i, message) in messages.into_iter().enumerate() {
         let now = start + Duration::from_millis(100 * i as u64);

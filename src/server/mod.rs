@@ -423,6 +423,7 @@ impl RunningServer {
         tasks.spawn(tasks::prune_loop(node.clone()).instrument(span.clone()));
         tasks.spawn(tasks::schedule_loop(node.clone()).instrument(span.clone()));
         tasks.spawn(fed::dial_passive_secondaries(node.clone()).instrument(span.clone()));
+        tasks.spawn(fed::trim_loop(node.clone()).instrument(span.clone()));
         if node.config.parent.is_some() {
             tasks.spawn(fed::upstream(node.clone()).instrument(span));
         }

@@ -154,12 +154,12 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group_id: u64) {
         let read = async {
             let cursor = tenant.store.parent_position().await?;
             let epoch = tenant.store.log_state().await?.epoch;
-            let log = host.store.log_state().await?;
+            let log = host.store.log_for_child(cursor).await?;
             let instance = tenant.store.instance_id().await?;
             let events_held = host.store.events_held_from(&name, epoch).await?;
             Ok::<_, crate::store::StoreError>((cursor, epoch, log, instance, events_held))
         };
-        let (cursor, child_epoch, log, instance, events_held) = match read.await {
+        let (cursor, child_epoch, (log, snapshot), instance, events_held) = match read.await {
             Ok(read) => read,
             Err(e) => {
                 tracing::error!("cannot read the link state of {name}: {e}");
@@ -197,11 +197,13 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group_id: u64) {
             tracing::error!("cannot record the link to {name}: {e}");
         }
         host.bump_subtree();
+        let snapshot_from = snapshot.as_ref().map(|s| s.from);
         let child = ChildLink {
             name: name.clone(),
             group_id,
             cursor,
             child_epoch,
+            snapshot,
             rx: up_rx,
             tx: down_tx,
             requests,
@@ -211,6 +213,7 @@ async fn in_process_link(host: Arc<Node>, tenant: Arc<Node>, group_id: u64) {
             parent_name: host.name().to_string(),
             registered_name: name.clone(),
             log,
+            snapshot_from,
             events_held,
             rx: down_rx,
             tx: up_tx,

@@ -47,9 +47,13 @@ pub(super) fn ensure_epoch(txn: &WriteTransaction) -> Result<(u64, bool), StoreE
 }
 
 fn append(txn: &WriteTransaction, entry: Option<LogEntry>) -> Result<(), StoreError> {
-    let Some(entry) = entry else {
-        return Ok(());
-    };
+    match entry {
+        Some(entry) => append_entry(txn, entry),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn append_entry(txn: &WriteTransaction, entry: LogEntry) -> Result<(), StoreError> {
     let mut log = txn.open_table(CHANGE_LOG)?;
     let seq = last_key_u64(&log)?.unwrap_or(0) + 1;
     put_u64(&mut log, seq, &entry)?;
@@ -149,6 +153,13 @@ pub(crate) fn log_revocation(
     revocation: Revocation,
 ) -> Result<(), StoreError> {
     append(txn, Some(inherit::log_revocation(revocation)))
+}
+
+/// The log's epoch and last sequence number, in a write transaction.
+pub(super) fn state_in(txn: &WriteTransaction) -> Result<LogState, StoreError> {
+    let epoch = get::<u64>(&txn.open_table(META)?, LOG_EPOCH)?.unwrap_or(0);
+    let last_seq = last_key_u64(&txn.open_table(CHANGE_LOG)?)?.unwrap_or(0);
+    Ok(LogState { epoch, last_seq })
 }
 
 impl Store {

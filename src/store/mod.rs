@@ -20,6 +20,7 @@ mod creation;
 pub mod devices;
 mod events;
 mod groups;
+mod log_trim;
 pub mod maintenance;
 mod migrate;
 mod notify;

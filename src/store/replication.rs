@@ -28,6 +28,9 @@ const PARENT_CURSOR: &str = "parent_cursor";
 const PARENT_EPOCH: &str = "parent_epoch";
 /// While resynchronising with the parent: the sequence number the resync ends at.
 const RESYNC_UNTIL: &str = "resync_until";
+/// In META while resynchronising from the parent's snapshot (`sync::snapshot`): its
+/// entries are numbered apart from the log's, so a cursor among them is given as 0.
+const RESYNC_SNAPSHOT: &str = "resync_snapshot";
 
 pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(CHANGE_LOG)?;
@@ -46,8 +49,10 @@ fn confirmed_key(item: Confirmable) -> String {
 }
 
 /// Drops every statistics row reported by the registration `name` (its rows' paths start
-/// with it), in `txn`; the runs they were about have changed.
+/// with it), and what it applied of the log, in `txn`; the runs they were about have changed.
 pub(crate) fn drop_rows_of(txn: &WriteTransaction, name: &str) -> Result<(), StoreError> {
+    // What it applied of the log no longer holds the log back.
+    super::log_trim::forget_child(txn, name)?;
     let mut table = txn.open_table(RUN_ROWS)?;
     let rows: Vec<(String, StatsRow)> = entries(&table)?;
     let mut runs = std::collections::BTreeSet::new();
@@ -103,8 +108,12 @@ impl Store {
     pub async fn parent_position(&self) -> Result<Cursor, StoreError> {
         self.read(|txn| {
             let meta = txn.open_table(META)?;
+            let in_snapshot = get::<bool>(&meta, RESYNC_SNAPSHOT)?.unwrap_or(false);
             Ok(Cursor {
-                last_applied: get::<u64>(&meta, PARENT_CURSOR)?.unwrap_or(0),
+                last_applied: match in_snapshot {
+                    true => 0,
+                    false => get::<u64>(&meta, PARENT_CURSOR)?.unwrap_or(0),
+                },
                 epoch: get::<u64>(&meta, PARENT_EPOCH)?.unwrap_or(0),
             })
         })
@@ -112,18 +121,20 @@ impl Store {
     }
 
     /// Starts resynchronising with the parent `parent`, whose log (epoch `epoch`) ends at
-    /// `until`: the cursor goes back to 0 in that epoch and nothing is confirmed yet; with
-    /// an empty log, the resync ends at once. In one transaction.
+    /// `until`: the cursor goes to `start` in that epoch (0 for the whole log, or where the
+    /// parent's snapshot begins: `sync::snapshot`) and nothing is confirmed yet; with
+    /// nothing to replay, the resync ends at once. In one transaction.
     pub async fn begin_resync(
         &self,
         parent: String,
         epoch: u64,
-        until: u64,
+        (start, until, snapshot): (u64, u64, bool),
         now: UnixMillis,
     ) -> Result<AppliedChanges, StoreError> {
         self.write(move |txn| {
             let mut meta = txn.open_table(META)?;
-            put(&mut meta, PARENT_CURSOR, &0u64)?;
+            put(&mut meta, PARENT_CURSOR, &start)?;
+            put(&mut meta, RESYNC_SNAPSHOT, &snapshot)?;
             put(&mut meta, PARENT_EPOCH, &epoch)?;
             put(&mut meta, RESYNC_UNTIL, &until)?;
             drop(meta);
@@ -133,7 +144,8 @@ impl Store {
             }
             drop(confirmed);
             let mut out = AppliedChanges::default();
-            end_resync_if_done(txn, &parent, 0, now, &mut out)?;
+            out.cursor = start;
+            end_resync_if_done(txn, &parent, start, now, &mut out)?;
             Ok(out)
         })
         .await
@@ -329,6 +341,7 @@ fn end_resync_if_done(
         confirmed.contains(&confirmed_key(item))
     });
     remove(&mut txn.open_table(META)?, RESYNC_UNTIL)?;
+    remove(&mut txn.open_table(META)?, RESYNC_SNAPSHOT)?;
     let mut table = txn.open_table(RESYNC_CONFIRMED)?;
     for key in &confirmed {
         remove(&mut table, key)?;

@@ -58,6 +58,9 @@ pub(crate) const DELETED_TASKS: StrTable = TableDefinition::new("deleted_tasks")
 pub(crate) const RUN_DEVICES: StrTable = TableDefinition::new("run_devices");
 /// This server's change log: sequence number to [`LogEntry`].
 pub(crate) const CHANGE_LOG: SeqTable = TableDefinition::new("change_log");
+/// What each registered child applied of this server's change log, by its name: (epoch,
+/// sequence number), kept so that the log can be trimmed while children are away.
+pub(crate) const CHILD_LOG_ACKS: StrTable = TableDefinition::new("child_log_acks");
 /// Local task id by the parent's task id.
 pub(crate) const INHERITED_TASKS: StrTable = TableDefinition::new("inherited_tasks");
 /// Local run id by the parent's run id.

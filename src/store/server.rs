@@ -36,6 +36,7 @@ impl Store {
             super::replication::create_tables(txn)?;
             super::revocations::create_tables(txn)?;
             super::notify::create_tables(txn)?;
+            super::log_trim::create_tables(txn)?;
             ensure_instance_id(txn)?;
             Ok(super::change_log::ensure_epoch(txn)?.1)
         })?;

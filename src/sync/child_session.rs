@@ -19,6 +19,7 @@ use crate::model::{Event, EventKind, ServerRow};
 use crate::wire::msg::{AdminResponse, ChildMsg, ForwardedRequest, ParentMsg};
 
 use super::replicate::{Cursor, Feed, FeedPolicy, LogState};
+use super::snapshot::Snapshot;
 
 /// What the runtime must do for a child session.
 #[derive(Debug)]
@@ -54,7 +55,11 @@ pub struct ChildSession {
     name: String,
     /// The child's own log epoch, from its hello: its own statistics row carries it.
     child_epoch: u64,
+    feed_policy: FeedPolicy,
     feed: Feed,
+    /// The snapshot the child is sent instead of the entries it missed, until it has
+    /// applied all of it.
+    snapshot: Option<Snapshot>,
     log_last_seq: u64,
     /// While the child catches up on what it missed: where it started and the end of the
     /// log then.
@@ -88,7 +93,9 @@ impl ChildSession {
         let mut session = ChildSession {
             name: name.to_string(),
             child_epoch,
+            feed_policy: policy,
             feed: Feed::with_policy(policy, last_applied, now),
+            snapshot: None,
             log_last_seq,
             replay: None,
             next_request: 0,
@@ -127,6 +134,55 @@ impl ChildSession {
         &self.name
     }
 
+    /// The log was trimmed up to `trimmed`, past the child's cursor (`from_cursor`): it is
+    /// sent `snapshot` (this server's state, numbered to end where the log ends now)
+    /// instead of the entries it missed, then the log after it.
+    pub fn send_snapshot(
+        &mut self,
+        snapshot: Snapshot,
+        from_cursor: Cursor,
+        trimmed: u64,
+        now: Instant,
+    ) {
+        self.feed = Feed::with_policy(self.feed_policy, snapshot.from, now);
+        self.effects.retain(
+            |e| !matches!(e, ChildEffect::Event { kind, .. } if *kind == EventKind::ReplayStarted),
+        );
+        self.replay = Some((snapshot.from, self.log_last_seq.max(snapshot.end())));
+        self.effects.push_back(ChildEffect::Event {
+            kind: EventKind::ReplayStarted,
+            message: format!(
+                "sending {} a snapshot of this server's state ({} entries): its change log is \
+                 trimmed up to change {trimmed}, and {}; then the changes after {}",
+                self.name,
+                snapshot.entries.len(),
+                if from_cursor.held_anything() {
+                    format!("it had applied {} change(s)", from_cursor.last_applied)
+                } else {
+                    "it is new".to_string()
+                },
+                snapshot.end()
+            ),
+        });
+        self.snapshot = Some(snapshot);
+    }
+
+    /// The entries of `range` if the snapshot the child is being sent holds them; `None`
+    /// when they are read from the log.
+    pub fn snapshot_entries(
+        &self,
+        range: &RangeInclusive<u64>,
+    ) -> Option<Vec<(u64, LogEntry<TaskRecord>)>> {
+        let snapshot = self.snapshot.as_ref()?;
+        (*range.start() <= snapshot.end()).then(|| snapshot.entries_in(range))
+    }
+
+    /// The highest entry of the log the child said it stored; `None` while it is sent a
+    /// snapshot, whose numbers are not the log's.
+    pub fn applied(&self) -> Option<u64> {
+        self.snapshot.is_none().then(|| self.feed.acked())
+    }
+
     /// The change log grew (or may have): it now ends at `last_seq`.
     pub fn handle_log_appended(&mut self, last_seq: u64) {
         self.log_last_seq = self.log_last_seq.max(last_seq);
@@ -140,6 +196,13 @@ impl ChildSession {
                 .push_back(ChildEffect::StoreSubtree { devices, rows }),
             ChildMsg::Ack(seq) => {
                 self.feed.handle_ack(seq, now);
+                if self
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|s| self.feed.acked() >= s.end())
+                {
+                    self.snapshot = None;
+                }
                 self.check_replay();
             }
             ChildMsg::Resume(seq) => self.feed.handle_resume(seq, now),
@@ -233,9 +296,12 @@ impl ChildSession {
         if let Some(effect) = self.effects.pop_front() {
             return Some(effect);
         }
-        self.feed
-            .poll_transmit(self.log_last_seq, now)
-            .map(ChildEffect::ReadLog)
+        // A range read is from the snapshot or from the log, never both.
+        let end = match &self.snapshot {
+            Some(s) if self.feed.sent() < s.end() => s.end(),
+            _ => self.log_last_seq,
+        };
+        self.feed.poll_transmit(end, now).map(ChildEffect::ReadLog)
     }
 
     /// The next message for the child.

@@ -17,5 +17,6 @@ pub mod replicate;
 pub mod rollup;
 #[cfg(test)]
 mod sim;
+pub mod snapshot;
 pub mod stats;
 pub mod topology;

@@ -28,14 +28,19 @@ pub const MAX_CHANGES_PER_APPLY: usize = 256;
 #[derive(Debug)]
 pub enum ParentEffect {
     /// The parent's log is another one than the stored cursor counts in (`from`): it was
-    /// restored from a backup or created anew. Before anything else, in one transaction:
-    /// store the cursor 0 in `epoch`, and start resynchronising until the cursor reaches
-    /// `until` (see `sync::inherit`); then call `handle_resynced`. The parent replays its
-    /// whole log.
+    /// restored from a backup or created anew; or the parent trimmed the entries after
+    /// `from` and sends a snapshot (`sync::snapshot`). Before anything else, in one
+    /// transaction: store the cursor `start` in `epoch`, and start resynchronising until
+    /// the cursor reaches `until` (see `sync::inherit`); then call `handle_resynced`. The
+    /// parent replays its whole log (`start` 0), or its snapshot, numbered from `start`.
     Resync {
         from: Cursor,
         epoch: u64,
+        start: u64,
         until: u64,
+        /// From a snapshot, whose numbers are not the log's: applied in part, it counts
+        /// for nothing (the cursor a hello gives is 0 until it ends).
+        snapshot: bool,
     },
     /// Apply these changes of the parent's log, in order, and store the last one's sequence
     /// number as the cursor, in one transaction; then call `handle_applied`.
@@ -111,28 +116,31 @@ pub struct ParentSession {
 impl ParentSession {
     /// A new link: `registered_name` is the name the parent knows this server by, `cursor`
     /// where this server stands in the parent's log (stored), `log` the parent's log as its
-    /// welcome says, `runs` the recent runs that carry out the parent's runs (each reports
-    /// its whole state once on the new link; none on a resynchronisation, whose runs the
-    /// parent may no longer have), `events` this server's events from where the parent's
-    /// welcome says it holds them.
+    /// welcome says (with `snapshot_from` if it sends a snapshot numbered from there),
+    /// `runs` the recent runs that carry out the parent's runs (each reports its whole
+    /// state once on the new link; none on a resynchronisation, whose runs the parent may
+    /// no longer have), `events` this server's events from where the parent's welcome says
+    /// it holds them.
     pub fn new(
         policy: ParentPolicy,
         registered_name: &str,
-        cursor: Cursor,
-        log: LogState,
+        (cursor, log, snapshot_from): (Cursor, LogState, Option<u64>),
         runs: impl IntoIterator<Item = InheritedRun>,
         events: EventSender,
         now: Instant,
     ) -> Self {
-        let resyncing = cursor.resync_with(&log);
-        let mut applier = Applier::with_policy(policy.applier, cursor.start_in(&log));
+        let resyncing = cursor.resync_with(&log) || snapshot_from.is_some();
+        let start = snapshot_from.unwrap_or_else(|| cursor.start_in(&log));
+        let mut applier = Applier::with_policy(policy.applier, start);
         applier.handle_connected();
         let mut effects = VecDeque::new();
         if resyncing {
             effects.push_back(ParentEffect::Resync {
                 from: cursor,
                 epoch: log.epoch,
+                start,
                 until: log.last_seq,
+                snapshot: snapshot_from.is_some(),
             });
         }
         let mut reporters_made = 0;
@@ -423,8 +431,7 @@ mod tests {
         let mut s = ParentSession::new(
             ParentPolicy::default(),
             "b1",
-            cursor,
-            log,
+            (cursor, log, None),
             [run],
             EventSender::new(0, 0),
             t0,
@@ -455,14 +462,22 @@ mod tests {
     /// A session at [`CURSOR`] with nothing to report and no events.
     fn fresh(t0: Instant) -> ParentSession {
         let events = EventSender::new(0, 0);
-        ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], events, t0)
+        ParentSession::new(
+            ParentPolicy::default(),
+            "b1",
+            (CURSOR, LOG, None),
+            [],
+            events,
+            t0,
+        )
     }
 
     #[test]
     fn events_go_up_in_acknowledged_batches_and_the_link_settles_once_they_are_held() {
         let t0 = Instant::now();
         let events = EventSender::new(2, 5);
-        let mut s = ParentSession::new(ParentPolicy::default(), "b1", CURSOR, LOG, [], events, t0);
+        let link = (CURSOR, LOG, None);
+        let mut s = ParentSession::new(ParentPolicy::default(), "b1", link, [], events, t0);
         assert!(matches!(s.poll_effect(t0), Some(ParentEffect::ReadSubtree)));
         let Some(ParentEffect::ReadEvents { after: 2, .. }) = s.poll_effect(t0) else {
             panic!("events after the parent's cursor")

@@ -249,9 +249,12 @@ fn fixed_port() -> anyhow::Result<u16> {
     bail!("no free port below 32000")
 }
 
+/// A server of the tree. Its change log is never trimmed: the post-mortem compares each
+/// child's re-logged changes with its parent's whole log (trimming has `tests/trim.rs`).
 fn server_text(name: &str, port: u16, parent: Option<(SocketAddr, Fingerprint)>) -> String {
     format!(
-        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n",
+        "{}\n[[enrollment]]\ntoken = \"{TOKEN}\"\ngroup = \"Managed devices\"\n\
+         [change_log]\ntrim_every_s = 86400\n",
         config_text(name, port, parent)
     )
 }

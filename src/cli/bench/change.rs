@@ -297,7 +297,7 @@ pub(super) async fn change(
 
 /// Logs in, waiting out the server's login guard: one address gets a burst of logins, then
 /// one every few seconds, and 500 virtual servers take 20 polling connections.
-async fn login_patiently(
+pub(super) async fn login_patiently(
     d: &Deployment,
     addr: std::net::SocketAddr,
 ) -> anyhow::Result<crate::cli::client::AdminClient> {

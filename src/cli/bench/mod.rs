@@ -4,8 +4,9 @@
 //! This file holds the command line and what the scenarios share to set up servers, devices
 //! and tasks; `figures.rs` the machine and the figures' summaries, `process.rs` the child
 //! processes and what they use; one file per scenario: `connect.rs`, `ingest.rs`,
-//! `fanout.rs`, `change.rs`, `herd.rs`.
+//! `fanout.rs`, `change.rs`, `herd.rs`, `catchup.rs`.
 
+mod catchup;
 mod change;
 mod connect;
 mod fanout;
@@ -28,6 +29,7 @@ use super::deployment::{Deployment, config_text};
 use crate::model::Fingerprint;
 use crate::model::task::{TaskPayload, TaskType};
 use crate::wire::msg::{AdminRequest, AdminResponse, ScopeSpec, TaskSpec};
+use catchup::catchup;
 use change::change;
 use connect::connect;
 use fanout::{TreeShape, fanout};
@@ -122,6 +124,22 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A virtual server is away (disabled) while its primary's change log grows by
+    /// `--entries` edits of group tasks, then comes back: the time until it holds the
+    /// primary's state, once with the log trimmed to `--keep` entries (it is sent a snapshot
+    /// of the state) and once with every entry kept (it replays them all).
+    Catchup {
+        #[arg(long, default_value_t = 100_000)]
+        entries: u64,
+        /// Group tasks the edits go round.
+        #[arg(long, default_value_t = 20)]
+        tasks: u32,
+        /// `change_log.keep` of the trimmed run.
+        #[arg(long, default_value_t = 1_000)]
+        keep: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const TOKEN: &str = "bench-enrollment-token-0001";
@@ -173,6 +191,12 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             windows,
             json,
         } => herd(devices.max(1), windows, json).await,
+        BenchCommand::Catchup {
+            entries,
+            tasks,
+            keep,
+            json,
+        } => catchup(entries.max(1), tasks.max(1), keep.max(1), json).await,
     }
 }
 

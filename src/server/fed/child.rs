@@ -24,9 +24,10 @@ pub(in crate::server) async fn serve_child_link(node: &Arc<Node>, link: ChildLin
         group_id,
         cursor,
         child_epoch,
-        mut rx,
+        snapshot,
+        rx,
         tx,
-        mut requests,
+        requests,
         key,
     } = link;
     let mut log = node.store.signals().log_last_seq();
@@ -37,12 +38,100 @@ pub(in crate::server) async fn serve_child_link(node: &Arc<Node>, link: ChildLin
     };
     let state = LogState { epoch, last_seq };
     let mut session = ChildSession::new(&name, cursor, child_epoch, state, Instant::now());
+    if let Some(snapshot) = snapshot {
+        let trimmed = match node.store.log_trimmed().await {
+            Ok(trimmed) => trimmed,
+            Err(e) => return format!("cannot read the change log: {e}"),
+        };
+        session.send_snapshot(snapshot, cursor, trimmed, Instant::now());
+    }
+    let mut applied = AppliedMark::new(epoch);
+    let reason = serve(
+        node,
+        &mut session,
+        &mut applied,
+        group_id,
+        child_epoch,
+        (rx, tx, requests, key),
+    )
+    .await;
+    // What the child applied, kept so that the log can be trimmed while it is away.
+    applied.record(node, &session, true).await;
+    reason
+}
+
+/// What was last kept of what a child applied (`Store::record_child_applied`): at most
+/// every few seconds while it acknowledges, and when its link ends.
+struct AppliedMark {
+    epoch: u64,
+    recorded: Option<u64>,
+    at: Instant,
+}
+
+/// How often what a child applied is kept while it acknowledges.
+const RECORD_APPLIED_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl AppliedMark {
+    fn new(epoch: u64) -> Self {
+        AppliedMark {
+            epoch,
+            recorded: None,
+            at: Instant::now(),
+        }
+    }
+
+    /// When what the child applied since it was last kept is next due to be kept.
+    fn due(&self, session: &ChildSession) -> Option<Instant> {
+        let acked = session.applied()?;
+        (self.recorded != Some(acked)).then_some(self.at + RECORD_APPLIED_EVERY)
+    }
+
+    async fn record(&mut self, node: &Node, session: &ChildSession, now_too: bool) {
+        let Some(acked) = session.applied() else {
+            return;
+        };
+        let due = now_too || self.at.elapsed() >= RECORD_APPLIED_EVERY;
+        if self.recorded == Some(acked) || !due {
+            return;
+        }
+        self.at = Instant::now();
+        let name = session.name().to_string();
+        match node
+            .store
+            .record_child_applied(name, self.epoch, acked)
+            .await
+        {
+            Ok(()) => self.recorded = Some(acked),
+            Err(e) => tracing::error!("cannot keep what {} applied: {e}", session.name()),
+        }
+    }
+}
+
+type Channels = (
+    crate::server::fed::Inbox<crate::wire::msg::ChildMsg>,
+    tokio::sync::mpsc::Sender<crate::wire::msg::ParentMsg>,
+    tokio::sync::mpsc::Receiver<crate::server::Relayed>,
+    Arc<crate::store::sealing::SecretKey>,
+);
+
+async fn serve(
+    node: &Arc<Node>,
+    session: &mut ChildSession,
+    applied: &mut AppliedMark,
+    group_id: u64,
+    child_epoch: u64,
+    (mut rx, tx, mut requests, key): Channels,
+) -> String {
+    let mut log = node.store.signals().log_last_seq();
+    // The log may have grown since the session was made.
+    session.handle_log_appended(*log.borrow_and_update());
     let mut shutdown = node.shutdown.subscribe();
     let mut waiting: HashMap<u64, oneshot::Sender<AdminResponse>> = HashMap::new();
     loop {
+        applied.record(node, session, false).await;
         while let Some(effect) = session.poll_effect(Instant::now()) {
             let link = (group_id, child_epoch);
-            if let Err(reason) = carry_out(node, &mut session, link, &mut waiting, effect).await {
+            if let Err(reason) = carry_out(node, session, link, &mut waiting, effect).await {
                 return reason;
             }
         }
@@ -52,7 +141,10 @@ pub(in crate::server) async fn serve_child_link(node: &Arc<Node>, link: ChildLin
                 return "the link closed".into();
             }
         }
-        let wake = session.poll_timeout();
+        let wake = [session.poll_timeout(), applied.due(session)]
+            .into_iter()
+            .flatten()
+            .min();
         tokio::select! {
             changed = log.changed() => {
                 if changed.is_err() {
@@ -89,12 +181,10 @@ async fn carry_out(
 ) -> Result<(), String> {
     match effect {
         ChildEffect::ReadLog(range) => {
-            let limit = (range.end() - range.start() + 1) as usize;
-            let entries = node
-                .store
-                .log_entries(range, limit)
-                .await
-                .map_err(|e| format!("cannot read the change log: {e}"))?;
+            let entries = match session.snapshot_entries(&range) {
+                Some(entries) => entries,
+                None => read_log(node, range, session.name()).await?,
+            };
             let tree = node
                 .store
                 .group_tree()
@@ -170,4 +260,27 @@ async fn carry_out(
         },
     }
     Ok(())
+}
+
+/// The log's entries in `range`; an error if the log was trimmed past its start since the
+/// child connected (it then reconnects, and is sent a snapshot).
+async fn read_log(
+    node: &Node,
+    range: std::ops::RangeInclusive<u64>,
+    child: &str,
+) -> Result<Vec<(u64, crate::store::replication::LogEntry)>, String> {
+    let start = *range.start();
+    let limit = (range.end() - range.start() + 1) as usize;
+    let entries = node
+        .store
+        .log_entries(range, limit)
+        .await
+        .map_err(|e| format!("cannot read the change log: {e}"))?;
+    match entries.first() {
+        Some((first, _)) if *first != start => Err(format!(
+            "the change log was trimmed past change {start}, which {child} has not applied: it \
+             is sent a snapshot when it connects again"
+        )),
+        _ => Ok(entries),
+    }
 }

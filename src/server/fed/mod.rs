@@ -14,6 +14,7 @@ mod child;
 mod parent;
 mod passive;
 mod revoke;
+mod trim;
 
 pub(super) use child::serve_child_link;
 pub(super) use parent::serve_parent_link;
@@ -21,6 +22,7 @@ pub(super) use passive::{
     ParentDials, check_passive_address, dial_passive_secondaries, parent_dialed,
 };
 pub(super) use revoke::revoke_certificate;
+pub(super) use trim::trim_loop;
 
 use super::{LiveChild, Node, link_seal, lock, now_ms};
 use crate::model::limits::{SHORT_MAX, cut};
@@ -31,6 +33,7 @@ use crate::net::tls::{self, ClientTrust};
 use crate::store::sealing::SecretKey;
 use crate::sync::link::{LinkHealth, UpstreamLink};
 use crate::sync::replicate::{Cursor, LogState};
+use crate::sync::snapshot::Snapshot;
 use crate::wire::frame::MAX_FRAME;
 use crate::wire::msg::{ChildHello, ChildMsg, ParentLinkView, ParentMsg};
 use crate::wire::{self, FrameError, SOFTWARE_VERSION, close};
@@ -201,7 +204,11 @@ async fn serve_registered_child(
         );
         return Err("registration removed by an administrator".into());
     }
-    let log = match node.store.log_state().await {
+    let cursor = Cursor {
+        last_applied: hello.last_applied,
+        epoch: hello.parent_epoch,
+    };
+    let (log, snapshot) = match node.store.log_for_child(cursor).await {
         Ok(log) => log,
         Err(e) => {
             tracing::error!("cannot read the change log: {e}");
@@ -226,6 +233,7 @@ async fn serve_registered_child(
         log_epoch: log.epoch,
         log_last_seq: log.last_seq,
         events_held,
+        snapshot_from: snapshot.as_ref().map(|s| s.from),
     };
     if let Err(e) = wire::write_frame(&mut send, &welcome).await {
         tracing::debug!("secondary left during the hello: {e}");
@@ -280,11 +288,9 @@ async fn serve_registered_child(
     let link = ChildLink {
         name: name.clone(),
         group_id,
-        cursor: Cursor {
-            last_applied: hello.last_applied,
-            epoch: hello.parent_epoch,
-        },
+        cursor,
         child_epoch: hello.epoch,
+        snapshot,
         rx,
         tx,
         requests,
@@ -402,6 +408,8 @@ pub(super) struct ChildLink {
     pub cursor: Cursor,
     /// The child's own log epoch, as its hello says.
     pub child_epoch: u64,
+    /// What the child is sent instead of the entries it missed, trimmed from the log.
+    pub snapshot: Option<Snapshot>,
     pub rx: Inbox<ChildMsg>,
     pub tx: mpsc::Sender<ParentMsg>,
     pub requests: mpsc::Receiver<super::Relayed>,
@@ -510,6 +518,8 @@ struct Welcomed {
     registered_name: String,
     /// The parent's log as its welcome said.
     log: LogState,
+    /// Where the parent's snapshot begins, if it sends one.
+    snapshot_from: Option<u64>,
     /// The highest of this server's events the parent holds.
     events_held: u64,
 }
@@ -524,6 +534,7 @@ async fn serve_welcomed(node: &Arc<Node>, welcomed: Welcomed, target: &str) -> S
         parent_name,
         registered_name,
         log,
+        snapshot_from,
         events_held,
     } = welcomed;
     let msg = format!("connection to the parent server {parent_name} established ({target})");
@@ -536,6 +547,7 @@ async fn serve_welcomed(node: &Arc<Node>, welcomed: Welcomed, target: &str) -> S
                 parent_name: parent_name.clone(),
                 registered_name,
                 log,
+                snapshot_from,
                 events_held,
                 rx,
                 tx,
@@ -635,13 +647,21 @@ async fn child_handshake(node: &Node, conn: quinn::Connection) -> Result<Welcome
                 log_epoch,
                 log_last_seq,
                 events_held,
+                snapshot_from,
                 ..
             })) => {
                 let log = LogState {
                     epoch: log_epoch,
                     last_seq: log_last_seq,
                 };
-                Ok((send, recv, parent_name, registered_name, log, events_held))
+                let welcome = (
+                    parent_name,
+                    registered_name,
+                    log,
+                    snapshot_from,
+                    events_held,
+                );
+                Ok((send, recv, welcome))
             }
             Ok(Some(_)) => Err("the parent sent something else than its welcome".to_string()),
             Ok(None) => Err("the parent closed the link during the hello".to_string()),
@@ -650,15 +670,19 @@ async fn child_handshake(node: &Node, conn: quinn::Connection) -> Result<Welcome
         }
     };
     match timeout(HELLO_TIMEOUT, handshake).await {
-        Ok(Ok((send, recv, parent_name, registered_name, log, events_held))) => Ok(Welcomed {
-            conn,
-            send,
-            recv,
-            parent_name,
-            registered_name,
-            log,
-            events_held,
-        }),
+        Ok(Ok((send, recv, welcome))) => {
+            let (parent_name, registered_name, log, snapshot_from, events_held) = welcome;
+            Ok(Welcomed {
+                conn,
+                send,
+                recv,
+                parent_name,
+                registered_name,
+                log,
+                snapshot_from,
+                events_held,
+            })
+        }
         Ok(Err(e)) => {
             // The parent may have closed the connection with a reason that says more.
             let e = conn
@@ -679,6 +703,8 @@ pub(super) struct ParentLink {
     pub registered_name: String,
     /// The parent's log as its welcome said.
     pub log: LogState,
+    /// Where the parent's snapshot begins, if it sends one (`sync::snapshot`).
+    pub snapshot_from: Option<u64>,
     /// The highest of this server's events the parent holds, as its welcome said.
     pub events_held: u64,
     pub rx: Inbox<ParentMsg>,

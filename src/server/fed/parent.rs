@@ -28,6 +28,7 @@ pub(in crate::server) async fn serve_parent_link(node: &Arc<Node>, link: ParentL
         parent_name,
         registered_name,
         log,
+        snapshot_from,
         events_held,
         mut rx,
         tx,
@@ -47,7 +48,8 @@ pub(in crate::server) async fn serve_parent_link(node: &Arc<Node>, link: ParentL
         Err(e) => return format!("cannot read the event log: {e}"),
     };
     let events = EventSender::new(events_held, newest);
-    let mut session = ParentSession::new(policy, &registered_name, cursor, log, runs, events, now);
+    let link = (cursor, log, snapshot_from);
+    let mut session = ParentSession::new(policy, &registered_name, link, runs, events, now);
     let mut subtree = node.subtree_changed.subscribe();
     let mut shutdown = node.shutdown.subscribe();
     let (answers_tx, mut answers) = mpsc::channel::<(u64, AdminResponse)>(16);
@@ -171,13 +173,34 @@ async fn carry_out(
     effect: ParentEffect,
 ) -> Result<(), String> {
     match effect {
-        ParentEffect::Resync { from, epoch, until } => {
+        ParentEffect::Resync {
+            from,
+            epoch,
+            start,
+            until,
+            snapshot,
+        } => {
             let applied = node
                 .store
-                .begin_resync(parent_name.to_string(), epoch, until, now_ms())
+                .begin_resync(
+                    parent_name.to_string(),
+                    epoch,
+                    (start, until, snapshot),
+                    now_ms(),
+                )
                 .await
                 .map_err(|e| format!("cannot start resynchronising: {e}"))?;
-            if from.held_anything() {
+            if snapshot {
+                let msg = format!(
+                    "receiving a snapshot of the parent server {parent_name}'s state ({} \
+                     entries): its change log is trimmed past the {} change(s) applied here; \
+                     then dropping what it no longer has",
+                    until - start,
+                    from.last_applied
+                );
+                node.event(Severity::Info, EventKind::ReplayStarted, msg)
+                    .await;
+            } else if from.held_anything() {
                 let msg = format!(
                     "resynchronising from the parent server {parent_name}: its change log is \
                      another one than the {} change(s) applied here counted in (it was restored \

@@ -539,7 +539,8 @@ impl Sim {
             self.nodes[p].store.events.held_from(&name, child_epoch),
             self.nodes[c].store.events.newest(),
         );
-        let mut parent = ParentSession::new(parent_policy(), &name, cursor, log, runs, events, now);
+        let link = (cursor, log, None);
+        let mut parent = ParentSession::new(parent_policy(), &name, link, runs, events, now);
         parent.sabotage_apply_duplicates = self.sabotage == Sabotage::ApplyDuplicates;
         if let Some(vol) = self.nodes[p].vol.as_mut() {
             vol.children.insert(c, child);

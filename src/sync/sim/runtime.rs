@@ -172,10 +172,15 @@ impl Sim {
                     });
                     session.handle_report(run_id, report_id, read);
                 }
-                ParentEffect::Resync { epoch, until, .. } => {
+                ParentEffect::Resync {
+                    epoch,
+                    start,
+                    until,
+                    ..
+                } => {
                     // One transaction, done at once: nothing of the parent's is being
                     // applied (a link is only set up once the batch in flight is stored).
-                    node.store.begin_resync(epoch, until, now_ms);
+                    node.store.begin_resync(epoch, (start, until), now_ms);
                     session.handle_resynced();
                 }
                 ParentEffect::ReadSubtree => session.handle_subtree(devices, Vec::new()),

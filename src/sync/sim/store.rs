@@ -304,9 +304,10 @@ impl Store {
 
     // ---- The link ----
 
-    /// Starts resynchronising with a parent whose log (epoch `epoch`) ends at `until`.
-    pub fn begin_resync(&mut self, epoch: u64, until: u64, now: UnixMillis) {
-        self.cursor = 0;
+    /// Starts resynchronising with a parent whose log (epoch `epoch`) ends at `until`, from
+    /// `start` (0, or where the parent's snapshot begins).
+    pub fn begin_resync(&mut self, epoch: u64, (start, until): (u64, u64), now: UnixMillis) {
+        self.cursor = start;
         self.parent_epoch = epoch;
         self.resync = Some((until, BTreeSet::new()));
         self.end_resync_if_done(now);

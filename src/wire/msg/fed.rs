@@ -41,6 +41,10 @@ pub enum ParentMsg {
         /// The highest of the secondary's events the parent holds, counted in the epoch of
         /// its hello: it sends its events from there.
         events_held: u64,
+        /// The log was trimmed past the secondary's cursor: the parent sends a snapshot of
+        /// its state as the entries after this number, up to `log_last_seq`, which the
+        /// secondary applies as a resynchronisation (`sync::snapshot`).
+        snapshot_from: Option<u64>,
     },
     /// Entry `seq` of the parent's change log, as it concerns this secondary.
     Change { seq: u64, change: Box<TaskChange> },
