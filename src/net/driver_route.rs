@@ -148,7 +148,17 @@ mod tests {
         let next = || polls.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(next().as_deref(), Some("route-a"));
 
+        // A wake that comes while the first poll is still under way on route-a is handled
+        // there (the move takes effect at the driver's next poll); from the first poll on
+        // route-b on, every poll is there.
         route.move_to(b.handle().clone());
+        wake.notify_one();
+        let mut on_a = 0;
+        while next().as_deref() == Some("route-a") {
+            on_a += 1;
+            assert!(on_a <= 2, "still polled on route-a after the move");
+            wake.notify_one();
+        }
         for _ in 0..3 {
             wake.notify_one();
             assert_eq!(next().as_deref(), Some("route-b"));
