@@ -172,6 +172,12 @@ unsafe extern "C" fn converse(
 /// Checks `password` for `account` with PAM service `service`: authentication, then the
 /// account's own state (expired, locked, password to change). Blocking.
 pub fn authenticate(service: &str, account: &str, password: &str) -> Result<(), PamError> {
+    // PAM modules (and the test suite's pam_wrapper) are not all safe to run on several
+    // threads at once; a simulated fleet checks many devices' runs in one process.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let pam = pam()?;
     let invalid = |what: &str| PamError::Unavailable(format!("{what} contains a NUL byte"));
     let service = CString::new(service).map_err(|_| invalid("the PAM service name"))?;
