@@ -3,6 +3,8 @@
 //! device requests and their lists; `task rights` and `group rights` as the CLI sends them;
 //! a task that is not a group task with its own list.
 
+#[path = "common/binary.rs"]
+mod binary;
 mod common;
 
 use canopy::cli::client::{AdminClient, ClientError};
@@ -384,6 +386,47 @@ async fn an_operator_of_paris_runs_paris_tasks_and_never_sees_berlin() {
     let view = rights_view(call(&admin, AdminRequest::Task(deny)).await);
     assert_eq!(view.follows_group, None);
     assert_eq!(task_names(&op).await, ["Paris scan"]);
+
+    // The same through the binary, as an administrator types it.
+    let session = dir.path().join("session.json");
+    let addr = server.local_addr().to_string();
+    let out = binary::login(dir.path(), &session, &addr, &[]);
+    assert!(out.status.success(), "{}", binary::stderr(&out));
+    let canopy = |args: &[&str]| binary::canopy(dir.path(), &session, args, None);
+    let out = canopy(&[
+        "group",
+        "rights",
+        "Managed devices/Berlin",
+        "--allow",
+        "account:paris-op=read",
+    ]);
+    assert!(out.status.success(), "{}", binary::stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("account:paris-op"), "{text}");
+    assert!(
+        text.contains("your rights on group \"Managed devices/Berlin\": read,modify,execute"),
+        "{text}"
+    );
+    let mut all = task_names(&op).await;
+    all.sort();
+    assert_eq!(all, ["Berlin scan", "Paris scan"], "read on Berlin now");
+    let out = canopy(&["task", "rights", "Berlin scan", "--json"]);
+    assert!(out.status.success(), "{}", binary::stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["follows_group"], "Managed devices/Berlin", "{json}");
+    let out = canopy(&[
+        "task",
+        "rights",
+        "Berlin scan",
+        "--allow",
+        "account:paris-op=write",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        binary::stderr(&out).contains("unknown right \"write\""),
+        "{}",
+        binary::stderr(&out)
+    );
 
     op.close().await;
     admin.close().await;
