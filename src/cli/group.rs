@@ -43,6 +43,14 @@ pub enum GroupCommand {
         /// The group's path (quoted).
         path: String,
     },
+    /// Show the group's rights (inherited from its root down), or set one entry.
+    #[command(after_help = super::rights::RIGHTS_EXAMPLES)]
+    Rights {
+        /// The group's path (quoted).
+        path: String,
+        #[command(flatten)]
+        args: super::rights::RightsArgs,
+    },
 }
 
 pub async fn run(session_path: &Path, cmd: GroupCommand) -> anyhow::Result<()> {
@@ -65,6 +73,13 @@ pub async fn run(session_path: &Path, cmd: GroupCommand) -> anyhow::Result<()> {
             new_parent: to,
         },
         GroupCommand::Delete { path } => GroupRequest::Delete { path },
+        GroupCommand::Rights { path, args } => {
+            let request = GroupRequest::Rights {
+                path,
+                change: args.change()?,
+            };
+            return super::rights::run(session_path, AdminRequest::Group(request), args.json).await;
+        }
     };
     print_done(call(session_path, AdminRequest::Group(request)).await?)
 }

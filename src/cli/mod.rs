@@ -11,6 +11,7 @@ mod event;
 mod group;
 mod login;
 mod notify;
+mod rights;
 mod session;
 pub mod table;
 mod task;

@@ -179,6 +179,19 @@ impl GroupTree {
         }
     }
 
+    /// The ids of the group's root down to the group itself (empty if it is not there):
+    /// the lists its rights come from (`model::rights`).
+    pub fn lineage(&self, id: u64) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .ancestry(id)
+            .unwrap_or_default()
+            .iter()
+            .map(|g| g.id)
+            .collect();
+        ids.reverse();
+        ids
+    }
+
     /// The group's path: names from its root down, joined by '/'.
     pub fn path_of(&self, id: u64) -> Option<String> {
         let chain = self.ancestry(id)?;

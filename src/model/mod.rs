@@ -9,6 +9,7 @@ pub mod limits;
 pub mod link;
 pub mod notify;
 pub mod revision;
+pub mod rights;
 pub mod run_ref;
 pub mod schedule;
 pub mod scope;

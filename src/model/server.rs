@@ -114,7 +114,7 @@ pub struct SecondaryRecord {
 }
 
 /// What an administrator account may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Everything, including accounts and the hierarchy.
     Administrator,

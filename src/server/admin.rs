@@ -138,7 +138,8 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
     }
 }
 
-/// What each role may do: auditors read, operators (later) run tasks, administrators all.
+/// What each role may do at most: auditors read, operators run and change tasks, groups
+/// and devices, administrators all. Rights lists (`server::rights`) narrow it per object.
 fn allowed(role: Role, request: &AdminRequest) -> bool {
     use AdminRequest::*;
     match request {
@@ -151,7 +152,7 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
         | AccountDelete { .. } => role == Role::Administrator,
         // Anyone may change their own password; only administrators someone else's.
         AccountSetPassword { .. } => true,
-        Group(GroupRequest::List { .. }) => true,
+        Group(GroupRequest::List { .. } | GroupRequest::Rights { change: None, .. }) => true,
         Group(_) => role != Role::Auditor,
         Device(DeviceRequest::List { .. } | DeviceRequest::Show { .. }) => true,
         Device(_) => role != Role::Auditor,
@@ -163,7 +164,8 @@ fn allowed(role: Role, request: &AdminRequest) -> bool {
             | TaskRequest::Export { .. }
             | TaskRequest::History { .. }
             | TaskRequest::Diff { .. }
-            | TaskRequest::ListDeleted,
+            | TaskRequest::ListDeleted
+            | TaskRequest::Rights { change: None, .. },
         ) => true,
         Task(_) => role != Role::Auditor,
         VirtualServer(VirtualServerRequest::List { .. }) => role != Role::Auditor,

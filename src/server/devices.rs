@@ -1,9 +1,14 @@
 //! Admin requests about devices: list, show, move, tag, approve, reject, delete.
 
+use std::collections::HashSet;
+
 use super::auth::Session;
 use super::reply::{error, internal};
+use super::rights::Gate;
 use super::{Node, lock};
 use crate::model::device::{DeviceRecord, DeviceView, Enrollment};
+use crate::model::group::normalize_path;
+use crate::model::rights::Rights;
 use crate::model::{EventKind, Severity};
 use crate::store::StoreError;
 use crate::wire::close;
@@ -14,13 +19,20 @@ pub(super) async fn handle(
     session: &Session,
     request: DeviceRequest,
 ) -> AdminResponse {
+    let gate = match Gate::load(node, session).await {
+        Ok(gate) => gate,
+        Err(refused) => return refused,
+    };
+    if let Err(refused) = check_rights(node, &gate, &request).await {
+        return refused;
+    }
     match request {
         DeviceRequest::List {
             group,
             recursive,
             after,
             limit,
-        } => list(node, group, recursive, after, limit).await,
+        } => list(node, &gate, group, recursive, after, limit).await,
         DeviceRequest::Show { device } => match find(node, &device).await {
             Ok(record) => AdminResponse::Devices {
                 devices: vec![view(node, &record).await],
@@ -130,6 +142,39 @@ pub(super) async fn handle(
     }
 }
 
+/// Read on a device's group to see it, modify to change it (and on the group it goes to).
+/// A device or group not found is left to the request to report.
+async fn check_rights(
+    node: &Node,
+    gate: &Gate,
+    request: &DeviceRequest,
+) -> Result<(), AdminResponse> {
+    let (device, need, to) = match request {
+        DeviceRequest::List { .. } => return Ok(()),
+        DeviceRequest::Show { device } => (device, Rights::READ, None),
+        DeviceRequest::Move { device, group } => (device, Rights::MODIFY, Some(group)),
+        DeviceRequest::Approve { device, group } => (device, Rights::MODIFY, group.as_ref()),
+        DeviceRequest::Tag { device, .. }
+        | DeviceRequest::Reject { device }
+        | DeviceRequest::Delete { device } => (device, Rights::MODIFY, None),
+    };
+    let tree = gate.tree();
+    if let Ok(record) = find(node, device).await {
+        let has = gate.on_group(record.group_id);
+        if !has.contains(Rights::READ) {
+            return Err(error(ErrorKind::NotFound, format!("no device {device:?}")));
+        }
+        let path = tree.path_of(record.group_id).unwrap_or_default();
+        gate.check_group(record.group_id, &path, need)?;
+    }
+    if let Some(path) = to
+        && let Some(id) = tree.resolve(path)
+    {
+        gate.check_group(id, normalize_path(path), Rights::MODIFY)?;
+    }
+    Ok(())
+}
+
 /// Tags are short words an administrator filters on.
 fn check_tag(tag: &str) -> Result<(), String> {
     let ok = !tag.trim().is_empty()
@@ -146,28 +191,36 @@ fn check_tag(tag: &str) -> Result<(), String> {
 
 async fn list(
     node: &Node,
+    gate: &Gate,
     group: Option<String>,
     recursive: bool,
     after: Option<DeviceCursor>,
     limit: u32,
 ) -> AdminResponse {
-    let tree = match node.store.group_tree().await {
-        Ok(tree) => tree,
-        Err(e) => return internal(e),
-    };
+    let tree = gate.tree().clone();
+    // Only the devices of groups the caller may read are listed.
+    let readable: HashSet<u64> = tree
+        .in_tree_order()
+        .iter()
+        .map(|g| g.id)
+        .filter(|id| gate.on_group(*id).contains(Rights::READ))
+        .collect();
     let group_id = match &group {
         None => None,
         Some(path) => match tree.resolve(path) {
-            Some(id) => Some(id),
-            None => return error(ErrorKind::NotFound, format!("no group {path:?}")),
+            Some(id) if readable.contains(&id) => Some(id),
+            _ => return error(ErrorKind::NotFound, format!("no group {path:?}")),
         },
     };
     let live = node.connected_devices();
     let limit = limit.clamp(1, DEVICE_PAGE_MAX) as usize;
     let in_group = tree.clone();
-    let keep = move |r: &DeviceRecord| match group_id {
-        None => true,
-        Some(g) => r.group_id == g || (recursive && in_group.is_descendant(r.group_id, g)),
+    let keep = move |r: &DeviceRecord| {
+        readable.contains(&r.group_id)
+            && match group_id {
+                None => true,
+                Some(g) => r.group_id == g || (recursive && in_group.is_descendant(r.group_id, g)),
+            }
     };
     // A range read of the name order: a page costs its own devices, not the whole registry.
     let after = after.map(|c| (c.name, c.id));

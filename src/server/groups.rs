@@ -4,21 +4,39 @@
 use super::Node;
 use super::auth::Session;
 use super::reply::{error, internal, page_by_path};
+use super::rights::{self, Gate};
 use crate::model::group::{GroupError, GroupTree, normalize_path};
+use crate::model::rights::Rights;
 use crate::model::{EventKind, Severity};
 use crate::store::StoreError;
 use crate::wire::msg::{AdminResponse, ErrorKind, GroupRequest};
 
 pub(super) async fn handle(node: &Node, session: &Session, request: GroupRequest) -> AdminResponse {
-    if let GroupRequest::List { after, limit } = &request {
-        return match node.store.group_views().await {
-            Ok(views) => {
-                let (groups, next) =
-                    page_by_path(views, |g| g.path.as_str(), after.as_deref(), *limit);
-                AdminResponse::Groups { groups, next }
-            }
-            Err(e) => internal(e),
-        };
+    let gate = match Gate::load(node, session).await {
+        Ok(gate) => gate,
+        Err(refused) => return refused,
+    };
+    match &request {
+        GroupRequest::List { after, limit } => {
+            return match node.store.group_views().await {
+                Ok(mut views) => {
+                    views.retain(|g| gate.on_group(g.id).contains(Rights::READ));
+                    let (groups, next) =
+                        page_by_path(views, |g| g.path.as_str(), after.as_deref(), *limit);
+                    AdminResponse::Groups { groups, next }
+                }
+                Err(e) => internal(e),
+            };
+        }
+        GroupRequest::Rights { path, change } => {
+            return rights::group_rights(node, session, path, change.clone())
+                .await
+                .unwrap_or_else(|e| e);
+        }
+        _ => {}
+    }
+    if let Err(refused) = check_rights(&gate, &request) {
+        return refused;
     }
     // The snapshot check gives a refusal its precise kind (not found, exists already,
     // invalid). The store checks again inside its transaction, which is what counts.
@@ -32,7 +50,9 @@ pub(super) async fn handle(node: &Node, session: &Session, request: GroupRequest
     let user = &session.user;
     let store = &node.store;
     let result = match &request {
-        GroupRequest::List { .. } => return error(ErrorKind::Internal, "group list handled above"),
+        GroupRequest::List { .. } | GroupRequest::Rights { .. } => {
+            return error(ErrorKind::Internal, "handled above");
+        }
         GroupRequest::Create { path } => store.create_group(path).await.map(|_| {
             // Names match exactly, so the path as typed (trimmed) is the group's path.
             let path = normalize_path(path);
@@ -82,10 +102,33 @@ pub(super) async fn handle(node: &Node, session: &Session, request: GroupRequest
     }
 }
 
+/// Modify on the group a change is about, and on the group it goes under (a new
+/// group's parent, a moved group's new parent). A group not found is left to `precheck`.
+fn check_rights(gate: &Gate, request: &GroupRequest) -> Result<(), AdminResponse> {
+    let tree = gate.tree();
+    let parent_of = |path: &str| {
+        normalize_path(path)
+            .rsplit_once('/')
+            .map(|(parent, _)| parent.to_string())
+    };
+    let paths: Vec<String> = match request {
+        GroupRequest::List { .. } | GroupRequest::Rights { .. } => Vec::new(),
+        GroupRequest::Create { path } => parent_of(path).into_iter().collect(),
+        GroupRequest::Rename { path, .. } | GroupRequest::Delete { path } => vec![path.clone()],
+        GroupRequest::Move { path, new_parent } => vec![path.clone(), new_parent.clone()],
+    };
+    for path in paths {
+        if let Some(id) = tree.resolve(&path) {
+            gate.check_group(id, normalize_path(&path), Rights::MODIFY)?;
+        }
+    }
+    Ok(())
+}
+
 /// The model's checks against a snapshot of the tree.
 fn precheck(tree: &GroupTree, request: &GroupRequest) -> Result<(), GroupError> {
     match request {
-        GroupRequest::List { .. } => Ok(()),
+        GroupRequest::List { .. } | GroupRequest::Rights { .. } => Ok(()),
         GroupRequest::Create { path } => tree.check_create(path).map(drop),
         GroupRequest::Rename { path, new_name } => tree.check_rename(path, new_name).map(drop),
         GroupRequest::Move { path, new_parent } => tree.check_move(path, new_parent).map(drop),

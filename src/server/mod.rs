@@ -13,6 +13,7 @@ mod link_seal;
 mod login_guard;
 mod notify;
 mod reply;
+mod rights;
 mod tasks;
 mod vservers;
 

@@ -30,6 +30,7 @@ pub mod private;
 pub mod replication;
 pub mod revisions;
 mod revocations;
+pub mod rights;
 mod schema;
 pub mod sealing;
 mod server;

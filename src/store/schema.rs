@@ -37,6 +37,9 @@ pub(crate) const NOTIFY_CHANNELS: StrTable = TableDefinition::new("notify_channe
 /// Where each notification channel is in the event log, by channel name
 /// ([`crate::model::notify::ChannelCursor`]); config channels' too.
 pub(crate) const NOTIFY_CURSORS: StrTable = TableDefinition::new("notify_cursors");
+/// Rights lists ([`crate::model::rights::Acl`]) of groups (`g/` and the id, 20 digits) and
+/// of tasks (`t/` and the id): see `store::rights`.
+pub(crate) const RIGHTS: StrTable = TableDefinition::new("rights");
 /// Tasks by id.
 pub(crate) const TASKS: StrTable = TableDefinition::new("tasks");
 /// Task id by display name: names are unique on a server.

@@ -37,6 +37,7 @@ impl Store {
             super::revocations::create_tables(txn)?;
             super::notify::create_tables(txn)?;
             super::log_trim::create_tables(txn)?;
+            super::rights::create_tables(txn)?;
             ensure_instance_id(txn)?;
             Ok(super::change_log::ensure_epoch(txn)?.1)
         })?;

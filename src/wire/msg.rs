@@ -260,6 +260,36 @@ pub enum TaskRequest {
     },
     /// The Change tasks password wizard (`CredentialsChange`).
     Credentials(Box<CredentialsChange>),
+    /// The task's rights (a group task's are its group's): shown, and with `change`
+    /// changed first.
+    Rights {
+        task: String,
+        change: Option<RightsChange>,
+    },
+}
+
+/// One entry of a rights list set: an empty grant removes the principal's entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RightsChange {
+    pub principal: crate::model::rights::Principal,
+    pub grant: crate::model::rights::Grant,
+}
+
+/// A rights list as `task rights` and `group rights` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RightsView {
+    /// What the rights are of: `group "Managed devices/Paris"` or `task "Patch"`.
+    pub object: String,
+    /// For a group task: the group whose rights it follows.
+    pub follows_group: Option<String>,
+    /// The lists that apply, from the root group down to the object: the group path (or
+    /// the task's name) and its entries.
+    pub lists: Vec<(
+        String,
+        Vec<(crate::model::rights::Principal, crate::model::rights::Grant)>,
+    )>,
+    /// The caller's own rights on it.
+    pub yours: crate::model::rights::Rights,
 }
 
 /// One revision of a task as administrators see it (never its password).
@@ -517,6 +547,11 @@ pub enum GroupRequest {
     Delete {
         path: String,
     },
+    /// The group's rights: shown, and with `change` changed first.
+    Rights {
+        path: String,
+        change: Option<RightsChange>,
+    },
 }
 
 /// A group as `canopy group list` shows it.
@@ -551,6 +586,10 @@ impl AdminRequest {
             AdminRequest::Group(GroupRequest::Rename { .. }) => "group rename",
             AdminRequest::Group(GroupRequest::Move { .. }) => "group move",
             AdminRequest::Group(GroupRequest::Delete { .. }) => "group delete",
+            AdminRequest::Group(GroupRequest::Rights { change: None, .. }) => "group rights",
+            AdminRequest::Group(GroupRequest::Rights {
+                change: Some(_), ..
+            }) => "group rights change",
             AdminRequest::Device(DeviceRequest::List { .. }) => "device list",
             AdminRequest::Device(DeviceRequest::Show { .. }) => "device show",
             AdminRequest::Device(DeviceRequest::Move { .. }) => "device move",
@@ -579,6 +618,10 @@ impl AdminRequest {
             AdminRequest::Task(TaskRequest::ListDeleted) => "task list --deleted",
             AdminRequest::Task(TaskRequest::Restore { .. }) => "task restore",
             AdminRequest::Task(TaskRequest::Credentials(_)) => "task credentials",
+            AdminRequest::Task(TaskRequest::Rights { change: None, .. }) => "task rights",
+            AdminRequest::Task(TaskRequest::Rights {
+                change: Some(_), ..
+            }) => "task rights change",
             AdminRequest::VirtualServer(VirtualServerRequest::List { .. }) => "vserver list",
             AdminRequest::VirtualServer(VirtualServerRequest::Create { .. }) => "vserver create",
             AdminRequest::VirtualServer(VirtualServerRequest::Enable { .. }) => "vserver enable",
@@ -687,6 +730,7 @@ pub enum AdminResponse {
     },
     /// What the Change tasks password wizard did to each task it found.
     Credentials(Vec<CredentialsResult>),
+    Rights(Box<RightsView>),
     /// A page of notification channels; `next`: the name to ask after.
     NotifyChannels {
         channels: Vec<NotifyChannelView>,

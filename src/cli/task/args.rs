@@ -105,6 +105,14 @@ pub enum TaskCommand {
     /// force the new password, or leave them.
     #[command(after_help = super::credentials::CREDENTIALS_EXAMPLES)]
     Credentials(Box<super::credentials::CredentialsArgs>),
+    /// Show the task's rights (a group task's are its group's), or set one entry.
+    #[command(after_help = crate::cli::rights::RIGHTS_EXAMPLES)]
+    Rights {
+        /// The task's name or id.
+        task: String,
+        #[command(flatten)]
+        args: crate::cli::rights::RightsArgs,
+    },
     /// Bring back a deleted task, with its id and history (see `task list --deleted`).
     Restore {
         /// The deleted task's id (`#7` or `7`) or name.

@@ -103,6 +103,13 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
             print_task_answer(task_call(session, request).await?, false, false)
         }
         TaskCommand::Credentials(args) => credentials::run(session, *args).await,
+        TaskCommand::Rights { task, args } => {
+            let request = TaskRequest::Rights {
+                task,
+                change: args.change()?,
+            };
+            crate::cli::rights::run(session, AdminRequest::Task(request), args.json).await
+        }
         TaskCommand::Restore { task, comment } => {
             let request = TaskRequest::Restore { task, comment };
             print_task_answer(task_call(session, request).await?, false, false)

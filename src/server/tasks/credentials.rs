@@ -28,13 +28,16 @@ pub(super) async fn change(
         return Err(invalid("the new password is empty"));
     }
     let comment = history::comment(request.comment.clone())?;
+    // Only the tasks the caller may change are found.
+    let gate = crate::server::rights::Gate::load(node, session).await?;
+    let may_change = crate::model::rights::Rights::READ.with(crate::model::rights::Rights::MODIFY);
     let found: Vec<TaskRecord> = node
         .store
         .tasks()
         .await
         .map_err(internal)?
         .into_iter()
-        .filter(|t| runs_under(t, &request.account))
+        .filter(|t| runs_under(t, &request.account) && gate.on_task(t).contains(may_change))
         .collect();
     let choices = choices_by_task(node, session, &request, &found).await?;
     let mut results = Vec::with_capacity(found.len());

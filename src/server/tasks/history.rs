@@ -6,10 +6,12 @@ use std::sync::Arc;
 use super::view::scope_text;
 use super::{changed, find, find_own, stored, update_by, view};
 use crate::model::revision::{self, RevisionAction, TaskRevision};
+use crate::model::rights::Rights;
 use crate::model::task::{TaskId, TaskRecord};
 use crate::model::{EventKind, Severity};
 use crate::server::auth::Session;
 use crate::server::reply::{Reply, error, internal, invalid};
+use crate::server::rights::Gate;
 use crate::server::{Node, now_ms};
 use crate::store::revisions::Note;
 use crate::wire::msg::{AdminResponse, ErrorKind, RevisionView};
@@ -69,12 +71,17 @@ async fn history_of(node: &Node, key: &str) -> Reply<(TaskId, Vec<TaskRevision>)
 
 /// The id of a deleted task named `key` (its name, `7` or `#7`).
 async fn deleted_id(node: &Node, key: &str) -> Reply<Option<TaskId>> {
+    Ok(deleted(node, key).await?.map(|task| task.id))
+}
+
+/// The deleted task `key` names (by name, or id as `7` or `#7`), as it was last.
+pub(super) async fn deleted(node: &Node, key: &str) -> Reply<Option<TaskRecord>> {
     let deleted = node.store.deleted_tasks().await.map_err(internal)?;
     let by_id = key.trim_start_matches('#').parse::<TaskId>().ok();
     Ok(deleted
-        .iter()
+        .into_iter()
         .find(|r| r.task.name == key || Some(r.task.id) == by_id)
-        .map(|r| r.task.id))
+        .map(|r| r.task))
 }
 
 /// `task history TASK`.
@@ -162,10 +169,15 @@ pub(super) async fn rollback(
 }
 
 /// `task list --deleted`.
-pub(super) async fn list_deleted(node: &Node) -> Reply<AdminResponse> {
+pub(super) async fn list_deleted(node: &Node, session: &Session) -> Reply<AdminResponse> {
+    let gate = Gate::load(node, session).await?;
     let deleted = node.store.deleted_tasks().await.map_err(internal)?;
     Ok(AdminResponse::Revisions(
-        deleted.iter().map(revision_view).collect(),
+        deleted
+            .iter()
+            .filter(|r| gate.on_task(&r.task).contains(Rights::READ))
+            .map(revision_view)
+            .collect(),
     ))
 }
 

@@ -24,6 +24,7 @@ pub(super) use server_tasks::prune_loop;
 use std::sync::Arc;
 
 use crate::model::revision::RevisionAction;
+use crate::model::rights::Rights;
 use crate::model::scope::Scope;
 use crate::model::task::{
     AGENT_APPLICATION, ChangedBy, DeviceRunRecord, DeviceState, RunId, RunRecord, RunState,
@@ -32,6 +33,7 @@ use crate::model::task::{
 use crate::model::{EventKind, Role, Severity};
 use crate::server::auth::Session;
 use crate::server::reply::{PageBudget, Reply, error, internal, invalid};
+use crate::server::rights::{self, Gate};
 use crate::server::{Node, now_ms};
 use crate::store::StoreError;
 use crate::store::revisions::Note;
@@ -47,8 +49,11 @@ pub(super) async fn handle(
     session: &Session,
     request: TaskRequest,
 ) -> AdminResponse {
+    if let Err(refused) = check_rights(node, session, &request).await {
+        return refused;
+    }
     let reply = match request {
-        TaskRequest::List { after, limit } => list(node, after, limit).await,
+        TaskRequest::List { after, limit } => list(node, session, after, limit).await,
         TaskRequest::Show { task } => match find(node, &task).await {
             Ok(task) => Ok(AdminResponse::Task(Box::new(view(node, &task).await))),
             Err(e) => Err(e),
@@ -108,7 +113,11 @@ pub(super) async fn handle(
             revision,
             comment,
         } => history::rollback(node, session, &task, revision, comment).await,
-        TaskRequest::ListDeleted => history::list_deleted(node).await,
+        TaskRequest::ListDeleted => history::list_deleted(node, session).await,
+        TaskRequest::Rights { task, change } => match find(node, &task).await {
+            Ok(task) => rights::task_rights(node, session, task, change).await,
+            Err(e) => Err(e),
+        },
         TaskRequest::Restore { task, comment } => {
             history::restore(node, session, &task, comment).await
         }
@@ -122,6 +131,51 @@ pub(super) async fn handle(
         }
     };
     reply.unwrap_or_else(|e| e)
+}
+
+/// The rights a request about a task needs (`server::rights`), checked before it is
+/// served; lists are cut to what the caller may read where they are made, and a name not
+/// found is left to the request to report.
+async fn check_rights(node: &Node, session: &Session, request: &TaskRequest) -> Reply<()> {
+    let (key, need) = match request {
+        TaskRequest::List { .. }
+        | TaskRequest::ListDeleted
+        | TaskRequest::Credentials(_)
+        | TaskRequest::Rights { .. } => return Ok(()),
+        TaskRequest::Import { commit: false, .. } | TaskRequest::Import { scope: None, .. } => {
+            return Ok(());
+        }
+        TaskRequest::Create(spec) => {
+            return Gate::load(node, session).await?.check_new_task(&spec.scope);
+        }
+        TaskRequest::Import {
+            scope: Some(scope), ..
+        } => return Gate::load(node, session).await?.check_new_task(scope),
+        TaskRequest::Show { task }
+        | TaskRequest::Results { task, .. }
+        | TaskRequest::Stats { task, .. }
+        | TaskRequest::Export { task }
+        | TaskRequest::History { task }
+        | TaskRequest::Diff { task, .. } => (task, Rights::READ),
+        TaskRequest::Edit { task, .. }
+        | TaskRequest::Delete { task, .. }
+        | TaskRequest::Rollback { task, .. }
+        | TaskRequest::Restore { task, .. } => (task, Rights::MODIFY),
+        TaskRequest::Start { task, .. }
+        | TaskRequest::Stop { task }
+        | TaskRequest::Pause { task }
+        | TaskRequest::Resume { task } => (task, Rights::EXECUTE),
+        // A copy is a new task with the scope of the original.
+        TaskRequest::Copy { task, .. } => (task, Rights::READ.with(Rights::MODIFY)),
+    };
+    let gate = Gate::load(node, session).await?;
+    match find(node, key).await {
+        Ok(task) => gate.check_task(&task, key, need),
+        Err(_) => match history::deleted(node, key).await? {
+            Some(task) => gate.check_task(&task, key, need),
+            None => Ok(()),
+        },
+    }
 }
 
 fn stored(e: StoreError) -> AdminResponse {
@@ -201,8 +255,15 @@ fn server_task_allowed(node: &Node, session: &Session, task_type: &TaskType) -> 
 }
 
 /// One page of tasks in id order.
-async fn list(node: &Node, after: Option<u64>, limit: u32) -> Reply<AdminResponse> {
+async fn list(
+    node: &Node,
+    session: &Session,
+    after: Option<u64>,
+    limit: u32,
+) -> Reply<AdminResponse> {
+    let gate = Gate::load(node, session).await?;
     let mut tasks = node.store.tasks().await.map_err(internal)?;
+    tasks.retain(|t| gate.on_task(t).contains(Rights::READ));
     tasks.sort_by_key(|t| t.id);
     let mut budget = PageBudget::new(limit.clamp(1, PAGE_MAX) as usize);
     let mut views = Vec::new();
