@@ -3,8 +3,6 @@
 //! device requests and their lists; `task rights` and `group rights` as the CLI sends them;
 //! a task that is not a group task with its own list.
 
-#[path = "common/binary.rs"]
-mod binary;
 mod common;
 
 use canopy::cli::client::{AdminClient, ClientError};
@@ -16,6 +14,7 @@ use canopy::wire::msg::{
     AdminRequest, AdminResponse, DeviceRequest, ErrorKind, GroupRequest, RightsChange, RightsView,
     ScopeSpec, Secret, TaskChanges, TaskRequest,
 };
+use common::binary;
 use common::{create_task, group_scope, simulate_spec, start_task, wait_finished};
 
 const TOKEN: &str = "rights-tests-token-0123456789";
@@ -52,6 +51,20 @@ async fn task_names(client: &AdminClient) -> Vec<String> {
     };
     match call(client, AdminRequest::Task(list)).await {
         AdminResponse::Tasks { tasks, .. } => tasks.into_iter().map(|t| t.name).collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Every device the caller may see.
+async fn devices_seen(client: &AdminClient) -> Vec<canopy::model::device::DeviceView> {
+    let list = DeviceRequest::List {
+        group: None,
+        recursive: true,
+        after: None,
+        limit: 100,
+    };
+    match call(client, AdminRequest::Device(list)).await {
+        AdminResponse::Devices { devices, .. } => devices,
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -126,20 +139,7 @@ async fn an_operator_of_paris_runs_paris_tasks_and_never_sees_berlin() {
         let path = format!("Managed devices/{city}");
         call(&admin, AdminRequest::Group(GroupRequest::Create { path })).await;
     }
-    let devices = match call(
-        &admin,
-        AdminRequest::Device(DeviceRequest::List {
-            group: None,
-            recursive: true,
-            after: None,
-            limit: 100,
-        }),
-    )
-    .await
-    {
-        AdminResponse::Devices { devices, .. } => devices,
-        other => panic!("unexpected {other:?}"),
-    };
+    let devices = devices_seen(&admin).await;
     assert_eq!(devices.len(), 4);
     for (i, device) in devices.iter().enumerate() {
         let city = if i < 2 { "Paris" } else { "Berlin" };
@@ -328,20 +328,7 @@ async fn an_operator_of_paris_runs_paris_tasks_and_never_sees_berlin() {
         .await,
     );
     assert_eq!(kind, ErrorKind::Forbidden, "read and execute do not create");
-    let seen = match call(
-        &op,
-        AdminRequest::Device(DeviceRequest::List {
-            group: None,
-            recursive: true,
-            after: None,
-            limit: 100,
-        }),
-    )
-    .await
-    {
-        AdminResponse::Devices { devices, .. } => devices,
-        other => panic!("unexpected {other:?}"),
-    };
+    let seen = devices_seen(&op).await;
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(seen.iter().all(|d| d.group == "Managed devices/Paris"));
     let berlin_device = devices[3].id.clone();

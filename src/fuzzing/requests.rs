@@ -81,6 +81,10 @@ pub(super) fn admin_requests() -> Vec<AdminRequest> {
                 new_parent: "Managed devices/Europe".into(),
             },
             GroupRequest::Delete { path: path() },
+            GroupRequest::Rights {
+                path: path(),
+                change: None,
+            },
         ]
         .map(AdminRequest::Group),
     );
@@ -172,6 +176,10 @@ pub(super) fn admin_requests() -> Vec<AdminRequest> {
             task: task(),
             devices: Some(vec!["10.1.0.5".into(), "files".into()]),
         },
+        TaskRequest::Rights {
+            task: task(),
+            change: Some(rights_change()),
+        },
         TaskRequest::Stop { task: task() },
         TaskRequest::Pause { task: task() },
         TaskRequest::Resume { task: task() },
@@ -260,6 +268,17 @@ pub(super) fn admin_requests() -> Vec<AdminRequest> {
     requests
 }
 
+fn rights_change() -> crate::wire::msg::RightsChange {
+    use crate::model::rights::{Grant, Principal, Rights};
+    crate::wire::msg::RightsChange {
+        principal: Principal::Account("paris-op".into()),
+        grant: Grant {
+            allow: Rights::READ.with(Rights::EXECUTE),
+            deny: Rights::MODIFY,
+        },
+    }
+}
+
 pub(super) fn admin_responses() -> Vec<AdminResponse> {
     vec![
         AdminResponse::Done {
@@ -332,6 +351,15 @@ pub(super) fn admin_responses() -> Vec<AdminResponse> {
             created: Some(Box::new(s::task_view())),
         })),
         AdminResponse::Credentials(s::credential_results()),
+        AdminResponse::Rights(Box::new(crate::wire::msg::RightsView {
+            object: "task \"Patch\"".into(),
+            follows_group: Some("Managed devices/Paris".into()),
+            lists: vec![(
+                "Managed devices".into(),
+                vec![(rights_change().principal, rights_change().grant)],
+            )],
+            yours: crate::model::rights::Rights::READ,
+        })),
         AdminResponse::NotifyChannels {
             channels: vec![NotifyChannelView {
                 name: "ops-hook".into(),

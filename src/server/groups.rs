@@ -104,6 +104,8 @@ pub(super) async fn handle(node: &Node, session: &Session, request: GroupRequest
 
 /// Modify on the group a change is about, and on the group it goes under (a new
 /// group's parent, a moved group's new parent). A group not found is left to `precheck`.
+// The error is the whole answer to the administrator's request, made once.
+#[allow(clippy::result_large_err)]
 fn check_rights(gate: &Gate, request: &GroupRequest) -> Result<(), AdminResponse> {
     let tree = gate.tree();
     let parent_of = |path: &str| {

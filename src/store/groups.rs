@@ -240,28 +240,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Fingerprint;
     use crate::model::group::{MANAGED_DEVICES, UNASSIGNED_DEVICES};
-
-    fn secondary(name: &str, group_id: u64) -> SecondaryRecord {
-        SecondaryRecord {
-            name: name.into(),
-            group_id,
-            cert_der: Vec::new(),
-            fingerprint: Fingerprint::of(name.as_bytes()),
-            registered_at: 0,
-            last_connected: None,
-            version: String::new(),
-            instance_id: String::new(),
-            address: None,
-            subtree: Vec::new(),
-            devices: 0,
-            virtual_server: false,
-            disabled: false,
-            enrollment_token: String::new(),
-            passive: None,
-        }
-    }
+    use crate::store::tasks::tests::secondary;
 
     fn paths(views: &[GroupView]) -> Vec<(&str, u32, u64, u64)> {
         views

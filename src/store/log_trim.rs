@@ -124,7 +124,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Fingerprint;
     use crate::model::group::MANAGED_DEVICES;
     use crate::model::scope::Scope;
     use crate::store::tasks::tests::{task, temp_store};
@@ -141,23 +140,7 @@ mod tests {
     }
 
     fn secondary(name: &str) -> SecondaryRecord {
-        SecondaryRecord {
-            name: name.into(),
-            group_id: MANAGED_DEVICES,
-            cert_der: Vec::new(),
-            fingerprint: Fingerprint::of(name.as_bytes()),
-            registered_at: 0,
-            last_connected: None,
-            version: String::new(),
-            instance_id: String::new(),
-            address: None,
-            subtree: Vec::new(),
-            devices: 0,
-            virtual_server: false,
-            disabled: false,
-            enrollment_token: String::new(),
-            passive: None,
-        }
+        crate::store::tasks::tests::secondary(name, MANAGED_DEVICES)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

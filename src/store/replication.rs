@@ -143,8 +143,10 @@ impl Store {
                 remove(&mut confirmed, &key)?;
             }
             drop(confirmed);
-            let mut out = AppliedChanges::default();
-            out.cursor = start;
+            let mut out = AppliedChanges {
+                cursor: start,
+                ..AppliedChanges::default()
+            };
             end_resync_if_done(txn, &parent, start, now, &mut out)?;
             Ok(out)
         })

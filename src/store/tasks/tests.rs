@@ -4,6 +4,7 @@ use super::*;
 use crate::model::task::{
     AGENT_APPLICATION, ChangedBy, Details, Outcome, TaskPayload, TaskSettings,
 };
+use crate::model::{Fingerprint, SecondaryRecord};
 
 /// A server database in a temporary directory, kept as long as the directory.
 pub(in crate::store) async fn temp_store() -> (tempfile::TempDir, Store) {
@@ -19,6 +20,27 @@ pub(in crate::store) async fn open_at(path: &std::path::Path) -> Store {
         .await
         .unwrap()
         .unwrap()
+}
+
+/// A secondary's registration in the group `group_id`, never connected.
+pub(in crate::store) fn secondary(name: &str, group_id: u64) -> SecondaryRecord {
+    SecondaryRecord {
+        name: name.into(),
+        group_id,
+        cert_der: Vec::new(),
+        fingerprint: Fingerprint::of(name.as_bytes()),
+        registered_at: 0,
+        last_connected: None,
+        version: String::new(),
+        instance_id: String::new(),
+        address: None,
+        subtree: Vec::new(),
+        devices: 0,
+        virtual_server: false,
+        disabled: false,
+        enrollment_token: String::new(),
+        passive: None,
+    }
 }
 
 pub(in crate::store) fn task(days: u32) -> TaskRecord {
