@@ -1,6 +1,6 @@
 //! Access rights over real QUIC: an operator of "Managed devices/Paris" starts Paris's
 //! tasks and neither sees nor touches Berlin's, through every task request, the group and
-//! device requests and their lists; `task rights` and `group rights` as the CLI sends them;
+//! device requests and their lists, the event log; `task rights` and `group rights` as the CLI sends them;
 //! a task that is not a group task with its own list.
 
 mod common;
@@ -347,6 +347,17 @@ async fn an_operator_of_paris_runs_paris_tasks_and_never_sees_berlin() {
         let (kind, _) = refused(op.call(AdminRequest::Device(request)).await);
         assert_eq!(kind, ErrorKind::NotFound);
     }
+
+    // The event log: what happened in Paris, nothing of Berlin; all of it for the administrator.
+    let seen = common::events(&op).await;
+    let about_berlin = |e: &canopy::model::Event| e.message.contains("Berlin");
+    assert!(!seen.iter().any(about_berlin), "{seen:#?}");
+    assert!(
+        seen.iter().any(|e| e.message.contains("Paris scan")),
+        "{seen:#?}"
+    );
+    let all_events = common::events(&admin).await;
+    assert!(all_events.iter().any(about_berlin), "{all_events:#?}");
 
     // The administrator still sees and runs everything.
     let mut all = task_names(&admin).await;

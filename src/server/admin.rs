@@ -269,23 +269,13 @@ async fn dispatch(
             after,
             limit,
             filter,
-        } => match node
-            .store
-            .event_page(filter, after, limit.clamp(1, PAGE_MAX))
-            .await
-        {
-            Ok((events, next)) => {
-                let (events, cut) = super::reply::fill_page(events, usize::MAX);
-                // A page cut to fit the frame goes on from its last event.
-                let next = if cut {
-                    events.last().map(|e| e.seq)
-                } else {
-                    next
-                };
-                AdminResponse::Events { events, next }
-            }
-            Err(e) => internal(e),
-        },
+        } => {
+            let hidden = match super::rights::hidden(node, session).await {
+                Ok(hidden) => hidden,
+                Err(refused) => return refused,
+            };
+            event_list(node, filter, hidden, after, limit).await
+        }
         AdminRequest::AccountList { after, limit } => match node.store.accounts().await {
             Ok(accounts) => {
                 let views = accounts.iter().map(AccountView::from).collect();
@@ -734,5 +724,32 @@ async fn account_password(
         .await;
     AdminResponse::Done {
         message: format!("password of {name} changed; its sessions are closed"),
+    }
+}
+
+/// One page of the event log, without the events about what the caller may not read.
+async fn event_list(
+    node: &Node,
+    filter: crate::model::EventFilter,
+    hidden: std::collections::HashSet<crate::store::rights::Guarded>,
+    after: Option<u64>,
+    limit: u32,
+) -> AdminResponse {
+    match node
+        .store
+        .event_page(filter, hidden, after, limit.clamp(1, PAGE_MAX))
+        .await
+    {
+        Ok((events, next)) => {
+            let (events, cut) = super::reply::fill_page(events, usize::MAX);
+            // A page cut to fit the frame goes on from its last event.
+            let next = if cut {
+                events.last().map(|e| e.seq)
+            } else {
+                next
+            };
+            AdminResponse::Events { events, next }
+        }
+        Err(e) => internal(e),
     }
 }

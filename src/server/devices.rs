@@ -11,6 +11,7 @@ use crate::model::group::normalize_path;
 use crate::model::rights::Rights;
 use crate::model::{EventKind, Severity};
 use crate::store::StoreError;
+use crate::store::rights::Guarded;
 use crate::wire::close;
 use crate::wire::msg::{AdminResponse, DEVICE_PAGE_MAX, DeviceCursor, DeviceRequest, ErrorKind};
 
@@ -132,7 +133,8 @@ pub(super) async fn handle(
                 "device {} ({}) deleted by {}",
                 record.name, record.id, session.user
             );
-            node.event(Severity::Info, EventKind::DeviceChanged, msg)
+            let about = Guarded::Group(record.group_id);
+            node.event_about(Severity::Info, EventKind::DeviceChanged, msg, about)
                 .await;
             node.bump_subtree();
             AdminResponse::Done {
@@ -298,7 +300,8 @@ async fn change(
         "device {} ({}) {what} by {}",
         updated.name, updated.id, session.user
     );
-    node.event(Severity::Info, EventKind::DeviceChanged, msg)
+    let about = Guarded::Group(updated.group_id);
+    node.event_about(Severity::Info, EventKind::DeviceChanged, msg, about)
         .await;
     AdminResponse::Done {
         message: format!("device {}: {what}", updated.name),

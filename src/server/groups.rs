@@ -9,6 +9,7 @@ use crate::model::group::{GroupError, GroupTree, normalize_path};
 use crate::model::rights::Rights;
 use crate::model::{EventKind, Severity};
 use crate::store::StoreError;
+use crate::store::rights::Guarded;
 use crate::wire::msg::{AdminResponse, ErrorKind, GroupRequest};
 
 pub(super) async fn handle(node: &Node, session: &Session, request: GroupRequest) -> AdminResponse {
@@ -85,12 +86,17 @@ pub(super) async fn handle(node: &Node, session: &Session, request: GroupRequest
     };
     match result {
         Ok(message) => {
-            node.event(
-                Severity::Info,
-                EventKind::GroupChanged,
-                format!("{message} by {user}"),
-            )
-            .await;
+            let message_by = format!("{message} by {user}");
+            match about(&tree, &request) {
+                Some(about) => {
+                    node.event_about(Severity::Info, EventKind::GroupChanged, message_by, about)
+                        .await
+                }
+                None => {
+                    node.event(Severity::Info, EventKind::GroupChanged, message_by)
+                        .await
+                }
+            }
             // Secondaries' group paths may have changed: tell this server's parent.
             node.bump_subtree();
             AdminResponse::Done { message }
@@ -125,6 +131,21 @@ fn check_rights(gate: &Gate, request: &GroupRequest) -> Result<(), AdminResponse
         }
     }
     Ok(())
+}
+
+/// The group a change is about, for who may read its event: the group renamed or moved,
+/// the parent of one created or deleted.
+fn about(tree: &GroupTree, request: &GroupRequest) -> Option<Guarded> {
+    let path = match request {
+        GroupRequest::List { .. } | GroupRequest::Rights { .. } => return None,
+        GroupRequest::Rename { path, .. } | GroupRequest::Move { path, .. } => {
+            normalize_path(path).to_string()
+        }
+        GroupRequest::Create { path } | GroupRequest::Delete { path } => {
+            normalize_path(path).rsplit_once('/')?.0.to_string()
+        }
+    };
+    tree.resolve(&path).map(Guarded::Group)
 }
 
 /// The model's checks against a snapshot of the tree.

@@ -202,6 +202,28 @@ impl Node {
 
     /// Records an event in the server's log. Failing to store it is logged, not fatal.
     pub async fn event(&self, severity: Severity, kind: EventKind, message: String) {
+        self.record_event(severity, kind, message, None).await;
+    }
+
+    /// An event about a group or a task: shown only to those who may read it.
+    pub(crate) async fn event_about(
+        &self,
+        severity: Severity,
+        kind: EventKind,
+        message: String,
+        about: crate::store::rights::Guarded,
+    ) {
+        self.record_event(severity, kind, message, Some(about))
+            .await;
+    }
+
+    async fn record_event(
+        &self,
+        severity: Severity,
+        kind: EventKind,
+        message: String,
+        about: Option<crate::store::rights::Guarded>,
+    ) {
         Node::log_event(severity, kind, &message);
         let now = now_ms();
         let event = Event {
@@ -214,7 +236,7 @@ impl Node {
         };
         if let Err(e) = self
             .store
-            .append_event(event, self.config.events, now)
+            .append_event(event, about, self.config.events, now)
             .await
         {
             tracing::error!("cannot record event: {e}");

@@ -136,6 +136,32 @@ impl Gate {
     }
 }
 
+/// The groups and tasks (deleted ones too) the caller may not read: the event log leaves
+/// out the events about them. Nothing for an administrator.
+pub(super) async fn hidden(
+    node: &Node,
+    session: &Session,
+) -> Reply<std::collections::HashSet<Guarded>> {
+    let mut hidden = std::collections::HashSet::new();
+    if session.role == Role::Administrator {
+        return Ok(hidden);
+    }
+    let gate = Gate::load(node, session).await?;
+    for group in gate.tree.in_tree_order() {
+        if !gate.on_group(group.id).contains(Rights::READ) {
+            hidden.insert(Guarded::Group(group.id));
+        }
+    }
+    let tasks = node.store.tasks().await.map_err(internal)?;
+    let deleted = node.store.deleted_tasks().await.map_err(internal)?;
+    for task in tasks.iter().chain(deleted.iter().map(|r| &r.task)) {
+        if !gate.on_task(task).contains(Rights::READ) {
+            hidden.insert(Guarded::Task(task.id));
+        }
+    }
+    Ok(hidden)
+}
+
 fn lacks(has: Rights, need: Rights, what: &str, user: &str) -> Reply<()> {
     if has.contains(need) {
         return Ok(());
@@ -246,7 +272,8 @@ async fn apply(
         Guarded::Group(_) => EventKind::GroupChanged,
         Guarded::Task(_) => EventKind::TaskChanged,
     };
-    node.event(Severity::Info, kind, message).await;
+    node.event_about(Severity::Info, kind, message, object)
+        .await;
     drop(gate);
     Gate::load(node, session).await
 }

@@ -4,8 +4,13 @@
 
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use super::schema::{EVENT_CURSORS, EVENTS};
-use super::{Store, StoreError, entries_u64, get, last_key_u64, put, put_u64, signals};
+use std::collections::HashSet;
+
+use super::rights::Guarded;
+use super::schema::{EVENT_ABOUT, EVENT_CURSORS, EVENTS};
+use super::{
+    Store, StoreError, entries_u64, get, get_u64, last_key_u64, put, put_u64, remove_u64, signals,
+};
 use crate::model::{Event, EventFilter, EventRetention, UnixMillis};
 use crate::sync::events_up;
 
@@ -16,20 +21,27 @@ pub const SCAN_PER_PAGE: usize = 20_000;
 pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(EVENTS)?;
     txn.open_table(EVENT_CURSORS)?;
+    txn.open_table(EVENT_ABOUT)?;
     Ok(())
 }
 
-/// Appends `event` (its `seq` assigned here) and applies the retention, in `txn`.
+/// Appends `event` (its `seq` assigned here), about `about` if it is about a group or a
+/// task, and applies the retention, in `txn`.
 pub(super) fn append_in(
     txn: &WriteTransaction,
     mut event: Event,
+    about: Option<Guarded>,
     retention: EventRetention,
     now: UnixMillis,
 ) -> Result<u64, StoreError> {
     let mut table = txn.open_table(EVENTS)?;
+    let mut abouts = txn.open_table(EVENT_ABOUT)?;
     let seq = last_key_u64(&table)?.map_or(1, |last| last + 1);
     event.seq = seq;
     put_u64(&mut table, seq, &event)?;
+    if let Some(about) = about {
+        put_u64(&mut abouts, seq, &about)?;
+    }
     signals::note_event(seq);
     let oldest = retention.oldest_kept(now);
     let mut len = table.len()?;
@@ -41,8 +53,11 @@ pub(super) fn append_in(
         if len <= retention.keep.max(1) && !too_old {
             break;
         }
-        if table.pop_first()?.is_none() {
-            break;
+        match table.pop_first()? {
+            Some((first, _)) => {
+                remove_u64(&mut abouts, first.value())?;
+            }
+            None => break,
         }
         len -= 1;
     }
@@ -54,10 +69,11 @@ impl Store {
     pub async fn append_event(
         &self,
         event: Event,
+        about: Option<Guarded>,
         retention: EventRetention,
         now: UnixMillis,
     ) -> Result<u64, StoreError> {
-        self.write(move |txn| append_in(txn, event.clone(), retention, now))
+        self.write(move |txn| append_in(txn, event.clone(), about, retention, now))
             .await
     }
 
@@ -86,6 +102,7 @@ impl Store {
                     append_in(
                         txn,
                         events_up::from_child(&child, event.clone()),
+                        None,
                         retention,
                         now,
                     )?;
@@ -137,12 +154,25 @@ impl Store {
     pub async fn event_page(
         &self,
         filter: EventFilter,
+        hidden: HashSet<Guarded>,
         after: Option<u64>,
         limit: u32,
     ) -> Result<(Vec<Event>, Option<u64>), StoreError> {
         let limit = limit as usize;
         self.read(move |txn| {
             let table = txn.open_table(EVENTS)?;
+            let abouts = txn.open_table(EVENT_ABOUT)?;
+            // An event about something the caller may not read is left out.
+            let shown = |event: &Event| -> Result<bool, StoreError> {
+                if !filter.matches(event) {
+                    return Ok(false);
+                }
+                if hidden.is_empty() || !event.origin.is_empty() {
+                    return Ok(true);
+                }
+                let about = get_u64::<Guarded>(&abouts, event.seq)?;
+                Ok(about.is_none_or(|about| !hidden.contains(&about)))
+            };
             let mut page = Vec::new();
             match after {
                 Some(after) => {
@@ -156,7 +186,7 @@ impl Store {
                         }
                         last_read = Some(key.value());
                         let event = super::decode::<Event>(value.value())?;
-                        if filter.matches(&event) {
+                        if shown(&event)? {
                             page.push(event);
                         }
                     }
@@ -166,7 +196,7 @@ impl Store {
                     for row in table.iter()?.rev().take(SCAN_PER_PAGE) {
                         let (_, value) = row?;
                         let event = super::decode::<Event>(value.value())?;
-                        if filter.matches(&event) {
+                        if shown(&event)? {
                             page.push(event);
                             if page.len() == limit {
                                 break;

@@ -144,7 +144,7 @@ mod tests {
                 message: "m".into(),
                 origin: Vec::new(),
             };
-            store.append_event(event, retention, 1).await.unwrap();
+            store.append_event(event, None, retention, 1).await.unwrap();
         }
     }
 

@@ -29,6 +29,10 @@ pub(crate) const SECONDARIES: StrTable = TableDefinition::new("secondaries");
 pub(crate) const ACCOUNTS: StrTable = TableDefinition::new("accounts");
 /// The event log by sequence number.
 pub(crate) const EVENTS: SeqTable = TableDefinition::new("events");
+/// What each of this server's own events is about, by its sequence number
+/// ([`crate::store::rights::Guarded`]): a list shows an event only to those who may read
+/// that. Events about nothing in particular, and those from below, have no row.
+pub(crate) const EVENT_ABOUT: SeqTable = TableDefinition::new("event_about");
 /// By child name: its log epoch and the highest of its events held here, `(u64, u64)`.
 pub(crate) const EVENT_CURSORS: StrTable = TableDefinition::new("event_cursors");
 /// The notification channels administrators added, by name

@@ -95,7 +95,8 @@ pub(super) fn announce_in(
 ) -> Result<(), StoreError> {
     if let (Some(done), Some(announce)) = (done.as_mut(), announce) {
         for event in (announce.events)(done, now) {
-            super::events::append_in(txn, event.clone(), announce.retention, now)?;
+            let about = Some(super::rights::Guarded::Task(done.run.task_id));
+            super::events::append_in(txn, event.clone(), about, announce.retention, now)?;
             done.announced.push(event);
         }
     }

@@ -13,6 +13,7 @@ use crate::model::task::{DeviceEdit, DeviceProgress, DeviceState, Notify, RunRec
 use crate::model::{Event, EventKind, RunRef, Severity, UnixMillis};
 use crate::server::{Node, lock, now_ms};
 use crate::store::StoreError;
+use crate::store::rights::Guarded;
 use crate::store::tasks::{Announce, Progressed, StartedRun};
 use crate::sync::rollup::Rollup;
 use crate::sync::stats::StatsTable;
@@ -85,8 +86,13 @@ impl Node {
                 let msg = format!(
                     "device {device_id} sent a change to task #{task_id}, which is not one of its local tasks; ignored"
                 );
-                self.event(Severity::Warning, EventKind::TaskChanged, msg)
-                    .await;
+                self.event_about(
+                    Severity::Warning,
+                    EventKind::TaskChanged,
+                    msg,
+                    Guarded::Task(task_id),
+                )
+                .await;
                 return;
             }
             Err(e) => {
@@ -104,8 +110,13 @@ impl Node {
                 task.name
             ),
         };
-        self.event(Severity::Info, EventKind::TaskChanged, msg)
-            .await;
+        self.event_about(
+            Severity::Info,
+            EventKind::TaskChanged,
+            msg,
+            Guarded::Task(task.id),
+        )
+        .await;
         if let Some(def) = local_def(&task) {
             self.tell_device(device_id, ServerToAgent::LocalTask(def))
                 .await;

@@ -14,6 +14,7 @@ use crate::server::reply::{Reply, error, internal, invalid};
 use crate::server::rights::Gate;
 use crate::server::{Node, now_ms};
 use crate::store::revisions::Note;
+use crate::store::rights::Guarded;
 use crate::wire::msg::{AdminResponse, ErrorKind, RevisionView};
 
 fn revision_view(r: &TaskRevision) -> RevisionView {
@@ -205,8 +206,13 @@ pub(super) async fn restore(
         "task {:?} (#{}) restored as revision {} by {}",
         task.name, task.id, task.revision, session.user
     );
-    node.event(Severity::Info, EventKind::TaskChanged, msg)
-        .await;
+    node.event_about(
+        Severity::Info,
+        EventKind::TaskChanged,
+        msg,
+        Guarded::Task(task.id),
+    )
+    .await;
     node.push_local_task(&task, false).await;
     node.tasks_changed(&[task.id], task.runs_on_device_clock())
         .await;

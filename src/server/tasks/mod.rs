@@ -9,6 +9,7 @@
 
 mod credentials;
 mod delivery;
+mod gate;
 mod history;
 mod pause;
 mod scheduler;
@@ -37,6 +38,7 @@ use crate::server::rights::{self, Gate};
 use crate::server::{Node, now_ms};
 use crate::store::StoreError;
 use crate::store::revisions::Note;
+use crate::store::rights::Guarded;
 use crate::wire::msg::{
     AccountSpec, AdminRequest, AdminResponse, ErrorKind, PAGE_MAX, RunView, ServerToAgent,
     TaskChanges, TaskRequest, TaskSpec, TaskView,
@@ -49,7 +51,7 @@ pub(super) async fn handle(
     session: &Session,
     request: TaskRequest,
 ) -> AdminResponse {
-    if let Err(refused) = check_rights(node, session, &request).await {
+    if let Err(refused) = gate::check_rights(node, session, &request).await {
         return refused;
     }
     let reply = match request {
@@ -131,51 +133,6 @@ pub(super) async fn handle(
         }
     };
     reply.unwrap_or_else(|e| e)
-}
-
-/// The rights a request about a task needs (`server::rights`), checked before it is
-/// served; lists are cut to what the caller may read where they are made, and a name not
-/// found is left to the request to report.
-async fn check_rights(node: &Node, session: &Session, request: &TaskRequest) -> Reply<()> {
-    let (key, need) = match request {
-        TaskRequest::List { .. }
-        | TaskRequest::ListDeleted
-        | TaskRequest::Credentials(_)
-        | TaskRequest::Rights { .. } => return Ok(()),
-        TaskRequest::Import { commit: false, .. } | TaskRequest::Import { scope: None, .. } => {
-            return Ok(());
-        }
-        TaskRequest::Create(spec) => {
-            return Gate::load(node, session).await?.check_new_task(&spec.scope);
-        }
-        TaskRequest::Import {
-            scope: Some(scope), ..
-        } => return Gate::load(node, session).await?.check_new_task(scope),
-        TaskRequest::Show { task }
-        | TaskRequest::Results { task, .. }
-        | TaskRequest::Stats { task, .. }
-        | TaskRequest::Export { task }
-        | TaskRequest::History { task }
-        | TaskRequest::Diff { task, .. } => (task, Rights::READ),
-        TaskRequest::Edit { task, .. }
-        | TaskRequest::Delete { task, .. }
-        | TaskRequest::Rollback { task, .. }
-        | TaskRequest::Restore { task, .. } => (task, Rights::MODIFY),
-        TaskRequest::Start { task, .. }
-        | TaskRequest::Stop { task }
-        | TaskRequest::Pause { task }
-        | TaskRequest::Resume { task } => (task, Rights::EXECUTE),
-        // A copy is a new task with the scope of the original.
-        TaskRequest::Copy { task, .. } => (task, Rights::READ.with(Rights::MODIFY)),
-    };
-    let gate = Gate::load(node, session).await?;
-    match find(node, key).await {
-        Ok(task) => gate.check_task(&task, key, need),
-        Err(_) => match history::deleted(node, key).await? {
-            Some(task) => gate.check_task(&task, key, need),
-            None => Ok(()),
-        },
-    }
 }
 
 fn stored(e: StoreError) -> AdminResponse {
@@ -377,8 +334,13 @@ async fn store_new(
         task.task_type.type_name(),
         session.user
     );
-    node.event(Severity::Info, EventKind::TaskChanged, msg)
-        .await;
+    node.event_about(
+        Severity::Info,
+        EventKind::TaskChanged,
+        msg,
+        Guarded::Task(task.id),
+    )
+    .await;
     node.push_local_task(&task, false).await;
     node.tasks_changed(&[task.id], task.runs_on_device_clock())
         .await;
@@ -391,8 +353,13 @@ async fn store_new(
             "task {:?} was not started on creation: {message}",
             task.name
         );
-        node.event(Severity::Warning, EventKind::RunStarted, msg)
-            .await;
+        node.event_about(
+            Severity::Warning,
+            EventKind::RunStarted,
+            msg,
+            Guarded::Task(task.id),
+        )
+        .await;
     }
     Ok(node
         .store
@@ -500,8 +467,13 @@ async fn changed(
     after: &TaskRecord,
     msg: String,
 ) -> AdminResponse {
-    node.event(Severity::Info, EventKind::TaskChanged, msg)
-        .await;
+    node.event_about(
+        Severity::Info,
+        EventKind::TaskChanged,
+        msg,
+        Guarded::Task(after.id),
+    )
+    .await;
     if before.scope != after.scope {
         // A local task moved to another device: the old one forgets it.
         node.push_local_task(before, true).await;
@@ -537,8 +509,13 @@ async fn delete(
         "task {:?} (#{}) deleted by {}",
         task.name, task.id, session.user
     );
-    node.event(Severity::Info, EventKind::TaskChanged, msg)
-        .await;
+    node.event_about(
+        Severity::Info,
+        EventKind::TaskChanged,
+        msg,
+        Guarded::Task(task.id),
+    )
+    .await;
     node.push_local_task(&task, true).await;
     node.tasks_changed(&[task.id], task.runs_on_device_clock())
         .await;
@@ -640,7 +617,13 @@ async fn start_run(
             String::new()
         }
     );
-    node.event(Severity::Info, EventKind::RunStarted, msg).await;
+    node.event_about(
+        Severity::Info,
+        EventKind::RunStarted,
+        msg,
+        Guarded::Task(task.id),
+    )
+    .await;
     node.deliver_run(&started);
     Ok((started.run, skipped))
 }
@@ -666,7 +649,13 @@ async fn stop(node: &Node, session: &Session, key: &str) -> Reply<AdminResponse>
         session.user,
         stopped.to_cancel.len()
     );
-    node.event(Severity::Info, EventKind::RunStopped, msg).await;
+    node.event_about(
+        Severity::Info,
+        EventKind::RunStopped,
+        msg,
+        Guarded::Task(task.id),
+    )
+    .await;
     Ok(AdminResponse::TaskStats(run_view(node, &stopped.run).await))
 }
 

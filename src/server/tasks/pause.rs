@@ -9,6 +9,7 @@ use crate::server::auth::Session;
 use crate::server::reply::{Reply, error, internal, invalid};
 use crate::server::{Node, now_ms};
 use crate::store::pause::PauseChange;
+use crate::store::rights::Guarded;
 use crate::wire::msg::{AdminResponse, ErrorKind, ServerToAgent};
 
 /// Pauses (`paused`) or resumes the task's last run.
@@ -63,7 +64,13 @@ pub(super) async fn pause(
     );
     let run = change.run.clone();
     node.apply_pause(change).await;
-    node.event(Severity::Info, EventKind::RunPaused, msg).await;
+    node.event_about(
+        Severity::Info,
+        EventKind::RunPaused,
+        msg,
+        Guarded::Task(task.id),
+    )
+    .await;
     Ok(AdminResponse::TaskStats(run_view(node, &run).await))
 }
 

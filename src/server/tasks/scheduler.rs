@@ -18,6 +18,7 @@ use crate::model::task::TaskRecord;
 use crate::model::{EventKind, Severity, UnixMillis};
 use crate::sched::{self, Decision, Held};
 use crate::server::{Node, now_ms};
+use crate::store::rights::Guarded;
 
 /// The longest the scheduler sleeps: it looks again at least this often.
 const LOOK_AGAIN: Duration = Duration::from_secs(30);
@@ -108,8 +109,13 @@ async fn plan(node: &Arc<Node>, now: UnixMillis) -> Option<UnixMillis> {
                     task.name,
                     sched::local_text(at, &node.zone)
                 );
-                node.event(Severity::Warning, EventKind::RunStarted, msg)
-                    .await;
+                node.event_about(
+                    Severity::Warning,
+                    EventKind::RunStarted,
+                    msg,
+                    Guarded::Task(task.id),
+                )
+                .await;
             }
         }
     }
@@ -161,7 +167,13 @@ async fn start(node: &Arc<Node>, task: &TaskRecord, key: LocalDateTime, now: Uni
     if window > 0 && started.order.is_some() {
         msg.push_str(&format!("; starts spread over {window} s"));
     }
-    node.event(Severity::Info, EventKind::RunStarted, msg).await;
+    node.event_about(
+        Severity::Info,
+        EventKind::RunStarted,
+        msg,
+        Guarded::Task(task.id),
+    )
+    .await;
     if window > 0 && started.order.is_some() {
         tokio::spawn(deliver_spread(node.clone(), started, window, key));
     } else {

@@ -32,14 +32,14 @@ async fn only_the_newest_and_recent_events_are_kept() {
     let (_dir, store) = temp_store().await;
     for i in 0..30 {
         store
-            .append_event(event(NOW, &format!("event {i}")), keep(10, 30), NOW)
+            .append_event(event(NOW, &format!("event {i}")), None, keep(10, 30), NOW)
             .await
             .unwrap();
     }
     let kept = store.events_after(0, 1000).await.unwrap();
     assert_eq!(seqs(&kept), (21..=30).collect::<Vec<u64>>());
     let (newest, next) = store
-        .event_page(EventFilter::default(), None, 3)
+        .event_page(EventFilter::default(), Default::default(), None, 3)
         .await
         .unwrap();
     assert_eq!(seqs(&newest), [28, 29, 30]);
@@ -47,7 +47,7 @@ async fn only_the_newest_and_recent_events_are_kept() {
     // Ten days later with a week's retention, the next event is all that is left.
     let later = NOW + 10 * DAY;
     store
-        .append_event(event(later, "later"), keep(10, 7), later)
+        .append_event(event(later, "later"), None, keep(10, 7), later)
         .await
         .unwrap();
     assert_eq!(seqs(&store.events_after(0, 1000).await.unwrap()), [31]);
@@ -118,27 +118,82 @@ async fn filtered_pages_go_on_from_the_last_row_read() {
         if i % 3 == 0 {
             e.origin = vec!["branch-1".into()];
         }
-        store.append_event(e, retention, NOW).await.unwrap();
+        store.append_event(e, None, retention, NOW).await.unwrap();
     }
     let branch = EventFilter {
         server: Some(vec!["branch-1".into()]),
         ..EventFilter::default()
     };
-    let (page, next) = store.event_page(branch.clone(), Some(0), 2).await.unwrap();
+    let (page, next) = store
+        .event_page(branch.clone(), Default::default(), Some(0), 2)
+        .await
+        .unwrap();
     assert_eq!(seqs(&page), [3, 6]);
     let next = next.expect("more after the page");
     let (page, next) = store
-        .event_page(branch.clone(), Some(next), 2)
+        .event_page(branch.clone(), Default::default(), Some(next), 2)
         .await
         .unwrap();
     assert_eq!(seqs(&page), [9]);
     assert_eq!(next, None);
-    let (newest, _) = store.event_page(branch, None, 2).await.unwrap();
+    let (newest, _) = store
+        .event_page(branch, Default::default(), None, 2)
+        .await
+        .unwrap();
     assert_eq!(seqs(&newest), [6, 9]);
     let here = EventFilter {
         server: Some(Vec::new()),
         ..EventFilter::default()
     };
-    let (page, _) = store.event_page(here, Some(0), 100).await.unwrap();
+    let (page, _) = store
+        .event_page(here, Default::default(), Some(0), 100)
+        .await
+        .unwrap();
     assert_eq!(page.len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_about_what_is_hidden_are_left_out_and_their_marks_go_with_them() {
+    use crate::store::rights::Guarded;
+    let (_dir, store) = temp_store().await;
+    let abouts = [
+        Some(Guarded::Task(1)),
+        Some(Guarded::Group(5)),
+        None,
+        Some(Guarded::Task(2)),
+    ];
+    for (i, about) in abouts.into_iter().enumerate() {
+        store
+            .append_event(event(NOW, &format!("event {i}")), about, keep(100, 30), NOW)
+            .await
+            .unwrap();
+    }
+    let hidden: HashSet<Guarded> = [Guarded::Task(1), Guarded::Group(5)].into();
+    let (page, _) = store
+        .event_page(EventFilter::default(), hidden.clone(), Some(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&page), [3, 4]);
+    let (newest, _) = store
+        .event_page(EventFilter::default(), hidden, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&newest), [3, 4]);
+    let (all, _) = store
+        .event_page(EventFilter::default(), HashSet::new(), Some(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&all), [1, 2, 3, 4]);
+    // Retention drops an event and what it was about in one go.
+    for i in 0..100 {
+        store
+            .append_event(event(NOW, &format!("more {i}")), None, keep(100, 30), NOW)
+            .await
+            .unwrap();
+    }
+    let marks = store
+        .read(|txn| Ok(txn.open_table(EVENT_ABOUT)?.len()?))
+        .await
+        .unwrap();
+    assert_eq!(marks, 0);
 }
