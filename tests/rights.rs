@@ -359,6 +359,20 @@ async fn an_operator_of_paris_runs_paris_tasks_and_never_sees_berlin() {
     let all_events = common::events(&admin).await;
     assert!(all_events.iter().any(about_berlin), "{all_events:#?}");
 
+    // Servers placed in Berlin are not listed either.
+    for city in ["Paris", "Berlin"] {
+        let name = format!("tenant-{}", city.to_lowercase());
+        common::create_vserver(&admin, &name, &format!("Managed devices/{city}")).await;
+    }
+    let names = |rows: Vec<canopy::model::ServerRow>| -> Vec<String> {
+        rows.into_iter().map(|r| r.path).collect()
+    };
+    assert_eq!(
+        names(op.servers().await.unwrap()),
+        ["primary", "primary/tenant-paris"]
+    );
+    assert_eq!(admin.servers().await.unwrap().len(), 3);
+
     // The administrator still sees and runs everything.
     let mut all = task_names(&admin).await;
     all.sort();

@@ -247,6 +247,10 @@ async fn dispatch(
         AdminRequest::ServerStatus => status(node).await,
         AdminRequest::ServerList { after, limit } => match node.tree_rows().await {
             Ok(rows) => {
+                let rows = match super::rights::servers_visible(node, session, rows).await {
+                    Ok(rows) => rows,
+                    Err(refused) => return refused,
+                };
                 let (servers, next) =
                     page_by_path(rows, |r| r.path.as_str(), after.as_deref(), limit);
                 AdminResponse::Servers { servers, next }

@@ -162,6 +162,37 @@ pub(super) async fn hidden(
     Ok(hidden)
 }
 
+/// The rows of `server list` the caller may see: this server, and the secondaries and
+/// virtual servers (with everything below them) placed in groups it may read.
+pub(super) async fn servers_visible(
+    node: &Node,
+    session: &Session,
+    rows: Vec<crate::model::ServerRow>,
+) -> Reply<Vec<crate::model::ServerRow>> {
+    if session.role == Role::Administrator {
+        return Ok(rows);
+    }
+    let gate = Gate::load(node, session).await?;
+    let hidden: std::collections::HashSet<String> = node
+        .store
+        .secondaries()
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|r| !gate.on_group(r.group_id).contains(Rights::READ))
+        .map(|r| r.name)
+        .collect();
+    Ok(rows
+        .into_iter()
+        .filter(|row| {
+            row.path
+                .split('/')
+                .nth(1)
+                .is_none_or(|child| !hidden.contains(child))
+        })
+        .collect())
+}
+
 fn lacks(has: Rights, need: Rights, what: &str, user: &str) -> Reply<()> {
     if has.contains(need) {
         return Ok(());
