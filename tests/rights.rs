@@ -55,6 +55,19 @@ async fn task_names(client: &AdminClient) -> Vec<String> {
     }
 }
 
+/// The whole event log as the caller may read it, this server's and those from below.
+async fn event_log(client: &AdminClient) -> Vec<canopy::model::Event> {
+    let request = AdminRequest::EventList {
+        after: Some(0),
+        limit: 1000,
+        filter: canopy::model::EventFilter::default(),
+    };
+    match call(client, request).await {
+        AdminResponse::Events { events, .. } => events,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 /// Every device the caller may see.
 async fn devices_seen(client: &AdminClient) -> Vec<canopy::model::device::DeviceView> {
     let list = DeviceRequest::List {
@@ -372,6 +385,31 @@ async fn an_operator_of_paris_runs_paris_tasks_and_never_sees_berlin() {
         ["primary", "primary/tenant-paris"]
     );
     assert_eq!(admin.servers().await.unwrap().len(), 3);
+    // Nor their events: tenant-berlin's come up to the primary, for the administrator only.
+    for tenant in ["tenant-paris", "tenant-berlin"] {
+        let create = GroupRequest::Create {
+            path: "Managed devices/Shop".into(),
+        };
+        admin
+            .call_at(Some(tenant), AdminRequest::Group(create))
+            .await
+            .unwrap();
+    }
+    let from = |events: Vec<canopy::model::Event>, child: &str| {
+        events
+            .iter()
+            .filter(|e| e.origin.first().map(String::as_str) == Some(child))
+            .count()
+    };
+    common::until("tenant-berlin's events at the primary", || async {
+        from(event_log(&admin).await, "tenant-berlin") > 0
+    })
+    .await;
+    assert_eq!(from(event_log(&op).await, "tenant-berlin"), 0);
+    common::until("tenant-paris's events for paris-op", || async {
+        from(event_log(&op).await, "tenant-paris") > 0
+    })
+    .await;
 
     // The administrator still sees and runs everything.
     let mut all = task_names(&admin).await;

@@ -735,7 +735,7 @@ async fn account_password(
 async fn event_list(
     node: &Node,
     filter: crate::model::EventFilter,
-    hidden: std::collections::HashSet<crate::store::rights::Guarded>,
+    hidden: crate::store::events::Unreadable,
     after: Option<u64>,
     limit: u32,
 ) -> AdminResponse {

@@ -7,6 +7,8 @@
 // The error of a `Reply` is the whole answer to an administrator's request, made once.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashSet;
+
 use super::Node;
 use super::auth::Session;
 use super::reply::{Reply, error, internal};
@@ -15,6 +17,7 @@ use crate::model::rights::{Grant, Principal, Rights, effective};
 use crate::model::scope::Scope;
 use crate::model::task::TaskRecord;
 use crate::model::{EventKind, Role, Severity};
+use crate::store::events::Unreadable;
 use crate::store::rights::{Guarded, RightsLists};
 use crate::wire::msg::{AdminResponse, ErrorKind, RightsChange, RightsView, ScopeSpec};
 
@@ -136,30 +139,42 @@ impl Gate {
     }
 }
 
-/// The groups and tasks (deleted ones too) the caller may not read: the event log leaves
-/// out the events about them. Nothing for an administrator.
-pub(super) async fn hidden(
-    node: &Node,
-    session: &Session,
-) -> Reply<std::collections::HashSet<Guarded>> {
-    let mut hidden = std::collections::HashSet::new();
+/// What the caller may not read of the event log: the groups and tasks (deleted ones
+/// too) it may not read, and the children placed in such groups. Nothing for an
+/// administrator.
+pub(super) async fn hidden(node: &Node, session: &Session) -> Reply<Unreadable> {
+    let mut hidden = Unreadable::default();
     if session.role == Role::Administrator {
         return Ok(hidden);
     }
     let gate = Gate::load(node, session).await?;
     for group in gate.tree.in_tree_order() {
         if !gate.on_group(group.id).contains(Rights::READ) {
-            hidden.insert(Guarded::Group(group.id));
+            hidden.objects.insert(Guarded::Group(group.id));
         }
     }
     let tasks = node.store.tasks().await.map_err(internal)?;
     let deleted = node.store.deleted_tasks().await.map_err(internal)?;
     for task in tasks.iter().chain(deleted.iter().map(|r| &r.task)) {
         if !gate.on_task(task).contains(Rights::READ) {
-            hidden.insert(Guarded::Task(task.id));
+            hidden.objects.insert(Guarded::Task(task.id));
         }
     }
+    hidden.children = hidden_children(node, &gate).await?;
     Ok(hidden)
+}
+
+/// The secondaries and virtual servers placed in groups the caller may not read.
+async fn hidden_children(node: &Node, gate: &Gate) -> Reply<HashSet<String>> {
+    Ok(node
+        .store
+        .secondaries()
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .filter(|r| !gate.on_group(r.group_id).contains(Rights::READ))
+        .map(|r| r.name)
+        .collect())
 }
 
 /// The rows of `server list` the caller may see: this server, and the secondaries and
@@ -173,15 +188,7 @@ pub(super) async fn servers_visible(
         return Ok(rows);
     }
     let gate = Gate::load(node, session).await?;
-    let hidden: std::collections::HashSet<String> = node
-        .store
-        .secondaries()
-        .await
-        .map_err(internal)?
-        .into_iter()
-        .filter(|r| !gate.on_group(r.group_id).contains(Rights::READ))
-        .map(|r| r.name)
-        .collect();
+    let hidden = hidden_children(node, &gate).await?;
     Ok(rows
         .into_iter()
         .filter(|row| {

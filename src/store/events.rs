@@ -18,6 +18,15 @@ use crate::sync::events_up;
 /// long log answers with fewer rows and a cursor to go on from, rather than reading it all.
 pub const SCAN_PER_PAGE: usize = 20_000;
 
+/// What a caller may not read of the event log (`server::rights`): this server's own
+/// events about these groups and tasks, and every event from these children (secondaries
+/// and virtual servers placed in groups the caller may not read) and below them.
+#[derive(Clone, Debug, Default)]
+pub struct Unreadable {
+    pub objects: HashSet<Guarded>,
+    pub children: HashSet<String>,
+}
+
 pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(EVENTS)?;
     txn.open_table(EVENT_CURSORS)?;
@@ -154,7 +163,7 @@ impl Store {
     pub async fn event_page(
         &self,
         filter: EventFilter,
-        hidden: HashSet<Guarded>,
+        hidden: Unreadable,
         after: Option<u64>,
         limit: u32,
     ) -> Result<(Vec<Event>, Option<u64>), StoreError> {
@@ -167,11 +176,14 @@ impl Store {
                 if !filter.matches(event) {
                     return Ok(false);
                 }
-                if hidden.is_empty() || !event.origin.is_empty() {
+                if let Some(child) = event.origin.first() {
+                    return Ok(!hidden.children.contains(child));
+                }
+                if hidden.objects.is_empty() {
                     return Ok(true);
                 }
                 let about = get_u64::<Guarded>(&abouts, event.seq)?;
-                Ok(about.is_none_or(|about| !hidden.contains(&about)))
+                Ok(about.is_none_or(|about| !hidden.objects.contains(&about)))
             };
             let mut page = Vec::new();
             match after {

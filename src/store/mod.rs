@@ -18,7 +18,7 @@ pub mod agent;
 mod change_log;
 mod creation;
 pub mod devices;
-mod events;
+pub mod events;
 mod groups;
 mod log_trim;
 pub mod maintenance;

@@ -168,7 +168,10 @@ async fn events_about_what_is_hidden_are_left_out_and_their_marks_go_with_them()
             .await
             .unwrap();
     }
-    let hidden: HashSet<Guarded> = [Guarded::Task(1), Guarded::Group(5)].into();
+    let hidden = Unreadable {
+        objects: [Guarded::Task(1), Guarded::Group(5)].into(),
+        children: HashSet::new(),
+    };
     let (page, _) = store
         .event_page(EventFilter::default(), hidden.clone(), Some(0), 10)
         .await
@@ -180,7 +183,7 @@ async fn events_about_what_is_hidden_are_left_out_and_their_marks_go_with_them()
         .unwrap();
     assert_eq!(seqs(&newest), [3, 4]);
     let (all, _) = store
-        .event_page(EventFilter::default(), HashSet::new(), Some(0), 10)
+        .event_page(EventFilter::default(), Unreadable::default(), Some(0), 10)
         .await
         .unwrap();
     assert_eq!(seqs(&all), [1, 2, 3, 4]);
