@@ -151,6 +151,9 @@ async fn check_rights(
     gate: &Gate,
     request: &DeviceRequest,
 ) -> Result<(), AdminResponse> {
+    if gate.unlimited() {
+        return Ok(());
+    }
     let (device, need, to) = match request {
         DeviceRequest::List { .. } => return Ok(()),
         DeviceRequest::Show { device } => (device, Rights::READ, None),

@@ -20,6 +20,10 @@ pub(super) async fn check_rights(
     session: &Session,
     request: &TaskRequest,
 ) -> Reply<()> {
+    // An administrator holds every right: no task is looked up twice for it.
+    if session.role == crate::model::Role::Administrator {
+        return Ok(());
+    }
     let (key, need) = match request {
         TaskRequest::List { .. }
         | TaskRequest::ListDeleted
