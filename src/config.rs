@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::model::Fingerprint;
 use crate::sync::link::LinkPolicy;
 
+pub mod log;
 mod notify;
 
 pub use notify::{ConfigChannel, FileSecret, NotifyConfig, NotifyFiles, SmtpConfig};
@@ -60,6 +61,8 @@ struct RawServer {
     notify: notify::RawNotify,
     #[serde(default)]
     change_log: RawChangeLog,
+    #[serde(default)]
+    log: log::RawLog,
     /// The IANA time zone the server runs its own scheduled tasks in (selection and server
     /// tasks); by default the system's.
     time_zone: Option<String>,
@@ -451,6 +454,11 @@ impl ServerConfig {
         if let Some(zone) = &raw.time_zone {
             crate::sched::zone_named(zone).map_err(|e| invalid("time_zone", e))?;
         }
+        // Logging was set up from this section before the load (`log::peek`); it is checked
+        // here so that a mistake in it is reported like any other.
+        raw.log
+            .check()
+            .map_err(|(key, problem)| invalid(key, problem))?;
         crate::model::check_node_name(&raw.name).map_err(|e| invalid("name", e))?;
         let listen: SocketAddr = raw.listen.parse().map_err(|_| {
             invalid(

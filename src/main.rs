@@ -6,13 +6,7 @@ fn main() -> ExitCode {
     // rustls needs one process-wide crypto provider before any TLS config is built.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = canopy::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CANOPY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.default_log_filter())),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    canopy::cli::logging::init(cli.log_format, cli.log_settings(), cli.default_log_filter());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -23,6 +17,10 @@ fn main() -> ExitCode {
     match runtime.block_on(canopy::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(outcome) = e.downcast_ref::<canopy::cli::exit::Outcome>() {
+                eprintln!("{}", canopy::cli::table::printable(&outcome.to_string()));
+                return ExitCode::from(outcome.status());
+            }
             // Server errors may quote what devices named themselves.
             let message = format!("error: {e:#}");
             eprintln!("{}", canopy::cli::table::printable(&message));

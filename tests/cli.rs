@@ -403,21 +403,32 @@ fn the_demo_prints_the_whole_tree_as_json() {
         assert_eq!(totals[state].as_u64().unwrap(), sum, "{state}");
     }
     let task = &report["task"];
-    assert_eq!(task["state"], "Completed", "{task}");
+    // State names as `--state` takes them, counters by state name (not a bare array).
+    assert_eq!(task["state"], "completed", "{task}");
     assert_eq!(task["targeted"], 450, "{task}");
     assert_eq!(task["completion_percent"], 100.0, "{task}");
-    let by_state: Vec<u64> = task["counters"]["by_state"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n.as_u64().unwrap())
-        .collect();
-    assert_eq!(by_state.iter().sum::<u64>(), 450);
-    assert_eq!(
-        by_state[..3],
-        [0, 0, 0],
-        "nothing pending, scheduled or running"
-    );
+    let by_state = task["counters"]["by_state"].as_object().unwrap();
+    let mut names: Vec<&str> = by_state.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut expected = [
+        "pending",
+        "scheduled",
+        "running",
+        "succeeded",
+        "warning",
+        "failed",
+        "paused",
+    ];
+    expected.sort_unstable();
+    assert_eq!(names, expected, "{task}");
+    let sum: u64 = by_state.values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(sum, 450);
+    for state in ["pending", "scheduled", "running"] {
+        assert_eq!(by_state[state], 0, "nothing {state}: {task}");
+    }
+    for record in report["statistics"].as_array().unwrap() {
+        assert!(record["counts"].is_object(), "{record}");
+    }
 }
 
 #[test]

@@ -56,6 +56,7 @@ const ONE_CONNECTED: AgentCounts = AgentCounts {
     pending: 0,
     connected: 1,
     rejected: 0,
+    last_failure: None,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,6 +155,12 @@ async fn enrollment_token_pending_approval_rejection_and_refusals() {
     .unwrap();
     wait_event(&admin, EventKind::DeviceRefused, "unknown enrollment token").await;
     assert_eq!(stranger.counts().connected, 0);
+    // The agent says why it cannot get in, not only that it is connecting.
+    until("the stranger's reason", || async {
+        let reason = stranger.counts().last_failure.unwrap_or_default();
+        reason.contains("enrollment token")
+    })
+    .await;
     assert!(
         !devices(&admin)
             .await

@@ -75,6 +75,22 @@ async fn a_group_task_runs_once_on_every_device_of_the_tree_and_rolls_up() {
     start_task(&admin, "Tree scan", None).await;
     let run = wait_tree_finished(&admin, "Tree scan", total).await;
     assert_eq!(run.state, RunState::Completed);
+    // The run's end is in the primary's event log once, when the whole tree finished: its
+    // counts are the tree's, not the primary's own 20 devices.
+    let end = common::wait_event(&admin, EventKind::RunFinished, "\"Tree scan\" run").await;
+    assert!(
+        end.message
+            .contains("finished here and on the servers below: ")
+            && end.message.contains(&format!(" of {total};")),
+        "{}",
+        end.message
+    );
+    let ends = common::events(&admin)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::RunFinished && e.message.contains("Tree scan"))
+        .count();
+    assert_eq!(ends, 1);
 
     // One row per server with its own devices; the rows add up to the totals.
     let rows: Vec<(&str, u32, u64, bool)> = run

@@ -29,6 +29,8 @@ struct RawAgent {
     link: RawLink,
     #[serde(default)]
     schedule: RawSchedule,
+    #[serde(default)]
+    log: crate::config::log::RawLog,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +129,10 @@ impl AgentConfig {
             key,
             problem,
         };
+        // Logging was set up from `[log]` before the load; a mistake in it is reported here.
+        raw.log
+            .check()
+            .map_err(|(key, problem)| invalid(key, problem))?;
         let (address, virtual_server) =
             split_virtual_server(&raw.server).map_err(|e| invalid("server", e))?;
         let (host, port) = split_host_port(address).ok_or_else(|| {
@@ -267,7 +273,8 @@ fn split_virtual_server(s: &str) -> Result<(&str, Option<String>), String> {
 }
 
 /// "host:port", "[v6]:port"; the port must be 1 to 65535.
-fn split_host_port(s: &str) -> Option<(String, u16)> {
+/// `host:port` (an IPv6 address in brackets) into its host and a port other than 0.
+pub(crate) fn split_host_port(s: &str) -> Option<(String, u16)> {
     let (host, port) = s.trim().rsplit_once(':')?;
     let port: u16 = port.parse().ok().filter(|&p| p != 0)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');

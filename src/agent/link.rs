@@ -144,6 +144,7 @@ impl Device {
                 Ended::Shutdown => return,
                 Ended::Failed(reason) => {
                     tracing::debug!("link to the server down: {reason}");
+                    self.shared.note_failure(&reason);
                     self.shared
                         .set_state(self.index, DeviceLinkState::Connecting);
                     link.handle_failure(Instant::now(), reason, &mut rng);

@@ -43,12 +43,15 @@ pub enum DeviceLinkState {
 }
 
 /// How many devices of an agent process are in each state.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AgentCounts {
     pub connecting: usize,
     pub pending: usize,
     pub connected: usize,
     pub rejected: usize,
+    /// Why the last attempt of a device of the process to connect failed, while any device
+    /// is still connecting.
+    pub last_failure: Option<String>,
 }
 
 /// What every device task of one agent process shares.
@@ -70,6 +73,9 @@ struct Shared {
     /// A simulated fleet's connection attempts in flight at once (see
     /// [`SIMULATED_HANDSHAKES`]); none for a real device.
     handshakes: Option<tokio::sync::Semaphore>,
+    /// Why the last connection attempt of one of the devices failed: the agent's periodic
+    /// report says it, so that an agent that cannot get in says why.
+    last_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// The most connection attempts a simulated fleet has in flight at once. Real devices each
@@ -153,6 +159,27 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    fn last_failure(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // Plain data: a panic elsewhere while it was held leaves nothing half-written.
+        self.last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Notes why a connection attempt failed; a real device also logs it when the reason
+    /// changes (a fleet of thousands would repeat it thousands of times).
+    fn note_failure(&self, reason: &str) {
+        let mut last = self.last_failure();
+        if !self.simulated && last.as_deref() != Some(reason) {
+            tracing::warn!(
+                "cannot connect to the server {}:{}: {reason}",
+                self.config.server_host,
+                self.config.server_port
+            );
+        }
+        *last = Some(reason.to_string());
+    }
+
     fn set_state(&self, index: usize, state: DeviceLinkState) {
         if let Some(s) = self.states.get(index) {
             s.store(state as u8, Ordering::Relaxed);
@@ -185,7 +212,7 @@ impl Agents {
         config: AgentConfig,
         simulation: Option<Simulation>,
     ) -> anyhow::Result<Agents> {
-        let roots = pki::load_certs(&config.ca)?;
+        let roots = pki::load_certs(&config.ca).context("config key ca")?;
         crate::store::private::create_parent(&config.data)
             .with_context(|| format!("creating the directory of {}", config.data.display()))?;
         let store = {
@@ -268,6 +295,7 @@ impl Agents {
             desk: desk.clone(),
             secrets,
             simulated: simulation.is_some(),
+            last_failure: std::sync::Mutex::new(None),
             handshakes: simulation
                 .as_ref()
                 .map(|_| tokio::sync::Semaphore::new(SIMULATED_HANDSHAKES)),
@@ -311,6 +339,9 @@ impl Agents {
                 3 => counts.rejected += 1,
                 _ => counts.connecting += 1,
             }
+        }
+        if counts.connecting > 0 {
+            counts.last_failure = self.shared.last_failure().clone();
         }
         counts
     }

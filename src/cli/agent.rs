@@ -27,6 +27,13 @@ pub struct AgentCommand {
     command: Option<AgentSubcommand>,
 }
 
+impl AgentCommand {
+    /// The config of the agent this command runs, if it runs one.
+    pub fn config(&self) -> Option<&Path> {
+        self.run.as_ref().map(|args| args.config.as_path())
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct AgentArgs {
     #[arg(long)]
@@ -102,18 +109,32 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     });
     let agents = Agents::start(config, simulation).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut report = tokio::time::interval(Duration::from_secs(10));
+    // The first report once the first attempts had time to end, then every 10 s.
+    let mut report = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(3),
+        Duration::from_secs(10),
+    );
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            _ = report.tick() => {
-                let c = agents.counts();
-                tracing::info!("devices: {} connected, {} pending approval, {} rejected, {} connecting", c.connected, c.pending, c.rejected, c.connecting);
-            }
+            _ = report.tick() => tracing::info!("{}", counts_line(&agents.counts())),
         }
     }
     agents.stop().await
+}
+
+/// The agent's periodic report: its devices by state and, while any is connecting, why the
+/// last attempt failed.
+fn counts_line(c: &crate::agent::AgentCounts) -> String {
+    let mut line = format!(
+        "devices: {} connected, {} pending approval, {} rejected, {} connecting",
+        c.connected, c.pending, c.rejected, c.connecting
+    );
+    if let Some(reason) = &c.last_failure {
+        line.push_str(&format!(" (last attempt: {reason})"));
+    }
+    line
 }
 
 async fn subcommand(cmd: AgentSubcommand) -> anyhow::Result<()> {

@@ -13,7 +13,12 @@ use crate::wire::msg::{
 };
 use crate::wire::{self, FrameError, SOFTWARE_VERSION};
 
+/// How long a request may take, relays down the tree included (each server relaying gives
+/// up earlier, and names the server that did not answer).
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the QUIC handshake may take: a server answers in milliseconds, and nothing
+/// tells a client that no server listens on a UDP port.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RESPONSE: usize = crate::wire::frame::MAX_FRAME;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +33,8 @@ pub enum ClientError {
     Server { kind: ErrorKind, message: String },
     #[error("unexpected answer from the server")]
     Unexpected,
-    #[error("no answer from the server within {0:?}")]
-    Timeout(Duration),
+    #[error("no answer from {server} within {} s", after.as_secs())]
+    Timeout { server: String, after: Duration },
 }
 
 /// Who the server must be, beyond its chain to the deployment CA.
@@ -102,9 +107,15 @@ impl AdminClient {
         let connecting = endpoint
             .connect_with(config, addr, "canopy-server")
             .map_err(|e| fail(e.to_string()))?;
-        let conn = tokio::time::timeout(TIMEOUT, connecting)
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
-            .map_err(|_| fail("timed out".into()))?
+            .map_err(|_| {
+                fail(format!(
+                    "no answer within {} s: is a Canopy server listening on this address \
+                     and port (UDP), and does the firewall let it through?",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
             .map_err(|e| fail(crate::net::conn::describe_connection_error(&e)))?;
         let server_fingerprint = tls::peer_chain(&conn)
             .and_then(|chain| chain.first().map(|leaf| Fingerprint::of(leaf)))
@@ -148,7 +159,19 @@ impl AdminClient {
         };
         tokio::time::timeout(TIMEOUT, exchange)
             .await
-            .map_err(|_| ClientError::Timeout(TIMEOUT))?
+            .map_err(|_| self.timed_out(None))?
+    }
+
+    fn timed_out(&self, path: Option<&str>) -> ClientError {
+        let addr = self.conn.remote_address();
+        let server = match path {
+            None => format!("the server at {addr}"),
+            Some(path) => format!("the server at {addr} for {path}"),
+        };
+        ClientError::Timeout {
+            server,
+            after: TIMEOUT,
+        }
     }
 
     /// Turns an I/O error into the server's reason for closing, where it gave one.
@@ -241,7 +264,7 @@ impl AdminClient {
         };
         tokio::time::timeout(TIMEOUT, exchange)
             .await
-            .map_err(|_| ClientError::Timeout(TIMEOUT))?
+            .map_err(|_| self.timed_out(path))?
     }
 
     /// At most `total` items of a paged list from the cursor `after` on, asked for page by

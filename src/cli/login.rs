@@ -40,13 +40,14 @@ pub(super) async fn run(session_path: &Path, args: LoginArgs) -> anyhow::Result<
     if let Some(name) = &server_name {
         model::check_node_name(name).map_err(|e| anyhow::anyhow!("--server-name: {e}"))?;
     }
+    let addr = resolve(&server.host, server.port).await?;
     let known_path = session::KnownServers::path_for(session_path);
     let mut known = session::KnownServers::load(&known_path)?;
-    let pinned = known.get(server.addr)?;
+    let pinned = known.get(addr)?;
     let password = read_password("Password: ", password_stdin, false)?;
     let ca = std::path::absolute(&ca).with_context(|| format!("{}", ca.display()))?;
     let mut client = login_connect(
-        server.addr,
+        addr,
         pki::load_certs(&ca)?,
         virtual_server.clone(),
         server_name.clone(),
@@ -58,12 +59,12 @@ pub(super) async fn run(session_path: &Path, args: LoginArgs) -> anyhow::Result<
     let (token, role, expires) = client.login(&user, &password).await?;
     let name = match &virtual_server {
         // The welcome names the virtual server itself, not its host.
-        Some(v) => format!("virtual server {v} at {}", server.addr),
+        Some(v) => format!("virtual server {v} at {}", addr),
         None => client.server_name.clone(),
     };
     client.close().await;
     SessionFile {
-        server: server.addr,
+        server: addr,
         virtual_server,
         ca,
         server_name,
@@ -73,7 +74,7 @@ pub(super) async fn run(session_path: &Path, args: LoginArgs) -> anyhow::Result<
         expires,
     }
     .save(session_path)?;
-    known.set(server.addr, seen);
+    known.set(addr, seen);
     known.save(&known_path)?;
     println!(
         "logged in to {name} as {user} ({}) until {}",
@@ -84,7 +85,7 @@ pub(super) async fn run(session_path: &Path, args: LoginArgs) -> anyhow::Result<
         None => println!(
             "the server's certificate fingerprint {seen} is pinned: later logins to {} \
              refuse another (kept in {})",
-            server.addr,
+            addr,
             known_path.display()
         ),
         Some(old) if old != seen => {
@@ -93,6 +94,22 @@ pub(super) async fn run(session_path: &Path, args: LoginArgs) -> anyhow::Result<
         Some(_) => {}
     }
     Ok(())
+}
+
+/// The address to log in to: an IP address as it is, a DNS name by the system's resolver
+/// configuration (the hosts file, then DNS), an IPv4 address first.
+async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut ips = crate::net::resolve::AddressResolver::system()
+        .lookup_all(host)
+        .await?;
+    ips.sort_by_key(|ip| !ip.is_ipv4());
+    match ips.first() {
+        Some(ip) => Ok(SocketAddr::new(*ip, port)),
+        None => bail!("cannot resolve {host}: no address found"),
+    }
 }
 
 /// `canopy login`'s connection. `known`: the fingerprint checked is the one remembered from

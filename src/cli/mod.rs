@@ -8,7 +8,9 @@ pub mod demo;
 pub mod deployment;
 mod device;
 mod event;
+pub mod exit;
 mod group;
+pub mod logging;
 mod login;
 mod notify;
 mod rights;
@@ -18,7 +20,6 @@ mod task;
 mod vserver;
 
 use std::io::{BufRead, IsTerminal};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -52,6 +53,10 @@ pub struct Cli {
     /// your role. Not for login and logout.
     #[arg(long, global = true, value_name = "PATH", value_parser = parse_at)]
     at: Option<String>,
+    /// How log lines are written on standard error: `human` (the default) or `json`, one
+    /// object per line. Overrides the config's `[log] format`.
+    #[arg(long, global = true, value_enum, env = "CANOPY_LOG_FORMAT")]
+    pub log_format: Option<crate::config::log::LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -246,7 +251,9 @@ enum AccountCommand {
 /// `canopy login --server`: an address, and the virtual server after a '/' if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct LoginAddress {
-    addr: SocketAddr,
+    /// An IP address or a DNS name, resolved when logging in.
+    host: String,
+    port: u16,
     virtual_server: Option<String>,
 }
 
@@ -259,11 +266,12 @@ fn parse_login_address(text: &str) -> Result<LoginAddress, String> {
             (addr, Some(name.to_string()))
         }
     };
-    let addr = addr
-        .parse()
-        .map_err(|_| format!("{addr:?} is not an IP address and port, e.g. 127.0.0.1:13000"))?;
+    let (host, port) = crate::agent::config::split_host_port(addr).ok_or_else(|| {
+        format!("{addr:?} is not a host and port, e.g. 127.0.0.1:13000 or localhost:13000")
+    })?;
     Ok(LoginAddress {
-        addr,
+        host,
+        port,
         virtual_server,
     })
 }
@@ -328,6 +336,17 @@ impl Command {
 }
 
 impl Cli {
+    /// The `[log]` section of the config of `serve` and of the agent, read before logging is
+    /// set up; other commands have none.
+    pub fn log_settings(&self) -> crate::config::log::LogSettings {
+        let config = match &self.command {
+            Command::Serve { config } => Some(config.as_path()),
+            Command::Agent(agent) => agent.config(),
+            _ => None,
+        };
+        config.map(crate::config::log::peek).unwrap_or_default()
+    }
+
     /// The log filter when `CANOPY_LOG` is not set: the demo and the benchmarks print their
     /// own results, and the servers they run in-process should not bury them.
     pub fn default_log_filter(&self) -> &'static str {
@@ -692,23 +711,25 @@ mod tests {
 
     #[test]
     fn login_addresses() {
-        let addr: SocketAddr = "127.0.0.1:13000".parse().unwrap();
+        let at = |host: &str, virtual_server: Option<&str>| LoginAddress {
+            host: host.into(),
+            port: 13000,
+            virtual_server: virtual_server.map(Into::into),
+        };
         assert_eq!(
             parse_login_address("127.0.0.1:13000"),
-            Ok(LoginAddress {
-                addr,
-                virtual_server: None
-            })
+            Ok(at("127.0.0.1", None))
         );
         assert_eq!(
             parse_login_address("127.0.0.1:13000/tenant-a"),
-            Ok(LoginAddress {
-                addr,
-                virtual_server: Some("tenant-a".into())
-            })
+            Ok(at("127.0.0.1", Some("tenant-a")))
+        );
+        assert_eq!(
+            parse_login_address("localhost:13000"),
+            Ok(at("localhost", None))
         );
         let v6 = parse_login_address("[::1]:13000/t").unwrap();
-        assert_eq!(v6.addr, "[::1]:13000".parse::<SocketAddr>().unwrap());
+        assert_eq!(v6, at("::1", Some("t")));
         for bad in [
             "nowhere",
             "127.0.0.1",
@@ -754,7 +775,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(server.addr, addr);
+        assert_eq!((server.host.as_str(), server.port), ("127.0.0.1", 13000));
         assert_eq!(vserver.as_deref(), Some("tenant-a"));
         let e = parse(&["login", "--server", "127.0.0.1:13000/a/b", "--user", "a"])
             .unwrap_err()

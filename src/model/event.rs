@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::UnixMillis;
 
+// In JSON as `--severity` takes it; bincode stores the variant's index, not its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
     Warning,
@@ -34,7 +36,9 @@ impl Severity {
 }
 
 /// What happened, in words an administrator can filter on.
+// In JSON as `--kind` takes it (`EventKind::as_str`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum EventKind {
     ServerStarted,
     ServerStopped,
@@ -300,6 +304,12 @@ mod tests {
     fn every_kind_parses_from_its_name() {
         for kind in EventKind::ALL {
             assert_eq!(EventKind::parse(kind.as_str()), Ok(kind));
+            // JSON output names it as the filters take it.
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.as_str());
+        }
+        for severity in [Severity::Info, Severity::Warning, Severity::Error] {
+            assert_eq!(serde_json::to_value(severity).unwrap(), severity.as_str());
         }
         assert!(
             EventKind::parse("nothing")

@@ -7,6 +7,8 @@ pub const SERVER_RECORD: &str = "server";
 
 /// A device's state for one run of a task (bit values as in the reference product's API).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+// Lower case in JSON, as `--state` takes it; bincode stores the variant's index, not its name.
+#[serde(rename_all = "lowercase")]
 pub enum DeviceState {
     /// The change is not yet delivered to the device.
     Pending,
@@ -677,6 +679,7 @@ impl RunRecord {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RunState {
     Running,
     Completed,

@@ -36,8 +36,9 @@ const MAX_COMMON_NAME: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    // Not `source`: the message says the I/O error, and a chain would say it twice.
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
     #[error("{0} already exists; refusing to overwrite")]
     Exists(PathBuf),
     #[error("{path}: malformed PEM: {source}")]
@@ -77,9 +78,9 @@ impl From<rcgen::Error> for PkiError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io {
+    move |cause| PkiError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     }
 }
 

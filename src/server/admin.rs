@@ -344,8 +344,12 @@ pub(super) async fn serve_forwarded(
         .await
 }
 
-/// How long a request relayed down the tree may take, all hops together.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a server waits for a child to answer a relayed request: longer the more hops
+/// remain below the child, so that the server just above one that does not answer gives up
+/// first and names it, and every server above passes that on. All below the client's 30 s.
+fn forward_timeout(hops_below: usize) -> Duration {
+    Duration::from_secs(15 + 2 * hops_below.min(5) as u64)
+}
 
 impl Node {
     /// Relays `request` to the server at `path` below this one (its first name is a
@@ -383,7 +387,8 @@ impl Node {
         if sender.send((forwarded, answer)).await.is_err() {
             return error(ErrorKind::NotFound, format!("{first} disconnected"));
         }
-        match timeout(FORWARD_TIMEOUT, response).await {
+        let wait = forward_timeout(rest.len());
+        match timeout(wait, response).await {
             Ok(Ok(response)) => response,
             Ok(Err(_)) => error(
                 ErrorKind::NotFound,
@@ -391,7 +396,11 @@ impl Node {
             ),
             Err(_) => error(
                 ErrorKind::Internal,
-                format!("{first} did not answer within {FORWARD_TIMEOUT:?}"),
+                format!(
+                    "{first} did not answer within {} s (asked by {})",
+                    wait.as_secs(),
+                    self.name()
+                ),
             ),
         }
     }

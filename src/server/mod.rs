@@ -383,9 +383,10 @@ impl RunningServer {
     pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         // The secrets of `[notify]` first: a file missing stops the start, naming the key.
         let notify_files = config.notify.load_files()?;
-        let chain = pki::load_certs(&config.cert)?;
-        let key = pki::load_key(&config.key)?;
-        let ca_certs = pki::load_certs(&config.ca)?;
+        // Each file named by its config key, for the administrator to find the line.
+        let chain = pki::load_certs(&config.cert).context("config key tls.cert")?;
+        let key = pki::load_key(&config.key).context("config key tls.key")?;
+        let ca_certs = pki::load_certs(&config.ca).context("config key tls.ca")?;
         let ca = CaVerifier::new(&ca_certs)?;
         ca.verify_client_chain(&chain).with_context(|| {
             format!(

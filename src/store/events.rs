@@ -7,7 +7,7 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use std::collections::HashSet;
 
 use super::rights::Guarded;
-use super::schema::{EVENT_ABOUT, EVENT_CURSORS, EVENTS};
+use super::schema::{EVENT_ABOUT, EVENT_CURSORS, EVENTS, RUNS_FINISHED, run_key};
 use super::{
     Store, StoreError, entries_u64, get, get_u64, last_key_u64, put, put_u64, remove_u64, signals,
 };
@@ -84,6 +84,30 @@ impl Store {
     ) -> Result<u64, StoreError> {
         self.write(move |txn| append_in(txn, event.clone(), about, retention, now))
             .await
+    }
+
+    /// Writes `event`, the end of run `run_id` in this server's subtree, unless it was
+    /// written before: whoever sees the run end first (its last device here, or the last
+    /// statistics from below) writes it, once. Whether it was written now.
+    pub async fn append_run_finished(
+        &self,
+        run_id: crate::model::task::RunId,
+        event: Event,
+        about: Guarded,
+        retention: EventRetention,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        self.write(move |txn| {
+            let mut finished = txn.open_table(RUNS_FINISHED)?;
+            if get::<UnixMillis>(&finished, &run_key(run_id))?.is_some() {
+                return Ok(false);
+            }
+            put(&mut finished, &run_key(run_id), &now)?;
+            drop(finished);
+            append_in(txn, event.clone(), Some(about), retention, now)?;
+            Ok(true)
+        })
+        .await
     }
 
     /// Stores events the child `child` (log epoch `epoch`) sent up: those it already holds

@@ -37,6 +37,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(INHERITED_TASKS)?;
     txn.open_table(INHERITED_RUNS)?;
     txn.open_table(RUN_ROWS)?;
+    txn.open_table(RUNS_FINISHED)?;
     txn.open_table(RESYNC_CONFIRMED)?;
     Ok(())
 }

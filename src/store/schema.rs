@@ -74,6 +74,9 @@ pub(crate) const INHERITED_TASKS: StrTable = TableDefinition::new("inherited_tas
 pub(crate) const INHERITED_RUNS: StrTable = TableDefinition::new("inherited_runs");
 /// Statistics rows reported from below, by "run id/path".
 pub(crate) const RUN_ROWS: StrTable = TableDefinition::new("run_rows");
+/// Runs whose end in this server's whole subtree is in the event log, by run id: the time
+/// it was (a `run-finished` event is written once per run).
+pub(crate) const RUNS_FINISHED: StrTable = TableDefinition::new("runs_finished");
 /// Server certificates revoked in the deployment, by fingerprint (hex).
 pub(crate) const REVOCATIONS: StrTable = TableDefinition::new("revocations");
 /// While resynchronising with the parent: what an entry of its new log confirmed, by

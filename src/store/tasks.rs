@@ -769,6 +769,7 @@ fn forget_run(txn: &WriteTransaction, run: &RunRecord) -> Result<(), StoreError>
     if let Some(parent_run) = run.parent_run {
         remove(&mut txn.open_table(INHERITED_RUNS)?, &id_key(parent_run))?;
     }
+    remove(&mut txn.open_table(RUNS_FINISHED)?, &run_key(run.run_id))?;
     Ok(())
 }
 

@@ -29,15 +29,18 @@ use anyhow::bail;
 
 use super::client::AdminClient;
 use super::{call, print_done, print_json};
+use crate::cli::exit::Outcome;
 use crate::model::scope::Scope;
-use crate::model::task::RunState;
+use crate::model::task::{DeviceState, RunState};
 use crate::wire::msg::{
     AdminRequest, AdminResponse, PAGE_MAX, RunView, TaskChanges, TaskRequest, TaskView,
 };
 pub use args::TaskCommand;
 use args::{EditArgs, create_spec, edit_account, edit_changes};
 pub(super) use render::{counts_json, servers_text, stats_json, stats_text};
-use render::{list_text, progress_bar, quote, results_text, show_text, started_text};
+use render::{
+    list_text, progress_bar, quote, results_below_hint, results_text, show_text, started_text,
+};
 use scope_args::check_device_list;
 use settings::read_account_password;
 
@@ -143,6 +146,8 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
             server,
             json,
         } => {
+            let asked_below = server.is_some();
+            let task_arg = task.clone();
             let client = super::connect(session).await?;
             let answer = async {
                 let server = match server {
@@ -170,6 +175,9 @@ pub async fn run(session: &Path, cmd: TaskCommand) -> anyhow::Result<()> {
                 }));
             }
             crate::cli::table::show(&results_text(&run, &records, details));
+            if !asked_below && let Some(hint) = results_below_hint(&run, &task_arg) {
+                println!("{hint}");
+            }
             Ok(())
         }
         TaskCommand::Stats {
@@ -333,18 +341,34 @@ async fn start_on(
         return Ok(());
     }
     let (run, interrupted) = wait_for(client, run).await?;
-    if interrupted {
-        eprintln!(
-            "stopped waiting; run {} goes on (see `canopy task stats {}`)",
-            run.run_id,
-            quote(&task)
-        );
-    }
     if json {
-        return print_json(&serde_json::json!({ "run": stats_json(&run)?, "skipped": skipped }));
+        print_json(&serde_json::json!({ "run": stats_json(&run)?, "skipped": skipped }))?;
+    } else {
+        crate::cli::table::show(&stats_text(&run));
     }
-    crate::cli::table::show(&stats_text(&run));
-    Ok(())
+    let task = quote(&task);
+    let failed = run.counters.count(DeviceState::Failed);
+    let outcome = if interrupted {
+        Outcome::Interrupted {
+            task,
+            run: run.run_id,
+        }
+    } else if failed > 0 {
+        Outcome::RunFailed {
+            task,
+            run: run.run_id,
+            failed,
+            targeted: run.counters.total(),
+        }
+    } else if run.state == RunState::Stopped && run.counters.finished() < run.counters.total() {
+        Outcome::RunStopped {
+            task,
+            run: run.run_id,
+        }
+    } else {
+        return Ok(());
+    };
+    Err(outcome.into())
 }
 
 /// Polls the run's statistics until it is over (or Ctrl-C: `true`), drawing its progress on
@@ -360,9 +384,10 @@ async fn wait_for(client: &AdminClient, mut run: RunView) -> anyhow::Result<(Run
     let mut interrupted = false;
     loop {
         let over = matches!(run.state, RunState::Completed | RunState::Stopped);
-        let bar = progress_bar(run.counters.finished(), run.counters.total());
+        let bar = progress_bar(&run.counters);
         if terminal {
-            eprint!("\r{bar}");
+            // Back to the line's start, the bar, then clear what a longer line left.
+            eprint!("\r{bar}\x1b[K");
             let _ = std::io::stderr().flush();
         } else if over || last_line.is_none_or(|at| at.elapsed() >= PROGRESS_LINE_EVERY) {
             eprintln!("{bar}");

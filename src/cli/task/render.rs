@@ -14,19 +14,31 @@ use crate::wire::msg::{NextStart, RunView, TaskView};
 
 const PROGRESS_BAR_WIDTH: usize = 20;
 
-/// `[#####.....] 512/1000 devices finished`
-pub(super) fn progress_bar(finished: u64, total: u64) -> String {
+/// `[#####.....] 512/1000 devices finished: 500 succeeded, 12 failed, 488 pending`: the
+/// run's devices across the tree, and the states that hold any.
+pub(super) fn progress_bar(counters: &RunCounters) -> String {
+    let (finished, total) = (counters.finished(), counters.total());
     let filled = match total {
         0 => PROGRESS_BAR_WIDTH,
         total => {
             (finished.min(total) as u128 * PROGRESS_BAR_WIDTH as u128 / total as u128) as usize
         }
     };
-    format!(
+    let states: Vec<String> = DeviceState::ALL
+        .iter()
+        .filter(|s| counters.count(**s) > 0)
+        .map(|s| format!("{} {}", counters.count(*s), s.as_str()))
+        .collect();
+    let mut line = format!(
         "[{}{}] {finished}/{total} devices finished",
         "#".repeat(filled),
         ".".repeat(PROGRESS_BAR_WIDTH - filled)
-    )
+    );
+    if !states.is_empty() {
+        line.push_str(": ");
+        line.push_str(&states.join(", "));
+    }
+    line
 }
 
 fn short_kind(kind: TaskKind) -> &'static str {
@@ -393,6 +405,14 @@ pub(in crate::cli) fn stats_json(run: &RunView) -> anyhow::Result<serde_json::Va
             serde_json::json!(run.counters.completion_percent()),
         );
         object.insert("targeted".into(), serde_json::json!(run.counters.total()));
+        // By state name, as in each server's row, rather than the stored array.
+        object.insert(
+            "counters".into(),
+            serde_json::json!({
+                "by_state": counts_json(&run.counters),
+                "need_restart": run.counters.need_restart,
+            }),
+        );
         let servers: Vec<serde_json::Value> = run
             .servers
             .iter()
@@ -425,6 +445,26 @@ pub(in crate::cli) fn counts_json(counters: &RunCounters) -> serde_json::Value {
         })
         .collect::<serde_json::Map<_, _>>()
         .into()
+}
+
+/// Under `task results` for a run that reaches servers below: the records listed are this
+/// server's devices only, while `task stats` counts the whole tree.
+pub(super) fn results_below_hint(run: &RunView, task: &str) -> Option<String> {
+    let below = run.servers.get(1..).filter(|rows| !rows.is_empty())?;
+    let devices = below
+        .iter()
+        .map(|row| row.counters.total())
+        .fold(0u64, u64::saturating_add);
+    let servers = match below.len() {
+        1 => "The server below holds".to_string(),
+        n => format!("The {n} servers below hold"),
+    };
+    Some(format!(
+        "These are the devices of this server. {servers} the records of their own {devices} \
+         devices: see `canopy task stats {task} --by-server`, then \
+         `canopy task results {task} --server PATH`.",
+        task = quote(task),
+    ))
 }
 
 /// `task stats --by-server`: one row per server of the tree taking part, indented by depth,

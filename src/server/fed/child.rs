@@ -231,6 +231,14 @@ async fn carry_out(
                     );
                 }
                 session.handle_stats_merged(run_id, report_id);
+                if merged == Some(true) {
+                    // The servers below may have been the last to finish the run.
+                    match node.store.run(run_id).await {
+                        Ok(Some(run)) => node.announce_if_finished(&run).await,
+                        Ok(None) => {}
+                        Err(e) => tracing::error!("cannot read run {run_id}: {e}"),
+                    }
+                }
             }
             // Not acknowledged: the child sends the report again.
             Err(e) => tracing::error!("cannot store statistics of run {run_id}: {e}"),

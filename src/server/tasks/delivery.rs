@@ -201,12 +201,65 @@ impl Node {
         for event in &done.announced {
             Node::log_event(event.severity, event.kind, &event.message);
         }
+        if done.run_finished {
+            self.announce_if_finished(&done.run).await;
+        }
         Ok(())
+    }
+
+    /// Writes `run-finished` once the run is over in this server's whole subtree: every
+    /// device here and every server below finished (not stopped). Called when its last
+    /// device here finishes and when statistics come from below; written once whoever
+    /// comes last.
+    pub(in crate::server) async fn announce_if_finished(&self, run: &RunRecord) {
+        if run.stopped.is_some() || run.counters.finished() < run.counters.total() {
+            return;
+        }
+        let (table, rollup) = self.rollup(run).await;
+        if !rollup.is_complete() {
+            return;
+        }
+        let c = &rollup.totals;
+        // Servers below with no device in the run may send no row: not counted here.
+        let below = if table.is_empty() {
+            ""
+        } else {
+            " here and on the servers below"
+        };
+        let now = now_ms();
+        let event = Event {
+            seq: 0,
+            time: now,
+            severity: Severity::Info,
+            kind: EventKind::RunFinished,
+            message: format!(
+                "task {:?} run {} finished{below}: {} succeeded, {} warning, {} failed of {}; {} need a restart",
+                run.task_name,
+                run.run_id,
+                c.count(DeviceState::Succeeded),
+                c.count(DeviceState::Warning),
+                c.count(DeviceState::Failed),
+                c.total(),
+                c.need_restart
+            ),
+            origin: Vec::new(),
+        };
+        let about = Guarded::Task(run.task_id);
+        let written = self
+            .store
+            .append_run_finished(run.run_id, event.clone(), about, self.config.events, now)
+            .await;
+        match written {
+            Ok(true) => Node::log_event(event.severity, event.kind, &event.message),
+            Ok(false) => {}
+            Err(e) => tracing::error!("cannot record the end of run {}: {e}", run.run_id),
+        }
     }
 }
 
 /// The events a device's report is announced with: its result as the task's notification
-/// setting asks, and the run's end if it finished the run's last device.
+/// setting asks. The run's end comes after, once the whole subtree is done
+/// (`Node::announce_if_finished`).
 fn progress_events(done: &Progressed, now: UnixMillis) -> Vec<Event> {
     let event = |severity, kind, message| Event {
         seq: 0,
@@ -243,19 +296,6 @@ fn progress_events(done: &Progressed, now: UnixMillis) -> Vec<Event> {
             );
             events.push(event(severity, EventKind::DeviceResult, msg));
         }
-    }
-    if done.run_finished {
-        let c = &done.run.counters;
-        let msg = format!(
-            "task {:?} run {run_id} finished: {} succeeded, {} warning, {} failed of {}; {} need a restart",
-            done.run.task_name,
-            c.count(DeviceState::Succeeded),
-            c.count(DeviceState::Warning),
-            c.count(DeviceState::Failed),
-            c.total(),
-            c.need_restart
-        );
-        events.push(event(Severity::Info, EventKind::RunFinished, msg));
     }
     events
 }

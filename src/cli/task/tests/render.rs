@@ -191,17 +191,29 @@ run 7 of task Scan (id 3) running: 12/18 devices finished (66.7%)
 
 #[test]
 fn the_progress_bar() {
+    let counters = |by_state| RunCounters {
+        by_state,
+        need_restart: 0,
+        progress: 0,
+    };
     let cases = [
-        (0, 10, "[....................] 0/10"),
-        (512, 1000, "[##########..........] 512/1000"),
-        (3, 3, "[####################] 3/3"),
-        (0, 0, "[####################] 0/0"),
+        (
+            [10, 0, 0, 0, 0, 0, 0],
+            "[....................] 0/10 devices finished: 10 pending",
+        ),
+        (
+            [400, 0, 88, 500, 0, 12, 0],
+            "[##########..........] 512/1000 devices finished: 400 pending, 88 running, \
+             500 succeeded, 12 failed",
+        ),
+        (
+            [0, 0, 0, 1, 1, 1, 0],
+            "[####################] 3/3 devices finished: 1 succeeded, 1 warning, 1 failed",
+        ),
+        ([0; 7], "[####################] 0/0 devices finished"),
     ];
-    for (finished, total, bar) in cases {
-        assert_eq!(
-            progress_bar(finished, total),
-            format!("{bar} devices finished")
-        );
+    for (by_state, line) in cases {
+        assert_eq!(progress_bar(&counters(by_state)), line);
     }
 }
 

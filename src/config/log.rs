@@ -1,0 +1,102 @@
+//! The `[log]` section a server's and an agent's config share: the log lines' format and
+//! which lines are written. The binary sets logging up before it loads a config, so `peek`
+//! reads this section alone; the full load checks it again and names the key on an error.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event, for people (the default).
+    #[default]
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The checked `[log]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    pub format: Option<LogFormat>,
+    /// A filter as `CANOPY_LOG` takes it (`info`, `warn,canopy=debug`).
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    format: Option<LogFormat>,
+    level: Option<String>,
+}
+
+impl RawLog {
+    /// Checks the section; the error is the key at fault and what is wrong with it.
+    pub(crate) fn check(self) -> Result<LogSettings, (&'static str, String)> {
+        if let Some(level) = &self.level {
+            tracing_subscriber::EnvFilter::builder()
+                .parse(level)
+                .map_err(|e| ("log.level", format!("{level:?}: {e}")))?;
+        }
+        Ok(LogSettings {
+            format: self.format,
+            level: self.level,
+        })
+    }
+}
+
+/// The `[log]` section of the config file at `path`, if the file can be read and the section
+/// is valid. Anything else is for the full load to report, with the key at fault.
+pub fn peek(path: &Path) -> LogSettings {
+    #[derive(Deserialize)]
+    struct OnlyLog {
+        #[serde(default)]
+        log: RawLog,
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return LogSettings::default();
+    };
+    // A table with other keys: serde ignores them here, as this struct names only `log`.
+    toml::from_str::<OnlyLog>(&text)
+        .ok()
+        .and_then(|c| c.log.check().ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_reads_the_log_section_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "name = \"x\"\n[tls]\nca = \"a\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n",
+        )
+        .unwrap();
+        let settings = peek(&path);
+        assert_eq!(settings.format, Some(LogFormat::Json));
+        assert_eq!(settings.level.as_deref(), Some("debug"));
+        std::fs::write(&path, "[log]\nformat = \"xml\"\n").unwrap();
+        assert_eq!(peek(&path), LogSettings::default());
+        assert_eq!(
+            peek(&dir.path().join("missing.toml")),
+            LogSettings::default()
+        );
+    }
+
+    #[test]
+    fn a_bad_level_names_the_key() {
+        let raw = RawLog {
+            format: None,
+            level: Some("canopy=loud".into()),
+        };
+        let (key, problem) = raw.check().unwrap_err();
+        assert_eq!(key, "log.level");
+        assert!(problem.contains("canopy=loud"), "{problem}");
+    }
+}
