@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = canopy::cli::Cli::parse();
     canopy::cli::logging::init(cli.log_format, cli.log_settings(), cli.default_log_filter());
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match canopy::cli::logging::runtime(cli.server_name()) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -101,7 +101,7 @@ impl Device {
     }
 
     pub(super) async fn run(self) {
-        let span = tracing::info_span!("device", name = %self.facts.display_name);
+        let span = tracing::info_span!("device", device = %self.facts.display_name);
         self.run_inner().instrument(span).await
     }
 

@@ -1,6 +1,7 @@
 //! Where log lines go and how they look: standard error, as text for people or as JSON
 //! lines for collectors. Colours only on a terminal, and never with `NO_COLOR` set.
 
+use std::cell::RefCell;
 use std::io::IsTerminal;
 
 use crate::config::log::{LogFormat, LogSettings};
@@ -34,4 +35,27 @@ pub fn init(format: Option<LogFormat>, settings: LogSettings, default_filter: &s
 pub fn colours_wanted() -> bool {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     !no_color && std::io::stderr().is_terminal()
+}
+
+thread_local! {
+    /// The span every log line of this thread is in (see [`runtime`]).
+    static ROOT: RefCell<Option<tracing::span::EnteredSpan>> = const { RefCell::new(None) };
+}
+
+/// The process's async runtime. For `canopy serve` (`server` names the server), each of its
+/// threads and the main thread are in the span `server{server=NAME}`, so that every line
+/// the server logs says so, whatever task wrote it.
+pub fn runtime(server: Option<String>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(name) = server {
+        let span = tracing::info_span!("server", server = %name);
+        ROOT.with(|root| *root.borrow_mut() = Some(span.clone().entered()));
+        builder
+            .on_thread_start(move || {
+                ROOT.with(|root| *root.borrow_mut() = Some(span.clone().entered()));
+            })
+            .on_thread_stop(|| ROOT.with(|root| drop(root.borrow_mut().take())));
+    }
+    builder.build()
 }

@@ -347,6 +347,14 @@ impl Cli {
         config.map(crate::config::log::peek).unwrap_or_default()
     }
 
+    /// The name of the server `canopy serve` runs, from its config.
+    pub fn server_name(&self) -> Option<String> {
+        match &self.command {
+            Command::Serve { config } => crate::config::log::peek_server_name(config),
+            _ => None,
+        }
+    }
+
     /// The log filter when `CANOPY_LOG` is not set: the demo and the benchmarks print their
     /// own results, and the servers they run in-process should not bury them.
     pub fn default_log_filter(&self) -> &'static str {

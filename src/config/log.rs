@@ -65,6 +65,17 @@ pub fn peek(path: &Path) -> LogSettings {
         .unwrap_or_default()
 }
 
+/// The `name` of the server config at `path`, read before logging is set up (for the span
+/// every line of `canopy serve` is in); `None` if it cannot be read.
+pub fn peek_server_name(path: &Path) -> Option<String> {
+    #[derive(Deserialize)]
+    struct OnlyName {
+        name: String,
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    toml::from_str::<OnlyName>(&text).ok().map(|c| c.name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

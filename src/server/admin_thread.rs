@@ -37,9 +37,12 @@ impl AdminRuntime {
         let handle = runtime.handle().clone();
         let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
         let (stop, mut stopped) = watch::channel(false);
+        // Every log line of this thread says which server it serves.
+        let root = tracing::info_span!("server", server = %name);
         let thread = std::thread::Builder::new()
             .name(format!("admin-{name}"))
             .spawn(move || {
+                let _root = root.entered();
                 runtime.block_on(async move {
                     loop {
                         tokio::select! {

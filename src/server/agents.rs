@@ -177,7 +177,7 @@ pub(super) async fn serve_agent(node: Arc<Node>, conn: quinn::Connection) {
         },
     };
     let span =
-        tracing::info_span!("device", id = %hello.device_id, name = %hello.facts.display_name);
+        tracing::info_span!("device", device = %hello.facts.display_name, id = %hello.device_id);
     admit(node, conn, send, recv, hello, fingerprint)
         .instrument(span)
         .await;

@@ -426,7 +426,13 @@ impl RunningServer {
             admin,
         };
         let node = Arc::new(Node::new(config, store, secrets, shared, None));
-        let span = info_span!("server", name = %node.name());
+        // Under `canopy serve` every thread is already in the server's span
+        // (`cli::logging::runtime`): not twice.
+        let current = tracing::Span::current();
+        let span = match current.metadata() {
+            Some(meta) if meta.name() == "server" => current,
+            _ => info_span!("server", server = %node.name()),
+        };
         node.event(
             Severity::Info,
             EventKind::ServerStarted,

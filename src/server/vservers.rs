@@ -91,7 +91,7 @@ async fn start_tenant(host: &Arc<Node>, record: &SecondaryRecord) -> anyhow::Res
         host.shared(),
         Some(host.name().to_string()),
     ));
-    let span = tracing::info_span!("virtual server", name = %record.name);
+    let span = tracing::info_span!("virtual server", server = %record.name);
     let link = tokio::spawn(
         in_process_link(host.clone(), node.clone(), record.group_id).instrument(span.clone()),
     );

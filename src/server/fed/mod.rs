@@ -126,7 +126,7 @@ pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
         }
     };
     let name = record.name.clone();
-    let span = info_span!("secondary", name = %name, %remote);
+    let span = info_span!("secondary", secondary = %name, %remote);
     // Whatever refused the link has been said where it was decided.
     let _ = serve_registered_child(node, conn, fingerprint, record)
         .instrument(span)

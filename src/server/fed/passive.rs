@@ -219,7 +219,7 @@ pub async fn dial_passive_secondaries(node: Arc<Node>) {
                     if record.passive.is_none() || dialing.contains_key(&record.name) {
                         continue;
                     }
-                    let span = info_span!("passive secondary", name = %record.name);
+                    let span = info_span!("passive secondary", secondary = %record.name);
                     let task = dial_secondary(node.clone(), record.name.clone()).instrument(span);
                     dialing.insert(record.name, tokio::spawn(task));
                 }

@@ -55,7 +55,7 @@ impl Node {
                 let node = self.clone();
                 let task = started.task.clone();
                 let run_id = started.run.run_id;
-                let span = tracing::info_span!("server task", task = %task.name, run_id);
+                let span = tracing::info_span!("server task", task = %task.name, run = run_id);
                 tokio::spawn(
                     async move { run_server_task(&node, &task, run_id).await }.instrument(span),
                 );
