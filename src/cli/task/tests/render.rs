@@ -249,3 +249,17 @@ fn a_schedule_says_whose_clock_it_runs_on_and_when_it_starts_next() {
     task.next_start = None;
     assert!(show_text(&task).contains("next start        none to come\n"));
 }
+
+#[test]
+fn results_of_a_run_with_servers_below_say_where_the_others_are() {
+    let hint = results_below_hint(&tree_run(), "Quick scan").unwrap();
+    assert_eq!(
+        hint,
+        "These are the devices of this server. The 2 servers below hold the records of their \
+         own 8 devices: see `canopy task stats 'Quick scan' --by-server`, then \
+         `canopy task results 'Quick scan' --server PATH`."
+    );
+    let mut alone = tree_run();
+    alone.servers.truncate(1);
+    assert_eq!(results_below_hint(&alone, "Quick scan"), None);
+}
