@@ -425,6 +425,7 @@ mod tests {
         m.handshake_refused("primary", Refused::Revoked);
         let observer = m.commit_observer("primary");
         observer.committed(Duration::from_millis(3), 5);
+        m.stats_lag.get_or_create(&server("branch-1")).set(1.5);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &m.registry).unwrap();
         for line in [
@@ -434,6 +435,7 @@ mod tests {
             "canopy_handshakes_refused_total{server=\"primary\",reason=\"revoked\"} 1",
             "# TYPE canopy_store_commit_duration_seconds histogram",
             "# UNIT canopy_parent_statistics_lag_seconds seconds",
+            "canopy_parent_statistics_lag_seconds{server=\"branch-1\"} 1.5",
             "canopy_store_commit_duration_seconds_count{server=\"primary\"} 1",
             "canopy_store_commit_batch_size_sum{server=\"primary\"} 5.0",
             "# EOF",
