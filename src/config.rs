@@ -63,6 +63,8 @@ struct RawServer {
     change_log: RawChangeLog,
     #[serde(default)]
     log: log::RawLog,
+    /// Prometheus metrics over plain HTTP; none without the section.
+    metrics: Option<RawMetrics>,
     /// The IANA time zone the server runs its own scheduled tasks in (selection and server
     /// tasks); by default the system's.
     time_zone: Option<String>,
@@ -129,6 +131,20 @@ impl Default for RawEvents {
             keep_days: EVENTS_KEEP_DAYS,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default = "default_metrics_listen")]
+    listen: String,
+}
+
+/// Where `[metrics]` serves `GET /metrics` when it names no address: loopback only.
+pub const METRICS_LISTEN: &str = "127.0.0.1:13298";
+
+fn default_metrics_listen() -> String {
+    METRICS_LISTEN.into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -322,6 +338,9 @@ pub struct ServerConfig {
     pub time_zone: Option<String>,
     /// The SMTP relay and the notification channels of the config (`[notify]`).
     pub notify: NotifyConfig,
+    /// Where Prometheus metrics are served over plain HTTP (`metrics.listen`); `None`
+    /// without a `[metrics]` section. Port 0 takes any free port.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// What one server holds for its peers at most (`[limits]`).
@@ -469,6 +488,18 @@ impl ServerConfig {
                 ),
             )
         })?;
+        let metrics = match &raw.metrics {
+            None => None,
+            Some(m) => Some(m.listen.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    format!(
+                        "{:?} is not an address:port such as {METRICS_LISTEN}",
+                        m.listen
+                    ),
+                )
+            })?),
+        };
         let parent = match raw.parent {
             None => None,
             Some(p) => {
@@ -638,6 +669,7 @@ impl ServerConfig {
             time_zone: raw.time_zone,
             enrollment,
             notify,
+            metrics,
         })
     }
 }

@@ -108,7 +108,12 @@ fn bad_values_name_the_key() {
 fn examples() -> Vec<(&'static str, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut out = Vec::new();
-    for name in ["primary", "secondary", "secondary-of-secondary"] {
+    for name in [
+        "primary",
+        "secondary",
+        "secondary-of-secondary",
+        "secondary-dmz",
+    ] {
         let text = std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap();
         let fixed: String = text
             .lines()
@@ -146,9 +151,45 @@ fn the_example_configs_load_from_any_directory() {
 }
 
 #[test]
+fn the_example_configs_serve_metrics_on_distinct_loopback_ports() {
+    let mut seen = Vec::new();
+    for (name, text) in examples() {
+        let c = parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let metrics = c.metrics.unwrap_or_else(|| panic!("{name}: no [metrics]"));
+        assert!(metrics.ip().is_loopback(), "{name}");
+        assert_ne!(metrics.port(), c.listen.port(), "{name}");
+        if name != "primary with backups" {
+            assert!(!seen.contains(&metrics.port()), "{name}: {metrics} taken");
+            seen.push(metrics.port());
+        }
+    }
+    assert_eq!(seen.len(), 4);
+}
+
+#[test]
 fn unknown_and_missing_keys_are_named() {
     let e = error_of(&GOOD.replace("listen =", "lisen ="));
     assert!(e.contains("lisen"), "{e}");
     let e = error_of(&GOOD.replace("data = \"data/branch-1.redb\"", ""));
     assert!(e.contains("data"), "{e}");
+}
+
+#[test]
+fn metrics_are_served_only_with_their_section() {
+    assert_eq!(parse(GOOD).unwrap().metrics, None);
+    let default = format!("{GOOD}\n[metrics]\n");
+    let want: SocketAddr = METRICS_LISTEN.parse().unwrap();
+    assert_eq!(parse(&default).unwrap().metrics, Some(want));
+    assert!(want.ip().is_loopback());
+    let set = format!("{GOOD}\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    assert_eq!(
+        parse(&set).unwrap().metrics,
+        Some("127.0.0.1:0".parse().unwrap())
+    );
+    for bad in ["nonsense", "127.0.0.1", "localhost:13298", ""] {
+        let text = format!("{GOOD}\n[metrics]\nlisten = \"{bad}\"\n");
+        assert!(error_of(&text).contains("`metrics.listen`"), "{bad}");
+    }
+    let unknown = format!("{GOOD}\n[metrics]\nport = 13298\n");
+    assert!(error_of(&unknown).contains("port"));
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::time::timeout;
 
+use super::metrics::Refused;
 use super::{Node, admin, agents, fed, lock};
 use crate::config::Limits;
 use crate::model::{EventKind, Severity};
@@ -117,6 +118,8 @@ pub(super) async fn accept_loop(node: Arc<Node>) {
         }
         if in_progress >= MAX_HANDSHAKES {
             incoming.refuse();
+            node.metrics
+                .handshake_refused(node.name(), Refused::Overloaded);
             continue;
         }
         let remote = incoming.remote_address();
@@ -125,6 +128,8 @@ pub(super) async fn accept_loop(node: Arc<Node>) {
             // Under load, a peer over a limit gets no handshake to hear why.
             Err(_) if loaded => {
                 incoming.refuse();
+                node.metrics
+                    .handshake_refused(node.name(), Refused::ConnectionLimit);
                 continue;
             }
             Err(why) => (None, Some(why)),
@@ -149,15 +154,20 @@ pub(super) async fn accept_loop(node: Arc<Node>) {
                 Ok(Err(e)) => {
                     // A peer that does not trust our CA, a port scan.
                     tracing::debug!(%remote, "handshake failed: {e}");
+                    node.metrics.handshake_refused(node.name(), Refused::Tls);
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(%remote, "handshake timed out");
+                    node.metrics
+                        .handshake_refused(node.name(), Refused::Timeout);
                     return;
                 }
             };
             if let Some(why) = refusal {
                 tracing::debug!(%remote, "connection refused: {why}");
+                node.metrics
+                    .handshake_refused(node.name(), Refused::ConnectionLimit);
                 conn.close(close::LIMIT.into(), why.as_bytes());
                 return;
             }
@@ -192,6 +202,8 @@ async fn serve(
         Some(tls::ALPN_AGENT) => agents::serve_agent(node, conn).await,
         _ => {
             let remote = conn.remote_address();
+            node.metrics
+                .handshake_refused(node.name(), Refused::UnknownProtocol);
             let msg = format!("peer {remote} refused: unknown protocol");
             node.event(Severity::Warning, EventKind::PeerRefused, msg)
                 .await;

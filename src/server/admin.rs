@@ -119,7 +119,9 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
                 Err(_) => return,
             };
             let login = matches!(call.request, AdminRequest::Login { .. });
+            let kind = call.request.name();
             let response = super::reply::fit(handle(&node, call, remote).await);
+            node.metrics.admin_request(node.name(), kind, &response);
             let authorized = match &response {
                 AdminResponse::LoggedIn { .. } => true,
                 AdminResponse::Error {
@@ -324,6 +326,19 @@ pub(super) async fn serve_forwarded(
     if !path.is_empty() {
         return node.forward(&path, &user, role, request).await;
     }
+    let kind = request.name();
+    let response = serve_relayed_here(node, user, role, request).await;
+    node.metrics.admin_request(node.name(), kind, &response);
+    response
+}
+
+/// Serves here a request relayed from the parent.
+async fn serve_relayed_here(
+    node: &Arc<Node>,
+    user: String,
+    role: Role,
+    request: AdminRequest,
+) -> AdminResponse {
     if matches!(request, AdminRequest::Login { .. } | AdminRequest::Logout) {
         return error(ErrorKind::InvalidInput, "log in to that server directly");
     }

@@ -11,6 +11,7 @@ mod fed;
 mod groups;
 mod link_seal;
 mod login_guard;
+mod metrics;
 mod notify;
 mod reply;
 mod rights;
@@ -109,6 +110,10 @@ pub struct Node {
     notifier: std::sync::OnceLock<Arc<notify::Notifier>>,
     /// A passive secondary's: the connections its parent opened to it.
     parent_dials: fed::ParentDials,
+    /// The Prometheus metrics, shared with the virtual servers hosted here.
+    metrics: Arc<metrics::Metrics>,
+    /// How far the parent is behind this server's statistics, as the link last saw it.
+    statistics_behind: metrics::StatisticsBehind,
 }
 
 /// What a server shares with the virtual servers it hosts: its identity and its endpoint.
@@ -122,6 +127,7 @@ struct Shared {
     endpoint: quinn::Endpoint,
     passwords: Arc<auth::PasswordPool>,
     admin: admin_thread::AdminRuntime,
+    metrics: Arc<metrics::Metrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -138,6 +144,7 @@ impl Node {
         virtual_host: Option<String>,
     ) -> Node {
         let config_zone = config.time_zone.clone();
+        store.observe_commits(shared.metrics.commit_observer(&config.name));
         let node = Node {
             fingerprint: shared.fingerprint,
             listen: shared.listen,
@@ -174,6 +181,8 @@ impl Node {
             reach_counts: Mutex::new(HashMap::new()),
             notifier: std::sync::OnceLock::new(),
             parent_dials: fed::ParentDials::default(),
+            metrics: shared.metrics,
+            statistics_behind: Default::default(),
         };
         if node.reports_up() {
             // The upstream link reports the runs whose statistics change.
@@ -193,6 +202,7 @@ impl Node {
             endpoint: self.endpoint.clone(),
             passwords: self.passwords.clone(),
             admin: self.admin.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -234,12 +244,13 @@ impl Node {
             message,
             origin: Vec::new(),
         };
-        if let Err(e) = self
+        match self
             .store
             .append_event(event, about, self.config.events, now)
             .await
         {
-            tracing::error!("cannot record event: {e}");
+            Ok(_) => self.metrics.event(self.name(), kind),
+            Err(e) => tracing::error!("cannot record event: {e}"),
         }
     }
 
@@ -375,6 +386,8 @@ pub struct RunningServer {
     pub node: Arc<Node>,
     tasks: tokio::task::JoinSet<()>,
     admin_thread: admin_thread::AdminThread,
+    /// Where `GET /metrics` is served (`[metrics]`), if it is.
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl RunningServer {
@@ -388,6 +401,12 @@ impl RunningServer {
         let key = pki::load_key(&config.key).context("config key tls.key")?;
         let ca_certs = pki::load_certs(&config.ca).context("config key tls.ca")?;
         let ca = CaVerifier::new(&ca_certs)?;
+        // Before the database is opened: a port taken stops the start at once.
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(metrics::Listener::bind(addr).await?),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(|l| l.addr);
         ca.verify_client_chain(&chain).with_context(|| {
             format!(
                 "{}: this server's certificate is not issued by the CA in {}",
@@ -424,6 +443,7 @@ impl RunningServer {
             endpoint: endpoint.clone(),
             passwords: Arc::new(auth::PasswordPool::new(password_threads())?),
             admin,
+            metrics: Arc::new(metrics::Metrics::new()),
         };
         let node = Arc::new(Node::new(config, store, secrets, shared, None));
         // Under `canopy serve` every thread is already in the server's span
@@ -454,6 +474,9 @@ impl RunningServer {
         tasks.spawn(tasks::schedule_loop(node.clone()).instrument(span.clone()));
         tasks.spawn(fed::dial_passive_secondaries(node.clone()).instrument(span.clone()));
         tasks.spawn(fed::trim_loop(node.clone()).instrument(span.clone()));
+        if let Some(listener) = metrics_listener {
+            tasks.spawn(metrics::serve(node.clone(), listener).instrument(span.clone()));
+        }
         if node.config.parent.is_some() {
             tasks.spawn(fed::upstream(node.clone()).instrument(span));
         }
@@ -462,11 +485,17 @@ impl RunningServer {
             node,
             tasks,
             admin_thread,
+            metrics_addr,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.node.listen
+    }
+
+    /// Where Prometheus metrics are served over HTTP (`GET /metrics`), if `[metrics]` says.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Closes every connection, waits for peers to be told, and closes the database.

@@ -16,6 +16,7 @@
 // The Administration Server's tables and typed accessors (written separately).
 pub mod agent;
 mod change_log;
+pub mod counts;
 mod creation;
 pub mod devices;
 pub mod events;
@@ -128,6 +129,14 @@ from_redb!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// Told by the writer thread of each durable commit: the server's metrics implement it, so
+/// the store depends on nothing above it. Called on the writer thread: it must be quick.
+pub trait CommitObserver: Send + Sync {
+    /// A write transaction is durably committed, `took` after it began (its jobs run, then
+    /// redb's commit), with `jobs` write jobs in it.
+    fn committed(&self, took: std::time::Duration, jobs: usize);
+}
 
 /// Counters for benchmarks.
 #[derive(Clone, Copy, Debug, Default)]
@@ -411,6 +420,17 @@ impl Store {
             commits: self.inner.counters.commits.load(Ordering::Relaxed),
             jobs: self.inner.counters.jobs.load(Ordering::Relaxed),
         }
+    }
+
+    /// Tells `observer` of every durable commit from now on (replacing any set before).
+    pub fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        let mut slot = self
+            .inner
+            .counters
+            .observer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        *slot = Some(observer);
     }
 
     fn on_writer_thread(&self) -> bool {

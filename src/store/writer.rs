@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
@@ -38,12 +38,19 @@ pub(super) type DbSlot = Arc<RwLock<Option<Database>>>;
 pub(super) struct Counters {
     pub(super) commits: AtomicU64,
     pub(super) jobs: AtomicU64,
+    /// Told of every durable commit (the server's metrics), once one is set.
+    pub(super) observer: RwLock<Option<Arc<dyn super::CommitObserver>>>,
 }
 
 impl Counters {
-    fn committed(&self, jobs: usize) {
+    /// A transaction of `jobs` jobs, begun at `begun`, is durably committed.
+    fn committed(&self, jobs: usize, begun: Instant) {
         self.commits.fetch_add(1, Ordering::Relaxed);
         self.jobs.fetch_add(jobs as u64, Ordering::Relaxed);
+        let observer = self.observer.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(observer) = observer.as_ref() {
+            observer.committed(begun.elapsed(), jobs);
+        }
     }
 }
 
@@ -322,6 +329,7 @@ impl Writer<'_> {
             }
             return;
         }
+        let begun = Instant::now();
         let txn = match self.begin_or_note() {
             Ok(txn) => txn,
             Err(e) => {
@@ -344,7 +352,7 @@ impl Writer<'_> {
         }
         match txn.commit() {
             Ok(()) => {
-                self.counters.committed(batch.len());
+                self.counters.committed(batch.len(), begun);
                 self.signals.publish(signals::take());
                 for job in batch {
                     job.finish(Ok(()));
@@ -360,6 +368,7 @@ impl Writer<'_> {
     }
 
     fn run_alone(&mut self, mut job: Box<dyn Job>) {
+        let begun = Instant::now();
         let txn = match self.begin_or_note() {
             Ok(txn) => txn,
             Err(e) => {
@@ -373,7 +382,7 @@ impl Writer<'_> {
         }
         match txn.commit() {
             Ok(()) => {
-                self.counters.committed(1);
+                self.counters.committed(1, begun);
                 self.signals.publish(signals::take());
                 job.finish(Ok(()));
             }

@@ -387,6 +387,19 @@ impl ParentSession {
             .min()
     }
 
+    /// How far the parent's statistics are behind this server's: how many runs reporting on
+    /// this link have statistics it has not acknowledged (changed since the last report, or
+    /// reported and not acknowledged), and since when the oldest of them waits.
+    pub fn statistics_behind(&self) -> (usize, Option<Instant>) {
+        let pending = self
+            .reports
+            .values()
+            .filter_map(|r| r.reporter.pending_since());
+        pending.fold((0, None), |(n, oldest), since| {
+            (n + 1, Some(oldest.map_or(since, |o: Instant| o.min(since))))
+        })
+    }
+
     /// Nothing accepted waits to be applied, every report is settled, and the parent holds
     /// every event known here.
     pub fn is_settled(&self) -> bool {

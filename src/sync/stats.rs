@@ -277,6 +277,16 @@ impl Reporter {
         }
     }
 
+    /// Since when the parent has not held the run's newest statistics: the first change not
+    /// sent yet, or the sending of the report in flight (the changes it carries are at least
+    /// that old). `None` when idle.
+    pub fn pending_since(&self) -> Option<Instant> {
+        match (self.dirty_since, self.unacked) {
+            (Some(a), Some((_, b))) => Some(a.min(b)),
+            (a, b) => a.or(b.map(|(_, at)| at)),
+        }
+    }
+
     /// Nothing to send and nothing waiting for an acknowledgement.
     pub fn is_idle(&self) -> bool {
         self.dirty_since.is_none() && self.unacked.is_none()
@@ -474,6 +484,25 @@ mod tests {
         assert!(r.handle_ack(1));
         assert!(r.is_idle());
         assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn what_the_parent_lacks_is_pending_since_its_oldest_change() {
+        let t0 = Instant::now();
+        let mut r = reporter();
+        assert_eq!(r.pending_since(), None);
+        r.handle_change(t0, false);
+        assert_eq!(r.pending_since(), Some(t0));
+        assert_eq!(r.poll_transmit(t0 + ms(5)), Some(0));
+        // In flight since it was sent; a change meanwhile does not make it younger.
+        assert_eq!(r.pending_since(), Some(t0 + ms(5)));
+        r.handle_change(t0 + ms(20), false);
+        assert_eq!(r.pending_since(), Some(t0 + ms(5)));
+        assert!(r.handle_ack(0));
+        assert_eq!(r.pending_since(), Some(t0 + ms(20)));
+        assert_eq!(r.poll_transmit(t0 + ms(305)), Some(1));
+        assert!(r.handle_ack(1));
+        assert_eq!(r.pending_since(), None);
     }
 
     #[test]

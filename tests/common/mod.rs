@@ -320,10 +320,23 @@ pub async fn two_tiers(
     canopy::server::RunningServer,
     AdminClient,
 ) {
+    two_tiers_with(d, token, "").await
+}
+
+/// [`two_tiers`], with `extra` at the end of both servers' configs.
+pub async fn two_tiers_with(
+    d: &canopy::cli::deployment::Deployment,
+    token: &str,
+    extra: &str,
+) -> (
+    canopy::server::RunningServer,
+    canopy::server::RunningServer,
+    AdminClient,
+) {
     use canopy::cli::deployment::{config_text, parent_of, start, wait_for_tree};
     let text = |name: &str, parent| {
         format!(
-            "{}\n[[enrollment]]\ntoken = \"{token}\"\ngroup = \"Managed devices\"\n",
+            "{}\n[[enrollment]]\ntoken = \"{token}\"\ngroup = \"Managed devices\"\n{extra}",
             config_text(name, 0, parent)
         )
     };

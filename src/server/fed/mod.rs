@@ -24,6 +24,7 @@ pub(super) use passive::{
 pub(super) use revoke::revoke_certificate;
 pub(super) use trim::trim_loop;
 
+use super::metrics::Refused;
 use super::{LiveChild, Node, link_seal, lock, now_ms};
 use crate::model::limits::{SHORT_MAX, cut};
 use crate::model::{EventKind, Fingerprint, SecondaryRecord, Severity};
@@ -52,6 +53,8 @@ pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
     let remote = conn.remote_address();
     let Some(chain) = tls::peer_chain(&conn) else {
         let msg = format!("secondary refused from {remote}: no certificate presented");
+        node.metrics
+            .handshake_refused(node.name(), Refused::Untrusted);
         node.event(Severity::Warning, EventKind::SecondaryRefused, msg)
             .await;
         refuse(
@@ -65,6 +68,8 @@ pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
         let msg = format!(
             "secondary refused from {remote}: certificate not issued by the deployment CA ({e})"
         );
+        node.metrics
+            .handshake_refused(node.name(), Refused::Untrusted);
         node.event(Severity::Warning, EventKind::SecondaryRefused, msg)
             .await;
         refuse(
@@ -87,6 +92,8 @@ pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
                 "secondary refused from {remote}{registered}: {}",
                 revocation.describe()
             );
+            node.metrics
+                .handshake_refused(node.name(), Refused::Revoked);
             node.event(Severity::Warning, EventKind::SecondaryRefused, msg)
                 .await;
             let reason = format!(
@@ -110,6 +117,8 @@ pub(super) async fn serve_child(node: Arc<Node>, conn: quinn::Connection) {
             let msg = format!(
                 "secondary refused from {remote}: not registered (certificate fingerprint {fingerprint})"
             );
+            node.metrics
+                .handshake_refused(node.name(), Refused::NotRegistered);
             node.event(Severity::Warning, EventKind::SecondaryRefused, msg)
                 .await;
             refuse(

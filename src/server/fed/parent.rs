@@ -66,6 +66,7 @@ pub(in crate::server) async fn serve_parent_link(node: &Arc<Node>, link: ParentL
                 return "the link closed".into();
             }
         }
+        *crate::server::lock(&node.statistics_behind) = session.statistics_behind();
         let wake = session.poll_timeout();
         tokio::select! {
             res = subtree.changed() => {

@@ -168,6 +168,10 @@ impl Node {
         progress: DeviceProgress,
     ) -> Result<(), StoreError> {
         let store = &self.store;
+        let result = matches!(progress, DeviceProgress::Finished { .. });
+        if result {
+            self.metrics.result_received(self.name());
+        }
         let announce = Some(Announce {
             retention: self.config.events,
             events: progress_events,
@@ -194,12 +198,16 @@ impl Node {
         let Some(done) = done else {
             return Ok(());
         };
+        if result && done.record.state.is_finished() {
+            self.metrics.result_stored(self.name());
+        }
         // Tasks chained after this run start on the device now that it finished it.
         for chained in &done.chained {
             self.deliver_run(chained);
         }
         for event in &done.announced {
             Node::log_event(event.severity, event.kind, &event.message);
+            self.metrics.event(self.name(), event.kind);
         }
         if done.run_finished {
             self.announce_if_finished(&done.run).await;
