@@ -232,9 +232,20 @@ fn the_readme_walk_through_works_as_written() {
         by_server.contains("primary/branch-1/branch-1a"),
         "{by_server}"
     );
+    // The primary's own event says the run ended with the tree's counts.
     let ended = shell.succeed("canopy event list --kind run-finished --json", &background);
+    let events: serde_json::Value = serde_json::from_str(&ended).unwrap();
+    let at_primary: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["origin"].as_array().is_some_and(|o| o.is_empty()))
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(at_primary.len(), 1, "{ended}");
     assert!(
-        ended.contains("run 1 finished: 1 succeeded, 0 warning, 0 failed of 1"),
+        at_primary[0].starts_with("task \"Inventory\" run 1 finished")
+            && at_primary[0].ends_with(": 1 succeeded, 0 warning, 0 failed of 1; 0 need a restart"),
         "{ended}"
     );
     let devices = output_of("canopy device list");

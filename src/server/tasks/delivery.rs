@@ -258,7 +258,10 @@ impl Node {
             .append_run_finished(run.run_id, event.clone(), about, self.config.events, now)
             .await;
         match written {
-            Ok(true) => Node::log_event(event.severity, event.kind, &event.message),
+            Ok(true) => {
+                Node::log_event(event.severity, event.kind, &event.message);
+                self.metrics.event(self.name(), event.kind);
+            }
             Ok(false) => {}
             Err(e) => tracing::error!("cannot record the end of run {}: {e}", run.run_id),
         }
