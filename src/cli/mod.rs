@@ -7,6 +7,7 @@ pub mod client;
 pub mod demo;
 pub mod deployment;
 mod device;
+mod docs;
 mod event;
 pub mod exit;
 mod group;
@@ -135,6 +136,14 @@ enum Command {
     Demo {
         #[arg(long)]
         json: bool,
+    },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page canopy.1, or with --dir write it and one page per subcommand.
+    #[command(hide = true)]
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -330,7 +339,9 @@ impl Command {
             | Command::Logout
             | Command::Agent(_)
             | Command::Bench(_)
-            | Command::Demo { .. } => false,
+            | Command::Demo { .. }
+            | Command::Completions { .. }
+            | Command::Man { .. } => false,
         }
     }
 }
@@ -421,6 +432,8 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
         Command::Notify(cmd) => notify::run(&session_path, cmd).await,
         Command::Demo { json } => demo::run(json).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { dir } => docs::man(dir),
     }
 }
 
