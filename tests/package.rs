@@ -63,7 +63,12 @@ fn dpkg(root: &Path, log: &Path) -> Command {
 
 /// The minimal system the postinst meets: root's account, and a dpkg database.
 fn prepare_root(root: &Path) {
-    for dir in ["etc", "var/lib/dpkg/info", "var/lib/dpkg/updates", "var/log"] {
+    for dir in [
+        "etc",
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "var/log",
+    ] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     for (file, text) in [
@@ -179,11 +184,7 @@ fn the_package_installs_into_a_root_with_everything_in_place() {
     // Every file root's, whoever built it.
     let contents = run(Command::new("dpkg-deb").arg("--contents").arg(&deb));
     for line in contents.lines() {
-        assert_eq!(
-            line.split_whitespace().nth(1),
-            Some("root/root"),
-            "{line}"
-        );
+        assert_eq!(line.split_whitespace().nth(1), Some("root/root"), "{line}");
     }
 
     // Installed into an empty root. Its dpkg database lists no package, so the dependencies
@@ -196,10 +197,7 @@ fn the_package_installs_into_a_root_with_everything_in_place() {
         .arg("--install")
         .arg(&deb));
     let status = run(dpkg(&root, &log).arg("--status").arg("canopy"));
-    assert!(
-        status.contains("Status: install ok installed"),
-        "{status}"
-    );
+    assert!(status.contains("Status: install ok installed"), "{status}");
 
     // The system user, made by the postinst.
     let (uid, gid, home, shell) = account(&root, "canopy").expect("no user canopy");
@@ -226,9 +224,15 @@ fn the_package_installs_into_a_root_with_everything_in_place() {
         ("/usr/share/man/man1/canopy-serve.1.gz", (0, 0, 0o644)),
         ("/usr/share/man/man1/canopy-agent.1.gz", (0, 0, 0o644)),
         ("/usr/share/man/man1/canopy-task-create.1.gz", (0, 0, 0o644)),
-        ("/usr/share/bash-completion/completions/canopy", (0, 0, 0o644)),
+        (
+            "/usr/share/bash-completion/completions/canopy",
+            (0, 0, 0o644),
+        ),
         ("/usr/share/zsh/vendor-completions/_canopy", (0, 0, 0o644)),
-        ("/usr/share/fish/vendor_completions.d/canopy.fish", (0, 0, 0o644)),
+        (
+            "/usr/share/fish/vendor_completions.d/canopy.fish",
+            (0, 0, 0o644),
+        ),
         ("/usr/share/doc/canopy/copyright", (0, 0, 0o644)),
         ("/usr/share/doc/canopy/README.md.gz", (0, 0, 0o644)),
         ("/usr/share/doc/canopy/examples/primary.toml", (0, 0, 0o644)),
@@ -250,7 +254,10 @@ fn the_package_installs_into_a_root_with_everything_in_place() {
         .collect();
     assert_eq!(
         overridden,
-        [("/etc/canopy/canopy.toml", "640"), ("/etc/canopy/certs", "750")],
+        [
+            ("/etc/canopy/canopy.toml", "640"),
+            ("/etc/canopy/certs", "750")
+        ],
         "{overrides}"
     );
 
@@ -258,12 +265,15 @@ fn the_package_installs_into_a_root_with_everything_in_place() {
     let installed = root.join("usr/bin/canopy");
     let version = run(Command::new(&installed).arg("--version"));
     assert_eq!(version.trim(), format!("canopy {VERSION}"));
-    let bash = std::fs::read_to_string(root.join("usr/share/bash-completion/completions/canopy"))
-        .unwrap();
-    assert_eq!(bash, run(Command::new(&installed).args(["completions", "bash"])));
+    let bash =
+        std::fs::read_to_string(root.join("usr/share/bash-completion/completions/canopy")).unwrap();
+    assert_eq!(
+        bash,
+        run(Command::new(&installed).args(["completions", "bash"]))
+    );
     assert!(bash.contains("complete -F _canopy"), "{bash}");
-    let zsh = std::fs::read_to_string(root.join("usr/share/zsh/vendor-completions/_canopy"))
-        .unwrap();
+    let zsh =
+        std::fs::read_to_string(root.join("usr/share/zsh/vendor-completions/_canopy")).unwrap();
     assert!(zsh.starts_with("#compdef canopy"), "{zsh}");
     let fish =
         std::fs::read_to_string(root.join("usr/share/fish/vendor_completions.d/canopy.fish"))
@@ -278,38 +288,50 @@ fn the_package_installs_into_a_root_with_everything_in_place() {
     assert!(gunzip(&root.join("usr/share/doc/canopy/README.md.gz")).starts_with("# Canopy"));
 
     // The configs parse as the services read them, and agree with the units.
-    let server = ServerConfig::load(&root.join("etc/canopy/canopy.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let server =
+        ServerConfig::load(&root.join("etc/canopy/canopy.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(server.data, Path::new("/var/lib/canopy/canopy.redb"));
-    assert!(server.backups.starts_with("/var/lib/canopy"), "{:?}", server.backups);
+    assert!(
+        server.backups.starts_with("/var/lib/canopy"),
+        "{:?}",
+        server.backups
+    );
     for path in [&server.ca, &server.cert, &server.key] {
         assert!(path.starts_with("/etc/canopy/certs"), "{path:?}");
     }
-    let agent = AgentConfig::load(&root.join("etc/canopy/agent.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let agent =
+        AgentConfig::load(&root.join("etc/canopy/agent.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(agent.data, Path::new("/var/lib/canopy-agent/agent.redb"));
     assert!(agent.ca.starts_with("/etc/canopy/certs"), "{:?}", agent.ca);
-    assert_eq!(agent.token, None, "no token shipped: every device would share it");
+    assert_eq!(
+        agent.token, None,
+        "no token shipped: every device would share it"
+    );
     assert!(
         server_enrolls_nobody(&root),
         "no enrollment token shipped in the server's config"
     );
-    let unit = |name: &str| {
-        std::fs::read_to_string(root.join("lib/systemd/system").join(name)).unwrap()
-    };
+    let unit =
+        |name: &str| std::fs::read_to_string(root.join("lib/systemd/system").join(name)).unwrap();
     let (server_unit, agent_unit) = (unit("canopy.service"), unit("canopy-agent.service"));
-    assert!(server_unit.contains(
-        "\nExecStart=/usr/bin/canopy serve --config /etc/canopy/canopy.toml\n"
-    ));
+    assert!(
+        server_unit
+            .contains("\nExecStart=/usr/bin/canopy serve --config /etc/canopy/canopy.toml\n")
+    );
     assert!(server_unit.contains("\nUser=canopy\n"));
     assert!(server_unit.contains("\nStateDirectory=canopy\n"));
     assert!(server_unit.contains("\nCapabilityBoundingSet=\n"));
     assert!(!server_unit.contains("\nExecReload="));
-    assert!(agent_unit.contains(
-        "\nExecStart=/usr/bin/canopy agent --config /etc/canopy/agent.toml\n"
-    ));
+    assert!(
+        agent_unit.contains("\nExecStart=/usr/bin/canopy agent --config /etc/canopy/agent.toml\n")
+    );
     assert!(agent_unit.contains("\nStateDirectory=canopy-agent\n"));
-    for setting in ["NoNewPrivileges=", "ProtectSystem=", "ProtectHome=", "PrivateTmp="] {
+    for setting in [
+        "NoNewPrivileges=",
+        "ProtectSystem=",
+        "ProtectHome=",
+        "PrivateTmp=",
+    ] {
         assert!(
             !agent_unit.contains(&format!("\n{setting}")),
             "the agent's tasks need what {setting} takes away"
@@ -343,7 +365,9 @@ fn the_package_installs_into_a_root_with_everything_in_place() {
 /// The shipped server config lists no `[[enrollment]]` (commented out).
 fn server_enrolls_nobody(root: &Path) -> bool {
     let text = std::fs::read_to_string(root.join("etc/canopy/canopy.toml")).unwrap();
-    !text.lines().any(|line| line.trim_start().starts_with("[[enrollment]]"))
+    !text
+        .lines()
+        .any(|line| line.trim_start().starts_with("[[enrollment]]"))
 }
 
 /// `systemd-analyze verify` on both units, and `systemd-analyze security` on the server's.
@@ -372,7 +396,11 @@ fn verify_units(root: &Path, tmp: &Path) {
         std::fs::write(&copy, text).unwrap();
         units.push(copy);
     }
-    let man = if on_path("man") { "--man=yes" } else { "--man=no" };
+    let man = if on_path("man") {
+        "--man=yes"
+    } else {
+        "--man=no"
+    };
     let out = output(
         Command::new(analyze)
             .arg("verify")

@@ -39,10 +39,17 @@ pub fn man(dir: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// The page of `command` (named as clap names it: `canopy-task-create`), then those of its
 /// visible subcommands, depth first. Hidden commands (`man` itself) get no page.
-fn write_pages(command: clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+fn write_pages(
+    command: clap::Command,
+    dir: &Path,
+    written: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
     let mut command = command;
     command.build();
-    let name = command.get_display_name().unwrap_or(command.get_name()).to_string();
+    let name = command
+        .get_display_name()
+        .unwrap_or(command.get_name())
+        .to_string();
     let path = dir.join(format!("{name}.1"));
     let mut text = Vec::new();
     page(command.clone()).render(&mut text)?;
@@ -101,10 +108,18 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        for page in ["canopy.1", "canopy-serve.1", "canopy-task-create.1", "canopy-agent-local-task-edit.1"] {
+        for page in [
+            "canopy.1",
+            "canopy-serve.1",
+            "canopy-task-create.1",
+            "canopy-agent-local-task-edit.1",
+        ] {
             assert!(names.iter().any(|n| n == page), "{page} not in {names:?}");
         }
-        assert!(!names.iter().any(|n| n.starts_with("canopy-man")), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n.starts_with("canopy-man")),
+            "{names:?}"
+        );
         assert!(!names.iter().any(|n| n.contains("-help")), "{names:?}");
         let serve = std::fs::read_to_string(dir.path().join("canopy-serve.1")).unwrap();
         assert!(serve.contains("\\-\\-config"), "{serve}");
