@@ -14,9 +14,10 @@ test: test-deps
 # tests/accounts.rs preloads into real agents, so that tasks run under a test account without
 # touching the machine's own accounts; and for tests/package.rs, which builds the package and
 # installs it into a temporary root: dpkg-dev (dpkg-shlibdeps, the package's Depends), binutils
-# (strip), passwd (useradd, run by the package's postinst) and systemd (systemd-analyze
-# verify, on the units; the package test needs only the tool, not systemd running).
-TEST_PACKAGES = libpam-wrapper libnss-wrapper dpkg-dev binutils passwd systemd
+# (strip), passwd (useradd, run by the package's postinst), fakeroot (that install, when the
+# tests do not run as root) and systemd (systemd-analyze verify and security, on the units;
+# the test needs only the tool, not systemd running).
+TEST_PACKAGES = libpam-wrapper libnss-wrapper dpkg-dev binutils passwd fakeroot systemd
 test-deps:
 	@dpkg -s $(TEST_PACKAGES) >/dev/null 2>&1 || { \
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \

@@ -4,7 +4,9 @@
 //! checked there: every file in its place with its mode, the system user, the configs
 //! parsing, the units verified by systemd-analyze; and purged.
 //!
-//! Skipped, saying so, only where dpkg is missing (not a Debian system).
+//! Not run as root, every command that acts on the root runs under fakeroot, whose record of
+//! owners and modes the checks read. Skipped, saying so, only where dpkg is missing (not a
+//! Debian system).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -46,19 +48,84 @@ fn run(command: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// dpkg acting on the temporary root: its admin directory is `root/var/lib/dpkg`, and the
-/// maintainer scripts run here with `DPKG_ROOT=root` (they change that root's accounts, never
-/// this machine's). The log goes beside the root, not to /var/log/dpkg.log. The include
-/// pattern undoes any `path-exclude` of this machine's dpkg.cfg.d (minimal images drop
-/// manual pages and documentation).
-fn dpkg(root: &Path, log: &Path) -> Command {
-    let mut command = Command::new("dpkg");
-    command
-        .arg(format!("--root={}", root.display()))
-        .arg(format!("--log={}", log.display()))
-        .arg("--force-script-chrootless")
-        .arg("--path-include=*");
-    command
+/// The temporary root the package is installed into, and how commands act on it.
+struct Root {
+    dir: PathBuf,
+    /// dpkg's log, beside the root rather than in /var/log/dpkg.log.
+    log: PathBuf,
+    /// Not root: fakeroot's saved state, which every command acting on the root loads and
+    /// saves, so owners set by dpkg and the postinst are seen by the next one.
+    fakeroot: Option<PathBuf>,
+}
+
+impl Root {
+    fn new(tmp: &Path) -> Root {
+        // SAFETY: geteuid cannot fail.
+        let fakeroot = (unsafe { libc::geteuid() } != 0).then(|| {
+            assert!(
+                on_path("fakeroot"),
+                "not root and no fakeroot: `make test-deps` installs it"
+            );
+            let state = tmp.join("fakeroot.state");
+            std::fs::write(&state, "").unwrap();
+            state
+        });
+        Root {
+            dir: tmp.join("root"),
+            log: tmp.join("dpkg.log"),
+            fakeroot,
+        }
+    }
+
+    /// `program`, as root (or under fakeroot).
+    fn command(&self, program: &str) -> Command {
+        match &self.fakeroot {
+            None => Command::new(program),
+            Some(state) => {
+                let mut command = Command::new("fakeroot");
+                command
+                    .arg("-i")
+                    .arg(state)
+                    .arg("-s")
+                    .arg(state)
+                    .arg("--")
+                    .arg(program);
+                command
+            }
+        }
+    }
+
+    /// dpkg acting on the root: its admin directory is `root/var/lib/dpkg`, and the
+    /// maintainer scripts run here with `DPKG_ROOT=root` (they change that root's accounts,
+    /// never this machine's). The include pattern undoes any `path-exclude` of this
+    /// machine's dpkg.cfg.d (minimal images drop manual pages and documentation).
+    fn dpkg(&self) -> Command {
+        let mut command = self.command("dpkg");
+        command
+            .arg(format!("--root={}", self.dir.display()))
+            .arg(format!("--log={}", self.log.display()))
+            .arg("--force-script-chrootless")
+            .arg("--path-include=*");
+        command
+    }
+
+    /// (uid, gid, permission bits) of a path in the root.
+    fn owner_mode(&self, path: &str) -> (u32, u32, u32) {
+        let full = self.dir.join(path.trim_start_matches('/'));
+        assert!(
+            full.symlink_metadata().is_ok(),
+            "{path} is not installed ({})",
+            full.display()
+        );
+        let stat = run(self.command("stat").args(["-c", "%u %g %a"]).arg(&full));
+        let f: Vec<&str> = stat.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "{stat}");
+        (
+            f[0].parse().unwrap(),
+            f[1].parse().unwrap(),
+            u32::from_str_radix(f[2], 8).unwrap(),
+        )
+    }
 }
 
 /// The minimal system the postinst meets: root's account, and a dpkg database.
@@ -101,14 +168,6 @@ fn account(root: &Path, name: &str) -> Option<(u32, u32, String, String)> {
             )
         })
     })
-}
-
-/// (uid, gid, permission bits) of a path in the root.
-fn owner_mode(root: &Path, path: &str) -> (u32, u32, u32) {
-    let full = root.join(path.trim_start_matches('/'));
-    let meta = std::fs::symlink_metadata(&full)
-        .unwrap_or_else(|e| panic!("{path} is not installed ({}): {e}", full.display()));
-    (meta.uid(), meta.gid(), meta.permissions().mode() & 0o7777)
 }
 
 fn gunzip(path: &Path) -> String {
@@ -189,14 +248,15 @@ fn the_package_installs_into_a_root_with_everything_in_place() {
 
     // Installed into an empty root. Its dpkg database lists no package, so the dependencies
     // (libc6, passwd) cannot be met there: --force-depends, for them only.
-    let root = tmp.path().join("root");
-    let log = tmp.path().join("dpkg.log");
+    let target = Root::new(tmp.path());
+    let root = target.dir.clone();
     prepare_root(&root);
-    run(dpkg(&root, &log)
+    run(target
+        .dpkg()
         .arg("--force-depends")
         .arg("--install")
         .arg(&deb));
-    let status = run(dpkg(&root, &log).arg("--status").arg("canopy"));
+    let status = run(target.dpkg().arg("--status").arg("canopy"));
     assert!(status.contains("Status: install ok installed"), "{status}");
 
     // The system user, made by the postinst.
@@ -238,7 +298,7 @@ fn the_package_installs_into_a_root_with_everything_in_place() {
         ("/usr/share/doc/canopy/examples/primary.toml", (0, 0, 0o644)),
         ("/usr/share/doc/canopy/examples/agent.toml", (0, 0, 0o644)),
     ] {
-        assert_eq!(owner_mode(&root, path), expected, "{path}");
+        assert_eq!(target.owner_mode(path), expected, "{path}");
     }
     // dpkg-statoverride names the group as this machine's NSS names its id, in both
     // directions (the id is what counts, and was checked above): only the modes are compared.
@@ -341,7 +401,7 @@ fn the_package_installs_into_a_root_with_everything_in_place() {
     verify_units(&root, tmp.path());
 
     // Purged: the files and the overrides go; the state directories and the user stay.
-    run(dpkg(&root, &log).arg("--purge").arg("canopy"));
+    run(target.dpkg().arg("--purge").arg("canopy"));
     for gone in [
         "usr/bin/canopy",
         "lib/systemd/system/canopy.service",
