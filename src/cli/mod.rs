@@ -66,6 +66,7 @@ pub struct Cli {
 enum Command {
     /// Run an Administration Server.
     Serve {
+        /// The server's config file (TOML); SIGINT or SIGTERM shuts the server down cleanly.
         #[arg(long)]
         config: PathBuf,
     },
@@ -138,10 +139,14 @@ enum Command {
         json: bool,
     },
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
     /// Print the manual page canopy.1, or with --dir write it and one page per subcommand.
     #[command(hide = true)]
     Man {
+        /// Write canopy.1 and canopy-SUBCOMMAND.1 (canopy-task-create.1, ...) into DIR.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
