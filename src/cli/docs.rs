@@ -11,8 +11,32 @@ use clap_complete::Shell;
 
 use super::Cli;
 
+/// `canopy completions` and `canopy man`, flattened into the top-level commands.
+#[derive(clap::Subcommand, Debug)]
+pub enum DocsCommand {
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell the script is for.
+        shell: Shell,
+    },
+    /// Print the manual page canopy.1, or with --dir write it and one page per subcommand.
+    #[command(hide = true)]
+    Man {
+        /// Write canopy.1 and canopy-SUBCOMMAND.1 (canopy-task-create.1, ...) into DIR.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: DocsCommand) -> anyhow::Result<()> {
+    match command {
+        DocsCommand::Completions { shell } => completions(shell),
+        DocsCommand::Man { dir } => man(dir),
+    }
+}
+
 /// Prints the completion script for `shell` to stdout.
-pub fn completions(shell: Shell) -> anyhow::Result<()> {
+fn completions(shell: Shell) -> anyhow::Result<()> {
     let mut command = Cli::command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut command, "canopy", &mut out);
@@ -21,7 +45,7 @@ pub fn completions(shell: Shell) -> anyhow::Result<()> {
 
 /// Without `dir`, prints `canopy.1` to stdout. With it, writes there `canopy.1` and one page
 /// per subcommand at every depth (`canopy-task-create.1`, ...), and prints their names.
-pub fn man(dir: Option<PathBuf>) -> anyhow::Result<()> {
+fn man(dir: Option<PathBuf>) -> anyhow::Result<()> {
     let command = Cli::command();
     let Some(dir) = dir else {
         let mut out = Vec::new();

@@ -138,18 +138,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
-    Completions {
-        /// The shell the script is for.
-        shell: clap_complete::Shell,
-    },
-    /// Print the manual page canopy.1, or with --dir write it and one page per subcommand.
-    #[command(hide = true)]
-    Man {
-        /// Write canopy.1 and canopy-SUBCOMMAND.1 (canopy-task-create.1, ...) into DIR.
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
+    #[command(flatten)]
+    Docs(docs::DocsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -345,8 +335,7 @@ impl Command {
             | Command::Agent(_)
             | Command::Bench(_)
             | Command::Demo { .. }
-            | Command::Completions { .. }
-            | Command::Man { .. } => false,
+            | Command::Docs(_) => false,
         }
     }
 }
@@ -437,8 +426,7 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
         Command::Notify(cmd) => notify::run(&session_path, cmd).await,
         Command::Demo { json } => demo::run(json).await,
         Command::Bench(cmd) => bench::run(cmd).await,
-        Command::Completions { shell } => docs::completions(shell),
-        Command::Man { dir } => docs::man(dir),
+        Command::Docs(cmd) => docs::run(cmd),
     }
 }
 
