@@ -1,7 +1,7 @@
 # The whole set-up: `make demo` and `make test`. Cargo fetches every crate the project needs.
 CARGO ?= cargo
 
-.PHONY: demo test test-deps sim chaos lint fmt build release clean fuzz fuzz-tools fuzz-seeds fuzz-cmin
+.PHONY: demo test test-deps sim chaos lint fmt build release deb clean fuzz fuzz-tools fuzz-seeds fuzz-cmin
 
 # A primary, a secondary and its secondary on loopback, in one process; prints the tree.
 demo:
@@ -12,8 +12,12 @@ test: test-deps
 
 # What the tests need from Debian, installed when missing: the PAM and NSS test wrappers that
 # tests/accounts.rs preloads into real agents, so that tasks run under a test account without
-# touching the machine's own accounts.
-TEST_PACKAGES = libpam-wrapper libnss-wrapper
+# touching the machine's own accounts; and for tests/package.rs, which builds the package and
+# installs it into a temporary root: dpkg-dev (dpkg-shlibdeps, the package's Depends), binutils
+# (strip), passwd (useradd, run by the package's postinst), fakeroot (that install, when the
+# tests do not run as root) and systemd (systemd-analyze verify and security, on the units;
+# the test needs only the tool, not systemd running).
+TEST_PACKAGES = libpam-wrapper libnss-wrapper dpkg-dev binutils passwd fakeroot systemd
 test-deps:
 	@dpkg -s $(TEST_PACKAGES) >/dev/null 2>&1 || { \
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
@@ -94,6 +98,14 @@ build:
 
 release:
 	$(CARGO) build --locked --release
+
+# The Debian package (README, "Installing from the package"): the release binary, staged and
+# built with dpkg-deb by packaging/deb/build.sh (tests/package.rs builds and installs it the
+# same way). Prints the .deb's path: target/debian/canopy_VERSION_ARCH.deb.
+VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+deb:
+	$(CARGO) build --locked --release
+	packaging/deb/build.sh target/release/canopy $(VERSION) target/debian
 
 clean:
 	$(CARGO) clean

@@ -7,6 +7,7 @@ pub mod client;
 pub mod demo;
 pub mod deployment;
 mod device;
+mod docs;
 mod event;
 pub mod exit;
 mod group;
@@ -65,6 +66,7 @@ pub struct Cli {
 enum Command {
     /// Run an Administration Server.
     Serve {
+        /// The server's config file (TOML); SIGINT or SIGTERM shuts the server down cleanly.
         #[arg(long)]
         config: PathBuf,
     },
@@ -136,6 +138,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Docs(docs::DocsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -330,7 +334,8 @@ impl Command {
             | Command::Logout
             | Command::Agent(_)
             | Command::Bench(_)
-            | Command::Demo { .. } => false,
+            | Command::Demo { .. }
+            | Command::Docs(_) => false,
         }
     }
 }
@@ -421,6 +426,7 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
         Command::Notify(cmd) => notify::run(&session_path, cmd).await,
         Command::Demo { json } => demo::run(json).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Docs(cmd) => docs::run(cmd),
     }
 }
 
