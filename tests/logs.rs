@@ -222,3 +222,26 @@ fn json_logs_name_their_server_and_a_waited_run_sets_the_exit_status() {
     assert!(primary_log.contains("\"level\":\"WARN\""), "{primary_log}");
     assert!(primary_log.contains("login-failed") || primary_log.contains("login failed"));
 }
+
+#[test]
+fn a_missing_certificate_names_its_config_key_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Canopy {
+        dir: tmp.path().to_path_buf(),
+    };
+    c.ok(&["pki", "init", "--dir", "certs"], None);
+    c.ok(
+        &["pki", "issue", "--dir", "certs", "--name", "primary"],
+        None,
+    );
+    std::fs::remove_file(tmp.path().join("certs/primary.pem")).unwrap();
+    write(
+        &tmp.path().join("primary.toml"),
+        &config("primary", free_port(), None),
+    );
+    let (status, stderr) = c.fails(&["serve", "--config", "primary.toml"], None);
+    assert_eq!(status, 1, "{stderr}");
+    assert!(stderr.contains("config key tls.cert: "), "{stderr}");
+    assert!(stderr.contains("certs/primary.pem"), "{stderr}");
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+}
