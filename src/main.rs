@@ -6,8 +6,9 @@ fn main() -> ExitCode {
     // rustls needs one process-wide crypto provider before any TLS config is built.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = canopy::cli::Cli::parse();
-    canopy::cli::logging::init(cli.log_format, cli.log_settings(), cli.default_log_filter());
-    let runtime = match canopy::cli::logging::runtime(cli.server_name()) {
+    let (log_settings, server_name) = cli.peek_config();
+    canopy::cli::logging::init(cli.log_format, log_settings, cli.default_log_filter());
+    let runtime = match canopy::cli::logging::runtime(server_name) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -341,22 +341,20 @@ impl Command {
 }
 
 impl Cli {
-    /// The `[log]` section of the config of `serve` and of the agent, read before logging is
-    /// set up; other commands have none.
-    pub fn log_settings(&self) -> crate::config::log::LogSettings {
-        let config = match &self.command {
-            Command::Serve { config } => Some(config.as_path()),
-            Command::Agent(agent) => agent.config(),
-            _ => None,
-        };
-        config.map(crate::config::log::peek).unwrap_or_default()
-    }
-
-    /// The name of the server `canopy serve` runs, from its config.
-    pub fn server_name(&self) -> Option<String> {
+    /// What logging needs of the command's config, read once before it is set up: the
+    /// `[log]` section of `serve`'s and the agent's, and the name of the server `serve` runs.
+    pub fn peek_config(&self) -> (crate::config::log::LogSettings, Option<String>) {
+        use crate::config::log::peek;
         match &self.command {
-            Command::Serve { config } => crate::config::log::peek_server_name(config),
-            _ => None,
+            Command::Serve { config } => {
+                let peeked = peek(config);
+                (peeked.log, peeked.name)
+            }
+            Command::Agent(agent) => (
+                agent.config().map(|c| peek(c).log).unwrap_or_default(),
+                None,
+            ),
+            _ => Default::default(),
         }
     }
 

@@ -47,33 +47,34 @@ impl RawLog {
     }
 }
 
-/// The `[log]` section of the config file at `path`, if the file can be read and the section
-/// is valid. Anything else is for the full load to report, with the key at fault.
-pub fn peek(path: &Path) -> LogSettings {
-    #[derive(Deserialize)]
-    struct OnlyLog {
-        #[serde(default)]
-        log: RawLog,
-    }
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return LogSettings::default();
-    };
-    // A table with other keys: serde ignores them here, as this struct names only `log`.
-    toml::from_str::<OnlyLog>(&text)
-        .ok()
-        .and_then(|c| c.log.check().ok())
-        .unwrap_or_default()
+/// What the binary reads of a config before logging is set up: its `[log]` section and its
+/// `name` (a server's, for the span every line of `canopy serve` is in).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Peeked {
+    pub log: LogSettings,
+    pub name: Option<String>,
 }
 
-/// The `name` of the server config at `path`, read before logging is set up (for the span
-/// every line of `canopy serve` is in); `None` if it cannot be read.
-pub fn peek_server_name(path: &Path) -> Option<String> {
+/// Reads the config file at `path` once for [`Peeked`]. What cannot be read, or a `[log]`
+/// that is not valid, is for the full load to report, with the key at fault.
+pub fn peek(path: &Path) -> Peeked {
     #[derive(Deserialize)]
-    struct OnlyName {
-        name: String,
+    struct OnlyThese {
+        #[serde(default)]
+        log: RawLog,
+        name: Option<String>,
     }
-    let text = std::fs::read_to_string(path).ok()?;
-    toml::from_str::<OnlyName>(&text).ok().map(|c| c.name)
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Peeked::default();
+    };
+    // A table with other keys: serde ignores them here, as this struct names only two.
+    match toml::from_str::<OnlyThese>(&text) {
+        Ok(c) => Peeked {
+            log: c.log.check().unwrap_or_default(),
+            name: c.name,
+        },
+        Err(_) => Peeked::default(),
+    }
 }
 
 #[cfg(test)]
