@@ -90,15 +90,13 @@ mod tests {
             "name = \"x\"\n[tls]\nca = \"a\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n",
         )
         .unwrap();
-        let settings = peek(&path);
-        assert_eq!(settings.format, Some(LogFormat::Json));
-        assert_eq!(settings.level.as_deref(), Some("debug"));
+        let peeked = peek(&path);
+        assert_eq!(peeked.log.format, Some(LogFormat::Json));
+        assert_eq!(peeked.log.level.as_deref(), Some("debug"));
+        assert_eq!(peeked.name.as_deref(), Some("x"));
         std::fs::write(&path, "[log]\nformat = \"xml\"\n").unwrap();
-        assert_eq!(peek(&path), LogSettings::default());
-        assert_eq!(
-            peek(&dir.path().join("missing.toml")),
-            LogSettings::default()
-        );
+        assert_eq!(peek(&path), Peeked::default());
+        assert_eq!(peek(&dir.path().join("missing.toml")), Peeked::default());
     }
 
     #[test]
