@@ -18,13 +18,43 @@ pub fn describe_connection_error(e: &quinn::ConnectionError) -> String {
         quinn::ConnectionError::ApplicationClosed(c) => {
             let reason = String::from_utf8_lossy(&c.reason);
             let code = c.error_code.into_inner();
-            if reason.is_empty() {
-                close::describe(code).to_string()
+            let words = close::describe(code);
+            if reason.is_empty() || reason == words {
+                words.to_string()
             } else {
-                format!("{} ({reason})", close::describe(code))
+                format!("{words} ({reason})")
             }
         }
         quinn::ConnectionError::TimedOut => "timed out (no answer within the idle timeout)".into(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(code: u32, reason: &str) -> quinn::ConnectionError {
+        quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: code.into(),
+            reason: reason.as_bytes().to_vec().into(),
+        })
+    }
+
+    #[test]
+    fn a_close_reason_is_said_once() {
+        // The server closes with the code's own words as its reason: said once, not twice.
+        assert_eq!(
+            describe_connection_error(&closed(close::SHUTDOWN, "server shutting down")),
+            "server shutting down"
+        );
+        assert_eq!(
+            describe_connection_error(&closed(close::AUTH, "no enabled virtual server")),
+            "authentication failed (no enabled virtual server)"
+        );
+        assert_eq!(
+            describe_connection_error(&closed(close::SHUTDOWN, "")),
+            "server shutting down"
+        );
     }
 }

@@ -37,8 +37,9 @@ impl AdminRuntime {
         let handle = runtime.handle().clone();
         let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
         let (stop, mut stopped) = watch::channel(false);
-        // Every log line of this thread says which server it serves.
-        let root = tracing::info_span!("server", server = %name);
+        // Every log line of this thread says which server it serves, once: the span has no
+        // parent, though it is made inside the span of the runtime thread that starts it.
+        let root = tracing::info_span!(parent: None, "server", server = %name);
         let thread = std::thread::Builder::new()
             .name(format!("admin-{name}"))
             .spawn(move || {
