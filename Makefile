@@ -1,7 +1,7 @@
 # The whole set-up: `make demo` and `make test`. Cargo fetches every crate the project needs.
 CARGO ?= cargo
 
-.PHONY: demo test test-deps sim chaos lint fmt build release deb clean fuzz fuzz-tools fuzz-seeds fuzz-cmin
+.PHONY: demo test test-deps sim chaos lint fmt build release deb systemd-check clean fuzz fuzz-tools fuzz-seeds fuzz-cmin
 
 # A primary, a secondary and its secondary on loopback, in one process; prints the tree.
 demo:
@@ -106,6 +106,14 @@ VERSION = $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 deb:
 	$(CARGO) build --locked --release
 	packaging/deb/build.sh target/release/canopy $(VERSION) target/debian
+
+# README "Operating" followed on a fresh Debian booted with systemd-nspawn (systemd as PID 1),
+# with the package `make deb` built: packaging/systemd-check.sh says each step. As root; it
+# fetches Debian once with debootstrap (kept in target/systemd-check/). Not part of `make test`.
+systemd-check: deb
+	@command -v debootstrap >/dev/null && command -v systemd-nspawn >/dev/null || { \
+		apt-get update -q && apt-get install -y -q --no-install-recommends debootstrap systemd-container; }
+	packaging/systemd-check.sh target/debian/canopy_$(VERSION)_$$(dpkg --print-architecture).deb
 
 clean:
 	$(CARGO) clean
