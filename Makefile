@@ -16,8 +16,11 @@ test: test-deps
 # installs it into a temporary root: dpkg-dev (dpkg-shlibdeps, the package's Depends), binutils
 # (strip), passwd (useradd, run by the package's postinst), fakeroot (that install, when the
 # tests do not run as root) and systemd (systemd-analyze verify and security, on the units;
-# the test needs only the tool, not systemd running).
-TEST_PACKAGES = libpam-wrapper libnss-wrapper dpkg-dev binutils passwd fakeroot systemd
+# the test needs only the tool, not systemd running); and chromium with chromium-driver
+# (/usr/bin/chromium, /usr/bin/chromedriver), the headless browser that the web console's
+# tests drive over WebDriver (tests/common/browser.rs, tested by tests/browser.rs).
+TEST_PACKAGES = libpam-wrapper libnss-wrapper dpkg-dev binutils passwd fakeroot systemd \
+	chromium chromium-driver
 test-deps:
 	@dpkg -s $(TEST_PACKAGES) >/dev/null 2>&1 || { \
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
