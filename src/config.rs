@@ -14,6 +14,9 @@ use crate::sync::link::LinkPolicy;
 
 pub mod log;
 mod notify;
+pub mod web;
+
+pub use web::WebConfig;
 
 pub use notify::{ConfigChannel, FileSecret, NotifyConfig, NotifyFiles, SmtpConfig};
 
@@ -65,6 +68,8 @@ struct RawServer {
     log: log::RawLog,
     /// Prometheus metrics over plain HTTP; none without the section.
     metrics: Option<RawMetrics>,
+    /// The REST API and the console over HTTPS; none without the section.
+    web: Option<web::RawWeb>,
     /// The IANA time zone the server runs its own scheduled tasks in (selection and server
     /// tasks); by default the system's.
     time_zone: Option<String>,
@@ -341,6 +346,8 @@ pub struct ServerConfig {
     /// Where Prometheus metrics are served over plain HTTP (`metrics.listen`); `None`
     /// without a `[metrics]` section. Port 0 takes any free port.
     pub metrics: Option<SocketAddr>,
+    /// The HTTPS listener of the REST API and the console (`[web]`); `None` without it.
+    pub web: Option<WebConfig>,
 }
 
 /// What one server holds for its peers at most (`[limits]`).
@@ -612,6 +619,15 @@ impl ServerConfig {
         }
         let anchored = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         let notify = notify::parse(raw.notify, &invalid, &anchored)?;
+        let (ca, cert, key) = (
+            anchored(raw.tls.ca),
+            anchored(raw.tls.cert),
+            anchored(raw.tls.key),
+        );
+        let web = match raw.web {
+            None => None,
+            Some(w) => Some(web::parse(w, listen, (&cert, &key), &invalid, &anchored)?),
+        };
         let data = anchored(raw.data);
         // Compared by prefix with each backup task's directory: its `..` are resolved here
         // (`../data/backups` from the config's directory is the examples' layout), and one
@@ -634,9 +650,9 @@ impl ServerConfig {
             data,
             backups,
             listen,
-            ca: anchored(raw.tls.ca),
-            cert: anchored(raw.tls.cert),
-            key: anchored(raw.tls.key),
+            ca,
+            cert,
+            key,
             parent,
             keep_alive: ms(l.keep_alive_ms),
             idle_timeout: ms(l.idle_timeout_ms),
@@ -670,6 +686,7 @@ impl ServerConfig {
             enrollment,
             notify,
             metrics,
+            web,
         })
     }
 }

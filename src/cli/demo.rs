@@ -4,11 +4,12 @@
 //! and started at the primary; the per-server statistics printed when every device of the
 //! tree has finished.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::deployment::{DemoTree, Deployment, tree};
+use super::deployment::{ADMIN_PASSWORD, ADMIN_USER, DemoTree, Deployment, tree};
 use super::table;
 use crate::model::schedule::{Schedule, ScheduleOptions};
 use crate::model::task::{Notify, RestartPolicy, TaskPayload, TaskType};
@@ -17,10 +18,16 @@ use crate::wire::msg::{AdminRequest, AdminResponse, RunView, ScopeSpec, TaskRequ
 const DEVICES: u32 = 100;
 const TASK: &str = "Demo scan";
 
-pub async fn run(json: bool) -> anyhow::Result<()> {
+/// Runs the demo; with `serve`, keeps it running until interrupted, the primary serving
+/// HTTPS at that address.
+pub async fn run(json: bool, serve: Option<SocketAddr>) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("canopy-demo-").tempdir()?;
     let d = Deployment::create(dir.path())?;
-    let demo = DemoTree::start(&d, DEVICES).await?;
+    let web = match serve {
+        Some(addr) => format!("\n[web]\nlisten = \"{addr}\"\n"),
+        None => String::new(),
+    };
+    let demo = DemoTree::start_with(&d, DEVICES, &web).await?;
     let admin = d.admin(demo.primary().local_addr()).await?;
     let rows = tree(&admin).await?;
     let run = run_group_task(&admin, demo.total_devices()).await?;
@@ -52,6 +59,22 @@ pub async fn run(json: bool) -> anyhow::Result<()> {
         crate::cli::table::show(&super::task::servers_text(&run));
         println!();
         crate::cli::table::show(&super::task::stats_text(&run));
+    }
+    if serve.is_some() {
+        if let Some(addr) = demo.primary().web_addr() {
+            let ca = d.certs.join("ca.pem");
+            eprintln!(
+                "\nThe demo tree runs until interrupted (Ctrl-C).\n\
+                 The primary serves the REST API at https://{addr}/api/v1/ (README, \"REST API\"),\n\
+                 with a certificate of the demo's CA, {ca}. Log in as {ADMIN_USER} with the password {ADMIN_PASSWORD}:\n\
+                 \n  curl --cacert {ca} https://{addr}/api/v1/login -H 'Content-Type: application/json' \\\n    \
+                 -d '{{\"user\": \"{ADMIN_USER}\", \"password\": \"{ADMIN_PASSWORD}\"}}'\n\
+                 \nThe web console's pages are not built yet.",
+                ca = ca.display()
+            );
+        }
+        tokio::signal::ctrl_c().await?;
+        eprintln!("interrupted: stopping the demo tree");
     }
     demo.stop().await
 }

@@ -264,6 +264,15 @@ impl DemoTree {
     /// Builds the tree in `d` with `devices` simulated devices on each server (half on the
     /// virtual server), and waits until every link is up and every device connected.
     pub async fn start(d: &Deployment, devices: u32) -> anyhow::Result<DemoTree> {
+        DemoTree::start_with(d, devices, "").await
+    }
+
+    /// [`DemoTree::start`], with `primary_extra` at the end of the primary's config.
+    pub async fn start_with(
+        d: &Deployment,
+        devices: u32,
+        primary_extra: &str,
+    ) -> anyhow::Result<DemoTree> {
         let with_token = |name: &str, parent| {
             format!(
                 "{}\n[[enrollment]]\ntoken = \"{DEMO_TOKEN}\"\ngroup = \"Managed devices\"\n",
@@ -271,11 +280,8 @@ impl DemoTree {
             )
         };
         d.add_server("primary", 0, None).await?;
-        let primary = start(
-            &d.write_config("primary", &with_token("primary", None))
-                .await?,
-        )
-        .await?;
+        let primary_config = with_token("primary", None) + primary_extra;
+        let primary = start(&d.write_config("primary", &primary_config).await?).await?;
         let mut servers = vec![primary];
         for (name, parent) in [("branch-1", 0), ("branch-2", 0), ("branch-1a", 1)] {
             let parent_addr = servers[parent].local_addr();

@@ -14,6 +14,7 @@ mod group;
 pub mod logging;
 mod login;
 mod notify;
+mod pki_cmd;
 mod rights;
 mod session;
 pub mod table;
@@ -72,7 +73,7 @@ enum Command {
     },
     /// The deployment's certificate authority and server certificates.
     #[command(subcommand)]
-    Pki(PkiCommand),
+    Pki(pki_cmd::PkiCommand),
     /// Log in to a server, or to one of its virtual servers; the session is used by the
     /// other commands.
     Login {
@@ -137,37 +138,16 @@ enum Command {
     Demo {
         #[arg(long)]
         json: bool,
+        /// Keep the tree running until interrupted (Ctrl-C), the primary serving the REST
+        /// API over HTTPS, so that a person can log in and look.
+        #[arg(long)]
+        serve: bool,
+        /// With --serve: where the primary serves HTTPS.
+        #[arg(long, default_value = "127.0.0.1:13299", requires = "serve")]
+        web_listen: std::net::SocketAddr,
     },
     #[command(flatten)]
     Docs(docs::DocsCommand),
-}
-
-#[derive(Subcommand, Debug)]
-enum PkiCommand {
-    /// Create the deployment CA (ca.pem, ca.key) in DIR.
-    Init {
-        #[arg(long, default_value = "certs")]
-        dir: PathBuf,
-        #[arg(long, default_value = "Canopy deployment CA")]
-        name: String,
-        #[arg(long, default_value_t = 3650)]
-        days: u32,
-    },
-    /// Issue a server certificate (NAME.pem, NAME.key) signed by the CA in DIR.
-    Issue {
-        #[arg(long, default_value = "certs")]
-        dir: PathBuf,
-        /// The server's node name, as in its config's `name`.
-        #[arg(long)]
-        name: String,
-        /// Extra subject alternative names: IP addresses or DNS names.
-        #[arg(long = "san")]
-        sans: Vec<String>,
-        #[arg(long, default_value_t = 825)]
-        days: u32,
-    },
-    /// Print the SHA-256 fingerprint of a certificate, for a child's `[parent]` section.
-    Fingerprint { cert: PathBuf },
 }
 
 #[derive(Args, Debug)]
@@ -383,7 +363,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { config } => serve(&config).await,
-        Command::Pki(cmd) => pki_command(cmd),
+        Command::Pki(cmd) => pki_cmd::pki_command(cmd),
         Command::Login {
             server,
             vserver,
@@ -422,7 +402,11 @@ async fn dispatch(session_path: PathBuf, command: Command) -> anyhow::Result<()>
         Command::Task(cmd) => task::run(&session_path, cmd).await,
         Command::Vserver(cmd) => vserver::run(&session_path, cmd).await,
         Command::Notify(cmd) => notify::run(&session_path, cmd).await,
-        Command::Demo { json } => demo::run(json).await,
+        Command::Demo {
+            json,
+            serve,
+            web_listen,
+        } => demo::run(json, serve.then_some(web_listen)).await,
         Command::Bench(cmd) => bench::run(cmd).await,
         Command::Docs(cmd) => docs::run(cmd),
     }
@@ -433,38 +417,6 @@ async fn serve(config_path: &Path) -> anyhow::Result<()> {
     let server = RunningServer::start(config).await?;
     tracing::info!("serving on {} (udp)", server.local_addr());
     server.run_until_signal().await
-}
-
-fn pki_command(cmd: PkiCommand) -> anyhow::Result<()> {
-    match cmd {
-        PkiCommand::Init { dir, name, days } => {
-            let paths = pki::init_ca(&dir, &name, days)?;
-            println!(
-                "created the deployment CA: {} (key {}, mode 0600)",
-                paths.cert.display(),
-                paths.key.display()
-            );
-        }
-        PkiCommand::Issue {
-            dir,
-            name,
-            sans,
-            days,
-        } => {
-            let issued = pki::issue_server(&dir, &name, &sans, days)?;
-            println!(
-                "issued {} (key {}, mode 0600)",
-                issued.cert.display(),
-                issued.key.display()
-            );
-            println!("fingerprint {}", issued.fingerprint);
-        }
-        PkiCommand::Fingerprint { cert } => {
-            let certs = pki::load_certs(&cert)?;
-            println!("{}", Fingerprint::of(&certs[0]));
-        }
-    }
-    Ok(())
 }
 
 pub(crate) async fn connect(session_path: &Path) -> anyhow::Result<AdminClient> {

@@ -193,3 +193,30 @@ fn metrics_are_served_only_with_their_section() {
     let unknown = format!("{GOOD}\n[metrics]\nport = 13298\n");
     assert!(error_of(&unknown).contains("port"));
 }
+
+#[test]
+fn the_web_listener_defaults_to_the_servers_address_and_certificate() {
+    assert_eq!(parse(GOOD).unwrap().web, None);
+    // `[parent]` is the last table of GOOD: the section goes after it.
+    let web = parse(&format!("{GOOD}\n[web]\n")).unwrap().web.unwrap();
+    assert_eq!(web.listen, "127.0.0.1:13299".parse().unwrap());
+    assert_eq!(web.cert, Path::new("/etc/canopy/../certs/branch-1.pem"));
+    assert_eq!(web.key, Path::new("/etc/canopy/../certs/branch-1.key"));
+    let own = format!(
+        "{GOOD}\n[web]\nlisten = \"0.0.0.0:8443\"\ncert = \"browser.pem\"\nkey = \"/k/browser.key\"\n"
+    );
+    let web = parse(&own).unwrap().web.unwrap();
+    assert_eq!(web.listen, "0.0.0.0:8443".parse().unwrap());
+    assert_eq!(web.cert, Path::new("/etc/canopy/browser.pem"));
+    assert_eq!(web.key, Path::new("/k/browser.key"));
+    for (section, key) in [
+        ("listen = \"13299\"", "web.listen"),
+        ("listen = \"127.0.0.1:13001\"", "web.listen"),
+        ("cert = \"browser.pem\"", "web.key"),
+        ("key = \"browser.key\"", "web.cert"),
+        ("port = 1", "port"),
+    ] {
+        let error = error_of(&format!("{GOOD}\n[web]\n{section}\n"));
+        assert!(error.contains(key), "{section}: {error}");
+    }
+}

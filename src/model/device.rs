@@ -6,7 +6,8 @@ use super::UnixMillis;
 use crate::model::Fingerprint;
 
 /// What a device reports about itself each time it connects.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceFacts {
     /// The name the device proposes for itself (its host name).
     pub display_name: String,
@@ -21,14 +22,16 @@ pub struct DeviceFacts {
     pub time_zone: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Application {
     pub name: String,
     pub running: bool,
 }
 
 /// Where a device stands in enrollment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum Enrollment {
     /// Connected without a token; waits for an administrator.
     Pending,
@@ -48,7 +51,8 @@ impl Enrollment {
 }
 
 /// The server's record of one device.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceRecord {
     /// Chosen by the agent at its first start, with its key; stable for the device's life.
     pub id: String,
@@ -64,7 +68,8 @@ pub struct DeviceRecord {
 }
 
 /// A device as the admin API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceView {
     pub id: String,
     pub name: String,

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 use super::UnixMillis;
 
 // In JSON as `--severity` takes it; bincode stores the variant's index, not its name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -37,7 +40,8 @@ impl Severity {
 
 /// What happened, in words an administrator can filter on.
 // In JSON as `--kind` takes it (`EventKind::as_str`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "kebab-case")]
 pub enum EventKind {
     ServerStarted,
@@ -171,7 +175,8 @@ impl EventKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Event {
     /// Position in this server's log; assigned when stored.
     pub seq: u64,
@@ -201,7 +206,8 @@ impl EventRetention {
 }
 
 /// Which events a list shows; every field left empty matches all.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EventFilter {
     /// Events of the server at this path below the server asked (as `Event::origin` gives
     /// it; empty: the server asked), and with `subtree` of every server below it too.

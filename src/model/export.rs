@@ -26,7 +26,7 @@ pub const MAX_FILE_BYTES: usize = 128 * 1024;
 
 /// One exported task. Only device tasks are exported: a server task (backup, maintenance)
 /// belongs to the server it was made on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportedTask {
     pub name: String,

@@ -4,10 +4,45 @@ use std::fmt;
 use std::str::FromStr;
 
 /// SHA-256 of a DER certificate: how a peer is pinned and identified.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct Fingerprint(pub [u8; 32]);
+
+/// 32 bytes in binary formats (the wire, the store); 64 hex digits in JSON, as people and
+/// the CLI write it.
+impl serde::Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            self.0.serialize(serializer)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            <[u8; 32]>::deserialize(deserializer).map(Fingerprint)
+        }
+    }
+}
+
+impl schemars::JsonSchema for Fingerprint {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Fingerprint".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+            "description": "SHA-256 of a DER certificate, in hex"
+        })
+    }
+}
 
 impl Fingerprint {
     /// Fingerprint of a DER-encoded certificate.
@@ -83,6 +118,20 @@ fn parse_hex_byte(pair: &str) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_in_json_and_32_bytes_in_bincode() {
+        let fp = Fingerprint::of(b"a certificate");
+        let json = serde_json::to_string(&fp).unwrap();
+        assert_eq!(json, format!("\"{fp}\""));
+        assert_eq!(serde_json::from_str::<Fingerprint>(&json).unwrap(), fp);
+        assert!(serde_json::from_str::<Fingerprint>("\"abc\"").is_err());
+        let binary = bincode::serde::encode_to_vec(fp, bincode::config::standard()).unwrap();
+        assert_eq!(binary, fp.0.to_vec());
+        let (back, _): (Fingerprint, usize) =
+            bincode::serde::decode_from_slice(&binary, bincode::config::standard()).unwrap();
+        assert_eq!(back, fp);
+    }
 
     #[test]
     fn fingerprint_round_trip() {

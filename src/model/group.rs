@@ -19,7 +19,8 @@ pub const UNASSIGNED_DEVICES_NAME: &str = "Unassigned devices";
 /// The first id a created group may get; lower ids belong to the roots.
 pub const FIRST_GROUP_ID: u64 = 3;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Group {
     pub id: u64,
     /// `None` only for the two roots.
@@ -65,7 +66,8 @@ pub enum GroupError {
 }
 
 /// A group whose path changed (renamed or moved), and how many secondaries followed it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Relocated {
     pub id: u64,
     pub old_path: String,

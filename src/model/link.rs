@@ -10,7 +10,8 @@ use super::task::RunCounters;
 
 /// One entry of a server's change log. `T` is the task definition as the runtime stores it
 /// (the replication logic never looks inside it).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum Change<T> {
     /// The task at a revision; it replaces any lower revision the child holds.
     TaskUpsert {
@@ -98,7 +99,8 @@ impl<T: Clone> Change<T> {
 }
 
 /// Which children an entry of the log concerns, fixed when the entry is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum Audience {
     /// Children placed in this group of the parent (or, with `include_subgroups`, below it).
     Group {
@@ -125,14 +127,16 @@ impl Audience {
 
 /// One entry of a server's change log, with the children it concerns. `T` is the task
 /// definition as the runtime stores it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LogEntry<T> {
     pub change: Change<T>,
     pub audience: Audience,
 }
 
 /// One server's statistics for one run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StatsRow {
     /// Display names from the server holding the row down to the server it describes;
     /// empty for the holder itself.

@@ -13,7 +13,8 @@ pub const MAX_CHANNELS: usize = 64;
 pub const MAX_RECIPIENTS: usize = 100;
 
 /// Which events a channel sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ChannelFilter {
     /// The kinds it sends; never empty.
     pub kinds: Vec<EventKind>,
@@ -64,7 +65,8 @@ impl ChannelFilter {
 }
 
 /// Where a channel sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum ChannelTarget {
     /// Through the server's SMTP relay (`[notify.smtp]`) to these addresses.
     Email { to: Vec<String> },
@@ -91,7 +93,8 @@ impl ChannelTarget {
 
 /// A channel an administrator added (`canopy notify add-*`), as the server stores it: the
 /// webhook's secret sealed with the server's key, never in clear.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StoredChannel {
     pub name: String,
     pub target: ChannelTarget,
@@ -105,7 +108,10 @@ pub struct StoredChannel {
 }
 
 /// Where a channel is in the event log, as stored after each delivery.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub struct ChannelCursor {
     /// The last sequence number of the log it has dealt with: delivered, or not for it.
     pub after: u64,

@@ -8,7 +8,8 @@ use super::UnixMillis;
 use super::task::{TaskAccount, TaskRecord, TaskType};
 
 /// What made a revision.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum RevisionAction {
     Created,
     Edited,
@@ -59,7 +60,8 @@ impl std::fmt::Display for RevisionAction {
 }
 
 /// One revision of a task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskRevision {
     pub revision: u32,
     pub at: UnixMillis,
@@ -72,7 +74,8 @@ pub struct TaskRevision {
 }
 
 /// One setting that differs between two revisions, in words.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SettingChange {
     pub setting: String,
     pub before: String,

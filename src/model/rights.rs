@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use super::Role;
 
 /// A set of rights.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub struct Rights(u8);
 
 impl Rights {
@@ -104,7 +107,10 @@ impl fmt::Display for Rights {
 }
 
 /// Whom an entry is about.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub enum Principal {
     Role(Role),
     Account(String),
@@ -140,14 +146,18 @@ impl fmt::Display for Principal {
 }
 
 /// What one entry allows and denies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub struct Grant {
     pub allow: Rights,
     pub deny: Rights,
 }
 
 /// The rights list of one group or task: at most [`Acl::MAX_ENTRIES`] entries.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Acl {
     pub entries: BTreeMap<Principal, Grant>,
 }

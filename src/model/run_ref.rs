@@ -8,7 +8,20 @@ use serde::{Deserialize, Serialize};
 
 use super::schedule::LocalDateTime;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub enum RunRef {
     /// A run the server ordered, by its id on that server.
     Ordered(u64),

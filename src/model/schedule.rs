@@ -5,14 +5,40 @@ use serde::{Deserialize, Serialize};
 
 /// A time of day on the clock of whoever runs the task (the device, or for a selection task
 /// the server).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub struct TimeOfDay {
     pub hour: u8,
     pub minute: u8,
 }
 
 /// A calendar date and time, without a time zone (local to whoever runs the task).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub struct LocalDateTime {
     pub year: i16,
     pub month: u8,
@@ -20,7 +46,8 @@ pub struct LocalDateTime {
     pub time: TimeOfDay,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum PeriodUnit {
     Minutes,
     Hours,
@@ -28,7 +55,10 @@ pub enum PeriodUnit {
     Weeks,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub enum Weekday {
     Monday,
     Tuesday,
@@ -40,7 +70,8 @@ pub enum Weekday {
 }
 
 /// Which occurrence of a weekday in a month ("first Monday", "last Tuesday").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum WeekOfMonth {
     First,
     Second,
@@ -49,7 +80,8 @@ pub enum WeekOfMonth {
     Last,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum Schedule {
     /// Never started by the scheduler.
     #[default]
@@ -88,7 +120,10 @@ pub enum Schedule {
 }
 
 /// How starts of a task are spread so that many devices do not reach the server at once.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub enum RandomDelay {
     #[default]
     Off,
@@ -104,7 +139,8 @@ pub enum RandomDelay {
 pub const MAX_OPTION_SECS: u32 = 7 * 24 * 3600;
 
 /// The advanced scheduling options.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleOptions {
     /// Start a task that missed its time as soon as the device is back (off by default).
     pub run_missed: bool,

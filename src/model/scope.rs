@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 /// The most entries a device list may hold.
 pub const MAX_LIST_ENTRIES: usize = 1000;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum Scope {
     /// The devices of a group and, unless `include_subgroups` is off, of its subgroups; with
     /// `include_secondaries`, also those of secondary and virtual servers placed there.
@@ -36,7 +37,8 @@ pub enum Scope {
 }
 
 /// An inclusive range of addresses of one family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct IpRange {
     pub first: IpAddr,
     pub last: IpAddr,
@@ -52,7 +54,8 @@ pub enum ListEntry {
 }
 
 /// A saved query over device attributes; every condition given must hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Selection {
     /// A group id, and whether its subgroups count.
     pub group: Option<(u64, bool)>,

@@ -9,7 +9,8 @@ use crate::model::Fingerprint;
 /// removed, its certificate is revoked at that server and the revocation goes down the tree
 /// in the change log. Every server that holds it refuses the certificate as a federation
 /// peer, and tells its agents, which refuse a server presenting it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Revocation {
     pub fingerprint: Fingerprint,
     /// The name the certificate was registered under where it was revoked.
@@ -35,7 +36,8 @@ impl Revocation {
 }
 
 /// How a server of the tree looks from the server asked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum ServerStatus {
     /// Connected: its link to its parent is up (or it is the server asked).
     Active,
@@ -56,7 +58,8 @@ impl ServerStatus {
 }
 
 /// One row of `canopy server list`: a server of the subtree below the server asked.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ServerRow {
     /// Display names from the server asked down to this one, joined by '/'.
     pub path: String,
@@ -81,7 +84,8 @@ pub struct ServerRow {
 }
 
 /// The parent's record of a registered secondary.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SecondaryRecord {
     pub name: String,
     /// The group of this server it is placed in, by id: a rename or a move of the group
@@ -114,7 +118,20 @@ pub struct SecondaryRecord {
 }
 
 /// What an administrator account may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub enum Role {
     /// Everything, including accounts and the hierarchy.
     Administrator,
@@ -146,7 +163,8 @@ impl Role {
 }
 
 /// An internal administrator account of a server.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Account {
     pub name: String,
     pub role: Role,

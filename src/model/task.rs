@@ -6,7 +6,20 @@ use serde::{Deserialize, Serialize};
 pub const SERVER_RECORD: &str = "server";
 
 /// A device's state for one run of a task (bit values as in the reference product's API).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 // Lower case in JSON, as `--state` takes it; bincode stores the variant's index, not its name.
 #[serde(rename_all = "lowercase")]
 pub enum DeviceState {
@@ -67,7 +80,8 @@ impl DeviceState {
 }
 
 /// What a task does on a device: its type and parameters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum TaskPayload {
     /// Run a program with arguments, no shell.
     Command {
@@ -141,7 +155,8 @@ impl TaskPayload {
 }
 
 /// How a run ended on the device.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Outcome {
     /// Succeeded, Warning or Failed only.
     pub state: DeviceState,
@@ -178,7 +193,8 @@ impl Outcome {
 }
 
 /// What a run produced, by task type.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum Details {
     None,
     Command {
@@ -199,7 +215,8 @@ pub enum Details {
 }
 
 /// A scanned file whose hash is in the blocklist.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ScanMatch {
     pub path: String,
     /// Lowercase hex.
@@ -207,7 +224,8 @@ pub struct ScanMatch {
 }
 
 /// What a device is: the result of an `Inventory` task.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Inventory {
     pub os: String,
     pub hostname: String,
@@ -218,7 +236,8 @@ pub struct Inventory {
 }
 
 /// An installed Debian package.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Package {
     pub name: String,
     pub version: String,
@@ -245,7 +264,8 @@ pub const SERVER_APPLICATION: &str = "Administration Server";
 pub const DEFAULT_STORE_HISTORY_DAYS: u32 = 30;
 
 /// What a task does: work for devices, or work for the Administration Server itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum TaskType {
     Device(TaskPayload),
     /// A consistent copy of the server's database, taken while it serves, into `directory`
@@ -272,7 +292,8 @@ impl TaskType {
 }
 
 /// What happens to the device when a run needs a restart.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum RestartPolicy {
     #[default]
     DoNotRestart,
@@ -286,7 +307,8 @@ pub enum RestartPolicy {
 }
 
 /// The account a task runs under.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum TaskAccount {
     /// That of the application running the task.
     #[default]
@@ -299,7 +321,8 @@ pub enum TaskAccount {
 }
 
 /// A secret encrypted with a key only the server holds (AES-256-GCM).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SealedSecret {
     pub nonce: [u8; 12],
     pub ciphertext: Vec<u8>,
@@ -312,7 +335,10 @@ impl std::fmt::Debug for SealedSecret {
 }
 
 /// Which run results the administrator is told about (as events of the right severity).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub enum Notify {
     /// Every device's result.
     All,
@@ -323,7 +349,8 @@ pub enum Notify {
 }
 
 /// The general settings of a task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskSettings {
     pub restart: RestartPolicy,
     pub schedule: Schedule,
@@ -348,7 +375,8 @@ impl Default for TaskSettings {
 }
 
 /// Who made the last change to a task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum ChangedBy {
     Administrator(String),
     /// The user of the device a local task belongs to.
@@ -356,7 +384,8 @@ pub enum ChangedBy {
 }
 
 /// A task as the server stores it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskRecord {
     pub id: TaskId,
     pub name: String,
@@ -377,7 +406,8 @@ pub struct TaskRecord {
 }
 
 /// Where an inherited task comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Inherited {
     /// The parent server's name.
     pub parent: String,
@@ -476,7 +506,8 @@ impl TaskRecord {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum TaskKind {
     Group,
     DeviceList,
@@ -498,7 +529,8 @@ impl TaskKind {
 }
 
 /// One device's record of one run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceRunRecord {
     pub device_id: String,
     pub device_name: String,
@@ -532,7 +564,8 @@ impl DeviceRunRecord {
 }
 
 /// One start of a task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RunRecord {
     pub run_id: RunId,
     pub task_id: TaskId,
@@ -593,7 +626,8 @@ impl RunRecord {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
     Running,

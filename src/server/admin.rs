@@ -119,9 +119,7 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
                 Err(_) => return,
             };
             let login = matches!(call.request, AdminRequest::Login { .. });
-            let kind = call.request.name();
-            let response = super::reply::fit(handle(&node, call, remote).await);
-            node.metrics.admin_request(node.name(), kind, &response);
+            let response = answer(&node, call, remote).await;
             let authorized = match &response {
                 AdminResponse::LoggedIn { .. } => true,
                 AdminResponse::Error {
@@ -138,6 +136,18 @@ pub(super) async fn serve(node: Arc<Node>, conn: quinn::Connection) {
             }
         });
     }
+}
+
+/// Answers one call as every client gets it: over QUIC here, over HTTPS by `web`.
+pub(super) async fn answer(
+    node: &Arc<Node>,
+    call: AdminCall,
+    remote: std::net::SocketAddr,
+) -> AdminResponse {
+    let kind = call.request.name();
+    let response = super::reply::fit(handle(node, call, remote).await);
+    node.metrics.admin_request(node.name(), kind, &response);
+    response
 }
 
 /// What each role may do at most: auditors read, operators run and change tasks, groups

@@ -17,6 +17,7 @@ mod reply;
 mod rights;
 mod tasks;
 mod vservers;
+mod web;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -388,6 +389,8 @@ pub struct RunningServer {
     admin_thread: admin_thread::AdminThread,
     /// Where `GET /metrics` is served (`[metrics]`), if it is.
     metrics_addr: Option<SocketAddr>,
+    /// Where the REST API and the console are served over HTTPS (`[web]`), if they are.
+    web_addr: Option<SocketAddr>,
 }
 
 impl RunningServer {
@@ -407,6 +410,11 @@ impl RunningServer {
             None => None,
         };
         let metrics_addr = metrics_listener.as_ref().map(|l| l.addr);
+        let web_listener = match &config.web {
+            Some(web) => Some(web::Listener::bind(web).await?),
+            None => None,
+        };
+        let web_addr = web_listener.as_ref().map(|l| l.addr);
         ca.verify_client_chain(&chain).with_context(|| {
             format!(
                 "{}: this server's certificate is not issued by the CA in {}",
@@ -477,6 +485,9 @@ impl RunningServer {
         if let Some(listener) = metrics_listener {
             tasks.spawn(metrics::serve(node.clone(), listener).instrument(span.clone()));
         }
+        if let Some(listener) = web_listener {
+            tasks.spawn(web::serve(node.clone(), listener).instrument(span.clone()));
+        }
         if node.config.parent.is_some() {
             tasks.spawn(fed::upstream(node.clone()).instrument(span));
         }
@@ -486,6 +497,7 @@ impl RunningServer {
             tasks,
             admin_thread,
             metrics_addr,
+            web_addr,
         })
     }
 
@@ -496,6 +508,11 @@ impl RunningServer {
     /// Where Prometheus metrics are served over HTTP (`GET /metrics`), if `[metrics]` says.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the REST API and the console are served over HTTPS (`[web]`), if they are.
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
     }
 
     /// Closes every connection, waits for peers to be told, and closes the database.

@@ -22,7 +22,8 @@ pub use fed::*;
 pub use notify::*;
 
 /// A value that must never be printed or logged: its `Debug` shows only that it is set.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Secret(pub String);
 
 impl std::fmt::Debug for Secret {
@@ -33,14 +34,16 @@ impl std::fmt::Debug for Secret {
 
 // ---- Administration: `canopy-admin/1` ----
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AdminHello {
     pub client_version: String,
     /// The virtual server to administer (its own accounts); `None`: the server itself.
     pub virtual_server: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AdminWelcome {
     pub server_name: String,
     pub software_version: String,
@@ -48,7 +51,8 @@ pub struct AdminWelcome {
 
 /// One request on its own stream: the session token (absent only for `Login`), the request,
 /// and the server it is for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AdminCall {
     pub token: Option<Secret>,
     pub request: AdminRequest,
@@ -60,7 +64,8 @@ pub struct AdminCall {
 
 /// Not recursive, nor is any message: a peer cannot nest a value deeper than its type, so
 /// decoding needs no depth limit (a relayed request carries its path beside it instead).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum AdminRequest {
     Login {
         user: String,
@@ -124,7 +129,8 @@ pub enum AdminRequest {
 }
 
 /// Virtual servers of a physical server.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum VirtualServerRequest {
     /// One page in name order, after the virtual server name `after` (see [`PAGE_MAX`]).
     List {
@@ -150,7 +156,8 @@ pub enum VirtualServerRequest {
 }
 
 /// A virtual server as `canopy vserver list` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct VirtualServerView {
     pub name: String,
     pub group: String,
@@ -164,7 +171,8 @@ pub struct VirtualServerView {
 }
 
 /// Tasks are named by their display name or their id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum TaskRequest {
     /// One page of tasks in id order, after the task id `after` (see [`PAGE_MAX`]).
     List {
@@ -269,14 +277,16 @@ pub enum TaskRequest {
 }
 
 /// One entry of a rights list set: an empty grant removes the principal's entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RightsChange {
     pub principal: crate::model::rights::Principal,
     pub grant: crate::model::rights::Grant,
 }
 
 /// A rights list as `task rights` and `group rights` show it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RightsView {
     /// What the rights are of: `group "Managed devices/Paris"` or `task "Patch"`.
     pub object: String,
@@ -293,7 +303,8 @@ pub struct RightsView {
 }
 
 /// One revision of a task as administrators see it (never its password).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RevisionView {
     pub task_id: u64,
     pub name: String,
@@ -305,7 +316,8 @@ pub struct RevisionView {
 }
 
 /// What an import would create (or created).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ImportView {
     /// The name it gets here: the file's, or with the next free " (N)" suffix.
     pub name: String,
@@ -323,7 +335,8 @@ pub struct ImportView {
 }
 
 /// A new task, as the administrator describes it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     pub name: String,
     pub task_type: TaskType,
@@ -342,7 +355,8 @@ pub struct TaskSpec {
 }
 
 /// A change to a task: each field given replaces the task's.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskChanges {
     pub name: Option<String>,
     pub task_type: Option<TaskType>,
@@ -360,14 +374,16 @@ pub struct TaskChanges {
 }
 
 /// A specified account; the password travels only inside the admin link's TLS.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AccountSpec {
     pub name: String,
     pub password: Option<Secret>,
 }
 
 /// A scope as the administrator gives it; the server resolves it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum ScopeSpec {
     Group {
         path: String,
@@ -389,7 +405,8 @@ pub enum ScopeSpec {
 }
 
 /// A task as the API shows it: never its password, only whether one is set.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TaskView {
     pub id: u64,
     pub name: String,
@@ -419,7 +436,8 @@ pub struct TaskView {
 }
 
 /// When a task's schedule starts it next.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum NextStart {
     /// On each device's own clock, at this date and time (the next one in the server's
     /// time zone; a device in another zone may be before or after it).
@@ -429,7 +447,8 @@ pub enum NextStart {
 }
 
 /// A run and its statistics.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RunView {
     pub run_id: u64,
     pub task_id: u64,
@@ -457,7 +476,8 @@ pub struct RunView {
 }
 
 /// One server's part of a run, for `task stats --by-server`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ServerStatsView {
     /// Display path from the server asked ("primary/branch-1/branch-1a").
     pub path: String,
@@ -483,14 +503,18 @@ pub const PAGE_BYTES: usize = 1024 * 1024;
 pub const DEVICE_PAGE_MAX: u32 = 2000;
 
 /// Where a page of devices ends: the (name, id) of its last device.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceCursor {
     pub name: String,
     pub id: String,
 }
 
 /// Devices are named by their display name or their id (or a unique prefix of it).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum DeviceRequest {
     /// One page of devices in (name, id) order, after the cursor (see [`PAGE_MAX`]).
     List {
@@ -525,7 +549,8 @@ pub enum DeviceRequest {
 
 /// Administration groups. Paths are group names joined by '/', starting with
 /// "Managed devices" (or the separate "Unassigned devices").
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum GroupRequest {
     /// One page in tree order (their paths compared name by name), after the group path
     /// `after` (see [`PAGE_MAX`]).
@@ -555,7 +580,8 @@ pub enum GroupRequest {
 }
 
 /// A group as `canopy group list` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GroupView {
     pub id: u64,
     pub path: String,
@@ -635,7 +661,8 @@ impl AdminRequest {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum ErrorKind {
     /// No valid session: log in first.
     Unauthenticated,
@@ -652,7 +679,8 @@ pub enum ErrorKind {
     LimitReached,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum AdminResponse {
     Done {
         message: String,
@@ -739,7 +767,8 @@ pub enum AdminResponse {
 }
 
 /// `canopy server status`: the server asked, and its link to its own parent if it has one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ServerStatusView {
     pub name: String,
     pub software_version: String,
@@ -755,7 +784,8 @@ pub struct ServerStatusView {
     pub devices_pending: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ParentLinkView {
     pub address: String,
     /// Connecting, Up, Degraded or Failed.
@@ -766,7 +796,8 @@ pub struct ParentLinkView {
 }
 
 /// An account as the API shows it: never its hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AccountView {
     pub name: String,
     pub role: Role,

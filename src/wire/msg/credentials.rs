@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::Secret;
 
 /// Step 1 of the wizard, with the administrator's choices of step 2 if made.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CredentialsChange {
     /// The account name the tasks run under.
     pub account: String,
@@ -21,7 +22,8 @@ pub struct CredentialsChange {
 }
 
 /// What the administrator chose for a task whose password the previous one did not match.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum CredentialChoice {
     /// The task runs under the default account from now on.
     DeleteCredentials,
@@ -31,14 +33,16 @@ pub enum CredentialChoice {
 }
 
 /// Step 3: what became of one task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CredentialsResult {
     pub task_id: u64,
     pub task_name: String,
     pub outcome: CredentialOutcome,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum CredentialOutcome {
     /// The previous password matched: replaced, as revision `revision`.
     Replaced { revision: u32 },

@@ -7,7 +7,8 @@ use super::Secret;
 use crate::model::UnixMillis;
 use crate::model::notify::{ChannelFilter, ChannelTarget};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub enum NotifyRequest {
     /// One page of channels in name order, after the channel name `after`.
     List { after: Option<String>, limit: u32 },
@@ -21,7 +22,8 @@ pub enum NotifyRequest {
 }
 
 /// A channel to add.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NotifyChannelSpec {
     pub name: String,
     pub target: ChannelTarget,
@@ -33,7 +35,8 @@ pub struct NotifyChannelSpec {
 }
 
 /// A channel as `canopy notify list` shows it; never its secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NotifyChannelView {
     pub name: String,
     pub target: ChannelTarget,
