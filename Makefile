@@ -1,11 +1,16 @@
 # The whole set-up: `make demo` and `make test`. Cargo fetches every crate the project needs.
 CARGO ?= cargo
 
-.PHONY: demo test test-deps sim chaos lint fmt build release deb systemd-check clean fuzz fuzz-tools fuzz-seeds fuzz-cmin
+.PHONY: demo demo-serve test test-deps sim chaos lint fmt build release deb systemd-check clean fuzz fuzz-tools fuzz-seeds fuzz-cmin
 
 # A primary, a secondary and its secondary on loopback, in one process; prints the tree.
 demo:
 	$(CARGO) run --locked --quiet -- demo
+
+# The same tree kept running, its primary serving the web console (printed: the address,
+# the account and the CA to trust) until Ctrl-C.
+demo-serve:
+	$(CARGO) run --locked --quiet -- demo --serve
 
 test: test-deps
 	$(CARGO) test --locked

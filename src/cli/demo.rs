@@ -59,17 +59,22 @@ pub async fn run(json: bool, serve: Option<SocketAddr>) -> anyhow::Result<()> {
         crate::cli::table::show(&super::task::servers_text(&run));
         println!();
         crate::cli::table::show(&super::task::stats_text(&run));
+        if serve.is_none() {
+            println!(
+                "\nTo look at this tree in the web console: `make demo-serve` (`canopy demo --serve`)."
+            );
+        }
     }
     if serve.is_some() {
         if let Some(addr) = demo.primary().web_addr() {
             let ca = d.certs.join("ca.pem");
             eprintln!(
                 "\nThe demo tree runs until interrupted (Ctrl-C).\n\
-                 The primary serves the REST API at https://{addr}/api/v1/ (README, \"REST API\"),\n\
-                 with a certificate of the demo's CA, {ca}. Log in as {ADMIN_USER} with the password {ADMIN_PASSWORD}:\n\
+                 The web console: https://{addr}/ (log in as {ADMIN_USER}, password {ADMIN_PASSWORD}).\n\
+                 Its certificate is issued by the demo's own CA, {ca}: the browser warns about it\n\
+                 unless that CA is trusted. The REST API is under https://{addr}/api/v1/ (README, \"REST API\"):\n\
                  \n  curl --cacert {ca} https://{addr}/api/v1/login -H 'Content-Type: application/json' \\\n    \
-                 -d '{{\"user\": \"{ADMIN_USER}\", \"password\": \"{ADMIN_PASSWORD}\"}}'\n\
-                 \nThe web console's pages are not built yet.",
+                 -d '{{\"user\": \"{ADMIN_USER}\", \"password\": \"{ADMIN_PASSWORD}\"}}'",
                 ca = ca.display()
             );
         }

@@ -5,6 +5,7 @@
 //! API, so that a busy device fleet does not slow them.
 
 mod api;
+mod console;
 mod openapi;
 mod ops;
 
@@ -70,6 +71,7 @@ pub(super) struct Web {
 fn router(web: Web) -> Router {
     Router::new()
         .nest("/api/v1", api::router())
+        .merge(console::router())
         .fallback(api::no_such_operation)
         .with_state(web)
 }

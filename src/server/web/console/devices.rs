@@ -1,0 +1,263 @@
+//! Managed devices with check boxes and "Run task" (an existing task started at once on the
+//! devices checked, as the spec says), the Administration Servers of the tree, and events.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::html;
+
+use super::tasks::{all_tasks, encode};
+use super::{Refusal, Session, csrf_field, field, layout, time};
+use crate::model::EventFilter;
+use crate::server::web::Web;
+use crate::wire::msg::{
+    AdminRequest, AdminResponse, DEVICE_PAGE_MAX, DeviceRequest, PAGE_MAX, TaskRequest,
+};
+
+pub(super) fn router() -> Router<Web> {
+    Router::new()
+        .route("/devices", get(devices))
+        .route("/devices/run", post(run_task))
+        .route("/devices/apply", post(apply))
+        .route("/servers", get(servers))
+        .route("/events", get(events))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct DeviceQuery {
+    /// Devices whose name, address or group contain this.
+    search: Option<String>,
+    /// The devices of this group and its subgroups.
+    group: Option<String>,
+}
+
+async fn devices(
+    State(web): State<Web>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<DeviceQuery>,
+) -> Result<Response, Refusal> {
+    let session = Session::of(&web, &headers, remote)?;
+    let mut devices = Vec::new();
+    let mut after = None;
+    let group = q.group.clone().filter(|g| !g.is_empty());
+    loop {
+        let request = AdminRequest::Device(DeviceRequest::List {
+            recursive: group.is_some(),
+            group: group.clone(),
+            after,
+            limit: DEVICE_PAGE_MAX,
+        });
+        match session.call(Vec::new(), request).await? {
+            AdminResponse::Devices { devices: page, next } => {
+                devices.extend(page);
+                match next {
+                    Some(next) if devices.len() < 10_000 => after = Some(next),
+                    _ => break,
+                }
+            }
+            _ => return Err(Refusal::Error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer".into())),
+        }
+    }
+    let search = q.search.clone().unwrap_or_default().to_lowercase();
+    devices.retain(|d| {
+        search.is_empty()
+            || d.name.to_lowercase().contains(&search)
+            || d.group.to_lowercase().contains(&search)
+            || d.addresses.iter().any(|a| a.contains(&search))
+    });
+    let body = html! {
+        form method="get" action="/devices" {
+            label { "Search " input name="search" value=(q.search.clone().unwrap_or_default()); }
+            " "
+            label { "Group " input name="group" value=(q.group.clone().unwrap_or_default()); }
+            " " button type="submit" { "Filter" }
+        }
+        form method="post" action="/devices/run" {
+            (csrf_field(&session))
+            table.devices {
+                thead { tr { th { "" } th { "Device" } th { "Group" } th { "Connected" } th { "OS" } th { "Addresses" } th { "Last seen" } } }
+                tbody {
+                    @for d in &devices {
+                        tr data-device=(d.name) {
+                            td { input type="checkbox" name="device" value=(d.id) aria-label=(d.name); }
+                            td { (d.name) } td { (d.group) }
+                            td { (if d.connected { "yes" } else { "no" }) }
+                            td { (d.os) } td { (d.addresses.join(", ")) }
+                            td { (time(d.last_seen)) }
+                        }
+                    }
+                }
+            }
+            p { (devices.len()) " devices" }
+            h2 { "Run task" }
+            p {
+                button type="submit" name="action" value="new" { "Add a new task" } " "
+                button type="submit" name="action" value="apply" { "Apply existing task" }
+            }
+        }
+    };
+    Ok(layout("Managed devices", Some(&session), body).into_response())
+}
+
+/// "Run task" on the devices checked: "Add a new task" opens the New task wizard with them
+/// as its scope; "Apply existing task" lists them (each may be taken off) above the tasks.
+async fn run_task(
+    State(web): State<Web>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let session = Session::of(&web, &headers, remote)?;
+    let fields = session.form(&body)?;
+    let devices = checked(&fields, "device")?;
+    if field(&fields, "action").as_deref() == Some("new") {
+        return Ok(super::wizard::for_devices(&session, &devices));
+    }
+    let tasks = all_tasks(&session).await?;
+    let body = html! {
+        form method="post" action="/devices/apply" {
+            (csrf_field(&session))
+            h2 { "Devices" }
+            ul.selected {
+                @for id in &devices {
+                    li { label { input type="checkbox" name="device" value=(id) checked; " " (id) } }
+                }
+            }
+            h2 { "Task" }
+            table.tasks {
+                @for t in &tasks {
+                    tr data-task=(t.name) {
+                        td { input type="radio" name="task" value=(t.id) aria-label=(t.name); }
+                        td { (t.name) } td { (t.task_type.type_name()) } td { (t.kind.as_str()) }
+                    }
+                }
+            }
+            p { button type="submit" { "Save and start task" } }
+        }
+    };
+    Ok(layout("Apply existing task", Some(&session), body).into_response())
+}
+
+/// "Save and start task": the task's scope becomes the devices kept and it starts at once;
+/// its schedule is not changed.
+async fn apply(
+    State(web): State<Web>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let session = Session::of(&web, &headers, remote)?;
+    let fields = session.form(&body)?;
+    let devices = checked(&fields, "device")?;
+    let task = field(&fields, "task").ok_or_else(|| {
+        Refusal::Error(StatusCode::BAD_REQUEST, "select the task to run".into())
+    })?;
+    let request = AdminRequest::Task(TaskRequest::Start {
+        task: task.clone(),
+        devices: Some(devices),
+    });
+    session.call(Vec::new(), request).await?;
+    Ok(Redirect::to(&format!("/tasks/{}", encode(&task))).into_response())
+}
+
+/// The values of the check boxes `name` checked: at least one.
+fn checked(fields: &[(String, String)], name: &str) -> Result<Vec<String>, Refusal> {
+    let values: Vec<String> = fields
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+        .collect();
+    if values.is_empty() {
+        return Err(Refusal::Error(
+            StatusCode::BAD_REQUEST,
+            "select the check box next to at least one device".into(),
+        ));
+    }
+    Ok(values)
+}
+
+async fn servers(
+    State(web): State<Web>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let session = Session::of(&web, &headers, remote)?;
+    let mut rows = Vec::new();
+    let mut after = None;
+    loop {
+        let request = AdminRequest::ServerList {
+            after,
+            limit: PAGE_MAX,
+        };
+        match session.call(Vec::new(), request).await? {
+            AdminResponse::Servers { servers, next } => {
+                rows.extend(servers);
+                match next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            _ => return Err(Refusal::Error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer".into())),
+        }
+    }
+    let body = html! {
+        table.servers {
+            thead { tr { th { "Administration Server" } th { "Type" } th { "Group" } th { "Status" } th { "Devices" } th { "Version" } th { "Last connected" } } }
+            tbody {
+                @for r in &rows {
+                    tr data-server=(r.path) {
+                        td style=(format!("padding-left:{}em", 0.7 + 1.5 * f64::from(r.depth))) { (r.name) }
+                        td { (if r.virtual_server { "virtual" } else if r.depth == 0 { "this server" } else { "secondary" }) }
+                        td { (r.group) }
+                        td { (format!("{:?}", r.status)) }
+                        td { (r.devices) }
+                        td { (r.version) }
+                        td { (time(r.last_connected)) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout("Administration Servers", Some(&session), body).into_response())
+}
+
+async fn events(
+    State(web): State<Web>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    let session = Session::of(&web, &headers, remote)?;
+    let request = AdminRequest::EventList {
+        after: None,
+        limit: 200,
+        filter: EventFilter::default(),
+    };
+    let events = match session.call(Vec::new(), request).await? {
+        AdminResponse::Events { events, .. } => events,
+        _ => return Err(Refusal::Error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer".into())),
+    };
+    let body = html! {
+        p { "The newest 200, oldest first." }
+        table.events {
+            thead { tr { th { "Time" } th { "Server" } th { "Severity" } th { "Event" } th { "Description" } } }
+            tbody {
+                @for e in &events {
+                    tr {
+                        td { (time(Some(e.time))) }
+                        td { (if e.origin.is_empty() { session.server_name().to_string() } else { e.origin.join("/") }) }
+                        td { (e.severity.as_str()) }
+                        td { (e.kind.as_str()) }
+                        td { (e.message) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout("Events", Some(&session), body).into_response())
+}

@@ -1,0 +1,347 @@
+//! The web console: pages rendered on the server (maud), in the spec's words, served beside
+//! the REST API. Every page and form makes the same `AdminCall`s as the CLI, answered by
+//! `admin::answer`, with the session of the cookie `canopy_session` (Secure, HttpOnly,
+//! SameSite=Strict); every form carries a CSRF token derived from that session, checked
+//! before anything is done. No script and no asset from anywhere else.
+
+mod devices;
+mod tasks;
+mod wizard;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use maud::{DOCTYPE, Markup, html};
+
+use super::Web;
+use super::api::node_of_token;
+use crate::server::Node;
+use crate::wire::msg::{AdminCall, AdminRequest, AdminResponse, ErrorKind, Secret};
+
+const COOKIE: &str = "canopy_session";
+/// Form bodies are small: a task's name and settings, a list of device ids.
+const MAX_FORM: usize = 256 * 1024;
+
+pub(super) fn router() -> Router<Web> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/tasks") }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .merge(tasks::router())
+        .merge(wizard::router())
+        .merge(devices::router())
+}
+
+/// A logged-in administrator's page request.
+pub(super) struct Session {
+    node: Arc<Node>,
+    token: String,
+    /// The CSRF token of this session, in every form.
+    pub(super) csrf: String,
+    remote: SocketAddr,
+}
+
+/// What a page answers when it cannot show itself.
+pub(super) enum Refusal {
+    /// Not logged in (or the session ended): to the login page.
+    Login,
+    /// An error to show, with the request's words.
+    Error(StatusCode, String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Login => Redirect::to("/login").into_response(),
+            Refusal::Error(status, message) => {
+                let page = layout("Error", None, html! {
+                    p.error role="alert" { (message) }
+                    p { a href="/tasks" { "Back to the tasks" } }
+                });
+                (status, page).into_response()
+            }
+        }
+    }
+}
+
+impl Session {
+    /// The session of the request's cookie.
+    pub(super) fn of(web: &Web, headers: &HeaderMap, remote: SocketAddr) -> Result<Session, Refusal> {
+        let token = cookie(headers, COOKIE).ok_or(Refusal::Login)?;
+        let (node, session) = node_of_token(web, &token).ok_or(Refusal::Login)?;
+        Ok(Session {
+            node,
+            csrf: csrf_of(&token),
+            token: session,
+            remote,
+        })
+    }
+
+    /// Serves `request` as the CLI's would be (at the server `at` below, if any).
+    pub(super) async fn call(
+        &self,
+        at: Vec<String>,
+        request: AdminRequest,
+    ) -> Result<AdminResponse, Refusal> {
+        let call = AdminCall {
+            token: Some(Secret(self.token.clone())),
+            request,
+            at,
+        };
+        match crate::server::admin::answer(&self.node, call, self.remote).await {
+            AdminResponse::Error {
+                kind: ErrorKind::Unauthenticated,
+                ..
+            } => Err(Refusal::Login),
+            AdminResponse::Error { kind, message } => Err(Refusal::Error(status_of(kind), message)),
+            response => Ok(response),
+        }
+    }
+
+    /// The form's fields, once its CSRF token is this session's.
+    pub(super) fn form(&self, body: &Bytes) -> Result<Vec<(String, String)>, Refusal> {
+        let fields = form_fields(body)?;
+        let sent = field(&fields, "csrf").unwrap_or_default();
+        if !constant_time_eq(sent.as_bytes(), self.csrf.as_bytes()) {
+            return Err(Refusal::Error(
+                StatusCode::FORBIDDEN,
+                "the form is not from this session (CSRF token missing or wrong): reload the page"
+                    .into(),
+            ));
+        }
+        Ok(fields)
+    }
+
+    /// The server this session administers.
+    pub(super) fn server_name(&self) -> &str {
+        self.node.name()
+    }
+}
+
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyExists | ErrorKind::LimitReached => StatusCode::CONFLICT,
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The CSRF token of a session: a digest of its token, which a page of another site can
+/// neither read (HttpOnly, SameSite) nor compute.
+fn csrf_of(token: &str) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("canopy-console-csrf\0{token}").as_bytes(),
+    );
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The fields of a form body, in order (a name may repeat: the devices checked).
+pub(super) fn form_fields(body: &Bytes) -> Result<Vec<(String, String)>, Refusal> {
+    if body.len() > MAX_FORM {
+        return Err(Refusal::Error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the form is too large".into(),
+        ));
+    }
+    serde_urlencoded::from_bytes(body)
+        .map_err(|e| Refusal::Error(StatusCode::BAD_REQUEST, format!("a malformed form: {e}")))
+}
+
+pub(super) fn field(fields: &[(String, String)], name: &str) -> Option<String> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+/// The hidden field every form carries.
+pub(super) fn csrf_field(session: &Session) -> Markup {
+    html! { input type="hidden" name="csrf" value=(session.csrf); }
+}
+
+const STYLE: &str = "
+body{font-family:system-ui,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
+header{background:#16324f;color:#fff;padding:.6em 1.2em;display:flex;gap:1.5em;align-items:center}
+header a{color:#fff;text-decoration:none}header .who{margin-left:auto}
+header form{display:inline}header button{background:none;border:1px solid #fff;color:#fff}
+main{padding:1em 1.5em}table{border-collapse:collapse;background:#fff;margin:.5em 0 1.5em}
+th,td{border:1px solid #d5d9e0;padding:.35em .7em;text-align:left;vertical-align:top}
+th{background:#eef1f5}h2{margin-top:1.2em}.error{color:#a30d0d;font-weight:600}
+.tabs a{margin-right:1em}.tabs a.on{font-weight:700;text-decoration:none}
+button{cursor:pointer}form.inline{display:inline}
+.state-completed{color:#11683a}.state-running{color:#8a5a00}.state-stopped{color:#a30d0d}
+";
+
+/// Every page: the main menu, the administrator and the server, then `body`.
+pub(super) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Html<String> {
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " - Canopy" }
+                style { (STYLE) }
+            }
+            body {
+                header {
+                    strong { "Canopy" }
+                    @if let Some(session) = session {
+                        nav {
+                            a href="/tasks" { "Tasks" } " "
+                            a href="/devices" { "Managed devices" } " "
+                            a href="/servers" { "Administration Servers" } " "
+                            a href="/events" { "Events" }
+                        }
+                        span.who { "Server " (session.server_name()) }
+                        form method="post" action="/logout" {
+                            (csrf_field(session))
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    };
+    Html(page.into_string())
+}
+
+async fn login_page() -> Html<String> {
+    login_form(None)
+}
+
+fn login_form(error: Option<&str>) -> Html<String> {
+    layout("Log in", None, html! {
+        @if let Some(error) = error {
+            p.error role="alert" { (error) }
+        }
+        form method="post" action="/login" {
+            p { label { "Account " input name="user" autocomplete="username" required; } }
+            p { label { "Password " input name="password" type="password" autocomplete="current-password" required; } }
+            p { label { "Virtual server (optional) " input name="virtual_server"; } }
+            p { button type="submit" { "Log in" } }
+        }
+    })
+}
+
+async fn login(
+    State(web): State<Web>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    let fields = match form_fields(&body) {
+        Ok(fields) => fields,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let user = field(&fields, "user").unwrap_or_default();
+    let password = field(&fields, "password").unwrap_or_default();
+    let vserver = field(&fields, "virtual_server").filter(|v| !v.trim().is_empty());
+    let node = match &vserver {
+        None => Some(web.host.clone()),
+        Some(name) => web.host.virtual_server(name.trim()),
+    };
+    let Some(node) = node else {
+        return (StatusCode::UNAUTHORIZED, login_form(Some("no such virtual server"))).into_response();
+    };
+    let call = AdminCall {
+        token: None,
+        request: AdminRequest::Login {
+            user,
+            password: Secret(password),
+        },
+        at: Vec::new(),
+    };
+    match crate::server::admin::answer(&node, call, remote).await {
+        AdminResponse::LoggedIn { token, .. } => {
+            let token = match &vserver {
+                None => token.0,
+                Some(name) => format!("{}:{}", name.trim(), token.0),
+            };
+            let mut response = Redirect::to("/tasks").into_response();
+            let cookie = format!("{COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict");
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        AdminResponse::Error { kind, message } => {
+            (status_of(kind), login_form(Some(&message))).into_response()
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, login_form(Some("unexpected answer"))).into_response(),
+    }
+}
+
+async fn logout(
+    State(web): State<Web>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let session = Session::of(&web, &headers, remote)?;
+        session.form(&body)?;
+        session.call(Vec::new(), AdminRequest::Logout).await?;
+        Ok::<_, Refusal>(())
+    }
+    .await;
+    if let Err(Refusal::Error(status, message)) = result {
+        return Refusal::Error(status, message).into_response();
+    }
+    let mut response = Redirect::to("/login").into_response();
+    let expired = format!("{COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(value) = HeaderValue::from_str(&expired) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// A time for people, UTC.
+pub(super) fn time(ms: Option<i64>) -> String {
+    ms.map(crate::model::format_time).unwrap_or_else(|| "-".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csrf_token_is_the_sessions_and_compared_whole() {
+        assert_eq!(csrf_of("a"), csrf_of("a"));
+        assert_ne!(csrf_of("a"), csrf_of("b"));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("x=1; canopy_session=t:42"));
+        assert_eq!(cookie(&headers, COOKIE).as_deref(), Some("t:42"));
+    }
+}
