@@ -6,6 +6,8 @@
 //! unknown query parameter) refused with a clear 4xx and nothing changed.
 
 mod common;
+// Each test binary uses part of the shared client.
+#[allow(dead_code)]
 #[path = "common/rest.rs"]
 mod rest;
 
@@ -673,7 +675,17 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let before = tasks().await;
 
     let json = Some("application/json");
-    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, u16, &str, &str)> = vec![
+    // Method, path, content type, body; the status, code and words of the answer.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        u16,
+        &'a str,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/api/v1/tasks",

@@ -6,9 +6,11 @@
 //! devices, and a tenant's administrator who sees only the tenant. Screenshots of the task
 //! list and of the statistics go to docs/ for the README.
 
-mod common;
+// Each test binary uses part of the shared harness.
+#[allow(dead_code)]
 #[path = "common/browser.rs"]
 mod browser;
+mod common;
 
 use std::time::Duration;
 
@@ -38,8 +40,24 @@ async fn an_administrator_runs_a_group_task_and_drills_down_in_the_console() {
         let d = Deployment::create(dir.path()).unwrap();
         let (primary, branch, admin) = common::two_tiers_with(&d, TOKEN, WEB).await;
         let _fleets = (
-            common::named_fleet(&d, "fleet-p", &primary.local_addr().to_string(), TOKEN, 3, "").await,
-            common::named_fleet(&d, "fleet-b", &branch.local_addr().to_string(), TOKEN, 2, "").await,
+            common::named_fleet(
+                &d,
+                "fleet-p",
+                &primary.local_addr().to_string(),
+                TOKEN,
+                3,
+                "",
+            )
+            .await,
+            common::named_fleet(
+                &d,
+                "fleet-b",
+                &branch.local_addr().to_string(),
+                TOKEN,
+                2,
+                "",
+            )
+            .await,
         );
         common::create_vserver(&admin, "tenant-a", "Managed devices").await;
 
@@ -56,7 +74,9 @@ async fn an_administrator_runs_a_group_task_and_drills_down_in_the_console() {
         b.goto(&format!("{base}/tasks")).await.unwrap();
         b.wait_for_text("h1", "Log in", WAIT).await.unwrap();
         b.fill("input[name=user]", ADMIN_USER).await.unwrap();
-        b.fill("input[name=password]", "not the password").await.unwrap();
+        b.fill("input[name=password]", "not the password")
+            .await
+            .unwrap();
         b.click("button[type=submit]").await.unwrap();
         b.wait_for_text(".error", "", WAIT).await.unwrap();
         log_in(&b, &base, ADMIN_USER, ADMIN_PASSWORD, None).await;
@@ -72,9 +92,13 @@ async fn an_administrator_runs_a_group_task_and_drills_down_in_the_console() {
 
         // Add: the New task wizard, step by step, opening the task's details at the end.
         b.click("a.add").await.unwrap();
-        b.wait_for_text("main h2", "Application and task type", WAIT).await.unwrap();
+        b.wait_for_text("main h2", "Application and task type", WAIT)
+            .await
+            .unwrap();
         b.fill("input[name=name]", "Patch").await.unwrap();
-        b.click("select[name=type] option[value=simulate]").await.unwrap();
+        b.click("select[name=type] option[value=simulate]")
+            .await
+            .unwrap();
         b.click("button[value=next]").await.unwrap();
         b.wait_for_text("main h2", "Settings", WAIT).await.unwrap();
         b.fill("input[name=duration_ms]", "200").await.unwrap();
@@ -85,18 +109,34 @@ async fn an_administrator_runs_a_group_task_and_drills_down_in_the_console() {
         b.click("button[value=next]").await.unwrap();
         b.wait_for_text("main h2", "Account", WAIT).await.unwrap();
         b.click("button[value=next]").await.unwrap();
-        b.wait_for_text("main h2", "Finish task creation", WAIT).await.unwrap();
+        b.wait_for_text("main h2", "Finish task creation", WAIT)
+            .await
+            .unwrap();
         b.click("input[name=open_details]").await.unwrap();
         b.click("button[value=finish]").await.unwrap();
         b.wait_for_text("h1", "Patch", WAIT).await.unwrap();
-        assert_eq!(b.text("main p").await.unwrap(), "group task, simulate, revision 1");
+        assert_eq!(
+            b.text("main p").await.unwrap(),
+            "group task, simulate, revision 1"
+        );
         // A second one, for another application, back to the list at the end.
         b.goto(&format!("{base}/tasks/new")).await.unwrap();
         b.fill("input[name=name]", "Inventory").await.unwrap();
-        b.fill("input[name=application]", "Inventory agent").await.unwrap();
-        b.click("select[name=type] option[value=simulate]").await.unwrap();
-        for _ in 0..5 {
+        b.fill("input[name=application]", "Inventory agent")
+            .await
+            .unwrap();
+        b.click("select[name=type] option[value=simulate]")
+            .await
+            .unwrap();
+        for next in [
+            "Settings",
+            "Scope",
+            "Schedule",
+            "Account",
+            "Finish task creation",
+        ] {
             b.click("button[value=next]").await.unwrap();
+            b.wait_for_text("main h2", next, WAIT).await.unwrap();
         }
         b.click("button[value=finish]").await.unwrap();
         b.wait_for_text("h1", "Tasks", WAIT).await.unwrap();
@@ -104,14 +144,27 @@ async fn an_administrator_runs_a_group_task_and_drills_down_in_the_console() {
         // The task list, grouped by application, each with its Status; Patch checked and
         // started, its Status followed to completion.
         let headings = b.texts("main h2").await.unwrap();
-        assert_eq!(headings, ["Canopy agent", "Inventory agent"], "by application");
+        assert_eq!(
+            headings,
+            ["Canopy agent", "Inventory agent"],
+            "by application"
+        );
         let row = "tr[data-task='Patch']";
-        assert_eq!(b.text(&format!("{row} td.status")).await.unwrap(), "Never run");
-        b.click(&format!("{row} input[type=checkbox]")).await.unwrap();
-        b.click("button[value=start]").await.unwrap();
-        b.wait_for_text(&format!("{row} td.status"), "Completed: 5 of 5 devices finished", WAIT)
+        assert_eq!(
+            b.text(&format!("{row} td.status")).await.unwrap(),
+            "Never run"
+        );
+        b.click(&format!("{row} input[type=checkbox]"))
             .await
             .unwrap();
+        b.click("button[value=start]").await.unwrap();
+        b.wait_for_text(
+            &format!("{row} td.status"),
+            "Completed: 5 of 5 devices finished",
+            WAIT,
+        )
+        .await
+        .unwrap();
         b.screenshot(&docs("console-tasks.png")).await.unwrap();
 
         // The task's properties: its status and the Statistics from secondary Servers.
@@ -119,29 +172,57 @@ async fn an_administrator_runs_a_group_task_and_drills_down_in_the_console() {
         b.wait_for_text("p.run-status", "Completed: 5 of 5 devices finished", WAIT)
             .await
             .unwrap();
-        let rows = b.texts("table.servers tbody tr td:first-child").await.unwrap();
-        assert!(rows.starts_with(&["primary".to_string(), "primary/branch-1".to_string()]), "{rows:?}");
-        let branch_row = b.texts("tr[data-server='primary/branch-1'] td").await.unwrap();
-        assert_eq!(branch_row[1..3], ["2".to_string(), "2".to_string()], "2 devices, 2 succeeded");
+        let rows = b
+            .texts("table.servers tbody tr td:first-child")
+            .await
+            .unwrap();
+        assert!(
+            rows.starts_with(&["primary".to_string(), "primary/branch-1".to_string()]),
+            "{rows:?}"
+        );
+        let branch_row = b
+            .texts("tr[data-server='primary/branch-1'] td")
+            .await
+            .unwrap();
+        assert_eq!(
+            branch_row[1..3],
+            ["2".to_string(), "2".to_string()],
+            "2 devices, 2 succeeded"
+        );
         b.screenshot(&docs("console-statistics.png")).await.unwrap();
 
         // Drill down: the secondary's row leads to its own devices' results.
-        b.click("tr[data-server='primary/branch-1'] a").await.unwrap();
-        b.wait_for_text("main p", "devices of branch-1", WAIT).await.unwrap();
+        b.click("tr[data-server='primary/branch-1'] a")
+            .await
+            .unwrap();
+        b.wait_for_text("main p", "devices of branch-1", WAIT)
+            .await
+            .unwrap();
         let states = b.texts("table.results td.state").await.unwrap();
         assert_eq!(states, ["succeeded", "succeeded"]);
 
         // Managed devices: two checked, Run task, Apply existing task: the task starts at
         // once on them.
         b.goto(&format!("{base}/devices")).await.unwrap();
-        let names = b.texts("table.devices tbody tr td:nth-child(2)").await.unwrap();
+        let names = b
+            .texts("table.devices tbody tr td:nth-child(2)")
+            .await
+            .unwrap();
         assert_eq!(names.len(), 3, "{names:?}");
-        b.click("table.devices tbody tr:nth-child(1) input[type=checkbox]").await.unwrap();
-        b.click("table.devices tbody tr:nth-child(2) input[type=checkbox]").await.unwrap();
+        b.click("table.devices tbody tr:nth-child(1) input[type=checkbox]")
+            .await
+            .unwrap();
+        b.click("table.devices tbody tr:nth-child(2) input[type=checkbox]")
+            .await
+            .unwrap();
         b.click("button[value=apply]").await.unwrap();
-        b.wait_for_text("h1", "Apply existing task", WAIT).await.unwrap();
+        b.wait_for_text("h1", "Apply existing task", WAIT)
+            .await
+            .unwrap();
         assert_eq!(b.texts("ul.selected li").await.unwrap().len(), 2);
-        b.click("tr[data-task='Inventory'] input[type=radio]").await.unwrap();
+        b.click("tr[data-task='Inventory'] input[type=radio]")
+            .await
+            .unwrap();
         b.click("main form button[type=submit]").await.unwrap();
         b.wait_for_text("p.run-status", "Completed: 2 of 2 devices finished", WAIT)
             .await
@@ -162,7 +243,9 @@ async fn an_administrator_runs_a_group_task_and_drills_down_in_the_console() {
         assert_eq!(b.text("header .who").await.unwrap(), "Server tenant-a");
         let servers = {
             b.goto(&format!("{base}/servers")).await.unwrap();
-            b.texts("table.servers tbody tr td:first-child").await.unwrap()
+            b.texts("table.servers tbody tr td:first-child")
+                .await
+                .unwrap()
         };
         assert_eq!(servers, ["tenant-a"]);
         b.close().await.unwrap();
@@ -193,11 +276,17 @@ fn the_demo_serves_the_console_until_interrupted() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Read on a thread to the end, so that the demo can still write when it stops.
     let stderr = BufReader::new(demo.stderr.take().unwrap());
+    let (lines, read) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
     let (mut address, mut ca) = (None, None);
     let mut seen = String::new();
-    for line in stderr.lines() {
-        let line = line.unwrap();
+    while let Ok(line) = read.recv_timeout(Duration::from_secs(120)) {
         seen.push_str(&line);
         seen.push('\n');
         if let Some(rest) = line.strip_prefix("The web console: https://") {
@@ -226,9 +315,14 @@ fn the_demo_serves_the_console_until_interrupted() {
     assert!(status.success(), "{status}");
 }
 
+// Each test binary uses part of the shared client.
+#[allow(dead_code)]
 #[path = "common/rest.rs"]
 mod rest;
 
-fn rest_client(addr: std::net::SocketAddr, ca: &[rustls_pki_types::CertificateDer<'static>]) -> rest::Rest {
+fn rest_client(
+    addr: std::net::SocketAddr,
+    ca: &[rustls_pki_types::CertificateDer<'static>],
+) -> rest::Rest {
     rest::Rest::new(addr, "primary", ca)
 }

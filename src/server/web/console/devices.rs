@@ -54,14 +54,22 @@ async fn devices(
             limit: DEVICE_PAGE_MAX,
         });
         match session.call(Vec::new(), request).await? {
-            AdminResponse::Devices { devices: page, next } => {
+            AdminResponse::Devices {
+                devices: page,
+                next,
+            } => {
                 devices.extend(page);
                 match next {
                     Some(next) if devices.len() < 10_000 => after = Some(next),
                     _ => break,
                 }
             }
-            _ => return Err(Refusal::Error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer".into())),
+            _ => {
+                return Err(Refusal::Error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unexpected answer".into(),
+                ));
+            }
         }
     }
     let search = q.search.clone().unwrap_or_default().to_lowercase();
@@ -155,9 +163,8 @@ async fn apply(
     let session = Session::of(&web, &headers, remote)?;
     let fields = session.form(&body)?;
     let devices = checked(&fields, "device")?;
-    let task = field(&fields, "task").ok_or_else(|| {
-        Refusal::Error(StatusCode::BAD_REQUEST, "select the task to run".into())
-    })?;
+    let task = field(&fields, "task")
+        .ok_or_else(|| Refusal::Error(StatusCode::BAD_REQUEST, "select the task to run".into()))?;
     let request = AdminRequest::Task(TaskRequest::Start {
         task: task.clone(),
         devices: Some(devices),
@@ -203,7 +210,12 @@ async fn servers(
                     None => break,
                 }
             }
-            _ => return Err(Refusal::Error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer".into())),
+            _ => {
+                return Err(Refusal::Error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unexpected answer".into(),
+                ));
+            }
         }
     }
     let body = html! {
@@ -240,7 +252,12 @@ async fn events(
     };
     let events = match session.call(Vec::new(), request).await? {
         AdminResponse::Events { events, .. } => events,
-        _ => return Err(Refusal::Error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer".into())),
+        _ => {
+            return Err(Refusal::Error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unexpected answer".into(),
+            ));
+        }
     };
     let body = html! {
         p { "The newest 200, oldest first." }

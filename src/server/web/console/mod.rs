@@ -60,10 +60,14 @@ impl IntoResponse for Refusal {
         match self {
             Refusal::Login => Redirect::to("/login").into_response(),
             Refusal::Error(status, message) => {
-                let page = layout("Error", None, html! {
-                    p.error role="alert" { (message) }
-                    p { a href="/tasks" { "Back to the tasks" } }
-                });
+                let page = layout(
+                    "Error",
+                    None,
+                    html! {
+                        p.error role="alert" { (message) }
+                        p { a href="/tasks" { "Back to the tasks" } }
+                    },
+                );
                 (status, page).into_response()
             }
         }
@@ -72,7 +76,11 @@ impl IntoResponse for Refusal {
 
 impl Session {
     /// The session of the request's cookie.
-    pub(super) fn of(web: &Web, headers: &HeaderMap, remote: SocketAddr) -> Result<Session, Refusal> {
+    pub(super) fn of(
+        web: &Web,
+        headers: &HeaderMap,
+        remote: SocketAddr,
+    ) -> Result<Session, Refusal> {
         let token = cookie(headers, COOKIE).ok_or(Refusal::Login)?;
         let (node, session) = node_of_token(web, &token).ok_or(Refusal::Login)?;
         Ok(Session {
@@ -240,17 +248,21 @@ async fn login_page() -> Html<String> {
 }
 
 fn login_form(error: Option<&str>) -> Html<String> {
-    layout("Log in", None, html! {
-        @if let Some(error) = error {
-            p.error role="alert" { (error) }
-        }
-        form method="post" action="/login" {
-            p { label { "Account " input name="user" autocomplete="username" required; } }
-            p { label { "Password " input name="password" type="password" autocomplete="current-password" required; } }
-            p { label { "Virtual server (optional) " input name="virtual_server"; } }
-            p { button type="submit" { "Log in" } }
-        }
-    })
+    layout(
+        "Log in",
+        None,
+        html! {
+            @if let Some(error) = error {
+                p.error role="alert" { (error) }
+            }
+            form method="post" action="/login" {
+                p { label { "Account " input name="user" autocomplete="username" required; } }
+                p { label { "Password " input name="password" type="password" autocomplete="current-password" required; } }
+                p { label { "Virtual server (optional) " input name="virtual_server"; } }
+                p { button type="submit" { "Log in" } }
+            }
+        },
+    )
 }
 
 async fn login(
@@ -270,7 +282,11 @@ async fn login(
         Some(name) => web.host.virtual_server(name.trim()),
     };
     let Some(node) = node else {
-        return (StatusCode::UNAUTHORIZED, login_form(Some("no such virtual server"))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            login_form(Some("no such virtual server")),
+        )
+            .into_response();
     };
     let call = AdminCall {
         token: None,
@@ -296,7 +312,11 @@ async fn login(
         AdminResponse::Error { kind, message } => {
             (status_of(kind), login_form(Some(&message))).into_response()
         }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, login_form(Some("unexpected answer"))).into_response(),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            login_form(Some("unexpected answer")),
+        )
+            .into_response(),
     }
 }
 
@@ -326,7 +346,8 @@ async fn logout(
 
 /// A time for people, UTC.
 pub(super) fn time(ms: Option<i64>) -> String {
-    ms.map(crate::model::format_time).unwrap_or_else(|| "-".into())
+    ms.map(crate::model::format_time)
+        .unwrap_or_else(|| "-".into())
 }
 
 #[cfg(test)]
@@ -341,7 +362,10 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("x=1; canopy_session=t:42"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("x=1; canopy_session=t:42"),
+        );
         assert_eq!(cookie(&headers, COOKIE).as_deref(), Some("t:42"));
     }
 }

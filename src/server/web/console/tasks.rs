@@ -53,7 +53,10 @@ pub(super) async fn all_tasks(session: &Session) -> Result<Vec<TaskView>, Refusa
 }
 
 fn unexpected() -> Refusal {
-    Refusal::Error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer".into())
+    Refusal::Error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "unexpected answer".into(),
+    )
 }
 
 /// The Status column: the last run's state and how far it is.
@@ -69,7 +72,11 @@ fn status(task: &TaskView) -> Markup {
 fn state_words(run: &RunView) -> String {
     let c = &run.counters;
     let done = c.total() - c.by_state[0] - c.by_state[1] - c.by_state[2] - c.by_state[6];
-    format!("{}: {done} of {} devices finished", title_case(run.state.as_str()), c.total())
+    format!(
+        "{}: {done} of {} devices finished",
+        title_case(run.state.as_str()),
+        c.total()
+    )
 }
 
 fn title_case(word: &str) -> String {
@@ -98,7 +105,10 @@ async fn list(
     let tasks = all_tasks(&session).await?;
     let mut by_application: BTreeMap<&str, Vec<&TaskView>> = BTreeMap::new();
     for task in &tasks {
-        by_application.entry(&task.application).or_default().push(task);
+        by_application
+            .entry(&task.application)
+            .or_default()
+            .push(task);
     }
     let running = tasks.iter().any(is_running);
     let body = html! {
@@ -178,14 +188,20 @@ async fn action(
                 devices: None,
             }
         };
-        session.call(Vec::new(), AdminRequest::Task(request)).await?;
+        session
+            .call(Vec::new(), AdminRequest::Task(request))
+            .await?;
     }
     Ok(Redirect::to("/tasks").into_response())
 }
 
 /// Start, or Stop while a run is going.
 fn actions(session: &Session, task: &TaskView) -> Markup {
-    let (action, label) = if is_running(task) { ("stop", "Stop") } else { ("start", "Start") };
+    let (action, label) = if is_running(task) {
+        ("stop", "Stop")
+    } else {
+        ("start", "Start")
+    };
     html! {
         form.inline method="post" action=(format!("/tasks/{}/{action}", task.id)) {
             (csrf_field(session))
@@ -208,7 +224,10 @@ async fn properties(
 ) -> Result<Response, Refusal> {
     let session = Session::of(&web, &headers, remote)?;
     let shown = match session
-        .call(Vec::new(), AdminRequest::Task(TaskRequest::Show { task: task.clone() }))
+        .call(
+            Vec::new(),
+            AdminRequest::Task(TaskRequest::Show { task: task.clone() }),
+        )
         .await?
     {
         AdminResponse::Task(view) => *view,

@@ -20,7 +20,9 @@ use super::{Refusal, Session, csrf_field, layout};
 use crate::model::schedule::{Schedule, ScheduleOptions};
 use crate::model::task::{Notify, RestartPolicy, TaskPayload, TaskType};
 use crate::server::web::Web;
-use crate::wire::msg::{AccountSpec, AdminRequest, AdminResponse, ScopeSpec, Secret, TaskRequest, TaskSpec};
+use crate::wire::msg::{
+    AccountSpec, AdminRequest, AdminResponse, ScopeSpec, Secret, TaskRequest, TaskSpec,
+};
 
 pub(super) fn router() -> Router<Web> {
     Router::new().route("/tasks/new", get(first).post(step))
@@ -162,11 +164,19 @@ async fn step(
 
 /// Server tasks have no scope to choose.
 fn next(draft: &Draft, at: usize) -> usize {
-    if at == 1 && draft.on_server() { 3 } else { at + 1 }
+    if at == 1 && draft.on_server() {
+        3
+    } else {
+        at + 1
+    }
 }
 
 fn previous(draft: &Draft, at: usize) -> usize {
-    if at == 3 && draft.on_server() { 1 } else { at.saturating_sub(1) }
+    if at == 3 && draft.on_server() {
+        1
+    } else {
+        at.saturating_sub(1)
+    }
 }
 
 /// What is wrong with the answers of step `at`, in words.
@@ -209,7 +219,8 @@ fn payload_of(draft: &Draft) -> Result<TaskType, String> {
             need_restart_percent: 0,
         },
         "backup" => {
-            let directory = Some(draft.get("directory").trim().to_string()).filter(|d| !d.is_empty());
+            let directory =
+                Some(draft.get("directory").trim().to_string()).filter(|d| !d.is_empty());
             return Ok(TaskType::Backup { directory });
         }
         "maintenance" => return Ok(TaskType::Maintenance),
@@ -303,69 +314,103 @@ fn fields(draft: &Draft, at: usize) -> (Vec<&'static str>, Markup) {
     let checked = |name: &str| draft.get(name) == "on";
     let selected = |name: &str, value: &str| draft.get(name) == value;
     match at {
-        0 => (vec!["name", "application", "type"], html! {
-            p { label { "Task name " input name="name" value=(v("name")) required; } }
-            p { label { "Application " input name="application" value=(v("application")) placeholder="Canopy agent"; } }
-            p { label { "Task type "
-                select name="type" {
-                    @for (value, label) in [("command", "Run a command"), ("scan", "Scan files"), ("inventory", "Inventory"),
-                                            ("simulate", "Simulate (simulated devices)"), ("backup", "Backup of the Administration Server"),
-                                            ("maintenance", "Administration Server maintenance")] {
-                        option value=(value) selected[selected("type", value)] { (label) }
+        0 => (
+            vec!["name", "application", "type"],
+            html! {
+                p { label { "Task name " input name="name" value=(v("name")) required; } }
+                p { label { "Application " input name="application" value=(v("application")) placeholder="Canopy agent"; } }
+                p { label { "Task type "
+                    select name="type" {
+                        @for (value, label) in [("command", "Run a command"), ("scan", "Scan files"), ("inventory", "Inventory"),
+                                                ("simulate", "Simulate (simulated devices)"), ("backup", "Backup of the Administration Server"),
+                                                ("maintenance", "Administration Server maintenance")] {
+                            option value=(value) selected[selected("type", value)] { (label) }
+                        }
                     }
-                }
-            } }
-        }),
+                } }
+            },
+        ),
         1 => match draft.get("type") {
-            "command" => (vec!["program", "args", "time_limit"], html! {
-                p { label { "Program (a path, no shell) " input name="program" value=(v("program")); } }
-                p { label { "Arguments, one per line " textarea name="args" { (v("args")) } } }
-                p { label { "Time limit (seconds) " input name="time_limit" value=(v("time_limit")) placeholder="3600"; } }
-            }),
-            "scan" => (vec!["paths", "blocklist"], html! {
-                p { label { "Paths, one per line " textarea name="paths" { (v("paths")) } } }
-                p { label { "Blocklist, SHA-256 in hex, one per line " textarea name="blocklist" { (v("blocklist")) } } }
-            }),
-            "simulate" => (vec!["duration_ms", "succeeded", "warning", "failed"], html! {
-                p { label { "Duration (ms) " input name="duration_ms" value=(v("duration_ms")) placeholder="1000"; } }
-                p { "Outcome weights: "
-                    label { "succeeded " input name="succeeded" value=(v("succeeded")) placeholder="1" size="4"; } " "
-                    label { "warning " input name="warning" value=(v("warning")) placeholder="0" size="4"; } " "
-                    label { "failed " input name="failed" value=(v("failed")) placeholder="0" size="4"; } }
-            }),
-            "backup" => (vec!["directory"], html! {
-                p { label { "Directory (default: the config's backups) " input name="directory" value=(v("directory")); } }
-            }),
+            "command" => (
+                vec!["program", "args", "time_limit"],
+                html! {
+                    p { label { "Program (a path, no shell) " input name="program" value=(v("program")); } }
+                    p { label { "Arguments, one per line " textarea name="args" { (v("args")) } } }
+                    p { label { "Time limit (seconds) " input name="time_limit" value=(v("time_limit")) placeholder="3600"; } }
+                },
+            ),
+            "scan" => (
+                vec!["paths", "blocklist"],
+                html! {
+                    p { label { "Paths, one per line " textarea name="paths" { (v("paths")) } } }
+                    p { label { "Blocklist, SHA-256 in hex, one per line " textarea name="blocklist" { (v("blocklist")) } } }
+                },
+            ),
+            "simulate" => (
+                vec!["duration_ms", "succeeded", "warning", "failed"],
+                html! {
+                    p { label { "Duration (ms) " input name="duration_ms" value=(v("duration_ms")) placeholder="1000"; } }
+                    p { "Outcome weights: "
+                        label { "succeeded " input name="succeeded" value=(v("succeeded")) placeholder="1" size="4"; } " "
+                        label { "warning " input name="warning" value=(v("warning")) placeholder="0" size="4"; } " "
+                        label { "failed " input name="failed" value=(v("failed")) placeholder="0" size="4"; } }
+                },
+            ),
+            "backup" => (
+                vec!["directory"],
+                html! {
+                    p { label { "Directory (default: the config's backups) " input name="directory" value=(v("directory")); } }
+                },
+            ),
             _ => (vec![], html! { p { "This type has no settings." } }),
         },
-        2 => (vec!["scope", "group", "subgroups", "secondaries", "devices", "conditions"], html! {
-            p { label { input type="radio" name="scope" value="group" checked[selected("scope", "group")]; " Devices of an administration group (a group task)" } }
-            p { label { "Group " input name="group" value=(v("group")); } " "
-                label { input type="checkbox" name="subgroups" checked[checked("subgroups")]; " with its subgroups" } " "
-                label { input type="checkbox" name="secondaries" checked[checked("secondaries")]; " and secondary and virtual Administration Servers" } }
-            p { label { input type="radio" name="scope" value="devices" checked[selected("scope", "devices")]; " Specific devices: addresses, ranges or names, one per line" } }
-            p { textarea name="devices" aria-label="devices" { (v("devices")) } }
-            p { label { input type="radio" name="scope" value="selection" checked[selected("scope", "selection")]; " A device selection: conditions key=value, one per line" } }
-            p { textarea name="conditions" aria-label="conditions" { (v("conditions")) } }
-        }),
-        3 => (vec!["schedule"], html! {
-            p { label { "Scheduled start " input name="schedule" value=(v("schedule")); } }
-            p { "manual, immediately, app-start, after:TASK_ID, once:YYYY-MM-DDTHH:MM, every:N(m|h|d|w)@YYYY-MM-DDTHH:MM, weekly:mon,fri@HH:MM, monthly:DAY@HH:MM" }
-        }),
-        4 => (vec!["account", "account_name", "account_password"], html! {
-            p { label { input type="radio" name="account" value="default" checked[!selected("account", "specified")]; " The agent's account" } }
-            p { label { input type="radio" name="account" value="specified" checked[selected("account", "specified")]; " A specified account" } }
-            p { label { "Account " input name="account_name" value=(v("account_name")); } " "
-                label { "Password " input type="password" name="account_password" autocomplete="new-password"; } }
-        }),
-        _ => (vec!["open_details"], html! {
-            table {
-                tr { th { "Name" } td { (v("name")) } }
-                tr { th { "Type" } td { (v("type")) } }
-                tr { th { "Scope" } td { (scope_of(draft).map(|s| format!("{s:?}")).unwrap_or_default()) } }
-                tr { th { "Schedule" } td { (v("schedule")) } }
-            }
-            p { label { input type="checkbox" name="open_details" checked[checked("open_details")]; " Open task details when creation is complete" } }
-        }),
+        2 => (
+            vec![
+                "scope",
+                "group",
+                "subgroups",
+                "secondaries",
+                "devices",
+                "conditions",
+            ],
+            html! {
+                p { label { input type="radio" name="scope" value="group" checked[selected("scope", "group")]; " Devices of an administration group (a group task)" } }
+                p { label { "Group " input name="group" value=(v("group")); } " "
+                    label { input type="checkbox" name="subgroups" checked[checked("subgroups")]; " with its subgroups" } " "
+                    label { input type="checkbox" name="secondaries" checked[checked("secondaries")]; " and secondary and virtual Administration Servers" } }
+                p { label { input type="radio" name="scope" value="devices" checked[selected("scope", "devices")]; " Specific devices: addresses, ranges or names, one per line" } }
+                p { textarea name="devices" aria-label="devices" { (v("devices")) } }
+                p { label { input type="radio" name="scope" value="selection" checked[selected("scope", "selection")]; " A device selection: conditions key=value, one per line" } }
+                p { textarea name="conditions" aria-label="conditions" { (v("conditions")) } }
+            },
+        ),
+        3 => (
+            vec!["schedule"],
+            html! {
+                p { label { "Scheduled start " input name="schedule" value=(v("schedule")); } }
+                p { "manual, immediately, app-start, after:TASK_ID, once:YYYY-MM-DDTHH:MM, every:N(m|h|d|w)@YYYY-MM-DDTHH:MM, weekly:mon,fri@HH:MM, monthly:DAY@HH:MM" }
+            },
+        ),
+        4 => (
+            vec!["account", "account_name", "account_password"],
+            html! {
+                p { label { input type="radio" name="account" value="default" checked[!selected("account", "specified")]; " The agent's account" } }
+                p { label { input type="radio" name="account" value="specified" checked[selected("account", "specified")]; " A specified account" } }
+                p { label { "Account " input name="account_name" value=(v("account_name")); } " "
+                    label { "Password " input type="password" name="account_password" autocomplete="new-password"; } }
+            },
+        ),
+        _ => (
+            vec!["open_details"],
+            html! {
+                table {
+                    tr { th { "Name" } td { (v("name")) } }
+                    tr { th { "Type" } td { (v("type")) } }
+                    tr { th { "Scope" } td { (scope_of(draft).map(|s| format!("{s:?}")).unwrap_or_default()) } }
+                    tr { th { "Schedule" } td { (v("schedule")) } }
+                }
+                p { label { input type="checkbox" name="open_details" checked[checked("open_details")]; " Open task details when creation is complete" } }
+            },
+        ),
     }
 }
