@@ -1,7 +1,7 @@
 # The whole set-up: `make demo` and `make test`. Cargo fetches every crate the project needs.
 CARGO ?= cargo
 
-.PHONY: demo demo-serve test test-deps sim chaos lint fmt build release deb systemd-check clean fuzz fuzz-tools fuzz-seeds fuzz-cmin
+.PHONY: demo demo-serve screenshots test test-deps sim chaos lint fmt build release deb systemd-check clean fuzz fuzz-tools fuzz-seeds fuzz-cmin
 
 # A primary, a secondary and its secondary on loopback, in one process; prints the tree.
 demo:
@@ -31,6 +31,11 @@ test-deps:
 		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$sudo apt-get update -q && \
 		$$sudo apt-get install -y -q --no-install-recommends $(TEST_PACKAGES); }
+
+# The README's screenshots of the web console, taken by tests/console.rs in headless Chromium.
+screenshots: test-deps
+	$(CARGO) test --locked --test console an_administrator
+	cp target/screenshots/console-tasks.png target/screenshots/console-statistics.png docs/
 
 # The seeded simulation of the tree's protocol (the real link sessions over a simulated
 # network with drops, duplicates, reordering, crashes and store failures), in release mode.
