@@ -1,12 +1,10 @@
 //! Managed devices with check boxes and "Run task" (an existing task started at once on the
 //! devices checked, as the spec says), the Administration Servers of the tree, and events.
 
-use std::net::SocketAddr;
-
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Query;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::html;
@@ -36,13 +34,7 @@ pub(super) struct DeviceQuery {
     group: Option<String>,
 }
 
-async fn devices(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<DeviceQuery>,
-) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
+async fn devices(session: Session, Query(q): Query<DeviceQuery>) -> Result<Response, Refusal> {
     let mut devices = Vec::new();
     let mut after = None;
     let group = q.group.clone().filter(|g| !g.is_empty());
@@ -115,13 +107,7 @@ async fn devices(
 
 /// "Run task" on the devices checked: "Add a new task" opens the New task wizard with them
 /// as its scope; "Apply existing task" lists them (each may be taken off) above the tasks.
-async fn run_task(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
+async fn run_task(session: Session, body: Bytes) -> Result<Response, Refusal> {
     let fields = session.form(&body)?;
     let devices = checked(&fields, "device")?;
     if field(&fields, "action").as_deref() == Some("new") {
@@ -154,13 +140,7 @@ async fn run_task(
 
 /// "Save and start task": the task's scope becomes the devices kept and it starts at once;
 /// its schedule is not changed.
-async fn apply(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
+async fn apply(session: Session, body: Bytes) -> Result<Response, Refusal> {
     let fields = session.form(&body)?;
     let devices = checked(&fields, "device")?;
     let task = field(&fields, "task")
@@ -189,12 +169,7 @@ fn checked(fields: &[(String, String)], name: &str) -> Result<Vec<String>, Refus
     Ok(values)
 }
 
-async fn servers(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
+async fn servers(session: Session) -> Result<Response, Refusal> {
     let mut rows = Vec::new();
     let mut after = None;
     loop {
@@ -239,12 +214,7 @@ async fn servers(
     Ok(layout("Administration Servers", Some(&session), body).into_response())
 }
 
-async fn events(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
+async fn events(session: Session) -> Result<Response, Refusal> {
     let request = AdminRequest::EventList {
         after: None,
         limit: 200,

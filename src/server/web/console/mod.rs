@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -74,13 +75,26 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// Every page but the login's takes the session of its cookie; without one it is the
+/// login page's turn.
+impl FromRequestParts<Web> for Session {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Session, Refusal> {
+        let remote = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(remote)| *remote)
+            .ok_or_else(|| {
+                Refusal::Error(StatusCode::INTERNAL_SERVER_ERROR, "no peer address".into())
+            })?;
+        Session::of(web, &parts.headers, remote)
+    }
+}
+
 impl Session {
     /// The session of the request's cookie.
-    pub(super) fn of(
-        web: &Web,
-        headers: &HeaderMap,
-        remote: SocketAddr,
-    ) -> Result<Session, Refusal> {
+    fn of(web: &Web, headers: &HeaderMap, remote: SocketAddr) -> Result<Session, Refusal> {
         let token = cookie(headers, COOKIE).ok_or(Refusal::Login)?;
         let (node, session) = node_of_token(web, &token).ok_or(Refusal::Login)?;
         Ok(Session {
@@ -320,14 +334,8 @@ async fn login(
     }
 }
 
-async fn logout(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn logout(session: Session, body: Bytes) -> Response {
     let result = async {
-        let session = Session::of(&web, &headers, remote)?;
         session.form(&body)?;
         session.call(Vec::new(), AdminRequest::Logout).await?;
         Ok::<_, Refusal>(())

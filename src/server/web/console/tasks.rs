@@ -4,12 +4,11 @@
 //! a run's per-device results, of this server or of a secondary server.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
@@ -96,12 +95,7 @@ fn next_start(task: &TaskView) -> String {
     }
 }
 
-async fn list(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
+async fn list(session: Session) -> Result<Response, Refusal> {
     let tasks = all_tasks(&session).await?;
     let mut by_application: BTreeMap<&str, Vec<&TaskView>> = BTreeMap::new();
     for task in &tasks {
@@ -159,13 +153,7 @@ fn is_running(task: &TaskView) -> bool {
 }
 
 /// Start or Stop on the tasks checked in the list.
-async fn action(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
+async fn action(session: Session, body: Bytes) -> Result<Response, Refusal> {
     let fields = session.form(&body)?;
     let checked: Vec<String> = fields
         .iter()
@@ -216,13 +204,10 @@ pub(super) struct Tab {
 }
 
 async fn properties(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    session: Session,
     Path(task): Path<String>,
     Query(tab): Query<Tab>,
 ) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
     let shown = match session
         .call(
             Vec::new(),
@@ -372,13 +357,10 @@ pub(super) struct ResultsQuery {
 }
 
 async fn results(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    session: Session,
     Path(task): Path<String>,
     Query(q): Query<ResultsQuery>,
 ) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
     let request = AdminRequest::Task(TaskRequest::Results {
         task: task.clone(),
         run: q.run,
@@ -418,13 +400,10 @@ async fn results(
 }
 
 async fn start(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    session: Session,
     Path(task): Path<String>,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
     session.form(&body)?;
     let request = AdminRequest::Task(TaskRequest::Start {
         task: task.clone(),
@@ -435,13 +414,10 @@ async fn start(
 }
 
 async fn stop(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    session: Session,
     Path(task): Path<String>,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
     session.form(&body)?;
     let request = AdminRequest::Task(TaskRequest::Stop { task: task.clone() });
     session.call(Vec::new(), request).await?;

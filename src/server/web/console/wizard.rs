@@ -6,12 +6,10 @@
 //! with the devices checked as its scope.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{Markup, html};
@@ -80,12 +78,7 @@ impl Draft {
     }
 }
 
-async fn first(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
+async fn first(session: Session) -> Result<Response, Refusal> {
     let mut draft = Draft::default();
     draft.0.insert("scope".into(), "group".into());
     draft.0.insert("group".into(), "Managed devices".into());
@@ -104,13 +97,7 @@ pub(super) fn for_devices(session: &Session, devices: &[String]) -> Response {
     page(session, &draft, 0, None)
 }
 
-async fn step(
-    State(web): State<Web>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, Refusal> {
-    let session = Session::of(&web, &headers, remote)?;
+async fn step(session: Session, body: Bytes) -> Result<Response, Refusal> {
     let fields = session.form(&body)?;
     let mut draft = Draft::default();
     let (mut at, mut go) = (0usize, String::new());
