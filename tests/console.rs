@@ -228,6 +228,104 @@ async fn an_administrator_runs_a_group_task_and_drills_down_in_the_console() {
             .await
             .unwrap();
 
+        // Copy, Delete and Import from the list.
+        b.goto(&format!("{base}/tasks")).await.unwrap();
+        b.click(&format!("{row} input[type=checkbox]"))
+            .await
+            .unwrap();
+        b.click("button[value=copy]").await.unwrap();
+        b.wait_for_text("tr[data-task='Patch (1)'] td.status", "Never run", WAIT)
+            .await
+            .unwrap();
+        b.click("tr[data-task='Patch (1)'] input[type=checkbox]")
+            .await
+            .unwrap();
+        b.click("button[value=delete]").await.unwrap();
+        b.wait_for_text("h1", "Tasks", WAIT).await.unwrap();
+        let names = b
+            .texts("table.tasks tbody tr td:nth-child(2)")
+            .await
+            .unwrap();
+        assert_eq!(names, ["Patch", "Inventory"], "the copy deleted");
+        let file = match admin
+            .call(AdminRequest::Task(canopy::wire::msg::TaskRequest::Export {
+                task: "Inventory".into(),
+            }))
+            .await
+            .unwrap()
+        {
+            canopy::wire::msg::AdminResponse::Exported { file, .. } => file,
+            other => panic!("{other:?}"),
+        };
+        b.goto(&format!("{base}/tasks/import")).await.unwrap();
+        b.fill("textarea[name=file]", &file).await.unwrap();
+        b.click("button[value=check]").await.unwrap();
+        let would = b
+            .wait_for_text("table.import", "Inventory (1)", WAIT)
+            .await
+            .unwrap();
+        assert!(would.contains("simulate"), "{would}");
+        b.click("button[value=import]").await.unwrap();
+        b.wait_for_text("tr[data-task='Inventory (1)'] td.status", "Never run", WAIT)
+            .await
+            .unwrap();
+
+        // Forms need the session's CSRF token: without it, or with another, nothing is done;
+        // with it, Export answers the file as a download.
+        let mut raw = rest::Rest::new(primary.web_addr().unwrap(), "primary", &d.ca().unwrap());
+        let form = format!("user={ADMIN_USER}&password={ADMIN_PASSWORD}");
+        let login = raw
+            .raw(
+                "POST",
+                "/login",
+                Some("application/x-www-form-urlencoded"),
+                form.as_bytes(),
+            )
+            .await;
+        assert_eq!(login.status, 303);
+        let set_cookie = login.header("set-cookie").unwrap().to_string();
+        assert!(
+            set_cookie.contains("Secure")
+                && set_cookie.contains("HttpOnly")
+                && set_cookie.contains("SameSite=Strict")
+        );
+        raw.cookie = Some(set_cookie.split(';').next().unwrap().to_string());
+        let list = raw.raw("GET", "/tasks", None, &[]).await;
+        let page = String::from_utf8_lossy(&list.body).to_string();
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        let form_type = Some("application/x-www-form-urlencoded");
+        for body in [
+            "task=2&action=start".to_string(),
+            "task=2&action=start&csrf=0000".to_string(),
+        ] {
+            let refused = raw
+                .raw("POST", "/tasks/action", form_type, body.as_bytes())
+                .await;
+            assert_eq!(refused.status, 403, "{body}");
+            assert!(String::from_utf8_lossy(&refused.body).contains("CSRF"));
+        }
+        let inventory = common::show_task(&admin, "Inventory").await;
+        assert_eq!(inventory.last_run.unwrap().run_id, 2, "not started again");
+        let body = format!("task=1&action=export&csrf={csrf}");
+        let exported = raw
+            .raw("POST", "/tasks/action", form_type, body.as_bytes())
+            .await;
+        assert_eq!(exported.status, 200);
+        assert!(
+            exported
+                .header("content-disposition")
+                .unwrap()
+                .starts_with("attachment")
+        );
+        assert!(String::from_utf8_lossy(&exported.body).contains("Patch"));
+
         // A tenant's administrator sees the tenant's tasks only: the inherited group tasks.
         let boss = AdminRequest::AccountCreate {
             name: "boss".into(),
@@ -262,4 +360,68 @@ fn docs(name: &str) -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
+}
+
+/// `canopy demo --serve` as a person runs it: it prints the console's address and the CA to
+/// trust, the console answers there with its login page, and Ctrl-C stops it cleanly.
+#[test]
+fn the_demo_serves_the_console_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_canopy"))
+        .args(["demo", "--serve", "--web-listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read on a thread to the end, so that the demo can still write when it stops.
+    let stderr = BufReader::new(demo.stderr.take().unwrap());
+    let (lines, read) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let (mut address, mut ca) = (None, None);
+    let mut seen = String::new();
+    while let Ok(line) = read.recv_timeout(Duration::from_secs(120)) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(rest) = line.strip_prefix("The web console: https://") {
+            address = rest.split('/').next().map(str::to_string);
+        }
+        if let Some(rest) = line.strip_prefix("Its certificate is issued by the demo's own CA, ") {
+            ca = rest.split(':').next().map(str::to_string);
+        }
+        if address.is_some() && ca.is_some() {
+            break;
+        }
+    }
+    let (address, ca) = (address.expect(&seen), ca.expect(&seen));
+    let ca = rustls_pki_types::pem::PemObject::pem_file_iter(&ca)
+        .unwrap()
+        .collect::<Result<Vec<rustls_pki_types::CertificateDer<'static>>, _>>()
+        .unwrap();
+    let rest = rest_client(address.parse().unwrap(), &ca);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let page = runtime.block_on(rest.raw("GET", "/login", None, &[]));
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("<h1>Log in</h1>"));
+    // Ctrl-C: the tree stops and the process ends well.
+    unsafe { libc::kill(demo.id() as i32, libc::SIGINT) };
+    let status = demo.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+// Each test binary uses part of the shared client.
+#[allow(dead_code)]
+#[path = "common/rest.rs"]
+mod rest;
+
+fn rest_client(
+    addr: std::net::SocketAddr,
+    ca: &[rustls_pki_types::CertificateDer<'static>],
+) -> rest::Rest {
+    rest::Rest::new(addr, "primary", ca)
 }

@@ -50,6 +50,8 @@ pub struct Rest {
     name: String,
     tls: Arc<rustls::ClientConfig>,
     pub token: Option<String>,
+    /// Sent as the `Cookie` header when set (the console's session).
+    pub cookie: Option<String>,
 }
 
 impl Rest {
@@ -67,6 +69,7 @@ impl Rest {
             name: name.to_string(),
             tls: Arc::new(tls),
             token: None,
+            cookie: None,
         }
     }
 
@@ -92,6 +95,9 @@ impl Rest {
         }
         if let Some(token) = &self.token {
             head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        if let Some(cookie) = &self.cookie {
+            head.push_str(&format!("Cookie: {cookie}\r\n"));
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes()).await.unwrap();

@@ -6,6 +6,7 @@
 
 mod devices;
 mod tasks;
+mod transfer;
 mod wizard;
 
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ pub(super) fn router() -> Router<Web> {
         .route("/logout", axum::routing::post(logout))
         .merge(tasks::router())
         .merge(wizard::router())
+        .merge(transfer::router())
         .merge(devices::router())
 }
 

@@ -22,7 +22,7 @@ use crate::wire::msg::{
 pub(super) fn router() -> Router<Web> {
     Router::new()
         .route("/tasks", get(list))
-        .route("/tasks/action", post(action))
+        .route("/tasks/action", post(super::transfer::action))
         .route("/tasks/{task}", get(properties))
         .route("/tasks/{task}/results", get(results))
         .route("/tasks/{task}/start", post(start))
@@ -114,7 +114,11 @@ async fn list(session: Session) -> Result<Response, Refusal> {
             (csrf_field(&session))
             p.toolbar {
                 button type="submit" name="action" value="start" { "Start" } " "
-                button type="submit" name="action" value="stop" { "Stop" }
+                button type="submit" name="action" value="stop" { "Stop" } " "
+                button type="submit" name="action" value="copy" { "Copy" } " "
+                button type="submit" name="action" value="export" { "Export" } " "
+                button type="submit" name="action" value="delete" { "Delete" } " "
+                a href="/tasks/import" { "Import" }
             }
             @for (application, tasks) in &by_application {
                 h2 { (application) }
@@ -150,37 +154,6 @@ fn is_running(task: &TaskView) -> bool {
     task.last_run
         .as_ref()
         .is_some_and(|r| matches!(r.state.as_str(), "running" | "paused"))
-}
-
-/// Start or Stop on the tasks checked in the list.
-async fn action(session: Session, body: Bytes) -> Result<Response, Refusal> {
-    let fields = session.form(&body)?;
-    let checked: Vec<String> = fields
-        .iter()
-        .filter(|(name, _)| name == "task")
-        .map(|(_, id)| id.clone())
-        .collect();
-    if checked.is_empty() {
-        return Err(Refusal::Error(
-            StatusCode::BAD_REQUEST,
-            "select the check box next to a task first".into(),
-        ));
-    }
-    let stop = super::field(&fields, "action").as_deref() == Some("stop");
-    for task in checked {
-        let request = if stop {
-            TaskRequest::Stop { task }
-        } else {
-            TaskRequest::Start {
-                task,
-                devices: None,
-            }
-        };
-        session
-            .call(Vec::new(), AdminRequest::Task(request))
-            .await?;
-    }
-    Ok(Redirect::to("/tasks").into_response())
 }
 
 /// Start, or Stop while a run is going.
