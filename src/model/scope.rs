@@ -577,6 +577,35 @@ impl Selection {
         tag() && os() && ip() && app() && self.connected.is_none_or(|wanted| wanted == connected)
     }
 
+    /// The selection as the conditions [`Selection::from_conditions`] reads, so that an
+    /// administrator can change it where it was given; `path_of` names a group by its id.
+    pub fn conditions(&self, path_of: impl Fn(u64) -> Option<String>) -> Vec<String> {
+        let mut conditions = Vec::new();
+        if let Some((id, subgroups)) = self.group {
+            let path = path_of(id).unwrap_or_else(|| format!("#{id}"));
+            conditions.push(format!("group={path}"));
+            if !subgroups {
+                conditions.push("subgroups=no".into());
+            }
+        }
+        let texts = [
+            ("tag", self.tag.clone()),
+            ("os", self.os.clone()),
+            ("ip", self.ip_range.map(|r| r.to_string())),
+            ("app", self.application.clone()),
+            (
+                "connected",
+                self.connected.map(|c| if c { "yes" } else { "no" }.into()),
+            ),
+        ];
+        for (key, value) in texts {
+            if let Some(value) = value {
+                conditions.push(format!("{key}={value}"));
+            }
+        }
+        conditions
+    }
+
     /// The selection in words, with group paths.
     pub fn describe(&self, tree: &GroupTree) -> String {
         let mut head = String::from("devices");

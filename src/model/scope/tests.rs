@@ -447,3 +447,32 @@ fn selections_match() {
         assert!(!s.matches(&waiting, &tree, true));
     }
 }
+
+#[test]
+fn a_selection_reads_back_as_its_conditions() {
+    let tree = tree();
+    for items in [
+        &[
+            "group=Managed devices/Sales",
+            "subgroups=no",
+            "tag=finance",
+            "os=Windows",
+            "ip=10.0.0.1-10.0.0.9",
+            "app=Browser",
+            "connected=no",
+        ][..],
+        &["group=Managed devices/Sales/Paris"],
+        &["connected=yes"],
+    ] {
+        let selection = conditions(items).unwrap();
+        let back = selection.conditions(|id| tree.path_of(id));
+        assert_eq!(
+            back,
+            items.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            conditions(&back.iter().map(String::as_str).collect::<Vec<_>>()).unwrap(),
+            selection
+        );
+    }
+}

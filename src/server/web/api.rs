@@ -26,6 +26,8 @@ pub(super) const MAX_BODY: usize = 256 * 1024;
 pub(super) fn router() -> Router<Web> {
     let mut router = Router::new().route("/openapi.json", get(openapi::serve));
     for op in OPERATIONS {
+        // Every method of the table converts (the ops unit test checks it); the fallback
+        // is never taken.
         let filter = MethodFilter::try_from(op.method.clone()).unwrap_or(MethodFilter::GET);
         router = router.route(
             op.path,
@@ -58,21 +60,27 @@ impl ApiError {
     }
 
     fn from_kind(kind: ErrorKind, message: String) -> ApiError {
-        let (status, code) = match kind {
-            ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
-            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            ErrorKind::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
-            ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_input"),
-            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ErrorKind::LimitReached => (StatusCode::CONFLICT, "limit_reached"),
-        };
+        let (status, code) = status_and_code(kind);
         ApiError {
             status,
             code,
             message,
         }
+    }
+}
+
+/// The HTTP status and the stable error code of an admin API error, the same for the REST
+/// API and the console.
+pub(super) fn status_and_code(kind: ErrorKind) -> (StatusCode, &'static str) {
+    match kind {
+        ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        ErrorKind::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+        ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, "invalid_input"),
+        ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        ErrorKind::LimitReached => (StatusCode::CONFLICT, "limit_reached"),
     }
 }
 

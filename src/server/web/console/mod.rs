@@ -5,6 +5,9 @@
 //! before anything is done. No script and no asset from anywhere else.
 
 mod devices;
+mod edit;
+mod properties;
+mod revisions;
 mod tasks;
 mod transfer;
 mod wizard;
@@ -39,6 +42,8 @@ pub(super) fn router() -> Router<Web> {
         .merge(wizard::router())
         .merge(transfer::router())
         .merge(devices::router())
+        .merge(edit::router())
+        .merge(revisions::router())
 }
 
 /// A logged-in administrator's page request.
@@ -149,15 +154,7 @@ impl Session {
 }
 
 fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::AlreadyExists | ErrorKind::LimitReached => StatusCode::CONFLICT,
-        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-    }
+    super::api::status_and_code(kind).0
 }
 
 /// The CSRF token of a session: a digest of its token, which a page of another site can
@@ -219,6 +216,7 @@ th,td{border:1px solid #d5d9e0;padding:.35em .7em;text-align:left;vertical-align
 th{background:#eef1f5}h2{margin-top:1.2em}.error{color:#a30d0d;font-weight:600}
 .tabs a{margin-right:1em}.tabs a.on{font-weight:700;text-decoration:none}
 button{cursor:pointer}form.inline{display:inline}
+.notice{color:#11683a;font-weight:600}.hint{color:#5a6473;font-size:.9em}
 .state-completed{color:#11683a}.state-running{color:#8a5a00}.state-stopped{color:#a30d0d}
 ";
 

@@ -37,10 +37,10 @@ const STEPS: [&str; 6] = [
 
 /// The answers so far, by field name.
 #[derive(Default)]
-struct Draft(BTreeMap<String, String>);
+pub(super) struct Draft(pub(super) BTreeMap<String, String>);
 
 impl Draft {
-    fn get(&self, name: &str) -> &str {
+    pub(super) fn get(&self, name: &str) -> &str {
         self.0.get(name).map(String::as_str).unwrap_or("")
     }
 
@@ -186,7 +186,7 @@ fn check(draft: &Draft, at: usize) -> Result<(), String> {
     }
 }
 
-fn payload_of(draft: &Draft) -> Result<TaskType, String> {
+pub(super) fn payload_of(draft: &Draft) -> Result<TaskType, String> {
     let payload = match draft.get("type") {
         "command" => TaskPayload::Command {
             program: draft.get("program").trim().to_string(),
@@ -203,7 +203,10 @@ fn payload_of(draft: &Draft) -> Result<TaskType, String> {
             succeeded: draft.number("succeeded", 1)?,
             warning: draft.number("warning", 0)?,
             failed: draft.number("failed", 0)?,
-            need_restart_percent: 0,
+            need_restart_percent: u8::try_from(draft.number("need_restart_percent", 0)?)
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or("devices needing a restart: a percentage, 0 to 100")?,
         },
         "backup" => {
             let directory =
@@ -217,7 +220,7 @@ fn payload_of(draft: &Draft) -> Result<TaskType, String> {
     Ok(TaskType::Device(payload))
 }
 
-fn scope_of(draft: &Draft) -> Result<ScopeSpec, String> {
+pub(super) fn scope_of(draft: &Draft) -> Result<ScopeSpec, String> {
     if draft.on_server() {
         return Ok(ScopeSpec::Server);
     }
@@ -296,7 +299,7 @@ fn page(session: &Session, draft: &Draft, at: usize, problem: Option<&str>) -> R
 }
 
 /// The inputs of step `at`, and their names.
-fn fields(draft: &Draft, at: usize) -> (Vec<&'static str>, Markup) {
+pub(super) fn fields(draft: &Draft, at: usize) -> (Vec<&'static str>, Markup) {
     let v = |name: &str| draft.get(name).to_string();
     let checked = |name: &str| draft.get(name) == "on";
     let selected = |name: &str, value: &str| draft.get(name) == value;
@@ -334,13 +337,20 @@ fn fields(draft: &Draft, at: usize) -> (Vec<&'static str>, Markup) {
                 },
             ),
             "simulate" => (
-                vec!["duration_ms", "succeeded", "warning", "failed"],
+                vec![
+                    "duration_ms",
+                    "succeeded",
+                    "warning",
+                    "failed",
+                    "need_restart_percent",
+                ],
                 html! {
                     p { label { "Duration (ms) " input name="duration_ms" value=(v("duration_ms")) placeholder="1000"; } }
                     p { "Outcome weights: "
                         label { "succeeded " input name="succeeded" value=(v("succeeded")) placeholder="1" size="4"; } " "
                         label { "warning " input name="warning" value=(v("warning")) placeholder="0" size="4"; } " "
                         label { "failed " input name="failed" value=(v("failed")) placeholder="0" size="4"; } }
+                    p { label { "Devices needing a restart (%) " input name="need_restart_percent" value=(v("need_restart_percent")) placeholder="0" size="4"; } }
                 },
             ),
             "backup" => (

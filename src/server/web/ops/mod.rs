@@ -189,6 +189,14 @@ mod tests {
                 op.method,
                 op.path
             );
+            // The router serves each operation on its method: one axum cannot route would
+            // otherwise be served as GET.
+            assert!(
+                axum::routing::MethodFilter::try_from(op.method.clone()).is_ok(),
+                "{} {}",
+                op.method,
+                op.path
+            );
         }
     }
 }
