@@ -785,6 +785,15 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "not_found",
             "Nope",
         ),
+        (
+            "PUT",
+            "/api/v1/tasks",
+            None,
+            Vec::new(),
+            405,
+            "method_not_allowed",
+            "PUT /api/v1/tasks",
+        ),
     ];
     for (method, path, content_type, body, status, code, words) in cases {
         let answer: Answer = rest.raw(method, path, content_type, &body).await;
@@ -795,6 +804,19 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         assert!(message.contains(words), "{method} {path}: {message}");
     }
     assert_eq!(tasks().await, before, "nothing changed");
+
+    // A task needs only its name, type and scope: the other settings have their defaults.
+    let minimal = serde_json::json!({
+        "name": "Minimal",
+        "task_type": { "Device": "Inventory" },
+        "scope": { "Group": { "path": "Managed devices", "include_subgroups": true, "include_secondaries": false } },
+    });
+    let created = rest.call("POST", "/api/v1/tasks", Some(&minimal)).await;
+    assert!(created.status < 300, "{created:?}");
+    let task = created.json();
+    assert_eq!(task["schedule"], "Manually", "{task}");
+    assert_eq!(task["store_history_days"], 30, "{task}");
+    assert_eq!(task["notify"], "ErrorsOnly", "{task}");
     primary.shutdown().await.unwrap();
     branch.shutdown().await.unwrap();
 }

@@ -39,7 +39,21 @@ pub(super) fn router() -> Router<Web> {
             ),
         );
     }
-    router
+    // A known path with another method: the API's JSON error, not a bare 405.
+    router.method_not_allowed_fallback(method_not_allowed)
+}
+
+/// `uri` is the path inside `/api/v1`, where the router is nested.
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> Response {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!(
+            "{method} /api/v1{} is not an operation: see /api/v1/openapi.json for the methods of this path",
+            uri.path()
+        ),
+    }
+    .into_response()
 }
 
 /// An error of the API: the HTTP status, a stable code and words for people.

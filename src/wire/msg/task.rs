@@ -19,14 +19,28 @@ pub struct TaskSpec {
     /// Administration Server (server tasks).
     pub application: Option<String>,
     pub scope: ScopeSpec,
+    // The settings below have defaults where a format names its fields (JSON): a task
+    // needs only its name, type and scope. Binary formats carry every field.
+    #[serde(default)]
     pub restart: RestartPolicy,
+    #[serde(default)]
     pub schedule: Schedule,
+    #[serde(default)]
     pub schedule_options: ScheduleOptions,
+    #[serde(default)]
     pub account: Option<AccountSpec>,
+    #[serde(default)]
     pub notify: Notify,
+    #[serde(default = "default_history_days")]
     pub store_history_days: u32,
     /// Why, for the revision history.
+    #[serde(default)]
     pub comment: Option<String>,
+}
+
+/// How long a task's results are kept unless it says otherwise, as `task create` does.
+fn default_history_days() -> u32 {
+    crate::model::task::DEFAULT_STORE_HISTORY_DAYS
 }
 
 /// A change to a task: each field given replaces the task's.
