@@ -2,8 +2,9 @@
 //! (name, parameters, restart, account with a password never shown again), Schedule with its
 //! advanced options, Notifications and Store task history, Scope, Security (rights), a
 //! change refused with its reason and nothing changed, Revision history with a comparison and
-//! a roll back, Pause and Resume of a run, a deleted task restored; and an auditor, whose
-//! every change is refused while the task stays as it was.
+//! a roll back, Pause and Resume of a run, a deleted task restored; an auditor, whose every
+//! change is refused while the task stays as it was; and devices managed from Managed
+//! devices (moved, approved, rejected, deleted after a confirmation, tagged).
 
 // Each test binary uses part of the shared harness.
 #[allow(dead_code)]
@@ -437,6 +438,190 @@ async fn an_auditor_sees_but_cannot_change() {
             AdminResponse::Tasks { tasks, .. } => assert_eq!(tasks.len(), 1),
             other => panic!("{other:?}"),
         }
+        b.close().await.unwrap();
+        primary.shutdown().await.unwrap();
+    })
+    .await
+    .expect("the console test finished in time");
+}
+
+/// The device ids of `group` (and its subgroups), with their enrollment.
+async fn devices_of(admin: &AdminClient, group: &str) -> Vec<(String, String)> {
+    let request = AdminRequest::Device(canopy::wire::msg::DeviceRequest::List {
+        group: Some(group.into()),
+        recursive: true,
+        after: None,
+        limit: 100,
+    });
+    match admin.call(request).await.unwrap() {
+        AdminResponse::Devices { devices, .. } => devices
+            .into_iter()
+            .map(|d| (d.id, d.enrollment.as_str().to_string()))
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_manages_devices() {
+    tokio::time::timeout(Duration::from_secs(180), async {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Deployment::create(dir.path()).unwrap();
+        let (primary, admin) = primary(&d).await;
+        let address = primary.local_addr().to_string();
+        let _fleet = common::named_fleet(&d, "fleet", &address, TOKEN, 3, "").await;
+        admin
+            .call(AdminRequest::Group(
+                canopy::wire::msg::GroupRequest::Create {
+                    path: "Managed devices/Paris".into(),
+                },
+            ))
+            .await
+            .unwrap();
+        let pending_config = d.agent_config_at("pending", &address, None).unwrap();
+        let pending = canopy::agent::Agents::start(
+            pending_config,
+            Some(canopy::agent::Simulation {
+                devices: 2,
+                seed: 99,
+            }),
+        )
+        .await
+        .unwrap();
+        common::until("two devices pending", || async {
+            pending.counts().pending == 2
+        })
+        .await;
+        let b = browser(&d).await;
+        let base = format!("https://{}", primary.web_addr().unwrap());
+        log_in(&b, &base, ADMIN_USER, ADMIN_PASSWORD).await;
+
+        // Two of the fleet moved to Paris; the group filter then shows just them.
+        b.goto(&format!(
+            "{base}/devices?status=connected&group=Managed%20devices"
+        ))
+        .await
+        .unwrap();
+        assert_eq!(b.texts("table.devices tbody tr").await.unwrap().len(), 3);
+        b.click("table.devices tbody tr:nth-child(1) input[type=checkbox]")
+            .await
+            .unwrap();
+        b.click("table.devices tbody tr:nth-child(2) input[type=checkbox]")
+            .await
+            .unwrap();
+        b.fill("input[name=target_group]", "Managed devices/Paris")
+            .await
+            .unwrap();
+        b.click("button[value=move]").await.unwrap();
+        b.wait_for_text("h1", "Managed devices", WAIT)
+            .await
+            .unwrap();
+        assert_eq!(devices_of(&admin, "Managed devices/Paris").await.len(), 2);
+        b.goto(&format!("{base}/devices?group=Managed%20devices/Paris"))
+            .await
+            .unwrap();
+        let groups = b
+            .texts("table.devices tbody tr td:nth-child(3)")
+            .await
+            .unwrap();
+        assert_eq!(groups, ["Managed devices/Paris", "Managed devices/Paris"]);
+
+        // The pending devices: one approved into Paris, the other rejected.
+        b.goto(&format!("{base}/devices?status=pending"))
+            .await
+            .unwrap();
+        let states = b.texts("table.devices td.enrollment").await.unwrap();
+        assert_eq!(states, ["pending", "pending"]);
+        let ids: Vec<String> = devices_of(&admin, "Unassigned devices")
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(ids.len(), 2);
+        b.click(&format!("input[type=checkbox][value='{}']", ids[0]))
+            .await
+            .unwrap();
+        b.fill("input[name=target_group]", "Managed devices/Paris")
+            .await
+            .unwrap();
+        b.click("button[value=approve]").await.unwrap();
+        b.wait_for_text("h1", "Managed devices", WAIT)
+            .await
+            .unwrap();
+        b.goto(&format!("{base}/devices?status=pending"))
+            .await
+            .unwrap();
+        b.click(&format!("input[type=checkbox][value='{}']", ids[1]))
+            .await
+            .unwrap();
+        b.click("button[value=reject]").await.unwrap();
+        b.wait_for_text("h1", "Managed devices", WAIT)
+            .await
+            .unwrap();
+        let paris = devices_of(&admin, "Managed devices/Paris").await;
+        assert!(
+            paris.contains(&(ids[0].clone(), "approved".into())),
+            "{paris:?}"
+        );
+        let unassigned = devices_of(&admin, "Unassigned devices").await;
+        assert_eq!(unassigned, [(ids[1].clone(), "rejected".into())]);
+
+        // Deleted after a confirmation (the fleet stopped, so that it does not come back).
+        pending.stop().await.unwrap();
+        b.goto(&format!("{base}/devices")).await.unwrap();
+        b.click(&format!("input[type=checkbox][value='{}']", ids[1]))
+            .await
+            .unwrap();
+        b.click("button[value=delete]").await.unwrap();
+        b.wait_for_text("h1", "Delete devices", WAIT).await.unwrap();
+        assert_eq!(
+            devices_of(&admin, "Unassigned devices").await.len(),
+            1,
+            "asked first"
+        );
+        b.click("button[value=yes]").await.unwrap();
+        b.wait_for_text("h1", "Managed devices", WAIT)
+            .await
+            .unwrap();
+        assert!(devices_of(&admin, "Unassigned devices").await.is_empty());
+
+        // A move to a group that does not exist: refused with the reason, nothing moved.
+        b.click("table.devices tbody tr:nth-child(1) input[type=checkbox]")
+            .await
+            .unwrap();
+        b.fill("input[name=target_group]", "Managed devices/Nowhere")
+            .await
+            .unwrap();
+        b.click("button[value=move]").await.unwrap();
+        b.wait_for_text(".refused", "no group", WAIT).await.unwrap();
+        assert_eq!(devices_of(&admin, "Managed devices/Paris").await.len(), 3);
+
+        // A device's page: its facts, and tags added and removed.
+        b.goto(&format!("{base}/devices/{}", ids[0])).await.unwrap();
+        b.wait_for_text("table.device", "Managed devices/Paris", WAIT)
+            .await
+            .unwrap();
+        b.fill("input[name=add]", "finance, vip").await.unwrap();
+        b.click("form.tags button").await.unwrap();
+        b.wait_for_text("li[data-tag='vip']", "vip", WAIT)
+            .await
+            .unwrap();
+        b.click("li[data-tag='vip'] input").await.unwrap();
+        b.click("form.tags button").await.unwrap();
+        // The same page comes back: wait for the tag to go.
+        let mut tags = Vec::new();
+        for _ in 0..100 {
+            tags = b.texts("ul.tags li").await.unwrap_or_default();
+            if !tags.contains(&"vip".to_string()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            tags.contains(&"finance".to_string()) && !tags.contains(&"vip".to_string()),
+            "{tags:?}"
+        );
+
         b.close().await.unwrap();
         primary.shutdown().await.unwrap();
     })

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::html;
 
+use super::device_actions::checked;
 use super::tasks::{all_tasks, encode};
 use super::{Refusal, Session, csrf_field, field, layout, time};
 use crate::model::EventFilter;
@@ -32,7 +33,13 @@ pub(super) struct DeviceQuery {
     search: Option<String>,
     /// The devices of this group and its subgroups.
     group: Option<String>,
+    /// connected, disconnected or pending; all without it.
+    status: Option<String>,
 }
+
+/// The most devices one page of the console lists: a larger fleet is narrowed with the
+/// filters.
+const DEVICES_SHOWN: usize = 10_000;
 
 async fn devices(session: Session, Query(q): Query<DeviceQuery>) -> Result<Response, Refusal> {
     let mut devices = Vec::new();
@@ -52,7 +59,7 @@ async fn devices(session: Session, Query(q): Query<DeviceQuery>) -> Result<Respo
             } => {
                 devices.extend(page);
                 match next {
-                    Some(next) if devices.len() < 10_000 => after = Some(next),
+                    Some(next) if devices.len() < DEVICES_SHOWN => after = Some(next),
                     _ => break,
                 }
             }
@@ -64,29 +71,47 @@ async fn devices(session: Session, Query(q): Query<DeviceQuery>) -> Result<Respo
             }
         }
     }
+    let truncated = devices.len() >= DEVICES_SHOWN;
     let search = q.search.clone().unwrap_or_default().to_lowercase();
+    let status = q.status.clone().unwrap_or_default();
     devices.retain(|d| {
-        search.is_empty()
+        let found = search.is_empty()
             || d.name.to_lowercase().contains(&search)
             || d.group.to_lowercase().contains(&search)
-            || d.addresses.iter().any(|a| a.contains(&search))
+            || d.addresses.iter().any(|a| a.contains(&search));
+        let in_status = match status.as_str() {
+            "connected" => d.connected,
+            "disconnected" => !d.connected,
+            "pending" => d.enrollment == crate::model::device::Enrollment::Pending,
+            _ => true,
+        };
+        found && in_status
     });
     let body = html! {
         form method="get" action="/devices" {
             label { "Search " input name="search" value=(q.search.clone().unwrap_or_default()); }
             " "
             label { "Group " input name="group" value=(q.group.clone().unwrap_or_default()); }
+            " "
+            label { "Status "
+                select name="status" {
+                    @for (value, label) in [("", "all"), ("connected", "connected"), ("disconnected", "not connected"), ("pending", "pending approval")] {
+                        option value=(value) selected[status == value] { (label) }
+                    }
+                }
+            }
             " " button type="submit" { "Filter" }
         }
         form method="post" action="/devices/run" {
             (csrf_field(&session))
             table.devices {
-                thead { tr { th { "" } th { "Device" } th { "Group" } th { "Connected" } th { "OS" } th { "Addresses" } th { "Last seen" } } }
+                thead { tr { th { "" } th { "Device" } th { "Group" } th { "Status" } th { "Connected" } th { "OS" } th { "Addresses" } th { "Last seen" } } }
                 tbody {
                     @for d in &devices {
                         tr data-device=(d.name) {
                             td { input type="checkbox" name="device" value=(d.id) aria-label=(d.name); }
-                            td { (d.name) } td { (d.group) }
+                            td { a href=(format!("/devices/{}", encode(&d.id))) { (d.name) } } td { (d.group) }
+                            td.enrollment { (d.enrollment.as_str()) }
                             td { (if d.connected { "yes" } else { "no" }) }
                             td { (d.os) } td { (d.addresses.join(", ")) }
                             td { (time(d.last_seen)) }
@@ -94,11 +119,20 @@ async fn devices(session: Session, Query(q): Query<DeviceQuery>) -> Result<Respo
                     }
                 }
             }
-            p { (devices.len()) " devices" }
+            p.count { (devices.len()) " devices"
+                @if truncated { " (the first " (DEVICES_SHOWN) " of the group: narrow the list with the filters)" } }
             h2 { "Run task" }
             p {
                 button type="submit" name="action" value="new" { "Add a new task" } " "
                 button type="submit" name="action" value="apply" { "Apply existing task" }
+            }
+            h2 { "Manage" }
+            p.manage {
+                label { "Group " input name="target_group" placeholder="Managed devices/Paris"; } " "
+                button type="submit" formaction="/devices/action" name="action" value="move" { "Move to group" } " "
+                button type="submit" formaction="/devices/action" name="action" value="approve" { "Approve" } " "
+                button type="submit" formaction="/devices/action" name="action" value="reject" { "Reject" } " "
+                button type="submit" formaction="/devices/action" name="action" value="delete" { "Delete" }
             }
         }
     };
@@ -151,22 +185,6 @@ async fn apply(session: Session, body: Bytes) -> Result<Response, Refusal> {
     });
     session.call(Vec::new(), request).await?;
     Ok(Redirect::to(&format!("/tasks/{}", encode(&task))).into_response())
-}
-
-/// The values of the check boxes `name` checked: at least one.
-fn checked(fields: &[(String, String)], name: &str) -> Result<Vec<String>, Refusal> {
-    let values: Vec<String> = fields
-        .iter()
-        .filter(|(n, _)| n == name)
-        .map(|(_, v)| v.clone())
-        .collect();
-    if values.is_empty() {
-        return Err(Refusal::Error(
-            StatusCode::BAD_REQUEST,
-            "select the check box next to at least one device".into(),
-        ));
-    }
-    Ok(values)
 }
 
 async fn servers(session: Session) -> Result<Response, Refusal> {

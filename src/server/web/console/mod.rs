@@ -4,6 +4,7 @@
 //! SameSite=Strict); every form carries a CSRF token derived from that session, checked
 //! before anything is done. No script and no asset from anywhere else.
 
+mod device_actions;
 mod devices;
 mod edit;
 mod properties;
@@ -42,6 +43,7 @@ pub(super) fn router() -> Router<Web> {
         .merge(wizard::router())
         .merge(transfer::router())
         .merge(devices::router())
+        .merge(device_actions::router())
         .merge(edit::router())
         .merge(revisions::router())
 }
