@@ -5,12 +5,14 @@
 //! before anything is done. No script and no asset from anywhere else.
 
 mod devices;
+mod drafts;
 mod tasks;
 mod transfer;
 mod wizard;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,6 +27,7 @@ use super::Web;
 use super::api::node_of_token;
 use crate::server::Node;
 use crate::wire::msg::{AdminCall, AdminRequest, AdminResponse, ErrorKind, Secret};
+pub(super) use drafts::Drafts;
 
 const COOKIE: &str = "canopy_session";
 /// Form bodies are small: a task's name and settings, a list of device ids.
@@ -48,6 +51,8 @@ pub(super) struct Session {
     /// The CSRF token of this session, in every form.
     pub(super) csrf: String,
     remote: SocketAddr,
+    /// The secrets held between wizard steps, found only with this session's token.
+    drafts: Arc<Mutex<Drafts>>,
 }
 
 /// What a page answers when it cannot show itself.
@@ -104,7 +109,35 @@ impl Session {
             csrf: csrf_of(&token),
             token: session,
             remote,
+            drafts: web.drafts.clone(),
         })
+    }
+
+    /// Holds `secret` between wizard steps; the draft id the page carries instead of it.
+    pub(super) fn hold(&self, secret: String) -> Result<String, Refusal> {
+        self.drafts()
+            .put(&self.token, secret, Instant::now())
+            .ok_or_else(|| {
+                Refusal::Error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "no random draft id: the system's random generator failed".into(),
+                )
+            })
+    }
+
+    /// The secret this session holds as draft `id`, if it has not expired.
+    pub(super) fn held(&self, id: &str) -> Option<String> {
+        self.drafts().get(&self.token, id, Instant::now())
+    }
+
+    /// The secret of draft `id`, held no longer.
+    pub(super) fn take_held(&self, id: &str) -> Option<String> {
+        self.drafts().take(&self.token, id, Instant::now())
+    }
+
+    fn drafts(&self) -> std::sync::MutexGuard<'_, Drafts> {
+        // A panic while the lock was held leaves the map whole: go on with it.
+        self.drafts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Serves `request` as the CLI's would be (at the server `at` below, if any).
