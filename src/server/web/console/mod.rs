@@ -4,6 +4,7 @@
 //! SameSite=Strict); every form carries a CSRF token derived from that session, checked
 //! before anything is done. No script and no asset from anywhere else.
 
+mod credentials;
 mod devices;
 mod drafts;
 mod tasks;
@@ -42,6 +43,7 @@ pub(super) fn router() -> Router<Web> {
         .merge(wizard::router())
         .merge(transfer::router())
         .merge(devices::router())
+        .merge(credentials::router())
 }
 
 /// A logged-in administrator's page request.
