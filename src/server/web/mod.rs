@@ -10,7 +10,7 @@ mod openapi;
 mod ops;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -66,6 +66,8 @@ impl Listener {
 pub(super) struct Web {
     /// The physical server; its virtual servers are found through it.
     pub(super) host: Arc<Node>,
+    /// The secrets the console's wizards hold between their steps.
+    drafts: Arc<Mutex<console::Drafts>>,
 }
 
 fn router(web: Web) -> Router {
@@ -84,7 +86,10 @@ pub(super) async fn serve(host: Arc<Node>, listener: Listener) {
     };
     tokio::pin!(stopped);
     let addr = listener.addr;
-    let app = router(Web { host: host.clone() });
+    let app = router(Web {
+        host: host.clone(),
+        drafts: Arc::default(),
+    });
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tracing::info!("REST API and console served at https://{addr}/");
     loop {

@@ -4,8 +4,10 @@
 //! SameSite=Strict); every form carries a CSRF token derived from that session, checked
 //! before anything is done. No script and no asset from anywhere else.
 
+mod credentials;
 mod device_actions;
 mod devices;
+mod drafts;
 mod edit;
 mod properties;
 mod revisions;
@@ -14,7 +16,8 @@ mod transfer;
 mod wizard;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -29,6 +32,7 @@ use super::Web;
 use super::api::node_of_token;
 use crate::server::Node;
 use crate::wire::msg::{AdminCall, AdminRequest, AdminResponse, ErrorKind, Secret};
+pub(super) use drafts::Drafts;
 
 const COOKIE: &str = "canopy_session";
 /// Form bodies are small: a task's name and settings, a list of device ids.
@@ -46,6 +50,7 @@ pub(super) fn router() -> Router<Web> {
         .merge(device_actions::router())
         .merge(edit::router())
         .merge(revisions::router())
+        .merge(credentials::router())
 }
 
 /// A logged-in administrator's page request.
@@ -55,6 +60,8 @@ pub(super) struct Session {
     /// The CSRF token of this session, in every form.
     pub(super) csrf: String,
     remote: SocketAddr,
+    /// The secrets held between wizard steps, found only with this session's token.
+    drafts: Arc<Mutex<Drafts>>,
 }
 
 /// What a page answers when it cannot show itself.
@@ -111,7 +118,35 @@ impl Session {
             csrf: csrf_of(&token),
             token: session,
             remote,
+            drafts: web.drafts.clone(),
         })
+    }
+
+    /// Holds `secret` between wizard steps; the draft id the page carries instead of it.
+    pub(super) fn hold(&self, secret: String) -> Result<String, Refusal> {
+        self.drafts()
+            .put(&self.token, secret, Instant::now())
+            .ok_or_else(|| {
+                Refusal::Error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "no random draft id: the system's random generator failed".into(),
+                )
+            })
+    }
+
+    /// The secret this session holds as draft `id`, if it has not expired.
+    pub(super) fn held(&self, id: &str) -> Option<String> {
+        self.drafts().get(&self.token, id, Instant::now())
+    }
+
+    /// The secret of draft `id`, held no longer.
+    pub(super) fn take_held(&self, id: &str) -> Option<String> {
+        self.drafts().take(&self.token, id, Instant::now())
+    }
+
+    fn drafts(&self) -> std::sync::MutexGuard<'_, Drafts> {
+        // A panic while the lock was held leaves the map whole: go on with it.
+        self.drafts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Serves `request` as the CLI's would be (at the server `at` below, if any).

@@ -180,7 +180,7 @@ fn settings(
     groups: &std::collections::BTreeMap<u64, String>,
 ) -> Markup {
     let draft = draft_of(task, groups);
-    let (_, parameters) = super::wizard::fields(&draft, 1);
+    let (_, parameters) = super::wizard::fields(&draft, 1, false);
     let device_task = matches!(task.task_type, TaskType::Device(_));
     let (restart, repeat, force) = match &task.restart {
         RestartPolicy::DoNotRestart => ("none", String::new(), String::new()),
@@ -277,7 +277,7 @@ fn scope(
     if !edit::scope_editable(task) {
         return html! { p { "Assigned to " (task.scope_text) "; this scope cannot be changed." } };
     }
-    let (_, fields) = super::wizard::fields(&draft_of(task, groups), 2);
+    let (_, fields) = super::wizard::fields(&draft_of(task, groups), 2, false);
     let fields = html! {
         p { "Now: " (task.scope_text) }
         (fields)

@@ -119,6 +119,7 @@ async fn list(session: Session) -> Result<Response, Refusal> {
                 button type="submit" name="action" value="delete" { "Delete" } " "
                 a href="/tasks/import" { "Import" } " "
                 a href="/tasks/deleted" { "Deleted tasks" }
+                " " a.credentials href="/tasks/credentials" { "Manage credentials of accounts for starting tasks" }
             }
             @for (application, tasks) in &by_application {
                 h2 { (application) }

@@ -1,8 +1,9 @@
 //! The New task wizard: one step per page (application and type, settings, scope, schedule,
 //! account, finish), Back and Next, the answers of every step carried in the form, each
-//! step checked before the next one shows. Finish creates the task as `task create` does;
-//! with "Open task details when creation is complete" the task's properties open, otherwise
-//! the task list. Started from Tasks (Add) or from Managed devices (Run task, Add a new task)
+//! step checked before the next one shows; but the task account's password is held on the
+//! server (`drafts.rs`) and the pages carry its draft id only. Finish creates the task as
+//! `task create` does; with "Open task details when creation is complete" the task's
+//! properties open, otherwise the task list. Started from Tasks (Add) or from Managed devices (Run task, Add a new task)
 //! with the devices checked as its scope.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,11 @@ use crate::wire::msg::{
 pub(super) fn router() -> Router<Web> {
     Router::new().route("/tasks/new", get(first).post(step))
 }
+
+/// The Account step, shown again when the password held has expired.
+const ACCOUNT: usize = 4;
+/// The hidden field that carries the draft id of the account's password.
+const PASSWORD_DRAFT: &str = "account_password_draft";
 
 const STEPS: [&str; 6] = [
     "Application and task type",
@@ -111,6 +117,14 @@ async fn step(session: Session, body: Bytes) -> Result<Response, Refusal> {
             }
         }
     }
+    // The password goes to the drafts at once, whatever the button: no page carries it.
+    if let Some(password) = draft.0.remove("account_password").filter(|p| !p.is_empty()) {
+        if let Some(replaced) = draft.0.get(PASSWORD_DRAFT) {
+            session.take_held(replaced);
+        }
+        let id = session.hold(password)?;
+        draft.0.insert(PASSWORD_DRAFT.into(), id);
+    }
     // A check box that is not checked is not sent: its page says it is off.
     for (page_of, name) in [(2, "subgroups"), (2, "secondaries"), (5, "open_details")] {
         if at == page_of && go != "back" && !draft.0.contains_key(name) {
@@ -126,7 +140,20 @@ async fn step(session: Session, body: Bytes) -> Result<Response, Refusal> {
     if at + 1 < STEPS.len() {
         return Ok(page(&session, &draft, next(&draft, at), None));
     }
-    let spec = match spec_of(&draft) {
+    let held = draft.0.get(PASSWORD_DRAFT).cloned();
+    let password = match &held {
+        Some(id) if draft.get("account") == "specified" => match session.held(id) {
+            Some(password) => Some(password),
+            None => {
+                draft.0.remove(PASSWORD_DRAFT);
+                let problem = "the password entered at the Account step is held for 30 minutes \
+                               only and has expired: enter it again";
+                return Ok(page(&session, &draft, ACCOUNT, Some(problem)));
+            }
+        },
+        _ => None,
+    };
+    let spec = match spec_of(&draft, password) {
         Ok(spec) => spec,
         Err(problem) => return Ok(page(&session, &draft, at, Some(&problem))),
     };
@@ -142,6 +169,9 @@ async fn step(session: Session, body: Bytes) -> Result<Response, Refusal> {
         Err(Refusal::Error(_, message)) => return Ok(page(&session, &draft, at, Some(&message))),
         Err(refusal) => return Err(refusal),
     };
+    if let Some(id) = held {
+        session.take_held(&id);
+    }
     if draft.get("open_details") == "on" {
         Ok(Redirect::to(&format!("/tasks/{}", created.id)).into_response())
     } else {
@@ -179,7 +209,10 @@ fn check(draft: &Draft, at: usize) -> Result<(), String> {
         1 => payload_of(draft).map(|_| ()),
         2 => scope_of(draft).map(|_| ()),
         3 => Schedule::parse(draft.get("schedule")).map(|_| ()),
-        4 if draft.get("account") == "specified" && draft.get("account_name").trim().is_empty() => {
+        ACCOUNT
+            if draft.get("account") == "specified"
+                && draft.get("account_name").trim().is_empty() =>
+        {
             Err("name the account the task runs under".into())
         }
         _ => Ok(()),
@@ -242,13 +275,12 @@ pub(super) fn scope_of(draft: &Draft) -> Result<ScopeSpec, String> {
     }
 }
 
-fn spec_of(draft: &Draft) -> Result<TaskSpec, String> {
+/// The task the answers make, with the account's `password` taken from the drafts.
+fn spec_of(draft: &Draft, password: Option<String>) -> Result<TaskSpec, String> {
     let account = match draft.get("account") {
         "specified" => Some(AccountSpec {
             name: draft.get("account_name").trim().to_string(),
-            password: Some(draft.get("account_password"))
-                .filter(|p| !p.is_empty())
-                .map(|p| Secret(p.to_string())),
+            password: password.filter(|p| !p.is_empty()).map(Secret),
         }),
         _ => None,
     };
@@ -269,7 +301,11 @@ fn spec_of(draft: &Draft) -> Result<TaskSpec, String> {
 }
 
 fn page(session: &Session, draft: &Draft, at: usize, problem: Option<&str>) -> Response {
-    let (shown, fields) = fields(draft, at);
+    let held = draft
+        .0
+        .get(PASSWORD_DRAFT)
+        .is_some_and(|id| session.held(id).is_some());
+    let (shown, fields) = fields(draft, at, held);
     let body = html! {
         ol.steps {
             @for (i, title) in STEPS.iter().enumerate() {
@@ -298,8 +334,8 @@ fn page(session: &Session, draft: &Draft, at: usize, problem: Option<&str>) -> R
     layout("New task", Some(session), body).into_response()
 }
 
-/// The inputs of step `at`, and their names.
-pub(super) fn fields(draft: &Draft, at: usize) -> (Vec<&'static str>, Markup) {
+/// The inputs of step `at`, and their names; `held`: a password is held for the account.
+pub(super) fn fields(draft: &Draft, at: usize, held: bool) -> (Vec<&'static str>, Markup) {
     let v = |name: &str| draft.get(name).to_string();
     let checked = |name: &str| draft.get(name) == "on";
     let selected = |name: &str, value: &str| draft.get(name) == value;
@@ -388,13 +424,16 @@ pub(super) fn fields(draft: &Draft, at: usize) -> (Vec<&'static str>, Markup) {
                 p { "manual, immediately, app-start, after:TASK_ID, once:YYYY-MM-DDTHH:MM, every:N(m|h|d|w)@YYYY-MM-DDTHH:MM, weekly:mon,fri@HH:MM, monthly:DAY@HH:MM" }
             },
         ),
-        4 => (
+        ACCOUNT => (
             vec!["account", "account_name", "account_password"],
             html! {
                 p { label { input type="radio" name="account" value="default" checked[!selected("account", "specified")]; " The agent's account" } }
                 p { label { input type="radio" name="account" value="specified" checked[selected("account", "specified")]; " A specified account" } }
                 p { label { "Account " input name="account_name" value=(v("account_name")); } " "
                     label { "Password " input type="password" name="account_password" autocomplete="new-password"; } }
+                @if held {
+                    p.held { "A password is set; leave the field empty to keep it." }
+                }
             },
         ),
         _ => (
