@@ -5,6 +5,7 @@
 //! before anything is done. No script and no asset from anywhere else.
 
 mod devices;
+mod groups;
 mod tasks;
 mod transfer;
 mod wizard;
@@ -39,6 +40,7 @@ pub(super) fn router() -> Router<Web> {
         .merge(wizard::router())
         .merge(transfer::router())
         .merge(devices::router())
+        .merge(groups::router())
 }
 
 /// A logged-in administrator's page request.
@@ -204,6 +206,15 @@ pub(super) fn field(fields: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
+/// A form's problem to show above the form again: the status and the API's words. Not
+/// being logged in stays a refusal (to the login page).
+pub(super) fn problem(refusal: Refusal) -> Result<(StatusCode, String), Refusal> {
+    match refusal {
+        Refusal::Error(status, message) => Ok((status, message)),
+        Refusal::Login => Err(Refusal::Login),
+    }
+}
+
 /// The hidden field every form carries.
 pub(super) fn csrf_field(session: &Session) -> Markup {
     html! { input type="hidden" name="csrf" value=(session.csrf); }
@@ -219,6 +230,7 @@ th,td{border:1px solid #d5d9e0;padding:.35em .7em;text-align:left;vertical-align
 th{background:#eef1f5}h2{margin-top:1.2em}.error{color:#a30d0d;font-weight:600}
 .tabs a{margin-right:1em}.tabs a.on{font-weight:700;text-decoration:none}
 button{cursor:pointer}form.inline{display:inline}
+.notice{color:#11683a;font-weight:600}form.block p{margin:.4em 0}
 .state-completed{color:#11683a}.state-running{color:#8a5a00}.state-stopped{color:#a30d0d}
 ";
 
@@ -240,6 +252,7 @@ pub(super) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Ht
                             a href="/tasks" { "Tasks" } " "
                             a href="/devices" { "Managed devices" } " "
                             a href="/servers" { "Administration Servers" } " "
+                            a href="/groups" { "Groups" } " "
                             a href="/events" { "Events" }
                         }
                         span.who { "Server " (session.server_name()) }

@@ -51,7 +51,7 @@ pub(super) async fn all_tasks(session: &Session) -> Result<Vec<TaskView>, Refusa
     }
 }
 
-fn unexpected() -> Refusal {
+pub(super) fn unexpected() -> Refusal {
     Refusal::Error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "unexpected answer".into(),
