@@ -6,6 +6,7 @@
 
 mod devices;
 mod groups;
+mod servers;
 mod tasks;
 mod transfer;
 mod wizard;
@@ -40,6 +41,7 @@ pub(super) fn router() -> Router<Web> {
         .merge(wizard::router())
         .merge(transfer::router())
         .merge(devices::router())
+        .merge(servers::router())
         .merge(groups::router())
 }
 
