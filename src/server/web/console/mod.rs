@@ -8,6 +8,7 @@ mod devices;
 mod groups;
 mod servers;
 mod tasks;
+mod tenants;
 mod transfer;
 mod wizard;
 
@@ -43,6 +44,7 @@ pub(super) fn router() -> Router<Web> {
         .merge(devices::router())
         .merge(servers::router())
         .merge(groups::router())
+        .merge(tenants::router())
 }
 
 /// A logged-in administrator's page request.
@@ -255,6 +257,7 @@ pub(super) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Ht
                             a href="/devices" { "Managed devices" } " "
                             a href="/servers" { "Administration Servers" } " "
                             a href="/groups" { "Groups" } " "
+                            a href="/vservers" { "Virtual servers" } " "
                             a href="/events" { "Events" }
                         }
                         span.who { "Server " (session.server_name()) }
