@@ -4,6 +4,7 @@
 //! SameSite=Strict); every form carries a CSRF token derived from that session, checked
 //! before anything is done. No script and no asset from anywhere else.
 
+mod accounts;
 mod devices;
 mod groups;
 mod servers;
@@ -45,6 +46,7 @@ pub(super) fn router() -> Router<Web> {
         .merge(servers::router())
         .merge(groups::router())
         .merge(tenants::router())
+        .merge(accounts::router())
 }
 
 /// A logged-in administrator's page request.
@@ -258,6 +260,7 @@ pub(super) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Ht
                             a href="/servers" { "Administration Servers" } " "
                             a href="/groups" { "Groups" } " "
                             a href="/vservers" { "Virtual servers" } " "
+                            a href="/accounts" { "Accounts" } " "
                             a href="/events" { "Events" }
                         }
                         span.who { "Server " (session.server_name()) }
