@@ -5,6 +5,7 @@
 //! before anything is done. No script and no asset from anywhere else.
 
 mod accounts;
+mod channels;
 mod devices;
 mod groups;
 mod servers;
@@ -47,6 +48,7 @@ pub(super) fn router() -> Router<Web> {
         .merge(groups::router())
         .merge(tenants::router())
         .merge(accounts::router())
+        .merge(channels::router())
 }
 
 /// A logged-in administrator's page request.
@@ -261,6 +263,7 @@ pub(super) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Ht
                             a href="/groups" { "Groups" } " "
                             a href="/vservers" { "Virtual servers" } " "
                             a href="/accounts" { "Accounts" } " "
+                            a href="/notifications" { "Notifications" } " "
                             a href="/events" { "Events" }
                         }
                         span.who { "Server " (session.server_name()) }
