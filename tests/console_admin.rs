@@ -463,6 +463,58 @@ async fn an_administrator_administers_the_server_in_the_console() {
         );
         assert!(tenants(&admin).await.is_empty());
 
+        // A tenant's administrator gets the API's answers, refusals as error pages with its
+        // words: its own server only, no secondaries of its own, no notification channels.
+        let mut admin = admin;
+        common::create_vserver(&admin, "tenant-c", "Managed devices").await;
+        admin.forward_to(Some("tenant-c".into()));
+        let boss = AdminRequest::AccountCreate {
+            name: "boss".into(),
+            password: canopy::wire::msg::Secret("tenant-password-1".into()),
+            role: Role::Administrator,
+        };
+        admin.call(boss).await.unwrap();
+        admin.forward_to(None);
+        let mut tenant = rest::Rest::new(primary.web_addr().unwrap(), "primary", &d.ca().unwrap());
+        let form = "user=boss&password=tenant-password-1&virtual_server=tenant-c";
+        let login = tenant.raw("POST", "/login", FORM, form.as_bytes()).await;
+        assert_eq!(login.status, 303);
+        tenant.cookie = Some(
+            login
+                .header("set-cookie")
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+        let servers = tenant.raw("GET", "/servers", None, &[]).await;
+        assert_eq!(servers.status, 200);
+        let page = String::from_utf8_lossy(&servers.body).to_string();
+        assert!(page.contains("data-server=\"tenant-c\""), "{page}");
+        assert!(!page.contains("branch-1"), "{page}");
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        let body = format!("csrf={csrf}&name=branch-9&group=Managed+devices&cert_pem=x");
+        let refused = tenant
+            .raw("POST", "/servers/add", FORM, body.as_bytes())
+            .await;
+        assert_eq!(refused.status, 403);
+        assert!(
+            String::from_utf8_lossy(&refused.body).contains("no secondaries of its own"),
+            "{}",
+            String::from_utf8_lossy(&refused.body)
+        );
+        let refused = tenant.raw("GET", "/notifications", None, &[]).await;
+        assert_eq!(refused.status, 400);
+        assert!(String::from_utf8_lossy(&refused.body).contains("sends no notifications"));
+
         b.close().await.unwrap();
         drop(admin);
         primary.shutdown().await.unwrap();
