@@ -1,5 +1,5 @@
 //! Managed devices with check boxes and "Run task" (an existing task started at once on the
-//! devices checked, as the spec says), the Administration Servers of the tree, and events.
+//! devices checked, as the spec says), and events.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,16 +14,13 @@ use super::tasks::{all_tasks, encode};
 use super::{Refusal, Session, csrf_field, field, layout, time};
 use crate::model::EventFilter;
 use crate::server::web::Web;
-use crate::wire::msg::{
-    AdminRequest, AdminResponse, DEVICE_PAGE_MAX, DeviceRequest, PAGE_MAX, TaskRequest,
-};
+use crate::wire::msg::{AdminRequest, AdminResponse, DEVICE_PAGE_MAX, DeviceRequest, TaskRequest};
 
 pub(super) fn router() -> Router<Web> {
     Router::new()
         .route("/devices", get(devices))
         .route("/devices/run", post(run_task))
         .route("/devices/apply", post(apply))
-        .route("/servers", get(servers))
         .route("/events", get(events))
 }
 
@@ -185,51 +182,6 @@ async fn apply(session: Session, body: Bytes) -> Result<Response, Refusal> {
     });
     session.call(Vec::new(), request).await?;
     Ok(Redirect::to(&format!("/tasks/{}", encode(&task))).into_response())
-}
-
-async fn servers(session: Session) -> Result<Response, Refusal> {
-    let mut rows = Vec::new();
-    let mut after = None;
-    loop {
-        let request = AdminRequest::ServerList {
-            after,
-            limit: PAGE_MAX,
-        };
-        match session.call(Vec::new(), request).await? {
-            AdminResponse::Servers { servers, next } => {
-                rows.extend(servers);
-                match next {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
-            _ => {
-                return Err(Refusal::Error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "unexpected answer".into(),
-                ));
-            }
-        }
-    }
-    let body = html! {
-        table.servers {
-            thead { tr { th { "Administration Server" } th { "Type" } th { "Group" } th { "Status" } th { "Devices" } th { "Version" } th { "Last connected" } } }
-            tbody {
-                @for r in &rows {
-                    tr data-server=(r.path) {
-                        td style=(format!("padding-left:{}em", 0.7 + 1.5 * f64::from(r.depth))) { (r.name) }
-                        td { (if r.virtual_server { "virtual" } else if r.depth == 0 { "this server" } else { "secondary" }) }
-                        td { (r.group) }
-                        td { (format!("{:?}", r.status)) }
-                        td { (r.devices) }
-                        td { (r.version) }
-                        td { (time(r.last_connected)) }
-                    }
-                }
-            }
-        }
-    };
-    Ok(layout("Administration Servers", Some(&session), body).into_response())
 }
 
 async fn events(session: Session) -> Result<Response, Refusal> {

@@ -4,14 +4,19 @@
 //! SameSite=Strict); every form carries a CSRF token derived from that session, checked
 //! before anything is done. No script and no asset from anywhere else.
 
+mod accounts;
+mod channels;
 mod credentials;
 mod device_actions;
 mod devices;
 mod drafts;
 mod edit;
+mod groups;
 mod properties;
 mod revisions;
+mod servers;
 mod tasks;
+mod tenants;
 mod transfer;
 mod wizard;
 
@@ -51,6 +56,11 @@ pub(super) fn router() -> Router<Web> {
         .merge(edit::router())
         .merge(revisions::router())
         .merge(credentials::router())
+        .merge(servers::router())
+        .merge(groups::router())
+        .merge(tenants::router())
+        .merge(accounts::router())
+        .merge(channels::router())
 }
 
 /// A logged-in administrator's page request.
@@ -238,6 +248,15 @@ pub(super) fn field(fields: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
+/// A form's problem to show above the form again: the status and the API's words. Not
+/// being logged in stays a refusal (to the login page).
+pub(super) fn problem(refusal: Refusal) -> Result<(StatusCode, String), Refusal> {
+    match refusal {
+        Refusal::Error(status, message) => Ok((status, message)),
+        Refusal::Login => Err(Refusal::Login),
+    }
+}
+
 /// The hidden field every form carries.
 pub(super) fn csrf_field(session: &Session) -> Markup {
     html! { input type="hidden" name="csrf" value=(session.csrf); }
@@ -253,7 +272,7 @@ th,td{border:1px solid #d5d9e0;padding:.35em .7em;text-align:left;vertical-align
 th{background:#eef1f5}h2{margin-top:1.2em}.error{color:#a30d0d;font-weight:600}
 .tabs a{margin-right:1em}.tabs a.on{font-weight:700;text-decoration:none}
 button{cursor:pointer}form.inline{display:inline}
-.notice{color:#11683a;font-weight:600}.hint{color:#5a6473;font-size:.9em}
+.notice{color:#11683a;font-weight:600}.hint{color:#5a6473;font-size:.9em}form.block p{margin:.4em 0}
 .state-completed{color:#11683a}.state-running{color:#8a5a00}.state-stopped{color:#a30d0d}
 ";
 
@@ -275,6 +294,10 @@ pub(super) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Ht
                             a href="/tasks" { "Tasks" } " "
                             a href="/devices" { "Managed devices" } " "
                             a href="/servers" { "Administration Servers" } " "
+                            a href="/groups" { "Groups" } " "
+                            a href="/vservers" { "Virtual servers" } " "
+                            a href="/accounts" { "Accounts" } " "
+                            a href="/notifications" { "Notifications" } " "
                             a href="/events" { "Events" }
                         }
                         span.who { "Server " (session.server_name()) }
