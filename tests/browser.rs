@@ -4,6 +4,8 @@
 //! certificate is self-signed, trusted by the browser only through its pinned public key;
 //! one with another key must not load.
 
+// The console's own helpers (`log_in`) are not used by the harness's tests.
+#[allow(dead_code)]
 #[path = "common/browser.rs"]
 mod browser;
 

@@ -22,17 +22,6 @@ const TOKEN: &str = "console-tests-token-0123456789";
 const WEB: &str = "\n[web]\nlisten = \"127.0.0.1:0\"\n";
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn log_in(b: &Browser, base: &str, user: &str, password: &str, tenant: Option<&str>) {
-    b.goto(&format!("{base}/login")).await.unwrap();
-    b.fill("input[name=user]", user).await.unwrap();
-    b.fill("input[name=password]", password).await.unwrap();
-    if let Some(tenant) = tenant {
-        b.fill("input[name=virtual_server]", tenant).await.unwrap();
-    }
-    b.click("button[type=submit]").await.unwrap();
-    b.wait_for_text("h1", "Tasks", WAIT).await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_runs_a_group_task_and_drills_down_in_the_console() {
     tokio::time::timeout(Duration::from_secs(240), async {
@@ -79,7 +68,9 @@ async fn an_administrator_runs_a_group_task_and_drills_down_in_the_console() {
             .unwrap();
         b.click("button[type=submit]").await.unwrap();
         b.wait_for_text(".error", "", WAIT).await.unwrap();
-        log_in(&b, &base, ADMIN_USER, ADMIN_PASSWORD, None).await;
+        b.log_in(&base, ADMIN_USER, ADMIN_PASSWORD, None)
+            .await
+            .unwrap();
         let session = b
             .cookies()
             .await
@@ -337,7 +328,9 @@ async fn an_administrator_runs_a_group_task_and_drills_down_in_the_console() {
         host.call(boss).await.unwrap();
         b.click("header button").await.unwrap();
         b.wait_for_text("h1", "Log in", WAIT).await.unwrap();
-        log_in(&b, &base, "boss", "tenant-password-1", Some("tenant-a")).await;
+        b.log_in(&base, "boss", "tenant-password-1", Some("tenant-a"))
+            .await
+            .unwrap();
         assert_eq!(b.text("header .who").await.unwrap(), "Server tenant-a");
         let servers = {
             b.goto(&format!("{base}/servers")).await.unwrap();

@@ -36,14 +36,6 @@ const WAIT: Duration = Duration::from_secs(20);
 const HOOK_SECRET: &str = "the console's webhook secret 5e1d";
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
-async fn log_in(b: &Browser, base: &str, user: &str, password: &str) {
-    b.goto(&format!("{base}/login")).await.unwrap();
-    b.fill("input[name=user]", user).await.unwrap();
-    b.fill("input[name=password]", password).await.unwrap();
-    b.click("button[type=submit]").await.unwrap();
-    b.wait_for_text("h1", "Tasks", WAIT).await.unwrap();
-}
-
 /// Waits until nothing on the page matches `css` (the row of something deleted).
 async fn wait_gone(b: &Browser, css: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -134,7 +126,9 @@ async fn an_administrator_administers_the_server_in_the_console() {
         .await
         .unwrap();
         let base = format!("https://{}", primary.web_addr().unwrap());
-        log_in(&b, &base, ADMIN_USER, ADMIN_PASSWORD).await;
+        b.log_in(&base, ADMIN_USER, ADMIN_PASSWORD, None)
+            .await
+            .unwrap();
         let menu = b.texts("header nav a").await.unwrap();
         for link in ["Groups", "Virtual servers", "Accounts", "Notifications"] {
             assert!(menu.iter().any(|m| m == link), "{menu:?}");

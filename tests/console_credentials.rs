@@ -32,17 +32,6 @@ const WIZARD_PASSWORD: &str = "wizard-pass-7Qx";
 const NEW_PASSWORD: &str = "new-pass";
 const OLD_PASSWORD: &str = "old-pass";
 
-async fn log_in(b: &Browser, base: &str, user: &str, password: &str, tenant: Option<&str>) {
-    b.goto(&format!("{base}/login")).await.unwrap();
-    b.fill("input[name=user]", user).await.unwrap();
-    b.fill("input[name=password]", password).await.unwrap();
-    if let Some(tenant) = tenant {
-        b.fill("input[name=virtual_server]", tenant).await.unwrap();
-    }
-    b.click("button[type=submit]").await.unwrap();
-    b.wait_for_text("h1", "Tasks", WAIT).await.unwrap();
-}
-
 /// The page shown holds none of the test's passwords. (The password inputs' attribute
 /// `autocomplete="new-password"`, a hint to password managers, holds "new-pass": set aside.)
 async fn no_password_in(b: &Browser, what: &str) {
@@ -100,7 +89,9 @@ async fn passwords_stay_on_the_server_through_the_console_wizards() {
         .await
         .unwrap();
         let base = format!("https://{}", primary.web_addr().unwrap());
-        log_in(&b, &base, ADMIN_USER, ADMIN_PASSWORD, None).await;
+        b.log_in(&base, ADMIN_USER, ADMIN_PASSWORD, None)
+            .await
+            .unwrap();
 
         // The New task wizard with a specified account: the password goes no further than
         // the server; the pages carry a draft id.

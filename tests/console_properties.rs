@@ -29,14 +29,6 @@ const TOKEN: &str = "console-properties-token-0123";
 const WEB: &str = "\n[web]\nlisten = \"127.0.0.1:0\"\n";
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn log_in(b: &Browser, base: &str, user: &str, password: &str) {
-    b.goto(&format!("{base}/login")).await.unwrap();
-    b.fill("input[name=user]", user).await.unwrap();
-    b.fill("input[name=password]", password).await.unwrap();
-    b.click("button[type=submit]").await.unwrap();
-    b.wait_for_text("h1", "Tasks", WAIT).await.unwrap();
-}
-
 /// A primary serving the console, enrolling devices with `TOKEN`; its administrator.
 async fn primary(d: &Deployment) -> (RunningServer, AdminClient) {
     use canopy::cli::deployment::{config_text, start};
@@ -98,7 +90,9 @@ async fn an_administrator_changes_a_task_in_its_properties() {
         let id = common::create_task(&admin, spec).await.id;
         let b = browser(&d).await;
         let base = format!("https://{}", primary.web_addr().unwrap());
-        log_in(&b, &base, ADMIN_USER, ADMIN_PASSWORD).await;
+        b.log_in(&base, ADMIN_USER, ADMIN_PASSWORD, None)
+            .await
+            .unwrap();
 
         // Settings: the name, a parameter, the restart and an account with its password.
         tab(&b, &base, id, "settings").await;
@@ -214,22 +208,20 @@ async fn an_administrator_changes_a_task_in_its_properties() {
 
         // Security: an entry set, shown, then removed.
         tab(&b, &base, id, "security").await;
-        b.fill("input[name=principal]", "role:operator")
-            .await
-            .unwrap();
+        b.fill("input[name=who]", "role:operator").await.unwrap();
         b.fill("input[name=allow]", "read").await.unwrap();
         b.fill("input[name=deny]", "execute").await.unwrap();
         b.click("form.set-rights button[type=submit]")
             .await
             .unwrap();
         let row = b
-            .wait_for_text("tr[data-principal='role:operator']", "read", WAIT)
+            .wait_for_text("tr[data-who='role:operator']", "read", WAIT)
             .await
             .unwrap();
         assert!(row.contains("execute"), "{row}");
         let rights = rights_of(&admin, id).await;
         assert!(rights.contains(&"role:operator".to_string()), "{rights:?}");
-        b.click("tr[data-principal='role:operator'] button[value='1']")
+        b.click("tr[data-who='role:operator'] button[value=remove]")
             .await
             .unwrap();
         b.wait_for_text("nav.tabs a.on", "Security", WAIT)
@@ -363,7 +355,9 @@ async fn an_auditor_sees_but_cannot_change() {
             .unwrap();
         let b = browser(&d).await;
         let base = format!("https://{}", primary.web_addr().unwrap());
-        log_in(&b, &base, "audit", "auditor-password-1").await;
+        b.log_in(&base, "audit", "auditor-password-1", None)
+            .await
+            .unwrap();
         assert_eq!(
             b.texts("table.tasks tbody tr td:nth-child(2)")
                 .await
@@ -388,9 +382,7 @@ async fn an_auditor_sees_but_cannot_change() {
             .unwrap();
         // A rights entry: refused too.
         tab(&b, &base, id, "security").await;
-        b.fill("input[name=principal]", "account:audit")
-            .await
-            .unwrap();
+        b.fill("input[name=who]", "account:audit").await.unwrap();
         b.fill("input[name=allow]", "all").await.unwrap();
         b.click("form.set-rights button[type=submit]")
             .await
@@ -494,7 +486,9 @@ async fn an_administrator_manages_devices() {
         .await;
         let b = browser(&d).await;
         let base = format!("https://{}", primary.web_addr().unwrap());
-        log_in(&b, &base, ADMIN_USER, ADMIN_PASSWORD).await;
+        b.log_in(&base, ADMIN_USER, ADMIN_PASSWORD, None)
+            .await
+            .unwrap();
 
         // Two of the fleet moved to Paris; the group filter then shows just them.
         b.goto(&format!(

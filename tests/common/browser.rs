@@ -498,6 +498,27 @@ impl Browser {
         }
     }
 
+    /// Logs in to the web console at `base` (https://ADDRESS), to the virtual server
+    /// `tenant` if given, and waits for the task list.
+    pub async fn log_in(
+        &self,
+        base: &str,
+        user: &str,
+        password: &str,
+        tenant: Option<&str>,
+    ) -> anyhow::Result<()> {
+        self.goto(&format!("{base}/login")).await?;
+        self.fill("input[name=user]", user).await?;
+        self.fill("input[name=password]", password).await?;
+        if let Some(tenant) = tenant {
+            self.fill("input[name=virtual_server]", tenant).await?;
+        }
+        self.click("button[type=submit]").await?;
+        self.wait_for_text("h1", "Tasks", Duration::from_secs(30))
+            .await
+            .map(|_| ())
+    }
+
     /// The URL of the current page.
     pub async fn current_url(&self) -> anyhow::Result<String> {
         let url = self

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::html;
 
-use super::tasks::unexpected;
 use super::{Refusal, Session, csrf_field, field, layout, problem, time};
 use crate::model::Role;
 use crate::server::web::Web;
@@ -27,27 +26,16 @@ const ROLES: [Role; 3] = [Role::Administrator, Role::Operator, Role::Auditor];
 
 /// Every account (page by page, as the CLI reads them).
 async fn all_accounts(session: &Session) -> Result<Vec<AccountView>, Refusal> {
-    let mut accounts = Vec::new();
-    let mut after = None;
-    loop {
-        let request = AdminRequest::AccountList {
-            after,
-            limit: PAGE_MAX,
-        };
-        match session.call(Vec::new(), request).await? {
-            AdminResponse::Accounts {
-                accounts: page,
-                next,
-            } => {
-                accounts.extend(page);
-                match next {
-                    Some(next) => after = Some(next),
-                    None => return Ok(accounts),
-                }
-            }
-            _ => return Err(unexpected()),
-        }
-    }
+    let request = |after| AdminRequest::AccountList {
+        after,
+        limit: PAGE_MAX,
+    };
+    session
+        .all(request, |answer| match answer {
+            AdminResponse::Accounts { accounts, next } => Some((accounts, next)),
+            _ => None,
+        })
+        .await
 }
 
 /// What the New account form held when it was refused (never its password).

@@ -30,27 +30,18 @@ pub(super) fn router() -> Router<Web> {
 
 /// Every channel (page by page, as the CLI reads them).
 async fn all_channels(session: &Session) -> Result<Vec<NotifyChannelView>, Refusal> {
-    let mut channels = Vec::new();
-    let mut after = None;
-    loop {
-        let request = AdminRequest::Notify(NotifyRequest::List {
+    let request = |after| {
+        AdminRequest::Notify(NotifyRequest::List {
             after,
             limit: PAGE_MAX,
-        });
-        match session.call(Vec::new(), request).await? {
-            AdminResponse::NotifyChannels {
-                channels: page,
-                next,
-            } => {
-                channels.extend(page);
-                match next {
-                    Some(next) => after = Some(next),
-                    None => return Ok(channels),
-                }
-            }
-            _ => return Err(unexpected()),
-        }
-    }
+        })
+    };
+    session
+        .all(request, |answer| match answer {
+            AdminResponse::NotifyChannels { channels, next } => Some((channels, next)),
+            _ => None,
+        })
+        .await
 }
 
 /// What the Add form held when it was refused: every field but the secret.

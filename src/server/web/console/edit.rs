@@ -13,20 +13,15 @@ use axum::routing::post;
 use maud::html;
 
 use super::properties::show;
-use super::tasks::unexpected;
 use super::wizard::{Draft, payload_of, scope_of};
 use super::{Refusal, Session, field, layout};
-use crate::model::rights::{Grant, Principal, Rights};
 use crate::model::schedule::{
     LocalDateTime, RandomDelay, Schedule, ScheduleOptions, parse_time_limit,
 };
 use crate::model::scope::Scope;
 use crate::model::task::{Notify, RestartPolicy, TaskPayload, TaskType};
 use crate::server::web::Web;
-use crate::wire::msg::{
-    AccountSpec, AdminRequest, AdminResponse, GroupRequest, PAGE_MAX, RightsChange, Secret,
-    TaskChanges, TaskRequest, TaskView,
-};
+use crate::wire::msg::{AccountSpec, AdminRequest, Secret, TaskChanges, TaskRequest, TaskView};
 
 pub(super) fn router() -> Router<Web> {
     Router::new()
@@ -36,26 +31,10 @@ pub(super) fn router() -> Router<Web> {
         .route("/tasks/{task}/resume", post(resume))
 }
 
-/// Every group's path by its id (page by page, as the CLI reads them).
+/// Every group's path by its id.
 pub(super) async fn group_paths(session: &Session) -> Result<BTreeMap<u64, String>, Refusal> {
-    let mut paths = BTreeMap::new();
-    let mut after = None;
-    loop {
-        let request = AdminRequest::Group(GroupRequest::List {
-            after,
-            limit: PAGE_MAX,
-        });
-        match session.call(Vec::new(), request).await? {
-            AdminResponse::Groups { groups, next } => {
-                paths.extend(groups.into_iter().map(|g| (g.id, g.path)));
-                match next {
-                    Some(next) => after = Some(next),
-                    None => return Ok(paths),
-                }
-            }
-            _ => return Err(unexpected()),
-        }
-    }
+    let groups = super::groups::all_groups(session).await?;
+    Ok(groups.into_iter().map(|g| (g.id, g.path)).collect())
 }
 
 /// Whether the task's scope can be given again: not a local task's device, nor the server.
@@ -333,21 +312,7 @@ async fn set_rights(
 ) -> Result<Response, Refusal> {
     let fields = session.form(&body)?;
     let current = show(&session, &task).await?;
-    let change = (|| {
-        let principal = Principal::parse(&field(&fields, "principal").unwrap_or_default())?;
-        let grant = if field(&fields, "remove").is_some() {
-            Grant {
-                allow: Rights::NONE,
-                deny: Rights::NONE,
-            }
-        } else {
-            Grant {
-                allow: Rights::parse(&field(&fields, "allow").unwrap_or_default())?,
-                deny: Rights::parse(&field(&fields, "deny").unwrap_or_default())?,
-            }
-        };
-        Ok::<_, String>(RightsChange { principal, grant })
-    })();
+    let change = super::rights::change_of(&fields);
     let change = match change {
         Ok(change) => change,
         Err(problem) => return Ok(problem_page(&session, &current, "security", &problem)),
@@ -372,10 +337,8 @@ async fn pause(
     Path(task): Path<String>,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    session.form(&body)?;
-    let request = AdminRequest::Task(TaskRequest::Pause { task: task.clone() });
-    session.call(Vec::new(), request).await?;
-    Ok(Redirect::to(&format!("/tasks/{}", super::tasks::encode(&task))).into_response())
+    let request = TaskRequest::Pause { task: task.clone() };
+    run_control(session, &task, body, request).await
 }
 
 async fn resume(
@@ -383,8 +346,20 @@ async fn resume(
     Path(task): Path<String>,
     body: Bytes,
 ) -> Result<Response, Refusal> {
+    let request = TaskRequest::Resume { task: task.clone() };
+    run_control(session, &task, body, request).await
+}
+
+/// Pause or Resume of the task's run, then back to its properties.
+async fn run_control(
+    session: Session,
+    task: &str,
+    body: Bytes,
+    request: TaskRequest,
+) -> Result<Response, Refusal> {
     session.form(&body)?;
-    let request = AdminRequest::Task(TaskRequest::Resume { task: task.clone() });
-    session.call(Vec::new(), request).await?;
-    Ok(Redirect::to(&format!("/tasks/{}", super::tasks::encode(&task))).into_response())
+    session
+        .call(Vec::new(), AdminRequest::Task(request))
+        .await?;
+    Ok(Redirect::to(&format!("/tasks/{}", super::tasks::encode(task))).into_response())
 }

@@ -12,11 +12,8 @@ use maud::{Markup, html};
 
 use super::tasks::{encode, unexpected};
 use super::{Refusal, Session, csrf_field, field, layout, problem};
-use crate::model::rights::{Grant, Principal, Rights};
 use crate::server::web::Web;
-use crate::wire::msg::{
-    AdminRequest, AdminResponse, GroupRequest, GroupView, PAGE_MAX, RightsChange, RightsView,
-};
+use crate::wire::msg::{AdminRequest, AdminResponse, GroupRequest, GroupView, PAGE_MAX};
 
 pub(super) fn router() -> Router<Web> {
     Router::new()
@@ -31,24 +28,18 @@ pub(super) fn router() -> Router<Web> {
 
 /// Every group in tree order (page by page, as the CLI reads them).
 pub(super) async fn all_groups(session: &Session) -> Result<Vec<GroupView>, Refusal> {
-    let mut groups = Vec::new();
-    let mut after = None;
-    loop {
-        let request = AdminRequest::Group(GroupRequest::List {
+    let request = |after| {
+        AdminRequest::Group(GroupRequest::List {
             after,
             limit: PAGE_MAX,
-        });
-        match session.call(Vec::new(), request).await? {
-            AdminResponse::Groups { groups: page, next } => {
-                groups.extend(page);
-                match next {
-                    Some(next) => after = Some(next),
-                    None => return Ok(groups),
-                }
-            }
-            _ => return Err(unexpected()),
-        }
-    }
+        })
+    };
+    session
+        .all(request, |answer| match answer {
+            AdminResponse::Groups { groups, next } => Some((groups, next)),
+            _ => None,
+        })
+        .await
 }
 
 /// A select of every group, `chosen` selected.
@@ -189,7 +180,7 @@ async fn group_page(
             }
         }
         h2 { "Rights" }
-        (rights_section(session, path, &view))
+        (super::rights::section(session, &view, path, "/groups/rights", Some(("path", path))))
     };
     let status = problem.map_or(StatusCode::OK, |(status, _)| status);
     Ok((
@@ -197,57 +188,6 @@ async fn group_page(
         layout(&format!("Group {path}"), Some(session), body),
     )
         .into_response())
-}
-
-/// The lists from the root group down, the entries of this group's own list each with
-/// Remove, the caller's rights, and a form to set one entry.
-fn rights_section(session: &Session, path: &str, view: &RightsView) -> Markup {
-    let entries: Vec<_> = view
-        .lists
-        .iter()
-        .flat_map(|(list, entries)| entries.iter().map(move |(who, grant)| (list, who, grant)))
-        .collect();
-    html! {
-        @if entries.is_empty() {
-            p.no-rights { "No entries: each role has its default rights." }
-        } @else {
-            table.rights {
-                thead { tr { th { "List" } th { "Who" } th { "Allow" } th { "Deny" } th { "" } } }
-                tbody {
-                    @for (list, who, grant) in &entries {
-                        tr data-who=(who.to_string()) data-list=(list) {
-                            td { (list) } td { (who.to_string()) }
-                            td.allow { (grant.allow.to_string()) } td.deny { (grant.deny.to_string()) }
-                            td {
-                                // An entry is removed where it is set: in an upper group's
-                                // list it is that group's to change.
-                                @if list.as_str() == path {
-                                    form.inline method="post" action="/groups/rights" {
-                                        (csrf_field(session))
-                                        input type="hidden" name="path" value=(path);
-                                        input type="hidden" name="who" value=(who.to_string());
-                                        button type="submit" name="action" value="remove" { "Remove" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        p.yours { "Your rights on " (view.object) ": " (view.yours.to_string()) }
-        h3 { "Set an entry" }
-        form.block.set-rights method="post" action="/groups/rights" {
-            (csrf_field(session))
-            input type="hidden" name="path" value=(path);
-            p { label { "Who " input name="who" placeholder="role:operator or account:NAME" autocomplete="off"; } }
-            p { label { "Allow " input name="allow" placeholder="read,modify,execute"; } }
-            p { label { "Deny " input name="deny" placeholder="none"; } }
-            p { button type="submit" name="action" value="set" { "Set" } }
-        }
-        p { "Rights are read, modify and execute, comma-separated, or all, or none. \
-             An entry that allows and denies nothing is removed." }
-    }
 }
 
 /// The path a group would have under `parent` with the name `name`.
@@ -299,33 +239,10 @@ async fn delete(session: Session, body: Bytes) -> Result<Response, Refusal> {
     }
 }
 
-/// The entry the rights form asks for: `who` with what it allows and denies, or with
-/// nothing (Remove), which the server takes as removing the entry.
-fn rights_change(fields: &[(String, String)]) -> Result<RightsChange, String> {
-    let who = field(fields, "who").unwrap_or_default();
-    let principal = Principal::parse(&who)?;
-    if field(fields, "action").as_deref() == Some("remove") {
-        return Ok(RightsChange {
-            principal,
-            grant: Grant::default(),
-        });
-    }
-    let grant = Grant {
-        allow: Rights::parse(&field(fields, "allow").unwrap_or_default())?,
-        deny: Rights::parse(&field(fields, "deny").unwrap_or_default())?,
-    };
-    if grant == Grant::default() {
-        return Err(format!(
-            "allowing and denying nothing: use Remove to remove the entry of {principal}"
-        ));
-    }
-    Ok(RightsChange { principal, grant })
-}
-
 async fn rights(session: Session, body: Bytes) -> Result<Response, Refusal> {
     let fields = session.form(&body)?;
     let path = field(&fields, "path").unwrap_or_default();
-    let change = match rights_change(&fields) {
+    let change = match super::rights::change_of(&fields) {
         Ok(change) => change,
         Err(e) => return group_page(&session, &path, Some((StatusCode::BAD_REQUEST, e))).await,
     };
@@ -336,41 +253,5 @@ async fn rights(session: Session, body: Bytes) -> Result<Response, Refusal> {
     match session.call(Vec::new(), request).await {
         Ok(_) => Ok(Redirect::to(&show_link(&path)).into_response()),
         Err(refusal) => group_page(&session, &path, Some(problem(refusal)?)).await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn the_rights_form_names_one_entry() {
-        let set = rights_change(&fields(&[
-            ("who", "account:paris-op"),
-            ("allow", "read,execute"),
-            ("deny", ""),
-            ("action", "set"),
-        ]))
-        .unwrap();
-        assert_eq!(set.principal, Principal::Account("paris-op".into()));
-        assert_eq!(set.grant.allow, Rights::READ.with(Rights::EXECUTE));
-        assert!(set.grant.deny.is_empty());
-        let removed =
-            rights_change(&fields(&[("who", "role:operator"), ("action", "remove")])).unwrap();
-        assert_eq!(removed.grant, Grant::default());
-        for bad in [
-            fields(&[("who", "paris-op"), ("allow", "read")]),
-            fields(&[("who", "account:p"), ("allow", "write")]),
-            fields(&[("who", "account:p"), ("allow", ""), ("deny", "none")]),
-        ] {
-            assert!(rights_change(&bad).is_err(), "{bad:?}");
-        }
     }
 }

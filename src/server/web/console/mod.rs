@@ -14,6 +14,7 @@ mod edit;
 mod groups;
 mod properties;
 mod revisions;
+mod rights;
 mod servers;
 mod tasks;
 mod tenants;
@@ -157,6 +158,26 @@ impl Session {
     fn drafts(&self) -> std::sync::MutexGuard<'_, Drafts> {
         // A panic while the lock was held leaves the map whole: go on with it.
         self.drafts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every item of a paged list, page by page as the CLI reads them: `request` asks for
+    /// the page after a cursor, `page` takes the items and the next cursor out of the answer.
+    pub(super) async fn all<T, C>(
+        &self,
+        request: impl Fn(Option<C>) -> AdminRequest,
+        page: impl Fn(AdminResponse) -> Option<(Vec<T>, Option<C>)>,
+    ) -> Result<Vec<T>, Refusal> {
+        let mut items = Vec::new();
+        let mut after = None;
+        loop {
+            let answer = self.call(Vec::new(), request(after)).await?;
+            let (got, next) = page(answer).ok_or_else(tasks::unexpected)?;
+            items.extend(got);
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(items),
+            }
+        }
     }
 
     /// Serves `request` as the CLI's would be (at the server `at` below, if any).

@@ -297,44 +297,13 @@ async fn rights(session: &Session, task: &TaskView) -> Result<RightsView, Refusa
 }
 
 /// Security: the rights lists that apply, from the root group down, and a form to set an
-/// entry of the task's own (or, for a group task, its group's) list.
+/// entry of the task's own list (a group task's is its group's).
 fn security(session: &Session, task: &TaskView, view: &RightsView) -> Markup {
-    let action = format!("/tasks/{}/rights", task.id);
+    let own = view.follows_group.as_deref().unwrap_or(&task.name);
     html! {
-        p { "Rights of " (view.object) "; yours: " (view.yours) "." }
         @if let Some(group) = &view.follows_group {
             p { "A group task has the rights of its group, " (group) ": a change here changes the group's list." }
         }
-        table.rights {
-            thead { tr { th { "List" } th { "Who" } th { "Allowed" } th { "Denied" } th { "" } } }
-            tbody {
-                @for (index, (list, entries)) in view.lists.iter().enumerate() {
-                    @for (principal, grant) in entries {
-                        tr data-principal=(principal.to_string()) {
-                            td { (list) } td { (principal.to_string()) } td { (grant.allow) } td { (grant.deny) }
-                            td {
-                                // Only the last list is the object's own: the others are its
-                                // groups', changed from the group.
-                                @if index + 1 == view.lists.len() {
-                                    form.inline method="post" action=(action) {
-                                        (csrf_field(session))
-                                        input type="hidden" name="principal" value=(principal.to_string());
-                                        button type="submit" name="remove" value="1" { "Remove" }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        h2 { "Set an entry" }
-        form.set-rights method="post" action=(action) {
-            (csrf_field(session))
-            p { label { "Who (role:operator, account:NAME) " input name="principal" required; } }
-            p { label { "Allow (read, modify, execute, all or none) " input name="allow" value="read"; } " "
-                label { "Deny " input name="deny" value="none"; } }
-            p { button type="submit" { "Set" } }
-        }
+        (super::rights::section(session, view, own, &format!("/tasks/{}/rights", task.id), None))
     }
 }

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use maud::html;
 
 use super::groups::{all_groups, group_select};
-use super::tasks::{encode, unexpected};
+use super::tasks::encode;
 use super::{Refusal, Session, csrf_field, field, layout, problem, time};
 use crate::server::web::Web;
 use crate::wire::msg::{AdminRequest, AdminResponse, PAGE_MAX};
@@ -51,24 +51,16 @@ async fn page(
     problem: Option<(StatusCode, String)>,
     draft: &Draft,
 ) -> Result<Response, Refusal> {
-    let mut rows = Vec::new();
-    let mut after = None;
-    loop {
-        let request = AdminRequest::ServerList {
-            after,
-            limit: PAGE_MAX,
-        };
-        match session.call(Vec::new(), request).await? {
-            AdminResponse::Servers { servers, next } => {
-                rows.extend(servers);
-                match next {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
-            _ => return Err(unexpected()),
-        }
-    }
+    let request = |after| AdminRequest::ServerList {
+        after,
+        limit: PAGE_MAX,
+    };
+    let rows = session
+        .all(request, |answer| match answer {
+            AdminResponse::Servers { servers, next } => Some((servers, next)),
+            _ => None,
+        })
+        .await?;
     let groups = all_groups(session).await?;
     let body = html! {
         @if let Some((_, message)) = &problem {

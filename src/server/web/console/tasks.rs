@@ -30,24 +30,18 @@ pub(super) fn router() -> Router<Web> {
 
 /// Every task (page by page, as the CLI reads them).
 pub(super) async fn all_tasks(session: &Session) -> Result<Vec<TaskView>, Refusal> {
-    let mut tasks = Vec::new();
-    let mut after = None;
-    loop {
-        let request = AdminRequest::Task(TaskRequest::List {
+    let request = |after| {
+        AdminRequest::Task(TaskRequest::List {
             after,
             limit: PAGE_MAX,
-        });
-        match session.call(Vec::new(), request).await? {
-            AdminResponse::Tasks { tasks: page, next } => {
-                tasks.extend(page);
-                match next {
-                    Some(next) => after = Some(next),
-                    None => return Ok(tasks),
-                }
-            }
-            _ => return Err(unexpected()),
-        }
-    }
+        })
+    };
+    session
+        .all(request, |answer| match answer {
+            AdminResponse::Tasks { tasks, next } => Some((tasks, next)),
+            _ => None,
+        })
+        .await
 }
 
 pub(super) fn unexpected() -> Refusal {

@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 use maud::html;
 
 use super::groups::{all_groups, group_select};
-use super::tasks::unexpected;
 use super::{Refusal, Session, csrf_field, field, layout, problem, time};
 use crate::server::web::Web;
 use crate::wire::msg::{
@@ -29,27 +28,21 @@ pub(super) fn router() -> Router<Web> {
 
 /// Every virtual server (page by page, as the CLI reads them).
 async fn all_tenants(session: &Session) -> Result<Vec<VirtualServerView>, Refusal> {
-    let mut tenants = Vec::new();
-    let mut after = None;
-    loop {
-        let request = AdminRequest::VirtualServer(VirtualServerRequest::List {
+    let request = |after| {
+        AdminRequest::VirtualServer(VirtualServerRequest::List {
             after,
             limit: PAGE_MAX,
-        });
-        match session.call(Vec::new(), request).await? {
+        })
+    };
+    session
+        .all(request, |answer| match answer {
             AdminResponse::VirtualServers {
                 virtual_servers,
                 next,
-            } => {
-                tenants.extend(virtual_servers);
-                match next {
-                    Some(next) => after = Some(next),
-                    None => return Ok(tenants),
-                }
-            }
-            _ => return Err(unexpected()),
-        }
-    }
+            } => Some((virtual_servers, next)),
+            _ => None,
+        })
+        .await
 }
 
 async fn list(session: Session) -> Result<Response, Refusal> {
