@@ -32,10 +32,13 @@ test-deps:
 		$$sudo apt-get update -q && \
 		$$sudo apt-get install -y -q --no-install-recommends $(TEST_PACKAGES); }
 
-# The README's screenshots of the web console, taken by tests/console.rs in headless Chromium.
+# The README's screenshots of the web console, taken by tests/console.rs and
+# tests/console_properties.rs in headless Chromium.
 screenshots: test-deps
 	$(CARGO) test --locked --test console an_administrator
-	cp target/screenshots/console-tasks.png target/screenshots/console-statistics.png docs/
+	$(CARGO) test --locked --test console_properties an_administrator_changes
+	cp target/screenshots/console-tasks.png target/screenshots/console-statistics.png \
+		target/screenshots/console-schedule.png docs/
 
 # The seeded simulation of the tree's protocol (the real link sessions over a simulated
 # network with drops, duplicates, reordering, crashes and store failures), in release mode.

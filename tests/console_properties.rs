@@ -162,6 +162,10 @@ async fn an_administrator_changes_a_task_in_its_properties() {
         assert_eq!(o.random_delay, RandomDelay::Within { seconds: 600 });
         assert_eq!(o.time_limit_secs, Some(7200));
         assert_eq!(o.cancel_from.unwrap().to_string(), "2030-01-01T00:00");
+        tab(&b, &base, id, "schedule").await;
+        b.screenshot(&screenshot("console-schedule.png"))
+            .await
+            .unwrap();
 
         // A schedule the server cannot read: the reason, and nothing changed.
         tab(&b, &base, id, "schedule").await;
@@ -312,6 +316,13 @@ async fn an_administrator_changes_a_task_in_its_properties() {
     })
     .await
     .expect("the console test finished in time");
+}
+
+/// Where a screenshot goes: `target/screenshots/` (`make screenshots` copies it to docs/).
+fn screenshot(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
 }
 
 /// The principals of the task's own rights list (a group task's: its group's).

@@ -230,11 +230,11 @@ fn schedule(session: &Session, task: &TaskView) -> Markup {
     let delay = match o.random_delay {
         RandomDelay::Off => "off".to_string(),
         RandomDelay::Automatic => "auto".to_string(),
-        RandomDelay::Within { seconds } => format!("{seconds}s"),
+        RandomDelay::Within { seconds } => duration_spec(seconds),
     };
     let limit = o
         .time_limit_secs
-        .map(|s| format!("{s}s"))
+        .map(duration_spec)
         .unwrap_or_else(|| "none".into());
     let cancel = o.cancel_from.map(|c| c.to_string()).unwrap_or_default();
     let fields = html! {
@@ -251,6 +251,16 @@ fn schedule(session: &Session, task: &TaskView) -> Markup {
         p { label { "Cancel the schedule from (YYYY-MM-DDTHH:MM, empty: never) " input name="cancel_from" value=(cancel) size="18"; } }
     };
     edit_form(session, task, "schedule", fields)
+}
+
+/// A duration as an administrator types it (`parse_duration` reads it back): `2h`, `15m`,
+/// `90s`.
+fn duration_spec(seconds: u32) -> String {
+    match seconds {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 /// Notifications: which results the administrator is told of, and how long results stay.
@@ -305,5 +315,19 @@ fn security(session: &Session, task: &TaskView, view: &RightsView) -> Markup {
             p { "A group task has the rights of its group, " (group) ": a change here changes the group's list." }
         }
         (super::rights::section(session, view, own, &format!("/tasks/{}/rights", task.id), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duration_shows_as_it_is_typed_and_reads_back() {
+        for (seconds, text) in [(600, "10m"), (7200, "2h"), (90, "90s"), (3660, "61m")] {
+            assert_eq!(duration_spec(seconds), text);
+            let back = crate::model::schedule::parse_duration(text, "test");
+            assert_eq!(back, Ok(seconds));
+        }
     }
 }
