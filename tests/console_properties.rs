@@ -441,6 +441,44 @@ async fn an_auditor_sees_but_cannot_change() {
             AdminResponse::Tasks { tasks, .. } => assert_eq!(tasks.len(), 1),
             other => panic!("{other:?}"),
         }
+
+        // The auditor's own account: who it is, and a new password of its own.
+        assert_eq!(b.text("header a.account").await.unwrap(), "audit (auditor)");
+        b.click("header a.account").await.unwrap();
+        b.wait_for_text("table.account", "auditor", WAIT)
+            .await
+            .unwrap();
+        b.fill("input[name=password]", "auditor-password-2")
+            .await
+            .unwrap();
+        b.fill("input[name=confirm]", "auditor-password-3")
+            .await
+            .unwrap();
+        b.click("form.password button").await.unwrap();
+        b.wait_for_text(".error", "differ", WAIT).await.unwrap();
+        b.fill("input[name=password]", "auditor-password-2")
+            .await
+            .unwrap();
+        b.fill("input[name=confirm]", "auditor-password-2")
+            .await
+            .unwrap();
+        b.click("form.password button").await.unwrap();
+        b.wait_for_text("p.notice", "Your password is changed", WAIT)
+            .await
+            .unwrap();
+        assert!(
+            !b.source().await.unwrap().contains("auditor-password-2"),
+            "never shown"
+        );
+        b.fill("input[name=user]", "audit").await.unwrap();
+        b.fill("input[name=password]", "auditor-password-1")
+            .await
+            .unwrap();
+        b.click("button[type=submit]").await.unwrap();
+        b.wait_for_text(".error", "", WAIT).await.unwrap();
+        b.log_in(&base, "audit", "auditor-password-2", None)
+            .await
+            .unwrap();
         b.close().await.unwrap();
         primary.shutdown().await.unwrap();
     })

@@ -4,6 +4,7 @@
 //! SameSite=Strict); every form carries a CSRF token derived from that session, checked
 //! before anything is done. No script and no asset from anywhere else.
 
+mod account;
 mod accounts;
 mod channels;
 mod credentials;
@@ -61,6 +62,7 @@ pub(super) fn router() -> Router<Web> {
         .merge(groups::router())
         .merge(tenants::router())
         .merge(accounts::router())
+        .merge(account::router())
         .merge(channels::router())
 }
 
@@ -70,6 +72,9 @@ pub(super) struct Session {
     token: String,
     /// The CSRF token of this session, in every form.
     pub(super) csrf: String,
+    /// The account logged in, and its role.
+    pub(super) user: String,
+    pub(super) role: crate::model::Role,
     remote: SocketAddr,
     /// The secrets held between wizard steps, found only with this session's token.
     drafts: Arc<Mutex<Drafts>>,
@@ -124,12 +129,20 @@ impl Session {
     fn of(web: &Web, headers: &HeaderMap, remote: SocketAddr) -> Result<Session, Refusal> {
         let token = cookie(headers, COOKIE).ok_or(Refusal::Login)?;
         let (node, session) = node_of_token(web, &token).ok_or(Refusal::Login)?;
+        // Who is logged in, for the header and the account's own page; the admin API
+        // checks the session again on every call.
+        let who = node
+            .sessions
+            .check(&session, crate::clock::now_ms())
+            .ok_or(Refusal::Login)?;
         Ok(Session {
             node,
             csrf: csrf_of(&token),
             token: session,
             remote,
             drafts: web.drafts.clone(),
+            user: who.user,
+            role: who.role,
         })
     }
 
@@ -286,7 +299,7 @@ pub(super) fn csrf_field(session: &Session) -> Markup {
 const STYLE: &str = "
 body{font-family:system-ui,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
 header{background:#16324f;color:#fff;padding:.6em 1.2em;display:flex;gap:1.5em;align-items:center}
-header a{color:#fff;text-decoration:none}header .who{margin-left:auto}
+header a{color:#fff;text-decoration:none}header .account{margin-left:auto}
 header form{display:inline}header button{background:none;border:1px solid #fff;color:#fff}
 main{padding:1em 1.5em}table{border-collapse:collapse;background:#fff;margin:.5em 0 1.5em}
 th,td{border:1px solid #d5d9e0;padding:.35em .7em;text-align:left;vertical-align:top}
@@ -321,6 +334,7 @@ pub(super) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Ht
                             a href="/notifications" { "Notifications" } " "
                             a href="/events" { "Events" }
                         }
+                        a.account href="/account" title="Your account" { (session.user) " (" (session.role.as_str()) ")" }
                         span.who { "Server " (session.server_name()) }
                         form method="post" action="/logout" {
                             (csrf_field(session))
@@ -338,17 +352,36 @@ pub(super) fn layout(title: &str, session: Option<&Session>, body: Markup) -> Ht
     Html(page.into_string())
 }
 
-async fn login_page() -> Html<String> {
+#[derive(serde::Deserialize)]
+struct LoginQuery {
+    /// Set after the account's own password was changed, which ends its sessions.
+    changed: Option<String>,
+}
+
+async fn login_page(axum::extract::Query(q): axum::extract::Query<LoginQuery>) -> Html<String> {
+    if q.changed.is_some() {
+        return login_page_saying(
+            None,
+            Some("Your password is changed: log in with the new one."),
+        );
+    }
     login_form(None)
 }
 
 fn login_form(error: Option<&str>) -> Html<String> {
+    login_page_saying(error, None)
+}
+
+fn login_page_saying(error: Option<&str>, notice: Option<&str>) -> Html<String> {
     layout(
         "Log in",
         None,
         html! {
             @if let Some(error) = error {
                 p.error role="alert" { (error) }
+            }
+            @if let Some(notice) = notice {
+                p.notice role="status" { (notice) }
             }
             form method="post" action="/login" {
                 p { label { "Account " input name="user" autocomplete="username" required; } }
@@ -425,7 +458,11 @@ async fn logout(session: Session, body: Bytes) -> Response {
     if let Err(Refusal::Error(status, message)) = result {
         return Refusal::Error(status, message).into_response();
     }
-    let mut response = Redirect::to("/login").into_response();
+    without_session_cookie(Redirect::to("/login").into_response())
+}
+
+/// `response`, telling the browser to forget the session's cookie.
+pub(super) fn without_session_cookie(mut response: Response) -> Response {
     let expired = format!("{COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(value) = HeaderValue::from_str(&expired) {
         response.headers_mut().insert(header::SET_COOKIE, value);
