@@ -36,15 +36,6 @@ const WAIT: Duration = Duration::from_secs(20);
 const HOOK_SECRET: &str = "the console's webhook secret 5e1d";
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
-/// Waits until nothing on the page matches `css` (the row of something deleted).
-async fn wait_gone(b: &Browser, css: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !b.texts(css).await.unwrap().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "{css} still shown");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn accounts(admin: &AdminClient) -> Vec<AccountView> {
     let request = AdminRequest::AccountList {
         after: None,
@@ -193,11 +184,18 @@ async fn an_administrator_administers_the_server_in_the_console() {
         let refused = raw.raw("GET", "/accounts", None, &[]).await;
         assert_eq!(refused.status, 403);
         assert!(String::from_utf8_lossy(&refused.body).contains("class=\"error\""));
-        // Deleted.
-        b.click("tr[data-account='audrey'] td:nth-child(5) button")
+        // Deleted, once confirmed.
+        b.click("tr[data-account='audrey'] a.delete").await.unwrap();
+        b.wait_for_text("h1", "Delete account", WAIT).await.unwrap();
+        assert!(
+            accounts(&admin).await.iter().any(|a| a.name == "audrey"),
+            "asked first"
+        );
+        b.click("button[value=delete]").await.unwrap();
+        b.wait_for_text("h1", "Accounts", WAIT).await.unwrap();
+        b.wait_gone("tr[data-account='audrey']", WAIT)
             .await
             .unwrap();
-        wait_gone(&b, "tr[data-account='audrey']").await;
         assert!(!accounts(&admin).await.iter().any(|a| a.name == "audrey"));
 
         // Groups: Paris made under Managed devices, a duplicate refused, renamed Lyon.
@@ -335,7 +333,7 @@ async fn an_administrator_administers_the_server_in_the_console() {
         b.wait_for_text("h1", "Virtual servers", WAIT)
             .await
             .unwrap();
-        wait_gone(&b, row).await;
+        b.wait_gone(row, WAIT).await.unwrap();
         assert!(tenants(&admin).await.is_empty());
 
         // Notifications: plain http refused; a webhook to an HTTPS receiver on loopback
@@ -389,7 +387,7 @@ async fn an_administrator_administers_the_server_in_the_console() {
         b.click(&format!("{row} button[value=remove]"))
             .await
             .unwrap();
-        wait_gone(&b, row).await;
+        b.wait_gone(row, WAIT).await.unwrap();
         assert!(channels(&admin).await.is_empty());
 
         // A secondary: a certificate that is none refused; one issued by the deployment's
@@ -431,7 +429,7 @@ async fn an_administrator_administers_the_server_in_the_console() {
         b.wait_for_text("h1", "Administration Servers", WAIT)
             .await
             .unwrap();
-        wait_gone(&b, row).await;
+        b.wait_gone(row, WAIT).await.unwrap();
         assert_eq!(server_paths(&admin).await, servers);
 
         // Forms need the session's CSRF token: without it nothing is done.

@@ -498,6 +498,37 @@ impl Browser {
         }
     }
 
+    /// Waits until nothing on the page matches `css` (the row of something deleted). An
+    /// error reading the page (an element gone stale while the next page loads) is asked
+    /// again, not taken as an answer.
+    pub async fn wait_gone(&self, css: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !self.texts(css).await.is_ok_and(|texts| texts.is_empty()) {
+            if Instant::now() >= deadline {
+                bail!(
+                    "{css:?} still shown after {timeout:?}\n{}",
+                    self.context().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// Waits until the page shown is `url` (a form's answer redirected there).
+    pub async fn wait_for_url(&self, url: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.current_url().await.is_ok_and(|now| now == url) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("not at {url} after {timeout:?}\n{}", self.context().await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Logs in to the web console at `base` (https://ADDRESS), to the virtual server
     /// `tenant` if given, and waits for the task list.
     pub async fn log_in(

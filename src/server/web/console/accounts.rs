@@ -4,12 +4,13 @@
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::html;
 
-use super::{Refusal, Session, csrf_field, field, layout, problem, time};
+use super::{Refusal, Session, confirm_page, csrf_field, field, layout, problem, time};
 use crate::model::Role;
 use crate::server::web::Web;
 use crate::wire::msg::{AccountView, AdminRequest, AdminResponse, PAGE_MAX, Secret};
@@ -19,7 +20,7 @@ pub(super) fn router() -> Router<Web> {
         .route("/accounts", get(list))
         .route("/accounts/create", post(create))
         .route("/accounts/password", post(set_password))
-        .route("/accounts/delete", post(delete))
+        .route("/accounts/delete", get(confirm_delete).post(delete))
 }
 
 const ROLES: [Role; 3] = [Role::Administrator, Role::Operator, Role::Auditor];
@@ -79,11 +80,7 @@ async fn page(
                             }
                         }
                         td {
-                            form.inline method="post" action="/accounts/delete" {
-                                (csrf_field(session))
-                                input type="hidden" name="name" value=(a.name);
-                                button type="submit" { "Delete" }
-                            }
+                            a.delete href=(format!("/accounts/delete?name={}", super::tasks::encode(&a.name))) { "Delete" }
                         }
                     }
                 }
@@ -149,6 +146,28 @@ async fn set_password(session: Session, body: Bytes) -> Result<Response, Refusal
         Ok(_) => Ok(Redirect::to("/accounts").into_response()),
         Err(refusal) => page(&session, Some(problem(refusal)?), &Draft::default()).await,
     }
+}
+
+#[derive(serde::Deserialize)]
+struct NameQuery {
+    name: String,
+}
+
+/// Asks before deleting: the account's sessions end with it.
+async fn confirm_delete(session: Session, Query(q): Query<NameQuery>) -> Response {
+    let question = html! {
+        "Delete the account " strong { (q.name) } "? Its sessions end at once and it cannot log in again."
+    };
+    let title = "Delete account";
+    confirm_page(
+        &session,
+        title,
+        question,
+        "/accounts/delete",
+        &q.name,
+        "Delete",
+        "/accounts",
+    )
 }
 
 async fn delete(session: Session, body: Bytes) -> Result<Response, Refusal> {

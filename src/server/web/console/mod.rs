@@ -291,6 +291,29 @@ pub(super) fn problem(refusal: Refusal) -> Result<(StatusCode, String), Refusal>
     }
 }
 
+/// A page that asks before something that cannot be undone: `question`, and a button
+/// `label` that posts `name` to `action` with the session's CSRF token; Cancel goes `back`.
+pub(super) fn confirm_page(
+    session: &Session,
+    title: &str,
+    question: Markup,
+    action: &str,
+    name: &str,
+    label: &str,
+    back: &str,
+) -> Response {
+    let body = html! {
+        p.confirm { (question) }
+        form.inline method="post" action=(action) {
+            (csrf_field(session))
+            input type="hidden" name="name" value=(name);
+            button type="submit" name="go" value=(label.to_lowercase()) { (label) }
+        }
+        " " a href=(back) { "Cancel" }
+    };
+    layout(title, Some(session), body).into_response()
+}
+
 /// The hidden field every form carries.
 pub(super) fn csrf_field(session: &Session) -> Markup {
     html! { input type="hidden" name="csrf" value=(session.csrf); }

@@ -12,7 +12,7 @@ use maud::html;
 
 use super::groups::{all_groups, group_select};
 use super::tasks::encode;
-use super::{Refusal, Session, csrf_field, field, layout, problem, time};
+use super::{Refusal, Session, confirm_page, csrf_field, field, layout, problem, time};
 use crate::server::web::Web;
 use crate::wire::msg::{AdminRequest, AdminResponse, PAGE_MAX};
 
@@ -138,16 +138,19 @@ pub(super) struct NameQuery {
 
 /// Asks before removing: the secondary's certificate is revoked with it, for good.
 async fn confirm_remove(session: Session, Query(q): Query<NameQuery>) -> Response {
-    let body = html! {
-        p.confirm { "Remove the secondary Administration Server " strong { (q.name) } "? Its registration is removed and its certificate revoked: it is not let in again with that certificate." }
-        form.inline method="post" action="/servers/remove" {
-            (csrf_field(&session))
-            input type="hidden" name="name" value=(q.name);
-            button type="submit" name="go" value="remove" { "Remove" }
-        }
-        " " a href="/servers" { "Cancel" }
+    let question = html! {
+        "Remove the secondary Administration Server " strong { (q.name) } "? Its registration is removed and its certificate revoked: it is not let in again with that certificate."
     };
-    layout("Remove secondary", Some(&session), body).into_response()
+    let title = "Remove secondary";
+    confirm_page(
+        &session,
+        title,
+        question,
+        "/servers/remove",
+        &q.name,
+        "Remove",
+        "/servers",
+    )
 }
 
 async fn remove(session: Session, body: Bytes) -> Result<Response, Refusal> {

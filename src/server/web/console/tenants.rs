@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use maud::html;
 
 use super::groups::{all_groups, group_select};
-use super::{Refusal, Session, csrf_field, field, layout, problem, time};
+use super::{Refusal, Session, confirm_page, csrf_field, field, layout, problem, time};
 use crate::server::web::Web;
 use crate::wire::msg::{
     AdminRequest, AdminResponse, PAGE_MAX, VirtualServerRequest, VirtualServerView,
@@ -155,16 +155,19 @@ pub(super) struct NameQuery {
 
 /// Asks before deleting: the database goes with it, and nothing brings it back.
 async fn confirm_delete(session: Session, Query(q): Query<NameQuery>) -> Response {
-    let body = html! {
-        p.confirm { "Delete the virtual server " strong { (q.name) } " with its database: its accounts, groups, devices and tasks? This cannot be undone." }
-        form.inline method="post" action="/vservers/delete" {
-            (csrf_field(&session))
-            input type="hidden" name="name" value=(q.name);
-            button type="submit" name="go" value="delete" { "Delete" }
-        }
-        " " a href="/vservers" { "Cancel" }
+    let question = html! {
+        "Delete the virtual server " strong { (q.name) } " with its database: its accounts, groups, devices and tasks? This cannot be undone."
     };
-    layout("Delete virtual server", Some(&session), body).into_response()
+    let title = "Delete virtual server";
+    confirm_page(
+        &session,
+        title,
+        question,
+        "/vservers/delete",
+        &q.name,
+        "Delete",
+        "/vservers",
+    )
 }
 
 async fn delete(session: Session, body: Bytes) -> Result<Response, Refusal> {
