@@ -171,7 +171,9 @@ async fn an_administrator_administers_the_server_in_the_console() {
         b.click("tr[data-account='audrey'] td:nth-child(4) button")
             .await
             .unwrap();
-        b.wait_for_text("h1", "Accounts", WAIT).await.unwrap();
+        b.wait_for_text("p.notice", "The password of audrey is changed", WAIT)
+            .await
+            .unwrap();
         let mut raw = rest::Rest::new(primary.web_addr().unwrap(), "primary", &d.ca().unwrap());
         assert_eq!(
             raw_login(&mut raw, "audrey", "auditor-password-1").await,

@@ -46,11 +46,24 @@ struct Draft {
     role: Option<Role>,
 }
 
-async fn list(session: Session) -> Result<Response, Refusal> {
-    page(&session, None, &Draft::default()).await
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    /// The account whose password was just set: the page says so.
+    changed: Option<String>,
 }
 
-/// The list and its forms, with the problem of the form sent last if any.
+async fn list(session: Session, Query(q): Query<ListQuery>) -> Result<Response, Refusal> {
+    let notice = q.changed.map(|name| {
+        (
+            StatusCode::OK,
+            format!("The password of {name} is changed."),
+        )
+    });
+    page(&session, notice, &Draft::default()).await
+}
+
+/// The list and its forms, with the problem of the form sent last if any (or, with the
+/// status OK, what was done).
 async fn page(
     session: &Session,
     problem: Option<(StatusCode, String)>,
@@ -59,8 +72,10 @@ async fn page(
     let accounts = all_accounts(session).await?;
     let role = draft.role.unwrap_or(Role::Operator);
     let body = html! {
-        @if let Some((_, message)) = &problem {
-            p.error role="alert" { (message) }
+        @match &problem {
+            Some((StatusCode::OK, notice)) => p.notice role="status" { (notice) },
+            Some((_, message)) => p.error role="alert" { (message) },
+            None => {},
         }
         table.accounts {
             thead { tr { th { "Account" } th { "Role" } th { "Created" } th { "Set password" } th { "" } } }
@@ -139,11 +154,14 @@ async fn set_password(session: Session, body: Bytes) -> Result<Response, Refusal
     let name = field(&fields, "name").unwrap_or_default();
     let password = field(&fields, "password").unwrap_or_default();
     let request = AdminRequest::AccountSetPassword {
-        name,
+        name: name.clone(),
         password: Secret(password),
     };
     match session.call(Vec::new(), request).await {
-        Ok(_) => Ok(Redirect::to("/accounts").into_response()),
+        Ok(_) => {
+            let to = format!("/accounts?changed={}", super::tasks::encode(&name));
+            Ok(Redirect::to(&to).into_response())
+        }
         Err(refusal) => page(&session, Some(problem(refusal)?), &Draft::default()).await,
     }
 }
