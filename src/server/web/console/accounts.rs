@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::html;
 
-use super::{Refusal, Session, confirm_page, csrf_field, field, layout, problem, time};
+use super::{NameQuery, Refusal, Session, confirm_page, csrf_field, field, layout, problem, time};
 use crate::model::Role;
 use crate::server::web::Web;
 use crate::wire::msg::{AccountView, AdminRequest, AdminResponse, PAGE_MAX, Secret};
@@ -164,11 +164,6 @@ async fn set_password(session: Session, body: Bytes) -> Result<Response, Refusal
         }
         Err(refusal) => page(&session, Some(problem(refusal)?), &Draft::default()).await,
     }
-}
-
-#[derive(serde::Deserialize)]
-struct NameQuery {
-    name: String,
 }
 
 /// Asks before deleting: the account's sessions end with it.

@@ -180,10 +180,7 @@ async fn call(
     let request = AdminRequest::Task(TaskRequest::Credentials(Box::new(change)));
     match session.call(Vec::new(), request).await? {
         AdminResponse::Credentials(results) => Ok(results),
-        _ => Err(Refusal::Error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "unexpected answer".into(),
-        )),
+        _ => Err(super::tasks::unexpected()),
     }
 }
 

@@ -60,12 +60,7 @@ async fn devices(session: Session, Query(q): Query<DeviceQuery>) -> Result<Respo
                     _ => break,
                 }
             }
-            _ => {
-                return Err(Refusal::Error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "unexpected answer".into(),
-                ));
-            }
+            _ => return Err(super::tasks::unexpected()),
         }
     }
     let truncated = devices.len() >= DEVICES_SHOWN;
@@ -192,12 +187,7 @@ async fn events(session: Session) -> Result<Response, Refusal> {
     };
     let events = match session.call(Vec::new(), request).await? {
         AdminResponse::Events { events, .. } => events,
-        _ => {
-            return Err(Refusal::Error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "unexpected answer".into(),
-            ));
-        }
+        _ => return Err(super::tasks::unexpected()),
     };
     let body = html! {
         p { "The newest 200, oldest first." }

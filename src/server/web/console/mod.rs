@@ -291,6 +291,12 @@ pub(super) fn problem(refusal: Refusal) -> Result<(StatusCode, String), Refusal>
     }
 }
 
+/// The query of a confirmation page: what it asks about.
+#[derive(serde::Deserialize)]
+pub(super) struct NameQuery {
+    pub(super) name: String,
+}
+
 /// A page that asks before something that cannot be undone: `question`, and a button
 /// `label` that posts `name` to `action` with the session's CSRF token; Cancel goes `back`.
 pub(super) fn confirm_page(

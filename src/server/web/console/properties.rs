@@ -51,7 +51,7 @@ pub(super) async fn properties(
     let shown = show(&session, &task).await?;
     let current = tab.tab.unwrap_or_else(|| "general".into());
     let content = match current.as_str() {
-        "settings" => settings(&session, &shown, &edit::group_paths(&session).await?),
+        "settings" => settings(&session, &shown),
         "schedule" => schedule(&session, &shown),
         "notifications" => notifications(&session, &shown),
         "scope" => scope(&session, &shown, &edit::group_paths(&session).await?),
@@ -174,12 +174,9 @@ fn edit_form(session: &Session, task: &TaskView, section: &str, fields: Markup) 
 }
 
 /// Settings: the name, the application, the type's parameters, the restart and the account.
-fn settings(
-    session: &Session,
-    task: &TaskView,
-    groups: &std::collections::BTreeMap<u64, String>,
-) -> Markup {
-    let draft = draft_of(task, groups);
+fn settings(session: &Session, task: &TaskView) -> Markup {
+    // The parameters only: the scope (which needs the group paths) is another tab's.
+    let draft = draft_of(task, &std::collections::BTreeMap::new());
     let (_, parameters) = super::wizard::fields(&draft, 1, false);
     let device_task = matches!(task.task_type, TaskType::Device(_));
     let (restart, repeat, force) = match &task.restart {

@@ -12,7 +12,7 @@ use maud::html;
 
 use super::groups::{all_groups, group_select};
 use super::tasks::encode;
-use super::{Refusal, Session, confirm_page, csrf_field, field, layout, problem, time};
+use super::{NameQuery, Refusal, Session, confirm_page, csrf_field, field, layout, problem, time};
 use crate::server::web::Web;
 use crate::wire::msg::{AdminRequest, AdminResponse, PAGE_MAX};
 
@@ -129,11 +129,6 @@ async fn add(session: Session, body: Bytes) -> Result<Response, Refusal> {
         Ok(_) => Ok(Redirect::to("/servers").into_response()),
         Err(refusal) => page(&session, Some(problem(refusal)?), &draft).await,
     }
-}
-
-#[derive(serde::Deserialize)]
-pub(super) struct NameQuery {
-    name: String,
 }
 
 /// Asks before removing: the secondary's certificate is revoked with it, for good.

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use maud::html;
 
 use super::groups::{all_groups, group_select};
-use super::{Refusal, Session, confirm_page, csrf_field, field, layout, problem, time};
+use super::{NameQuery, Refusal, Session, confirm_page, csrf_field, field, layout, problem, time};
 use crate::server::web::Web;
 use crate::wire::msg::{
     AdminRequest, AdminResponse, PAGE_MAX, VirtualServerRequest, VirtualServerView,
@@ -146,11 +146,6 @@ async fn enable(session: Session, body: Bytes) -> Result<Response, Refusal> {
 
 async fn disable(session: Session, body: Bytes) -> Result<Response, Refusal> {
     set_enabled(session, body, false).await
-}
-
-#[derive(serde::Deserialize)]
-pub(super) struct NameQuery {
-    name: String,
 }
 
 /// Asks before deleting: the database goes with it, and nothing brings it back.

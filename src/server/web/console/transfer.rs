@@ -66,12 +66,7 @@ async fn export(session: &Session, task: String) -> Result<Response, Refusal> {
     let request = AdminRequest::Task(TaskRequest::Export { task });
     let (file, file_name) = match session.call(Vec::new(), request).await? {
         AdminResponse::Exported { file, file_name } => (file, file_name),
-        _ => {
-            return Err(Refusal::Error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "unexpected answer".into(),
-            ));
-        }
+        _ => return Err(super::tasks::unexpected()),
     };
     let mut response = file.into_response();
     let safe: String = file_name
@@ -130,12 +125,7 @@ async fn import(session: Session, body: Bytes) -> Result<Response, Refusal> {
     });
     let view = match session.call(Vec::new(), request).await {
         Ok(AdminResponse::Imported(view)) => view,
-        Ok(_) => {
-            return Err(Refusal::Error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "unexpected answer".into(),
-            ));
-        }
+        Ok(_) => return Err(super::tasks::unexpected()),
         Err(Refusal::Error(_, problem)) => {
             return Ok(import_form(&session, &file, &group, Some(&problem)));
         }

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{Markup, html};
@@ -160,12 +159,7 @@ async fn step(session: Session, body: Bytes) -> Result<Response, Refusal> {
     let request = AdminRequest::Task(TaskRequest::Create(Box::new(spec)));
     let created = match session.call(Vec::new(), request).await {
         Ok(AdminResponse::Task(view)) => view,
-        Ok(_) => {
-            return Err(Refusal::Error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "unexpected answer".into(),
-            ));
-        }
+        Ok(_) => return Err(super::tasks::unexpected()),
         Err(Refusal::Error(_, message)) => return Ok(page(&session, &draft, at, Some(&message))),
         Err(refusal) => return Err(refusal),
     };
